@@ -1,0 +1,232 @@
+"""The configuration schema: every core, `[Extensions.NAME]` and nginx `Config` key.
+
+Keys match case-insensitively (as Interlock's Go decoder did: `RlimitNoFile` is `RLimitNoFile`).
+Unknown keys are rejected with the list of allowed ones. Values that end up in nginx syntax are
+checked against allow-list patterns here, so a bad file stops at load time. Pure.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from interlock import __version__
+from interlock.config.durations import parse_duration
+
+
+def _pattern(regex: str, allowed: str) -> AfterValidator:
+    compiled = re.compile(regex)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(f"{value!r} is not allowed; allowed: {allowed}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+def _single_line(value: str) -> str:
+    if any(ch in value for ch in "\r\n\x00"):
+        raise ValueError("must be a single line (no newline, carriage return or NUL)")
+    return value
+
+
+def _raw_directive(value: str) -> str:
+    _single_line(value)
+    text = value.strip()
+    if not (text.endswith(";") or text.endswith("}")):
+        raise ValueError(f"{value!r} is not a complete nginx directive; it must end with ';' (or '}}' for a block)")
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+Size = Annotated[str, _pattern(r"[0-9]+[kKmMgG]?", "a size such as 8k, 32m or 1024")]
+NginxTime = Annotated[str, _pattern(r"[0-9]+(ms|s|m|h|d)?", "a time such as 75s, 500ms or 1m")]
+FilePath = Annotated[str, _pattern(r"/[A-Za-z0-9._/-]*", "an absolute path of A-Z a-z 0-9 . _ / -")]
+LogFormat = Annotated[str, _pattern(r"[^'\\\r\n\x00]*", "one line without ' or \\")]
+RawDirective = Annotated[str, AfterValidator(_raw_directive)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class _Section(BaseModel):
+    """Base for every table: case-insensitive keys, unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, validate_default=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _match_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        canonical = {}
+        for name, info in cls.model_fields.items():
+            alias = info.alias or name
+            canonical[alias.lower()] = alias
+            canonical[name.lower()] = alias
+        matched: dict[str, Any] = {}
+        for key, value in data.items():
+            target = canonical.get(str(key).lower())
+            if target is None:
+                allowed = ", ".join(sorted({info.alias or n for n, info in cls.model_fields.items()}))
+                raise ValueError(f"unknown key {key!r}; allowed keys: {allowed}")
+            matched[target] = value
+        return matched
+
+
+class NginxConfig(_Section):
+    """`[Extensions.NAME.Config]` for the nginx extension (Interlock's keys, plus a few of ours)."""
+
+    version: str = Field("", alias="Version")
+    http_version: Literal["1.0", "1.1"] = Field("1.1", alias="HTTPVersion")
+    user: Annotated[str, _pattern(r"[a-z_][a-z0-9_-]{0,31}", "a user name of a-z 0-9 _ -")] = Field("nginx", alias="User")
+    pid_path: FilePath = Field("/var/run/proxy.pid", alias="PidPath")
+    max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = Field(1024, alias="MaxConnections")
+    connect_timeout: Annotated[int, Field(ge=1, le=3600)] = Field(5, alias="ConnectTimeout")
+    send_timeout: Annotated[int, Field(ge=1, le=86400)] = Field(600, alias="SendTimeout")
+    read_timeout: Annotated[int, Field(ge=1, le=86400)] = Field(600, alias="ReadTimeout")
+    ip_hash: bool = Field(False, alias="IPHash")
+    admin_user: str = Field("", alias="AdminUser")
+    admin_pass: str = Field("", alias="AdminPass")
+    ssl_opts: str | int = Field("", alias="SSLOpts")
+    ssl_default_dh_param: Annotated[int, Field(ge=0, le=16384)] = Field(1024, alias="SSLDefaultDHParam")
+    ssl_default_dh_param_path: Annotated[str, _pattern(r"(/[A-Za-z0-9._/-]*)?", "empty or an absolute path")] = Field("", alias="SSLDefaultDHParamPath")
+    ssl_verify: Literal["required", "none", "optional"] = Field("required", alias="SSLVerify")
+    worker_processes: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = Field(1, alias="WorkerProcesses")
+    rlimit_nofile: Annotated[int, Field(ge=1, le=10_000_000)] = Field(65535, alias="RLimitNoFile")
+    ssl_ciphers: Annotated[str, _pattern(r"[A-Za-z0-9:!+@_.-]+", "an OpenSSL cipher list of A-Z a-z 0-9 : ! + @ _ . -")] = Field("HIGH:!aNULL:!MD5", alias="SSLCiphers")
+    ssl_protocols: Annotated[str, _pattern(r"(SSLv3|TLSv1(\.[0-3])?)( (SSLv3|TLSv1(\.[0-3])?))*", "space-separated TLSv1, TLSv1.1, TLSv1.2, TLSv1.3")] = Field("TLSv1.2", alias="SSLProtocols")
+    access_log_path: FilePath = Field("/dev/stdout", alias="AccessLogPath")
+    error_log_path: FilePath = Field("/dev/stdout", alias="ErrorLogPath")
+    main_log_format: LogFormat = Field(
+        '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
+        '"$http_referer" "$http_user_agent" "$http_x_forwarded_for"',
+        alias="MainLogFormat",
+    )
+    trace_log_format: LogFormat = Field(
+        '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
+        '"$http_referer" "$http_user_agent" "$http_x_forwarded_for" $request_id $msec '
+        "$request_time $upstream_connect_time $upstream_header_time $upstream_response_time",
+        alias="TraceLogFormat",
+    )
+    keepalive_timeout: NginxTime = Field("75s", alias="KeepaliveTimeout")
+    client_max_body_size: Size = Field("32m", alias="ClientMaxBodySize")
+    client_body_buffer_size: Size = Field("8k", alias="ClientBodyBufferSize")
+    client_header_buffer_size: Size = Field("1k", alias="ClientHeaderBufferSize")
+    large_client_header_buffers: Annotated[str, _pattern(r"[0-9]+ [0-9]+[kKmM]?", "a count and a size such as '4 8k'")] = Field("4 8k", alias="LargeClientHeaderBuffers")
+    client_body_timeout: NginxTime = Field("60s", alias="ClientBodyTimeout")
+    underscores_in_headers: bool = Field(False, alias="UnderscoresInHeaders")
+    hide_info_headers: bool = Field(False, alias="HideInfoHeaders")
+    server_names_hash_bucket_size: Annotated[int, Field(ge=32, le=65536)] = Field(128, alias="ServerNamesHashBucketSize")
+    upstream_zone_size: Annotated[int, Field(ge=0, le=1_048_576)] = Field(64, alias="UpstreamZoneSize")
+    global_options: tuple[RawDirective, ...] = Field((), alias="GlobalOptions")
+    http_options: tuple[RawDirective, ...] = Field((), alias="HTTPOptions")
+    tcp_options: tuple[RawDirective, ...] = Field((), alias="TCPOptions")
+    # Ours, beyond Interlock:
+    unknown_host_status: Literal[404, 503] = Field(503, alias="UnknownHostStatus")
+    stream_module_path: Annotated[str, _pattern(r"(/[A-Za-z0-9._/-]*)?", "empty (built in) or an absolute path")] = Field(
+        "/usr/lib/nginx/modules/ngx_stream_module.so", alias="StreamModulePath"
+    )
+    worker_shutdown_timeout: NginxTime = Field("10s", alias="WorkerShutdownTimeout")
+    proxy_next_upstream_tries: Annotated[int, Field(ge=0, le=10)] = Field(2, alias="ProxyNextUpstreamTries")
+    upstream_keepalive: Annotated[int, Field(ge=0, le=10000)] = Field(32, alias="UpstreamKeepalive")
+
+
+DEFAULT_IMAGE = f"interlock:{__version__}"
+DEFAULT_CONSTRAINTS = ("node.platform.os==linux",)
+
+
+class ExtensionConfig(_Section):
+    """`[Extensions.NAME]`: one extension + proxy pair (a service cluster)."""
+
+    image: str = Field(DEFAULT_IMAGE, alias="Image")
+    args: tuple[str, ...] = Field((), alias="Args")
+    labels: dict[str, str] = Field(default_factory=dict, alias="Labels")
+    container_labels: dict[str, str] = Field(default_factory=dict, alias="ContainerLabels")
+    constraints: tuple[str, ...] = Field(DEFAULT_CONSTRAINTS, alias="Constraints")
+    placement_preferences: tuple[str, ...] = Field((), alias="PlacementPreferences")
+    service_name: str = Field("", alias="ServiceName")
+    proxy_image: str = Field(DEFAULT_IMAGE, alias="ProxyImage")
+    proxy_args: tuple[str, ...] = Field((), alias="ProxyArgs")
+    proxy_labels: dict[str, str] = Field(default_factory=dict, alias="ProxyLabels")
+    proxy_container_labels: dict[str, str] = Field(default_factory=dict, alias="ProxyContainerLabels")
+    proxy_service_name: str = Field("", alias="ProxyServiceName")
+    proxy_config_path: FilePath = Field("/etc/nginx/nginx.conf", alias="ProxyConfigPath")
+    proxy_replicas: Annotated[int, Field(ge=0, le=1000)] = Field(2, alias="ProxyReplicas")
+    proxy_stop_signal: Annotated[str, _pattern(r"SIG[A-Z0-9]+", "a signal name such as SIGQUIT")] = Field("SIGQUIT", alias="ProxyStopSignal")
+    proxy_stop_grace_period: Duration = Field("5s", alias="ProxyStopGracePeriod")
+    proxy_constraints: tuple[str, ...] = Field(DEFAULT_CONSTRAINTS, alias="ProxyConstraints")
+    proxy_placement_preferences: tuple[str, ...] = Field((), alias="ProxyPlacementPreferences")
+    proxy_update_delay: Duration = Field("0s", alias="ProxyUpdateDelay")
+    service_cluster: Annotated[str, _pattern(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,62})?", "up to 63 of A-Z a-z 0-9 _ . -")] = Field("", alias="ServiceCluster")
+    publish_mode: Literal["ingress", "host"] = Field("ingress", alias="PublishMode")
+    published_port: Port = Field(8080, alias="PublishedPort")
+    target_port: Port = Field(80, alias="TargetPort")
+    published_ssl_port: Port = Field(8443, alias="PublishedSSLPort")
+    target_ssl_port: Port = Field(443, alias="TargetSSLPort")
+    template: str = Field("", alias="Template")
+    config: NginxConfig = Field(default_factory=lambda: NginxConfig(), alias="Config")
+    networks: tuple[str, ...] | None = Field(None, alias="Networks")
+    hitless_service_update: bool = Field(False, alias="HitlessServiceUpdate")
+    config_image: str = Field("", alias="ConfigImage")
+    config_service_name: str = Field("", alias="ConfigServiceName")
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> ExtensionConfig:
+        if self.target_port == self.target_ssl_port:
+            raise ValueError(f"TargetPort and TargetSSLPort are both {self.target_port}; they must differ")
+        if self.published_port == self.published_ssl_port:
+            raise ValueError(f"PublishedPort and PublishedSSLPort are both {self.published_port}; they must differ")
+        return self
+
+
+class CoreConfig(_Section):
+    """The top level of Interlock's TOML."""
+
+    listen_addr: Annotated[str, _pattern(r"[A-Za-z0-9.:\[\]-]*:[0-9]{1,5}", "[host]:port such as :8080")] = Field(":8080", alias="ListenAddr")
+    docker_url: Annotated[str, _pattern(r"(unix://|tcp://|npipe://|ssh://)\S+", "unix://PATH or tcp://HOST:PORT")] = Field("unix:///var/run/docker.sock", alias="DockerURL")
+    tls_ca_cert: str = Field("", alias="TLSCACert")
+    tls_cert: str = Field("", alias="TLSCert")
+    tls_key: str = Field("", alias="TLSKey")
+    allow_insecure: bool = Field(False, alias="AllowInsecure")
+    poll_interval: Duration = Field("3s", alias="PollInterval")
+    endpoint_override: str = Field("", alias="EndpointOverride")
+    extensions: dict[str, ExtensionConfig] = Field(default_factory=dict, alias="Extensions")
+
+    @model_validator(mode="after")
+    def _clusters_are_consistent(self) -> CoreConfig:
+        if not self.extensions:
+            raise ValueError("no [Extensions.NAME] table; at least one extension (service cluster) is required")
+        seen_clusters: dict[str, str] = {}
+        seen_names: dict[str, str] = {}
+        ingress_ports: dict[int, str] = {}
+        for name, ext in self.extensions.items():
+            other = seen_clusters.setdefault(ext.service_cluster, name)
+            if other != name:
+                raise ValueError(f"Extensions.{other} and Extensions.{name} both serve ServiceCluster {ext.service_cluster!r}; each cluster needs exactly one extension")
+            for service_name in (self.extension_service_name(name), self.proxy_service_name(name)):
+                if service_name in seen_names:
+                    raise ValueError(f"service name {service_name!r} is used twice (Extensions.{seen_names[service_name]} and Extensions.{name})")
+                seen_names[service_name] = name
+            if ext.publish_mode == "ingress":
+                for port in (ext.published_port, ext.published_ssl_port):
+                    holder = ingress_ports.setdefault(port, name)
+                    if holder != name:
+                        raise ValueError(f"Extensions.{holder} and Extensions.{name} both publish port {port} in ingress mode; ingress ports are cluster-wide, so use different ports or PublishMode = \"host\"")
+        return self
+
+    @property
+    def poll_interval_seconds(self) -> float:
+        return parse_duration(self.poll_interval)
+
+    def extension_service_name(self, name: str) -> str:
+        return self.extensions[name].service_name or ("interlock-extension" if name == "default" else f"interlock-extension-{name}")
+
+    def proxy_service_name(self, name: str) -> str:
+        return self.extensions[name].proxy_service_name or ("interlock-proxy" if name == "default" else f"interlock-proxy-{name}")

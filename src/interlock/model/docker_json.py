@@ -1,0 +1,164 @@
+"""Convert the Docker Engine API's JSON into snapshot types.
+
+Input is what `GET /services`, `/tasks`, `/networks` and `/nodes` return (a snapshot file is one
+object holding the four lists). Only routing facts are kept. This is pure: the edge that talks to
+Docker calls it, and so does `interlock render --snapshot`. Must not import docker or do I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from interlock.model.snapshot import (
+    LABEL_PREFIX,
+    NetworkAttachment,
+    Network,
+    Node,
+    PortBinding,
+    Service,
+    Snapshot,
+    Task,
+    VirtualIP,
+)
+
+_TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?$")
+
+
+class SnapshotFormatError(ValueError):
+    """The JSON is not in the Docker Engine API's shape."""
+
+
+def parse_timestamp_ns(text: str) -> int:
+    """RFC 3339 with nanoseconds (Go's format) to integer nanoseconds; 0 when absent."""
+    if not text:
+        return 0
+    match = _TIMESTAMP.match(text)
+    if not match:
+        raise SnapshotFormatError(f"unreadable timestamp {text!r}")
+    base, fraction, zone = match.groups()
+    offset = "+00:00" if zone in (None, "Z") else zone
+    seconds = int(datetime.fromisoformat(base + offset).timestamp())
+    nanos = int((fraction or "0")[:9].ljust(9, "0"))
+    return seconds * 1_000_000_000 + nanos
+
+
+def _strip_prefix_length(address: str) -> str:
+    return address.split("/", 1)[0]
+
+
+def _ports(entries: Iterable[Mapping[str, Any]] | None) -> tuple[PortBinding, ...]:
+    seen = {
+        PortBinding(
+            target_port=int(p.get("TargetPort") or 0),
+            published_port=int(p.get("PublishedPort") or 0),
+            protocol=str(p.get("Protocol") or "tcp"),
+            mode=str(p.get("PublishMode") or "ingress"),
+        )
+        for p in entries or ()
+    }
+    # The API repeats host-mode entries in PortStatus; a set drops the echo.
+    return tuple(sorted(seen))
+
+
+def service_from_api(raw: Mapping[str, Any], network_ids_by_name: Mapping[str, str]) -> Service:
+    spec = raw.get("Spec") or {}
+    labels = spec.get("Labels") or {}
+    template = spec.get("TaskTemplate") or {}
+    attached = template.get("Networks") or spec.get("Networks") or []
+    # Spec targets are IDs once the daemon stored them, but may be names in hand-made files.
+    network_ids = tuple(
+        sorted({network_ids_by_name.get(n.get("Target", ""), n.get("Target", "")) for n in attached})
+    )
+    endpoint = raw.get("Endpoint") or {}
+    endpoint_spec = endpoint.get("Spec") or spec.get("EndpointSpec") or {}
+    return Service(
+        id=str(raw["ID"]),
+        name=str(spec.get("Name") or raw["ID"]),
+        created_ns=parse_timestamp_ns(str(raw.get("CreatedAt") or "")),
+        labels=tuple(sorted((k, str(v)) for k, v in labels.items() if k.startswith(LABEL_PREFIX))),
+        network_ids=network_ids,
+        endpoint_mode=str(endpoint_spec.get("Mode") or "vip"),
+        virtual_ips=tuple(
+            VirtualIP(network_id=str(v.get("NetworkID", "")), address=_strip_prefix_length(v.get("Addr", "")))
+            for v in endpoint.get("VirtualIPs") or ()
+            if v.get("Addr")
+        ),
+        ports=_ports(endpoint.get("Ports") or endpoint_spec.get("Ports")),
+    )
+
+
+def task_from_api(raw: Mapping[str, Any]) -> Task:
+    status = raw.get("Status") or {}
+    attachments = tuple(
+        NetworkAttachment(
+            network_id=str((a.get("Network") or {}).get("ID", "")),
+            addresses=tuple(_strip_prefix_length(x) for x in a.get("Addresses") or ()),
+        )
+        for a in raw.get("NetworksAttachments") or ()
+    )
+    return Task(
+        id=str(raw["ID"]),
+        service_id=str(raw.get("ServiceID", "")),
+        node_id=str(raw.get("NodeID", "")),
+        slot=int(raw.get("Slot") or 0),
+        state=str(status.get("State", "")),
+        desired_state=str(raw.get("DesiredState", "")),
+        attachments=tuple(sorted(attachments)),
+        host_ports=_ports((status.get("PortStatus") or {}).get("Ports")),
+    )
+
+
+def network_from_api(raw: Mapping[str, Any]) -> Network:
+    return Network(
+        id=str(raw.get("Id") or raw.get("ID") or ""),
+        name=str(raw.get("Name", "")),
+        driver=str(raw.get("Driver", "")),
+        scope=str(raw.get("Scope", "")),
+        ingress=bool(raw.get("Ingress", False)),
+    )
+
+
+def node_from_api(raw: Mapping[str, Any]) -> Node:
+    spec = raw.get("Spec") or {}
+    status = raw.get("Status") or {}
+    address = str(status.get("Addr") or "")
+    if address in ("", "0.0.0.0"):
+        # Some managers report 0.0.0.0; their raft address still names the host.
+        address = str((raw.get("ManagerStatus") or {}).get("Addr", "")).rsplit(":", 1)[0]
+    return Node(
+        id=str(raw["ID"]),
+        hostname=str((raw.get("Description") or {}).get("Hostname", "")),
+        address=address,
+        role=str(spec.get("Role", "worker")),
+        state=str(status.get("State", "")),
+        availability=str(spec.get("Availability", "")),
+    )
+
+
+def snapshot_from_api(document: Mapping[str, Any]) -> Snapshot:
+    """Build a snapshot from `{"services": [...], "tasks": [...], "networks": [...], "nodes": [...]}`."""
+    if not isinstance(document, Mapping):
+        raise SnapshotFormatError("a snapshot is a JSON object with services, tasks, networks, nodes")
+    unknown = set(document) - {"services", "tasks", "networks", "nodes"}
+    if unknown:
+        raise SnapshotFormatError(
+            f"unknown snapshot keys {sorted(unknown)}; allowed: services, tasks, networks, nodes"
+        )
+    try:
+        networks = tuple(sorted((network_from_api(n) for n in document.get("networks") or ()), key=lambda n: n.id))
+        by_name = {n.name: n.id for n in networks}
+        return Snapshot(
+            services=tuple(
+                sorted((service_from_api(s, by_name) for s in document.get("services") or ()), key=lambda s: s.id)
+            ),
+            tasks=tuple(sorted((task_from_api(t) for t in document.get("tasks") or ()), key=lambda t: t.id)),
+            networks=networks,
+            nodes=tuple(sorted((node_from_api(n) for n in document.get("nodes") or ()), key=lambda n: n.id)),
+        )
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        if isinstance(exc, SnapshotFormatError):
+            raise
+        raise SnapshotFormatError(f"not in the Docker Engine API's shape: {exc!r}") from exc

@@ -1,0 +1,45 @@
+"""Problems: user-input issues found while reading labels and building routes.
+
+A problem names the service, the label, the value and why it was not accepted. Problems are
+collected and returned, never raised, so one bad label excludes one service and never the others.
+This module is the bottom layer: it imports nothing from the project.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Severity(enum.StrEnum):
+    """How a problem affects routing."""
+
+    ERROR = "error"
+    """The service (or the part of it named by the label) is not routed."""
+    WARNING = "warning"
+    """Routing goes on, but not as the labels may intend (an unknown label, a lost conflict)."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Problem:
+    """One finding about one service's labels."""
+
+    service: str
+    """Name of the service the finding is about."""
+    label: str
+    """Full label name (`com.docker.lb.hosts`), or `-` when no single label is to blame."""
+    value: str
+    """The value as the user wrote it (or `-`)."""
+    reason: str
+    """What is wrong and what is allowed instead."""
+    severity: Severity = Severity.ERROR
+    service_id: str = ""
+
+    def describe(self) -> str:
+        """One line for logs and the CLI."""
+        return f"{self.severity}: service {self.service}: {self.label}={self.value!r}: {self.reason}"
+
+
+def sorted_problems(problems: list[Problem] | tuple[Problem, ...]) -> tuple[Problem, ...]:
+    """Problems in a stable order (service, label, value, reason), duplicates dropped."""
+    return tuple(sorted(set(problems)))

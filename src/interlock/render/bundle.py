@@ -1,0 +1,20 @@
+"""A rendered proxy configuration with the identifiers delivery and confirmation rely on. Pure."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedConfig:
+    """The text of a proxy configuration, its digest, and the id the running proxy reports."""
+
+    text: str
+    config_id: str
+    """Short id printed inside the config; the running nginx answers it on its status port."""
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the full text: what delivery compares and verifies."""
+        return hashlib.sha256(self.text.encode()).hexdigest()

@@ -1,0 +1,224 @@
+"""The nginx renderer: `Routing` + extension settings -> nginx.conf text.
+
+The template only prints; this module prepares a small view (which hosts get which servers,
+hash sizes, ports) and installs the quoting filters and the `finalize` guard from `quoting`.
+Internal loopback ports: 127.0.0.1:{TERMINATOR_PORT} terminates TLS behind the SNI router,
+127.0.0.1:{PASSTHROUGH_PORT} forwards passthrough TLS, 127.0.0.1:{STATUS_PORT} answers the proxy
+agent. Pure; render layer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from functools import cache
+
+import jinja2
+
+from interlock import __version__
+from interlock.config.schema import ExtensionConfig
+from interlock.model.build import DEFAULT_HOST
+from interlock.model.routing import RedirectRule, Route, Routing, TLSMode, Upstream, VirtualHost
+from interlock.render.bundle import RenderedConfig
+from interlock.render.quoting import Token, UnsafeValue, finalize, operator_line, operator_string, user_token
+
+TERMINATOR_PORT = 20443
+PASSTHROUGH_PORT = 20444
+STATUS_PORT = 20080
+INTERNAL_PORTS = (TERMINATOR_PORT, PASSTHROUGH_PORT, STATUS_PORT)
+DEFAULT_SECRETS_DIR = "/run/secrets"
+_CONFIG_ID_PLACEHOLDER = "@@interlock-config-id@@"
+_WORDS = re.compile(r"^[A-Za-z0-9.]+( [A-Za-z0-9.]+)*$")
+
+
+@dataclass(frozen=True, slots=True)
+class _HostView:
+    host: VirtualHost
+    is_default: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.host.name
+
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        return self.host.routes
+
+    @property
+    def has_root(self) -> bool:
+        return any(r.path == "/" for r in self.host.routes)
+
+    @property
+    def ssl_only(self) -> bool:
+        return self.host.ssl_only
+
+    @property
+    def cert_secret(self) -> str:
+        return self.host.cert_secret
+
+    @property
+    def key_secret(self) -> str:
+        return self.host.key_secret
+
+    @property
+    def passthrough_upstream(self) -> str:
+        return self.host.passthrough_upstream
+
+    def redirects_for(self, scheme: str) -> tuple[RedirectRule, ...]:
+        return tuple(r for r in self.host.redirects if r.scheme == scheme)
+
+
+def _power_of_two_at_least(value: int) -> int:
+    size = 1
+    while size < value:
+        size *= 2
+    return size
+
+
+def _words(value: str) -> Token:
+    if not _WORDS.match(value):
+        raise UnsafeValue(f"refusing to print {value!r}: expected space-separated words of A-Z a-z 0-9 .")
+    return Token(value)
+
+
+@dataclass(slots=True)
+class _View:
+    routing: Routing
+    ext: ExtensionConfig
+    secrets_dir: str
+    version: str
+    http_hosts: list[_HostView] = field(default_factory=list)
+    tls_hosts: list[_HostView] = field(default_factory=list)
+    passthrough_hosts: list[_HostView] = field(default_factory=list)
+    default_tls_host: _HostView | None = None
+
+    def __post_init__(self) -> None:
+        for host in self.routing.hosts:
+            view = _HostView(host)
+            self.http_hosts.append(view)
+            if host.tls is TLSMode.TERMINATE:
+                self.tls_hosts.append(view)
+            elif host.tls is TLSMode.PASSTHROUGH:
+                self.passthrough_hosts.append(view)
+        default = self.routing.default_host
+        if default is not None:
+            self.http_hosts.append(_HostView(default, is_default=True))
+            if default.tls is TLSMode.TERMINATE:
+                self.default_tls_host = _HostView(default, is_default=True)
+
+    @property
+    def cluster(self) -> Token:
+        return user_token(self.routing.cluster) if self.routing.cluster else Token('"" (the default cluster)')
+
+    @property
+    def http_port(self) -> int:
+        return self.ext.target_port
+
+    @property
+    def https_port(self) -> int:
+        return self.ext.target_ssl_port
+
+    @property
+    def https_port_suffix(self) -> Token:
+        port = self.ext.published_ssl_port
+        return Token("" if port == 443 else f":{port}")
+
+    terminator_port = TERMINATOR_PORT
+    passthrough_port = PASSTHROUGH_PORT
+    status_port = STATUS_PORT
+    config_id = _CONFIG_ID_PLACEHOLDER
+
+    @property
+    def worker_processes(self) -> Token | int:
+        value = self.ext.config.worker_processes
+        return Token("auto") if value == "auto" else int(value)
+
+    @property
+    def underscores_in_headers(self) -> Token:
+        return Token("on" if self.ext.config.underscores_in_headers else "off")
+
+    @property
+    def ssl_protocols(self) -> Token:
+        return _words(self.ext.config.ssl_protocols)
+
+    @property
+    def large_client_header_buffers(self) -> Token:
+        return _words(self.ext.config.large_client_header_buffers)
+
+    @property
+    def dhparam(self) -> bool:
+        cfg = self.ext.config
+        return cfg.ssl_default_dh_param > 0 and bool(cfg.ssl_default_dh_param_path)
+
+    @property
+    def server_info(self) -> str:
+        return f"interlock/{self.ext.config.version or self.version} (python) linux"
+
+    @property
+    def zone_size(self) -> int:
+        return self.ext.config.upstream_zone_size
+
+    @property
+    def keepalive(self) -> int:
+        return self.ext.config.upstream_keepalive
+
+    @property
+    def names_bucket_size(self) -> int:
+        longest = max((len(h.name) for h in self.routing.hosts), default=0)
+        # nginx stores each name with a length byte and a pointer in a cache-line aligned bucket.
+        needed = _power_of_two_at_least(max(64, longest + 24))
+        return max(needed, self.ext.config.server_names_hash_bucket_size)
+
+    @property
+    def names_max_size(self) -> int:
+        return _power_of_two_at_least(max(512, 4 * len(self.routing.hosts)))
+
+    def secret_path(self, secret: str) -> Token:
+        return Token(f"{self.secrets_dir.rstrip('/')}/{user_token(secret)}")
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("interlock.render", "templates"),
+        undefined=jinja2.StrictUndefined,
+        # Autoescaping turns every printed plain string into an error via `finalize`.
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        finalize=finalize,
+    )
+    env.filters["q"] = user_token
+    env.filters["s"] = operator_string
+    env.filters["line"] = operator_line
+    return env
+
+
+def render_nginx(
+    routing: Routing,
+    ext: ExtensionConfig,
+    *,
+    secrets_dir: str = DEFAULT_SECRETS_DIR,
+    version: str = __version__,
+) -> RenderedConfig:
+    """Render the nginx configuration of one service cluster.
+
+    Raises UnsafeValue if any value could not be printed safely (the label grammars make that a
+    bug, not a user error); in that case no configuration is produced at all.
+    """
+    if ext.target_port in INTERNAL_PORTS or ext.target_ssl_port in INTERNAL_PORTS:
+        raise UnsafeValue(f"TargetPort/TargetSSLPort may not use Interlock's internal ports {INTERNAL_PORTS}")
+    if not secrets_dir.startswith("/") or not re.match(r"^[A-Za-z0-9._/-]+$", secrets_dir):
+        raise UnsafeValue(f"secrets directory {secrets_dir!r} must be an absolute plain path")
+    view = _View(routing, ext, secrets_dir, version)
+    upstreams: dict[str, Upstream] = {u.name: u for u in routing.upstreams}
+    text = _environment().get_template("nginx.conf.j2").render(
+        routing=routing, cfg=ext.config, view=view, upstreams=upstreams
+    )
+    config_id = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return RenderedConfig(text=text.replace(_CONFIG_ID_PLACEHOLDER, config_id), config_id=config_id)
+
+
+__all__ = ["DEFAULT_HOST", "INTERNAL_PORTS", "RenderedConfig", "render_nginx"]
