@@ -37,7 +37,10 @@ class Problem:
 
     def describe(self) -> str:
         """One line for logs and the CLI."""
-        return f"{self.severity}: service {self.service}: {self.label}={self.value!r}: {self.reason}"
+        if self.label == "-":
+            return f"{self.severity}: service {self.service}: {self.reason}"
+        shown = "(not set)" if self.value == "-" else f"={self.value!r}"
+        return f"{self.severity}: service {self.service}: {self.label}{shown}: {self.reason}"
 
 
 def sorted_problems(problems: list[Problem] | tuple[Problem, ...]) -> tuple[Problem, ...]:

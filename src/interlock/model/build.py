@@ -10,6 +10,7 @@ Pure; model layer.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
@@ -228,9 +229,20 @@ def _route_paths(labels: ServiceLabels) -> dict[str, _RouteOptions]:
     return paths
 
 
+def _shown(value: object) -> str:
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
+    if isinstance(value, RedirectRule):
+        return f"{value.scheme} -> {value.target}"
+    return repr(value)
+
+
 def _describe_difference(a: object, b: object) -> str:
+    """`name: older vs newer` for each option that differs."""
     fields = getattr(a, "__slots__", ())
-    diffs = [f"{name}: {getattr(a, name)!r} vs {getattr(b, name)!r}" for name in fields if getattr(a, name) != getattr(b, name)]
+    diffs = [f"{name}: {_shown(getattr(a, name))} vs {_shown(getattr(b, name))}" for name in fields if getattr(a, name) != getattr(b, name)]
     return "; ".join(diffs)
 
 
@@ -284,7 +296,8 @@ def _add_routes(host: str, draft: _HostDraft, entry: _Resolved, problems: list[P
         if route is None:
             route = draft.routes[path] = _RouteDraft(options, service.name)
         elif route.options != options:
-            problems.append(_problem(service, "context_root", f"{host}{path} is already routed by service {route.owner} (older) with other options ({_describe_difference(route.options, options)}); this service is not routed there"))
+            label = "context_root" if path == entry.labels.context_root and path != "/" else "hosts"
+            problems.append(_problem(service, label, f"{host} path {path} is already routed by service {route.owner} (older) with other options ({_describe_difference(route.options, options)}); this service is not routed there"))
             continue
         route.servers.extend(entry.servers)
         joined = True

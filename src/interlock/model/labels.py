@@ -225,6 +225,9 @@ def _check_combinations(labels: ServiceLabels, reader: _Reader) -> None:
         if labels.context_root != "/":
             reader.report("context_root", "cannot be combined with ssl_passthrough=true: the proxy does "
                           "not see paths of passthrough traffic")
+    if labels.default_backend and labels.ssl_passthrough:
+        reader.report("default_backend", "cannot be combined with ssl_passthrough=true; the default "
+                      "backend must be terminated or plain HTTP")
     if labels.ssl_only and not (labels.ssl_cert or labels.ssl_passthrough):
         reader.report("ssl_only", "needs ssl_cert or ssl_passthrough=true: there is no TLS to redirect to")
     if LABEL_PREFIX + "ssl_backend_tls_verify" in present and not labels.ssl_backend:
@@ -244,6 +247,9 @@ def _check_combinations(labels: ServiceLabels, reader: _Reader) -> None:
         if redirect.source.host not in hosts:
             reader.report("redirects", f"source host {redirect.source.host!r} is not one of this "
                           f"service's hosts ({', '.join(labels.hosts) or 'none'}); add it to hosts")
+        if redirect.source.scheme == "https" and not labels.ssl_cert:
+            reader.report("redirects", f"source {redirect.source.text()!r} is https, but the service "
+                          "has no ssl_cert, so there is no https listener for it; ignored", Severity.WARNING)
         if redirect.source.path:
             reader.report("redirects", "a redirect source is a host (with an optional scheme); "
                           f"paths are not matched: {redirect.source.text()!r}")

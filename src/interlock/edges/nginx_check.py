@@ -1,0 +1,77 @@
+"""Validate a rendered nginx configuration with a real `nginx -t`, away from any live proxy.
+
+The check renders into a private directory where every certificate secret is stood in for by
+a throwaway self-signed pair (the validating process must never hold real keys), so it tests
+syntax, directives and modules, not the real certificates; the proxy agent checks those with
+its own `nginx -t` before it swaps. `nginx -t` does not bind the listen sockets, so nothing
+served is touched. Wraps nginx and openssl only.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from interlock.config.schema import ExtensionConfig
+from interlock.model.routing import Routing
+from interlock.render.nginx import render_nginx
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    ok: bool
+    output: str
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
+
+
+@cache
+def _stand_ins() -> tuple[str, Path]:
+    """A throwaway self-signed cert+key PEM and a DH-params file, made once per process."""
+    directory = Path(tempfile.mkdtemp(prefix="interlock-stand-ins-"))
+    cert, key, dhparam = directory / "cert.pem", directory / "key.pem", directory / "dhparam.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+         "-subj", "/CN=interlock-validation", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )
+    subprocess.run(["openssl", "dhparam", "-dsaparam", "-out", str(dhparam), "2048"],
+                   check=True, capture_output=True, timeout=60)
+    return cert.read_text() + key.read_text(), dhparam
+
+
+def check_text(text: str, *, workdir: Path, nginx: str | None = None) -> CheckResult:
+    """Run `nginx -t` on `text` written into `workdir`."""
+    binary = nginx or nginx_binary()
+    if binary is None:
+        return CheckResult(False, "nginx is not installed")
+    path = workdir / "nginx.conf"
+    path.write_text(text)
+    proc = subprocess.run([binary, "-t", "-q", "-p", str(workdir), "-c", str(path)],
+                          capture_output=True, text=True, timeout=120)
+    return CheckResult(proc.returncode == 0, (proc.stdout + proc.stderr).strip())
+
+
+def check_routing(routing: Routing, ext: ExtensionConfig, *, workdir: Path | None = None,
+                  nginx: str | None = None) -> CheckResult:
+    """Render `routing` with stand-in certificates and `nginx -t` it in a private directory."""
+    with tempfile.TemporaryDirectory(prefix="interlock-check-") as scratch:
+        base = Path(workdir or scratch)
+        secrets = base / "secrets"
+        secrets.mkdir(parents=True, exist_ok=True)
+        pem, dhparam = _stand_ins()
+        for name in routing.secrets:
+            # The renderer points cert and key labels at files named after the secrets; a
+            # combined cert+key PEM stands in for either.
+            (secrets / name).write_text(pem)
+        if ext.config.ssl_default_dh_param_path:
+            # The DH-params file lives in the proxy's image; stand in for it here too.
+            ext = ext.model_copy(update={"config": ext.config.model_copy(update={"ssl_default_dh_param_path": str(dhparam)})})
+        rendered = render_nginx(routing, ext, secrets_dir=str(secrets))
+        return check_text(rendered.text, workdir=base, nginx=nginx)

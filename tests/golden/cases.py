@@ -1,0 +1,67 @@
+"""Golden cases: one readable file per case under cases/, walked by test_golden.py.
+
+A case file is TOML input, then a line `---------- problems`, the expected problems (one per
+line), then `---------- nginx.conf` and the expected configuration. The input holds
+`services`/`nodes`/`networks` in the compact form of `interlock.testing.swarm_json`, or
+`snapshot_file` naming a real captured snapshot under tests/data; optional `config` (Interlock
+TOML text) and `cluster`.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from interlock.config import CoreConfig, ExtensionConfig, default_config, load_config
+from interlock.model.build import BuildResult, build
+from interlock.model.docker_json import snapshot_from_api
+from interlock.model.routing import Routing
+from interlock.render.nginx import render_nginx
+from interlock.testing.swarm_json import swarm_json
+
+CASES = Path(__file__).parent / "cases"
+DATA = Path(__file__).parent.parent / "data"
+PROBLEMS_MARK = "---------- problems\n"
+CONFIG_MARK = "---------- nginx.conf\n"
+
+
+@dataclass(frozen=True)
+class Case:
+    path: Path
+    source: str
+    config: CoreConfig
+    cluster: str
+    result: BuildResult
+
+    @property
+    def routing(self) -> Routing:
+        return self.result.routings[self.cluster]
+
+    @property
+    def extension(self) -> ExtensionConfig:
+        return next(e for e in self.config.extensions.values() if e.service_cluster == self.cluster)
+
+    def actual(self) -> str:
+        problems = "".join(p.describe() + "\n" for p in self.result.problems)
+        config = render_nginx(self.routing, self.extension).text
+        return f"{self.source}{PROBLEMS_MARK}{problems}{CONFIG_MARK}{config}"
+
+
+def load_case(path: Path) -> Case:
+    text = path.read_text()
+    source = text.split(PROBLEMS_MARK, 1)[0]
+    spec = tomllib.loads(source)
+    config = load_config(spec["config"], source=str(path)) if "config" in spec else default_config()
+    if "snapshot_file" in spec:
+        document = json.loads((DATA / spec["snapshot_file"]).read_text())
+    else:
+        document = swarm_json(spec)
+    clusters = tuple(e.service_cluster for e in config.extensions.values())
+    cluster = spec.get("cluster", clusters[0])
+    return Case(path, source, config, cluster, build(snapshot_from_api(document), clusters))
+
+
+def all_cases() -> list[Path]:
+    return sorted(CASES.glob("*.txt"))
