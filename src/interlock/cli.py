@@ -90,7 +90,12 @@ def labels_markdown() -> str:
     """The label reference table, generated from `LABELS`."""
     rows = ["| Label | Allowed values | Default | Meaning |", "|---|---|---|---|"]
     for spec in LABELS:
-        cells = [f"`{spec.key}`", spec.allowed, spec.default, f"{spec.meaning} Example: `{spec.example}`"]
+        cells = [
+            f"`{spec.key}`",
+            spec.allowed,
+            spec.default,
+            f"{spec.meaning} Example: `{spec.example}`",
+        ]
         rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(rows) + "\n"
 
@@ -111,7 +116,11 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
 
     render = sub.add_parser("render", help="print the proxy configuration for a snapshot file")
-    render.add_argument("--snapshot", required=True, help="JSON: {services, tasks, networks, nodes} in Docker API shape")
+    render.add_argument(
+        "--snapshot",
+        required=True,
+        help="JSON: {services, tasks, networks, nodes} in Docker API shape",
+    )
     render.add_argument("--config", "-c", help="Interlock TOML (default: Interlock's defaults)")
     render.add_argument("--cluster", help="service cluster to render (default: the first extension's)")
     render.add_argument("--json", action="store_true", help="print config, digest and problems as one JSON object")

@@ -54,10 +54,8 @@ def load_case(path: Path) -> Case:
     source = text.split(PROBLEMS_MARK, 1)[0]
     spec = tomllib.loads(source)
     config = load_config(spec["config"], source=str(path)) if "config" in spec else default_config()
-    if "snapshot_file" in spec:
-        document = json.loads((DATA / spec["snapshot_file"]).read_text())
-    else:
-        document = swarm_json(spec)
+    snapshot_file = spec.get("snapshot_file")
+    document = json.loads((DATA / snapshot_file).read_text()) if snapshot_file else swarm_json(spec)
     clusters = tuple(e.service_cluster for e in config.extensions.values())
     cluster = spec.get("cluster", clusters[0])
     return Case(path, source, config, cluster, build(snapshot_from_api(document), clusters))

@@ -29,7 +29,9 @@ def test_golden_output(path: Path, update_golden: bool) -> None:
 def test_nginx_accepts_golden(path: Path, nginx: str, tmp_path: Path) -> None:
     case = load_case(path)
     result = check_routing(case.routing, case.extension, workdir=tmp_path, nginx=nginx)
-    assert result.ok, f"nginx -t rejected {path.name}:\n{result.output}\n--- config ---\n{(tmp_path / 'nginx.conf').read_text()}"
+    assert result.ok, (
+        f"nginx -t rejected {path.name}:\n{result.output}\n--- config ---\n{(tmp_path / 'nginx.conf').read_text()}"
+    )
 
 
 def test_there_are_golden_cases() -> None:

@@ -7,4 +7,11 @@ roles or anything that performs I/O.
 from interlock.config.load import ConfigError, default_config, load_config
 from interlock.config.schema import CoreConfig, ExtensionConfig, NginxConfig
 
-__all__ = ["ConfigError", "CoreConfig", "ExtensionConfig", "NginxConfig", "default_config", "load_config"]
+__all__ = [
+    "ConfigError",
+    "CoreConfig",
+    "ExtensionConfig",
+    "NginxConfig",
+    "default_config",
+    "load_config",
+]

@@ -14,7 +14,11 @@ class ConfigError(ValueError):
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
-    parts = [str(p) for p in loc if not str(p).startswith(("function-after", "literal", "int", "str", "tuple", "bool", "union", "model-"))]
+    parts = [
+        str(p)
+        for p in loc
+        if not str(p).startswith(("function-after", "literal", "int", "str", "tuple", "bool", "union", "model-"))
+    ]
     return ".".join(parts) or "(top level)"
 
 

@@ -85,7 +85,9 @@ class NginxConfig(_Section):
 
     version: str = Field("", alias="Version")
     http_version: Literal["1.0", "1.1"] = Field("1.1", alias="HTTPVersion")
-    user: Annotated[str, _pattern(r"[a-z_][a-z0-9_-]{0,31}", "a user name of a-z 0-9 _ -")] = Field("nginx", alias="User")
+    user: Annotated[str, _pattern(r"[a-z_][a-z0-9_-]{0,31}", "a user name of a-z 0-9 _ -")] = Field(
+        "nginx", alias="User"
+    )
     pid_path: FilePath = Field("/var/run/proxy.pid", alias="PidPath")
     max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = Field(1024, alias="MaxConnections")
     connect_timeout: Annotated[int, Field(ge=1, le=3600)] = Field(5, alias="ConnectTimeout")
@@ -96,12 +98,22 @@ class NginxConfig(_Section):
     admin_pass: str = Field("", alias="AdminPass")
     ssl_opts: str | int = Field("", alias="SSLOpts")
     ssl_default_dh_param: Annotated[int, Field(ge=0, le=16384)] = Field(1024, alias="SSLDefaultDHParam")
-    ssl_default_dh_param_path: Annotated[str, _pattern(r"(/[A-Za-z0-9._/-]*)?", "empty or an absolute path")] = Field("", alias="SSLDefaultDHParamPath")
+    ssl_default_dh_param_path: Annotated[str, _pattern(r"(/[A-Za-z0-9._/-]*)?", "empty or an absolute path")] = Field(
+        "", alias="SSLDefaultDHParamPath"
+    )
     ssl_verify: Literal["required", "none", "optional"] = Field("required", alias="SSLVerify")
     worker_processes: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = Field(1, alias="WorkerProcesses")
     rlimit_nofile: Annotated[int, Field(ge=1, le=10_000_000)] = Field(65535, alias="RLimitNoFile")
-    ssl_ciphers: Annotated[str, _pattern(r"[A-Za-z0-9:!+@_.-]+", "an OpenSSL cipher list of A-Z a-z 0-9 : ! + @ _ . -")] = Field("HIGH:!aNULL:!MD5", alias="SSLCiphers")
-    ssl_protocols: Annotated[str, _pattern(r"(SSLv3|TLSv1(\.[0-3])?)( (SSLv3|TLSv1(\.[0-3])?))*", "space-separated TLSv1, TLSv1.1, TLSv1.2, TLSv1.3")] = Field("TLSv1.2", alias="SSLProtocols")
+    ssl_ciphers: Annotated[
+        str, _pattern(r"[A-Za-z0-9:!+@_.-]+", "an OpenSSL cipher list of A-Z a-z 0-9 : ! + @ _ . -")
+    ] = Field("HIGH:!aNULL:!MD5", alias="SSLCiphers")
+    ssl_protocols: Annotated[
+        str,
+        _pattern(
+            r"(SSLv3|TLSv1(\.[0-3])?)( (SSLv3|TLSv1(\.[0-3])?))*",
+            "space-separated TLSv1, TLSv1.1, TLSv1.2, TLSv1.3",
+        ),
+    ] = Field("TLSv1.2", alias="SSLProtocols")
     access_log_path: FilePath = Field("/dev/stdout", alias="AccessLogPath")
     error_log_path: FilePath = Field("/dev/stdout", alias="ErrorLogPath")
     main_log_format: LogFormat = Field(
@@ -119,19 +131,23 @@ class NginxConfig(_Section):
     client_max_body_size: Size = Field("32m", alias="ClientMaxBodySize")
     client_body_buffer_size: Size = Field("8k", alias="ClientBodyBufferSize")
     client_header_buffer_size: Size = Field("1k", alias="ClientHeaderBufferSize")
-    large_client_header_buffers: Annotated[str, _pattern(r"[0-9]+ [0-9]+[kKmM]?", "a count and a size such as '4 8k'")] = Field("4 8k", alias="LargeClientHeaderBuffers")
+    large_client_header_buffers: Annotated[
+        str, _pattern(r"[0-9]+ [0-9]+[kKmM]?", "a count and a size such as '4 8k'")
+    ] = Field("4 8k", alias="LargeClientHeaderBuffers")
     client_body_timeout: NginxTime = Field("60s", alias="ClientBodyTimeout")
     underscores_in_headers: bool = Field(False, alias="UnderscoresInHeaders")
     hide_info_headers: bool = Field(False, alias="HideInfoHeaders")
-    server_names_hash_bucket_size: Annotated[int, Field(ge=32, le=65536)] = Field(128, alias="ServerNamesHashBucketSize")
+    server_names_hash_bucket_size: Annotated[int, Field(ge=32, le=65536)] = Field(
+        128, alias="ServerNamesHashBucketSize"
+    )
     upstream_zone_size: Annotated[int, Field(ge=0, le=1_048_576)] = Field(64, alias="UpstreamZoneSize")
     global_options: tuple[RawDirective, ...] = Field((), alias="GlobalOptions")
     http_options: tuple[RawDirective, ...] = Field((), alias="HTTPOptions")
     tcp_options: tuple[RawDirective, ...] = Field((), alias="TCPOptions")
     # Ours, beyond Interlock:
     unknown_host_status: Literal[404, 503] = Field(503, alias="UnknownHostStatus")
-    stream_module_path: Annotated[str, _pattern(r"(/[A-Za-z0-9._/-]*)?", "empty (built in) or an absolute path")] = Field(
-        "/usr/lib/nginx/modules/ngx_stream_module.so", alias="StreamModulePath"
+    stream_module_path: Annotated[str, _pattern(r"(/[A-Za-z0-9._/-]*)?", "empty (built in) or an absolute path")] = (
+        Field("/usr/lib/nginx/modules/ngx_stream_module.so", alias="StreamModulePath")
     )
     worker_shutdown_timeout: NginxTime = Field("10s", alias="WorkerShutdownTimeout")
     proxy_next_upstream_tries: Annotated[int, Field(ge=0, le=10)] = Field(2, alias="ProxyNextUpstreamTries")
@@ -159,19 +175,23 @@ class ExtensionConfig(_Section):
     proxy_service_name: str = Field("", alias="ProxyServiceName")
     proxy_config_path: FilePath = Field("/etc/nginx/nginx.conf", alias="ProxyConfigPath")
     proxy_replicas: Annotated[int, Field(ge=0, le=1000)] = Field(2, alias="ProxyReplicas")
-    proxy_stop_signal: Annotated[str, _pattern(r"SIG[A-Z0-9]+", "a signal name such as SIGQUIT")] = Field("SIGQUIT", alias="ProxyStopSignal")
+    proxy_stop_signal: Annotated[str, _pattern(r"SIG[A-Z0-9]+", "a signal name such as SIGQUIT")] = Field(
+        "SIGQUIT", alias="ProxyStopSignal"
+    )
     proxy_stop_grace_period: Duration = Field("5s", alias="ProxyStopGracePeriod")
     proxy_constraints: tuple[str, ...] = Field(DEFAULT_CONSTRAINTS, alias="ProxyConstraints")
     proxy_placement_preferences: tuple[str, ...] = Field((), alias="ProxyPlacementPreferences")
     proxy_update_delay: Duration = Field("0s", alias="ProxyUpdateDelay")
-    service_cluster: Annotated[str, _pattern(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,62})?", "up to 63 of A-Z a-z 0-9 _ . -")] = Field("", alias="ServiceCluster")
+    service_cluster: Annotated[
+        str, _pattern(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,62})?", "up to 63 of A-Z a-z 0-9 _ . -")
+    ] = Field("", alias="ServiceCluster")
     publish_mode: Literal["ingress", "host"] = Field("ingress", alias="PublishMode")
     published_port: Port = Field(8080, alias="PublishedPort")
     target_port: Port = Field(80, alias="TargetPort")
     published_ssl_port: Port = Field(8443, alias="PublishedSSLPort")
     target_ssl_port: Port = Field(443, alias="TargetSSLPort")
     template: str = Field("", alias="Template")
-    config: NginxConfig = Field(default_factory=lambda: NginxConfig(), alias="Config")
+    config: NginxConfig = Field(default_factory=NginxConfig, alias="Config")
     networks: tuple[str, ...] | None = Field(None, alias="Networks")
     hitless_service_update: bool = Field(False, alias="HitlessServiceUpdate")
     config_image: str = Field("", alias="ConfigImage")
@@ -189,8 +209,12 @@ class ExtensionConfig(_Section):
 class CoreConfig(_Section):
     """The top level of Interlock's TOML."""
 
-    listen_addr: Annotated[str, _pattern(r"[A-Za-z0-9.:\[\]-]*:[0-9]{1,5}", "[host]:port such as :8080")] = Field(":8080", alias="ListenAddr")
-    docker_url: Annotated[str, _pattern(r"(unix://|tcp://|npipe://|ssh://)\S+", "unix://PATH or tcp://HOST:PORT")] = Field("unix:///var/run/docker.sock", alias="DockerURL")
+    listen_addr: Annotated[str, _pattern(r"[A-Za-z0-9.:\[\]-]*:[0-9]{1,5}", "[host]:port such as :8080")] = Field(
+        ":8080", alias="ListenAddr"
+    )
+    docker_url: Annotated[str, _pattern(r"(unix://|tcp://|npipe://|ssh://)\S+", "unix://PATH or tcp://HOST:PORT")] = (
+        Field("unix:///var/run/docker.sock", alias="DockerURL")
+    )
     tls_ca_cert: str = Field("", alias="TLSCACert")
     tls_cert: str = Field("", alias="TLSCert")
     tls_key: str = Field("", alias="TLSKey")
@@ -209,16 +233,25 @@ class CoreConfig(_Section):
         for name, ext in self.extensions.items():
             other = seen_clusters.setdefault(ext.service_cluster, name)
             if other != name:
-                raise ValueError(f"Extensions.{other} and Extensions.{name} both serve ServiceCluster {ext.service_cluster!r}; each cluster needs exactly one extension")
+                raise ValueError(
+                    f"Extensions.{other} and Extensions.{name} both serve ServiceCluster "
+                    f"{ext.service_cluster!r}; each cluster needs exactly one extension"
+                )
             for service_name in (self.extension_service_name(name), self.proxy_service_name(name)):
                 if service_name in seen_names:
-                    raise ValueError(f"service name {service_name!r} is used twice (Extensions.{seen_names[service_name]} and Extensions.{name})")
+                    raise ValueError(
+                        f"service name {service_name!r} is used twice "
+                        f"(Extensions.{seen_names[service_name]} and Extensions.{name})"
+                    )
                 seen_names[service_name] = name
             if ext.publish_mode == "ingress":
                 for port in (ext.published_port, ext.published_ssl_port):
                     holder = ingress_ports.setdefault(port, name)
                     if holder != name:
-                        raise ValueError(f"Extensions.{holder} and Extensions.{name} both publish port {port} in ingress mode; ingress ports are cluster-wide, so use different ports or PublishMode = \"host\"")
+                        raise ValueError(
+                            f"Extensions.{holder} and Extensions.{name} both publish port {port} in ingress mode; "
+                            'ingress ports are cluster-wide, so use different ports or PublishMode = "host"'
+                        )
         return self
 
     @property
@@ -226,7 +259,11 @@ class CoreConfig(_Section):
         return parse_duration(self.poll_interval)
 
     def extension_service_name(self, name: str) -> str:
-        return self.extensions[name].service_name or ("interlock-extension" if name == "default" else f"interlock-extension-{name}")
+        return self.extensions[name].service_name or (
+            "interlock-extension" if name == "default" else f"interlock-extension-{name}"
+        )
 
     def proxy_service_name(self, name: str) -> str:
-        return self.extensions[name].proxy_service_name or ("interlock-proxy" if name == "default" else f"interlock-proxy-{name}")
+        return self.extensions[name].proxy_service_name or (
+            "interlock-proxy" if name == "default" else f"interlock-proxy-{name}"
+        )

@@ -37,12 +37,32 @@ def _stand_ins() -> tuple[str, Path]:
     directory = Path(tempfile.mkdtemp(prefix="interlock-stand-ins-"))
     cert, key, dhparam = directory / "cert.pem", directory / "key.pem", directory / "dhparam.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
-         "-subj", "/CN=interlock-validation", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=interlock-validation",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
-    subprocess.run(["openssl", "dhparam", "-dsaparam", "-out", str(dhparam), "2048"],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        ["openssl", "dhparam", "-dsaparam", "-out", str(dhparam), "2048"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return cert.read_text() + key.read_text(), dhparam
 
 
@@ -53,13 +73,19 @@ def check_text(text: str, *, workdir: Path, nginx: str | None = None) -> CheckRe
         return CheckResult(False, "nginx is not installed")
     path = workdir / "nginx.conf"
     path.write_text(text)
-    proc = subprocess.run([binary, "-t", "-q", "-p", str(workdir), "-c", str(path)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [binary, "-t", "-q", "-p", str(workdir), "-c", str(path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return CheckResult(proc.returncode == 0, (proc.stdout + proc.stderr).strip())
 
 
-def check_routing(routing: Routing, ext: ExtensionConfig, *, workdir: Path | None = None,
-                  nginx: str | None = None) -> CheckResult:
+def check_routing(
+    routing: Routing, ext: ExtensionConfig, *, workdir: Path | None = None, nginx: str | None = None
+) -> CheckResult:
     """Render `routing` with stand-in certificates and `nginx -t` it in a private directory."""
     with tempfile.TemporaryDirectory(prefix="interlock-check-") as scratch:
         base = Path(workdir or scratch)
@@ -72,6 +98,8 @@ def check_routing(routing: Routing, ext: ExtensionConfig, *, workdir: Path | Non
             (secrets / name).write_text(pem)
         if ext.config.ssl_default_dh_param_path:
             # The DH-params file lives in the proxy's image; stand in for it here too.
-            ext = ext.model_copy(update={"config": ext.config.model_copy(update={"ssl_default_dh_param_path": str(dhparam)})})
+            ext = ext.model_copy(
+                update={"config": ext.config.model_copy(update={"ssl_default_dh_param_path": str(dhparam)})}
+            )
         rendered = render_nginx(routing, ext, secrets_dir=str(secrets))
         return check_text(rendered.text, workdir=base, nginx=nginx)

@@ -110,7 +110,14 @@ def build(snapshot: Snapshot, clusters: Sequence[str] = ("",)) -> BuildResult:
             continue
         if labels.service_cluster not in per_cluster:
             known = ", ".join(repr(c) for c in clusters)
-            problems.append(_problem(service, "service_cluster", f"matches no extension (configured clusters: {known}); not routed", Severity.WARNING))
+            problems.append(
+                _problem(
+                    service,
+                    "service_cluster",
+                    f"matches no extension (configured clusters: {known}); not routed",
+                    Severity.WARNING,
+                )
+            )
             continue
         resolved = _resolve(service, labels, index, problems)
         if resolved is not None:
@@ -124,65 +131,98 @@ def _problem(service: Service, label: str, reason: str, severity: Severity = Sev
     return Problem(service.name, key, service.label_map.get(key, "-"), reason, severity, service_id=service.id)
 
 
-def _resolve(service: Service, labels: ServiceLabels, index: _Index, problems: list[Problem]) -> _Resolved | None:
-    port = labels.port
-    if port is None:
-        target_ports = sorted({p.target_port for p in service.ports})
-        if len(target_ports) != 1:
-            problems.append(_problem(service, "port", "missing; set com.docker.lb.port to the port the tasks listen on"))
-            return None
-        port = target_ports[0]
-    candidates = [n for n in (index.networks.get(i) for i in service.network_ids) if n is not None and not n.ingress]
-    host_published = any(p.mode == "host" and p.target_port == port for p in service.ports)
-    network: Network | None = None
-    if labels.network is not None:
-        network = next((n for n in candidates if labels.network in (n.name, n.id)), None)
-        if network is None:
-            names = ", ".join(sorted(n.name for n in candidates)) or "none"
-            problems.append(_problem(service, "network", f"the service is not attached to this network (its networks: {names})"))
-            return None
-    elif len(candidates) == 1 and not host_published:
-        network = candidates[0]
-    elif len(candidates) > 1 and not host_published:
-        names = ", ".join(sorted(n.name for n in candidates))
-        problems.append(_problem(service, "network", f"missing; the service is on several networks ({names}): set com.docker.lb.network to one of them"))
-        return None
-    elif not host_published:
-        problems.append(_problem(service, "-", f"not reachable: attached to no network the proxy can join and port {port} is not published in host mode"))
-        return None
+def _server_order(server: Server) -> tuple[str, int, str]:
+    # A key is much cheaper than the dataclass's generated ordering for tens of thousands.
+    return (server.address, server.port, server.service)
 
-    vip = labels.backend_mode == "vip"
-    servers: list[Server] = []
-    options = {"service": service.name, "max_fails": labels.max_fails, "fail_timeout": labels.fail_timeout}
-    if network is None:
-        if vip:
-            problems.append(_problem(service, "backend_mode", "vip needs an overlay network; this service is only published in host mode"))
-            return None
-        for task in index.tasks.get(service.id, ()):
+
+def _merged(servers: list[Server]) -> tuple[Server, ...]:
+    return tuple(sorted(set(servers), key=_server_order))
+
+
+class _Unroutable(Exception):
+    """Internal: a service cannot be routed; carries the problem that says why."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.reason)
+        self.problem = problem
+
+
+def _resolve(service: Service, labels: ServiceLabels, index: _Index, problems: list[Problem]) -> _Resolved | None:
+    try:
+        port = _target_port(service, labels)
+        network = _choose_network(service, labels, index, port)
+        servers = _servers(service, labels, index, network, port)
+    except _Unroutable as exc:
+        problems.append(exc.problem)
+        return None
+    if not servers:
+        reason = "no running task yet; routed as soon as one is running"
+        problems.append(_problem(service, "-", reason, Severity.WARNING))
+    return _Resolved(service, labels, servers, network.name if network else None)
+
+
+def _target_port(service: Service, labels: ServiceLabels) -> int:
+    if labels.port is not None:
+        return labels.port
+    target_ports = sorted({p.target_port for p in service.ports})
+    if len(target_ports) == 1:
+        return target_ports[0]
+    raise _Unroutable(_problem(service, "port", "missing; set com.docker.lb.port to the port the tasks listen on"))
+
+
+def _choose_network(service: Service, labels: ServiceLabels, index: _Index, port: int) -> Network | None:
+    """The network whose addresses the proxy uses, or None for host-mode targets."""
+    candidates = [n for n in (index.networks.get(i) for i in service.network_ids) if n is not None and not n.ingress]
+    names = ", ".join(sorted(n.name for n in candidates)) or "none"
+    if labels.network is not None:
+        chosen = next((n for n in candidates if labels.network in (n.name, n.id)), None)
+        if chosen is None:
+            reason = f"the service is not attached to this network (its networks: {names})"
+            raise _Unroutable(_problem(service, "network", reason))
+        return chosen
+    if any(p.mode == "host" and p.target_port == port for p in service.ports):
+        return None
+    if len(candidates) == 1:
+        return candidates[0]
+    if candidates:
+        reason = f"missing; the service is on several networks ({names}): set com.docker.lb.network to one of them"
+        raise _Unroutable(_problem(service, "network", reason))
+    reason = f"not reachable: on no network the proxy can join, and port {port} is not published in host mode"
+    raise _Unroutable(_problem(service, "-", reason))
+
+
+def _servers(
+    service: Service, labels: ServiceLabels, index: _Index, network: Network | None, port: int
+) -> tuple[Server, ...]:
+    def server(address: str, server_port: int) -> Server:
+        return Server(address, server_port, service.name, labels.max_fails, labels.fail_timeout)
+
+    serving = [t for t in index.tasks.get(service.id, ()) if t.is_serving]
+    if labels.backend_mode == "vip":
+        address = next((v.address for v in service.virtual_ips if network and v.network_id == network.id), None)
+        if network is None or service.endpoint_mode != "vip" or address is None:
+            where = f"on network {network.name}" if network else "(it is only published in host mode)"
+            reason = f"vip needs endpoint mode vip and a virtual IP {where}; endpoint mode is {service.endpoint_mode}"
+            raise _Unroutable(_problem(service, "backend_mode", reason))
+        # The VIP does not depend on tasks, so scaling never changes the configuration.
+        return (server(address, port),)
+    found: set[Server] = set()
+    for task in serving:
+        if network is None:
             node = index.nodes.get(task.node_id)
-            if not task.is_serving or node is None or not node.address:
+            if node is None or not node.address:
                 continue
-            servers.extend(
-                Server(node.address, b.published_port, **options)  # type: ignore[arg-type]
+            found.update(
+                server(node.address, b.published_port)
                 for b in task.host_ports
                 if b.mode == "host" and b.target_port == port and b.published_port
             )
-    elif vip:
-        address = next((v.address for v in service.virtual_ips if v.network_id == network.id), None)
-        if service.endpoint_mode != "vip" or address is None:
-            problems.append(_problem(service, "backend_mode", f"vip needs endpoint mode vip and a virtual IP on network {network.name}; this service has endpoint mode {service.endpoint_mode}"))
-            return None
-        servers.append(Server(address, port, **options))  # type: ignore[arg-type]
-    else:
-        for task in index.tasks.get(service.id, ()):
-            if not task.is_serving:
-                continue
+        else:
             for attachment in task.attachments:
                 if attachment.network_id == network.id:
-                    servers.extend(Server(a, port, **options) for a in attachment.addresses)  # type: ignore[arg-type]
-    if not servers:
-        problems.append(_problem(service, "-", "no running task yet; routed as soon as one is running", Severity.WARNING))
-    return _Resolved(service, labels, tuple(sorted(set(servers))), network.name if network else None)
+                    found.update(server(a, port) for a in attachment.addresses)
+    return tuple(sorted(found, key=_server_order))
 
 
 def _host_options(labels: ServiceLabels, host: str) -> _HostOptions:
@@ -192,7 +232,7 @@ def _host_options(labels: ServiceLabels, host: str) -> _HostOptions:
         tls = TLSMode.TERMINATE
     else:
         tls = TLSMode.NONE
-    rules = []
+    rules: list[RedirectRule] = []
     for redirect in labels.redirects:
         if redirect.source.host == host:
             schemes = [redirect.source.scheme] if redirect.source.scheme else ["http", "https"]
@@ -242,49 +282,52 @@ def _shown(value: object) -> str:
 def _describe_difference(a: object, b: object) -> str:
     """`name: older vs newer` for each option that differs."""
     fields = getattr(a, "__slots__", ())
-    diffs = [f"{name}: {_shown(getattr(a, name))} vs {_shown(getattr(b, name))}" for name in fields if getattr(a, name) != getattr(b, name)]
+    diffs = [
+        f"{name}: {_shown(getattr(a, name))} vs {_shown(getattr(b, name))}"
+        for name in fields
+        if getattr(a, name) != getattr(b, name)
+    ]
     return "; ".join(diffs)
 
 
 def _assemble(cluster: str, entries: list[_Resolved], problems: list[Problem]) -> Routing:
     hosts: dict[str, _HostDraft] = {}
-    default: tuple[_Resolved, _HostDraft] | None = None
+    default: _HostDraft | None = None
     for entry in entries:
         service = entry.service
-        names = list(entry.labels.hosts)
         if entry.labels.default_backend:
             if default is None:
-                default = (entry, _HostDraft(_host_options(entry.labels, DEFAULT_HOST), service.name))
-                _add_routes(DEFAULT_HOST, default[1], entry, problems)
+                default = _HostDraft(_host_options(entry.labels, DEFAULT_HOST), service.name)
+                _add_routes(DEFAULT_HOST, default, entry, problems)
             else:
-                problems.append(_problem(service, "default_backend", f"service {default[0].service.name} (older) is already the default backend of cluster {cluster!r}; this one is not"))
-        for host in names:
-            options = _host_options(entry.labels, host)
-            draft = hosts.get(host)
-            if draft is None:
-                draft = hosts[host] = _HostDraft(options, service.name)
-            elif draft.options != options:
-                problems.append(_problem(service, "hosts", f"host {host} is already routed by service {draft.owner} (older) with other host options ({_describe_difference(draft.options, options)}); this service is not routed for {host}"))
+                reason = f"service {default.owner} (older) is already the default backend of cluster {cluster!r}"
+                problems.append(_problem(service, "default_backend", reason + "; this one is not"))
+        for name in entry.labels.hosts:
+            options = _host_options(entry.labels, name)
+            draft = hosts.setdefault(name, _HostDraft(options, service.name))
+            if draft.options != options:
+                reason = (
+                    f"host {name} is already routed by service {draft.owner} (older) with other host options "
+                    f"({_describe_difference(draft.options, options)}); this service is not routed for {name}"
+                )
+                problems.append(_problem(service, "hosts", reason))
                 continue
-            _add_routes(host, draft, entry, problems)
+            _add_routes(name, draft, entry, problems)
 
     upstreams: dict[str, Upstream] = {}
     passthrough: dict[str, Upstream] = {}
-    built_hosts = []
-    for name in sorted(hosts):
-        host = _freeze_host(name, hosts[name], upstreams, passthrough)
-        if host is not None:
-            built_hosts.append(host)
-    default_host = _freeze_host(DEFAULT_HOST, default[1], upstreams, passthrough) if default else None
-    secrets = {s for h in (*built_hosts, default_host) if h is not None and h.tls is TLSMode.TERMINATE for s in (h.cert_secret, h.key_secret)}
+    built = [_freeze_host(name, hosts[name], upstreams, passthrough) for name in sorted(hosts)]
+    virtual_hosts = [h for h in built if h is not None]
+    default_host = _freeze_host(DEFAULT_HOST, default, upstreams, passthrough) if default else None
+    terminated = [h for h in (*virtual_hosts, default_host) if h is not None and h.tls is TLSMode.TERMINATE]
     return Routing(
         cluster=cluster,
-        hosts=tuple(built_hosts),
+        hosts=tuple(virtual_hosts),
         default_host=default_host,
         upstreams=tuple(upstreams[k] for k in sorted(upstreams)),
         passthrough_upstreams=tuple(passthrough[k] for k in sorted(passthrough)),
         networks=tuple(sorted({e.network for e in entries if e.network})),
-        secrets=tuple(sorted(secrets)),
+        secrets=tuple(sorted({s for h in terminated for s in (h.cert_secret, h.key_secret)})),
     )
 
 
@@ -297,7 +340,14 @@ def _add_routes(host: str, draft: _HostDraft, entry: _Resolved, problems: list[P
             route = draft.routes[path] = _RouteDraft(options, service.name)
         elif route.options != options:
             label = "context_root" if path == entry.labels.context_root and path != "/" else "hosts"
-            problems.append(_problem(service, label, f"{host} path {path} is already routed by service {route.owner} (older) with other options ({_describe_difference(route.options, options)}); this service is not routed there"))
+            problems.append(
+                _problem(
+                    service,
+                    label,
+                    f"{host} path {path} is already routed by service {route.owner} (older) with other options "
+                    f"({_describe_difference(route.options, options)}); this service is not routed there",
+                )
+            )
             continue
         route.servers.extend(entry.servers)
         joined = True
@@ -319,23 +369,42 @@ def upstream_name(host: str, path: str) -> str:
     return f"{base}__{slug}_{digest}"
 
 
-def _freeze_host(name: str, draft: _HostDraft, upstreams: dict[str, Upstream], passthrough: dict[str, Upstream]) -> VirtualHost | None:
+def _freeze_host(
+    name: str, draft: _HostDraft, upstreams: dict[str, Upstream], passthrough: dict[str, Upstream]
+) -> VirtualHost | None:
     opts = draft.options
     if opts.tls is TLSMode.PASSTHROUGH:
-        servers = tuple(sorted(set(s for r in draft.routes.values() for s in r.servers)))
+        servers = _merged([s for r in draft.routes.values() for s in r.servers])
         if not servers:
             return None
         route_options = draft.routes["/"].options
-        upstream = Upstream("passthrough_" + name, servers, Balance.IP_HASH if route_options.balance is Balance.IP_HASH else Balance.ROUND_ROBIN)
+        upstream = Upstream(
+            "passthrough_" + name,
+            servers,
+            Balance.IP_HASH if route_options.balance is Balance.IP_HASH else Balance.ROUND_ROBIN,
+        )
         passthrough[upstream.name] = upstream
-        return VirtualHost(name=name, tls=opts.tls, ssl_only=True, passthrough_upstream=upstream.name, services=tuple(draft.services))
+        return VirtualHost(
+            name=name,
+            tls=opts.tls,
+            ssl_only=True,
+            passthrough_upstream=upstream.name,
+            services=tuple(draft.services),
+        )
     routes = []
     for path in sorted(draft.routes):
         route = draft.routes[path]
         if not route.servers:
             continue
         o = route.options
-        upstream = Upstream(upstream_name(name, path), tuple(sorted(set(route.servers))), o.balance, o.cookie, o.tls, o.tls_verify)
+        upstream = Upstream(
+            upstream_name(name, path),
+            _merged(route.servers),
+            o.balance,
+            o.cookie,
+            o.tls,
+            o.tls_verify,
+        )
         upstreams[upstream.name] = upstream
         routes.append(Route(path=path, upstream=upstream.name, rewrite=o.rewrite, websocket=o.websocket))
     if not routes and not opts.redirects:

@@ -14,8 +14,8 @@ from typing import Any
 
 from interlock.model.snapshot import (
     LABEL_PREFIX,
-    NetworkAttachment,
     Network,
+    NetworkAttachment,
     Node,
     PortBinding,
     Service,
@@ -69,9 +69,7 @@ def service_from_api(raw: Mapping[str, Any], network_ids_by_name: Mapping[str, s
     template = spec.get("TaskTemplate") or {}
     attached = template.get("Networks") or spec.get("Networks") or []
     # Spec targets are IDs once the daemon stored them, but may be names in hand-made files.
-    network_ids = tuple(
-        sorted({network_ids_by_name.get(n.get("Target", ""), n.get("Target", "")) for n in attached})
-    )
+    network_ids = tuple(sorted({network_ids_by_name.get(n.get("Target", ""), n.get("Target", "")) for n in attached}))
     endpoint = raw.get("Endpoint") or {}
     endpoint_spec = endpoint.get("Spec") or spec.get("EndpointSpec") or {}
     return Service(
@@ -82,7 +80,10 @@ def service_from_api(raw: Mapping[str, Any], network_ids_by_name: Mapping[str, s
         network_ids=network_ids,
         endpoint_mode=str(endpoint_spec.get("Mode") or "vip"),
         virtual_ips=tuple(
-            VirtualIP(network_id=str(v.get("NetworkID", "")), address=_strip_prefix_length(v.get("Addr", "")))
+            VirtualIP(
+                network_id=str(v.get("NetworkID", "")),
+                address=_strip_prefix_length(v.get("Addr", "")),
+            )
             for v in endpoint.get("VirtualIPs") or ()
             if v.get("Addr")
         ),
@@ -144,15 +145,16 @@ def snapshot_from_api(document: Mapping[str, Any]) -> Snapshot:
         raise SnapshotFormatError("a snapshot is a JSON object with services, tasks, networks, nodes")
     unknown = set(document) - {"services", "tasks", "networks", "nodes"}
     if unknown:
-        raise SnapshotFormatError(
-            f"unknown snapshot keys {sorted(unknown)}; allowed: services, tasks, networks, nodes"
-        )
+        raise SnapshotFormatError(f"unknown snapshot keys {sorted(unknown)}; allowed: services, tasks, networks, nodes")
     try:
         networks = tuple(sorted((network_from_api(n) for n in document.get("networks") or ()), key=lambda n: n.id))
         by_name = {n.name: n.id for n in networks}
         return Snapshot(
             services=tuple(
-                sorted((service_from_api(s, by_name) for s in document.get("services") or ()), key=lambda s: s.id)
+                sorted(
+                    (service_from_api(s, by_name) for s in document.get("services") or ()),
+                    key=lambda s: s.id,
+                )
             ),
             tasks=tuple(sorted((task_from_api(t) for t in document.get("tasks") or ()), key=lambda t: t.id)),
             networks=networks,

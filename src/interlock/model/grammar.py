@@ -128,8 +128,7 @@ def secret_name(raw: str) -> str:
     text = raw.strip()
     if not _SECRET_NAME.match(text):
         raise GrammarError(
-            "not a Docker secret name; allowed: 1-64 of A-Z a-z 0-9 _ . -, starting and ending "
-            "with a letter or digit"
+            "not a Docker secret name; allowed: 1-64 of A-Z a-z 0-9 _ . -, starting and ending with a letter or digit"
         )
     return text
 
@@ -151,7 +150,9 @@ def cookie_name(raw: str) -> str:
 def cluster_name(raw: str) -> str:
     text = raw.strip()
     if not _CLUSTER_NAME.match(text):
-        raise GrammarError("not a service cluster name; allowed: up to 63 of A-Z a-z 0-9 _ . -, starting with a letter or digit")
+        raise GrammarError(
+            "not a service cluster name; allowed: up to 63 of A-Z a-z 0-9 _ . -, starting with a letter or digit"
+        )
     return text
 
 

@@ -9,6 +9,7 @@ left out of routing while every other service is still routed. Pure; model layer
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,7 +56,10 @@ def _redirect_list(raw: str) -> tuple[Redirect, ...]:
         if len(parts) != 2:
             raise GrammarError(f"{item!r} is not a pair; allowed: <source URL>,<target URL> separated by ';'")
         redirects.append(
-            Redirect(source=grammar.url(parts[0], require_scheme=False), target=grammar.url(parts[1], require_scheme=True))
+            Redirect(
+                source=grammar.url(parts[0], require_scheme=False),
+                target=grammar.url(parts[1], require_scheme=True),
+            )
         )
     return tuple(dict.fromkeys(redirects))
 
@@ -63,65 +67,167 @@ def _redirect_list(raw: str) -> tuple[Redirect, ...]:
 _BOOL = "true or false"
 
 LABELS: tuple[LabelSpec, ...] = (
-    LabelSpec("hosts", "comma-separated DNS names (RFC 1123; unicode is converted to IDNA A-labels)", "none",
-              "Host names (HTTP Host header, or TLS SNI) routed to this service. Required unless "
-              "default_backend=true.", "app.example.com,www.example.com", grammar.hostname_list),
-    LabelSpec("port", "a whole number 1-65535", "the service's only published target port",
-              "Port the tasks listen on. The proxy connects to task IP:port (no published port "
-              "needed); in host mode it uses the port the task publishes for this target port.",
-              "8080", grammar.port),
-    LabelSpec("network", "a Docker network name the service is attached to", "the service's only network",
-              "Network on which the proxy reaches the tasks. Needed when the service is on several "
-              "networks; stacks use the prefixed name (stack_net).", "demo_frontend", grammar.network_name),
-    LabelSpec("context_root", "an absolute path of plain segments (A-Z a-z 0-9 . _ ~ -)", "none (whole host)",
-              "Route only this path prefix of the host to the service. Several services may share a "
-              "host with different context roots.", "/app", grammar.url_path),
-    LabelSpec("context_root_rewrite", _BOOL, "false",
-              "Strip the context root before proxying (/app/x reaches the task as /x); a bare /app is "
-              "answered 301 to /app/.", "true", grammar.boolean),
-    LabelSpec("ssl_cert", "a Docker secret name", "none",
-              "Terminate TLS for the service's hosts with this certificate secret (PEM). Interlock "
-              "attaches the secret to the proxy service; routing on the TLS port is by SNI.",
-              "app.example.com.cert", grammar.secret_name),
-    LabelSpec("ssl_key", "a Docker secret name", "the ssl_cert secret (a combined PEM)",
-              "Private key secret for ssl_cert.", "app.example.com.key", grammar.secret_name),
-    LabelSpec("ssl_only", _BOOL, "false",
-              "Answer plain-HTTP requests for the service's hosts with a 302 to https on the proxy's "
-              "published TLS port.", "true", grammar.boolean),
+    LabelSpec(
+        "hosts",
+        "comma-separated DNS names (RFC 1123; unicode is converted to IDNA A-labels)",
+        "none",
+        "Host names (HTTP Host header, or TLS SNI) routed to this service. Required unless default_backend=true.",
+        "app.example.com,www.example.com",
+        grammar.hostname_list,
+    ),
+    LabelSpec(
+        "port",
+        "a whole number 1-65535",
+        "the service's only published target port",
+        "Port the tasks listen on. The proxy connects to task IP:port (no published port "
+        "needed); in host mode it uses the port the task publishes for this target port.",
+        "8080",
+        grammar.port,
+    ),
+    LabelSpec(
+        "network",
+        "a Docker network name the service is attached to",
+        "the service's only network",
+        "Network on which the proxy reaches the tasks. Needed when the service is on several "
+        "networks; stacks use the prefixed name (stack_net).",
+        "demo_frontend",
+        grammar.network_name,
+    ),
+    LabelSpec(
+        "context_root",
+        "an absolute path of plain segments (A-Z a-z 0-9 . _ ~ -)",
+        "none (whole host)",
+        "Route only this path prefix of the host to the service. Several services may share a "
+        "host with different context roots.",
+        "/app",
+        grammar.url_path,
+    ),
+    LabelSpec(
+        "context_root_rewrite",
+        _BOOL,
+        "false",
+        "Strip the context root before proxying (/app/x reaches the task as /x); a bare /app is answered 301 to /app/.",
+        "true",
+        grammar.boolean,
+    ),
+    LabelSpec(
+        "ssl_cert",
+        "a Docker secret name",
+        "none",
+        "Terminate TLS for the service's hosts with this certificate secret (PEM). Interlock "
+        "attaches the secret to the proxy service; routing on the TLS port is by SNI.",
+        "app.example.com.cert",
+        grammar.secret_name,
+    ),
+    LabelSpec(
+        "ssl_key",
+        "a Docker secret name",
+        "the ssl_cert secret (a combined PEM)",
+        "Private key secret for ssl_cert.",
+        "app.example.com.key",
+        grammar.secret_name,
+    ),
+    LabelSpec(
+        "ssl_only",
+        _BOOL,
+        "false",
+        "Answer plain-HTTP requests for the service's hosts with a 302 to https on the proxy's published TLS port.",
+        "true",
+        grammar.boolean,
+    ),
     LabelSpec("ssl_backend", _BOOL, "false", "The proxy speaks TLS to the tasks.", "true", grammar.boolean),
-    LabelSpec("ssl_backend_tls_verify", "none or required", "none",
-              "With ssl_backend, whether the proxy verifies the tasks' certificates.", "required",
-              grammar.one_of("none", "required")),
-    LabelSpec("ssl_passthrough", _BOOL, "false",
-              "Forward the raw TLS stream, chosen by SNI, to the tasks, which terminate TLS "
-              "themselves. No headers are added; plain HTTP for the host redirects to https.",
-              "true", grammar.boolean),
-    LabelSpec("websocket_endpoints", "comma-separated absolute paths", "none",
-              "Paths proxied with HTTP/1.1 Upgrade/Connection headers for websockets.", "/ws,/events",
-              grammar.path_list),
-    LabelSpec("sticky_session_cookie", "a cookie name (a letter, then A-Z a-z 0-9 _)", "none",
-              "Choose the task by a consistent hash of this cookie's value.", "session",
-              grammar.cookie_name),
-    LabelSpec("ip_hash", _BOOL, "false", "Choose the task by the client IP address.", "true", grammar.boolean),
-    LabelSpec("redirects", "';'-separated pairs '<source URL>,<target URL>'", "none",
-              "Requests whose host matches a source (one of this service's hosts) get 302 to the "
-              "target followed by the original URI. A source with a scheme applies on that "
-              "listener only.", "http://old.example.com,https://new.example.com", _redirect_list),
-    LabelSpec("service_cluster", "a name of up to 63 of A-Z a-z 0-9 _ . -", "'' (the default cluster)",
-              "Only the extension and proxy whose ServiceCluster equals this route the service.",
-              "us-east", grammar.cluster_name),
-    LabelSpec("backend_mode", "task, vip or default (= task)", "task",
-              "task: targets are the task IPs. vip: the single target is the service's virtual IP "
-              "(no reconfiguration on scaling; no sticky sessions, websockets or canary).", "vip",
-              grammar.one_of("task", "vip", "default")),
-    LabelSpec("default_backend", _BOOL, "false",
-              "Serve every host no other service claims (HTTP default server and TLS SNI default).",
-              "true", grammar.boolean),
-    LabelSpec("max_fails", "a whole number 0-100", "nginx's 1",
-              "Failed attempts within fail_timeout after which a task is skipped for fail_timeout.",
-              "3", grammar.small_count),
-    LabelSpec("fail_timeout", "a time such as 10s (units ms, s, m, h)", "nginx's 10s",
-              "Window for max_fails, and how long a failed task is skipped.", "30s", grammar.nginx_time),
+    LabelSpec(
+        "ssl_backend_tls_verify",
+        "none or required",
+        "none",
+        "With ssl_backend, whether the proxy verifies the tasks' certificates.",
+        "required",
+        grammar.one_of("none", "required"),
+    ),
+    LabelSpec(
+        "ssl_passthrough",
+        _BOOL,
+        "false",
+        "Forward the raw TLS stream, chosen by SNI, to the tasks, which terminate TLS "
+        "themselves. No headers are added; plain HTTP for the host redirects to https.",
+        "true",
+        grammar.boolean,
+    ),
+    LabelSpec(
+        "websocket_endpoints",
+        "comma-separated absolute paths",
+        "none",
+        "Paths proxied with HTTP/1.1 Upgrade/Connection headers for websockets.",
+        "/ws,/events",
+        grammar.path_list,
+    ),
+    LabelSpec(
+        "sticky_session_cookie",
+        "a cookie name (a letter, then A-Z a-z 0-9 _)",
+        "none",
+        "Choose the task by a consistent hash of this cookie's value.",
+        "session",
+        grammar.cookie_name,
+    ),
+    LabelSpec(
+        "ip_hash",
+        _BOOL,
+        "false",
+        "Choose the task by the client IP address.",
+        "true",
+        grammar.boolean,
+    ),
+    LabelSpec(
+        "redirects",
+        "';'-separated pairs '<source URL>,<target URL>'",
+        "none",
+        "Requests whose host matches a source (one of this service's hosts) get 302 to the "
+        "target followed by the original URI. A source with a scheme applies on that "
+        "listener only.",
+        "http://old.example.com,https://new.example.com",
+        _redirect_list,
+    ),
+    LabelSpec(
+        "service_cluster",
+        "a name of up to 63 of A-Z a-z 0-9 _ . -",
+        "'' (the default cluster)",
+        "Only the extension and proxy whose ServiceCluster equals this route the service.",
+        "us-east",
+        grammar.cluster_name,
+    ),
+    LabelSpec(
+        "backend_mode",
+        "task, vip or default (= task)",
+        "task",
+        "task: targets are the task IPs. vip: the single target is the service's virtual IP "
+        "(no reconfiguration on scaling; no sticky sessions, websockets or canary).",
+        "vip",
+        grammar.one_of("task", "vip", "default"),
+    ),
+    LabelSpec(
+        "default_backend",
+        _BOOL,
+        "false",
+        "Serve every host no other service claims (HTTP default server and TLS SNI default).",
+        "true",
+        grammar.boolean,
+    ),
+    LabelSpec(
+        "max_fails",
+        "a whole number 0-100",
+        "nginx's 1",
+        "Failed attempts within fail_timeout after which a task is skipped for fail_timeout.",
+        "3",
+        grammar.small_count,
+    ),
+    LabelSpec(
+        "fail_timeout",
+        "a time such as 10s (units ms, s, m, h)",
+        "nginx's 10s",
+        "Window for max_fails, and how long a failed task is skipped.",
+        "30s",
+        grammar.nginx_time,
+    ),
 )
 
 LABELS_BY_KEY: dict[str, LabelSpec] = {spec.key: spec for spec in LABELS}
@@ -161,13 +267,23 @@ class _Reader:
     def report(self, name: str, reason: str, severity: Severity = Severity.ERROR) -> None:
         key = name if name == "-" else LABEL_PREFIX + name
         value = self.service.label_map.get(key, "-")
-        self.problems.append(
-            Problem(self.service.name, key, value, reason, severity, service_id=self.service.id)
-        )
+        self.problems.append(Problem(self.service.name, key, value, reason, severity, service_id=self.service.id))
 
     @property
     def has_error(self) -> bool:
         return any(p.severity is Severity.ERROR for p in self.problems)
+
+
+def _refuse_invisible(text: str) -> None:
+    # Checked once for every label, before any grammar trims or normalises the value.
+    for char in text:
+        if unicodedata.category(char) in _INVISIBLE:
+            raise GrammarError(
+                f"contains the control or invisible character U+{ord(char):04X}; label values are printable text"
+            )
+
+
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Co", "Cs", "Cn"})
 
 
 def service_cluster_of(service: Service) -> str | None:
@@ -198,6 +314,7 @@ def parse_labels(service: Service) -> tuple[ServiceLabels | None, tuple[Problem,
             reader.report(key.removeprefix(LABEL_PREFIX), f"unknown label, ignored{hint}", Severity.WARNING)
             continue
         try:
+            _refuse_invisible(text)
             values[spec.name] = spec.parse(text)
         except GrammarError as exc:
             reader.report(spec.name, str(exc))
@@ -215,19 +332,28 @@ def _check_combinations(labels: ServiceLabels, reader: _Reader) -> None:
     if labels.ssl_key and not labels.ssl_cert:
         reader.report("ssl_key", "set without ssl_cert; set both, or only ssl_cert for a combined PEM")
     if labels.ssl_passthrough:
-        for name, value in (("ssl_cert", labels.ssl_cert), ("ssl_backend", labels.ssl_backend),
-                            ("sticky_session_cookie", labels.sticky_session_cookie),
-                            ("websocket_endpoints", labels.websocket_endpoints),
-                            ("redirects", labels.redirects)):
+        for name, value in (
+            ("ssl_cert", labels.ssl_cert),
+            ("ssl_backend", labels.ssl_backend),
+            ("sticky_session_cookie", labels.sticky_session_cookie),
+            ("websocket_endpoints", labels.websocket_endpoints),
+            ("redirects", labels.redirects),
+        ):
             if value:
-                reader.report(name, "cannot be combined with ssl_passthrough=true: the proxy does not "
-                              "decrypt passthrough traffic")
+                reader.report(
+                    name,
+                    "cannot be combined with ssl_passthrough=true: the proxy does not decrypt passthrough traffic",
+                )
         if labels.context_root != "/":
-            reader.report("context_root", "cannot be combined with ssl_passthrough=true: the proxy does "
-                          "not see paths of passthrough traffic")
+            reader.report(
+                "context_root",
+                "cannot be combined with ssl_passthrough=true: the proxy does not see paths of passthrough traffic",
+            )
     if labels.default_backend and labels.ssl_passthrough:
-        reader.report("default_backend", "cannot be combined with ssl_passthrough=true; the default "
-                      "backend must be terminated or plain HTTP")
+        reader.report(
+            "default_backend",
+            "cannot be combined with ssl_passthrough=true; the default backend must be terminated or plain HTTP",
+        )
     if labels.ssl_only and not (labels.ssl_cert or labels.ssl_passthrough):
         reader.report("ssl_only", "needs ssl_cert or ssl_passthrough=true: there is no TLS to redirect to")
     if LABEL_PREFIX + "ssl_backend_tls_verify" in present and not labels.ssl_backend:
@@ -237,22 +363,38 @@ def _check_combinations(labels: ServiceLabels, reader: _Reader) -> None:
     if labels.ip_hash and labels.sticky_session_cookie:
         reader.report("ip_hash", "cannot be combined with sticky_session_cookie; choose one")
     if labels.backend_mode == "vip":
-        for name, value in (("sticky_session_cookie", labels.sticky_session_cookie),
-                            ("ip_hash", labels.ip_hash), ("websocket_endpoints", labels.websocket_endpoints)):
+        for name, value in (
+            ("sticky_session_cookie", labels.sticky_session_cookie),
+            ("ip_hash", labels.ip_hash),
+            ("websocket_endpoints", labels.websocket_endpoints),
+        ):
             if value:
-                reader.report(name, "not supported with backend_mode=vip: the proxy sees one virtual IP, "
-                              "not the tasks; use backend_mode=task")
+                reader.report(
+                    name,
+                    "not supported with backend_mode=vip: the proxy sees one virtual IP, "
+                    "not the tasks; use backend_mode=task",
+                )
     hosts = set(labels.hosts)
     for redirect in labels.redirects:
         if redirect.source.host not in hosts:
-            reader.report("redirects", f"source host {redirect.source.host!r} is not one of this "
-                          f"service's hosts ({', '.join(labels.hosts) or 'none'}); add it to hosts")
+            reader.report(
+                "redirects",
+                f"source host {redirect.source.host!r} is not one of this "
+                f"service's hosts ({', '.join(labels.hosts) or 'none'}); add it to hosts",
+            )
         if redirect.source.scheme == "https" and not labels.ssl_cert:
-            reader.report("redirects", f"source {redirect.source.text()!r} is https, but the service "
-                          "has no ssl_cert, so there is no https listener for it; ignored", Severity.WARNING)
+            reader.report(
+                "redirects",
+                f"source {redirect.source.text()!r} is https, but the service "
+                "has no ssl_cert, so there is no https listener for it; ignored",
+                Severity.WARNING,
+            )
         if redirect.source.path:
-            reader.report("redirects", "a redirect source is a host (with an optional scheme); "
-                          f"paths are not matched: {redirect.source.text()!r}")
+            reader.report(
+                "redirects",
+                "a redirect source is a host (with an optional scheme); "
+                f"paths are not matched: {redirect.source.text()!r}",
+            )
 
 
 def _failed(reader: _Reader) -> set[str]:

@@ -19,9 +19,16 @@ import jinja2
 from interlock import __version__
 from interlock.config.schema import ExtensionConfig
 from interlock.model.build import DEFAULT_HOST
-from interlock.model.routing import RedirectRule, Route, Routing, TLSMode, Upstream, VirtualHost
+from interlock.model.routing import RedirectRule, Routing, Server, TLSMode, Upstream, VirtualHost
 from interlock.render.bundle import RenderedConfig
-from interlock.render.quoting import Token, UnsafeValue, finalize, operator_line, operator_string, user_token
+from interlock.render.quoting import (
+    Token,
+    UnsafeValue,
+    finalize,
+    operator_line,
+    operator_string,
+    user_token,
+)
 
 TERMINATOR_PORT = 20443
 PASSTHROUGH_PORT = 20444
@@ -29,41 +36,47 @@ STATUS_PORT = 20080
 INTERNAL_PORTS = (TERMINATOR_PORT, PASSTHROUGH_PORT, STATUS_PORT)
 DEFAULT_SECRETS_DIR = "/run/secrets"
 _CONFIG_ID_PLACEHOLDER = "@@interlock-config-id@@"
+_HEADERS = """\
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header x-request-id $request_id;
+"""
+# Constant text, printed once per location: cheaper as tokens than as a macro call each time.
+_PROXY_HEADERS = Token(_HEADERS + '            proxy_set_header Connection "";\n')
+_WEBSOCKET_HEADERS = Token(
+    _HEADERS + "            proxy_set_header Upgrade $http_upgrade;\n"
+    "            proxy_set_header Connection $connection_upgrade;\n"
+)
 _WORDS = re.compile(r"^[A-Za-z0-9.]+( [A-Za-z0-9.]+)*$")
 
 
-@dataclass(frozen=True, slots=True)
 class _HostView:
-    host: VirtualHost
-    is_default: bool = False
+    """What the template reads about one host (plain attributes: read once per location)."""
 
-    @property
-    def name(self) -> str:
-        return self.host.name
+    __slots__ = (
+        "cert_secret",
+        "has_root",
+        "host",
+        "is_default",
+        "key_secret",
+        "name",
+        "passthrough_upstream",
+        "routes",
+        "ssl_only",
+    )
 
-    @property
-    def routes(self) -> tuple[Route, ...]:
-        return self.host.routes
-
-    @property
-    def has_root(self) -> bool:
-        return any(r.path == "/" for r in self.host.routes)
-
-    @property
-    def ssl_only(self) -> bool:
-        return self.host.ssl_only
-
-    @property
-    def cert_secret(self) -> str:
-        return self.host.cert_secret
-
-    @property
-    def key_secret(self) -> str:
-        return self.host.key_secret
-
-    @property
-    def passthrough_upstream(self) -> str:
-        return self.host.passthrough_upstream
+    def __init__(self, host: VirtualHost, *, is_default: bool = False) -> None:
+        self.host = host
+        self.is_default = is_default
+        self.name = host.name
+        self.routes = host.routes
+        self.has_root = any(r.path == "/" for r in host.routes)
+        self.ssl_only = host.ssl_only
+        self.cert_secret = host.cert_secret
+        self.key_secret = host.key_secret
+        self.passthrough_upstream = host.passthrough_upstream
 
     def redirects_for(self, scheme: str) -> tuple[RedirectRule, ...]:
         return tuple(r for r in self.host.redirects if r.scheme == scheme)
@@ -124,6 +137,8 @@ class _View:
         port = self.ext.published_ssl_port
         return Token("" if port == 443 else f":{port}")
 
+    proxy_headers = _PROXY_HEADERS
+    websocket_headers = _WEBSOCKET_HEADERS
     terminator_port = TERMINATOR_PORT
     passthrough_port = PASSTHROUGH_PORT
     status_port = STATUS_PORT
@@ -174,6 +189,19 @@ class _View:
     def names_max_size(self) -> int:
         return _power_of_two_at_least(max(512, 4 * len(self.routing.hosts)))
 
+    def server_entry(self, server: Server) -> Token:
+        """`ADDRESS:PORT [max_fails=N] [fail_timeout=T]; # SERVICE` in one token.
+
+        One call per server instead of four filtered expressions: upstreams hold most of the
+        configuration's lines, so this is where rendering time goes.
+        """
+        parts = [f"{user_token(server.address)}:{int(server.port)}"]
+        if server.max_fails is not None:
+            parts.append(f"max_fails={int(server.max_fails)}")
+        if server.fail_timeout is not None:
+            parts.append(f"fail_timeout={user_token(server.fail_timeout)}")
+        return Token(" ".join(parts) + f"; # {user_token(server.service)}")
+
     def secret_path(self, secret: str) -> Token:
         return Token(f"{self.secrets_dir.rstrip('/')}/{user_token(secret)}")
 
@@ -214,8 +242,10 @@ def render_nginx(
         raise UnsafeValue(f"secrets directory {secrets_dir!r} must be an absolute plain path")
     view = _View(routing, ext, secrets_dir, version)
     upstreams: dict[str, Upstream] = {u.name: u for u in routing.upstreams}
-    text = _environment().get_template("nginx.conf.j2").render(
-        routing=routing, cfg=ext.config, view=view, upstreams=upstreams
+    text = (
+        _environment()
+        .get_template("nginx.conf.j2")
+        .render(routing=routing, cfg=ext.config, view=view, upstreams=upstreams)
     )
     config_id = hashlib.sha256(text.encode()).hexdigest()[:16]
     return RenderedConfig(text=text.replace(_CONFIG_ID_PLACEHOLDER, config_id), config_id=config_id)

@@ -40,6 +40,10 @@ class Token(Markup):
 
     __slots__ = ()
 
+    def __new__(cls, value: object = "") -> Token:
+        # Skips Markup's __html__/encoding handling: tokens are always made from plain text.
+        return str.__new__(cls, value)
+
 
 def user_token(value: object) -> Token:
     """A label-derived value as one bare nginx word, or UnsafeValue."""

@@ -42,12 +42,22 @@ def swarm_json(description: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]
         for n in nodes_in
     ]
     services_in: Sequence[Mapping[str, Any]] = description.get("services") or []
-    network_names = list(dict.fromkeys(
-        [n["name"] for n in description.get("networks") or []]
-        + [net for s in services_in for net in s.get("networks", [])]
-    ))
-    networks = [{"Id": fake_id("net", name), "Name": name, "Driver": "overlay", "Scope": "swarm", "Ingress": False}
-                for name in network_names]
+    network_names = list(
+        dict.fromkeys(
+            [n["name"] for n in description.get("networks") or []]
+            + [net for s in services_in for net in s.get("networks", [])]
+        )
+    )
+    networks = [
+        {
+            "Id": fake_id("net", name),
+            "Name": name,
+            "Driver": "overlay",
+            "Scope": "swarm",
+            "Ingress": False,
+        }
+        for name in network_names
+    ]
     net_index = {name: i + 1 for i, name in enumerate(network_names)}
     next_host = dict.fromkeys(network_names, 10)
     services, tasks = [], []
@@ -56,40 +66,76 @@ def swarm_json(description: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]
         nets = list(svc.get("networks", []))
         host_ports = list(svc.get("host_ports", []))
         ports = [{"Protocol": "tcp", "TargetPort": p, "PublishMode": "host"} for p in host_ports]
-        ports += [{"Protocol": "tcp", "TargetPort": p, "PublishedPort": 30000 + p % 1000, "PublishMode": "ingress"}
-                  for p in svc.get("ports", [])]
+        ports += [
+            {
+                "Protocol": "tcp",
+                "TargetPort": p,
+                "PublishedPort": 30000 + p % 1000,
+                "PublishMode": "ingress",
+            }
+            for p in svc.get("ports", [])
+        ]
         mode = svc.get("endpoint_mode", "vip")
-        vips = [{"NetworkID": fake_id("net", n), "Addr": f"10.{net_index[n]}.0.2/16"} for n in nets] if mode == "vip" else []
-        services.append({
-            "ID": sid,
-            "CreatedAt": _timestamp(int(svc.get("created", position))),
-            "Spec": {
-                "Name": svc["name"],
-                "Labels": dict(svc.get("labels", {})),
-                "TaskTemplate": {"Networks": [{"Target": fake_id("net", n)} for n in nets]},
-                "EndpointSpec": {"Mode": mode},
-            },
-            "Endpoint": {"Spec": {"Mode": mode, "Ports": ports}, "Ports": ports, "VirtualIPs": vips},
-        })
-        states = (["running"] * int(svc.get("replicas", 1)) + ["starting"] * int(svc.get("starting", 0))
-                  + ["stopping"] * int(svc.get("stopping", 0)))
+        vips = (
+            [{"NetworkID": fake_id("net", n), "Addr": f"10.{net_index[n]}.0.2/16"} for n in nets]
+            if mode == "vip"
+            else []
+        )
+        services.append(
+            {
+                "ID": sid,
+                "CreatedAt": _timestamp(int(svc.get("created", position))),
+                "Spec": {
+                    "Name": svc["name"],
+                    "Labels": dict(svc.get("labels", {})),
+                    "TaskTemplate": {"Networks": [{"Target": fake_id("net", n)} for n in nets]},
+                    "EndpointSpec": {"Mode": mode},
+                },
+                "Endpoint": {
+                    "Spec": {"Mode": mode, "Ports": ports},
+                    "Ports": ports,
+                    "VirtualIPs": vips,
+                },
+            }
+        )
+        states = (
+            ["running"] * int(svc.get("replicas", 1))
+            + ["starting"] * int(svc.get("starting", 0))
+            + ["stopping"] * int(svc.get("stopping", 0))
+        )
         for slot, state in enumerate(states, start=1):
             node = nodes[(slot - 1) % len(nodes)]
             attachments = []
             for n in nets:
                 host = next_host[n]
                 next_host[n] += 1
-                attachments.append({"Network": {"ID": fake_id("net", n), "Spec": {"Name": n}},
-                                    "Addresses": [f"10.{net_index[n]}.{host // 250}.{host % 250 + 2}/16"]})
-            status_ports = [{"Protocol": "tcp", "TargetPort": p, "PublishedPort": 32768 + slot - 1 + 100 * i,
-                             "PublishMode": "host"} for i, p in enumerate(host_ports)]
-            tasks.append({
-                "ID": fake_id("task", svc["name"], slot),
-                "ServiceID": sid,
-                "NodeID": node["ID"],
-                "Slot": slot,
-                "Status": {"State": "running" if state == "stopping" else state, "PortStatus": {"Ports": status_ports}},
-                "DesiredState": "shutdown" if state == "stopping" else "running",
-                "NetworksAttachments": attachments,
-            })
+                attachments.append(
+                    {
+                        "Network": {"ID": fake_id("net", n), "Spec": {"Name": n}},
+                        "Addresses": [f"10.{net_index[n]}.{host // 250}.{host % 250 + 2}/16"],
+                    }
+                )
+            status_ports = [
+                {
+                    "Protocol": "tcp",
+                    "TargetPort": p,
+                    "PublishedPort": 32768 + slot - 1 + 100 * i,
+                    "PublishMode": "host",
+                }
+                for i, p in enumerate(host_ports)
+            ]
+            tasks.append(
+                {
+                    "ID": fake_id("task", svc["name"], slot),
+                    "ServiceID": sid,
+                    "NodeID": node["ID"],
+                    "Slot": slot,
+                    "Status": {
+                        "State": "running" if state == "stopping" else state,
+                        "PortStatus": {"Ports": status_ports},
+                    },
+                    "DesiredState": "shutdown" if state == "stopping" else "running",
+                    "NetworksAttachments": attachments,
+                }
+            )
     return {"services": services, "tasks": tasks, "networks": networks, "nodes": nodes}

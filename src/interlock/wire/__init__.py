@@ -1,0 +1,1 @@
+"""Role-to-role messages and their JSON codecs."""

