@@ -40,6 +40,7 @@ def render_section(result: dict[str, object]) -> str:
     gc_on = result["pipeline_gc_on"]
     base = result["baseline_json_load"]
     assert isinstance(pipe, dict) and isinstance(gc_on, dict) and isinstance(base, dict)
+    size_mb, hosts = pipe["config_bytes"] / 1e6, pipe["hosts"]
     return f"""## Render: {result["services"]:,} services x 3 tasks ({result["tasks"]:,} targets)
 
 `bench/render_10k.py`: a synthetic snapshot in the Docker API's JSON shape ({result["snapshot_mb"]} MB; a
@@ -52,7 +53,7 @@ the same file in the same run: the unavoidable cost of reading the input.
 | baseline: `json.loads` of the snapshot | {base["load_s"]:.3f} | |
 | API JSON -> snapshot types | {pipe["convert_s"]:.3f} | {gc_on["convert_s"]:.3f} |
 | build (labels, targets, routing model) | {pipe["build_s"]:.3f} | {gc_on["build_s"]:.3f} |
-| render (nginx.conf, {pipe["config_bytes"] / 1e6:.1f} MB, {pipe["hosts"]:,} hosts) | {pipe["render_s"]:.3f} | {gc_on["render_s"]:.3f} |
+| render (nginx.conf, {size_mb:.1f} MB, {hosts:,} hosts) | {pipe["render_s"]:.3f} | {gc_on["render_s"]:.3f} |
 | **build + render** | **{pipe["build_s"] + pipe["render_s"]:.3f}** | {gc_on["build_s"] + gc_on["render_s"]:.3f} |
 | convert + build + render | {pipe["pipeline_s"]:.3f} | {gc_on["pipeline_s"]:.3f} |
 
