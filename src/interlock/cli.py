@@ -1,16 +1,20 @@
-"""The `interlock` command line: offline tools and the entry points of the three roles.
+"""The `interlock` command line: the three roles, the operator commands and offline tools.
 
-`render` answers "what would the proxy run for this snapshot?" without a swarm; `labels` prints
-the label reference from the declarative table. Exit status 2 means bad input (config, snapshot,
-arguments), reported as one clear message, never a traceback. This is the top layer.
+Roles: `run -c /config.toml` (core), `extension`, `proxy`. Operators: `up`, `down`, `status`,
+`routes`, `problems`. Offline: `render` ("what would the proxy run for this snapshot?") and
+`labels` (the label reference). Exit status 2 means bad input (config, snapshot, arguments),
+reported as one clear message, never a traceback. This is the top layer.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from interlock import __version__
@@ -109,6 +113,133 @@ def cmd_labels(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from interlock.edges.docker_source import DockerSwarmSource
+    from interlock.edges.swarm_ops import SwarmOps
+    from interlock.roles.core import run_core
+
+    config = read_config(args.config)
+    source = DockerSwarmSource.connect(
+        config.docker_url,
+        tls_ca=config.tls_ca_cert,
+        tls_cert=config.tls_cert,
+        tls_key=config.tls_key,
+        allow_insecure=config.allow_insecure,
+    )
+    asyncio.run(run_core(config, source=source, ops=SwarmOps(source.client)))
+    return 0
+
+
+def cmd_extension(args: argparse.Namespace) -> int:
+    from interlock.roles.extension import run_extension
+
+    asyncio.run(
+        run_extension(
+            name=args.name or os.environ.get("INTERLOCK_EXTENSION", "default"),
+            core_url=args.core or os.environ.get("INTERLOCK_CORE_URL", "http://tasks.interlock:8080"),
+        )
+    )
+    return 0
+
+
+def cmd_proxy(args: argparse.Namespace) -> int:
+    from interlock.roles.agent import run_agent
+
+    asyncio.run(
+        run_agent(
+            extension_url=args.extension
+            or os.environ.get("INTERLOCK_EXTENSION_URL", "http://tasks.interlock-extension:8080"),
+            mounted_config=args.config or os.environ.get("INTERLOCK_PROXY_CONFIG", "/etc/nginx/nginx.conf"),
+        )
+    )
+    return 0
+
+
+def _operator(action: Callable[[], int]) -> int:
+    from interlock.errors import DockerUnavailable
+    from interlock.operator import OperatorError
+
+    try:
+        return action()
+    except (OperatorError, DockerUnavailable) as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from interlock import operator
+
+    def action() -> int:
+        operator.up(args.config, debug=args.debug, wait=args.wait)
+        return 0
+
+    return _operator(action)
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from interlock import operator
+
+    def action() -> int:
+        operator.down()
+        return 0
+
+    return _operator(action)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from interlock import operator
+
+    def action() -> int:
+        status = operator.core_status()
+        if args.command == "routes":
+            payload: object = status["routes"]
+        elif args.command == "problems":
+            payload = status["problems"]
+        else:
+            payload = {k: status[k] for k in ("ready", "core", "clusters") if k in status} | (
+                {"note": status["note"]} if "note" in status else {}
+            )
+        if args.json:
+            json.dump(payload, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+            return 0
+        if "note" in status:
+            print(f"note: {status['note']}", file=sys.stderr)
+        if args.command == "routes":
+            operator.print_table(status["routes"], ["cluster", "host", "path", "services", "targets", "tls"])
+        elif args.command == "problems":
+            operator.print_table(status["problems"], ["severity", "service", "label", "value", "reason"])
+        else:
+            print(f"core: {status['core'].get('service')} ready={status['ready']}")
+            for cluster in status["clusters"]:
+                print(
+                    f"cluster {cluster['cluster']!r} (extension {cluster['extension']}): state {cluster['state_version']}, "
+                    f"{cluster['hosts']} hosts, validated config {cluster['config_id']} "
+                    f"{'(validation error: ' + cluster['validation_error'][:200] + ')' if cluster['validation_error'] else ''}"
+                )
+                for proxy in cluster["proxies"]:
+                    state = "ok" if proxy["ok"] else f"error: {proxy['error'][:200]}"
+                    print(
+                        f"  proxy {proxy['proxy']}: serving {proxy['config_id'] or 'nothing'} ({state}, {proxy['reloads']} reloads)"
+                    )
+        return 0
+
+    return _operator(action)
+
+
+def cmd_demo_app(args: argparse.Namespace) -> int:
+    from interlock.testing.backend import serve
+
+    asyncio.run(serve(args.port, args.tls_cert, args.tls_key, args.drain))
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from interlock.operator import inspect_local
+
+    json.dump(inspect_local(), sys.stdout)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="interlock", description="Application routing for Docker Swarm.")
     top.add_argument("--version", action="version", version=f"interlock {__version__}")
@@ -126,6 +257,47 @@ def parser() -> argparse.ArgumentParser:
     render.add_argument("--json", action="store_true", help="print config, digest and problems as one JSON object")
     render.set_defaults(func=cmd_render)
 
+    run = sub.add_parser("run", help="run the core (Docker socket, manager only)")
+    run.add_argument("-c", "--config", default="/config.toml", help="Interlock TOML (default /config.toml)")
+    run.set_defaults(func=cmd_run)
+
+    extension = sub.add_parser("extension", help="run an extension (no Docker socket)")
+    extension.add_argument("--name", help="the [Extensions.NAME] it serves (env INTERLOCK_EXTENSION)")
+    extension.add_argument("--core", help="core URL (env INTERLOCK_CORE_URL)")
+    extension.set_defaults(func=cmd_extension)
+
+    proxy = sub.add_parser("proxy", help="run nginx and the proxy agent (no Docker socket)")
+    proxy.add_argument("--extension", help="extension URL (env INTERLOCK_EXTENSION_URL)")
+    proxy.add_argument("--config", help="mounted configuration (env INTERLOCK_PROXY_CONFIG)")
+    proxy.set_defaults(func=cmd_proxy)
+
+    up = sub.add_parser("up", help="deploy or update Interlock on the swarm the Docker CLI points at")
+    up.add_argument("--config", "-c", help="Interlock TOML (default: Interlock's defaults)")
+    up.add_argument("--wait", type=float, default=180.0, help="seconds to wait for a proxy to answer (0: do not wait)")
+    up.set_defaults(func=cmd_up)
+
+    down = sub.add_parser("down", help="remove what `interlock up` and the core created")
+    down.set_defaults(func=cmd_down)
+
+    for name, text in (
+        ("status", "components and the configuration each proxy serves"),
+        ("routes", "the routing table"),
+        ("problems", "every label problem"),
+    ):
+        show = sub.add_parser(name, help=text)
+        show.add_argument("--json", action="store_true")
+        show.set_defaults(func=cmd_show)
+
+    demo = sub.add_parser("demo-app", help="a small echo web app for demos and tests (JSON, websockets, TLS)")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--tls-cert")
+    demo.add_argument("--tls-key")
+    demo.add_argument("--drain", type=float, default=2.0, help="seconds to keep serving after SIGTERM")
+    demo.set_defaults(func=cmd_demo_app)
+
+    inspect = sub.add_parser("inspect", help=argparse.SUPPRESS)
+    inspect.set_defaults(func=cmd_inspect)
+
     labels = sub.add_parser("labels", help="print the com.docker.lb.* label reference")
     labels.add_argument("--markdown", action="store_true", help="as a Markdown table (the README's)")
     labels.set_defaults(func=cmd_labels)
@@ -134,6 +306,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     try:
         return int(args.func(args))
     except UsageError as exc:

@@ -34,6 +34,14 @@ DEFAULT_HOST = "_"
 
 
 @dataclass(frozen=True, slots=True)
+class ProxyAttachments:
+    """What every running proxy task of a cluster can use right now."""
+
+    networks: frozenset[str]
+    secrets: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
 class BuildResult:
     routings: Mapping[str, Routing]
     """One routing table per requested service cluster."""
@@ -98,8 +106,42 @@ class _Index:
             self.tasks.setdefault(task.service_id, []).append(task)
 
 
-def build(snapshot: Snapshot, clusters: Sequence[str] = ("",)) -> BuildResult:
-    """Build the routing table of each cluster in `clusters` from `snapshot`."""
+def proxy_attachments(snapshot: Snapshot, proxy_service: str) -> ProxyAttachments:
+    """Networks and secrets that every current and coming task of `proxy_service` has.
+
+    Tasks are made from the service's spec, so the spec stands for the tasks still to come; each
+    task whose desired state is `running` counts with its own spec. During a rolling update the
+    old tasks lack what was just added, so it stays out until they are replaced.
+    """
+    names = {n.id: n.name for n in snapshot.networks}
+    service = next((s for s in snapshot.services if s.name == proxy_service), None)
+    if service is None:
+        return ProxyAttachments(frozenset(), frozenset())
+    members = [(service.network_ids, service.secret_names)] + [
+        (t.network_ids, t.secret_names)
+        for t in snapshot.tasks
+        if t.service_id == service.id and t.desired_state == "running"
+    ]
+    networks = frozenset.intersection(*(frozenset(names.get(i, i) for i in ids) for ids, _ in members))
+    secrets = frozenset.intersection(*(frozenset(s) for _, s in members))
+    return ProxyAttachments(networks, secrets)
+
+
+def build(
+    snapshot: Snapshot,
+    clusters: Sequence[str] = ("",),
+    *,
+    attachments: Mapping[str, ProxyAttachments] | None = None,
+    existing_secrets: frozenset[str] | None = None,
+) -> BuildResult:
+    """Build the routing table of each cluster in `clusters` from `snapshot`.
+
+    With `attachments` (the running core passes them), a service is routed only once every
+    proxy task of its cluster is on the service's network and holds its certificate secrets;
+    until then it is held back with a warning, while `Routing.networks` and `Routing.secrets`
+    still list what the proxy needs, so the core attaches it. `existing_secrets` names the
+    secrets in the swarm; a label naming any other is an error.
+    """
     index = _Index(snapshot)
     problems: list[Problem] = []
     per_cluster: dict[str, list[_Resolved]] = {name: [] for name in clusters}
@@ -119,10 +161,19 @@ def build(snapshot: Snapshot, clusters: Sequence[str] = ("",)) -> BuildResult:
                 )
             )
             continue
+        if existing_secrets is not None:
+            missing = [s for s in (labels.ssl_cert, labels.ssl_key) if s and s not in existing_secrets]
+            if missing:
+                label = "ssl_cert" if labels.ssl_cert in missing else "ssl_key"
+                problems.append(_problem(service, label, f"no Docker secret named {missing[0]!r}; create it first"))
+                continue
         resolved = _resolve(service, labels, index, problems)
         if resolved is not None:
             per_cluster[labels.service_cluster].append(resolved)
-    routings = {name: _assemble(name, entries, problems) for name, entries in per_cluster.items()}
+    routings = {
+        name: _assemble(name, entries, problems, attachments.get(name) if attachments is not None else None)
+        for name, entries in per_cluster.items()
+    }
     return BuildResult(routings=routings, problems=sorted_problems(problems))
 
 
@@ -290,11 +341,32 @@ def _describe_difference(a: object, b: object) -> str:
     return "; ".join(diffs)
 
 
-def _assemble(cluster: str, entries: list[_Resolved], problems: list[Problem]) -> Routing:
+def _waiting_for(entry: _Resolved, attached: ProxyAttachments) -> str | None:
+    """What the proxy still lacks to reach this service, if anything."""
+    if entry.network and entry.network not in attached.networks:
+        return f"network {entry.network}"
+    for secret in (entry.labels.ssl_cert, entry.labels.ssl_key):
+        if secret and secret not in attached.secrets:
+            return f"secret {secret}"
+    return None
+
+
+def _assemble(
+    cluster: str, entries: list[_Resolved], problems: list[Problem], attached: ProxyAttachments | None
+) -> Routing:
     hosts: dict[str, _HostDraft] = {}
     default: _HostDraft | None = None
+    needed_networks = {e.network for e in entries if e.network}
+    needed_secrets = {
+        s for e in entries if not e.labels.ssl_passthrough for s in (e.labels.ssl_cert, e.labels.ssl_key) if s
+    }
     for entry in entries:
         service = entry.service
+        lacking = _waiting_for(entry, attached) if attached is not None else None
+        if lacking is not None:
+            reason = f"waiting for every proxy task of cluster {cluster!r} to have {lacking}; routed then"
+            problems.append(_problem(service, "-", reason, Severity.WARNING))
+            continue
         if entry.labels.default_backend:
             if default is None:
                 default = _HostDraft(_host_options(entry.labels, DEFAULT_HOST), service.name)
@@ -319,15 +391,14 @@ def _assemble(cluster: str, entries: list[_Resolved], problems: list[Problem]) -
     built = [_freeze_host(name, hosts[name], upstreams, passthrough) for name in sorted(hosts)]
     virtual_hosts = [h for h in built if h is not None]
     default_host = _freeze_host(DEFAULT_HOST, default, upstreams, passthrough) if default else None
-    terminated = [h for h in (*virtual_hosts, default_host) if h is not None and h.tls is TLSMode.TERMINATE]
     return Routing(
         cluster=cluster,
         hosts=tuple(virtual_hosts),
         default_host=default_host,
         upstreams=tuple(upstreams[k] for k in sorted(upstreams)),
         passthrough_upstreams=tuple(passthrough[k] for k in sorted(passthrough)),
-        networks=tuple(sorted({e.network for e in entries if e.network})),
-        secrets=tuple(sorted({s for h in terminated for s in (h.cert_secret, h.key_secret)})),
+        networks=tuple(sorted(needed_networks)),
+        secrets=tuple(sorted(needed_secrets)),
     )
 
 

@@ -63,6 +63,11 @@ def _ports(entries: Iterable[Mapping[str, Any]] | None) -> tuple[PortBinding, ..
     return tuple(sorted(seen))
 
 
+def _secret_names(task_spec: Mapping[str, Any]) -> tuple[str, ...]:
+    secrets = (task_spec.get("ContainerSpec") or {}).get("Secrets") or ()
+    return tuple(sorted(str(x.get("SecretName", "")) for x in secrets))
+
+
 def service_from_api(raw: Mapping[str, Any], network_ids_by_name: Mapping[str, str]) -> Service:
     spec = raw.get("Spec") or {}
     labels = spec.get("Labels") or {}
@@ -88,6 +93,7 @@ def service_from_api(raw: Mapping[str, Any], network_ids_by_name: Mapping[str, s
             if v.get("Addr")
         ),
         ports=_ports(endpoint.get("Ports") or endpoint_spec.get("Ports")),
+        secret_names=_secret_names(template),
     )
 
 
@@ -109,6 +115,8 @@ def task_from_api(raw: Mapping[str, Any]) -> Task:
         desired_state=str(raw.get("DesiredState", "")),
         attachments=tuple(sorted(attachments)),
         host_ports=_ports((status.get("PortStatus") or {}).get("Ports")),
+        secret_names=_secret_names(raw.get("Spec") or {}),
+        network_ids=tuple(sorted(str(n.get("Target", "")) for n in (raw.get("Spec") or {}).get("Networks") or ())),
     )
 
 

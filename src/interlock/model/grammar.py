@@ -44,6 +44,9 @@ def hostname(raw: str) -> str:
     if not text:
         raise GrammarError("empty host name; allowed: a DNS name such as app.example.com")
     if not _ASCII_HOST.match(text):
+        if text.isascii() and text.isprintable() and " " not in text:
+            bad = next(ch for ch in text if not _ASCII_HOST.match(ch))
+            raise GrammarError(f"{bad!r} is not allowed in a host name; allowed: a-z, 0-9, '-' and '.' between parts")
         if not all(ch.isprintable() and not ch.isspace() for ch in text):
             raise GrammarError("host names may not contain spaces or control characters")
         try:

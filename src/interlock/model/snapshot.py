@@ -42,6 +42,10 @@ class Task:
     desired_state: str
     attachments: tuple[NetworkAttachment, ...] = ()
     host_ports: tuple[PortBinding, ...] = ()
+    secret_names: tuple[str, ...] = ()
+    """Secrets in the task's spec (for proxy tasks: which certificates they hold)."""
+    network_ids: tuple[str, ...] = ()
+    """Networks in the task's spec (known before the task has addresses)."""
 
     @property
     def is_serving(self) -> bool:
@@ -76,6 +80,8 @@ class Service:
     endpoint_mode: str = "vip"
     virtual_ips: tuple[VirtualIP, ...] = ()
     ports: tuple[PortBinding, ...] = ()
+    secret_names: tuple[str, ...] = ()
+    """Secrets in the service's spec (for proxy services: which certificates new tasks get)."""
 
     @property
     def label_map(self) -> Mapping[str, str]:

@@ -1,0 +1,80 @@
+"""Role-to-role HTTP (aiohttp): bearer-token checks for servers, a small client for callers.
+
+Tokens come from Docker secrets (files under /run/secrets); comparison is constant-time. A call
+without the right token gets 401 and nothing else.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from interlock.errors import PeerUnavailable
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def read_token(path: str | Path) -> str:
+    token = Path(path).read_text().strip()
+    if len(token) < 16:
+        raise ValueError(f"token in {path} is too short (at least 16 characters)")
+    return token
+
+
+def authorized(request: web.Request, token: str) -> bool:
+    header = request.headers.get("Authorization", "")
+    return header.startswith("Bearer ") and hmac.compare_digest(header[7:].encode(), token.encode())
+
+
+def require_token(token: str, handler: Handler) -> Handler:
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        if not authorized(request, token):
+            return web.json_response({"error": "unauthorized"}, status=401)
+        return await handler(request)
+
+    return guarded
+
+
+class PeerClient:
+    """Calls another role at `base_url` with a bearer token."""
+
+    def __init__(self, base_url: str, token: str, *, session: aiohttp.ClientSession | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self._session = session
+
+    async def _ensure(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def get(self, path: str, *, params: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, bytes]:
+        session = await self._ensure()
+        try:
+            async with session.get(
+                self.base_url + path, params=params, headers=self._headers, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as response:
+                return response.status, await response.read()
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise PeerUnavailable(f"GET {self.base_url}{path}: {exc!r}") from exc
+
+    async def post(self, path: str, body: bytes, *, timeout: float = 10) -> tuple[int, bytes]:
+        session = await self._ensure()
+        try:
+            async with session.post(
+                self.base_url + path,
+                data=body,
+                headers={**self._headers, "Content-Type": "application/json"},
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as response:
+                return response.status, await response.read()
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise PeerUnavailable(f"POST {self.base_url}{path}: {exc!r}") from exc
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()

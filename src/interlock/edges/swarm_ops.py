@@ -1,0 +1,146 @@
+"""Docker writes for the core and `interlock up`/`down`: services, networks, secrets, configs.
+
+Specs are built by `interlock.render.swarm_specs` in the Engine API's JSON shape and sent as they
+are. Every failure becomes `DockerUnavailable` with Docker's own message.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import docker
+import docker.errors
+import requests
+
+from interlock.errors import DockerUnavailable
+from interlock.render.swarm_specs import Ref
+
+_ERRORS = (docker.errors.DockerException, requests.RequestException, OSError)
+
+
+class SwarmOps:
+    def __init__(self, client: docker.APIClient) -> None:
+        self.client = client
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        expect_json: bool = True,
+    ) -> Any:
+        url = self.client._url(path)
+        try:
+            if method == "GET":
+                response = self.client._get(url, params=params)
+            elif method == "POST":
+                response = self.client._post_json(url, data=body, params=params)
+            else:
+                response = self.client._delete(url, params=params)
+            return self.client._result(response, json=expect_json)
+        except _ERRORS as exc:
+            raise DockerUnavailable(f"{method} {path}: {exc}") from exc
+
+    # services
+    def services(self, *, label: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
+        filters: dict[str, list[str]] = {}
+        if label:
+            filters["label"] = [label]
+        if name:
+            filters["name"] = [name]
+        try:
+            return list(self.client.services(filters=filters or None))
+        except _ERRORS as exc:
+            raise DockerUnavailable(f"list services: {exc}") from exc
+
+    def service_named(self, name: str) -> dict[str, Any] | None:
+        return next((s for s in self.services(name=name) if s["Spec"]["Name"] == name), None)
+
+    def create_service(self, spec: Mapping[str, Any]) -> str:
+        return str(self._call("POST", "/services/create", body=spec)["ID"])
+
+    def update_service(self, service: Mapping[str, Any], spec: Mapping[str, Any]) -> None:
+        self._call(
+            "POST", f"/services/{service['ID']}/update", params={"version": service["Version"]["Index"]}, body=spec
+        )
+
+    def remove_service(self, service_id: str) -> None:
+        self._call("DELETE", f"/services/{service_id}", expect_json=False)
+
+    def tasks(self, service_id: str) -> list[dict[str, Any]]:
+        try:
+            return list(self.client.tasks(filters={"service": service_id}))
+        except _ERRORS as exc:
+            raise DockerUnavailable(f"list tasks: {exc}") from exc
+
+    # networks
+    def network(self, name: str) -> Ref | None:
+        for network in self._call("GET", "/networks", params={"filters": json.dumps({"name": [name]})}):
+            if network["Name"] == name:
+                return Ref(network["Id"], name)
+        return None
+
+    def ensure_overlay(self, name: str, labels: Mapping[str, str]) -> Ref:
+        existing = self.network(name)
+        if existing is not None:
+            return existing
+        body = {"Name": name, "Driver": "overlay", "Attachable": True, "Labels": dict(labels), "CheckDuplicate": True}
+        return Ref(str(self._call("POST", "/networks/create", body=body)["Id"]), name)
+
+    def remove_network(self, network_id: str) -> None:
+        self._call("DELETE", f"/networks/{network_id}", expect_json=False)
+
+    # secrets and configs share a shape
+    def _objects(self, kind: str, label: str | None = None) -> list[dict[str, Any]]:
+        params = {"filters": json.dumps({"label": [label]})} if label else None
+        return list(self._call("GET", f"/{kind}", params=params))
+
+    def secrets(self, label: str | None = None) -> list[dict[str, Any]]:
+        return self._objects("secrets", label)
+
+    def configs(self, label: str | None = None) -> list[dict[str, Any]]:
+        return self._objects("configs", label)
+
+    def secret(self, name: str) -> Ref | None:
+        return next((Ref(s["ID"], name) for s in self.secrets() if s["Spec"]["Name"] == name), None)
+
+    def config(self, name: str) -> Ref | None:
+        return next((Ref(c["ID"], name) for c in self.configs() if c["Spec"]["Name"] == name), None)
+
+    def _create(self, kind: str, name: str, data: bytes, labels: Mapping[str, str]) -> Ref:
+        body = {"Name": name, "Labels": dict(labels), "Data": base64.b64encode(data).decode()}
+        return Ref(str(self._call("POST", f"/{kind}/create", body=body)["ID"]), name)
+
+    def create_secret(self, name: str, data: bytes, labels: Mapping[str, str]) -> Ref:
+        return self._create("secrets", name, data, labels)
+
+    def create_config(self, name: str, data: bytes, labels: Mapping[str, str]) -> Ref:
+        existing = self.config(name)
+        return existing if existing is not None else self._create("configs", name, data, labels)
+
+    def remove_secret(self, secret_id: str) -> None:
+        self._call("DELETE", f"/secrets/{secret_id}", expect_json=False)
+
+    def remove_config(self, config_id: str) -> None:
+        self._call("DELETE", f"/configs/{config_id}", expect_json=False)
+
+    # the core's own identity
+    def container_labels(self, container_id: str) -> dict[str, str]:
+        try:
+            return dict(self.client.inspect_container(container_id)["Config"]["Labels"] or {})
+        except _ERRORS as exc:
+            raise DockerUnavailable(f"inspect container {container_id}: {exc}") from exc
+
+    def swarm_state(self) -> tuple[str, bool]:
+        """(LocalNodeState, is this node a manager)."""
+        try:
+            info = self.client.info()
+        except _ERRORS as exc:
+            raise DockerUnavailable(f"docker info: {exc}") from exc
+        swarm = info.get("Swarm") or {}
+        return str(swarm.get("LocalNodeState", "")), bool(swarm.get("ControlAvailable"))

@@ -1,0 +1,236 @@
+"""Docker service specs (Engine API JSON) for the services Interlock runs.
+
+`interlock up` deploys the core from `core_spec`; the core deploys one extension and one proxy
+per `[Extensions.NAME]` from `extension_spec` and `proxy_spec`. Every spec carries a hash of
+itself in a label, so reconciling is "update when the hash differs" and an unchanged cluster is
+never touched. Only the core spec mounts the Docker socket. Pure; render layer (IDs of networks,
+secrets and configs are resolved by the caller).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from interlock.config.durations import parse_duration
+from interlock.config.schema import CoreConfig, ExtensionConfig
+
+LABEL_OWNER = "com.docker.interlock.owner"
+LABEL_ROLE = "com.docker.interlock.role"
+LABEL_EXTENSION = "com.docker.interlock.extension"
+LABEL_SPEC = "com.docker.interlock.spec"
+LABEL_MANAGED = "com.docker.interlock.managed-by"
+LABEL_CLUSTER = "com.docker.interlock.cluster"
+PROXY_TYPE = "com.docker.interlock.core.proxy"
+EXTENSION_TYPE = "com.docker.interlock.core.extension"
+
+CONTROL_NETWORK = "interlock"
+EXTENSION_TOKEN = "interlock-extension-token"
+PROXY_TOKEN = "interlock-proxy-token"
+SECRETS_DIR = "/run/secrets"
+CORE_PORT = 8080
+EXTENSION_PORT = 8080
+DOCKER_SOCKET = "/var/run/docker.sock"
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A Docker object by ID and name."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterRefs:
+    """What one cluster's services attach to, resolved to IDs by the core."""
+
+    control_network: Ref
+    extension_token: Ref
+    proxy_token: Ref
+    core_url: str
+    app_networks: tuple[Ref, ...] = ()
+    tls_secrets: tuple[Ref, ...] = ()
+    proxy_config: Ref | None = None
+    owner: str = "interlock"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+def _ns(duration: str) -> int:
+    return int(parse_duration(duration) * 1e9)
+
+
+def _secret(ref: Ref, target: str | None = None, mode: int = 0o400) -> dict[str, Any]:
+    return {
+        "File": {"Name": target or ref.name, "UID": "0", "GID": "0", "Mode": mode},
+        "SecretID": ref.id,
+        "SecretName": ref.name,
+    }
+
+
+def _placement(constraints: Sequence[str], preferences: Sequence[str]) -> dict[str, Any]:
+    spread = [{"Spread": {"SpreadDescriptor": p.split("=", 1)[1]}} for p in preferences if p.startswith("spread=")]
+    return {"Constraints": list(constraints), "Preferences": spread}
+
+
+def with_spec_hash(spec: dict[str, Any]) -> dict[str, Any]:
+    """Add LABEL_SPEC: the hash of the spec without that label."""
+    labels = {k: v for k, v in spec.get("Labels", {}).items() if k != LABEL_SPEC}
+    body = dict(spec, Labels=labels)
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+    return dict(body, Labels={**labels, LABEL_SPEC: digest})
+
+
+def spec_hash(spec: Mapping[str, Any]) -> str:
+    return str(spec.get("Labels", {}).get(LABEL_SPEC, ""))
+
+
+def extension_spec(config: CoreConfig, name: str, refs: ClusterRefs) -> dict[str, Any]:
+    ext = config.extensions[name]
+    labels = {
+        **ext.labels,
+        "type": EXTENSION_TYPE,
+        LABEL_OWNER: refs.owner,
+        LABEL_ROLE: "extension",
+        LABEL_EXTENSION: name,
+        LABEL_CLUSTER: ext.service_cluster,
+    }
+    return with_spec_hash(
+        {
+            "Name": config.extension_service_name(name),
+            "Labels": labels,
+            "TaskTemplate": {
+                "ContainerSpec": {
+                    "Image": ext.image,
+                    "Args": ["extension", *ext.args],
+                    "Env": [f"INTERLOCK_CORE_URL={refs.core_url}", f"INTERLOCK_EXTENSION={name}"],
+                    "Labels": dict(ext.container_labels),
+                    "Secrets": [_secret(refs.extension_token), _secret(refs.proxy_token)],
+                },
+                "Placement": _placement(ext.constraints, ext.placement_preferences),
+                "Networks": [{"Target": refs.control_network.id}],
+                "RestartPolicy": {"Condition": "any", "Delay": 1_000_000_000},
+            },
+            "Mode": {"Replicated": {"Replicas": 1}},
+            "UpdateConfig": {"Parallelism": 1, "FailureAction": "rollback", "Order": "start-first"},
+            "EndpointSpec": {"Mode": "dnsrr"},
+        }
+    )
+
+
+def proxy_spec(config: CoreConfig, name: str, refs: ClusterRefs) -> dict[str, Any]:
+    ext: ExtensionConfig = config.extensions[name]
+    labels = {
+        **ext.proxy_labels,
+        "type": PROXY_TYPE,
+        LABEL_OWNER: refs.owner,
+        LABEL_ROLE: "proxy",
+        LABEL_EXTENSION: name,
+        LABEL_CLUSTER: ext.service_cluster,
+    }
+    networks = [refs.control_network, *sorted(refs.app_networks, key=lambda r: r.name)]
+    secrets = [_secret(refs.proxy_token)] + [
+        _secret(s, mode=0o444) for s in sorted(refs.tls_secrets, key=lambda r: r.name)
+    ]
+    container: dict[str, Any] = {
+        "Image": ext.proxy_image,
+        "Args": ["proxy", *ext.proxy_args],
+        "Env": [
+            f"INTERLOCK_EXTENSION_URL=http://tasks.{config.extension_service_name(name)}:{EXTENSION_PORT}",
+            f"INTERLOCK_PROXY_CONFIG={ext.proxy_config_path}",
+        ],
+        "Labels": dict(ext.proxy_container_labels),
+        "StopSignal": ext.proxy_stop_signal,
+        "StopGracePeriod": _ns(ext.proxy_stop_grace_period),
+        "Secrets": secrets,
+    }
+    if refs.proxy_config is not None:
+        container["Configs"] = [
+            {
+                "File": {"Name": ext.proxy_config_path, "UID": "0", "GID": "0", "Mode": 0o444},
+                "ConfigID": refs.proxy_config.id,
+                "ConfigName": refs.proxy_config.name,
+            }
+        ]
+    ports = [
+        {
+            "Protocol": "tcp",
+            "TargetPort": ext.target_port,
+            "PublishedPort": ext.published_port,
+            "PublishMode": ext.publish_mode,
+        },
+        {
+            "Protocol": "tcp",
+            "TargetPort": ext.target_ssl_port,
+            "PublishedPort": ext.published_ssl_port,
+            "PublishMode": ext.publish_mode,
+        },
+    ]
+    return with_spec_hash(
+        {
+            "Name": config.proxy_service_name(name),
+            "Labels": labels,
+            "TaskTemplate": {
+                "ContainerSpec": container,
+                "Placement": _placement(ext.proxy_constraints, ext.proxy_placement_preferences),
+                "Networks": [{"Target": n.id} for n in networks],
+                "RestartPolicy": {"Condition": "any", "Delay": 1_000_000_000},
+            },
+            "Mode": {"Replicated": {"Replicas": ext.proxy_replicas}},
+            # One proxy at a time, rolled back on failure (Interlock's behaviour since UCP 3.1.5);
+            # host-mode ports cannot be bound twice on one node, hence stop-first.
+            "UpdateConfig": {
+                "Parallelism": 1,
+                "Delay": _ns(ext.proxy_update_delay),
+                "FailureAction": "rollback",
+                "Order": "stop-first",
+                "Monitor": 5_000_000_000,
+            },
+            "RollbackConfig": {"Parallelism": 1, "FailureAction": "pause", "Order": "stop-first"},
+            "EndpointSpec": {"Mode": "vip", "Ports": ports},
+        }
+    )
+
+
+def core_spec(
+    *,
+    name: str,
+    image: str,
+    config: Ref,
+    control_network: Ref,
+    extension_token: Ref,
+    proxy_token: Ref,
+    debug: bool = False,
+) -> dict[str, Any]:
+    """The core: the only service with the Docker socket, on a manager."""
+    return with_spec_hash(
+        {
+            "Name": name,
+            "Labels": {LABEL_MANAGED: "interlock-up", LABEL_ROLE: "core"},
+            "TaskTemplate": {
+                "ContainerSpec": {
+                    "Image": image,
+                    "Args": [*(["-D"] if debug else []), "run", "-c", "/config.toml"],
+                    "Env": [f"INTERLOCK_SERVICE_NAME={name}"],
+                    "Mounts": [{"Type": "bind", "Source": DOCKER_SOCKET, "Target": DOCKER_SOCKET}],
+                    "Configs": [
+                        {
+                            "File": {"Name": "/config.toml", "UID": "0", "GID": "0", "Mode": 0o444},
+                            "ConfigID": config.id,
+                            "ConfigName": config.name,
+                        }
+                    ],
+                    "Secrets": [_secret(extension_token), _secret(proxy_token)],
+                },
+                "Placement": {"Constraints": ["node.role==manager"]},
+                "Networks": [{"Target": control_network.id}],
+                "RestartPolicy": {"Condition": "any", "Delay": 1_000_000_000},
+            },
+            "Mode": {"Replicated": {"Replicas": 1}},
+            "UpdateConfig": {"Parallelism": 1, "FailureAction": "rollback", "Order": "stop-first"},
+            "EndpointSpec": {"Mode": "dnsrr"},
+        }
+    )

@@ -1,0 +1,144 @@
+"""The proxy agent: runs nginx in the proxy container and keeps it on the newest good config.
+
+At start it serves the configuration the swarm holds for this proxy (the Docker config mounted
+at ProxyConfigPath), so a proxy task starting while the core or the extension is down still
+routes. It then follows the extension (long-poll), installs each new configuration through
+`NginxController` (nginx -t, atomic swap, graceful reload, confirmation), keeps the last good one
+on any failure, and reports what it serves. If the extension is unreachable it keeps serving.
+No Docker socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from pathlib import Path
+
+from interlock.edges.nginx_control import NginxController
+from interlock.edges.peer_http import PeerClient, read_token
+from interlock.errors import ConfigRejected, PeerUnavailable, ReloadFailed
+from interlock.render.swarm_specs import PROXY_TOKEN, SECRETS_DIR
+from interlock.wire.messages import ProxyConfig, ProxyReport, decode, encode
+
+log = logging.getLogger("interlock.agent")
+
+
+class Agent:
+    def __init__(self, *, extension: PeerClient, nginx: NginxController, name: str) -> None:
+        self.extension = extension
+        self.nginx = nginx
+        self.name = name
+        self.digest = ""
+        self.error = ""
+
+    async def boot(self, mounted: Path) -> None:
+        """Serve the configuration the swarm gave this task, if there is a usable one."""
+        if not mounted.exists():
+            log.info("no configuration mounted at %s; waiting for the extension", mounted)
+            return
+        text = mounted.read_text()
+        config_id = _config_id_of(text)
+        try:
+            await self.nginx.install(text, config_id)
+            log.info("serving the mounted configuration %s", config_id)
+        except (ConfigRejected, ReloadFailed) as exc:
+            log.error("the mounted configuration is not usable; waiting for the extension: %s", exc)
+
+    async def follow(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                status, body = await self.extension.get(
+                    "/v1/config", params={"after": self.digest, "wait": "25"}, timeout=35
+                )
+            except PeerUnavailable as exc:
+                log.warning(
+                    "extension unavailable (still serving %s), retrying in %.1fs: %s",
+                    self.nginx.config_id or "nothing",
+                    backoff,
+                    exc,
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.5
+            if status == 200:
+                await self.apply(decode(body, ProxyConfig))
+            elif status not in (304, 503):
+                log.warning("extension answered %d", status)
+                await asyncio.sleep(1)
+            elif status == 503:
+                await asyncio.sleep(0.5)
+            await self.report()
+
+    async def apply(self, config: ProxyConfig) -> None:
+        if config.config_id == self.nginx.config_id:
+            self.digest = config.digest
+            return
+        try:
+            await self.nginx.install(config.text, config.config_id)
+        except (ConfigRejected, ReloadFailed) as exc:
+            self.error = str(exc)[-2000:]
+            # Remember the digest so the same bad configuration is not retried in a loop; a
+            # newer one from the extension is tried as soon as it comes.
+            self.digest = config.digest
+            log.error("configuration %s refused, still serving %s: %s", config.config_id, self.nginx.config_id, exc)
+            return
+        self.digest, self.error = config.digest, ""
+        log.info("serving configuration %s (state %d)", config.config_id, config.version)
+
+    async def report(self) -> None:
+        report = ProxyReport(
+            self.name, self.nginx.config_id, self.digest, not self.error, self.error, self.nginx.reloads
+        )
+        try:
+            await self.extension.post("/v1/report", encode(report), timeout=5)
+        except PeerUnavailable:
+            pass
+
+    async def report_loop(self) -> None:
+        while True:
+            await asyncio.sleep(10)
+            await self.report()
+
+    async def watch_nginx(self) -> None:
+        """nginx should never exit on its own; if it does, start it again on the live file."""
+        while True:
+            await asyncio.sleep(1)
+            if self.nginx.process is not None and not self.nginx.running:
+                log.error("nginx exited with %s; starting it again", self.nginx.process.returncode)
+                await self.nginx.start()
+
+
+def _config_id_of(text: str) -> str:
+    marker = "location = /interlock/config {"
+    after = text.split(marker, 1)[1] if marker in text else ""
+    words = after.split("return 200", 1)[1].split(";", 1)[0].split() if "return 200" in after else []
+    return words[0].strip("'\"") if words else ""
+
+
+async def run_agent(
+    *,
+    extension_url: str,
+    mounted_config: str,
+    workdir: str = "/var/lib/interlock/nginx",
+    secrets_dir: str = SECRETS_DIR,
+) -> None:
+    agent = Agent(
+        extension=PeerClient(extension_url, read_token(Path(secrets_dir) / PROXY_TOKEN)),
+        nginx=NginxController(Path(workdir)),
+        name=socket.gethostname(),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await agent.boot(Path(mounted_config))
+    tasks = [asyncio.create_task(c) for c in (agent.follow(), agent.report_loop(), agent.watch_nginx())]
+    await stop.wait()
+    log.info("stopping: nginx finishes its requests (QUIT)")
+    for task in tasks:
+        task.cancel()
+    await agent.nginx.stop(signal.SIGQUIT)

@@ -1,0 +1,183 @@
+"""The extension: follows its cluster's state from the core, renders and validates the proxy
+configuration, and serves the validated configuration to its proxies. No Docker socket.
+
+Validation runs `nginx -t` here, in the extension's own container, with stand-in certificates:
+a configuration nginx refuses never reaches a proxy, and the last good one keeps being served.
+Proxy agents long-poll `/v1/config` and report what they serve to `/v1/report`; the extension
+relays those reports to the core with its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+from interlock.config import ExtensionConfig
+from interlock.edges.nginx_check import check_routing
+from interlock.edges.peer_http import PeerClient, read_token, require_token
+from interlock.errors import PeerUnavailable
+from interlock.render.nginx import render_nginx
+from interlock.render.swarm_specs import EXTENSION_PORT, EXTENSION_TOKEN, PROXY_TOKEN, SECRETS_DIR
+from interlock.roles.runtime import quiet_gc
+from interlock.wire.messages import ClusterState, ExtensionReport, ProxyConfig, ProxyReport, WireError, decode, encode
+
+log = logging.getLogger("interlock.extension")
+
+RENDERS = Counter("interlock_extension_renders_total", "Configurations rendered and validated", ["result"])
+RENDER_SECONDS = Histogram("interlock_extension_render_seconds", "Render + nginx -t time")
+
+
+@dataclass
+class Extension:
+    name: str
+    core: PeerClient
+    proxy_token: str
+    cluster: str = ""
+    current: ProxyConfig | None = None
+    validation_error: str = ""
+    proxies: dict[str, tuple[float, ProxyReport]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.changed = asyncio.Condition()
+        self.report_wake = asyncio.Event()
+
+    async def follow_core(self) -> None:
+        etag = ""
+        backoff = 0.5
+        while True:
+            try:
+                status, body = await self.core.get(
+                    f"/v1/clusters/{self.name}/state", params={"after": etag, "wait": "25"}, timeout=35
+                )
+            except PeerUnavailable as exc:
+                log.warning("core unavailable, retrying in %.1fs: %s", backoff, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.5
+            if status == 304:
+                continue
+            if status != 200:
+                log.warning("core answered %d: %s", status, body[:200])
+                await asyncio.sleep(1)
+                continue
+            state = decode(body, ClusterState)
+            etag = state.tag
+            self.cluster = state.cluster
+            await self.apply(state)
+
+    async def apply(self, state: ClusterState) -> None:
+        started = time.perf_counter()
+        ext = ExtensionConfig.model_validate(state.config)
+        with quiet_gc():
+            result = await asyncio.to_thread(check_routing, state.routing, ext)
+            rendered = render_nginx(state.routing, ext)
+        RENDER_SECONDS.observe(time.perf_counter() - started)
+        if not result.ok:
+            RENDERS.labels("rejected").inc()
+            self.validation_error = result.output[-2000:]
+            log.error(
+                "state %d: nginx -t rejected the configuration; still serving %s:\n%s",
+                state.version,
+                self.current.config_id if self.current else "nothing",
+                result.output,
+            )
+        else:
+            RENDERS.labels("ok").inc()
+            self.validation_error = ""
+            if self.current is None or self.current.digest != rendered.digest:
+                self.current = ProxyConfig(state.version, rendered.digest, rendered.config_id, rendered.text)
+                log.info(
+                    "state %d: configuration %s validated (%d hosts, %.0f ms)",
+                    state.version,
+                    rendered.config_id,
+                    len(state.routing.hosts),
+                    (time.perf_counter() - started) * 1000,
+                )
+                async with self.changed:
+                    self.changed.notify_all()
+        self.report_wake.set()
+
+    async def report_to_core(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self.report_wake.wait(), 5.0)
+            except TimeoutError:
+                pass
+            self.report_wake.clear()
+            now = time.monotonic()
+            # Proxies that stopped reporting (gone, or cut off) age out after 30 s.
+            self.proxies = {k: v for k, v in self.proxies.items() if now - v[0] < 30}
+            report = ExtensionReport(
+                self.name,
+                self.cluster,
+                self.current,
+                self.validation_error,
+                tuple(r for _, r in sorted(self.proxies.values(), key=lambda v: v[1].proxy)),
+            )
+            try:
+                await self.core.post(f"/v1/clusters/{self.name}/report", encode(report))
+            except PeerUnavailable as exc:
+                log.debug("could not report to the core: %s", exc)
+
+    # -- API for proxies ----------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/health", self.health)
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/v1/config", require_token(self.proxy_token, self.get_config))
+        app.router.add_post("/v1/report", require_token(self.proxy_token, self.post_report))
+        return app
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "config_id": self.current.config_id if self.current else None})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def get_config(self, request: web.Request) -> web.Response:
+        after = request.query.get("after", "")
+        wait = min(float(request.query.get("wait", "0")), 55.0)
+        deadline = time.monotonic() + wait
+        async with self.changed:
+            while self.current is None or self.current.digest == after:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return web.Response(status=304 if self.current else 503)
+                try:
+                    await asyncio.wait_for(self.changed.wait(), remaining)
+                except TimeoutError:
+                    return web.Response(status=304 if self.current else 503)
+        return web.Response(body=encode(self.current), content_type="application/json")
+
+    async def post_report(self, request: web.Request) -> web.Response:
+        try:
+            report = decode(await request.read(), ProxyReport)
+        except WireError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        previous = self.proxies.get(report.proxy)
+        self.proxies[report.proxy] = (time.monotonic(), report)
+        if previous is None or previous[1] != report:
+            self.report_wake.set()
+        return web.json_response({"ok": True})
+
+
+async def run_extension(*, name: str, core_url: str, secrets_dir: str = SECRETS_DIR) -> None:
+    directory = Path(secrets_dir)
+    extension = Extension(
+        name=name,
+        core=PeerClient(core_url, read_token(directory / EXTENSION_TOKEN)),
+        proxy_token=read_token(directory / PROXY_TOKEN),
+    )
+    runner = web.AppRunner(extension.app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, None, EXTENSION_PORT).start()
+    log.info("extension %s (%s) following the core at %s", name, socket.gethostname(), core_url)
+    await asyncio.gather(extension.follow_core(), extension.report_to_core())

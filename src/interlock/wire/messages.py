@@ -1,0 +1,93 @@
+"""Messages between roles and their JSON codecs (msgspec, strict on the schema version).
+
+core -> extension: `ClusterState` (the routing model of one cluster plus the extension's
+settings and the problems). extension -> proxy agent: `ProxyConfig` (validated nginx.conf).
+agent -> extension and extension -> core: `ProxyReport`, `ExtensionReport`. Pure; wire layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import msgspec
+
+from interlock.model.routing import Routing
+from interlock.problems import Problem
+
+SCHEMA = 1
+
+T = TypeVar("T")
+
+
+class WireError(ValueError):
+    """A message is malformed or of another schema version."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterState:
+    version: int
+    """Increases whenever the routing or settings of the cluster change."""
+    cluster: str
+    extension: str
+    """Name of the `[Extensions.NAME]` table."""
+    routing: Routing
+    config: dict[str, Any]
+    """The extension's settings, as `ExtensionConfig.model_dump(by_alias=True, mode="json")`."""
+    problems: tuple[Problem, ...] = ()
+    epoch: str = ""
+    """Changes when the core restarts; with `version` it names the state (the long-poll tag)."""
+    schema: int = SCHEMA
+
+    @property
+    def tag(self) -> str:
+        return f"{self.epoch}.{self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    version: int
+    """The ClusterState version it was rendered from."""
+    digest: str
+    config_id: str
+    text: str
+    schema: int = SCHEMA
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyReport:
+    proxy: str
+    """The proxy container's host name (its short container ID)."""
+    config_id: str
+    """Id of the configuration nginx is confirmed to serve ('' before the first)."""
+    digest: str
+    ok: bool
+    error: str = ""
+    reloads: int = 0
+    schema: int = SCHEMA
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionReport:
+    extension: str
+    cluster: str
+    config: ProxyConfig | None
+    """The newest configuration that passed validation."""
+    validation_error: str = ""
+    proxies: tuple[ProxyReport, ...] = field(default_factory=tuple)
+    schema: int = SCHEMA
+
+
+def encode(message: object) -> bytes:
+    return msgspec.json.encode(message)
+
+
+def decode(data: bytes, kind: type[T]) -> T:
+    """Decode `data` as `kind`, refusing other schema versions."""
+    try:
+        message = msgspec.json.decode(data, type=kind)
+    except msgspec.DecodeError as exc:
+        raise WireError(f"not a valid {kind.__name__}: {exc}") from exc
+    if getattr(message, "schema", SCHEMA) != SCHEMA:
+        raise WireError(f"{kind.__name__} schema {getattr(message, 'schema', '?')} is not {SCHEMA}")
+    return message
