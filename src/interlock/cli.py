@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 from pathlib import Path
 
 from interlock import __version__
@@ -211,19 +212,24 @@ def cmd_show(args: argparse.Namespace) -> int:
         else:
             print(f"core: {status['core'].get('service')} ready={status['ready']}")
             for cluster in status["clusters"]:
-                print(
-                    f"cluster {cluster['cluster']!r} (extension {cluster['extension']}): state {cluster['state_version']}, "
-                    f"{cluster['hosts']} hosts, validated config {cluster['config_id']} "
-                    f"{'(validation error: ' + cluster['validation_error'][:200] + ')' if cluster['validation_error'] else ''}"
-                )
-                for proxy in cluster["proxies"]:
-                    state = "ok" if proxy["ok"] else f"error: {proxy['error'][:200]}"
-                    print(
-                        f"  proxy {proxy['proxy']}: serving {proxy['config_id'] or 'nothing'} ({state}, {proxy['reloads']} reloads)"
-                    )
+                _print_cluster(cluster)
         return 0
 
     return _operator(action)
+
+
+def _print_cluster(cluster: dict[str, Any]) -> None:
+    error = cluster["validation_error"]
+    print(
+        f"cluster {cluster['cluster']!r} (extension {cluster['extension']}): state {cluster['state_version']}, "
+        f"{cluster['hosts']} hosts, validated config {cluster['config_id']}"
+        + (f" (validation error: {error[:200]})" if error else "")
+    )
+    for proxy in cluster["proxies"]:
+        state = "ok" if proxy["ok"] else f"error: {proxy['error'][:200]}"
+        print(
+            f"  proxy {proxy['proxy']}: serving {proxy['config_id'] or 'nothing'} ({state}, {proxy['reloads']} reloads)"
+        )
 
 
 def cmd_demo_app(args: argparse.Namespace) -> int:
