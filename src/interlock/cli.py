@@ -15,8 +15,8 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from interlock import __version__
 from interlock.config import ConfigError, CoreConfig, default_config, load_config
