@@ -17,6 +17,7 @@ from typing import Any
 
 from interlock.config.durations import parse_duration
 from interlock.config.schema import CoreConfig, ExtensionConfig
+from interlock.render.nginx import STATUS_PORT
 
 LABEL_OWNER = "com.docker.interlock.owner"
 LABEL_ROLE = "com.docker.interlock.role"
@@ -57,6 +58,17 @@ class ClusterRefs:
     proxy_config: Ref | None = None
     owner: str = "interlock"
     extra: Mapping[str, str] = field(default_factory=dict)
+
+
+def _health(url: str) -> dict[str, Any]:
+    """Swarm keeps a task `starting` until this passes, so updates wait for a serving task."""
+    return {
+        "Test": ["CMD", "python3", "-m", "interlock.healthcheck", url],
+        "Interval": 2_000_000_000,
+        "Timeout": 2_000_000_000,
+        "Retries": 3,
+        "StartPeriod": 0,
+    }
 
 
 def _ns(duration: str) -> int:
@@ -146,6 +158,7 @@ def proxy_spec(config: CoreConfig, name: str, refs: ClusterRefs) -> dict[str, An
         "StopSignal": ext.proxy_stop_signal,
         "StopGracePeriod": _ns(ext.proxy_stop_grace_period),
         "Secrets": secrets,
+        "Healthcheck": _health(f"http://127.0.0.1:{STATUS_PORT}/interlock/config"),
     }
     if refs.proxy_config is not None:
         container["Configs"] = [

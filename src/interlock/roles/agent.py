@@ -34,7 +34,20 @@ class Agent:
         self.error = ""
 
     async def boot(self, mounted: Path) -> None:
-        """Serve the configuration the swarm gave this task, if there is a usable one."""
+        """Start nginx on the newest configuration at hand.
+
+        The extension's is the newest; the one the swarm mounted may be older (it is refreshed
+        only when the proxy service is updated anyway), so it is the fallback when the extension
+        does not answer within a few seconds.
+        """
+        try:
+            status, body = await self.extension.get("/v1/config", params={"wait": "0"}, timeout=3)
+            if status == 200:
+                await self.apply(decode(body, ProxyConfig))
+                if self.nginx.running:
+                    return
+        except PeerUnavailable as exc:
+            log.info("extension not reachable at start (%s); using the mounted configuration", exc)
         if not mounted.exists():
             log.info("no configuration mounted at %s; waiting for the extension", mounted)
             return
@@ -141,4 +154,5 @@ async def run_agent(
     log.info("stopping: nginx finishes its requests (QUIT)")
     for task in tasks:
         task.cancel()
+    await agent.extension.close()
     await agent.nginx.stop(signal.SIGQUIT)

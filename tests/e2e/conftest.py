@@ -1,0 +1,81 @@
+"""End-to-end fixtures: a real swarm with Interlock deployed by `interlock up`.
+
+The test command (scripts/test) starts dockerd, a one-node swarm and builds the image, and sets
+INTERLOCK_REQUIRE_SWARM, so a missing swarm fails there instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.swarm import INTERLOCK, NETWORKS, REPO, sh, unique
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.swarm)
+
+
+def _swarm_active() -> bool:
+    proc = subprocess.run(
+        ["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"], capture_output=True, text=True, check=False
+    )
+    return proc.returncode == 0 and proc.stdout.strip() == "active"
+
+
+@pytest.fixture(scope="session")
+def interlock() -> Iterator[None]:
+    """Interlock deployed with tests/e2e/interlock.toml (two clusters, host-mode proxies)."""
+    if not _swarm_active():
+        if os.environ.get("INTERLOCK_REQUIRE_SWARM"):
+            pytest.fail("a Docker swarm is required (INTERLOCK_REQUIRE_SWARM is set) but none is active")
+        pytest.skip("no active Docker swarm; run scripts/setup --swarm")
+    sh(str(REPO / "scripts" / "build-images"), timeout=900)
+    for network in (*NETWORKS, "e2e-east"):
+        if subprocess.run(["docker", "network", "inspect", network], capture_output=True, check=False).returncode:
+            sh("docker", "network", "create", "-d", "overlay", "--attachable", network)
+    sh(INTERLOCK, "up", "-c", str(Path(__file__).with_name("interlock.toml")), "--wait", "180", timeout=400)
+    yield
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory: pytest.TempPathFactory, interlock: None) -> Iterator[dict[str, str]]:
+    """Self-signed certificate and key per host, stored as Docker secrets; returns secret names."""
+    directory = tmp_path_factory.mktemp("certs")
+    names: dict[str, str] = {}
+    suffix = unique("s")
+    for host in ("a.tls.local", "b.tls.local", "pt.local", "backend.local"):
+        cert, key = directory / f"{host}.crt", directory / f"{host}.key"
+        sh(
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            f"/CN={host}",
+            "-addext",
+            f"subjectAltName=DNS:{host}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        )
+        for kind, path in (("crt", cert), ("key", key)):
+            name = f"{host}.{kind}.{suffix}"
+            sh("docker", "secret", "create", name, str(path))
+            names[f"{host}.{kind}"] = name
+        names[f"{host}.path"] = str(cert)
+    yield names
+    for key, name in names.items():
+        if not key.endswith(".path"):
+            sh("docker", "secret", "rm", name, check=False)

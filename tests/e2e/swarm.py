@@ -1,0 +1,159 @@
+"""Helpers for end-to-end tests on a real swarm: services made with the Docker CLI, requests
+through the published proxy ports, polling with deadlines, and the proxy's rendered
+configuration printed when something does not converge."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+INTERLOCK = str(REPO / ".venv" / "bin" / "interlock")
+IMAGE = "interlock:" + __import__("interlock").__version__
+HTTP, HTTPS, EAST_HTTP, EAST_HTTPS = 8080, 8443, 9080, 9443
+NETWORKS = ("e2e-a", "e2e-b")
+
+T = TypeVar("T")
+
+
+def sh(*args: str, check: bool = True, timeout: float = 120) -> str:
+    proc = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def rendered_configs() -> str:
+    """The configuration every running proxy serves, for failure messages."""
+    out = []
+    for container in sh("docker", "ps", "-q", "--filter", "label=com.docker.swarm.service.name", check=False).split():
+        name = sh(
+            "docker",
+            "inspect",
+            "-f",
+            '{{index .Config.Labels "com.docker.swarm.service.name"}}',
+            container,
+            check=False,
+        ).strip()
+        if name.startswith("interlock-proxy"):
+            text = sh("docker", "exec", container, "cat", "/var/lib/interlock/nginx/nginx.conf", check=False)
+            out.append(f"===== {name} ({container}) =====\n{text}")
+    problems = sh(INTERLOCK, "problems", check=False)
+    return "\n".join(out) + "\n===== interlock problems =====\n" + problems
+
+
+def poll(check: Callable[[], T], *, timeout: float = 60, what: str = "condition", interval: float = 0.2) -> T:
+    """Call `check` until it returns a truthy value; fail with the proxies' configuration."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            # A Response is falsy for 4xx/5xx, yet an expected 503 is a success here.
+            if last or isinstance(last, requests.Response):
+                return last
+        except (requests.RequestException, AssertionError, OSError) as exc:
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}\n{rendered_configs()}")
+
+
+def get(
+    host: str, path: str = "/", *, port: int = HTTP, session: requests.Session | None = None, **kwargs: Any
+) -> requests.Response:
+    headers = {"Host": host, **kwargs.pop("headers", {})}
+    return (session or requests).get(
+        f"http://127.0.0.1:{port}{path}", headers=headers, timeout=10, allow_redirects=False, **kwargs
+    )
+
+
+def routed(
+    host: str, path: str = "/", *, port: int = HTTP, status: int = 200
+) -> Callable[[], requests.Response | None]:
+    def check() -> requests.Response | None:
+        response = get(host, path, port=port)
+        return response if response.status_code == status else None
+
+    return check
+
+
+@contextmanager
+def service(
+    name: str,
+    *,
+    labels: dict[str, str] | None = None,
+    networks: tuple[str, ...] = ("e2e-a",),
+    replicas: int = 1,
+    args: tuple[str, ...] = (),
+    extra: tuple[str, ...] = (),
+    health_port: int = 8080,
+) -> Iterator[str]:
+    """A demo-app service for the duration of the block."""
+    # Like a well-behaved app: a health check, so Swarm reports the task running only once it
+    # serves (without one, a task is "running" as soon as its process starts).
+    cmd = [
+        "docker",
+        "service",
+        "create",
+        "-d",
+        "--quiet",
+        "--name",
+        name,
+        "--replicas",
+        str(replicas),
+        "--stop-grace-period",
+        "5s",
+        "--health-interval",
+        "500ms",
+        "--health-timeout",
+        "2s",
+        "--health-retries",
+        "3",
+        "--health-cmd",
+        f"python3 -m interlock.healthcheck http://127.0.0.1:{health_port}/",
+    ]
+    for network in networks:
+        cmd += ["--network", network]
+    for key, value in (labels or {}).items():
+        cmd += ["--label", f"{key}={value}"]
+    cmd += [*extra, IMAGE, "demo-app", *args]
+    sh(*cmd)
+    try:
+        yield name
+    finally:
+        sh("docker", "service", "rm", name, check=False)
+
+
+def lb(**labels: str) -> dict[str, str]:
+    return {f"com.docker.lb.{k}": v for k, v in labels.items()}
+
+
+def task_ips(service_name: str, network: str) -> set[str]:
+    """Addresses of the service's running tasks on `network`."""
+    task_ids = sh("docker", "service", "ps", "-q", "--filter", "desired-state=running", service_name).split()
+    ips = set()
+    for task in json.loads(sh("docker", "inspect", *task_ids)) if task_ids else ():
+        for attachment in task.get("NetworksAttachments") or ():
+            if attachment["Network"]["Spec"]["Name"] == network:
+                ips.update(a.split("/")[0] for a in attachment["Addresses"])
+    return ips
+
+
+def upstreams(host: str, count: int, *, port: int = HTTP, **kwargs: Any) -> list[str]:
+    """x-upstream-addr of `count` requests on one keep-alive connection."""
+    with requests.Session() as session:
+        return [
+            get(host, port=port, session=session, **kwargs).headers.get("x-upstream-addr", "") for _ in range(count)
+        ]

