@@ -168,23 +168,25 @@ def wait_for_proxy(port: int, timeout: float) -> int:
     raise OperatorError(f"no proxy answered on port {port} within {timeout:.0f}s ({last}); see `interlock status`")
 
 
-def down(*, say: Any = print, timeout: float = 60.0) -> None:
+def down(*, say: Any = print, timeout: float = 90.0) -> None:
     client, ops = connect()
+    deadline = time.monotonic() + timeout
     core = ops.service_named(CORE_SERVICE)
     if core is not None and core["Spec"].get("Labels", {}).get(LABEL_MANAGED) == "interlock-up":
         say(f"removing {CORE_SERVICE}")
         ops.remove_service(core["ID"])
+        # A core task that is still stopping would recreate what it owns: wait until it is gone.
+        _wait(
+            lambda: not any(t["ServiceID"] == core["ID"] and t["Status"]["State"] == "running" for t in client.tasks()),
+            deadline,
+            "the core to stop",
+        )
     for service in ops.services(label=f"{LABEL_OWNER}={CORE_SERVICE}"):
         say(f"removing {service['Spec']['Name']}")
         ops.remove_service(service["ID"])
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        # Configs, secrets and the network can go once no task uses them.
-        left = [t for t in client.tasks() if t["ServiceID"] in _ids(core) and t["Status"]["State"] == "running"]
-        if not left and not ops.services(label=f"{LABEL_OWNER}={CORE_SERVICE}"):
-            break
-        time.sleep(0.5)
+    _wait(lambda: not ops.services(label=f"{LABEL_OWNER}={CORE_SERVICE}"), deadline, "owned services to go")
     for label in (f"{LABEL_OWNER}={CORE_SERVICE}", f"{LABEL_MANAGED}=interlock-up"):
+        # Configs, secrets and the network can go once no task uses them.
         for config in ops.configs(label=label):
             _retry(lambda c=config: ops.remove_config(c["ID"]), deadline)
         for secret in ops.secrets(label=label):
@@ -197,8 +199,11 @@ def down(*, say: Any = print, timeout: float = 60.0) -> None:
     say("Interlock is down")
 
 
-def _ids(service: dict[str, Any] | None) -> set[str]:
-    return {service["ID"]} if service else set()
+def _wait(done: Any, deadline: float, what: str) -> None:
+    while not done():
+        if time.monotonic() > deadline:
+            raise OperatorError(f"timed out waiting for {what}")
+        time.sleep(0.5)
 
 
 def _retry(action: Any, deadline: float) -> None:

@@ -43,6 +43,10 @@ class SwarmOps:
             else:
                 response = self.client._delete(url, params=params)
             return self.client._result(response, json=expect_json)
+        except docker.errors.NotFound:
+            if method == "DELETE":
+                return None  # already gone: removal is idempotent
+            raise DockerUnavailable(f"{method} {path}: not found") from None
         except _ERRORS as exc:
             raise DockerUnavailable(f"{method} {path}: {exc}") from exc
 

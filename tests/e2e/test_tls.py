@@ -1,0 +1,137 @@
+"""TLS on a real swarm: terminated by SNI with certificates from Docker secrets, passed through
+untouched, and spoken to the tasks (spec §6 items 48-54)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from tests.e2e.swarm import HTTP, HTTPS, get, lb, poll, routed, service, unique
+
+pytestmark = pytest.mark.usefixtures("interlock")
+
+
+def curl_tls(
+    host: str, path: str = "/", *, port: int = HTTPS, ca: str | None = None
+) -> tuple[int, str, str, dict[str, str]]:
+    """curl over TLS with SNI `host` to 127.0.0.1: (status, body, server certificate subject, headers)."""
+    args = ["curl", "-sS", "-v", "--resolve", f"{host}:{port}:127.0.0.1", "-D", "-", "-o", "/dev/stderr"]
+    args += ["--cacert", ca] if ca else ["--insecure"]
+    proc = subprocess.run(
+        [*args, f"https://{host}:{port}{path}"], capture_output=True, text=True, timeout=15, check=False
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"curl failed ({proc.returncode}): {proc.stderr[-500:]}")
+    header_lines = proc.stdout.splitlines()
+    status = int(header_lines[0].split()[1])
+    headers = {
+        k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in header_lines[1:] if ":" in line)
+    }
+    subject = next(
+        (line.split("subject:", 1)[1].strip() for line in proc.stderr.splitlines() if "subject:" in line), ""
+    )
+    body = proc.stderr.rsplit("\n", 1)[-1] if proc.stderr else ""
+    return status, body, subject, headers
+
+
+def test_tls_terminated_by_sni_with_two_certificates(certificates: dict[str, str]) -> None:
+    name = unique("tls")
+    with (
+        service(
+            f"{name}-a",
+            labels=lb(
+                hosts="a.tls.local",
+                port="8080",
+                ssl_cert=certificates["a.tls.local.crt"],
+                ssl_key=certificates["a.tls.local.key"],
+            ),
+        ),
+        service(
+            f"{name}-b",
+            labels=lb(
+                hosts="b.tls.local",
+                port="8080",
+                ssl_cert=certificates["b.tls.local.crt"],
+                ssl_key=certificates["b.tls.local.key"],
+                ssl_only="true",
+            ),
+        ),
+    ):
+        status, body, subject, headers = poll(
+            lambda: curl_tls("a.tls.local", ca=certificates["a.tls.local.path"]),
+            what="a.tls.local over TLS",
+            timeout=90,
+        )
+        assert status == 200 and "CN=a.tls.local" in subject
+        assert "x-upstream-addr" in headers
+        status, body, subject, _ = poll(
+            lambda: curl_tls("b.tls.local", ca=certificates["b.tls.local.path"]),
+            what="b.tls.local over TLS",
+            timeout=90,
+        )
+        assert status == 200 and "CN=b.tls.local" in subject
+        # The task gets plain HTTP with the client's address and the scheme it came in on.
+        forwarded = json.loads(body)["headers"]
+        assert forwarded["X-Forwarded-Proto"] == "https"
+        assert forwarded["X-Real-IP"] not in ("127.0.0.1", "")
+        # ssl_only: plain HTTP is redirected to https on the published TLS port.
+        redirect = get("b.tls.local", "/x?y=1")
+        assert redirect.status_code == 302
+        assert redirect.headers["Location"] == f"https://b.tls.local:{HTTPS}/x?y=1"
+        assert get("a.tls.local").status_code == 200
+        # An unknown name gets no certificate at all.
+        with pytest.raises(AssertionError, match="curl failed"):
+            curl_tls("unknown.tls.local")
+
+
+def test_tls_passthrough_client_sees_the_apps_certificate(certificates: dict[str, str]) -> None:
+    name = unique("pt")
+    secrets = (
+        "--secret",
+        f"source={certificates['pt.local.crt']},target=app.crt",
+        "--secret",
+        f"source={certificates['pt.local.key']},target=app.key",
+    )
+    with service(
+        name,
+        labels=lb(hosts="pt.local", port="8443", ssl_passthrough="true"),
+        args=("--port", "8443", "--tls-cert", "/run/secrets/app.crt", "--tls-key", "/run/secrets/app.key"),
+        extra=(
+            "--health-cmd",
+            "python3 -c \"import socket; socket.create_connection(('127.0.0.1', 8443), 1)\"",
+            *secrets,
+        ),
+    ):
+        status, body, subject, headers = poll(
+            lambda: curl_tls("pt.local", ca=certificates["pt.local.path"]), what="passthrough", timeout=90
+        )
+        assert status == 200
+        assert "CN=pt.local" in subject
+        assert json.loads(body)["scheme"] == "https", "the app itself terminated TLS"
+        assert not any(h.startswith("x-upstream") or h == "x-request-id" for h in headers), headers
+        assert get("pt.local").status_code == 302
+
+
+def test_ssl_backend_speaks_tls_to_the_tasks(certificates: dict[str, str]) -> None:
+    name = unique("tlsbackend")
+    host = f"{name}.local"
+    secrets = (
+        "--secret",
+        f"source={certificates['backend.local.crt']},target=app.crt",
+        "--secret",
+        f"source={certificates['backend.local.key']},target=app.key",
+    )
+    with service(
+        name,
+        labels=lb(hosts=host, port="8443", ssl_backend="true"),
+        args=("--port", "8443", "--tls-cert", "/run/secrets/app.crt", "--tls-key", "/run/secrets/app.key"),
+        extra=(
+            "--health-cmd",
+            "python3 -c \"import socket; socket.create_connection(('127.0.0.1', 8443), 1)\"",
+            *secrets,
+        ),
+    ):
+        response = poll(routed(host, port=HTTP), what="ssl_backend routed", timeout=90)
+        assert response.json()["scheme"] == "https"
