@@ -63,7 +63,6 @@ def test_context_roots_with_and_without_rewrite_share_a_host() -> None:
     ):
         rewritten = poll(routed(host, "/shop/cart?x=1"), what="/shop routed").json()
         assert rewritten["path"] == "/cart?x=1"
-        assert rewritten["task"] in {r.split()[0] for r in [sh("docker", "service", "ps", "-q", shop)]} or True
         kept = poll(routed(host, "/blog/post"), what="/blog routed").json()
         assert kept["path"] == "/blog/post"
         # Each context root reaches only its own service.
@@ -109,7 +108,7 @@ def test_ip_hash_keeps_a_client_address_on_one_task() -> None:
         assert len(set(upstreams(host, 30))) == 1
 
 
-async def _websocket_roundtrip(host: str) -> tuple[int, list[str]]:
+async def _websocket_roundtrip(host: str) -> list[str]:
     async with (
         aiohttp.ClientSession() as session,
         session.ws_connect(
@@ -119,7 +118,7 @@ async def _websocket_roundtrip(host: str) -> tuple[int, list[str]]:
         messages = [(await ws.receive(timeout=5)).data]
         await ws.send_str("ping")
         messages.append((await ws.receive(timeout=5)).data)
-        return 101, messages
+        return messages
 
 
 def test_websocket_upgrade_and_echo() -> None:
@@ -140,7 +139,7 @@ def test_websocket_upgrade_and_echo() -> None:
         )
         assert raw.status_code == 101
         raw.close()
-        status, messages = asyncio.run(_websocket_roundtrip(host))
+        messages = asyncio.run(_websocket_roundtrip(host))
         assert messages[0].startswith("hello from ")
         assert messages[1] == "echo:ping"
 
