@@ -1,0 +1,56 @@
+"""A service is routed only once every proxy task can reach it (network) and holds its
+certificate (secret); until then it is held back with a warning."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from interlock.model.build import ProxyAttachments, build, proxy_attachments
+from interlock.model.docker_json import snapshot_from_api
+from interlock.testing.swarm_json import swarm_json
+
+APP = {"name": "app", "networks": ["apps"], "labels": {"com.docker.lb.hosts": "app.local", "com.docker.lb.port": "80"}}
+TLS = {"name": "tls", "networks": ["apps"], "labels": {"com.docker.lb.hosts": "tls.local", "com.docker.lb.port": "80",
+                                                       "com.docker.lb.ssl_cert": "tls.pem"}}
+
+
+def _with_proxy(document: dict[str, Any], task_networks: list[list[str]], spec_networks: list[str],
+                secrets: list[str]) -> dict[str, Any]:
+    ids = {n["Name"]: n["Id"] for n in document["networks"]}
+    proxy = {"ID": "proxy", "Spec": {"Name": "interlock-proxy", "TaskTemplate": {
+        "Networks": [{"Target": ids.get(n, n)} for n in spec_networks],
+        "ContainerSpec": {"Secrets": [{"SecretName": s} for s in secrets]}}}}
+    tasks = [{"ID": f"pt{i}", "ServiceID": "proxy", "DesiredState": "running", "Status": {"State": "running"},
+              "Spec": {"Networks": [{"Target": ids.get(n, n)} for n in nets],
+                       "ContainerSpec": {"Secrets": [{"SecretName": s} for s in secrets]}}}
+             for i, nets in enumerate(task_networks)]
+    return {**document, "services": [*document["services"], proxy], "tasks": [*document["tasks"], *tasks]}
+
+
+def test_attachments_are_what_every_proxy_task_and_the_spec_share() -> None:
+    document = _with_proxy(swarm_json({"services": [APP]}), [["apps", "other"], ["other"]], ["apps", "other"], ["x"])
+    attached = proxy_attachments(snapshot_from_api(document), "interlock-proxy")
+    # An old task without "apps" is still running: wait for it to be replaced.
+    assert attached == ProxyAttachments(frozenset({"other"}), frozenset({"x"}))
+
+
+def test_held_back_until_attached_then_routed() -> None:
+    snapshot = snapshot_from_api(swarm_json({"services": [APP, TLS]}))
+    waiting = build(snapshot, attachments={"": ProxyAttachments(frozenset(), frozenset())}, existing_secrets=frozenset({"tls.pem"}))
+    routing = waiting.routings[""]
+    assert routing.hosts == ()
+    assert routing.networks == ("apps",) and routing.secrets == ("tls.pem",)
+    assert {p.service for p in waiting.problems if "waiting for every proxy task" in p.reason} == {"app", "tls"}
+    partly = build(snapshot, attachments={"": ProxyAttachments(frozenset({"apps"}), frozenset())},
+                   existing_secrets=frozenset({"tls.pem"}))
+    assert [h.name for h in partly.routings[""].hosts] == ["app.local"]
+    ready = build(snapshot, attachments={"": ProxyAttachments(frozenset({"apps"}), frozenset({"tls.pem"}))},
+                  existing_secrets=frozenset({"tls.pem"}))
+    assert [h.name for h in ready.routings[""].hosts] == ["app.local", "tls.local"]
+
+
+def test_missing_secret_is_an_error_naming_it() -> None:
+    result = build(snapshot_from_api(swarm_json({"services": [TLS]})), existing_secrets=frozenset())
+    assert [(p.service, p.label, p.reason) for p in result.problems] == [
+        ("tls", "com.docker.lb.ssl_cert", "no Docker secret named 'tls.pem'; create it first")
+    ]

@@ -1,0 +1,101 @@
+"""The core's publishing and API, with a small fake swarm source (no Docker)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from interlock.config import default_config
+from interlock.edges.docker_source import RawSnapshot
+from interlock.roles.core import Core
+from interlock.testing.swarm_json import swarm_json
+from interlock.wire.messages import ClusterState, ExtensionReport, ProxyConfig, ProxyReport, decode, encode
+
+TOKEN = "extension-token-0123456789"
+
+
+class FakeSource:
+    """Serves whatever snapshot the test sets; records how often it was listed."""
+
+    def __init__(self) -> None:
+        self.services: list[dict[str, Any]] = []
+        self.lists = 0
+
+    def list_swarm(self) -> RawSnapshot:
+        self.lists += 1
+        return swarm_json({"services": self.services})
+
+    def ping(self) -> None:
+        return None
+
+    def stream_events(self, on_event: Callable[[dict[str, Any]], None], on_end: Callable[[BaseException | None], None]) -> Any:
+        raise NotImplementedError
+
+
+def app_service(name: str, replicas: int = 1) -> dict[str, Any]:
+    return {"name": name, "networks": ["n"], "replicas": replicas,
+            "labels": {"com.docker.lb.hosts": f"{name}.local", "com.docker.lb.port": "80"}}
+
+
+@pytest.fixture
+async def core() -> AsyncIterator[tuple[Core, FakeSource, TestClient[Any, Any]]]:
+    source = FakeSource()
+    core = Core(config=default_config(), source=source, ops=None, service_name="interlock",
+                extension_token=TOKEN, proxy_token="proxy-token-0123456789", core_url="http://tasks.interlock:8080")
+    client = TestClient(TestServer(core.app()))
+    await client.start_server()
+    yield core, source, client
+    await client.close()
+
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+async def test_nothing_is_published_before_the_first_full_list(core: Any) -> None:
+    instance, _, client = core
+    assert (await client.get("/health")).status == 503
+    response = await client.get("/v1/clusters/default/state", params={"wait": "0"}, headers=AUTH)
+    assert response.status == 304
+    await instance.resync()
+    assert (await client.get("/health")).status == 200
+
+
+async def test_api_refuses_calls_without_the_token(core: Any) -> None:
+    instance, _, client = core
+    await instance.resync()
+    for headers in ({}, {"Authorization": "Bearer wrong-token-000000000"}, {"Authorization": TOKEN}):
+        assert (await client.get("/v1/clusters/default/state", headers=headers)).status == 401
+        assert (await client.get("/v1/status", headers=headers)).status == 401
+        assert (await client.post("/v1/clusters/default/report", data=b"{}", headers=headers)).status == 401
+
+
+async def test_versions_change_only_when_routing_changes_and_long_poll_waits(core: Any) -> None:
+    instance, source, client = core
+    source.services = [app_service("a")]
+    await instance.resync()
+    first = decode(await (await client.get("/v1/clusters/default/state", headers=AUTH)).read(), ClusterState)
+    assert [h.name for h in first.routing.hosts] == ["a.local"]
+    await instance.resync()  # same swarm: same state, nothing new to send
+    unchanged = await client.get("/v1/clusters/default/state", params={"after": first.tag, "wait": "0.2"}, headers=AUTH)
+    assert unchanged.status == 304
+    source.services = [app_service("a", replicas=2)]
+    await instance.resync()
+    second = decode(await (await client.get("/v1/clusters/default/state", params={"after": first.tag}, headers=AUTH)).read(),
+                    ClusterState)
+    assert second.version == first.version + 1
+    assert len(second.routing.upstreams[0].servers) == 2
+
+
+async def test_status_shows_routes_problems_and_what_proxies_serve(core: Any) -> None:
+    instance, source, client = core
+    source.services = [app_service("a"), {"name": "bad", "networks": ["n"], "labels": {"com.docker.lb.hosts": "x;y"}}]
+    await instance.resync()
+    report = ExtensionReport("default", "", ProxyConfig(1, "d", "cfg1", "text"), "", (ProxyReport("proxy1", "cfg1", "d", True),))
+    assert (await client.post("/v1/clusters/default/report", data=encode(report), headers=AUTH)).status == 200
+    status = await (await client.get("/v1/status", headers=AUTH)).json()
+    assert status["routes"][0]["host"] == "a.local"
+    assert status["problems"][0]["service"] == "bad"
+    assert status["clusters"][0]["proxies"][0] == {"proxy": "proxy1", "config_id": "cfg1", "ok": True, "error": "", "reloads": 0}

@@ -1,0 +1,98 @@
+"""The Docker service specs the core and `interlock up` deploy."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from interlock.config import load_config
+from interlock.render.swarm_specs import (
+    LABEL_SPEC,
+    ClusterRefs,
+    Ref,
+    core_spec,
+    extension_spec,
+    proxy_spec,
+    spec_hash,
+)
+
+CONFIG = load_config("""
+[Extensions.east]
+ServiceCluster = "east"
+ServiceName = "ext-east"
+ProxyServiceName = "proxy-east"
+ProxyReplicas = 3
+ProxyStopSignal = "SIGTERM"
+ProxyStopGracePeriod = "7s"
+ProxyUpdateDelay = "2s"
+ProxyConstraints = ["node.labels.nodetype==loadbalancer"]
+ProxyPlacementPreferences = ["spread=node.labels.zone"]
+PublishMode = "host"
+PublishedPort = 80
+PublishedSSLPort = 443
+Args = ["-D"]
+ProxyArgs = ["--extra"]
+[Extensions.east.Labels]
+ext_region = "east"
+[Extensions.east.ProxyLabels]
+proxy_region = "east"
+[Extensions.east.ProxyContainerLabels]
+task_label = "yes"
+""")
+REFS = ClusterRefs(
+    control_network=Ref("ctl", "interlock"),
+    extension_token=Ref("et", "interlock-extension-token"),
+    proxy_token=Ref("pt", "interlock-proxy-token"),
+    core_url="http://tasks.interlock:8080",
+    app_networks=(Ref("n2", "zeta"), Ref("n1", "alpha")),
+    tls_secrets=(Ref("s1", "a.crt"),),
+)
+
+
+def test_proxy_spec_follows_the_config() -> None:
+    spec = proxy_spec(CONFIG, "east", REFS)
+    container = spec["TaskTemplate"]["ContainerSpec"]
+    assert spec["Name"] == "proxy-east"
+    assert spec["Labels"]["type"] == "com.docker.interlock.core.proxy"
+    assert spec["Labels"]["proxy_region"] == "east"
+    assert container["Labels"] == {"task_label": "yes"}
+    assert spec["Mode"] == {"Replicated": {"Replicas": 3}}
+    assert container["StopSignal"] == "SIGTERM" and container["StopGracePeriod"] == 7_000_000_000
+    assert container["Args"] == ["proxy", "--extra"]
+    assert spec["UpdateConfig"]["Delay"] == 2_000_000_000 and spec["UpdateConfig"]["FailureAction"] == "rollback"
+    assert spec["UpdateConfig"]["Parallelism"] == 1
+    placement = spec["TaskTemplate"]["Placement"]
+    assert placement["Constraints"] == ["node.labels.nodetype==loadbalancer"]
+    assert placement["Preferences"] == [{"Spread": {"SpreadDescriptor": "node.labels.zone"}}]
+    assert [p["PublishedPort"] for p in spec["EndpointSpec"]["Ports"]] == [80, 443]
+    assert {p["PublishMode"] for p in spec["EndpointSpec"]["Ports"]} == {"host"}
+    assert [n["Target"] for n in spec["TaskTemplate"]["Networks"]] == ["ctl", "n1", "n2"]
+    assert [s["SecretName"] for s in container["Secrets"]] == ["interlock-proxy-token", "a.crt"]
+    assert "INTERLOCK_EXTENSION_URL=http://tasks.ext-east:8080" in container["Env"]
+    assert "Mounts" not in container
+
+
+def test_extension_spec_has_no_socket_and_the_extension_settings() -> None:
+    spec = extension_spec(CONFIG, "east", REFS)
+    container = spec["TaskTemplate"]["ContainerSpec"]
+    assert spec["Name"] == "ext-east"
+    assert spec["Labels"]["ext_region"] == "east"
+    assert container["Args"] == ["extension", "-D"]
+    assert "Mounts" not in container
+    assert "INTERLOCK_CORE_URL=http://tasks.interlock:8080" in container["Env"]
+
+
+def test_only_the_core_mounts_the_socket_on_a_manager() -> None:
+    spec = core_spec(name="interlock", image="interlock:x", config=Ref("c", "cfg"), control_network=Ref("n", "interlock"),
+                     extension_token=Ref("e", "et"), proxy_token=Ref("p", "pt"))
+    container = spec["TaskTemplate"]["ContainerSpec"]
+    assert container["Mounts"] == [{"Type": "bind", "Source": "/var/run/docker.sock", "Target": "/var/run/docker.sock"}]
+    assert spec["TaskTemplate"]["Placement"]["Constraints"] == ["node.role==manager"]
+    assert container["Args"] == ["run", "-c", "/config.toml"]
+
+
+def test_spec_hash_is_stable_and_follows_changes() -> None:
+    first, again = proxy_spec(CONFIG, "east", REFS), proxy_spec(CONFIG, "east", REFS)
+    assert spec_hash(first) == spec_hash(again) != ""
+    more = proxy_spec(CONFIG, "east", replace(REFS, app_networks=(*REFS.app_networks, Ref("n3", "beta"))))
+    assert spec_hash(more) != spec_hash(first)
+    assert LABEL_SPEC in first["Labels"]
