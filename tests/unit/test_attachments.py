@@ -10,20 +10,40 @@ from interlock.model.docker_json import snapshot_from_api
 from interlock.testing.swarm_json import swarm_json
 
 APP = {"name": "app", "networks": ["apps"], "labels": {"com.docker.lb.hosts": "app.local", "com.docker.lb.port": "80"}}
-TLS = {"name": "tls", "networks": ["apps"], "labels": {"com.docker.lb.hosts": "tls.local", "com.docker.lb.port": "80",
-                                                       "com.docker.lb.ssl_cert": "tls.pem"}}
+TLS = {
+    "name": "tls",
+    "networks": ["apps"],
+    "labels": {"com.docker.lb.hosts": "tls.local", "com.docker.lb.port": "80", "com.docker.lb.ssl_cert": "tls.pem"},
+}
 
 
-def _with_proxy(document: dict[str, Any], task_networks: list[list[str]], spec_networks: list[str],
-                secrets: list[str]) -> dict[str, Any]:
+def _with_proxy(
+    document: dict[str, Any], task_networks: list[list[str]], spec_networks: list[str], secrets: list[str]
+) -> dict[str, Any]:
     ids = {n["Name"]: n["Id"] for n in document["networks"]}
-    proxy = {"ID": "proxy", "Spec": {"Name": "interlock-proxy", "TaskTemplate": {
-        "Networks": [{"Target": ids.get(n, n)} for n in spec_networks],
-        "ContainerSpec": {"Secrets": [{"SecretName": s} for s in secrets]}}}}
-    tasks = [{"ID": f"pt{i}", "ServiceID": "proxy", "DesiredState": "running", "Status": {"State": "running"},
-              "Spec": {"Networks": [{"Target": ids.get(n, n)} for n in nets],
-                       "ContainerSpec": {"Secrets": [{"SecretName": s} for s in secrets]}}}
-             for i, nets in enumerate(task_networks)]
+    proxy = {
+        "ID": "proxy",
+        "Spec": {
+            "Name": "interlock-proxy",
+            "TaskTemplate": {
+                "Networks": [{"Target": ids.get(n, n)} for n in spec_networks],
+                "ContainerSpec": {"Secrets": [{"SecretName": s} for s in secrets]},
+            },
+        },
+    }
+    tasks = [
+        {
+            "ID": f"pt{i}",
+            "ServiceID": "proxy",
+            "DesiredState": "running",
+            "Status": {"State": "running"},
+            "Spec": {
+                "Networks": [{"Target": ids.get(n, n)} for n in nets],
+                "ContainerSpec": {"Secrets": [{"SecretName": s} for s in secrets]},
+            },
+        }
+        for i, nets in enumerate(task_networks)
+    ]
     return {**document, "services": [*document["services"], proxy], "tasks": [*document["tasks"], *tasks]}
 
 
@@ -36,16 +56,24 @@ def test_attachments_are_what_every_proxy_task_and_the_spec_share() -> None:
 
 def test_held_back_until_attached_then_routed() -> None:
     snapshot = snapshot_from_api(swarm_json({"services": [APP, TLS]}))
-    waiting = build(snapshot, attachments={"": ProxyAttachments(frozenset(), frozenset())}, existing_secrets=frozenset({"tls.pem"}))
+    waiting = build(
+        snapshot, attachments={"": ProxyAttachments(frozenset(), frozenset())}, existing_secrets=frozenset({"tls.pem"})
+    )
     routing = waiting.routings[""]
     assert routing.hosts == ()
     assert routing.networks == ("apps",) and routing.secrets == ("tls.pem",)
     assert {p.service for p in waiting.problems if "waiting for every proxy task" in p.reason} == {"app", "tls"}
-    partly = build(snapshot, attachments={"": ProxyAttachments(frozenset({"apps"}), frozenset())},
-                   existing_secrets=frozenset({"tls.pem"}))
+    partly = build(
+        snapshot,
+        attachments={"": ProxyAttachments(frozenset({"apps"}), frozenset())},
+        existing_secrets=frozenset({"tls.pem"}),
+    )
     assert [h.name for h in partly.routings[""].hosts] == ["app.local"]
-    ready = build(snapshot, attachments={"": ProxyAttachments(frozenset({"apps"}), frozenset({"tls.pem"}))},
-                  existing_secrets=frozenset({"tls.pem"}))
+    ready = build(
+        snapshot,
+        attachments={"": ProxyAttachments(frozenset({"apps"}), frozenset({"tls.pem"}))},
+        existing_secrets=frozenset({"tls.pem"}),
+    )
     assert [h.name for h in ready.routings[""].hosts] == ["app.local", "tls.local"]
 
 

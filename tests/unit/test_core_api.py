@@ -31,20 +31,33 @@ class FakeSource:
     def ping(self) -> None:
         return None
 
-    def stream_events(self, on_event: Callable[[dict[str, Any]], None], on_end: Callable[[BaseException | None], None]) -> Any:
+    def stream_events(
+        self, on_event: Callable[[dict[str, Any]], None], on_end: Callable[[BaseException | None], None]
+    ) -> Any:
         raise NotImplementedError
 
 
 def app_service(name: str, replicas: int = 1) -> dict[str, Any]:
-    return {"name": name, "networks": ["n"], "replicas": replicas,
-            "labels": {"com.docker.lb.hosts": f"{name}.local", "com.docker.lb.port": "80"}}
+    return {
+        "name": name,
+        "networks": ["n"],
+        "replicas": replicas,
+        "labels": {"com.docker.lb.hosts": f"{name}.local", "com.docker.lb.port": "80"},
+    }
 
 
 @pytest.fixture
 async def core() -> AsyncIterator[tuple[Core, FakeSource, TestClient[Any, Any]]]:
     source = FakeSource()
-    core = Core(config=default_config(), source=source, ops=None, service_name="interlock",
-                extension_token=TOKEN, proxy_token="proxy-token-0123456789", core_url="http://tasks.interlock:8080")
+    core = Core(
+        config=default_config(),
+        source=source,
+        ops=None,
+        service_name="interlock",
+        extension_token=TOKEN,
+        proxy_token="proxy-token-0123456789",
+        core_url="http://tasks.interlock:8080",
+    )
     client = TestClient(TestServer(core.app()))
     await client.start_server()
     yield core, source, client
@@ -83,8 +96,10 @@ async def test_versions_change_only_when_routing_changes_and_long_poll_waits(cor
     assert unchanged.status == 304
     source.services = [app_service("a", replicas=2)]
     await instance.resync()
-    second = decode(await (await client.get("/v1/clusters/default/state", params={"after": first.tag}, headers=AUTH)).read(),
-                    ClusterState)
+    second = decode(
+        await (await client.get("/v1/clusters/default/state", params={"after": first.tag}, headers=AUTH)).read(),
+        ClusterState,
+    )
     assert second.version == first.version + 1
     assert len(second.routing.upstreams[0].servers) == 2
 
@@ -93,9 +108,17 @@ async def test_status_shows_routes_problems_and_what_proxies_serve(core: Any) ->
     instance, source, client = core
     source.services = [app_service("a"), {"name": "bad", "networks": ["n"], "labels": {"com.docker.lb.hosts": "x;y"}}]
     await instance.resync()
-    report = ExtensionReport("default", "", ProxyConfig(1, "d", "cfg1", "text"), "", (ProxyReport("proxy1", "cfg1", "d", True),))
+    report = ExtensionReport(
+        "default", "", ProxyConfig(1, "d", "cfg1", "text"), "", (ProxyReport("proxy1", "cfg1", "d", True),)
+    )
     assert (await client.post("/v1/clusters/default/report", data=encode(report), headers=AUTH)).status == 200
     status = await (await client.get("/v1/status", headers=AUTH)).json()
     assert status["routes"][0]["host"] == "a.local"
     assert status["problems"][0]["service"] == "bad"
-    assert status["clusters"][0]["proxies"][0] == {"proxy": "proxy1", "config_id": "cfg1", "ok": True, "error": "", "reloads": 0}
+    assert status["clusters"][0]["proxies"][0] == {
+        "proxy": "proxy1",
+        "config_id": "cfg1",
+        "ok": True,
+        "error": "",
+        "reloads": 0,
+    }

@@ -21,8 +21,17 @@ pytestmark = pytest.mark.nginx
 
 def config_for(tmp_path: Path, marker: str) -> tuple[str, str]:
     ext = default_config(TargetPort=18080, TargetSSLPort=18443).extensions["default"]
-    ext = ext.model_copy(update={"config": ext.config.model_copy(update={
-        "pid_path": str(tmp_path / "nginx.pid"), "access_log_path": "/dev/null", "http_options": (f"# {marker};",)})})
+    ext = ext.model_copy(
+        update={
+            "config": ext.config.model_copy(
+                update={
+                    "pid_path": str(tmp_path / "nginx.pid"),
+                    "access_log_path": "/dev/null",
+                    "http_options": (f"# {marker};",),
+                }
+            )
+        }
+    )
     rendered = render_nginx(Routing(cluster=""), ext)
     return rendered.text, rendered.config_id
 

@@ -82,8 +82,14 @@ def test_extension_spec_has_no_socket_and_the_extension_settings() -> None:
 
 
 def test_only_the_core_mounts_the_socket_on_a_manager() -> None:
-    spec = core_spec(name="interlock", image="interlock:x", config=Ref("c", "cfg"), control_network=Ref("n", "interlock"),
-                     extension_token=Ref("e", "et"), proxy_token=Ref("p", "pt"))
+    spec = core_spec(
+        name="interlock",
+        image="interlock:x",
+        config=Ref("c", "cfg"),
+        control_network=Ref("n", "interlock"),
+        extension_token=Ref("e", "et"),
+        proxy_token=Ref("p", "pt"),
+    )
     container = spec["TaskTemplate"]["ContainerSpec"]
     assert container["Mounts"] == [{"Type": "bind", "Source": "/var/run/docker.sock", "Target": "/var/run/docker.sock"}]
     assert spec["TaskTemplate"]["Placement"]["Constraints"] == ["node.role==manager"]

@@ -8,17 +8,28 @@ from interlock.wire.messages import ClusterState, ExtensionReport, ProxyConfig, 
 from tests.golden.cases import CASES, load_case
 
 
-@pytest.mark.parametrize("case", ["tls-mixed-one-proxy", "context-roots-share-host", "default-backend-tls", "bad-labels-isolated"])
+@pytest.mark.parametrize(
+    "case", ["tls-mixed-one-proxy", "context-roots-share-host", "default-backend-tls", "bad-labels-isolated"]
+)
 def test_cluster_state_round_trip(case: str) -> None:
     loaded = load_case(CASES / f"{case}.txt")
-    state = ClusterState(7, loaded.cluster, "default", loaded.routing, loaded.extension.model_dump(by_alias=True, mode="json"),
-                         loaded.result.problems, epoch="abc")
+    state = ClusterState(
+        7,
+        loaded.cluster,
+        "default",
+        loaded.routing,
+        loaded.extension.model_dump(by_alias=True, mode="json"),
+        loaded.result.problems,
+        epoch="abc",
+    )
     assert decode(encode(state), ClusterState) == state
     assert state.tag == "abc.7"
 
 
 def test_reports_round_trip() -> None:
-    report = ExtensionReport("default", "", ProxyConfig(3, "d" * 64, "id", "text"), "", (ProxyReport("p1", "id", "d", True),))
+    report = ExtensionReport(
+        "default", "", ProxyConfig(3, "d" * 64, "id", "text"), "", (ProxyReport("p1", "id", "d", True),)
+    )
     assert decode(encode(report), ExtensionReport) == report
 
 
