@@ -133,10 +133,13 @@ def up(config_path: str | None, *, debug: bool, wait: float, say: Any = print) -
         say(f"the core service {CORE_SERVICE} is up to date")
     _remove_unused_core_configs(ops, keep=config_ref)
     if wait > 0:
+        deadline = time.monotonic() + wait
         for name, ext in config.extensions.items():
             port = ext.published_port
             say(f"waiting for proxy {config.proxy_service_name(name)} to answer on port {port}")
-            wait_for_proxy(port, wait)
+            wait_for_proxy(port, max(1.0, deadline - time.monotonic()))
+        say("waiting until every proxy serves its cluster's newest configuration")
+        wait_converged(client, ops, config, deadline)
     say("Interlock is up. Route a service with --label com.docker.lb.hosts=NAME --label com.docker.lb.port=PORT")
     return config
 
@@ -166,6 +169,43 @@ def wait_for_proxy(port: int, timeout: float) -> int:
             last = str(exc)
         time.sleep(0.5)
     raise OperatorError(f"no proxy answered on port {port} within {timeout:.0f}s ({last}); see `interlock status`")
+
+
+def _converged(client: docker.APIClient, ops: SwarmOps, config: CoreConfig) -> str | None:
+    """None when every proxy task runs and serves its cluster's newest configuration, else why not."""
+    status = core_status()
+    if not status.get("ready"):
+        return "the core has not listed the swarm yet"
+    by_extension = {c["extension"]: c for c in status.get("clusters", [])}
+    for name, ext in config.extensions.items():
+        cluster = by_extension.get(name)
+        if cluster is None or not cluster.get("config_id"):
+            return f"extension {name} has no validated configuration yet"
+        service = ops.service_named(config.proxy_service_name(name))
+        if service is None:
+            return f"proxy service {config.proxy_service_name(name)} does not exist yet"
+        if ((service.get("UpdateStatus") or {}).get("State") or "completed") not in ("completed", "rollback_completed"):
+            return f"{config.proxy_service_name(name)} is still updating"
+        tasks = [t for t in ops.tasks(service["ID"]) if t["DesiredState"] == "running"]
+        running = [t for t in tasks if t["Status"]["State"] == "running"]
+        if len(running) != ext.proxy_replicas or len(tasks) != ext.proxy_replicas:
+            return f"{config.proxy_service_name(name)}: {len(running)} of {ext.proxy_replicas} tasks running"
+        serving = {p["proxy"]: p["config_id"] for p in cluster.get("proxies", [])}
+        for task in running:
+            container = ((task["Status"].get("ContainerStatus") or {}).get("ContainerID") or "")[:12]
+            if serving.get(container) != cluster["config_id"]:
+                return f"proxy {container} does not serve {cluster['config_id']} yet"
+    return None
+
+
+def wait_converged(client: docker.APIClient, ops: SwarmOps, config: CoreConfig, deadline: float) -> None:
+    reason: str | None = "not checked"
+    while time.monotonic() < deadline:
+        reason = _converged(client, ops, config)
+        if reason is None:
+            return
+        time.sleep(0.5)
+    raise OperatorError(f"Interlock did not settle in time: {reason}; see `interlock status`")
 
 
 def down(*, say: Any = print, timeout: float = 90.0) -> None:

@@ -109,3 +109,24 @@ def test_conflict_winner_does_not_depend_on_task_counts() -> None:
     # it over (and loses it again) as tasks come and go.
     assert result.routings[""].hosts == ()
     assert any(p.service == "newer" and "already routed by service older" in p.reason for p in result.problems)
+
+
+def test_host_mode_uses_the_ipv4_binding_of_each_task() -> None:
+    # As captured from Docker 20.10 with IPv6 on: 0.0.0.0:32772 and [::]:32771, family not named.
+    document = swarm_json(
+        {
+            "services": [
+                {
+                    "name": "hm",
+                    "host_ports": [8080],
+                    "labels": {"com.docker.lb.hosts": "hm.local", "com.docker.lb.port": "8080"},
+                }
+            ]
+        }
+    )
+    document["tasks"][0]["Status"]["PortStatus"]["Ports"] = [
+        {"Protocol": "tcp", "TargetPort": 8080, "PublishedPort": 32772, "PublishMode": "host"},
+        {"Protocol": "tcp", "TargetPort": 8080, "PublishedPort": 32771, "PublishMode": "host"},
+    ]
+    servers = build(snapshot_from_api(document)).routings[""].upstream("hm.local").servers
+    assert [(s.address, s.port) for s in servers] == [("192.0.2.10", 32772)]

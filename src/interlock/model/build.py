@@ -264,11 +264,12 @@ def _servers(
             node = index.nodes.get(task.node_id)
             if node is None or not node.address:
                 continue
-            found.update(
-                server(node.address, b.published_port)
-                for b in task.host_ports
-                if b.mode == "host" and b.target_port == port and b.published_port
+            # The first binding is the IPv4 one, which the node's address reaches.
+            binding = next(
+                (b for b in task.host_ports if b.mode == "host" and b.target_port == port and b.published_port), None
             )
+            if binding is not None:
+                found.add(server(node.address, binding.published_port))
         else:
             for attachment in task.attachments:
                 if attachment.network_id == network.id:

@@ -50,7 +50,7 @@ def _strip_prefix_length(address: str) -> str:
 
 
 def _ports(entries: Iterable[Mapping[str, Any]] | None) -> tuple[PortBinding, ...]:
-    seen = {
+    bindings = (
         PortBinding(
             target_port=int(p.get("TargetPort") or 0),
             published_port=int(p.get("PublishedPort") or 0),
@@ -58,9 +58,10 @@ def _ports(entries: Iterable[Mapping[str, Any]] | None) -> tuple[PortBinding, ..
             mode=str(p.get("PublishMode") or "ingress"),
         )
         for p in entries or ()
-    }
-    # The API repeats host-mode entries in PortStatus; a set drops the echo.
-    return tuple(sorted(seen))
+    )
+    # A host-mode port appears once per address family (0.0.0.0 first, then [::]), with the same
+    # or a different published port and no family named. Keep the API's order, drop exact echoes.
+    return tuple(dict.fromkeys(bindings))
 
 
 def _secret_names(task_spec: Mapping[str, Any]) -> tuple[str, ...]:
