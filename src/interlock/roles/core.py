@@ -101,6 +101,8 @@ class Core:
         self.clusters = {n: _Cluster(n, e.service_cluster) for n, e in self.config.extensions.items()}
         self.changed = asyncio.Condition()
         self.ready = False
+        self.connected = False
+        """True while the last call to Docker succeeded and the event stream is up."""
         self.snapshot: Snapshot | None = None
         self.problems: tuple[Problem, ...] = ()
         self.debouncer = Debouncer(quiet=0.02, max_delay=0.25)
@@ -111,6 +113,10 @@ class Core:
         self.reconcile_wake = asyncio.Event()
         self.secret_names: frozenset[str] | None = None
         self.last_event_at = 0.0
+        self.service_events = 0
+        self._seen_service_index = -1
+        self._service_events_at_resync = 0
+        self._last_resync_at = 0.0
 
     # -- watching ---------------------------------------------------------------------------
     async def watch(self) -> None:
@@ -129,6 +135,7 @@ class Core:
                     await self._wait_for_change()
                     await self.resync()
             except DockerUnavailable as exc:
+                self.connected = False
                 log.warning("Docker API unavailable, retrying in %.1fs: %s", backoff, exc)
             finally:
                 if stream is not None:
@@ -139,6 +146,8 @@ class Core:
 
     def _on_event(self, event: dict[str, Any]) -> None:
         EVENTS.inc()
+        if event.get("Type") == "service":
+            self.service_events += 1
         now = time.monotonic()
         self.last_event_at = now
         self.min_settle_until = now + MIN_SETTLE
@@ -149,6 +158,7 @@ class Core:
         self.debouncer.poke()
 
     def _on_stream_end(self, error: BaseException | None) -> None:
+        self.connected = False
         log.warning("Docker event stream ended (%s); reconnecting and resyncing", error or "closed")
         self.stream_lost.set()
         self.debouncer.poke()
@@ -166,8 +176,22 @@ class Core:
         if self.stream_lost.is_set():
             raise DockerUnavailable("event stream lost")
 
+    def _stream_missed_a_change(self, raw: dict[str, list[dict[str, Any]]]) -> bool:
+        """A service changed (its version index grew) while no service event came: the stream
+        is connected but silent, which Docker's stream can be after network trouble."""
+        index = max((int((s.get("Version") or {}).get("Index", 0)) for s in raw["services"]), default=0)
+        now = time.monotonic()
+        # Only a periodic resync (a second or more after the last) can tell: right after an
+        # event-driven one, the list may see a change whose event is still on its way.
+        quiet = self.service_events == self._service_events_at_resync and now - self._last_resync_at >= 1.0
+        missed = self._seen_service_index >= 0 and index > self._seen_service_index and quiet
+        self._seen_service_index, self._service_events_at_resync = index, self.service_events
+        self._last_resync_at = now
+        return missed
+
     async def resync(self) -> None:
         raw = await asyncio.to_thread(self.source.list_swarm)
+        stalled = self._stream_missed_a_change(raw)
         if self.ops is not None:
             secrets_list = await asyncio.to_thread(self.ops.secrets)
             self.secret_names = frozenset(s["Spec"]["Name"] for s in secrets_list)
@@ -182,11 +206,13 @@ class Core:
         BUILD_SECONDS.observe(time.perf_counter() - started)
         if not self.ready:
             log.info("first full list done: %d services, %d tasks", len(snapshot.services), len(snapshot.tasks))
-        self.ready = True
+        self.ready = self.connected = True
         if changed:
             async with self.changed:
                 self.changed.notify_all()
         self.reconcile_wake.set()
+        if stalled:
+            raise DockerUnavailable("a service changed without an event: the event stream looks stalled")
 
     # -- publishing -------------------------------------------------------------------------
     def attachments(self, snapshot: Snapshot) -> dict[str, ProxyAttachments]:

@@ -1,0 +1,68 @@
+"""Nothing is rendered, sent or reloaded when the result is byte-identical (issue 4)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from interlock.config import default_config
+from interlock.edges.peer_http import PeerClient
+from interlock.model.build import build
+from interlock.model.docker_json import snapshot_from_api
+from interlock.roles.agent import Agent
+from interlock.roles.extension import Extension
+from interlock.testing.swarm_json import swarm_json
+from interlock.wire.messages import ClusterState, ProxyConfig
+
+EXT = default_config().extensions["default"]
+
+
+def state(version: int, replicas: int = 1) -> ClusterState:
+    service = {
+        "name": "a",
+        "networks": ["n"],
+        "replicas": replicas,
+        "labels": {"com.docker.lb.hosts": "a.local", "com.docker.lb.port": "80"},
+    }
+    routing = build(snapshot_from_api(swarm_json({"services": [service]}))).routings[""]
+    return ClusterState(version, "", "default", routing, EXT.model_dump(by_alias=True, mode="json"), epoch="e")
+
+
+@pytest.mark.nginx
+async def test_extension_serves_a_new_config_only_when_the_text_changes(nginx: str) -> None:
+    extension = Extension(name="default", core=PeerClient("http://unused", "t" * 20), proxy_token="p" * 20)
+    await extension.apply(state(1))
+    first = extension.current
+    assert first is not None and extension.validation_error == ""
+    await extension.apply(state(2))  # a new state version, same routing: same text
+    assert extension.current is first
+    await extension.apply(state(3, replicas=2))
+    assert extension.current is not None and extension.current.digest != first.digest
+
+
+class FakeNginx:
+    """Stands in for NginxController: records installs."""
+
+    def __init__(self) -> None:
+        self.config_id = ""
+        self.reloads = 0
+        self.installs: list[str] = []
+        self.process = None
+        self.running = True
+
+    async def install(self, text: str, config_id: str) -> None:
+        self.installs.append(config_id)
+        self.config_id = config_id
+        self.reloads += 1
+
+
+async def test_agent_does_not_reload_for_the_configuration_it_serves(tmp_path: Path) -> None:
+    fake = FakeNginx()
+    agent = Agent(extension=PeerClient("http://unused", "t" * 20), nginx=fake, name="p1")  # type: ignore[arg-type]
+    config = ProxyConfig(1, "d1", "id1", "text")
+    await agent.apply(config)
+    await agent.apply(replace(config, version=2))
+    await agent.apply(ProxyConfig(3, "d2", "id2", "text2"))
+    assert fake.installs == ["id1", "id2"]
