@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Builds interlock-bench-backend:1 from the machine's static busybox.
+set -euo pipefail
+cd "$(dirname "$0")"
+[ -x /bin/busybox ] || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null; }
+docker image inspect interlock-bench-backend:1 >/dev/null 2>&1 && exit 0
+tmp=$(mktemp -d)
+cp Dockerfile serve.sh "$tmp"/ && cp -r www "$tmp"/ && cp /bin/busybox "$tmp"/busybox
+docker build -q -t interlock-bench-backend:1 "$tmp" >/dev/null 2>&1
+rm -rf "$tmp"

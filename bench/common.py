@@ -1,0 +1,185 @@
+"""Shared benchmark helpers: percentiles, process memory, a bounded constant-rate HTTP load."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import os
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "p99": percentile(values, 99),
+        "max": max(values) if values else float("nan"),
+        "mean": statistics.fmean(values) if values else float("nan"),
+    }
+
+
+def rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except FileNotFoundError:
+            continue
+    return total / 1024
+
+
+def children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False).stdout
+    return [int(p) for p in out.split()]
+
+
+def sh(*args: str, check: bool = True, timeout: float = 300) -> str:
+    proc = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, check=False)
+    if check and proc.returncode:
+        raise RuntimeError(f"{' '.join(args)}: {proc.stderr or proc.stdout}")
+    return proc.stdout
+
+
+@dataclass
+class LoadResult:
+    sent: int = 0
+    statuses: collections.Counter[int] = field(default_factory=collections.Counter)
+    errors: collections.Counter[str] = field(default_factory=collections.Counter)
+    stale_retries: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return sum(n for code, n in self.statuses.items() if code >= 500 or code < 200) + sum(self.errors.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sent": self.sent,
+            "failed": self.failed,
+            "statuses": dict(self.statuses),
+            "socket_errors": dict(self.errors),
+            "stale_keepalive_retries": self.stale_retries,
+            "latency_ms": summary([x * 1000 for x in self.latencies]),
+        }
+
+
+async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, keep_alive: bool) -> int:
+    writer.write(
+        f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    await reader.readexactly(length)
+    return status
+
+
+async def constant_load(
+    port: int,
+    hosts: list[str],
+    *,
+    rate: float,
+    seconds: float,
+    connections: int = 16,
+    stop: asyncio.Event | None = None,
+) -> LoadResult:
+    """`rate` GET requests a second for `seconds` over `connections` workers; half reuse their
+    connection (keep-alive), half open a new one per request. A request that fails on a reused
+    connection before any byte of a response came back is retried once on a new connection, as
+    HTTP/1.1 clients do for idempotent requests (RFC 9112 9.3.1); those retries are counted."""
+    result = LoadResult()
+    interval = connections / rate
+    deadline = time.monotonic() + seconds
+
+    async def worker(index: int) -> None:
+        keep_alive = index % 2 == 0
+        host = hosts[index % len(hosts)]
+        conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        next_at = time.monotonic() + index * interval / connections
+        while time.monotonic() < deadline and not (stop and stop.is_set()):
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            next_at += interval
+            started = time.monotonic()
+            result.sent += 1
+            for attempt in range(2):
+                reused = conn is not None
+                try:
+                    if conn is None:
+                        conn = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
+                    status = await asyncio.wait_for(_request(*conn, host, keep_alive), 10)
+                    result.statuses[status] += 1
+                    result.latencies.append(time.monotonic() - started)
+                    if not keep_alive:
+                        conn[1].close()
+                        conn = None
+                    break
+                except (
+                    OSError,
+                    asyncio.IncompleteReadError,
+                    asyncio.LimitOverrunError,
+                    TimeoutError,
+                    ValueError,
+                ) as exc:
+                    if conn is not None:
+                        conn[1].close()
+                        conn = None
+                    if (
+                        reused
+                        and attempt == 0
+                        and isinstance(exc, (ConnectionResetError, asyncio.IncompleteReadError, BrokenPipeError))
+                    ):
+                        result.stale_retries += 1
+                        continue
+                    result.errors[type(exc).__name__] += 1
+                    break
+        if conn is not None:
+            conn[1].close()
+
+    await asyncio.gather(*(worker(i) for i in range(connections)))
+    return result
+
+
+def dump(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def wait_http(port: int, host: str = "x", timeout: float = 10) -> None:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(
+                urllib.request.Request(f"http://127.0.0.1:{port}/", headers={"Host": host}), timeout=1
+            )
+            return
+        except urllib.error.HTTPError:
+            return  # an answer, whatever its status
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing answered on port {port}")
+
+
+os.environ.setdefault("PYTHONUNBUFFERED", "1")

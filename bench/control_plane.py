@@ -1,0 +1,181 @@
+"""Control plane: CPU time and memory of core + extension per change with 1,000 services, and
+nginx reload time and memory against the number of hosts (100, 1,000, 5,000).
+
+Per change: the core's work (API JSON -> snapshot, build, publish) and the extension's (render,
+nginx -t in a private directory), in this process with the real role classes, for one service
+scaled by one task out of 1,000; CPU time from `time.process_time` plus the `nginx -t` child's.
+The baseline, measured in the same run, is `json.loads` of the same API JSON (reading the input).
+Reload: a real nginx on loopback serving the rendered configuration; HUP, then poll the status
+port until the new configuration id answers; RSS of master + workers after the reload.
+
+Usage: python bench/control_plane.py [--services 1000] [--changes 20] [--hosts 100,1000,5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import signal
+import statistics
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from common import children, dump, rss_mb
+
+from interlock.config import default_config
+from interlock.edges.peer_http import PeerClient
+from interlock.model.build import build
+from interlock.model.docker_json import snapshot_from_api
+from interlock.render.nginx import STATUS_PORT, render_nginx
+from interlock.roles.core import Core
+from interlock.roles.extension import Extension
+from interlock.roles.runtime import quiet_gc
+from interlock.testing.swarm_json import swarm_json
+
+
+def services(count: int, bump: int | None = None) -> list[dict[str, object]]:
+    return [
+        {
+            "name": f"app{i}",
+            "networks": [f"net{i % 10}"],
+            "replicas": 3 + (1 if i == bump else 0),
+            "labels": {"com.docker.lb.hosts": f"app{i}.example.com", "com.docker.lb.port": "8080"},
+        }
+        for i in range(count)
+    ]
+
+
+class StaticSource:
+    def __init__(self) -> None:
+        self.raw: dict[str, list[dict[str, object]]] = {}
+
+    def list_swarm(self) -> dict[str, list[dict[str, object]]]:
+        return self.raw
+
+
+def child_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def per_change(count: int, changes: int) -> dict[str, object]:
+    source = StaticSource()
+    core = Core(
+        config=default_config(),
+        source=source,
+        ops=None,
+        service_name="bench",  # type: ignore[arg-type]
+        extension_token="x" * 20,
+        proxy_token="y" * 20,
+        core_url="http://unused",
+    )
+    extension = Extension(name="default", core=PeerClient("http://unused", "t" * 20), proxy_token="p" * 20)
+    documents = [json.dumps(swarm_json({"services": services(count, bump=i)})) for i in range(changes + 1)]
+    core_cpu, ext_cpu, wall, baseline = [], [], [], []
+    for index, text in enumerate(documents):
+        started = time.process_time()
+        json.loads(text)
+        baseline.append(time.process_time() - started)
+        source.raw = json.loads(text)
+        t0, c0 = time.perf_counter(), time.process_time()
+        await core.resync()
+        c1 = time.process_time()
+        state = core.clusters["default"].state
+        assert state is not None
+        n0 = child_cpu()
+        await extension.apply(state)
+        c2, n1 = time.process_time(), child_cpu()
+        if index:  # the first pass is the cold start, not a change
+            core_cpu.append(c1 - c0)
+            ext_cpu.append((c2 - c1) + (n1 - n0))
+            wall.append(time.perf_counter() - t0)
+    return {
+        "services": count,
+        "changes": changes,
+        "core_cpu_ms_median": statistics.median(core_cpu) * 1000,
+        "extension_cpu_ms_median": statistics.median(ext_cpu) * 1000,
+        "wall_ms_median": statistics.median(wall) * 1000,
+        "baseline_json_load_cpu_ms_median": statistics.median(baseline) * 1000,
+        "process_max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "config_bytes": len(extension.current.text) if extension.current else 0,
+    }
+
+
+def confirm(config_id: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{STATUS_PORT}/interlock/config", timeout=1) as response:
+                if response.read().decode().strip() == config_id:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.005)
+    raise RuntimeError(f"configuration {config_id} never answered")
+
+
+def reload_for(hosts: int, tmp: Path) -> dict[str, float]:
+    ext = default_config(TargetPort=18090, TargetSSLPort=18490).extensions["default"]
+    ext = ext.model_copy(
+        update={
+            "config": ext.config.model_copy(
+                update={
+                    "pid_path": str(tmp / "reload.pid"),
+                    "access_log_path": "/dev/null",
+                    "error_log_path": str(tmp / "error.log"),
+                }
+            )
+        }
+    )
+    with quiet_gc():
+        first = render_nginx(build(snapshot_from_api(swarm_json({"services": services(hosts)}))).routings[""], ext)
+        second = render_nginx(
+            build(snapshot_from_api(swarm_json({"services": services(hosts, bump=0)}))).routings[""], ext
+        )
+    path = tmp / "reload.conf"
+    path.write_text(first.text)
+    started = time.perf_counter()
+    master = subprocess.Popen(["nginx", "-c", str(path), "-g", "daemon off;"])
+    confirm(first.config_id)
+    start_s = time.perf_counter() - started
+    times = []
+    for text, config_id in [(second.text, second.config_id), (first.text, first.config_id)] * 2:
+        path.write_text(text)
+        t0 = time.perf_counter()
+        master.send_signal(signal.SIGHUP)
+        confirm(config_id)
+        times.append(time.perf_counter() - t0)
+        time.sleep(0.3)
+    memory = rss_mb([master.pid, *children(master.pid)])
+    master.send_signal(signal.SIGQUIT)
+    master.wait(timeout=60)
+    return {
+        "hosts": hosts,
+        "config_mb": round(len(first.text) / 1e6, 2),
+        "start_s": round(start_s, 3),
+        "reload_s_median": round(statistics.median(times), 3),
+        "reload_s_max": round(max(times), 3),
+        "rss_mb_after_reload": round(memory, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--services", type=int, default=1000)
+    parser.add_argument("--changes", type=int, default=20)
+    parser.add_argument("--hosts", default="100,1000,5000")
+    args = parser.parse_args()
+    change = asyncio.run(per_change(args.services, args.changes))
+    with tempfile.TemporaryDirectory() as tmp:
+        reloads = [reload_for(int(n), Path(tmp)) for n in args.hosts.split(",")]
+    dump({"per_change": change, "reload": reloads, "cpus": os.cpu_count()})
+
+
+if __name__ == "__main__":
+    main()

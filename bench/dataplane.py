@@ -1,0 +1,206 @@
+"""Data plane: requests per second and latency to one backend, straight and through proxies.
+
+All on loopback, in one run: the backend (nginx answering 200 with a small body), Interlock's
+generated configuration (rendered for a host routed to that backend), a minimal hand-written nginx
+reverse proxy, HAProxy and Caddy as plain reverse proxies. Load: wrk, one thread, 32 keep-alive
+connections, each target measured `--rounds` times in alternation; medians reported. Every proxy
+runs one worker/thread so the comparison is per core.
+
+Usage: python bench/dataplane.py [--seconds 8] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import signal
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from common import dump, sh, wait_http
+
+from interlock.config import default_config
+from interlock.model.routing import Route, Routing, Server, Upstream, VirtualHost
+from interlock.render.nginx import render_nginx
+
+BACKEND, INTERLOCK, NGINX, HAPROXY, CADDY = 18001, 18080, 18081, 18082, 18083
+HOST = "bench.local"
+
+
+def backend_conf(tmp: Path) -> str:
+    return f"""worker_processes 1; pid {tmp}/backend.pid; error_log /dev/null;
+events {{ worker_connections 4096; }}
+http {{ access_log off; server {{ listen 127.0.0.1:{BACKEND}; keepalive_requests 100000;
+  location / {{ default_type text/plain; return 200 "hello from the backend\\n"; }} }} }}
+"""
+
+
+def handwritten_conf(tmp: Path) -> str:
+    return f"""worker_processes 1; pid {tmp}/nginx.pid; error_log /dev/null;
+events {{ worker_connections 4096; }}
+http {{ access_log /dev/null;
+  upstream backend {{ server 127.0.0.1:{BACKEND}; keepalive 32; }}
+  server {{ listen 127.0.0.1:{NGINX}; server_name {HOST};
+    location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header Host $http_host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }} }} }}
+"""
+
+
+def interlock_conf(tmp: Path) -> str:
+    ext = default_config(TargetPort=INTERLOCK, TargetSSLPort=18443).extensions["default"]
+    ext = ext.model_copy(
+        update={
+            "config": ext.config.model_copy(
+                update={
+                    "pid_path": f"{tmp}/interlock.pid",
+                    "access_log_path": "/dev/null",
+                    "error_log_path": "/dev/null",
+                    "user": "nginx",
+                }
+            )
+        }
+    )
+    upstream = Upstream(HOST, (Server("127.0.0.1", BACKEND, "backend"),))
+    routing = Routing(
+        cluster="", hosts=(VirtualHost(HOST, routes=(Route("/", HOST),), services=("backend",)),), upstreams=(upstream,)
+    )
+    return render_nginx(routing, ext).text
+
+
+def haproxy_conf() -> str:
+    return f"""global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+frontend f
+  bind 127.0.0.1:{HAPROXY}
+  default_backend b
+backend b
+  server s1 127.0.0.1:{BACKEND}
+"""
+
+
+def caddy_conf() -> str:
+    return f"""{{
+  admin off
+  auto_https off
+}}
+:{CADDY} {{
+  bind 127.0.0.1
+  reverse_proxy 127.0.0.1:{BACKEND}
+}}
+"""
+
+
+def wrk(port: int, seconds: int) -> dict[str, float]:
+    out = sh(
+        "wrk",
+        "-t1",
+        "-c32",
+        f"-d{seconds}s",
+        "--latency",
+        "-H",
+        f"Host: {HOST}",
+        f"http://127.0.0.1:{port}/",
+        timeout=seconds + 60,
+    )
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+    def ms(label: str) -> float:
+        value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    errors = re.search(r"Socket errors: (.*)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": rps,
+        "p50_ms": ms("50%"),
+        "p99_ms": ms("99%"),
+        "errors": errors.group(1) if errors else "none",
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        files = {
+            "backend": backend_conf(tmp),
+            "nginx": handwritten_conf(tmp),
+            "interlock": interlock_conf(tmp),
+            "haproxy": haproxy_conf(),
+            "caddy": caddy_conf(),
+        }
+        for name, text in files.items():
+            (tmp / f"{name}.conf").write_text(text)
+        procs = [
+            subprocess.Popen(["nginx", "-c", str(tmp / "backend.conf"), "-g", "daemon off;"]),
+            subprocess.Popen(["nginx", "-c", str(tmp / "nginx.conf"), "-g", "daemon off;"]),
+            subprocess.Popen(["nginx", "-c", str(tmp / "interlock.conf"), "-g", "daemon off;"]),
+            subprocess.Popen(
+                ["haproxy", "-f", str(tmp / "haproxy.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            ),
+            subprocess.Popen(
+                ["caddy", "run", "--adapter", "caddyfile", "--config", str(tmp / "caddy.conf")],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env={"GOMAXPROCS": "1", "HOME": tmp_name, "PATH": "/usr/bin:/bin"},
+            ),
+        ]
+        targets = {
+            "direct (backend)": BACKEND,
+            "interlock (generated)": INTERLOCK,
+            "nginx (hand-written)": NGINX,
+            "haproxy": HAPROXY,
+            "caddy": CADDY,
+        }
+        try:
+            for port in targets.values():
+                wait_http(port, HOST)
+            runs: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+            for _ in range(args.rounds):
+                for name, port in targets.items():
+                    runs[name].append(wrk(port, args.seconds))
+                    time.sleep(0.5)
+        finally:
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                proc.wait(timeout=20)
+    results = {
+        name: {
+            "rps": statistics.median(r["rps"] for r in rs),
+            "p50_ms": statistics.median(r["p50_ms"] for r in rs),
+            "p99_ms": statistics.median(r["p99_ms"] for r in rs),
+            "errors": sorted({str(r["errors"]) for r in rs}),
+            "non2xx": sum(int(r["non2xx"]) for r in rs),
+        }
+        for name, rs in runs.items()
+    }
+    hand = results["nginx (hand-written)"]["rps"]
+    dump(
+        {
+            "seconds": args.seconds,
+            "rounds": args.rounds,
+            "results": results,
+            "interlock_to_handwritten": results["interlock (generated)"]["rps"] / hand,
+            "interlock_to_caddy": results["interlock (generated)"]["rps"] / results["caddy"]["rps"],
+            "interlock_to_haproxy": results["interlock (generated)"]["rps"] / results["haproxy"]["rps"],
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()
