@@ -27,7 +27,6 @@ import urllib.request
 from pathlib import Path
 
 from common import children, dump, rss_mb
-
 from interlock.config import default_config
 from interlock.edges.peer_http import PeerClient
 from interlock.model.build import build

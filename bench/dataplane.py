@@ -4,7 +4,8 @@ All on loopback, in one run: the backend (nginx answering 200 with a small body)
 generated configuration (rendered for a host routed to that backend), a minimal hand-written nginx
 reverse proxy, HAProxy and Caddy as plain reverse proxies. Load: wrk, one thread, 32 keep-alive
 connections, each target measured `--rounds` times in alternation; medians reported. Every proxy
-runs one worker/thread so the comparison is per core.
+runs one worker/thread pinned to CPU 1, while wrk and the backend share CPU 0, so the comparison
+is per core and the machine's other load moves all targets alike.
 
 Usage: python bench/dataplane.py [--seconds 8] [--rounds 3]
 """
@@ -21,7 +22,6 @@ import time
 from pathlib import Path
 
 from common import dump, sh, wait_http
-
 from interlock.config import default_config
 from interlock.model.routing import Route, Routing, Server, Upstream, VirtualHost
 from interlock.render.nginx import render_nginx
@@ -102,6 +102,9 @@ def caddy_conf() -> str:
 
 def wrk(port: int, seconds: int) -> dict[str, float]:
     out = sh(
+        "taskset",
+        "-c",
+        "0",
         "wrk",
         "-t1",
         "-c32",
@@ -145,15 +148,18 @@ def main() -> None:
         }
         for name, text in files.items():
             (tmp / f"{name}.conf").write_text(text)
+        cpu0, cpu1 = ["taskset", "-c", "0"], ["taskset", "-c", "1"]
         procs = [
-            subprocess.Popen(["nginx", "-c", str(tmp / "backend.conf"), "-g", "daemon off;"]),
-            subprocess.Popen(["nginx", "-c", str(tmp / "nginx.conf"), "-g", "daemon off;"]),
-            subprocess.Popen(["nginx", "-c", str(tmp / "interlock.conf"), "-g", "daemon off;"]),
+            subprocess.Popen([*cpu0, "nginx", "-c", str(tmp / "backend.conf"), "-g", "daemon off;"]),
+            subprocess.Popen([*cpu1, "nginx", "-c", str(tmp / "nginx.conf"), "-g", "daemon off;"]),
+            subprocess.Popen([*cpu1, "nginx", "-c", str(tmp / "interlock.conf"), "-g", "daemon off;"]),
             subprocess.Popen(
-                ["haproxy", "-f", str(tmp / "haproxy.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                [*cpu1, "haproxy", "-f", str(tmp / "haproxy.conf")],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             ),
             subprocess.Popen(
-                ["caddy", "run", "--adapter", "caddyfile", "--config", str(tmp / "caddy.conf")],
+                [*cpu1, "caddy", "run", "--adapter", "caddyfile", "--config", str(tmp / "caddy.conf")],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 env={"GOMAXPROCS": "1", "HOME": tmp_name, "PATH": "/usr/bin:/bin"},

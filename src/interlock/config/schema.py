@@ -140,7 +140,7 @@ class NginxConfig(_Section):
     server_names_hash_bucket_size: Annotated[int, Field(ge=32, le=65536)] = Field(
         128, alias="ServerNamesHashBucketSize"
     )
-    upstream_zone_size: Annotated[int, Field(ge=0, le=1_048_576)] = Field(64, alias="UpstreamZoneSize")
+    upstream_zone_size: Annotated[int, Field(ge=0, le=1_048_576)] = Field(0, alias="UpstreamZoneSize")
     global_options: tuple[RawDirective, ...] = Field((), alias="GlobalOptions")
     http_options: tuple[RawDirective, ...] = Field((), alias="HTTPOptions")
     tcp_options: tuple[RawDirective, ...] = Field((), alias="TCPOptions")
