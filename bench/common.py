@@ -183,3 +183,32 @@ def wait_http(port: int, host: str = "x", timeout: float = 10) -> None:
 
 
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
+
+
+BENCH_IMAGE = "interlock-bench-backend:1"
+
+
+def create_backend(
+    name: str, host: str, *, replicas: int = 1, network: str = "e2e-a", image: str = BENCH_IMAGE
+) -> None:
+    """A routed bench backend service (detached), on a network the proxy is already on."""
+    sh(
+        "docker",
+        "service",
+        "create",
+        "-d",
+        "--quiet",
+        "--name",
+        name,
+        "--network",
+        network,
+        "--replicas",
+        str(replicas),
+        "--stop-grace-period",
+        "10s",
+        "--label",
+        f"com.docker.lb.hosts={host}",
+        "--label",
+        "com.docker.lb.port=8080",
+        image,
+    )

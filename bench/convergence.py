@@ -19,10 +19,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from common import dump, sh, summary
+from common import create_backend, dump, sh, summary
 
 REPO = Path(__file__).resolve().parents[1]
-IMAGE = "interlock-bench-backend:1"
 
 
 def status(host: str) -> tuple[int, str]:
@@ -62,22 +61,7 @@ def running_since(service: str, exclude: set[str] = frozenset()) -> tuple[float,
 def trial(index: int) -> dict[str, float]:
     name = f"conv-{index}-{int(time.time())}"
     host = f"{name}.local"
-    sh(
-        "docker",
-        "service",
-        "create",
-        "-d",
-        "--quiet",
-        "--name",
-        name,
-        "--network",
-        "e2e-a",
-        "--label",
-        f"com.docker.lb.hosts={host}",
-        "--label",
-        "com.docker.lb.port=8080",
-        IMAGE,
-    )
+    create_backend(name, host)
     t_create = time.time()
     t_200 = until(lambda: status(host)[0] == 200)
     t_running, first_ips = running_since(name)

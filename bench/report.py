@@ -153,7 +153,7 @@ Interlock's generated configuration / hand-written nginx: **{result["interlock_t
 Target (issue 4): at least 0.9 of the hand-written nginx and ahead of Caddy. The generated
 configuration does more per request than the hand-written one: five response headers
 (`x-request-id`, `x-proxy-id`, `x-server-info`, `x-upstream-addr`, `x-upstream-response-time`;
-`HideInfoHeaders` drops them), a request id, and a shared-memory zone per upstream.
+`HideInfoHeaders` drops them) and a request id.
 """
     )
 
@@ -181,9 +181,8 @@ services, median of {change["changes"]} changes, with the real role classes in o
 Wall time per change (core + extension): {change["wall_ms_median"]:.0f} ms; peak RSS of the process
 holding both roles: {change["process_max_rss_mb"]:.0f} MB.
 
-nginx against the number of hosts (3 targets each, a 64k upstream zone each); reload = HUP until
-the new configuration's id answers on the status port; RSS of master + worker (shared zones are
-counted in both):
+nginx against the number of hosts (3 targets each, default settings: no upstream zones); reload =
+HUP until the new configuration's id answers on the status port; RSS of master + worker:
 
 | hosts | config MB | start ms | reload ms (median) | reload ms (max) | RSS MB |
 |---|---|---|---|---|---|

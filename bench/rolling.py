@@ -18,34 +18,10 @@ import threading
 import time
 from pathlib import Path
 
-from common import constant_load, dump, sh
+from common import constant_load, create_backend, dump, sh
 
 REPO = Path(__file__).resolve().parents[1]
-IMAGE = "interlock-bench-backend:1"
 ROLLED = {"roll-stop-first": "stop-first", "roll-start-first": "start-first"}
-
-
-def create(name: str, host: str, replicas: int = 1) -> None:
-    sh(
-        "docker",
-        "service",
-        "create",
-        "-d",
-        "--quiet",
-        "--name",
-        name,
-        "--network",
-        "e2e-a",
-        "--replicas",
-        str(replicas),
-        "--stop-grace-period",
-        "10s",
-        "--label",
-        f"com.docker.lb.hosts={host}",
-        "--label",
-        "com.docker.lb.port=8080",
-        IMAGE,
-    )
 
 
 def roll(stop: threading.Event, counts: dict[str, int]) -> None:
@@ -69,21 +45,23 @@ def roll(stop: threading.Event, counts: dict[str, int]) -> None:
             counts[order] += 1
 
 
-def churn(stop: threading.Event, counts: dict[str, int], operations: int) -> None:
+def churn(stop: threading.Event, counts: dict[str, int], operations: int, worker: int, lock: threading.Lock) -> None:
     index = 0
-    while counts["operations"] < operations and not stop.is_set():
-        name = f"churn-{index}"
-        create(name, f"{name}.local")
+    while not stop.is_set():
+        with lock:
+            if counts["operations"] >= operations:
+                return
+            counts["operations"] += 3
+        name = f"churn-{worker}-{index}"
+        create_backend(name, f"{name}.local")
         sh("docker", "service", "update", "--quiet", "-d", "--label-add", f"com.docker.lb.hosts={name}-b.local", name)
         sh("docker", "service", "rm", name)
-        counts["operations"] += 3
         index += 1
-        time.sleep(0.2)
 
 
 async def run(rate: float, seconds: float, operations: int) -> dict[str, object]:
     for name in ROLLED:
-        create(name, f"{name}.local", replicas=3)
+        create_backend(name, f"{name}.local", replicas=3)
     for name in ROLLED:
         for _ in range(300):
             if sh("docker", "service", "ls", "--filter", f"name={name}", "--format", "{{.Replicas}}").strip() == "3/3":

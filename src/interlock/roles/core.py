@@ -54,7 +54,7 @@ from interlock.render.swarm_specs import (
     spec_hash,
 )
 from interlock.render.tables import routes_table
-from interlock.roles.runtime import quiet_gc
+from interlock.roles.runtime import changed_within, quiet_gc, woken
 from interlock.wire.messages import ClusterState, ExtensionReport, decode, encode
 
 log = logging.getLogger("interlock.core")
@@ -261,11 +261,7 @@ class Core:
     # -- owning the extension and proxy services -------------------------------------------
     async def reconcile_loop(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self.reconcile_wake.wait(), 5.0)
-            except TimeoutError:
-                pass
-            self.reconcile_wake.clear()
+            await woken(self.reconcile_wake, 5.0)
             if not self.ready or self.ops is None:
                 continue
             try:
@@ -394,16 +390,8 @@ class Core:
             return web.json_response({"error": f"no extension {request.match_info['name']!r}"}, status=404)
         after = request.query.get("after", "")
         wait = min(float(request.query.get("wait", "0")), 55.0)
-        deadline = time.monotonic() + wait
-        async with self.changed:
-            while slot.state is None or slot.state.tag == after:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return web.Response(status=304)
-                try:
-                    await asyncio.wait_for(self.changed.wait(), remaining)
-                except TimeoutError:
-                    return web.Response(status=304)
+        if not await changed_within(self.changed, lambda: slot.state is None or slot.state.tag == after, wait):
+            return web.Response(status=304)
         state = slot.state
         return web.Response(body=encode(state), content_type="application/json")
 

@@ -25,7 +25,7 @@ from interlock.edges.peer_http import PeerClient, read_token, require_token
 from interlock.errors import PeerUnavailable
 from interlock.render.nginx import render_nginx
 from interlock.render.swarm_specs import EXTENSION_PORT, EXTENSION_TOKEN, PROXY_TOKEN, SECRETS_DIR
-from interlock.roles.runtime import quiet_gc
+from interlock.roles.runtime import changed_within, quiet_gc, woken
 from interlock.wire.messages import ClusterState, ExtensionReport, ProxyConfig, ProxyReport, WireError, decode, encode
 
 log = logging.getLogger("interlock.extension")
@@ -107,11 +107,7 @@ class Extension:
 
     async def report_to_core(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self.report_wake.wait(), 5.0)
-            except TimeoutError:
-                pass
-            self.report_wake.clear()
+            await woken(self.report_wake, 5.0)
             now = time.monotonic()
             # Proxies that stopped reporting (gone, or cut off) age out after 30 s.
             self.proxies = {k: v for k, v in self.proxies.items() if now - v[0] < 30}
@@ -145,16 +141,8 @@ class Extension:
     async def get_config(self, request: web.Request) -> web.Response:
         after = request.query.get("after", "")
         wait = min(float(request.query.get("wait", "0")), 55.0)
-        deadline = time.monotonic() + wait
-        async with self.changed:
-            while self.current is None or self.current.digest == after:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return web.Response(status=304 if self.current else 503)
-                try:
-                    await asyncio.wait_for(self.changed.wait(), remaining)
-                except TimeoutError:
-                    return web.Response(status=304 if self.current else 503)
+        if not await changed_within(self.changed, lambda: self.current is None or self.current.digest == after, wait):
+            return web.Response(status=304 if self.current else 503)
         return web.Response(body=encode(self.current), content_type="application/json")
 
     async def post_report(self, request: web.Request) -> web.Response:

@@ -1,4 +1,4 @@
-"""Process-level knobs the roles and the CLI share.
+"""Process-level helpers the roles and the CLI share: pausing the collector, waiting.
 
 `quiet_gc` pauses the cyclic garbage collector around a rebuild: the pure pipeline allocates
 hundreds of thousands of small objects but makes no reference cycles, so reference counting
@@ -8,8 +8,11 @@ bench/render_10k.py: about half of the build+render time with 10,000 services.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
@@ -22,3 +25,26 @@ def quiet_gc() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+async def woken(event: asyncio.Event, timeout: float) -> None:
+    """Return when `event` is set or after `timeout` seconds, whichever is first; clear it."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout)
+    event.clear()
+
+
+async def changed_within(condition: asyncio.Condition, unchanged: Callable[[], bool], wait: float) -> bool:
+    """A long-poll: True as soon as `unchanged()` is false (checked whenever `condition` is
+    notified), False if `wait` seconds pass first."""
+    deadline = time.monotonic() + wait
+    async with condition:
+        while unchanged():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(condition.wait(), remaining)
+            except TimeoutError:
+                return False
+    return True
