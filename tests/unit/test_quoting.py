@@ -48,3 +48,15 @@ def test_finalize_refuses_plain_strings_and_booleans() -> None:
     for value in ("x", True, 1.5, None):
         with pytest.raises(UnsafeValue):
             finalize(value)
+
+
+def test_the_render_environment_refuses_raw_strings() -> None:
+    from interlock.render.nginx import _environment
+
+    environment = _environment()
+    assert environment.from_string("listen {{ port }};").render(port=80) == "listen 80;"
+    assert environment.from_string("server_name {{ name|q }};").render(name="a.local") == "server_name a.local;"
+    with pytest.raises(UnsafeValue):
+        environment.from_string("server_name {{ name }};").render(name="a.local")
+    with pytest.raises(UnsafeValue):
+        environment.from_string("server_name {{ name|q }};").render(name="a; include /etc/passwd")

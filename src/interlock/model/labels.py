@@ -262,11 +262,12 @@ class ServiceLabels:
 @dataclass(slots=True)
 class _Reader:
     service: Service
+    labels: dict[str, str]
     problems: list[Problem] = field(default_factory=list)
 
     def report(self, name: str, reason: str, severity: Severity = Severity.ERROR) -> None:
         key = name if name == "-" else LABEL_PREFIX + name
-        value = self.service.label_map.get(key, "-")
+        value = self.labels.get(key, "-")
         self.problems.append(Problem(self.service.name, key, value, reason, severity, service_id=self.service.id))
 
     @property
@@ -276,6 +277,10 @@ class _Reader:
 
 def _refuse_invisible(text: str) -> None:
     # Checked once for every label, before any grammar trims or normalises the value.
+    # isprintable() is False for every category refused here (and for non-ASCII spaces, which
+    # the grammars refuse anyway), so the per-character scan only runs to name the culprit.
+    if text.isprintable():
+        return
     for char in text:
         if unicodedata.category(char) in _INVISIBLE:
             raise GrammarError(
@@ -301,10 +306,10 @@ def parse_labels(service: Service) -> tuple[ServiceLabels | None, tuple[Problem,
     Returns `(None, ())` for a service without such labels, `(None, problems)` when any error
     excludes it, and `(labels, warnings)` otherwise.
     """
-    raw = service.label_map
+    raw = dict(service.labels)
     if not raw:
         return None, ()
-    reader = _Reader(service)
+    reader = _Reader(service, raw)
     values: dict[str, Any] = {}
     for key, text in raw.items():
         spec = LABELS_BY_KEY.get(key)
@@ -326,7 +331,7 @@ def parse_labels(service: Service) -> tuple[ServiceLabels | None, tuple[Problem,
 
 
 def _check_combinations(labels: ServiceLabels, reader: _Reader) -> None:
-    present = reader.service.label_map
+    present = reader.labels
     if not labels.hosts and not labels.default_backend and "hosts" not in _failed(reader):
         reader.report("hosts", "missing; every routed service needs hosts unless default_backend=true")
     if labels.ssl_key and not labels.ssl_cert:

@@ -52,8 +52,39 @@ _WEBSOCKET_HEADERS = Token(
 _WORDS = re.compile(r"^[A-Za-z0-9.]+( [A-Za-z0-9.]+)*$")
 
 
+@dataclass(frozen=True, slots=True)
+class _Location:
+    """One `location` block: its matcher, and either a 301 or the upstream it proxies to."""
+
+    match: Token
+    upstream: Upstream
+    uri: Token
+    """`/` to replace the matched prefix (context_root_rewrite), else empty (pass the URI as is)."""
+    websocket: bool = False
+    redirect: Token | None = None
+
+
+def _locations(host: VirtualHost, upstreams: dict[str, Upstream]) -> tuple[_Location, ...]:
+    """The location blocks of a host: `/` as a prefix; a context root as an exact match for the
+    bare path (301 to add the slash when rewriting) and a prefix for what is under it, so that
+    `/app` never matches `/application`."""
+    blocks = []
+    for route in host.routes:
+        upstream = upstreams[route.upstream]
+        path = user_token(route.path)
+        if route.path == "/":
+            blocks.append(_Location(Token("/"), upstream, Token(""), route.websocket))
+        elif route.rewrite:
+            blocks.append(_Location(Token(f"= {path}"), upstream, Token(""), redirect=Token(f"{path}/")))
+            blocks.append(_Location(Token(f"{path}/"), upstream, Token("/"), route.websocket))
+        else:
+            blocks.append(_Location(Token(f"= {path}"), upstream, Token(""), route.websocket))
+            blocks.append(_Location(Token(f"{path}/"), upstream, Token(""), route.websocket))
+    return tuple(blocks)
+
+
 class _HostView:
-    """What the template reads about one host (plain attributes: read once per location)."""
+    """What the template reads about one host, computed once per host."""
 
     __slots__ = (
         "cert_secret",
@@ -61,17 +92,17 @@ class _HostView:
         "host",
         "is_default",
         "key_secret",
+        "locations",
         "name",
         "passthrough_upstream",
-        "routes",
         "ssl_only",
     )
 
-    def __init__(self, host: VirtualHost, *, is_default: bool = False) -> None:
+    def __init__(self, host: VirtualHost, upstreams: dict[str, Upstream], *, is_default: bool = False) -> None:
         self.host = host
         self.is_default = is_default
         self.name = host.name
-        self.routes = host.routes
+        self.locations = _locations(host, upstreams)
         self.has_root = any(r.path == "/" for r in host.routes)
         self.ssl_only = host.ssl_only
         self.cert_secret = host.cert_secret
@@ -107,8 +138,9 @@ class _View:
     default_tls_host: _HostView | None = None
 
     def __post_init__(self) -> None:
+        upstreams = {u.name: u for u in self.routing.upstreams}
         for host in self.routing.hosts:
-            view = _HostView(host)
+            view = _HostView(host, upstreams)
             self.http_hosts.append(view)
             if host.tls is TLSMode.TERMINATE:
                 self.tls_hosts.append(view)
@@ -116,9 +148,10 @@ class _View:
                 self.passthrough_hosts.append(view)
         default = self.routing.default_host
         if default is not None:
-            self.http_hosts.append(_HostView(default, is_default=True))
+            default_view = _HostView(default, upstreams, is_default=True)
+            self.http_hosts.append(default_view)
             if default.tls is TLSMode.TERMINATE:
-                self.default_tls_host = _HostView(default, is_default=True)
+                self.default_tls_host = default_view
 
     @property
     def cluster(self) -> Token:
@@ -211,8 +244,9 @@ def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("interlock.render", "templates"),
         undefined=jinja2.StrictUndefined,
-        # Autoescaping turns every printed plain string into an error via `finalize`.
-        autoescape=True,
+        # `finalize` refuses any printed value that is not a Token or an integer. (No macros:
+        # their output would be a plain string; shared blocks are includes, which print directly.)
+        autoescape=False,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,

@@ -34,8 +34,8 @@ class UnsafeValue(ValueError):
 class Token(Markup):
     """A string that is safe to print into configuration as it is.
 
-    A `Markup` subclass so that Jinja2's autoescaping leaves it alone, while any plain string
-    that reaches the output is stopped by `finalize`.
+    A `Markup` subclass, so nothing ever escapes it; any plain string that reaches the output is
+    stopped by `finalize`.
     """
 
     __slots__ = ()
@@ -75,7 +75,7 @@ def operator_line(value: object) -> Token:
 
 
 def finalize(value: object) -> object:
-    """Jinja2 `finalize`: only tokens, macro output built from tokens, and integers may be printed."""
+    """Jinja2 `finalize`: only tokens and integers may be printed."""
     if isinstance(value, Markup):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
