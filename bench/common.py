@@ -63,6 +63,8 @@ class LoadResult:
     statuses: collections.Counter[int] = field(default_factory=collections.Counter)
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
     stale_retries: int = 0
+    second_target: int = 0
+    """Answered, but only after nginx retried another task (x-upstream-addr lists two)."""
     latencies: list[float] = field(default_factory=list)
 
     @property
@@ -76,23 +78,29 @@ class LoadResult:
             "statuses": dict(self.statuses),
             "socket_errors": dict(self.errors),
             "stale_keepalive_retries": self.stale_retries,
+            "answered_by_a_second_task": self.second_target,
             "latency_ms": summary([x * 1000 for x in self.latencies]),
         }
 
 
-async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, keep_alive: bool) -> int:
+async def _request(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, keep_alive: bool
+) -> tuple[int, bool]:
     writer.write(
         f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n".encode()
     )
     await writer.drain()
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
-    length = 0
+    length, retried = 0, False
     for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
+        lower = line.lower()
+        if lower.startswith(b"content-length:"):
             length = int(line.split(b":", 1)[1])
+        elif lower.startswith(b"x-upstream-addr:"):
+            retried = b"," in line
     await reader.readexactly(length)
-    return status
+    return status, retried
 
 
 async def constant_load(
@@ -127,8 +135,9 @@ async def constant_load(
                 try:
                     if conn is None:
                         conn = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
-                    status = await asyncio.wait_for(_request(*conn, host, keep_alive), 10)
+                    status, retried = await asyncio.wait_for(_request(*conn, host, keep_alive), 10)
                     result.statuses[status] += 1
+                    result.second_target += retried
                     result.latencies.append(time.monotonic() - started)
                     if not keep_alive:
                         conn[1].close()

@@ -16,11 +16,13 @@ import argparse
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from common import constant_load, create_backend, dump, sh
 
 REPO = Path(__file__).resolve().parents[1]
+RUN = f"{int(time.time()) % 100000}"
 ROLLED = {"roll-stop-first": "stop-first", "roll-start-first": "start-first"}
 
 
@@ -52,7 +54,7 @@ def churn(stop: threading.Event, counts: dict[str, int], operations: int, worker
             if counts["operations"] >= operations:
                 return
             counts["operations"] += 3
-        name = f"churn-{worker}-{index}"
+        name = f"churn-{RUN}-{worker}-{index}"
         create_backend(name, f"{name}.local")
         sh("docker", "service", "update", "--quiet", "-d", "--label-add", f"com.docker.lb.hosts={name}-b.local", name)
         sh("docker", "service", "rm", name)
@@ -70,10 +72,21 @@ async def run(rate: float, seconds: float, operations: int) -> dict[str, object]
     await asyncio.sleep(2)
     stop = threading.Event()
     counts = {"stop-first": 0, "start-first": 0, "operations": 0}
-    workers = [
-        threading.Thread(target=roll, args=(stop, counts)),
-        threading.Thread(target=churn, args=(stop, counts, operations)),
-    ]
+    lock = threading.Lock()
+    failures: list[BaseException] = []
+
+    def guarded(target: Callable[..., None], *args: object) -> threading.Thread:
+        def run_it() -> None:
+            try:
+                target(*args)
+            except BaseException as exc:  # reported after the load: a dead worker must fail the run
+                failures.append(exc)
+                stop.set()
+
+        return threading.Thread(target=run_it)
+
+    # Three churners in parallel, so the operations fit in the load's duration.
+    workers = [guarded(roll, stop, counts), *(guarded(churn, stop, counts, operations, i, lock) for i in range(3))]
     for worker in workers:
         worker.start()
     try:
@@ -84,13 +97,49 @@ async def run(rate: float, seconds: float, operations: int) -> dict[str, object]
             worker.join(timeout=400)
         for name in ROLLED:
             sh("docker", "service", "rm", name, check=False)
+    if failures:
+        raise RuntimeError(f"a worker failed during the load: {failures[0]!r}") from failures[0]
+    contrast = {}
+    for image in ("interlock-bench-backend:1", "interlock-bench-backend:nodrain"):
+        contrast[image] = await drain_contrast(image, rate / 2, min(seconds, 30))
     return {
         "rate": rate,
         "seconds": seconds,
         "rolling_updates": {k: counts[k] for k in ("stop-first", "start-first")},
         "other_service_operations": counts["operations"],
         "load": result.as_dict(),
+        "drain_contrast": contrast,
     }
+
+
+async def drain_contrast(image: str, rate: float, seconds: float) -> dict[str, object]:
+    """The same stop-first rolls of one 3-replica service, with an app that keeps serving after
+    SIGTERM and with one that stops at once: what the drain rule is worth."""
+    name = "roll-contrast"
+    create_backend(name, f"{name}.local", replicas=3, image=image)
+    for _ in range(300):
+        if sh("docker", "service", "ls", "--filter", f"name={name}", "--format", "{{.Replicas}}").strip() == "3/3":
+            break
+        time.sleep(0.2)
+    await asyncio.sleep(2)
+    stop = threading.Event()
+    rolls = {"count": 0}
+
+    def keep_rolling() -> None:
+        while not stop.is_set():
+            sh("docker", "service", "update", "--quiet", "--force", "--update-order", "stop-first", name, timeout=300)
+            rolls["count"] += 1
+
+    roller = threading.Thread(target=keep_rolling)
+    roller.start()
+    try:
+        result = await constant_load(8080, [f"{name}.local"], rate=rate, seconds=seconds)
+    finally:
+        stop.set()
+        roller.join(timeout=400)
+        sh("docker", "service", "rm", name, check=False)
+        time.sleep(2)
+    return {"rolls": rolls["count"], "load": result.as_dict()}
 
 
 def main() -> None:

@@ -239,6 +239,17 @@ def cmd_demo_app(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    from interlock.operator import capture_snapshot
+
+    def action() -> int:
+        json.dump(capture_snapshot(), sys.stdout, indent=1, sort_keys=True)
+        sys.stdout.write("\n")
+        return 0
+
+    return _operator(action)
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from interlock.operator import inspect_local
 
@@ -300,6 +311,9 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--tls-key")
     demo.add_argument("--drain", type=float, default=2.0, help="seconds to keep serving after SIGTERM")
     demo.set_defaults(func=cmd_demo_app)
+
+    snapshot = sub.add_parser("snapshot", help="print the swarm as `render --snapshot` reads it (for dry runs)")
+    snapshot.set_defaults(func=cmd_snapshot)
 
     inspect = sub.add_parser("inspect", help=argparse.SUPPRESS)
     inspect.set_defaults(func=cmd_inspect)

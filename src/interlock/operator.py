@@ -302,6 +302,12 @@ def local_status(client: docker.APIClient, core: dict[str, Any] | None) -> dict[
     }
 
 
+def capture_snapshot() -> dict[str, Any]:
+    """The swarm's services, tasks, networks and nodes in the Docker API's shape."""
+    client, _ = connect()
+    return dict(DockerSwarmSource(client).list_swarm())
+
+
 def inspect_local(listen_addr: str = ":8080") -> dict[str, Any]:
     """Inside the core's container: ask the core's own API for its status."""
     from interlock.edges.peer_http import read_token
