@@ -30,10 +30,13 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {memory_kb / 1024 / 1024:.0f} GiB, Python {platform.python_version()}"
 
 
-def run_json(script: str, *args: str) -> dict[str, object]:
+def run_json(script: str, *args: str) -> dict[str, Any]:
+    print(f"[bench] {script} {' '.join(args)}", file=sys.stderr, flush=True)
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / script), *args], capture_output=True, text=True, check=True
+        [sys.executable, str(ROOT / "bench" / script), *args], capture_output=True, text=True, check=False
     )
+    if proc.returncode:
+        raise SystemExit(f"{script} failed:\n{proc.stderr[-3000:]}")
     return dict(json.loads(proc.stdout))
 
 
@@ -117,7 +120,7 @@ def rolling_section(result: dict[str, Any]) -> str:
 through the proxy (half keep-alive, half a new connection per request) while they were rolled with
 `docker service update --force` ({result["rolling_updates"]["stop-first"]} stop-first and
 {result["rolling_updates"]["start-first"]} start-first updates) and {result["other_service_operations"]}
-create/update/remove operations ran on other routed services (each one a routing change and an
+create/update/remove operations ({result.get("operation_errors", 0)} refused by Docker) ran on other routed services (each one a routing change and an
 nginx reload).
 
 | requests | failed (5xx or socket error) | statuses | socket errors | latency p50 / p99 / max |

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -55,9 +56,24 @@ def churn(stop: threading.Event, counts: dict[str, int], operations: int, worker
                 return
             counts["operations"] += 3
         name = f"churn-{RUN}-{worker}-{index}"
-        create_backend(name, f"{name}.local")
-        sh("docker", "service", "update", "--quiet", "-d", "--label-add", f"com.docker.lb.hosts={name}-b.local", name)
-        sh("docker", "service", "rm", name)
+        try:
+            create_backend(name, f"{name}.local")
+            sh(
+                "docker",
+                "service",
+                "update",
+                "--quiet",
+                "-d",
+                "--label-add",
+                f"com.docker.lb.hosts={name}-b.local",
+                name,
+            )
+        except RuntimeError as exc:  # Docker refusing an operation is not a failed request; count it
+            with lock:
+                counts["operation_errors"] += 1
+            print(f"churn operation failed: {exc}", file=sys.stderr)
+        finally:
+            sh("docker", "service", "rm", name, check=False)
         index += 1
 
 
@@ -71,7 +87,7 @@ async def run(rate: float, seconds: float, operations: int) -> dict[str, object]
             time.sleep(0.2)
     await asyncio.sleep(2)
     stop = threading.Event()
-    counts = {"stop-first": 0, "start-first": 0, "operations": 0}
+    counts = {"stop-first": 0, "start-first": 0, "operations": 0, "operation_errors": 0}
     lock = threading.Lock()
     failures: list[BaseException] = []
 
@@ -107,6 +123,7 @@ async def run(rate: float, seconds: float, operations: int) -> dict[str, object]
         "seconds": seconds,
         "rolling_updates": {k: counts[k] for k in ("stop-first", "start-first")},
         "other_service_operations": counts["operations"],
+        "operation_errors": counts["operation_errors"],
         "load": result.as_dict(),
         "drain_contrast": contrast,
     }
