@@ -120,7 +120,8 @@ def rolling_section(result: dict[str, Any]) -> str:
 through the proxy (half keep-alive, half a new connection per request) while they were rolled with
 `docker service update --force` ({result["rolling_updates"]["stop-first"]} stop-first and
 {result["rolling_updates"]["start-first"]} start-first updates) and {result["other_service_operations"]}
-create/update/remove operations ({result.get("operation_errors", 0)} refused by Docker) ran on other routed services (each one a routing change and an
+create/update/remove operations ({result.get("operation_errors", 0)} refused by Docker) ran on other routed
+services (each one a routing change and an
 nginx reload).
 
 | requests | failed (5xx or socket error) | statuses | socket errors | latency p50 / p99 / max |
