@@ -221,3 +221,14 @@ def create_backend(
         "com.docker.lb.port=8080",
         image,
     )
+
+
+def wait_replicas(name: str, replicas: int, timeout: float = 60) -> None:
+    """Until `docker service ls` shows the service at `replicas/replicas`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        shown = sh("docker", "service", "ls", "--filter", f"name={name}", "--format", "{{.Replicas}}").strip()
+        if shown == f"{replicas}/{replicas}":
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{name} did not reach {replicas} replicas")

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from common import constant_load, create_backend, dump, sh
+from common import constant_load, create_backend, dump, sh, wait_replicas
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = f"{int(time.time()) % 100000}"
@@ -81,10 +81,7 @@ async def run(rate: float, seconds: float, operations: int) -> dict[str, object]
     for name in ROLLED:
         create_backend(name, f"{name}.local", replicas=3)
     for name in ROLLED:
-        for _ in range(300):
-            if sh("docker", "service", "ls", "--filter", f"name={name}", "--format", "{{.Replicas}}").strip() == "3/3":
-                break
-            time.sleep(0.2)
+        wait_replicas(name, 3)
     await asyncio.sleep(2)
     stop = threading.Event()
     counts = {"stop-first": 0, "start-first": 0, "operations": 0, "operation_errors": 0}
@@ -134,10 +131,7 @@ async def drain_contrast(image: str, rate: float, seconds: float) -> dict[str, o
     SIGTERM and with one that stops at once: what the drain rule is worth."""
     name = "roll-contrast"
     create_backend(name, f"{name}.local", replicas=3, image=image)
-    for _ in range(300):
-        if sh("docker", "service", "ls", "--filter", f"name={name}", "--format", "{{.Replicas}}").strip() == "3/3":
-            break
-        time.sleep(0.2)
+    wait_replicas(name, 3)
     await asyncio.sleep(2)
     stop = threading.Event()
     rolls = {"count": 0}
