@@ -228,6 +228,13 @@ def main() -> None:
     )
     sections.append(control_plane_section(run_json("control_plane.py", "--changes", "5" if quick else "20")))
     if not args.no_swarm:
+        for network in ("e2e-a", "e2e-b", "e2e-east"):  # the networks tests/e2e/interlock.toml names
+            if subprocess.run(["docker", "network", "inspect", network], capture_output=True, check=False).returncode:
+                subprocess.run(
+                    ["docker", "network", "create", "-d", "overlay", "--attachable", network],
+                    check=True,
+                    capture_output=True,
+                )
         subprocess.run(
             [str(ROOT / ".venv" / "bin" / "interlock"), "up", "-c", str(ROOT / "tests" / "e2e" / "interlock.toml")],
             check=True,

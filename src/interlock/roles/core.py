@@ -280,6 +280,9 @@ class Core:
         routing = slot.state.routing if slot.state else None
         wanted_networks = ext.networks if ext.networks is not None else (routing.networks if routing else ())
         by_name = {n.name: n.id for n in (self.snapshot.networks if self.snapshot else ())}
+        missing = [n for n in wanted_networks if n not in by_name]
+        if missing and ext.networks is not None:
+            log.warning("Extensions.%s.Networks names networks that do not exist: %s", name, ", ".join(missing))
         networks = tuple(Ref(by_name[n], n) for n in wanted_networks if n in by_name and n != CONTROL_NETWORK)
         existing = {s["Spec"]["Name"]: s["ID"] for s in ops.secrets()}
         tls = tuple(Ref(existing[s], s) for s in (routing.secrets if routing else ()) if s in existing)
