@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from typing import Any
 
 import pytest
 
@@ -86,24 +87,26 @@ def test_tls_terminated_by_sni_with_two_certificates(certificates: dict[str, str
             curl_tls("unknown.tls.local")
 
 
-def test_tls_passthrough_client_sees_the_apps_certificate(certificates: dict[str, str]) -> None:
-    name = unique("pt")
+def tls_app(name: str, labels: dict[str, str], cert_host: str, certificates: dict[str, str]) -> Any:
+    """A demo-app service terminating TLS itself on 8443 with `cert_host`'s certificate (secrets)."""
     secrets = (
         "--secret",
-        f"source={certificates['pt.local.crt']},target=app.crt",
+        f"source={certificates[f'{cert_host}.crt']},target=app.crt",
         "--secret",
-        f"source={certificates['pt.local.key']},target=app.key",
+        f"source={certificates[f'{cert_host}.key']},target=app.key",
     )
-    with service(
+    listening = "python3 -c \"import socket; socket.create_connection(('127.0.0.1', 8443), 1)\""
+    return service(
         name,
-        labels=lb(hosts="pt.local", port="8443", ssl_passthrough="true"),
+        labels=labels,
         args=("--port", "8443", "--tls-cert", "/run/secrets/app.crt", "--tls-key", "/run/secrets/app.key"),
-        extra=(
-            "--health-cmd",
-            "python3 -c \"import socket; socket.create_connection(('127.0.0.1', 8443), 1)\"",
-            *secrets,
-        ),
-    ):
+        extra=("--health-cmd", listening, *secrets),
+    )
+
+
+def test_tls_passthrough_client_sees_the_apps_certificate(certificates: dict[str, str]) -> None:
+    name = unique("pt")
+    with tls_app(name, lb(hosts="pt.local", port="8443", ssl_passthrough="true"), "pt.local", certificates):
         status, body, subject, headers = poll(
             lambda: curl_tls("pt.local", ca=certificates["pt.local.path"]), what="passthrough", timeout=90
         )
@@ -117,21 +120,6 @@ def test_tls_passthrough_client_sees_the_apps_certificate(certificates: dict[str
 def test_ssl_backend_speaks_tls_to_the_tasks(certificates: dict[str, str]) -> None:
     name = unique("tlsbackend")
     host = f"{name}.local"
-    secrets = (
-        "--secret",
-        f"source={certificates['backend.local.crt']},target=app.crt",
-        "--secret",
-        f"source={certificates['backend.local.key']},target=app.key",
-    )
-    with service(
-        name,
-        labels=lb(hosts=host, port="8443", ssl_backend="true"),
-        args=("--port", "8443", "--tls-cert", "/run/secrets/app.crt", "--tls-key", "/run/secrets/app.key"),
-        extra=(
-            "--health-cmd",
-            "python3 -c \"import socket; socket.create_connection(('127.0.0.1', 8443), 1)\"",
-            *secrets,
-        ),
-    ):
+    with tls_app(name, lb(hosts=host, port="8443", ssl_backend="true"), "backend.local", certificates):
         response = poll(routed(host, port=HTTP), what="ssl_backend routed", timeout=90)
         assert response.json()["scheme"] == "https"
