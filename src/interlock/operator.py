@@ -10,6 +10,7 @@ from the Docker API with the same pipeline, and say so.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import secrets
@@ -284,8 +285,6 @@ def local_status(client: docker.APIClient, core: dict[str, Any] | None) -> dict[
         configs = core["Spec"]["TaskTemplate"]["ContainerSpec"].get("Configs") or []
         if configs:
             data = client.inspect_config(configs[0]["ConfigID"])["Spec"]["Data"]
-            import base64
-
             config = load_config(base64.b64decode(data).decode())
     clusters = tuple(e.service_cluster for e in config.extensions.values()) if config else ("",)
     result = build(snapshot_from_api(source.list_swarm()), clusters)

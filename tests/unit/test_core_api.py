@@ -28,9 +28,6 @@ class FakeSource:
         self.lists += 1
         return swarm_json({"services": self.services})
 
-    def ping(self) -> None:
-        return None
-
     def stream_events(
         self, on_event: Callable[[dict[str, Any]], None], on_end: Callable[[BaseException | None], None]
     ) -> Any:

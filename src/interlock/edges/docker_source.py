@@ -27,7 +27,6 @@ class SwarmSource(Protocol):
     """What the core needs from Docker; tests use a small in-memory fake."""
 
     def list_swarm(self) -> RawSnapshot: ...
-    def ping(self) -> None: ...
     def stream_events(
         self, on_event: Callable[[dict[str, Any]], None], on_end: Callable[[BaseException | None], None]
     ) -> EventStream: ...
@@ -75,12 +74,6 @@ class DockerSwarmSource:
                 "networks": self.client.networks(),
                 "nodes": self.client.nodes(),
             }
-        except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
-            raise _unavailable(exc) from exc
-
-    def ping(self) -> None:
-        try:
-            self.client.ping()
         except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
             raise _unavailable(exc) from exc
 

@@ -18,7 +18,6 @@ import jinja2
 
 from interlock import __version__
 from interlock.config.schema import ExtensionConfig
-from interlock.model.build import DEFAULT_HOST
 from interlock.model.routing import RedirectRule, Routing, Server, TLSMode, Upstream, VirtualHost
 from interlock.render.bundle import RenderedConfig
 from interlock.render.quoting import (
@@ -285,4 +284,4 @@ def render_nginx(
     return RenderedConfig(text=text.replace(_CONFIG_ID_PLACEHOLDER, config_id), config_id=config_id)
 
 
-__all__ = ["DEFAULT_HOST", "INTERNAL_PORTS", "RenderedConfig", "render_nginx"]
+__all__ = ["INTERNAL_PORTS", "RenderedConfig", "render_nginx"]

@@ -112,7 +112,6 @@ class Core:
         self.tasks_settled = True
         self.reconcile_wake = asyncio.Event()
         self.secret_names: frozenset[str] | None = None
-        self.last_event_at = 0.0
         self.service_events = 0
         self._seen_service_index = -1
         self._service_events_at_resync = 0
@@ -149,7 +148,6 @@ class Core:
         if event.get("Type") == "service":
             self.service_events += 1
         now = time.monotonic()
-        self.last_event_at = now
         self.min_settle_until = now + MIN_SETTLE
         self.settle_until = now + MAX_SETTLE
         log.debug(
