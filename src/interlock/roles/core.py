@@ -112,6 +112,7 @@ class Core:
         self.tasks_settled = True
         self.reconcile_wake = asyncio.Event()
         self.secret_names: frozenset[str] | None = None
+        self._secrets_stale = True
         self.service_events = 0
         self._seen_service_index = -1
         self._service_events_at_resync = 0
@@ -128,6 +129,7 @@ class Core:
                 stream = await asyncio.to_thread(
                     self.source.stream_events, threadsafe(loop, self._on_event), threadsafe(loop, self._on_stream_end)
                 )
+                self._secrets_stale = True  # events may have been missed while disconnected
                 await self.resync()
                 backoff = 0.5
                 while True:
@@ -147,6 +149,8 @@ class Core:
         EVENTS.inc()
         if event.get("Type") == "service":
             self.service_events += 1
+        elif event.get("Type") == "secret":
+            self._secrets_stale = True
         now = time.monotonic()
         self.min_settle_until = now + MIN_SETTLE
         self.settle_until = now + MAX_SETTLE
@@ -190,9 +194,12 @@ class Core:
     async def resync(self) -> None:
         raw = await asyncio.to_thread(self.source.list_swarm)
         stalled = self._stream_missed_a_change(raw)
-        if self.ops is not None:
+        if self.ops is not None and (self._secrets_stale or not self._settling()):
+            # Secrets change only with a secret event; re-listing them on every settle poll
+            # (ten a second) would be wasted calls. Periodic resyncs still re-list them.
             secrets_list = await asyncio.to_thread(self.ops.secrets)
             self.secret_names = frozenset(s["Spec"]["Name"] for s in secrets_list)
+            self._secrets_stale = False
         SNAPSHOTS.inc()
         started = time.perf_counter()
         with quiet_gc():
@@ -267,12 +274,7 @@ class Core:
             except InterlockError as exc:
                 log.warning("reconcile failed, retrying: %s", exc)
 
-    def _refs(self, name: str, ops: SwarmOps) -> ClusterRefs | None:
-        control = ops.network(CONTROL_NETWORK)
-        ext_token, proxy_token = ops.secret(EXTENSION_TOKEN), ops.secret(PROXY_TOKEN)
-        if control is None or ext_token is None or proxy_token is None:
-            log.warning("control network %r or token secrets missing; run `interlock up`", CONTROL_NETWORK)
-            return None
+    def _refs(self, name: str, control: Ref, secret_ids: dict[str, str]) -> ClusterRefs:
         slot = self.clusters[name]
         ext = self.config.extensions[name]
         routing = slot.state.routing if slot.state else None
@@ -282,19 +284,23 @@ class Core:
         if missing and ext.networks is not None:
             log.warning("Extensions.%s.Networks names networks that do not exist: %s", name, ", ".join(missing))
         networks = tuple(Ref(by_name[n], n) for n in wanted_networks if n in by_name and n != CONTROL_NETWORK)
-        existing = {s["Spec"]["Name"]: s["ID"] for s in ops.secrets()}
-        tls = tuple(Ref(existing[s], s) for s in (routing.secrets if routing else ()) if s in existing)
-        return ClusterRefs(control, ext_token, proxy_token, self.core_url, networks, tls, owner=self.service_name)
+        tls = tuple(Ref(secret_ids[s], s) for s in (routing.secrets if routing else ()) if s in secret_ids)
+        tokens = Ref(secret_ids[EXTENSION_TOKEN], EXTENSION_TOKEN), Ref(secret_ids[PROXY_TOKEN], PROXY_TOKEN)
+        return ClusterRefs(control, *tokens, self.core_url, networks, tls, owner=self.service_name)
 
     def reconcile_once(self) -> None:
         ops = self.ops
         assert ops is not None
+        # Looked up once per round, for every cluster.
+        control = ops.network(CONTROL_NETWORK)
+        secret_ids = {s["Spec"]["Name"]: s["ID"] for s in ops.secrets()}
+        if control is None or EXTENSION_TOKEN not in secret_ids or PROXY_TOKEN not in secret_ids:
+            log.warning("control network %r or token secrets missing; run `interlock up`", CONTROL_NETWORK)
+            return
         owned = {s["Spec"]["Name"]: s for s in ops.services(label=f"{LABEL_OWNER}={self.service_name}")}
         wanted: set[str] = set()
         for name in self.config.extensions:
-            refs = self._refs(name, ops)
-            if refs is None:
-                return
+            refs = self._refs(name, control, secret_ids)
             ext_spec = extension_spec(self.config, name, refs)
             wanted.add(ext_spec["Name"])
             self._ensure(ops, owned.get(ext_spec["Name"]), ext_spec, "extension")
