@@ -77,6 +77,7 @@ def cmd_render(args: argparse.Namespace) -> int:
             {
                 "cluster": cluster,
                 "config": rendered.text,
+                "targets": rendered.targets,
                 "digest": rendered.digest,
                 "problems": [_problem_json(p) for p in result.problems],
             },
@@ -85,7 +86,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         )
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(rendered.text)
+        sys.stdout.write(rendered.targets if args.targets else rendered.text)
         for problem in result.problems:
             print(problem.describe(), file=sys.stderr)
     return 0
@@ -222,14 +223,20 @@ def _print_cluster(cluster: dict[str, Any]) -> None:
     error = cluster["validation_error"]
     print(
         f"cluster {cluster['cluster']!r} (extension {cluster['extension']}): state {cluster['state_version']}, "
-        f"{cluster['hosts']} hosts, validated config {cluster['config_id']}"
+        f"{cluster['hosts']} hosts, validated config {_serving_id(cluster)}"
         + (f" (validation error: {error[:200]})" if error else "")
     )
     for proxy in cluster["proxies"]:
         state = "ok" if proxy["ok"] else f"error: {proxy['error'][:200]}"
         print(
-            f"  proxy {proxy['proxy']}: serving {proxy['config_id'] or 'nothing'} ({state}, {proxy['reloads']} reloads)"
+            f"  proxy {proxy['proxy']}: serving {_serving_id(proxy) or 'nothing'} ({state}, {proxy['reloads']} reloads,"
+            f" {proxy.get('target_updates', 0)} target changes without a reload)"
         )
+
+
+def _serving_id(entry: dict[str, Any]) -> str:
+    """`CONFIG_ID+TARGETS_ID`: the nginx.conf and, with dynamic upstreams, the targets in use."""
+    return "+".join(filter(None, (entry.get("config_id") or "", entry.get("targets_id") or "")))
 
 
 def cmd_demo_app(args: argparse.Namespace) -> int:
@@ -271,7 +278,10 @@ def parser() -> argparse.ArgumentParser:
     )
     render.add_argument("--config", "-c", help="Interlock TOML (default: Interlock's defaults)")
     render.add_argument("--cluster", help="service cluster to render (default: the first extension's)")
-    render.add_argument("--json", action="store_true", help="print config, digest and problems as one JSON object")
+    render.add_argument("--json", action="store_true", help="print config, targets, digest and problems as JSON")
+    render.add_argument(
+        "--targets", action="store_true", help="print the targets document (servers of the HTTP upstreams) instead"
+    )
     render.set_defaults(func=cmd_render)
 
     run = sub.add_parser("run", help="run the core (Docker socket, manager only)")

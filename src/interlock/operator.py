@@ -191,11 +191,12 @@ def _converged(client: docker.APIClient, ops: SwarmOps, config: CoreConfig) -> s
         running = [t for t in tasks if t["Status"]["State"] == "running"]
         if len(running) != ext.proxy_replicas or len(tasks) != ext.proxy_replicas:
             return f"{config.proxy_service_name(name)}: {len(running)} of {ext.proxy_replicas} tasks running"
-        serving = {p["proxy"]: p["config_id"] for p in cluster.get("proxies", [])}
+        newest = (cluster["config_id"], cluster.get("targets_id") or "")
+        serving = {p["proxy"]: (p["config_id"], p.get("targets_id") or "") for p in cluster.get("proxies", [])}
         for task in running:
             container = ((task["Status"].get("ContainerStatus") or {}).get("ContainerID") or "")[:12]
-            if serving.get(container) != cluster["config_id"]:
-                return f"proxy {container} does not serve {cluster['config_id']} yet"
+            if serving.get(container) != newest:
+                return f"proxy {container} does not serve {'+'.join(filter(None, newest))} yet"
     return None
 
 

@@ -36,7 +36,7 @@ def unique(prefix: str) -> str:
 
 
 def rendered_configs() -> str:
-    """The configuration every running proxy serves, for failure messages."""
+    """The configuration and targets every running proxy serves, for failure messages."""
     out = []
     for container in sh("docker", "ps", "-q", "--filter", "label=com.docker.swarm.service.name", check=False).split():
         name = sh(
@@ -49,7 +49,8 @@ def rendered_configs() -> str:
         ).strip()
         if name.startswith("interlock-proxy"):
             text = sh("docker", "exec", container, "cat", "/var/lib/interlock/nginx/nginx.conf", check=False)
-            out.append(f"===== {name} ({container}) =====\n{text}")
+            targets = sh("docker", "exec", container, "cat", "/var/lib/interlock/nginx/targets", check=False)
+            out.append(f"===== {name} ({container}) =====\n{text}\n----- targets -----\n{targets}")
     problems = sh(INTERLOCK, "problems", check=False)
     return "\n".join(out) + "\n===== interlock problems =====\n" + problems
 

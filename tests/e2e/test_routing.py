@@ -54,6 +54,45 @@ def test_scaling_is_picked_up_and_removal_stops_routing() -> None:
     poll(routed(host, status=503), what="removed service no longer routed")
 
 
+def _settled_proxy_counters(extension: str = "default") -> tuple[int, int]:
+    """(reloads, target changes without a reload) summed over the cluster's proxies, once every
+    proxy serves the newest configuration and targets."""
+
+    def check() -> tuple[int, int] | None:
+        status = json.loads(sh(INTERLOCK, "status", "--json"))
+        cluster = next(c for c in status["clusters"] if c["extension"] == extension)
+        proxies = cluster["proxies"]
+        newest = (cluster["config_id"], cluster["targets_id"])
+        if not proxies or any((p["config_id"], p["targets_id"]) != newest for p in proxies):
+            return None
+        return sum(p["reloads"] for p in proxies), sum(p["target_updates"] for p in proxies)
+
+    return poll(check, what="every proxy serving the newest configuration")
+
+
+def test_scaling_moves_targets_without_reloading_the_proxies() -> None:
+    name = unique("noreload")
+    host = f"{name}.local"
+    with service(name, labels=lb(hosts=host, port="8080"), replicas=1):
+        poll(routed(host), what="first task routed")
+        reloads, updates = _settled_proxy_counters()
+        sh("docker", "service", "scale", "-d", f"{name}=3")
+        poll(lambda: len(set(upstreams(host, 12))) == 3, what="three tasks in rotation")
+        sh("docker", "service", "scale", "-d", f"{name}=2")
+        poll(lambda: set(a.split(":")[0] for a in upstreams(host, 8)) == task_ips(name, "e2e-a"), what="two tasks")
+        sh("docker", "service", "update", "-d", "--force", name)
+        poll(
+            lambda: (
+                sh("docker", "service", "inspect", "-f", "{{.UpdateStatus.State}}", name).strip() == "completed"
+                and set(a.split(":")[0] for a in upstreams(host, 8)) == task_ips(name, "e2e-a")
+            ),
+            what="the replaced tasks in rotation",
+        )
+        reloads_after, updates_after = _settled_proxy_counters()
+        assert reloads_after == reloads, "scaling and a rolling update only move targets: no nginx reload"
+        assert updates_after > updates, "the moves were applied to the running nginx"
+
+
 def test_context_roots_with_and_without_rewrite_share_a_host() -> None:
     host = f"{unique('ctx')}.local"
     shop, blog = unique("shop"), unique("blog")

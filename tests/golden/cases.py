@@ -1,7 +1,9 @@
 """Golden cases: one readable file per case under cases/, walked by test_golden.py.
 
 A case file is TOML input, then a line `---------- problems`, the expected problems (one per
-line), then `---------- nginx.conf` and the expected configuration. The input holds
+line), then `---------- nginx.conf` and the expected configuration, then (with dynamic upstreams)
+`---------- targets` and the expected targets document. The Lua library printed into every
+dynamic nginx.conf is shown as one marker line (it is constant text). The input holds
 `services`/`nodes`/`networks` in the compact form of `interlock.testing.swarm_json`, or
 `snapshot_file` naming a real captured snapshot under tests/data; optional `config` (Interlock
 TOML text) and `cluster`.
@@ -18,13 +20,15 @@ from interlock.config import CoreConfig, ExtensionConfig, default_config, load_c
 from interlock.model.build import BuildResult, build
 from interlock.model.docker_json import snapshot_from_api
 from interlock.model.routing import Routing
-from interlock.render.nginx import render_nginx
+from interlock.render.nginx import lua_library, render_nginx
 from interlock.testing.swarm_json import swarm_json
 
 CASES = Path(__file__).parent / "cases"
 DATA = Path(__file__).parent.parent / "data"
 PROBLEMS_MARK = "---------- problems\n"
 CONFIG_MARK = "---------- nginx.conf\n"
+TARGETS_MARK = "---------- targets\n"
+LUA_MARKER = "-- (interlock/render/lua/targets.lua, printed here in full)"
 
 
 @dataclass(frozen=True)
@@ -45,8 +49,10 @@ class Case:
 
     def actual(self) -> str:
         problems = "".join(p.describe() + "\n" for p in self.result.problems)
-        config = render_nginx(self.routing, self.extension).text
-        return f"{self.source}{PROBLEMS_MARK}{problems}{CONFIG_MARK}{config}"
+        rendered = render_nginx(self.routing, self.extension)
+        config = rendered.text.replace(lua_library(), LUA_MARKER)
+        targets = f"{TARGETS_MARK}{rendered.targets}" if rendered.targets else ""
+        return f"{self.source}{PROBLEMS_MARK}{problems}{CONFIG_MARK}{config}{targets}"
 
 
 def load_case(path: Path) -> Case:

@@ -106,7 +106,11 @@ async def test_status_shows_routes_problems_and_what_proxies_serve(core: Any) ->
     source.services = [app_service("a"), {"name": "bad", "networks": ["n"], "labels": {"com.docker.lb.hosts": "x;y"}}]
     await instance.resync()
     report = ExtensionReport(
-        "default", "", ProxyConfig(1, "d", "cfg1", "text"), "", (ProxyReport("proxy1", "cfg1", "d", True),)
+        "default",
+        "",
+        ProxyConfig(1, "d", "cfg1", "text", "t", "tgt1"),
+        "",
+        (ProxyReport("proxy1", "cfg1", "d", True, targets_id="tgt1", target_updates=3),),
     )
     assert (await client.post("/v1/clusters/default/report", data=encode(report), headers=AUTH)).status == 200
     status = await (await client.get("/v1/status", headers=AUTH)).json()
@@ -115,7 +119,9 @@ async def test_status_shows_routes_problems_and_what_proxies_serve(core: Any) ->
     assert status["clusters"][0]["proxies"][0] == {
         "proxy": "proxy1",
         "config_id": "cfg1",
+        "targets_id": "tgt1",
         "ok": True,
         "error": "",
         "reloads": 0,
+        "target_updates": 3,
     }

@@ -29,7 +29,8 @@ CASES = [(spec.key, payload) for spec in LABELS for payload in PAYLOADS]
 def _render(services: list[dict[str, object]]) -> tuple[str, list[tuple[str, str, Severity]]]:
     result = build(snapshot_from_api(swarm_json({"services": services})))
     problems = [(p.service, p.label, p.severity) for p in result.problems]
-    return render_nginx(result.routings[""], EXTENSION).text, problems
+    rendered = render_nginx(result.routings[""], EXTENSION)
+    return rendered.text + rendered.targets, problems
 
 
 BASELINE, _ = _render([GOOD])

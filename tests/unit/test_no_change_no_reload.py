@@ -47,15 +47,23 @@ class FakeNginx:
 
     def __init__(self) -> None:
         self.config_id = ""
+        self.targets_id = ""
         self.reloads = 0
+        self.target_updates = 0
         self.installs: list[str] = []
+        self.target_changes: list[str] = []
         self.process = None
         self.running = True
 
-    async def install(self, text: str, config_id: str) -> None:
+    async def install(self, text: str, config_id: str, targets: str = "", targets_id: str = "") -> None:
         self.installs.append(config_id)
-        self.config_id = config_id
+        self.config_id, self.targets_id = config_id, targets_id
         self.reloads += 1
+
+    async def update_targets(self, targets: str, targets_id: str) -> None:
+        self.target_changes.append(targets_id)
+        self.targets_id = targets_id
+        self.target_updates += 1
 
 
 async def test_agent_does_not_reload_for_the_configuration_it_serves(tmp_path: Path) -> None:
@@ -66,3 +74,15 @@ async def test_agent_does_not_reload_for_the_configuration_it_serves(tmp_path: P
     await agent.apply(replace(config, version=2))
     await agent.apply(ProxyConfig(3, "d2", "id2", "text2"))
     assert fake.installs == ["id1", "id2"]
+
+
+async def test_agent_applies_a_targets_only_change_without_a_reload() -> None:
+    fake = FakeNginx()
+    agent = Agent(extension=PeerClient("http://unused", "t" * 20), nginx=fake, name="p1")  # type: ignore[arg-type]
+    await agent.apply(ProxyConfig(1, "d1", "id1", "text", "targets-a", "ta"))
+    await agent.apply(ProxyConfig(2, "d2", "id1", "text", "targets-b", "tb"))
+    await agent.apply(ProxyConfig(3, "d3", "id1", "text", "targets-b", "tb"))
+    await agent.apply(ProxyConfig(4, "d4", "id2", "text2", "targets-c", "tc"))
+    assert fake.installs == ["id1", "id2"], "a reload only when nginx.conf changed"
+    assert fake.target_changes == ["tb"]
+    assert agent.digest == "d4"

@@ -5,6 +5,11 @@ with an atomic rename, send HUP (nginx keeps its listening sockets and lets old 
 then confirm the new configuration is live by asking nginx's loopback status port for its id.
 On any failure the last good file is put back (and reloaded if it had been swapped), so nginx
 always serves a configuration that passed `nginx -t`.
+
+With dynamic upstreams the servers are in a separate targets document: `install` writes it
+beside nginx.conf (nginx loads it with the configuration), and `update_targets` hands a new one
+to the running nginx through the status port, with no reload. nginx runs with the work
+directory as its prefix, where the Lua code finds the document and the control token.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import time
 from pathlib import Path
@@ -32,9 +38,30 @@ class NginxController:
         self.confirm_timeout = confirm_timeout
         self.live = workdir / "nginx.conf"
         self.good = workdir / "nginx.conf.good"
+        self.targets = workdir / "targets"
+        self.good_targets = workdir / "targets.good"
         self.process: asyncio.subprocess.Process | None = None
         self.config_id = ""
+        self.targets_id = ""
         self.reloads = 0
+        self.target_updates = 0
+        """Target-only changes applied without a reload: the reloads avoided."""
+        self._token = ""
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.workdir}/"
+
+    def _prepare(self) -> None:
+        """The work directory and the token that authenticates our target updates. nginx's
+        master reads the token (root only) when it loads its configuration."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        token_file = self.workdir / "control-token"
+        if not self._token:
+            self._token = secrets.token_urlsafe(32)
+            fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(self._token + "\n")
 
     async def _run(self, *args: str) -> tuple[int, str]:
         proc = await asyncio.create_subprocess_exec(
@@ -44,18 +71,23 @@ class NginxController:
         return proc.returncode or 0, out.decode(errors="replace")
 
     async def test(self, path: Path) -> None:
-        code, output = await self._run("-t", "-q", "-c", str(path))
+        code, output = await self._run("-t", "-q", "-p", self.prefix, "-c", str(path))
         if code != 0:
             raise ConfigRejected(output.strip())
 
-    async def install(self, text: str, config_id: str) -> None:
-        """Make `text` the live configuration, or raise with the live one unchanged."""
-        self.workdir.mkdir(parents=True, exist_ok=True)
+    async def install(self, text: str, config_id: str, targets: str = "", targets_id: str = "") -> None:
+        """Make `text` (and its targets document) live, or raise with the live ones unchanged."""
+        self._prepare()
         candidate = self.workdir / "nginx.conf.next"
         candidate.write_text(text)
         await self.test(candidate)
+        next_targets = self.workdir / "targets.next"
+        next_targets.write_text(targets)
         if self.live.exists():
             os.replace(self.live, self.good)
+        if self.targets.exists():
+            os.replace(self.targets, self.good_targets)
+        os.replace(next_targets, self.targets)
         os.replace(candidate, self.live)
         try:
             if self.running:
@@ -63,14 +95,66 @@ class NginxController:
             else:
                 await self.start()
             await self.confirm(config_id)
+            if targets_id:
+                await self._confirm_targets(targets_id)
         except (ReloadFailed, OSError) as exc:
             await self._restore(exc)
             raise ReloadFailed(str(exc)) from exc
-        self.config_id = config_id
+        self.config_id, self.targets_id = config_id, targets_id
         self.reloads += 1
+
+    async def update_targets(self, targets: str, targets_id: str) -> None:
+        """Hand a new targets document to the running nginx without a reload, or raise
+        ReloadFailed with the running one unchanged. The file is written first, so a later
+        reload or restart loads the same servers."""
+        if not self.running:
+            raise ReloadFailed("nginx is not running")
+        self._prepare()
+        next_targets = self.workdir / "targets.next"
+        next_targets.write_text(targets)
+        if self.targets.exists():
+            os.replace(self.targets, self.good_targets)
+        os.replace(next_targets, self.targets)
+        url = f"http://127.0.0.1:{STATUS_PORT}/interlock/targets"
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(
+                    url,
+                    data=targets.encode(),
+                    headers={"Authorization": f"Bearer {self._token}"},
+                    timeout=aiohttp.ClientTimeout(total=self.confirm_timeout),
+                ) as response,
+            ):
+                answer = (await response.text()).strip()
+                status = response.status
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            answer, status = str(exc), 0
+        if status != 200 or answer != targets_id:
+            if self.good_targets.exists():
+                os.replace(self.good_targets, self.targets)
+            raise ReloadFailed(f"nginx did not take targets {targets_id}: {status} {answer[:500]}")
+        self.targets_id = targets_id
+        self.target_updates += 1
+
+    async def _confirm_targets(self, targets_id: str) -> None:
+        deadline = time.monotonic() + self.confirm_timeout
+        url = f"http://127.0.0.1:{STATUS_PORT}/interlock/targets"
+        seen = ""
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+                    async with session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as response:
+                        seen = (await response.text()).strip()
+                        if seen == targets_id:
+                            return
+                await asyncio.sleep(0.02)
+        raise ReloadFailed(f"nginx serves targets {seen or 'nothing'!r}, not {targets_id!r}")
 
     async def _restore(self, cause: BaseException) -> None:
         log.error("new configuration did not go live (%s); restoring the last good one", cause)
+        if self.good_targets.exists():
+            os.replace(self.good_targets, self.targets)
         if self.good.exists():
             os.replace(self.good, self.live)
             if self.running:
@@ -82,7 +166,9 @@ class NginxController:
 
     async def start(self) -> None:
         # nginx runs in the foreground as our child; its logs go to the container's output.
-        self.process = await asyncio.create_subprocess_exec(self.nginx, "-c", str(self.live), "-g", "daemon off;")
+        self.process = await asyncio.create_subprocess_exec(
+            self.nginx, "-p", self.prefix, "-c", str(self.live), "-g", "daemon off;"
+        )
 
     def _signal(self, sig: signal.Signals) -> None:
         if self.process is not None and self.process.returncode is None:

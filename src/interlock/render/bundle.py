@@ -13,8 +13,11 @@ class RenderedConfig:
     text: str
     config_id: str
     """Short id printed inside the config; the running nginx answers it on its status port."""
+    targets: str = ""
+    """The targets document (dynamic upstreams), empty when the servers are in `text`."""
+    targets_id: str = ""
 
     @property
     def digest(self) -> str:
-        """sha256 of the full text: what delivery compares and verifies."""
-        return hashlib.sha256(self.text.encode()).hexdigest()
+        """sha256 of the text and the targets: what delivery compares and verifies."""
+        return hashlib.sha256(self.text.encode() + b"\0" + self.targets.encode()).hexdigest()

@@ -13,6 +13,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from functools import cache
+from importlib import resources
 
 import jinja2
 
@@ -28,6 +29,7 @@ from interlock.render.quoting import (
     operator_string,
     user_token,
 )
+from interlock.render.targets import Targets, render_targets, shared_dict_kilobytes
 
 TERMINATOR_PORT = 20443
 PASSTHROUGH_PORT = 20444
@@ -131,6 +133,7 @@ class _View:
     ext: ExtensionConfig
     secrets_dir: str
     version: str
+    targets: Targets
     http_hosts: list[_HostView] = field(default_factory=list)
     tls_hosts: list[_HostView] = field(default_factory=list)
     passthrough_hosts: list[_HostView] = field(default_factory=list)
@@ -234,8 +237,22 @@ class _View:
             parts.append(f"fail_timeout={user_token(server.fail_timeout)}")
         return Token(" ".join(parts) + f"; # {user_token(server.service)}")
 
+    @property
+    def targets_dict_kb(self) -> int:
+        return shared_dict_kilobytes(self.targets)
+
+    @property
+    def lua_library(self) -> Token:
+        return lua_library()
+
     def secret_path(self, secret: str) -> Token:
         return Token(f"{self.secrets_dir.rstrip('/')}/{user_token(secret)}")
+
+
+@cache
+def lua_library() -> Token:
+    """The balancer and control code printed into init_by_lua (constant text of ours)."""
+    return Token(resources.files("interlock.render").joinpath("lua/targets.lua").read_text().rstrip("\n"))
 
 
 @cache
@@ -273,7 +290,9 @@ def render_nginx(
         raise UnsafeValue(f"TargetPort/TargetSSLPort may not use Interlock's internal ports {INTERNAL_PORTS}")
     if not secrets_dir.startswith("/") or not re.match(r"^[A-Za-z0-9._/-]+$", secrets_dir):
         raise UnsafeValue(f"secrets directory {secrets_dir!r} must be an absolute plain path")
-    view = _View(routing, ext, secrets_dir, version)
+    dynamic = ext.config.dynamic_upstreams
+    targets = render_targets(routing, ip_hash=ext.config.ip_hash) if dynamic else Targets("", "")
+    view = _View(routing, ext, secrets_dir, version, targets)
     upstreams: dict[str, Upstream] = {u.name: u for u in routing.upstreams}
     text = (
         _environment()
@@ -281,7 +300,12 @@ def render_nginx(
         .render(routing=routing, cfg=ext.config, view=view, upstreams=upstreams)
     )
     config_id = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return RenderedConfig(text=text.replace(_CONFIG_ID_PLACEHOLDER, config_id), config_id=config_id)
+    return RenderedConfig(
+        text=text.replace(_CONFIG_ID_PLACEHOLDER, config_id),
+        config_id=config_id,
+        targets=targets.text,
+        targets_id=targets.targets_id,
+    )
 
 
 __all__ = ["INTERNAL_PORTS", "RenderedConfig", "render_nginx"]

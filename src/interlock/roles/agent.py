@@ -4,8 +4,9 @@ At start it serves the configuration the swarm holds for this proxy (the Docker 
 at ProxyConfigPath), so a proxy task starting while the core or the extension is down still
 routes. It then follows the extension (long-poll), installs each new configuration through
 `NginxController` (nginx -t, atomic swap, graceful reload, confirmation), keeps the last good one
-on any failure, and reports what it serves. If the extension is unreachable it keeps serving.
-No Docker socket.
+on any failure, and reports what it serves. A new configuration whose nginx.conf is the one
+running and whose targets moved is applied without a reload. If the extension is unreachable
+it keeps serving. No Docker socket.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from interlock.edges.nginx_control import NginxController
 from interlock.edges.peer_http import PeerClient, read_token
 from interlock.errors import ConfigRejected, PeerUnavailable, ReloadFailed
 from interlock.render.swarm_specs import PROXY_TOKEN, SECRETS_DIR
-from interlock.wire.messages import ProxyConfig, ProxyReport, decode, encode
+from interlock.wire.messages import ProxyConfig, ProxyReport, WireError, decode, encode
 
 log = logging.getLogger("interlock.agent")
 
@@ -51,11 +52,14 @@ class Agent:
         if not mounted.exists():
             log.info("no configuration mounted at %s; waiting for the extension", mounted)
             return
-        text = mounted.read_text()
-        config_id = _config_id_of(text)
         try:
-            await self.nginx.install(text, config_id)
-            log.info("serving the mounted configuration %s", config_id)
+            config = decode(mounted.read_bytes(), ProxyConfig)
+        except WireError as exc:
+            log.error("the mounted configuration is not usable; waiting for the extension: %s", exc)
+            return
+        try:
+            await self.nginx.install(config.text, config.config_id, config.targets, config.targets_id)
+            log.info("serving the mounted configuration %s", config.config_id)
         except (ConfigRejected, ReloadFailed) as exc:
             log.error("the mounted configuration is not usable; waiting for the extension: %s", exc)
 
@@ -88,10 +92,19 @@ class Agent:
 
     async def apply(self, config: ProxyConfig) -> None:
         if config.config_id == self.nginx.config_id:
-            self.digest = config.digest
-            return
+            if config.targets_id == self.nginx.targets_id:
+                self.digest = config.digest
+                return
+            try:
+                await self.nginx.update_targets(config.targets, config.targets_id)
+                self.digest, self.error = config.digest, ""
+                log.info("serving targets %s (state %d) without a reload", config.targets_id, config.version)
+                return
+            except ReloadFailed as exc:
+                # The running nginx did not take them; a reload loads them from the file.
+                log.warning("targets %s not taken at run time (%s); reloading", config.targets_id, exc)
         try:
-            await self.nginx.install(config.text, config.config_id)
+            await self.nginx.install(config.text, config.config_id, config.targets, config.targets_id)
         except (ConfigRejected, ReloadFailed) as exc:
             self.error = str(exc)[-2000:]
             # Remember the digest so the same bad configuration is not retried in a loop; a
@@ -104,7 +117,14 @@ class Agent:
 
     async def report(self) -> None:
         report = ProxyReport(
-            self.name, self.nginx.config_id, self.digest, not self.error, self.error, self.nginx.reloads
+            self.name,
+            self.nginx.config_id,
+            self.digest,
+            not self.error,
+            self.error,
+            self.nginx.reloads,
+            self.nginx.targets_id,
+            self.nginx.target_updates,
         )
         try:
             await self.extension.post("/v1/report", encode(report), timeout=5)
@@ -123,13 +143,6 @@ class Agent:
             if self.nginx.process is not None and not self.nginx.running:
                 log.error("nginx exited with %s; starting it again", self.nginx.process.returncode)
                 await self.nginx.start()
-
-
-def _config_id_of(text: str) -> str:
-    marker = "location = /interlock/config {"
-    after = text.split(marker, 1)[1] if marker in text else ""
-    words = after.split("return 200", 1)[1].split(";", 1)[0].split() if "return 200" in after else []
-    return words[0].strip("'\"") if words else ""
 
 
 async def run_agent(

@@ -55,7 +55,7 @@ from interlock.render.swarm_specs import (
 )
 from interlock.render.tables import routes_table
 from interlock.roles.runtime import changed_within, quiet_gc, woken
-from interlock.wire.messages import ClusterState, ExtensionReport, decode, encode
+from interlock.wire.messages import ClusterState, ExtensionReport, ProxyConfig, decode, encode
 
 log = logging.getLogger("interlock.core")
 
@@ -342,15 +342,23 @@ class Core:
         slot = self.clusters[name]
         report = slot.report
         if report is not None and report.config is not None:
-            text, digest = report.config.text, report.config.digest
+            config = report.config
         elif slot.state is not None:
             # No validated configuration yet: the proxy agent checks this one with nginx -t
             # before it uses it, and falls back to waiting for the extension.
             rendered = render_nginx(slot.state.routing, self.config.extensions[name])
-            text, digest = rendered.text, rendered.digest
+            config = ProxyConfig(
+                slot.state.version,
+                rendered.digest,
+                rendered.config_id,
+                rendered.text,
+                rendered.targets,
+                rendered.targets_id,
+            )
         else:
             return None
-        data = text.encode()
+        digest = config.digest
+        data = encode(config)
         if len(data) > 900_000:
             log.warning(
                 "proxy configuration of %s is %d bytes, over Docker's config limit; not stored", name, len(data)
@@ -427,12 +435,21 @@ class Core:
                     "hosts": len(state.routing.hosts) if state else 0,
                     "config_version": report.config.version if report and report.config else None,
                     "config_id": report.config.config_id if report and report.config else None,
+                    "targets_id": report.config.targets_id if report and report.config else None,
                     "validation_error": report.validation_error if report else "",
                     "extension_seen_seconds_ago": round(time.time() - slot.reported_at, 1)
                     if slot.reported_at
                     else None,
                     "proxies": [
-                        {"proxy": p.proxy, "config_id": p.config_id, "ok": p.ok, "error": p.error, "reloads": p.reloads}
+                        {
+                            "proxy": p.proxy,
+                            "config_id": p.config_id,
+                            "targets_id": p.targets_id,
+                            "ok": p.ok,
+                            "error": p.error,
+                            "reloads": p.reloads,
+                            "target_updates": p.target_updates,
+                        }
                         for p in (report.proxies if report else ())
                     ],
                 }

@@ -93,7 +93,14 @@ class Extension:
             RENDERS.labels("ok").inc()
             self.validation_error = ""
             if self.current is None or self.current.digest != rendered.digest:
-                self.current = ProxyConfig(state.version, rendered.digest, rendered.config_id, rendered.text)
+                self.current = ProxyConfig(
+                    state.version,
+                    rendered.digest,
+                    rendered.config_id,
+                    rendered.text,
+                    rendered.targets,
+                    rendered.targets_id,
+                )
                 log.info(
                     "state %d: configuration %s validated (%d hosts, %.0f ms)",
                     state.version,

@@ -1,7 +1,8 @@
 """Messages between roles and their JSON codecs (msgspec, strict on the schema version).
 
 core -> extension: `ClusterState` (the routing model of one cluster plus the extension's
-settings and the problems). extension -> proxy agent: `ProxyConfig` (validated nginx.conf).
+settings and the problems). extension -> proxy agent: `ProxyConfig` (validated nginx.conf and
+its targets document; the core also stores it as the Docker config proxies start from).
 agent -> extension and extension -> core: `ProxyReport`, `ExtensionReport`. Pure; wire layer.
 """
 
@@ -51,6 +52,9 @@ class ProxyConfig:
     digest: str
     config_id: str
     text: str
+    targets: str = ""
+    """The servers of the HTTP upstreams (dynamic upstreams); empty when they are in `text`."""
+    targets_id: str = ""
     schema: int = SCHEMA
 
 
@@ -64,6 +68,10 @@ class ProxyReport:
     ok: bool
     error: str = ""
     reloads: int = 0
+    targets_id: str = ""
+    """Id of the targets document nginx is confirmed to use ('' without dynamic upstreams)."""
+    target_updates: int = 0
+    """Changes applied to the running nginx without a reload."""
     schema: int = SCHEMA
 
 

@@ -1,0 +1,85 @@
+"""The targets document: the servers of every HTTP upstream, apart from nginx.conf.
+
+With dynamic upstreams (the default) nginx.conf names the upstreams and their balancing rule,
+and the servers are in this document, which the proxy swaps at run time (lua/targets.lua), so a
+change that only moves tasks does not reload nginx. Grammar, one record per line:
+
+    interlock targets 1 ID
+    upstream NAME BALANCE COOKIE            (BALANCE round_robin|ip_hash|cookie; COOKIE or -)
+    server ADDRESS PORT MAX_FAILS FAIL_TIMEOUT_MS
+
+ID is a digest of the lines after the header. Every value comes from the routing model, whose
+fields passed the label grammars; each is checked again here against the narrow shape the Lua
+parser reads, so a value that does not fit stops the render. Pure; render layer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from interlock.model.routing import Balance, Routing, Server, Upstream
+from interlock.render.quoting import UnsafeValue
+
+HEADER = "interlock targets 1"
+# nginx's own defaults for a server without max_fails / fail_timeout.
+DEFAULT_MAX_FAILS = 1
+DEFAULT_FAIL_TIMEOUT_MS = 10_000
+_FIELD = re.compile(r"^[A-Za-z0-9._:\[\]-]+$")
+_TIME = re.compile(r"^([0-9]+)(ms|s|m|h)?$")
+_MS_PER_UNIT = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, None: 1000}
+
+
+@dataclass(frozen=True, slots=True)
+class Targets:
+    text: str
+    targets_id: str
+
+
+def _field(value: str) -> str:
+    if not _FIELD.match(value):
+        raise UnsafeValue(f"refusing to write {value!r} into the targets document")
+    return value
+
+
+def fail_timeout_ms(value: str | None) -> int:
+    """nginx time (`10s`, `500ms`, `2m`, a bare number is seconds) in milliseconds."""
+    if value is None:
+        return DEFAULT_FAIL_TIMEOUT_MS
+    match = _TIME.match(value)
+    if not match:
+        raise UnsafeValue(f"refusing fail_timeout {value!r}")
+    return int(match.group(1)) * _MS_PER_UNIT[match.group(2)]
+
+
+def _server_line(server: Server) -> str:
+    max_fails = DEFAULT_MAX_FAILS if server.max_fails is None else int(server.max_fails)
+    return f"server {_field(server.address)} {int(server.port)} {max_fails} {fail_timeout_ms(server.fail_timeout)}"
+
+
+def _upstream_lines(upstream: Upstream, ip_hash_everywhere: bool) -> list[str]:
+    balance = upstream.balance
+    if balance is Balance.ROUND_ROBIN and ip_hash_everywhere:
+        balance = Balance.IP_HASH
+    cookie = _field(upstream.cookie) if balance is Balance.COOKIE else "-"
+    lines = [f"upstream {_field(upstream.name)} {balance.value} {cookie}"]
+    lines.extend(_server_line(server) for server in upstream.servers)
+    return lines
+
+
+def render_targets(routing: Routing, *, ip_hash: bool = False) -> Targets:
+    """The targets document of the HTTP upstreams of `routing` (`ip_hash`: the IPHash setting)."""
+    body = "".join(line + "\n" for upstream in routing.upstreams for line in _upstream_lines(upstream, ip_hash))
+    targets_id = hashlib.sha256(body.encode()).hexdigest()[:16]
+    return Targets(f"{HEADER} {targets_id}\n{body}", targets_id)
+
+
+def shared_dict_kilobytes(targets: Targets) -> int:
+    """Room for two copies of the document (old and new while it is replaced) and slack, in a
+    power of two of megabytes so the size, and with it nginx.conf, rarely changes."""
+    needed = 2 * len(targets.text.encode()) + 1024 * 1024
+    size = 1024 * 1024
+    while size < needed:
+        size *= 2
+    return size // 1024
