@@ -232,3 +232,26 @@ def wait_replicas(name: str, replicas: int, timeout: float = 60) -> None:
             return
         time.sleep(0.2)
     raise RuntimeError(f"{name} did not reach {replicas} replicas")
+
+
+def proxy_counters(extension: str = "default", timeout: float = 60) -> dict[str, int]:
+    """Reloads and target changes applied without a reload, summed over the cluster's proxies,
+    read from `interlock status` once every proxy serves the newest configuration."""
+    interlock = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "interlock")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = json.loads(sh(interlock, "status", "--json"))
+        cluster = next(c for c in status["clusters"] if c["extension"] == extension)
+        proxies = cluster["proxies"]
+        newest = (cluster["config_id"], cluster.get("targets_id"))
+        if proxies and all((p["config_id"], p.get("targets_id")) == newest for p in proxies):
+            return {
+                "reloads": sum(p["reloads"] for p in proxies),
+                "target_updates": sum(p.get("target_updates", 0) for p in proxies),
+            }
+        time.sleep(0.2)
+    raise RuntimeError("the proxies did not settle on the newest configuration")
+
+
+def counters_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {key: after[key] - before[key] for key in before}

@@ -1,7 +1,9 @@
 """Data plane: requests per second and latency to one backend, straight and through proxies.
 
 All on loopback, in one run: the backend (nginx answering 200 with a small body), Interlock's
-generated configuration (rendered for a host routed to that backend), a minimal hand-written nginx
+generated configuration (rendered for a host routed to that backend) with dynamic upstreams (the
+default: the server is chosen per request by the Lua balancer) and with static upstreams
+(`DynamicUpstreams = false`), a minimal hand-written nginx
 reverse proxy, HAProxy and Caddy as plain reverse proxies. Load: wrk, one thread, 32 keep-alive
 connections, each target measured `--rounds` times in alternation; medians reported. Every proxy
 runs one worker/thread pinned to CPU 1, while wrk and the backend share CPU 0, so the comparison
@@ -24,9 +26,10 @@ from pathlib import Path
 from common import dump, sh, wait_http
 from interlock.config import default_config
 from interlock.model.routing import Route, Routing, Server, Upstream, VirtualHost
+from interlock.render.bundle import RenderedConfig
 from interlock.render.nginx import render_nginx
 
-BACKEND, INTERLOCK, NGINX, HAPROXY, CADDY = 18001, 18080, 18081, 18082, 18083
+BACKEND, INTERLOCK, NGINX, HAPROXY, CADDY, STATIC = 18001, 18080, 18081, 18082, 18083, 18084
 HOST = "bench.local"
 
 
@@ -49,16 +52,18 @@ http {{ access_log /dev/null;
 """
 
 
-def interlock_conf(tmp: Path) -> str:
-    ext = default_config(TargetPort=INTERLOCK, TargetSSLPort=18443).extensions["default"]
+def interlock_conf(tmp: Path, *, dynamic: bool) -> RenderedConfig:
+    port = INTERLOCK if dynamic else STATIC
+    ext = default_config(TargetPort=port, TargetSSLPort=port + 1000).extensions["default"]
     ext = ext.model_copy(
         update={
             "config": ext.config.model_copy(
                 update={
-                    "pid_path": f"{tmp}/interlock.pid",
+                    "pid_path": f"{tmp}/interlock-{port}.pid",
                     "access_log_path": "/dev/null",
                     "error_log_path": "/dev/null",
                     "user": "nginx",
+                    "dynamic_upstreams": dynamic,
                 }
             )
         }
@@ -67,7 +72,7 @@ def interlock_conf(tmp: Path) -> str:
     routing = Routing(
         cluster="", hosts=(VirtualHost(HOST, routes=(Route("/", HOST),), services=("backend",)),), upstreams=(upstream,)
     )
-    return render_nginx(routing, ext).text
+    return render_nginx(routing, ext)
 
 
 def haproxy_conf() -> str:
@@ -142,17 +147,27 @@ def main() -> None:
         files = {
             "backend": backend_conf(tmp),
             "nginx": handwritten_conf(tmp),
-            "interlock": interlock_conf(tmp),
+            "interlock-static": interlock_conf(tmp, dynamic=False).text,
             "haproxy": haproxy_conf(),
             "caddy": caddy_conf(),
         }
         for name, text in files.items():
             (tmp / f"{name}.conf").write_text(text)
+        # The dynamic configuration runs as the proxy agent runs it: its work directory is the
+        # prefix, where the Lua code finds the targets document.
+        dynamic = interlock_conf(tmp, dynamic=True)
+        prefix = tmp / "interlock"
+        prefix.mkdir()
+        (prefix / "nginx.conf").write_text(dynamic.text)
+        (prefix / "targets").write_text(dynamic.targets)
         cpu0, cpu1 = ["taskset", "-c", "0"], ["taskset", "-c", "1"]
         procs = [
             subprocess.Popen([*cpu0, "nginx", "-c", str(tmp / "backend.conf"), "-g", "daemon off;"]),
             subprocess.Popen([*cpu1, "nginx", "-c", str(tmp / "nginx.conf"), "-g", "daemon off;"]),
-            subprocess.Popen([*cpu1, "nginx", "-c", str(tmp / "interlock.conf"), "-g", "daemon off;"]),
+            subprocess.Popen(
+                [*cpu1, "nginx", "-p", f"{prefix}/", "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"]
+            ),
+            subprocess.Popen([*cpu1, "nginx", "-c", str(tmp / "interlock-static.conf"), "-g", "daemon off;"]),
             subprocess.Popen(
                 [*cpu1, "haproxy", "-f", str(tmp / "haproxy.conf")],
                 stdout=subprocess.DEVNULL,
@@ -168,6 +183,7 @@ def main() -> None:
         targets = {
             "direct (backend)": BACKEND,
             "interlock (generated)": INTERLOCK,
+            "interlock (static upstreams)": STATIC,
             "nginx (hand-written)": NGINX,
             "haproxy": HAPROXY,
             "caddy": CADDY,
@@ -204,6 +220,7 @@ def main() -> None:
             "interlock_to_handwritten": results["interlock (generated)"]["rps"] / hand,
             "interlock_to_caddy": results["interlock (generated)"]["rps"] / results["caddy"]["rps"],
             "interlock_to_haproxy": results["interlock (generated)"]["rps"] / results["haproxy"]["rps"],
+            "static_to_handwritten": results["interlock (static upstreams)"]["rps"] / hand,
         }
     )
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from common import constant_load, create_backend, dump, sh, wait_replicas
+from common import constant_load, counters_delta, create_backend, dump, proxy_counters, sh, wait_replicas
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = f"{int(time.time()) % 100000}"
@@ -98,6 +98,7 @@ async def run(rate: float, seconds: float, operations: int) -> dict[str, object]
 
         return threading.Thread(target=run_it)
 
+    before = proxy_counters()
     # Three churners in parallel, so the operations fit in the load's duration.
     workers = [guarded(roll, stop, counts), *(guarded(churn, stop, counts, operations, i, lock) for i in range(3))]
     for worker in workers:
@@ -112,6 +113,7 @@ async def run(rate: float, seconds: float, operations: int) -> dict[str, object]
             sh("docker", "service", "rm", name, check=False)
     if failures:
         raise RuntimeError(f"a worker failed during the load: {failures[0]!r}") from failures[0]
+    proxy = counters_delta(before, proxy_counters())
     contrast = {}
     for image in ("interlock-bench-backend:1", "interlock-bench-backend:nodrain"):
         contrast[image] = await drain_contrast(image, rate / 2, min(seconds, 30))
@@ -122,6 +124,7 @@ async def run(rate: float, seconds: float, operations: int) -> dict[str, object]
         "other_service_operations": counts["operations"],
         "operation_errors": counts["operation_errors"],
         "load": result.as_dict(),
+        "proxy": proxy,
         "drain_contrast": contrast,
     }
 
@@ -135,6 +138,7 @@ async def drain_contrast(image: str, rate: float, seconds: float) -> dict[str, o
     await asyncio.sleep(2)
     stop = threading.Event()
     rolls = {"count": 0}
+    before = proxy_counters()
 
     def keep_rolling() -> None:
         while not stop.is_set():
@@ -148,9 +152,10 @@ async def drain_contrast(image: str, rate: float, seconds: float) -> dict[str, o
     finally:
         stop.set()
         roller.join(timeout=400)
-        sh("docker", "service", "rm", name, check=False)
-        time.sleep(2)
-    return {"rolls": rolls["count"], "load": result.as_dict()}
+    proxy = counters_delta(before, proxy_counters())
+    sh("docker", "service", "rm", name, check=False)
+    time.sleep(2)
+    return {"rolls": rolls["count"], "load": result.as_dict(), "proxy": proxy}
 
 
 def main() -> None:
