@@ -50,6 +50,18 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children (all threads)."""
+    total = 0
+    for each in (pid, *children(pid)):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def sh(*args: str, check: bool = True, timeout: float = 300) -> str:
     proc = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode:

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import dump, sh, wait_http
+from common import cpu_seconds, dump, sh, wait_http
 from interlock.config import default_config
 from interlock.model.routing import Route, Routing, Server, Upstream, VirtualHost
 from interlock.render.bundle import RenderedConfig
@@ -105,7 +105,9 @@ def caddy_conf() -> str:
 """
 
 
-def wrk(port: int, seconds: int) -> dict[str, float]:
+def wrk(port: int, seconds: int, pid: int) -> dict[str, float]:
+    """wrk against `port`; also the CPU time the process `pid` (the proxy) spent per request."""
+    before = cpu_seconds(pid)
     out = sh(
         "taskset",
         "-c",
@@ -120,7 +122,9 @@ def wrk(port: int, seconds: int) -> dict[str, float]:
         f"http://127.0.0.1:{port}/",
         timeout=seconds + 60,
     )
+    cpu = cpu_seconds(pid) - before
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
 
     def ms(label: str) -> float:
         value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
@@ -130,6 +134,7 @@ def wrk(port: int, seconds: int) -> dict[str, float]:
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
         "rps": rps,
+        "cpu_us_per_request": cpu / requests * 1e6,
         "p50_ms": ms("50%"),
         "p99_ms": ms("99%"),
         "errors": errors.group(1) if errors else "none",
@@ -147,7 +152,12 @@ def main() -> None:
         files = {
             "backend": backend_conf(tmp),
             "nginx": handwritten_conf(tmp),
-            "interlock-static": interlock_conf(tmp, dynamic=False).text,
+            # Both Interlock configurations run side by side: the static one's internal loopback
+            # ports move aside (they are constants of the renderer).
+            "interlock-static": interlock_conf(tmp, dynamic=False)
+            .text.replace(":20080", ":21080")
+            .replace(":20443", ":21443")
+            .replace(":20444", ":21444"),
             "haproxy": haproxy_conf(),
             "caddy": caddy_conf(),
         }
@@ -181,20 +191,20 @@ def main() -> None:
             ),
         ]
         targets = {
-            "direct (backend)": BACKEND,
-            "interlock (generated)": INTERLOCK,
-            "interlock (static upstreams)": STATIC,
-            "nginx (hand-written)": NGINX,
-            "haproxy": HAPROXY,
-            "caddy": CADDY,
+            "direct (backend)": (BACKEND, procs[0].pid),
+            "interlock (generated)": (INTERLOCK, procs[2].pid),
+            "interlock (static upstreams)": (STATIC, procs[3].pid),
+            "nginx (hand-written)": (NGINX, procs[1].pid),
+            "haproxy": (HAPROXY, procs[4].pid),
+            "caddy": (CADDY, procs[5].pid),
         }
         try:
-            for port in targets.values():
+            for port, _ in targets.values():
                 wait_http(port, HOST)
             runs: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
             for _ in range(args.rounds):
-                for name, port in targets.items():
-                    runs[name].append(wrk(port, args.seconds))
+                for name, (port, pid) in targets.items():
+                    runs[name].append(wrk(port, args.seconds, pid))
                     time.sleep(0.5)
         finally:
             for proc in procs:
@@ -204,6 +214,7 @@ def main() -> None:
     results = {
         name: {
             "rps": statistics.median(r["rps"] for r in rs),
+            "cpu_us_per_request": statistics.median(r["cpu_us_per_request"] for r in rs),
             "p50_ms": statistics.median(r["p50_ms"] for r in rs),
             "p99_ms": statistics.median(r["p99_ms"] for r in rs),
             "errors": sorted({str(r["errors"]) for r in rs}),
@@ -221,6 +232,11 @@ def main() -> None:
             "interlock_to_caddy": results["interlock (generated)"]["rps"] / results["caddy"]["rps"],
             "interlock_to_haproxy": results["interlock (generated)"]["rps"] / results["haproxy"]["rps"],
             "static_to_handwritten": results["interlock (static upstreams)"]["rps"] / hand,
+            # CPU per request is steadier than throughput on a noisy machine: the proxy's own cost.
+            "cpu_handwritten_to_interlock": results["nginx (hand-written)"]["cpu_us_per_request"]
+            / results["interlock (generated)"]["cpu_us_per_request"],
+            "cpu_handwritten_to_static": results["nginx (hand-written)"]["cpu_us_per_request"]
+            / results["interlock (static upstreams)"]["cpu_us_per_request"],
         }
     )
 

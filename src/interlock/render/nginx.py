@@ -29,7 +29,7 @@ from interlock.render.quoting import (
     operator_string,
     user_token,
 )
-from interlock.render.targets import Targets, render_targets, shared_dict_kilobytes
+from interlock.render.targets import Targets, render_targets, shared_dict_kilobytes, targets_field
 
 TERMINATOR_PORT = 20443
 PASSTHROUGH_PORT = 20444
@@ -244,6 +244,10 @@ class _View:
     @property
     def lua_library(self) -> Token:
         return lua_library()
+
+    def lua_string(self, value: str) -> Token:
+        """`value` as a Lua string literal; only the characters of the targets grammar pass."""
+        return Token(f'"{targets_field(value)}"')
 
     def secret_path(self, secret: str) -> Token:
         return Token(f"{self.secrets_dir.rstrip('/')}/{user_token(secret)}")

@@ -37,7 +37,8 @@ class Targets:
     targets_id: str
 
 
-def _field(value: str) -> str:
+def targets_field(value: str) -> str:
+    """`value` if it is made only of characters the targets grammar (and a Lua string) allows."""
     if not _FIELD.match(value):
         raise UnsafeValue(f"refusing to write {value!r} into the targets document")
     return value
@@ -55,15 +56,17 @@ def fail_timeout_ms(value: str | None) -> int:
 
 def _server_line(server: Server) -> str:
     max_fails = DEFAULT_MAX_FAILS if server.max_fails is None else int(server.max_fails)
-    return f"server {_field(server.address)} {int(server.port)} {max_fails} {fail_timeout_ms(server.fail_timeout)}"
+    return (
+        f"server {targets_field(server.address)} {int(server.port)} {max_fails} {fail_timeout_ms(server.fail_timeout)}"
+    )
 
 
 def _upstream_lines(upstream: Upstream, ip_hash_everywhere: bool) -> list[str]:
     balance = upstream.balance
     if balance is Balance.ROUND_ROBIN and ip_hash_everywhere:
         balance = Balance.IP_HASH
-    cookie = _field(upstream.cookie) if balance is Balance.COOKIE else "-"
-    lines = [f"upstream {_field(upstream.name)} {balance.value} {cookie}"]
+    cookie = targets_field(upstream.cookie) if balance is Balance.COOKIE else "-"
+    lines = [f"upstream {targets_field(upstream.name)} {balance.value} {cookie}"]
     lines.extend(_server_line(server) for server in upstream.servers)
     return lines
 

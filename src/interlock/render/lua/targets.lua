@@ -4,7 +4,7 @@
 -- targets document (see interlock/render/targets.py for its grammar). The master loads the
 -- document from <prefix>/targets when the configuration is loaded; afterwards the proxy agent
 -- posts a new document to the loopback status port, so a change that only moves tasks needs
--- no reload. Every worker checks the shared version on each request and re-parses when it
+-- no reload. Every worker checks the shared serial number on each request and re-parses when it
 -- moved. Balancing follows nginx: round robin, a consistent hash on a cookie or on the client
 -- address, max_fails/fail_timeout, and one more try on another server (proxy_next_upstream).
 local balancer = require "ngx.balancer"
@@ -16,7 +16,7 @@ local now = ngx.now
 local var = ngx.var
 
 local M = {}
-local worker_version = false
+local worker_serial = false
 local upstreams = {}
 local failures = {}
 
@@ -80,6 +80,8 @@ local function store(text)
         return nil, "shared dict interlock_targets: " .. err
     end
     shared:set("version", version)
+    -- A number is cheaper to read on every request than the id string.
+    shared:incr("serial", 1, 0)
     return version
 end
 
@@ -97,8 +99,8 @@ function M.init()
 end
 
 local function refresh()
-    local version = shared:get("version")
-    if version == worker_version then
+    local serial = shared:get("serial")
+    if serial == worker_serial then
         return
     end
     local parsed = parse(shared:get("targets") or "")
@@ -113,12 +115,15 @@ local function refresh()
         end
         upstreams, failures = parsed, alive
     end
-    worker_version = version
+    worker_serial = serial
 end
 
 local function usable(peer, tried, t)
     if tried and tried[peer.key] then
         return false
+    end
+    if not t then
+        return true
     end
     local failure = failures[peer.key]
     return not failure or failure.down_until <= t
@@ -127,7 +132,8 @@ end
 local function pick(upstream, tried)
     local peers = upstream.peers
     local count = #peers
-    local t = now()
+    -- The clock is read only while some server has failed.
+    local t = next(failures) ~= nil and now() or nil
     local key
     if upstream.cookie then
         key = var[upstream.cookie]
@@ -186,38 +192,58 @@ local function note_failure(peer)
     end
 end
 
--- balancer_by_lua: choose the server for this try of this request. The location names its
--- upstream in $interlock_upstream ($proxy_host is not set in the balancer phase).
-function M.balance()
+-- The servers this request already tried, from $upstream_addr ("a:p, b:p : c:p"); read only
+-- when nginx retries, because reading a variable costs more than the rest of a pick.
+local function tried_peers()
+    local tried, last = {}, nil
+    for address in string.gmatch(var.upstream_addr or "", "[^%s,:]+:%d+") do
+        tried[address] = true
+        last = address
+    end
+    return tried, last
+end
+
+local function find_peer(peers, key)
+    for i = 1, #peers do
+        if peers[i].key == key then
+            return peers[i]
+        end
+    end
+    return nil
+end
+
+-- balancer_by_lua: choose the server for this try of this request. Each upstream block passes
+-- its own name (reading an nginx variable here costs more than the rest of this function).
+function M.balance(name)
     refresh()
-    local name = var.interlock_upstream
     local upstream = upstreams[name]
-    if not upstream or #upstream.peers == 0 then
+    local peers = upstream and upstream.peers
+    local count = peers and #peers or 0
+    local peer
+    if count == 1 then
+        peer = peers[1]
+    elseif count == 0 then
         -- Only a targets document that does not belong to this nginx.conf gets here; nginx
         -- answers 500 for any exit from the balancer phase.
         ngx.log(ngx.ERR, "interlock: no servers for upstream ", name)
         return ngx.exit(ngx.ERROR)
-    end
-    local ctx = ngx.ctx
-    local previous = ctx.interlock_peer
-    local tried
-    if previous then
+    else
+        local tried
         local state = balancer.get_last_failure()
-        if state == "failed" then
-            note_failure(previous)
+        if state then
+            local last
+            tried, last = tried_peers()
+            local failed = state == "failed" and last and find_peer(peers, last)
+            if failed then
+                note_failure(failed)
+            end
+        else
+            balancer.set_more_tries(count - 1)
         end
-        tried = ctx.interlock_tried or {}
-        tried[previous.key] = true
-        ctx.interlock_tried = tried
-    elseif #upstream.peers > 1 then
-        balancer.set_more_tries(#upstream.peers - 1)
-    end
-    local peer = pick(upstream, tried)
-    if not peer then
-        return ngx.exit(ngx.ERROR)
-    end
-    if #upstream.peers > 1 then
-        ctx.interlock_peer = peer
+        peer = pick(upstream, tried)
+        if not peer then
+            return ngx.exit(ngx.ERROR)
+        end
     end
     local ok, err = balancer.set_current_peer(peer.host, peer.port)
     if not ok then
