@@ -31,7 +31,9 @@ from interlock.config import default_config
 from interlock.edges.peer_http import PeerClient
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
+from interlock.render.bundle import RenderedConfig
 from interlock.render.nginx import STATUS_PORT, render_nginx
+from interlock.render.targets import targets_delta
 from interlock.roles.core import Core
 from interlock.roles.extension import Extension
 from interlock.roles.runtime import quiet_gc
@@ -106,20 +108,37 @@ async def per_change(count: int, changes: int) -> dict[str, object]:
     }
 
 
-def confirm(config_id: str, timeout: float = 60) -> None:
+def status(path: str) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{STATUS_PORT}{path}", timeout=5) as response:
+        return str(response.read().decode().strip())
+
+
+def confirm(config_id: str, path: str = "/interlock/config", timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{STATUS_PORT}/interlock/config", timeout=1) as response:
-                if response.read().decode().strip() == config_id:
-                    return
+            if status(path) == config_id:
+                return
         except OSError:
             pass
         time.sleep(0.005)
-    raise RuntimeError(f"configuration {config_id} never answered")
+    raise RuntimeError(f"{path} never answered {config_id}")
 
 
-def reload_for(hosts: int, tmp: Path) -> dict[str, float]:
+def post_targets(targets: str, token: str) -> str:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{STATUS_PORT}/interlock/targets",
+        data=targets.encode(),
+        headers={"Authorization": f"Bearer {token}"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return str(response.read().decode().strip())
+
+
+def reload_for(hosts: int, tmp: Path, *, dynamic: bool) -> dict[str, object]:
+    """nginx with `hosts` hosts: start, reloads for a change of hosts, and (dynamic upstreams)
+    a change of targets applied without a reload, each until the status port answers it."""
     ext = default_config(TargetPort=18090, TargetSSLPort=18490).extensions["default"]
     ext = ext.model_copy(
         update={
@@ -128,38 +147,62 @@ def reload_for(hosts: int, tmp: Path) -> dict[str, float]:
                     "pid_path": str(tmp / "reload.pid"),
                     "access_log_path": "/dev/null",
                     "error_log_path": str(tmp / "error.log"),
+                    "dynamic_upstreams": dynamic,
                 }
             )
         }
     )
+
+    def rendered(specs: list[dict[str, object]]) -> RenderedConfig:
+        return render_nginx(build(snapshot_from_api(swarm_json({"services": specs}))).routings[""], ext)
+
     with quiet_gc():
-        first = render_nginx(build(snapshot_from_api(swarm_json({"services": services(hosts)}))).routings[""], ext)
-        second = render_nginx(
-            build(snapshot_from_api(swarm_json({"services": services(hosts, bump=0)}))).routings[""], ext
-        )
-    path = tmp / "reload.conf"
+        first = rendered(services(hosts))
+        one_more_host = rendered(services(hosts + 1))
+        moved = rendered(services(hosts, bump=0))
+    if dynamic and moved.config_id != first.config_id:
+        raise RuntimeError("one more task should change only the targets")
+    token = "bench-token-0123456789"
+    (tmp / "control-token").write_text(token + "\n")
+    path = tmp / "nginx.conf"
     path.write_text(first.text)
+    (tmp / "targets").write_text(first.targets)
     started = time.perf_counter()
-    master = subprocess.Popen(["nginx", "-c", str(path), "-g", "daemon off;"])
+    master = subprocess.Popen(["nginx", "-p", f"{tmp}/", "-c", str(path), "-g", "daemon off;"])
     confirm(first.config_id)
     start_s = time.perf_counter() - started
-    times = []
-    for text, config_id in [(second.text, second.config_id), (first.text, first.config_id)] * 2:
-        path.write_text(text)
+    reloads = []
+    for config in [one_more_host, first] * 2:
+        path.write_text(config.text)
+        (tmp / "targets").write_text(config.targets)
         t0 = time.perf_counter()
         master.send_signal(signal.SIGHUP)
-        confirm(config_id)
-        times.append(time.perf_counter() - t0)
+        confirm(config.config_id)
+        if dynamic:
+            confirm(config.targets_id, "/interlock/targets")
+        reloads.append(time.perf_counter() - t0)
         time.sleep(0.3)
     memory = rss_mb([master.pid, *children(master.pid)])
+    swaps = []
+    live = first
+    for config in [moved, first] * 2 if dynamic else ():
+        delta = targets_delta(live.targets, config.targets)
+        t0 = time.perf_counter()
+        if post_targets(delta, token) != config.targets_id:
+            raise RuntimeError("nginx did not take the targets")
+        swaps.append(time.perf_counter() - t0)
+        live = config
     master.send_signal(signal.SIGQUIT)
     master.wait(timeout=60)
     return {
         "hosts": hosts,
+        "dynamic": dynamic,
         "config_mb": round(len(first.text) / 1e6, 2),
+        "targets_mb": round(len(first.targets) / 1e6, 2),
         "start_s": round(start_s, 3),
-        "reload_s_median": round(statistics.median(times), 3),
-        "reload_s_max": round(max(times), 3),
+        "reload_s_median": round(statistics.median(reloads), 3),
+        "reload_s_max": round(max(reloads), 3),
+        "targets_swap_s_median": round(statistics.median(swaps), 4) if swaps else None,
         "rss_mb_after_reload": round(memory, 1),
     }
 
@@ -172,7 +215,9 @@ def main() -> None:
     args = parser.parse_args()
     change = asyncio.run(per_change(args.services, args.changes))
     with tempfile.TemporaryDirectory() as tmp:
-        reloads = [reload_for(int(n), Path(tmp)) for n in args.hosts.split(",")]
+        reloads = [
+            reload_for(int(n), Path(tmp), dynamic=dynamic) for n in args.hosts.split(",") for dynamic in (False, True)
+        ]
     dump({"per_change": change, "reload": reloads, "cpus": os.cpu_count()})
 
 

@@ -161,3 +161,44 @@ async def test_an_upstream_missing_from_the_targets_is_an_error_not_another_serv
     async with aiohttp.ClientSession() as session, session.get(PROXY, headers={"Host": "app.local"}) as response:
         # nginx turns any exit from the balancer phase into 500; the error log names the upstream.
         assert response.status == 500
+
+
+def render_two(tmp_path: Path, app_ports: tuple[int, ...], extra_host: bool = False) -> RenderedConfig:
+    """app.local on `app_ports`, other.local on PORTS[3]; with `extra_host`, new.local too."""
+    names = ["app.local", "other.local", *(["new.local"] if extra_host else [])]
+    servers = {"app.local": app_ports, "other.local": PORTS[3:], "new.local": PORTS[:1]}
+    upstreams = tuple(Upstream(n, tuple(Server("127.0.0.1", p, n) for p in servers[n])) for n in names)
+    hosts = tuple(VirtualHost(n, routes=(Route("/", n),), services=(n,)) for n in names)
+    ext = default_config(TargetPort=18180, TargetSSLPort=18543).extensions["default"]
+    config = ext.config.model_copy(update={"pid_path": str(tmp_path / "nginx.pid"), "access_log_path": "/dev/null"})
+    return render_nginx(Routing("", hosts=hosts, upstreams=upstreams), ext.model_copy(update={"config": config}))
+
+
+async def hosts_served(host: str, count: int) -> set[int]:
+    async with aiohttp.ClientSession() as session:
+        seen = set()
+        for _ in range(count):
+            async with session.get(PROXY, headers={"Host": host}) as response:
+                assert response.status == 200, await response.text()
+                seen.add(int(await response.text()))
+        return seen
+
+
+async def test_moves_and_reloads_interleave(controller: NginxController, tmp_path: Path) -> None:
+    await install(controller, render_two(tmp_path, PORTS[:1]))
+    moved = render_two(tmp_path, PORTS[1:3])
+    await controller.update_targets(moved.targets, moved.targets_id)
+    assert await hosts_served("app.local", 6) == set(PORTS[1:3])
+    assert await hosts_served("other.local", 3) == {PORTS[3]}
+
+    grown = render_two(tmp_path, PORTS[1:3], extra_host=True)  # a new host: a reload
+    assert grown.config_id != moved.config_id
+    await install(controller, grown)
+    assert await hosts_served("new.local", 2) == {PORTS[0]}
+    assert await hosts_served("app.local", 6) == set(PORTS[1:3])
+
+    back = render_two(tmp_path, PORTS[:1], extra_host=True)
+    await controller.update_targets(back.targets, back.targets_id)
+    assert await hosts_served("app.local", 3) == {PORTS[0]}
+    assert await hosts_served("other.local", 3) == {PORTS[3]}
+    assert (controller.reloads, controller.target_updates) == (2, 2)

@@ -42,6 +42,25 @@ async def test_extension_serves_a_new_config_only_when_the_text_changes(nginx: s
     assert extension.current is not None and extension.current.digest != first.digest
 
 
+@pytest.mark.nginx
+async def test_extension_validates_only_a_new_nginx_conf(nginx: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from interlock.roles import extension as module
+
+    checked: list[int] = []
+    real_check = module.check_routing
+
+    def counting_check(routing: object, ext: object) -> object:
+        checked.append(1)
+        return real_check(routing, ext)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(module, "check_routing", counting_check)
+    extension = Extension(name="default", core=PeerClient("http://unused", "t" * 20), proxy_token="p" * 20)
+    await extension.apply(state(1))
+    await extension.apply(state(2, replicas=3))  # one more task: targets only
+    assert extension.current is not None and extension.current.version == 2
+    assert len(checked) == 1, "a change of targets alone needs no nginx -t"
+
+
 class FakeNginx:
     """Stands in for NginxController: records installs."""
 

@@ -27,6 +27,7 @@ import aiohttp
 
 from interlock.errors import ConfigRejected, ReloadFailed
 from interlock.render.nginx import STATUS_PORT
+from interlock.render.targets import targets_delta
 
 log = logging.getLogger("interlock.nginx")
 
@@ -43,6 +44,8 @@ class NginxController:
         self.process: asyncio.subprocess.Process | None = None
         self.config_id = ""
         self.targets_id = ""
+        self.targets_text = ""
+        """The targets document nginx is confirmed to use."""
         self.reloads = 0
         self.target_updates = 0
         """Target-only changes applied without a reload: the reloads avoided."""
@@ -100,15 +103,19 @@ class NginxController:
         except (ReloadFailed, OSError) as exc:
             await self._restore(exc)
             raise ReloadFailed(str(exc)) from exc
-        self.config_id, self.targets_id = config_id, targets_id
+        self.config_id, self.targets_id, self.targets_text = config_id, targets_id, targets
         self.reloads += 1
 
     async def update_targets(self, targets: str, targets_id: str) -> None:
-        """Hand a new targets document to the running nginx without a reload, or raise
-        ReloadFailed with the running one unchanged. The file is written first, so a later
-        reload or restart loads the same servers."""
+        """Hand a new targets document to the running nginx without a reload (only the
+        upstreams that changed are sent), or raise ReloadFailed. The file is written first (and
+        put back if nginx refuses the change), so a restart loads the servers nginx uses."""
         if not self.running:
             raise ReloadFailed("nginx is not running")
+        try:
+            delta = targets_delta(self.targets_text, targets)
+        except ValueError as exc:
+            raise ReloadFailed(f"targets {targets_id} not usable: {exc}") from exc
         self._prepare()
         next_targets = self.workdir / "targets.next"
         next_targets.write_text(targets)
@@ -121,7 +128,7 @@ class NginxController:
                 aiohttp.ClientSession() as session,
                 session.post(
                     url,
-                    data=targets.encode(),
+                    data=delta.encode(),
                     headers={"Authorization": f"Bearer {self._token}"},
                     timeout=aiohttp.ClientTimeout(total=self.confirm_timeout),
                 ) as response,
@@ -134,7 +141,7 @@ class NginxController:
             if self.good_targets.exists():
                 os.replace(self.good_targets, self.targets)
             raise ReloadFailed(f"nginx did not take targets {targets_id}: {status} {answer[:500]}")
-        self.targets_id = targets_id
+        self.targets_id, self.targets_text = targets_id, targets
         self.target_updates += 1
 
     async def _confirm_targets(self, targets_id: str) -> None:

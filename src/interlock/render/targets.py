@@ -8,7 +8,9 @@ change that only moves tasks does not reload nginx. Grammar, one record per line
     upstream NAME BALANCE COOKIE            (BALANCE round_robin|ip_hash|cookie; COOKIE or -)
     server ADDRESS PORT MAX_FAILS FAIL_TIMEOUT_MS
 
-ID is a digest of the lines after the header. Every value comes from the routing model, whose
+ID is a digest of the lines after the header. The proxy agent sends a running nginx only a
+delta: the header with ` delta` after the ID, the `upstream` blocks that changed or are new,
+and `remove NAME` for each upstream that is gone (`targets_delta`). Every value comes from the routing model, whose
 fields passed the label grammars; each is checked again here against the narrow shape the Lua
 parser reads, so a value that does not fit stops the render. Pure; render layer.
 """
@@ -78,10 +80,38 @@ def render_targets(routing: Routing, *, ip_hash: bool = False) -> Targets:
     return Targets(f"{HEADER} {targets_id}\n{body}", targets_id)
 
 
+def _blocks(text: str) -> tuple[str, dict[str, str]]:
+    """The id and the `upstream` blocks (name -> lines) of a targets document."""
+    lines = text.splitlines()
+    if not lines or not lines[0].startswith(HEADER + " "):
+        raise ValueError("not a targets document: the first line must be " + repr(HEADER + " ID"))
+    blocks: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in lines[1:]:
+        if line.startswith("upstream "):
+            current = blocks.setdefault(line.split(" ", 2)[1], [])
+        elif current is None:
+            raise ValueError(f"a server line before any upstream: {line!r}")
+        current.append(line)
+    return lines[0].split()[-1], {name: "\n".join(block) for name, block in blocks.items()}
+
+
+def targets_delta(old: str, new: str) -> str:
+    """What a nginx running the targets `old` needs to use `new`: the changed and new upstream
+    blocks and the removed names, under `new`'s id. `old` may be empty (nothing known)."""
+    _, before = _blocks(old) if old else ("", {})
+    new_id, after = _blocks(new)
+    lines = [f"{HEADER} {new_id} delta"]
+    lines.extend(block for name, block in after.items() if before.get(name) != block)
+    lines.extend(f"remove {name}" for name in before if name not in after)
+    return "\n".join(lines) + "\n"
+
+
 def shared_dict_kilobytes(targets: Targets) -> int:
-    """Room for two copies of the document (old and new while it is replaced) and slack, in a
-    power of two of megabytes so the size, and with it nginx.conf, rarely changes."""
-    needed = 2 * len(targets.text.encode()) + 1024 * 1024
+    """Room for three copies of the document (the configuration's, the one being replaced and
+    the previous configuration's while its workers finish) and slack, in a power of two of
+    megabytes so the size, and with it nginx.conf, rarely changes."""
+    needed = 3 * len(targets.text.encode()) + 1024 * 1024
     size = 1024 * 1024
     while size < needed:
         size *= 2

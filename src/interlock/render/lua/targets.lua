@@ -1,12 +1,15 @@
 -- Interlock's run-time upstream members ("dynamic upstreams").
 --
 -- nginx.conf names each HTTP upstream but lists none of its servers; the servers live in the
--- targets document (see interlock/render/targets.py for its grammar). The master loads the
--- document from <prefix>/targets when the configuration is loaded; afterwards the proxy agent
--- posts a new document to the loopback status port, so a change that only moves tasks needs
--- no reload. Every worker checks the shared serial number on each request and re-parses when it
--- moved. Balancing follows nginx: round robin, a consistent hash on a cookie or on the client
--- address, max_fails/fail_timeout, and one more try on another server (proxy_next_upstream).
+-- targets document (see interlock/render/targets.py for its grammar). When nginx loads its
+-- configuration, the master reads the whole document from <prefix>/targets into the shared
+-- dict, one entry per upstream under a new generation (workers of the previous configuration
+-- keep reading theirs while they finish). Afterwards the proxy agent posts only the upstreams
+-- that changed to the loopback status port, so a change that only moves tasks needs no reload
+-- and costs in proportion to what changed. Each request reads one number, its upstream's
+-- serial, and a worker re-parses an upstream only when that moved. Balancing follows nginx:
+-- round robin, a consistent hash on a cookie or on the client address, max_fails and
+-- fail_timeout, and one more try on another server (proxy_next_upstream).
 local balancer = require "ngx.balancer"
 
 local shared = ngx.shared.interlock_targets
@@ -15,8 +18,7 @@ local crc32 = ngx.crc32_long
 local now = ngx.now
 local var = ngx.var
 
-local M = {}
-local worker_serial = false
+local M = { generation = 0 }
 local upstreams = {}
 local failures = {}
 
@@ -30,92 +32,134 @@ local function read_file(path)
     return data
 end
 
-local function parse(text)
-    local parsed, current, version = {}, nil, nil
+local function key(kind, name)
+    return kind .. M.generation .. ":" .. name
+end
+
+-- A document as { id = ID, delta = bool, blocks = { NAME = "BALANCE COOKIE\nserver ...\n" },
+-- removed = { NAME, ... } }; each block is checked line by line here, so what is stored parses.
+local function split(text)
+    local document = { blocks = {}, removed = {} }
+    local name, lines
     for line in string.gmatch(text, "[^\n]+") do
         local kind, rest = string.match(line, "^(%l+) (.*)$")
-        if kind == "server" and current then
-            local host, port, max_fails, fail_timeout = string.match(rest, "^(%S+) (%d+) (%d+) (%d+)$")
-            if not host then
+        if kind == "server" and lines then
+            if not string.match(rest, "^%S+ %d+ %d+ %d+$") then
                 return nil, "malformed server line: " .. line
             end
-            local peers = current.peers
-            peers[#peers + 1] = {
-                host = host,
-                port = tonumber(port),
-                key = host .. ":" .. port,
-                max_fails = tonumber(max_fails),
-                fail_timeout = tonumber(fail_timeout) / 1000,
-            }
+            lines[#lines + 1] = rest
         elseif kind == "upstream" then
-            local name, balance, cookie = string.match(rest, "^(%S+) (%S+) (%S+)$")
+            local balance, cookie
+            name, balance, cookie = string.match(rest, "^(%S+) (%S+) (%S+)$")
             if not name then
                 return nil, "malformed upstream line: " .. line
             end
-            current = { balance = balance, peers = {}, rr = 0 }
-            if cookie ~= "-" then
-                current.cookie = "cookie_" .. cookie
+            lines = { balance .. " " .. cookie }
+            document.blocks[name] = lines
+        elseif kind == "remove" and string.match(rest, "^%S+$") then
+            document.removed[#document.removed + 1] = rest
+            lines = nil
+        elseif kind == "interlock" and not document.id then
+            local id, delta = string.match(rest, "^targets 1 (%x+)( ?%l*)$")
+            if not id or (delta ~= "" and delta ~= " delta") then
+                return nil, "malformed header: " .. line
             end
-            parsed[name] = current
-        elseif kind == "interlock" then
-            version = string.match(rest, "^targets 1 (%x+)$")
+            document.id, document.delta = id, delta ~= ""
         else
             return nil, "line not understood: " .. line
         end
     end
-    if not version then
+    if not document.id then
         return nil, "no 'interlock targets 1 ID' header"
     end
-    return parsed, version
+    for block_name, block in pairs(document.blocks) do
+        document.blocks[block_name] = table.concat(block, "\n")
+    end
+    return document
 end
 
--- Validate and publish a document to every worker; returns its id, or nil and why not.
-local function store(text)
-    local parsed, version = parse(text or "")
-    if not parsed then
-        return nil, version
+-- Store the upstreams of `document` (every one for a whole document, the changed and removed
+-- ones for a delta) in the current generation; returns the document id, or nil and why not.
+local function store(document)
+    for name, block in pairs(document.blocks) do
+        local ok, err = shared:safe_set(key("u", name), block)
+        if not ok then
+            return nil, "shared dict interlock_targets: " .. err
+        end
+        shared:incr(key("s", name), 1, 0)
     end
-    local ok, err = shared:safe_set("targets", text)
-    if not ok then
-        return nil, "shared dict interlock_targets: " .. err
+    for _, name in ipairs(document.removed) do
+        shared:delete(key("u", name))
+        shared:incr(key("s", name), 1, 0)
     end
-    shared:set("version", version)
-    -- A number is cheaper to read on every request than the id string.
-    shared:incr("serial", 1, 0)
-    return version
+    shared:set(key("v", "version"), document.id)
+    return document.id
 end
 
--- Called from init_by_lua: the document that goes with the configuration being loaded.
+-- Called from init_by_lua (in the master, at start and at every reload): the document that
+-- goes with the configuration being loaded, in a new generation; entries two generations old
+-- belong to workers that are gone.
 function M.init()
+    M.generation = shared:incr("generation", 1, 0)
+    local stale = M.generation - 2
+    for _, entry in ipairs(shared:get_keys(0)) do
+        local generation = tonumber(string.match(entry, "^%a(%d+):"))
+        if generation and generation <= stale then
+            shared:delete(entry)
+        end
+    end
     local text = read_file(prefix .. "targets")
     if text and text ~= "" then
-        local version, err = store(text)
-        if not version then
-            ngx.log(ngx.ERR, "interlock: ", prefix, "targets not loaded: ", err)
+        local document, err = split(text)
+        local stored
+        if document and not document.delta then
+            stored, err = store(document)
+        end
+        if not stored then
+            ngx.log(ngx.ERR, "interlock: ", prefix, "targets not loaded: ", err or "a delta is not a document")
         end
     end
     local token = read_file(prefix .. "control-token")
     M.token = token and string.match(token, "^%s*(%S+)%s*$")
 end
 
-local function refresh()
-    local serial = shared:get("serial")
-    if serial == worker_serial then
-        return
+-- The worker's parsed copy of one upstream, read again from the shared dict when its serial
+-- moved; nil when the document has no such upstream.
+local function load(name, serial_key, serial)
+    local block = shared:get(key("u", name))
+    if not block then
+        upstreams[name] = nil
+        return nil
     end
-    local parsed = parse(shared:get("targets") or "")
-    if parsed then
-        local alive, start = {}, ngx.worker.pid()
-        for _, upstream in pairs(parsed) do
-            -- Workers start round robin at different servers, as nginx's own workers do not.
-            upstream.rr = start % math.max(#upstream.peers, 1)
-            for _, peer in ipairs(upstream.peers) do
-                alive[peer.key] = failures[peer.key]
-            end
-        end
-        upstreams, failures = parsed, alive
+    local balance, cookie = string.match(block, "^(%S+) (%S+)")
+    local upstream = { balance = balance, peers = {}, serial = serial, serial_key = serial_key }
+    if cookie ~= "-" then
+        upstream.cookie = "cookie_" .. cookie
     end
-    worker_serial = serial
+    local peers = upstream.peers
+    for host, port, max_fails, fail_timeout in string.gmatch(block, "\n(%S+) (%d+) (%d+) (%d+)") do
+        peers[#peers + 1] = {
+            host = host,
+            port = tonumber(port),
+            key = host .. ":" .. port,
+            max_fails = tonumber(max_fails),
+            fail_timeout = tonumber(fail_timeout) / 1000,
+        }
+    end
+    -- Workers start round robin at different servers.
+    upstream.rr = ngx.worker.pid() % math.max(#peers, 1)
+    upstreams[name] = upstream
+    return upstream
+end
+
+local function current(name)
+    local upstream = upstreams[name]
+    local serial_key = upstream and upstream.serial_key or key("s", name)
+    local serial = shared:get(serial_key)
+    if upstream and upstream.serial == serial then
+        return upstream
+    end
+    return load(name, serial_key, serial)
 end
 
 local function usable(peer, tried, t)
@@ -215,8 +259,7 @@ end
 -- balancer_by_lua: choose the server for this try of this request. Each upstream block passes
 -- its own name (reading an nginx variable here costs more than the rest of this function).
 function M.balance(name)
-    refresh()
-    local upstream = upstreams[name]
+    local upstream = current(name)
     local peers = upstream and upstream.peers
     local count = peers and #peers or 0
     local peer
@@ -252,11 +295,12 @@ function M.balance(name)
     end
 end
 
--- content_by_lua on the loopback status port: GET answers the id of the document in use;
--- POST (with the agent's bearer token) replaces the document without a reload.
+-- content_by_lua on the loopback status port: GET answers the id of the document in use; POST
+-- (with the agent's bearer token) applies a delta (changed and removed upstreams) without a
+-- reload and answers the new id.
 function M.control()
     if ngx.req.get_method() == "GET" then
-        ngx.print(shared:get("version") or "")
+        ngx.print(shared:get(key("v", "version")) or "")
         return
     end
     if not M.token or var.http_authorization ~= "Bearer " .. M.token then
@@ -268,13 +312,19 @@ function M.control()
         local path = ngx.req.get_body_file()
         text = path and read_file(path)
     end
-    local version, err = store(text)
-    if not version then
+    local document, err = split(text or "")
+    local id
+    if document and document.delta then
+        id, err = store(document)
+    elseif document then
+        err = "expected a delta ('interlock targets 1 ID delta')"
+    end
+    if not id then
         ngx.status = 400
         ngx.print(err)
         return
     end
-    ngx.print(version)
+    ngx.print(id)
 end
 
 return M

@@ -1,0 +1,80 @@
+"""The targets document and the deltas the proxy agent sends a running nginx (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from interlock.model.routing import Balance, Routing, Server, Upstream
+from interlock.render.quoting import UnsafeValue
+from interlock.render.targets import fail_timeout_ms, render_targets, targets_delta
+
+
+def routing(**servers: tuple[str, ...]) -> Routing:
+    upstreams = tuple(
+        Upstream(name, tuple(Server(address, 8080, name) for address in addresses))
+        for name, addresses in sorted(servers.items())
+    )
+    return Routing("", upstreams=upstreams)
+
+
+def test_document_lists_every_upstream_with_its_rule_and_servers() -> None:
+    text = render_targets(
+        Routing(
+            "",
+            upstreams=(
+                Upstream("a.local", (Server("10.0.0.2", 80, "a", max_fails=3, fail_timeout="2m"),)),
+                Upstream("b.local", (Server("10.0.0.3", 81, "b"),), Balance.COOKIE, cookie="sid"),
+            ),
+        )
+    ).text
+    header, *lines = text.splitlines()
+    assert header.startswith("interlock targets 1 ")
+    assert lines == [
+        "upstream a.local round_robin -",
+        "server 10.0.0.2 80 3 120000",
+        "upstream b.local cookie sid",
+        "server 10.0.0.3 81 1 10000",
+    ]
+
+
+def test_ip_hash_setting_applies_to_round_robin_upstreams() -> None:
+    assert "upstream a ip_hash -" in render_targets(routing(a=("10.0.0.2",)), ip_hash=True).text
+
+
+def test_the_id_follows_the_servers() -> None:
+    one, same, other = (render_targets(routing(a=ips)) for ips in (("10.0.0.2",), ("10.0.0.2",), ("10.0.0.3",)))
+    assert one.targets_id == same.targets_id != other.targets_id
+
+
+def test_delta_holds_only_changed_new_and_removed_upstreams() -> None:
+    old = render_targets(routing(a=("10.0.0.2",), b=("10.0.0.3",), c=("10.0.0.4",))).text
+    new = render_targets(routing(a=("10.0.0.2",), b=("10.0.0.5", "10.0.0.6"), d=("10.0.0.7",)))
+    assert targets_delta(old, new.text).splitlines() == [
+        f"interlock targets 1 {new.targets_id} delta",
+        "upstream b round_robin -",
+        "server 10.0.0.5 8080 1 10000",
+        "server 10.0.0.6 8080 1 10000",
+        "upstream d round_robin -",
+        "server 10.0.0.7 8080 1 10000",
+        "remove c",
+    ]
+
+
+def test_delta_from_nothing_is_every_upstream() -> None:
+    new = render_targets(routing(a=("10.0.0.2",)))
+    assert targets_delta("", new.text).splitlines()[1:] == new.text.splitlines()[1:]
+
+
+def test_delta_refuses_what_is_not_a_document() -> None:
+    with pytest.raises(ValueError, match="first line"):
+        targets_delta("", "upstream a round_robin -\n")
+
+
+@pytest.mark.parametrize(("value", "ms"), [(None, 10_000), ("0", 0), ("500ms", 500), ("30", 30_000), ("1h", 3_600_000)])
+def test_fail_timeout_in_milliseconds(value: str | None, ms: int) -> None:
+    assert fail_timeout_ms(value) == ms
+
+
+def test_a_value_outside_the_grammar_stops_the_render() -> None:
+    with pytest.raises(UnsafeValue):
+        render_targets(routing(**{"a b": ("10.0.0.2",)}))
