@@ -122,6 +122,7 @@ def up(config_path: str | None, *, debug: bool, wait: float, say: Any = print) -
         extension_token=tokens[EXTENSION_TOKEN],
         proxy_token=tokens[PROXY_TOKEN],
         debug=debug,
+        image_id=ops.image_identity(core_image),
     )
     current = ops.service_named(CORE_SERVICE)
     if current is None:

@@ -32,11 +32,22 @@ def test_render_prints_config_and_problems(snapshot_file: Path, capsys: pytest.C
     assert "error: service bad: com.docker.lb.hosts='bad;host'" in err
 
 
+def test_render_targets_prints_the_servers_of_each_upstream(
+    snapshot_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["render", "--snapshot", str(snapshot_file), "--targets"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("interlock targets 1 ")
+    assert "upstream web.local round_robin -" in lines
+    assert any(line.startswith("server ") for line in lines)
+
+
 def test_render_json(snapshot_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["render", "--snapshot", str(snapshot_file), "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["cluster"] == ""
     assert len(document["digest"]) == 64
+    assert document["targets"].startswith("interlock targets 1 ")
     assert document["problems"][0] | {"reason": ""} == {
         "service": "bad",
         "label": "com.docker.lb.hosts",

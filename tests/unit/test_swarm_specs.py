@@ -102,3 +102,15 @@ def test_spec_hash_is_stable_and_follows_changes() -> None:
     more = proxy_spec(CONFIG, "east", replace(REFS, app_networks=(*REFS.app_networks, Ref("n3", "beta"))))
     assert spec_hash(more) != spec_hash(first)
     assert LABEL_SPEC in first["Labels"]
+
+
+def test_a_new_image_under_the_same_tag_changes_every_role_spec() -> None:
+    image = CONFIG.extensions["east"].image
+    old, new = replace(REFS, image_ids={image: "sha256:old"}), replace(REFS, image_ids={image: "sha256:new"})
+    for make in (proxy_spec, extension_spec):
+        before, after = make(CONFIG, "east", old), make(CONFIG, "east", new)
+        assert spec_hash(before) != spec_hash(after)
+        assert "INTERLOCK_IMAGE_ID=sha256:new" in after["TaskTemplate"]["ContainerSpec"]["Env"]
+    refs = {"config": Ref("c", "cfg"), "control_network": Ref("n", "i"), "extension_token": Ref("e", "e")}
+    core = [core_spec(name="interlock", image=image, proxy_token=Ref("p", "p"), image_id=i, **refs) for i in "ab"]
+    assert spec_hash(core[0]) != spec_hash(core[1])

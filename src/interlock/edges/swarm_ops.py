@@ -50,6 +50,19 @@ class SwarmOps:
         except _ERRORS as exc:
             raise DockerUnavailable(f"{method} {path}: {exc}") from exc
 
+    def image_identity(self, reference: str) -> str:
+        """What `reference` (a tag) resolves to on this node: its registry digest, else the
+        local image ID; '' when the image is not here. Put into specs, so that a rebuilt or
+        re-pulled image under the same tag rolls the services that run it."""
+        from urllib.parse import quote
+
+        try:
+            image = self._call("GET", f"/images/{quote(reference, safe='/:@')}/json")
+        except DockerUnavailable:
+            return ""
+        digests = image.get("RepoDigests") or []
+        return str(digests[0] if digests else image.get("Id", ""))
+
     # services
     def services(self, *, label: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
         filters: dict[str, list[str]] = {}

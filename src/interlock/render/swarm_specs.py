@@ -58,6 +58,15 @@ class ClusterRefs:
     proxy_config: Ref | None = None
     owner: str = "interlock"
     extra: Mapping[str, str] = field(default_factory=dict)
+    image_ids: Mapping[str, str] = field(default_factory=dict)
+    """Image reference -> what it resolves to on the manager (see `image_env`)."""
+
+
+def image_env(image: str, image_ids: Mapping[str, str]) -> list[str]:
+    """`INTERLOCK_IMAGE_ID=...` when the image's identity is known: a new build or pull under the
+    same tag then changes the spec, and Swarm replaces the tasks with the new image."""
+    identity = image_ids.get(image, "")
+    return [f"INTERLOCK_IMAGE_ID={identity}"] if identity else []
 
 
 def _health(url: str) -> dict[str, Any]:
@@ -118,7 +127,11 @@ def extension_spec(config: CoreConfig, name: str, refs: ClusterRefs) -> dict[str
                 "ContainerSpec": {
                     "Image": ext.image,
                     "Args": ["extension", *ext.args],
-                    "Env": [f"INTERLOCK_CORE_URL={refs.core_url}", f"INTERLOCK_EXTENSION={name}"],
+                    "Env": [
+                        f"INTERLOCK_CORE_URL={refs.core_url}",
+                        f"INTERLOCK_EXTENSION={name}",
+                        *image_env(ext.image, refs.image_ids),
+                    ],
                     "Labels": dict(ext.container_labels),
                     "Secrets": [_secret(refs.extension_token), _secret(refs.proxy_token)],
                 },
@@ -153,6 +166,7 @@ def proxy_spec(config: CoreConfig, name: str, refs: ClusterRefs) -> dict[str, An
         "Env": [
             f"INTERLOCK_EXTENSION_URL=http://tasks.{config.extension_service_name(name)}:{EXTENSION_PORT}",
             f"INTERLOCK_PROXY_CONFIG={ext.proxy_config_path}",
+            *image_env(ext.proxy_image, refs.image_ids),
         ],
         "Labels": dict(ext.proxy_container_labels),
         "StopSignal": ext.proxy_stop_signal,
@@ -217,6 +231,7 @@ def core_spec(
     extension_token: Ref,
     proxy_token: Ref,
     debug: bool = False,
+    image_id: str = "",
 ) -> dict[str, Any]:
     """The core: the only service with the Docker socket, on a manager."""
     return with_spec_hash(
@@ -227,7 +242,7 @@ def core_spec(
                 "ContainerSpec": {
                     "Image": image,
                     "Args": [*(["-D"] if debug else []), "run", "-c", "/config.toml"],
-                    "Env": [f"INTERLOCK_SERVICE_NAME={name}"],
+                    "Env": [f"INTERLOCK_SERVICE_NAME={name}", *image_env(image, {image: image_id})],
                     "Mounts": [{"Type": "bind", "Source": DOCKER_SOCKET, "Target": DOCKER_SOCKET}],
                     "Configs": [
                         {

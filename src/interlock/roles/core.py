@@ -111,6 +111,7 @@ class Core:
         self.min_settle_until = 0.0
         self.tasks_settled = True
         self.reconcile_wake = asyncio.Event()
+        self.image_ids: dict[str, str] = {}
         self.secret_names: frozenset[str] | None = None
         self._secrets_stale = True
         self.service_events = 0
@@ -286,7 +287,9 @@ class Core:
         networks = tuple(Ref(by_name[n], n) for n in wanted_networks if n in by_name and n != CONTROL_NETWORK)
         tls = tuple(Ref(secret_ids[s], s) for s in (routing.secrets if routing else ()) if s in secret_ids)
         tokens = Ref(secret_ids[EXTENSION_TOKEN], EXTENSION_TOKEN), Ref(secret_ids[PROXY_TOKEN], PROXY_TOKEN)
-        return ClusterRefs(control, *tokens, self.core_url, networks, tls, owner=self.service_name)
+        return ClusterRefs(
+            control, *tokens, self.core_url, networks, tls, owner=self.service_name, image_ids=self.image_ids
+        )
 
     def reconcile_once(self) -> None:
         ops = self.ops
@@ -294,6 +297,10 @@ class Core:
         # Looked up once per round, for every cluster.
         control = ops.network(CONTROL_NETWORK)
         secret_ids = {s["Spec"]["Name"]: s["ID"] for s in ops.secrets()}
+        images = {e.image for e in self.config.extensions.values()} | {
+            e.proxy_image for e in self.config.extensions.values()
+        }
+        self.image_ids = {image: ops.image_identity(image) for image in sorted(images)}
         if control is None or EXTENSION_TOKEN not in secret_ids or PROXY_TOKEN not in secret_ids:
             log.warning("control network %r or token secrets missing; run `interlock up`", CONTROL_NETWORK)
             return
