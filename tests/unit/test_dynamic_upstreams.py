@@ -118,6 +118,15 @@ async def test_a_restart_serves_the_last_targets(controller: NginxController, tm
 async def test_a_dead_target_costs_a_retry_not_an_error(controller: NginxController, tmp_path: Path) -> None:
     await install(controller, render(tmp_path, (PORTS[0], DEAD_PORT)))
     assert set(await served_by(10)) == {PORTS[0]}
+    # After its failure (max_fails 1) a worker skips the dead target for fail_timeout (10 s), so
+    # each of the two workers tries it at most once: of 20 requests on new connections, at
+    # most two needed a second try.
+    retried = 0
+    for _ in range(20):
+        async with aiohttp.ClientSession() as session, session.get(PROXY, headers={"Host": "app.local"}) as response:
+            assert response.status == 200
+            retried += "," in response.headers["x-upstream-addr"]
+    assert retried <= 2
 
 
 async def test_a_cookie_keeps_its_target_while_others_come_and_go(controller: NginxController, tmp_path: Path) -> None:

@@ -170,6 +170,10 @@ local function usable(peer, tried, t)
         return true
     end
     local failure = failures[peer.key]
+    if failure and failure.since + peer.fail_timeout <= t and failure.down_until <= t then
+        failures[peer.key] = nil -- its window is over: forget it
+        return true
+    end
     return not failure or failure.down_until <= t
 end
 
@@ -178,20 +182,20 @@ local function pick(upstream, tried)
     local count = #peers
     -- The clock is read only while some server has failed.
     local t = next(failures) ~= nil and now() or nil
-    local key
+    local hash_key
     if upstream.cookie then
-        key = var[upstream.cookie]
+        hash_key = var[upstream.cookie]
     elseif upstream.balance == "ip_hash" then
-        key = var.remote_addr
+        hash_key = var.remote_addr
     end
-    if key and key ~= "" then
+    if hash_key and hash_key ~= "" then
         -- Rendezvous hashing: a key keeps its server while that server stays, and only the
         -- keys of a server that leaves move.
         local best, best_score = nil, -1
         for i = 1, count do
             local peer = peers[i]
             if usable(peer, tried, t) then
-                local score = crc32(key .. "|" .. peer.key)
+                local score = crc32(hash_key .. "|" .. peer.key)
                 if score > best_score then
                     best, best_score = peer, score
                 end
