@@ -66,6 +66,9 @@ def child_cpu() -> float:
 
 
 async def per_change(count: int, changes: int) -> dict[str, object]:
+    """CPU per change with `count` routed services, for the two kinds of change: a service
+    gaining a task (with dynamic upstreams only the targets move: no `nginx -t`, no reload) and
+    a host added or removed (a new nginx.conf, validated with `nginx -t`)."""
     source = StaticSource()
     core = Core(
         config=default_config(),
@@ -77,35 +80,40 @@ async def per_change(count: int, changes: int) -> dict[str, object]:
         core_url="http://unused",
     )
     extension = Extension(name="default", core=PeerClient("http://unused", "t" * 20), proxy_token="p" * 20)
-    documents = [json.dumps(swarm_json({"services": services(count, bump=i)})) for i in range(changes + 1)]
-    core_cpu, ext_cpu, wall, baseline = [], [], [], []
-    for index, text in enumerate(documents):
-        started = time.process_time()
-        json.loads(text)
-        baseline.append(time.process_time() - started)
-        source.raw = json.loads(text)
-        t0, c0 = time.perf_counter(), time.process_time()
-        await core.resync()
-        c1 = time.process_time()
-        state = core.clusters["default"].state
-        assert state is not None
-        n0 = child_cpu()
-        await extension.apply(state)
-        c2, n1 = time.process_time(), child_cpu()
-        if index:  # the first pass is the cold start, not a change
-            core_cpu.append(c1 - c0)
-            ext_cpu.append((c2 - c1) + (n1 - n0))
-            wall.append(time.perf_counter() - t0)
-    return {
-        "services": count,
-        "changes": changes,
-        "core_cpu_ms_median": statistics.median(core_cpu) * 1000,
-        "extension_cpu_ms_median": statistics.median(ext_cpu) * 1000,
-        "wall_ms_median": statistics.median(wall) * 1000,
-        "baseline_json_load_cpu_ms_median": statistics.median(baseline) * 1000,
-        "process_max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "config_bytes": len(extension.current.text) if extension.current else 0,
+    kinds = {
+        "task": [services(count, bump=i) for i in range(changes + 1)],
+        "host": [services(count + i % 2) for i in range(changes + 1)],
     }
+    results: dict[str, object] = {"services": count, "changes": changes}
+    for kind, series in kinds.items():
+        documents = [json.dumps(swarm_json({"services": specs})) for specs in series]
+        core_cpu, ext_cpu, wall, baseline = [], [], [], []
+        for index, text in enumerate(documents):
+            started = time.process_time()
+            json.loads(text)
+            baseline.append(time.process_time() - started)
+            source.raw = json.loads(text)
+            t0, c0 = time.perf_counter(), time.process_time()
+            await core.resync()
+            c1 = time.process_time()
+            state = core.clusters["default"].state
+            assert state is not None
+            n0 = child_cpu()
+            await extension.apply(state)
+            c2, n1 = time.process_time(), child_cpu()
+            if index:  # the first pass is the cold start, not a change
+                core_cpu.append(c1 - c0)
+                ext_cpu.append((c2 - c1) + (n1 - n0))
+                wall.append(time.perf_counter() - t0)
+        results[kind] = {
+            "core_cpu_ms_median": statistics.median(core_cpu) * 1000,
+            "extension_cpu_ms_median": statistics.median(ext_cpu) * 1000,
+            "wall_ms_median": statistics.median(wall) * 1000,
+            "baseline_json_load_cpu_ms_median": statistics.median(baseline) * 1000,
+        }
+    results["process_max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    results["config_bytes"] = len(extension.current.text) if extension.current else 0
+    return results
 
 
 def status(path: str) -> str:
