@@ -203,6 +203,24 @@ def wait_http(port: int, host: str = "x", timeout: float = 10) -> None:
     raise RuntimeError(f"nothing answered on port {port}")
 
 
+def wait_routed(port: int, host: str, timeout: float = 120) -> None:
+    """Until `host` answers 200 through the proxy on `port` (a new network may restart it)."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/", headers={"Host": host})
+            with urllib.request.urlopen(request, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{host} was not routed on port {port} within {timeout:.0f}s")
+
+
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
 
 
@@ -210,9 +228,16 @@ BENCH_IMAGE = "interlock-bench-backend:1"
 
 
 def create_backend(
-    name: str, host: str, *, replicas: int = 1, network: str = "e2e-a", image: str = BENCH_IMAGE
+    name: str,
+    host: str,
+    *,
+    replicas: int = 1,
+    network: str = "e2e-a",
+    image: str = BENCH_IMAGE,
+    labels: dict[str, str] | None = None,
 ) -> None:
     """A routed bench backend service (detached), on a network the proxy is already on."""
+    extra = [arg for key, value in (labels or {}).items() for arg in ("--label", f"{key}={value}")]
     sh(
         "docker",
         "service",
@@ -231,6 +256,7 @@ def create_backend(
         f"com.docker.lb.hosts={host}",
         "--label",
         "com.docker.lb.port=8080",
+        *extra,
         image,
     )
 

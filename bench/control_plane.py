@@ -65,13 +65,13 @@ def child_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def per_change(count: int, changes: int) -> dict[str, object]:
+async def per_change(count: int, changes: int, *, dynamic: bool) -> dict[str, object]:
     """CPU per change with `count` routed services, for the two kinds of change: a service
     gaining a task (with dynamic upstreams only the targets move: no `nginx -t`, no reload) and
     a host added or removed (a new nginx.conf, validated with `nginx -t`)."""
     source = StaticSource()
     core = Core(
-        config=default_config(),
+        config=default_config(Config={"DynamicUpstreams": dynamic}),
         source=source,
         ops=None,
         service_name="bench",  # type: ignore[arg-type]
@@ -221,7 +221,10 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=20)
     parser.add_argument("--hosts", default="100,1000,5000")
     args = parser.parse_args()
-    change = asyncio.run(per_change(args.services, args.changes))
+    change = {
+        mode: asyncio.run(per_change(args.services, args.changes, dynamic=mode == "dynamic"))
+        for mode in ("static", "dynamic")
+    }
     with tempfile.TemporaryDirectory() as tmp:
         reloads = [
             reload_for(int(n), Path(tmp), dynamic=dynamic) for n in args.hosts.split(",") for dynamic in (False, True)

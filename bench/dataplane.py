@@ -1,9 +1,9 @@
 """Data plane: requests per second and latency to one backend, straight and through proxies.
 
 All on loopback, in one run: the backend (nginx answering 200 with a small body), Interlock's
-generated configuration (rendered for a host routed to that backend) with dynamic upstreams (the
-default: the server is chosen per request by the Lua balancer) and with static upstreams
-(`DynamicUpstreams = false`), a minimal hand-written nginx
+generated configuration (rendered for a host routed to that backend) as by default (servers in
+nginx.conf) and with `DynamicUpstreams = true` (the server chosen per request by the Lua
+balancer), a minimal hand-written nginx
 reverse proxy, HAProxy and Caddy as plain reverse proxies. Load: wrk, one thread, 32 keep-alive
 connections, each target measured `--rounds` times in alternation; medians reported. Every proxy
 runs one worker/thread pinned to CPU 1, while wrk and the backend share CPU 0, so the comparison
@@ -192,8 +192,8 @@ def main() -> None:
         ]
         targets = {
             "direct (backend)": (BACKEND, procs[0].pid),
-            "interlock (generated)": (INTERLOCK, procs[2].pid),
-            "interlock (static upstreams)": (STATIC, procs[3].pid),
+            "interlock (generated)": (STATIC, procs[3].pid),
+            "interlock (DynamicUpstreams)": (INTERLOCK, procs[2].pid),
             "nginx (hand-written)": (NGINX, procs[1].pid),
             "haproxy": (HAPROXY, procs[4].pid),
             "caddy": (CADDY, procs[5].pid),
@@ -231,12 +231,12 @@ def main() -> None:
             "interlock_to_handwritten": results["interlock (generated)"]["rps"] / hand,
             "interlock_to_caddy": results["interlock (generated)"]["rps"] / results["caddy"]["rps"],
             "interlock_to_haproxy": results["interlock (generated)"]["rps"] / results["haproxy"]["rps"],
-            "static_to_handwritten": results["interlock (static upstreams)"]["rps"] / hand,
+            "dynamic_to_handwritten": results["interlock (DynamicUpstreams)"]["rps"] / hand,
             # CPU per request is steadier than throughput on a noisy machine: the proxy's own cost.
             "cpu_handwritten_to_interlock": results["nginx (hand-written)"]["cpu_us_per_request"]
             / results["interlock (generated)"]["cpu_us_per_request"],
-            "cpu_handwritten_to_static": results["nginx (hand-written)"]["cpu_us_per_request"]
-            / results["interlock (static upstreams)"]["cpu_us_per_request"],
+            "cpu_handwritten_to_dynamic": results["nginx (hand-written)"]["cpu_us_per_request"]
+            / results["interlock (DynamicUpstreams)"]["cpu_us_per_request"],
         }
     )
 

@@ -2,10 +2,14 @@
 (`docker service update --force`, stop-first and start-first) and 300 create/update/remove
 operations run on other services.
 
-Load: `--rate` GET/s for `--seconds` against two hosts through the proxy (127.0.0.1:8080), half on
-keep-alive connections and half on a new connection per request; status codes and socket errors
-are counted separately. Backend: interlock-bench-backend (keeps serving 3 s after SIGTERM, within
-its stop grace period), as the README asks of applications.
+Load: `--rate` GET/s for `--seconds` against two hosts through a proxy, half on keep-alive
+connections and half on a new connection per request; status codes and socket errors are counted
+separately. It runs once per cluster of tests/e2e/interlock.toml: `default` (127.0.0.1:8080,
+`DynamicUpstreams = true`) and `east` (127.0.0.1:9080, static upstreams, as by default), so the
+reloads each proxy made for the same kind of deploy sit side by side. Each churn operation waits
+for the new service's task to run, so every create, update and remove changes the routes.
+Backend: interlock-bench-backend (keeps serving 3 s after SIGTERM, within its stop grace
+period), as the README asks of applications.
 
 Usage: python bench/rolling.py [--rate 1000] [--seconds 110]
 """
@@ -20,16 +24,29 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from common import constant_load, counters_delta, create_backend, dump, proxy_counters, sh, wait_replicas
+from common import (
+    constant_load,
+    counters_delta,
+    create_backend,
+    dump,
+    proxy_counters,
+    sh,
+    wait_replicas,
+    wait_routed,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = f"{int(time.time()) % 100000}"
-ROLLED = {"roll-stop-first": "stop-first", "roll-start-first": "start-first"}
+ORDERS = {"roll-stop-first": "stop-first", "roll-start-first": "start-first"}
+CLUSTERS = {
+    "default": {"port": 8080, "labels": {}},
+    "east": {"port": 9080, "labels": {"com.docker.lb.service_cluster": "east"}},
+}
 
 
-def roll(stop: threading.Event, counts: dict[str, int]) -> None:
+def roll(stop: threading.Event, counts: dict[str, int], rolled: dict[str, str]) -> None:
     while not stop.is_set():
-        for name, order in ROLLED.items():
+        for name, order in rolled.items():
             if stop.is_set():
                 return
             sh(
@@ -48,16 +65,24 @@ def roll(stop: threading.Event, counts: dict[str, int]) -> None:
             counts[order] += 1
 
 
-def churn(stop: threading.Event, counts: dict[str, int], operations: int, worker: int, lock: threading.Lock) -> None:
+def churn(
+    stop: threading.Event,
+    counts: dict[str, int],
+    operations: int,
+    worker: int,
+    lock: threading.Lock,
+    cluster: str,
+) -> None:
     index = 0
     while not stop.is_set():
         with lock:
             if counts["operations"] >= operations:
                 return
             counts["operations"] += 3
-        name = f"churn-{RUN}-{worker}-{index}"
+        name = f"churn-{cluster}-{RUN}-{worker}-{index}"
         try:
-            create_backend(name, f"{name}.local")
+            create_backend(name, f"{name}.local", labels=CLUSTERS[cluster]["labels"])
+            wait_replicas(name, 1)
             sh(
                 "docker",
                 "service",
@@ -77,11 +102,13 @@ def churn(stop: threading.Event, counts: dict[str, int], operations: int, worker
         index += 1
 
 
-async def run(rate: float, seconds: float, operations: int) -> dict[str, object]:
-    for name in ROLLED:
-        create_backend(name, f"{name}.local", replicas=3)
-    for name in ROLLED:
+async def run(rate: float, seconds: float, operations: int, cluster: str) -> dict[str, object]:
+    rolled = {f"{name}-{cluster}": order for name, order in ORDERS.items()}
+    for name in rolled:
+        create_backend(name, f"{name}.local", replicas=3, labels=CLUSTERS[cluster]["labels"])
+    for name in rolled:
         wait_replicas(name, 3)
+        wait_routed(int(CLUSTERS[cluster]["port"]), f"{name}.local")  # type: ignore[call-overload]
     await asyncio.sleep(2)
     stop = threading.Event()
     counts = {"stop-first": 0, "start-first": 0, "operations": 0, "operation_errors": 0}
@@ -98,35 +125,40 @@ async def run(rate: float, seconds: float, operations: int) -> dict[str, object]
 
         return threading.Thread(target=run_it)
 
-    before = proxy_counters()
+    before = proxy_counters(cluster)
     # Three churners in parallel, so the operations fit in the load's duration.
-    workers = [guarded(roll, stop, counts), *(guarded(churn, stop, counts, operations, i, lock) for i in range(3))]
+    workers = [
+        guarded(roll, stop, counts, rolled),
+        *(guarded(churn, stop, counts, operations, i, lock, cluster) for i in range(3)),
+    ]
     for worker in workers:
         worker.start()
     try:
-        result = await constant_load(8080, [f"{n}.local" for n in ROLLED], rate=rate, seconds=seconds)
+        port = int(CLUSTERS[cluster]["port"])  # type: ignore[call-overload]
+        result = await constant_load(port, [f"{n}.local" for n in rolled], rate=rate, seconds=seconds)
     finally:
         stop.set()
         for worker in workers:
             worker.join(timeout=400)
-        for name in ROLLED:
+        for name in rolled:
             sh("docker", "service", "rm", name, check=False)
     if failures:
         raise RuntimeError(f"a worker failed during the load: {failures[0]!r}") from failures[0]
-    proxy = counters_delta(before, proxy_counters())
-    contrast = {}
-    for image in ("interlock-bench-backend:1", "interlock-bench-backend:nodrain"):
-        contrast[image] = await drain_contrast(image, rate / 2, min(seconds, 30))
     return {
-        "rate": rate,
-        "seconds": seconds,
         "rolling_updates": {k: counts[k] for k in ("stop-first", "start-first")},
         "other_service_operations": counts["operations"],
         "operation_errors": counts["operation_errors"],
         "load": result.as_dict(),
-        "proxy": proxy,
-        "drain_contrast": contrast,
+        "proxy": counters_delta(before, proxy_counters(cluster)),
     }
+
+
+async def run_all(rate: float, seconds: float, operations: int) -> dict[str, object]:
+    clusters = {cluster: await run(rate, seconds, operations, cluster) for cluster in CLUSTERS}
+    contrast = {}
+    for image in ("interlock-bench-backend:1", "interlock-bench-backend:nodrain"):
+        contrast[image] = await drain_contrast(image, rate / 2, min(seconds, 30))
+    return {"rate": rate, "seconds": seconds, "clusters": clusters, "drain_contrast": contrast}
 
 
 async def drain_contrast(image: str, rate: float, seconds: float) -> dict[str, object]:
@@ -165,7 +197,7 @@ def main() -> None:
     parser.add_argument("--operations", type=int, default=300)
     args = parser.parse_args()
     sh(str(REPO / "bench" / "backend" / "build.sh"))
-    dump(asyncio.run(run(args.rate, args.seconds, args.operations)))
+    dump(asyncio.run(run_all(args.rate, args.seconds, args.operations)))
 
 
 if __name__ == "__main__":

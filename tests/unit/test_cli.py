@@ -33,9 +33,11 @@ def test_render_prints_config_and_problems(snapshot_file: Path, capsys: pytest.C
 
 
 def test_render_targets_prints_the_servers_of_each_upstream(
-    snapshot_file: Path, capsys: pytest.CaptureFixture[str]
+    snapshot_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["render", "--snapshot", str(snapshot_file), "--targets"]) == 0
+    config = tmp_path / "dynamic.toml"
+    config.write_text("[Extensions.default]\n[Extensions.default.Config]\nDynamicUpstreams = true\n")
+    assert main(["render", "--snapshot", str(snapshot_file), "-c", str(config), "--targets"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("interlock targets 1 ")
     assert "upstream web.local round_robin -" in lines
@@ -47,7 +49,7 @@ def test_render_json(snapshot_file: Path, capsys: pytest.CaptureFixture[str]) ->
     document = json.loads(capsys.readouterr().out)
     assert document["cluster"] == ""
     assert len(document["digest"]) == 64
-    assert document["targets"].startswith("interlock targets 1 ")
+    assert document["targets"] == "", "static upstreams (the default): the servers are in the config"
     assert document["problems"][0] | {"reason": ""} == {
         "service": "bad",
         "label": "com.docker.lb.hosts",

@@ -19,7 +19,10 @@ from interlock.wire.messages import ClusterState, ProxyConfig
 EXT = default_config().extensions["default"]
 
 
-def state(version: int, replicas: int = 1) -> ClusterState:
+DYNAMIC = default_config(Config={"DynamicUpstreams": True}).extensions["default"]
+
+
+def state(version: int, replicas: int = 1, ext: object = EXT) -> ClusterState:
     service = {
         "name": "a",
         "networks": ["n"],
@@ -27,7 +30,8 @@ def state(version: int, replicas: int = 1) -> ClusterState:
         "labels": {"com.docker.lb.hosts": "a.local", "com.docker.lb.port": "80"},
     }
     routing = build(snapshot_from_api(swarm_json({"services": [service]}))).routings[""]
-    return ClusterState(version, "", "default", routing, EXT.model_dump(by_alias=True, mode="json"), epoch="e")
+    settings = ext.model_dump(by_alias=True, mode="json")  # type: ignore[attr-defined]
+    return ClusterState(version, "", "default", routing, settings, epoch="e")
 
 
 @pytest.mark.nginx
@@ -55,8 +59,8 @@ async def test_extension_validates_only_a_new_nginx_conf(nginx: str, monkeypatch
 
     monkeypatch.setattr(module, "check_routing", counting_check)
     extension = Extension(name="default", core=PeerClient("http://unused", "t" * 20), proxy_token="p" * 20)
-    await extension.apply(state(1))
-    await extension.apply(state(2, replicas=3))  # one more task: targets only
+    await extension.apply(state(1, ext=DYNAMIC))
+    await extension.apply(state(2, replicas=3, ext=DYNAMIC))  # one more task: targets only
     assert extension.current is not None and extension.current.version == 2
     assert len(checked) == 1, "a change of targets alone needs no nginx -t"
 

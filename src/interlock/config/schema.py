@@ -152,7 +152,7 @@ class NginxConfig(_Section):
     worker_shutdown_timeout: NginxTime = Field("10s", alias="WorkerShutdownTimeout")
     proxy_next_upstream_tries: Annotated[int, Field(ge=0, le=10)] = Field(2, alias="ProxyNextUpstreamTries")
     upstream_keepalive: Annotated[int, Field(ge=0, le=10000)] = Field(32, alias="UpstreamKeepalive")
-    dynamic_upstreams: bool = Field(True, alias="DynamicUpstreams")
+    dynamic_upstreams: bool = Field(False, alias="DynamicUpstreams")
     lua_module_paths: tuple[
         Annotated[str, _pattern(r"/[A-Za-z0-9._/-]*", "an absolute path to an nginx module")], ...
     ] = Field(

@@ -1,6 +1,6 @@
 """The targets document: the servers of every HTTP upstream, apart from nginx.conf.
 
-With dynamic upstreams (the default) nginx.conf names the upstreams and their balancing rule,
+With dynamic upstreams (`DynamicUpstreams = true`) nginx.conf names the upstreams and their balancing rule,
 and the servers are in this document, which the proxy swaps at run time (lua/targets.lua), so a
 change that only moves tasks does not reload nginx. Grammar, one record per line:
 
