@@ -36,8 +36,9 @@ local function key(kind, name)
     return kind .. M.generation .. ":" .. name
 end
 
--- A document as { id = ID, delta = bool, blocks = { NAME = "BALANCE COOKIE\nserver ...\n" },
--- removed = { NAME, ... } }; each block is checked line by line here, so what is stored parses.
+-- A document as { id = ID, delta = bool, blocks = { NAME = "BALANCE COOKIE\nADDRESS PORT
+-- MAX_FAILS FAIL_TIMEOUT_MS\n..." }, removed = { NAME, ... } }; each line is checked here, so
+-- what is stored parses.
 local function split(text)
     local document = { blocks = {}, removed = {} }
     local name, lines
