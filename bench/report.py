@@ -30,7 +30,26 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {memory_kb / 1024 / 1024:.0f} GiB, Python {platform.python_version()}"
 
 
+CACHE = ROOT / "build" / "bench"
+ONLY: set[str] = set()
+
+
 def run_json(script: str, *args: str) -> dict[str, Any]:
+    """Run one benchmark, or with `--only` naming others, reuse its last result (dated)."""
+    cached = CACHE / f"{script}.json"
+    if ONLY and script.removesuffix(".py") not in ONLY:
+        if not cached.exists():
+            raise SystemExit(f"no earlier result of {script} in {CACHE}; run it (drop --only)")
+        print(f"[bench] {script}: reusing {cached}", file=sys.stderr, flush=True)
+        return dict(json.loads(cached.read_text()))
+    result = _run_json(script, *args)
+    result["measured_at"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(result))
+    return result
+
+
+def _run_json(script: str, *args: str) -> dict[str, Any]:
     print(f"[bench] {script} {' '.join(args)}", file=sys.stderr, flush=True)
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / script), *args], capture_output=True, text=True, check=False
@@ -275,20 +294,33 @@ reload. With thousands of hosts that rarely move, `DynamicUpstreams = false` rel
     )
 
 
+def dated(section: Any, result: dict[str, Any]) -> str:
+    """The section's text, its title followed by when its figures were measured."""
+    title, rest = section(result).split("\n", 1)
+    return f"{title}\n\n_Measured {result.get('measured_at', 'in this run')}._\n{rest}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer trials and shorter loads (a smoke run)")
     parser.add_argument("--no-swarm", action="store_true", help="skip the benchmarks that need the swarm")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated benchmarks to run (e.g. rolling); the others' last results are reused, dated",
+    )
     args = parser.parse_args()
+    ONLY.update(name for name in args.only.split(",") if name)
     quick = args.quick
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    sections = [render_section(run_json("render_10k.py", "--repeat", "2" if quick else "5"))]
+    sections = [dated(render_section, run_json("render_10k.py", "--repeat", "2" if quick else "5"))]
     sections.append(
-        dataplane_section(
-            run_json("dataplane.py", "--seconds", "4" if quick else "8", "--rounds", "1" if quick else "3")
+        dated(
+            dataplane_section,
+            run_json("dataplane.py", "--seconds", "4" if quick else "8", "--rounds", "1" if quick else "3"),
         )
     )
-    sections.append(control_plane_section(run_json("control_plane.py", "--changes", "5" if quick else "20")))
+    sections.append(dated(control_plane_section, run_json("control_plane.py", "--changes", "5" if quick else "20")))
     if not args.no_swarm:
         for network in ("e2e-a", "e2e-b", "e2e-east"):  # the networks tests/e2e/interlock.toml names
             if subprocess.run(["docker", "network", "inspect", network], capture_output=True, check=False).returncode:
@@ -302,9 +334,9 @@ def main() -> None:
             check=True,
             capture_output=True,
         )
-        sections.append(convergence_section(run_json("convergence.py", "--trials", "5" if quick else "30")))
+        sections.append(dated(convergence_section, run_json("convergence.py", "--trials", "5" if quick else "30")))
         sections.append(
-            rolling_section(run_json("rolling.py", "--rate", "1000", "--seconds", "20" if quick else "130"))
+            dated(rolling_section, run_json("rolling.py", "--rate", "1000", "--seconds", "20" if quick else "130"))
         )
     text = (
         "# Benchmarks\n\nWritten by `bench/run`; do not edit by hand. Machines here are noisy: compare the\n"
