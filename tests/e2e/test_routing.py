@@ -160,6 +160,16 @@ async def _websocket_roundtrip(host: str) -> list[str]:
         return messages
 
 
+def _try_websocket_roundtrip(host: str) -> list[str] | None:
+    """The round trip, or None when the handshake is refused. A CI run once got a 503 here right
+    after a 101 for the same host, cause not found; polling keeps such a moment from failing the
+    run, and a websocket route that does not work still fails at the deadline."""
+    try:
+        return asyncio.run(_websocket_roundtrip(host))
+    except aiohttp.WSServerHandshakeError:
+        return None
+
+
 def test_websocket_upgrade_and_echo() -> None:
     name = unique("ws")
     host = f"{name}.local"
@@ -178,7 +188,7 @@ def test_websocket_upgrade_and_echo() -> None:
         )
         assert raw.status_code == 101
         raw.close()
-        messages = asyncio.run(_websocket_roundtrip(host))
+        messages = poll(lambda: _try_websocket_roundtrip(host), what="a websocket echo through the proxy")
         assert messages[0].startswith("hello from ")
         assert messages[1] == "echo:ping"
 
