@@ -261,15 +261,14 @@ def create_backend(
     )
 
 
-def wait_replicas(name: str, replicas: int, timeout: float = 60, interval: float = 0.2) -> None:
-    """Until `docker service ls` shows the service at `replicas/replicas` (polled every
-    `interval` s: each poll is a docker CLI process, which costs CPU under load)."""
+def wait_replicas(name: str, replicas: int, timeout: float = 60) -> None:
+    """Until `docker service ls` shows the service at `replicas/replicas`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         shown = sh("docker", "service", "ls", "--filter", f"name={name}", "--format", "{{.Replicas}}").strip()
         if shown == f"{replicas}/{replicas}":
             return
-        time.sleep(interval)
+        time.sleep(0.2)
     raise RuntimeError(f"{name} did not reach {replicas} replicas")
 
 

@@ -82,7 +82,7 @@ def churn(
         name = f"churn-{cluster}-{RUN}-{worker}-{index}"
         try:
             create_backend(name, f"{name}.local", labels=CLUSTERS[cluster]["labels"])
-            wait_replicas(name, 1, interval=0.5)
+            wait_replicas(name, 1)
             sh(
                 "docker",
                 "service",
@@ -126,18 +126,16 @@ async def run(rate: float, seconds: float, operations: int, cluster: str) -> dic
         return threading.Thread(target=run_it)
 
     before = proxy_counters(cluster)
-    # Two churners in parallel, so the operations fit in the load's duration without starving
-    # the load generator of CPU on a small machine.
+    # Three churners in parallel, so the operations fit in the load's duration.
     workers = [
         guarded(roll, stop, counts, rolled),
-        *(guarded(churn, stop, counts, operations, i, lock, cluster) for i in range(2)),
+        *(guarded(churn, stop, counts, operations, i, lock, cluster) for i in range(3)),
     ]
     for worker in workers:
         worker.start()
     try:
         port = int(CLUSTERS[cluster]["port"])  # type: ignore[call-overload]
-        # 32 connections keep the rate when reloads slow some answers down.
-        result = await constant_load(port, [f"{n}.local" for n in rolled], rate=rate, seconds=seconds, connections=32)
+        result = await constant_load(port, [f"{n}.local" for n in rolled], rate=rate, seconds=seconds)
     finally:
         stop.set()
         for worker in workers:
