@@ -114,7 +114,9 @@ def test_tls_passthrough_client_sees_the_apps_certificate(certificates: dict[str
         assert "CN=pt.local" in subject
         assert json.loads(body)["scheme"] == "https", "the app itself terminated TLS"
         assert not any(h.startswith("x-upstream") or h == "x-request-id" for h in headers), headers
-        assert get("pt.local").status_code == 302
+        # Polled: a CI run once got 503 here right after the TLS request above succeeded (the
+        # host briefly unknown to the proxy; cause not found, see the issue 4 note).
+        poll(routed("pt.local", status=302), what="plain HTTP for a passthrough host redirected to https")
 
 
 def test_ssl_backend_speaks_tls_to_the_tasks(certificates: dict[str, str]) -> None:
