@@ -261,14 +261,15 @@ def create_backend(
     )
 
 
-def wait_replicas(name: str, replicas: int, timeout: float = 60) -> None:
-    """Until `docker service ls` shows the service at `replicas/replicas`."""
+def wait_replicas(name: str, replicas: int, timeout: float = 60, interval: float = 0.2) -> None:
+    """Until `docker service ls` shows the service at `replicas/replicas` (polled every
+    `interval` s: each poll is a docker CLI process, which costs CPU under load)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         shown = sh("docker", "service", "ls", "--filter", f"name={name}", "--format", "{{.Replicas}}").strip()
         if shown == f"{replicas}/{replicas}":
             return
-        time.sleep(0.2)
+        time.sleep(interval)
     raise RuntimeError(f"{name} did not reach {replicas} replicas")
 
 

@@ -166,10 +166,12 @@ def rolling_section(result: dict[str, Any]) -> str:
         f"""## Rolling updates under load
 
 `bench/rolling.py`, once per cluster of `tests/e2e/interlock.toml`: {result["rate"]:.0f} requests/s for
-{result["seconds"]:.0f} s to two 3-replica services through the cluster's proxy (half keep-alive, half a
-new connection per request) while they were rolled with `docker service update --force`
-(stop-first + start-first updates) and create/update/remove operations ran on other routed
-services of the same cluster (each waits for the new task to run, so each changes the hosts).
+{result["seconds"]:.0f} s to two 3-replica services through the cluster's proxy (32 connections, half
+keep-alive, half a new connection per request) while they were rolled with `docker service update
+--force` (stop-first + start-first updates) and create/update/remove operations ran on other
+routed services of the same cluster (two at a time; each waits for the new task to run, so each
+changes the hosts). "Requests" is what the generator sent; when answers slow down it falls
+behind the nominal rate rather than queueing without bound.
 
 {HEADER}
 """
