@@ -338,7 +338,7 @@ def main() -> None:
         )
         sections.append(dated(convergence_section, run_json("convergence.py", "--trials", "5" if quick else "30")))
         sections.append(
-            dated(rolling_section, run_json("rolling.py", "--rate", "1000", "--seconds", "20" if quick else "130"))
+            dated(rolling_section, run_json("rolling.py", "--rate", "1000", "--seconds", "20" if quick else "220"))
         )
     text = (
         "# Benchmarks\n\nWritten by `bench/run`; do not edit by hand. Machines here are noisy: compare the\n"
