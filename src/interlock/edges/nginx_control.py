@@ -84,13 +84,9 @@ class NginxController:
         candidate = self.workdir / "nginx.conf.next"
         candidate.write_text(text)
         await self.test(candidate)
-        next_targets = self.workdir / "targets.next"
-        next_targets.write_text(targets)
+        self._swap_targets(targets)
         if self.live.exists():
             os.replace(self.live, self.good)
-        if self.targets.exists():
-            os.replace(self.targets, self.good_targets)
-        os.replace(next_targets, self.targets)
         os.replace(candidate, self.live)
         try:
             if self.running:
@@ -117,11 +113,7 @@ class NginxController:
         except ValueError as exc:
             raise ReloadFailed(f"targets {targets_id} not usable: {exc}") from exc
         self._prepare()
-        next_targets = self.workdir / "targets.next"
-        next_targets.write_text(targets)
-        if self.targets.exists():
-            os.replace(self.targets, self.good_targets)
-        os.replace(next_targets, self.targets)
+        self._swap_targets(targets)
         url = f"http://127.0.0.1:{STATUS_PORT}/interlock/targets"
         try:
             async with (
@@ -144,19 +136,18 @@ class NginxController:
         self.targets_id, self.targets_text = targets_id, targets
         self.target_updates += 1
 
+    def _swap_targets(self, targets: str) -> None:
+        """Make `targets` the targets file (atomic rename), keeping the previous as the good one."""
+        next_targets = self.workdir / "targets.next"
+        next_targets.write_text(targets)
+        if self.targets.exists():
+            os.replace(self.targets, self.good_targets)
+        os.replace(next_targets, self.targets)
+
     async def _confirm_targets(self, targets_id: str) -> None:
-        deadline = time.monotonic() + self.confirm_timeout
-        url = f"http://127.0.0.1:{STATUS_PORT}/interlock/targets"
-        seen = ""
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
-                    async with session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as response:
-                        seen = (await response.text()).strip()
-                        if seen == targets_id:
-                            return
-                await asyncio.sleep(0.02)
-        raise ReloadFailed(f"nginx serves targets {seen or 'nothing'!r}, not {targets_id!r}")
+        seen = await self._poll_status("/interlock/targets", targets_id)
+        if seen != targets_id:
+            raise ReloadFailed(f"nginx serves targets {seen or 'nothing'!r}, not {targets_id!r}")
 
     async def _restore(self, cause: BaseException) -> None:
         log.error("new configuration did not go live (%s); restoring the last good one", cause)
@@ -183,8 +174,15 @@ class NginxController:
 
     async def confirm(self, config_id: str) -> None:
         """Poll nginx's loopback status port until it answers `config_id`."""
+        seen = await self._poll_status("/interlock/config", config_id)
+        if seen != config_id:
+            raise ReloadFailed(f"nginx still answers configuration {seen or 'nothing'!r}, not {config_id!r}")
+
+    async def _poll_status(self, path: str, expected: str) -> str:
+        """GET `path` on the loopback status port until it answers `expected` or confirm_timeout
+        passes; returns the last answer. Raises ReloadFailed if nginx exits meanwhile."""
         deadline = time.monotonic() + self.confirm_timeout
-        url = f"http://127.0.0.1:{STATUS_PORT}/interlock/config"
+        url = f"http://127.0.0.1:{STATUS_PORT}{path}"
         seen = ""
         async with aiohttp.ClientSession() as session:
             while time.monotonic() < deadline:
@@ -193,10 +191,10 @@ class NginxController:
                 with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
                     async with session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as response:
                         seen = (await response.text()).strip()
-                        if seen == config_id:
-                            return
+                        if seen == expected:
+                            return seen
                 await asyncio.sleep(0.02)
-        raise ReloadFailed(f"nginx still answers configuration {seen or 'nothing'!r}, not {config_id!r}")
+        return seen
 
     async def stop(self, sig: signal.Signals = signal.SIGQUIT, timeout: float = 30.0) -> None:
         """Graceful stop: QUIT lets workers finish their requests."""
