@@ -14,7 +14,7 @@ from interlock.config import default_config
 from interlock.edges.nginx_control import NginxController
 from interlock.errors import ConfigRejected
 from interlock.model.routing import Routing
-from interlock.render.nginx import render_nginx
+from interlock.render.nginx import STATUS_PORT, render_nginx
 
 pytestmark = pytest.mark.nginx
 
@@ -71,3 +71,24 @@ async def test_a_rejected_configuration_leaves_the_live_one(controller: NginxCon
     assert controller.config_id == config_id
     assert (controller.workdir / "nginx.conf").read_text() == text
     assert answer() == 503
+
+
+def status_answers(count: int) -> set[str]:
+    """The configuration ids `count` fresh connections to the status port are answered with."""
+    seen = set()
+    for _ in range(count):
+        with urllib.request.urlopen(f"http://127.0.0.1:{STATUS_PORT}/interlock/config", timeout=2) as response:
+            seen.add(response.read().decode())
+    return seen
+
+
+async def test_once_installed_every_new_connection_gets_the_new_configuration(
+    controller: NginxController, tmp_path: Path
+) -> None:
+    # nginx lets the old workers accept for 100 ms after a reload; install() returns only once
+    # they stopped, so a route that answered once keeps answering.
+    configs = [config_for(tmp_path, marker) for marker in ("first", "second")]
+    for round_ in range(6):
+        text, config_id = configs[round_ % 2]
+        await controller.install(text, config_id)
+        assert status_answers(100) == {config_id}

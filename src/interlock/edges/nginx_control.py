@@ -2,9 +2,11 @@
 
 `install(text, config_id)`: write the new file beside the live one, `nginx -t` it, swap it in
 with an atomic rename, send HUP (nginx keeps its listening sockets and lets old workers finish),
-then confirm the new configuration is live by asking nginx's loopback status port for its id.
-On any failure the last good file is put back (and reloaded if it had been swapped), so nginx
-always serves a configuration that passed `nginx -t`.
+then confirm the new configuration is live by asking nginx's loopback status port for its id,
+and wait until the workers of the old configuration stop accepting connections. (nginx's master
+lets old and new workers accept side by side for 100 ms after a reload, so until then a new
+route can answer and then not answer.) On any failure the last good file is put back (and
+reloaded if it had been swapped), so nginx always serves a configuration that passed `nginx -t`.
 
 With dynamic upstreams the servers are in a separate targets document: `install` writes it
 beside nginx.conf (nginx loads it with the configuration), and `update_targets` hands a new one
@@ -30,6 +32,32 @@ from interlock.render.nginx import STATUS_PORT
 from interlock.render.targets import targets_delta
 
 log = logging.getLogger("interlock.nginx")
+
+SHUTTING_DOWN = b"shutting down"
+"""What nginx puts in a worker's process title once it has stopped accepting connections."""
+
+
+def accepting_workers(master: int) -> set[int]:
+    """The children of nginx's `master` process that may still accept connections: every child
+    whose title does not say it is shutting down (nginx sets that title just before it closes
+    the worker's listening sockets)."""
+    pids = set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                # The field after the parenthesised command name is the state, then the parent.
+                parent = int(stat.read().rsplit(b")", 1)[1].split()[1])
+            if parent != master:
+                continue
+            with open(f"/proc/{entry.name}/cmdline", "rb") as cmdline:
+                if SHUTTING_DOWN in cmdline.read():
+                    continue
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        pids.add(int(entry.name))
+    return pids
 
 
 class NginxController:
@@ -89,7 +117,10 @@ class NginxController:
             os.replace(self.live, self.good)
         os.replace(candidate, self.live)
         try:
+            old_workers: set[int] = set()
             if self.running:
+                assert self.process is not None
+                old_workers = accepting_workers(self.process.pid)
                 self._signal(signal.SIGHUP)
             else:
                 await self.start()
@@ -99,6 +130,7 @@ class NginxController:
         except (ReloadFailed, OSError) as exc:
             await self._restore(exc)
             raise ReloadFailed(str(exc)) from exc
+        await self._old_workers_stopped_accepting(old_workers)
         self.config_id, self.targets_id, self.targets_text = config_id, targets_id, targets
         self.reloads += 1
 
@@ -148,6 +180,20 @@ class NginxController:
         seen = await self._poll_status("/interlock/targets", targets_id)
         if seen != targets_id:
             raise ReloadFailed(f"nginx serves targets {seen or 'nothing'!r}, not {targets_id!r}")
+
+    async def _old_workers_stopped_accepting(self, old_workers: set[int]) -> None:
+        """Wait until none of `old_workers` accepts connections any more, so that once a
+        configuration is reported live every new connection gets it. The new one is live
+        already; an old worker that lingers past confirm_timeout is only logged."""
+        deadline = time.monotonic() + self.confirm_timeout
+        while self.process is not None and old_workers:
+            old_workers &= accepting_workers(self.process.pid)
+            if not old_workers:
+                return
+            if time.monotonic() >= deadline:
+                log.warning("workers %s of the previous configuration still accept connections", sorted(old_workers))
+                return
+            await asyncio.sleep(0.01)
 
     async def _restore(self, cause: BaseException) -> None:
         log.error("new configuration did not go live (%s); restoring the last good one", cause)
