@@ -13,13 +13,24 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.swarm import INTERLOCK, NETWORKS, REPO, sh, unique
+from tests.e2e.swarm import INTERLOCK, NETWORKS, REPO, proxy_logs, rendered_configs, sh, unique
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.swarm)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failing end-to-end test also shows what the proxies serve and what they logged, so a
+    failure in CI can be explained from its output alone."""
+    report = yield
+    if report.failed and call.when == "call" and "/e2e/" in str(item.fspath):
+        report.sections.append(("proxies: rendered configuration", rendered_configs()))
+        report.sections.append(("proxies: recent log", proxy_logs()))
+    return report
 
 
 def _swarm_active() -> bool:

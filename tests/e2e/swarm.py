@@ -55,6 +55,22 @@ def rendered_configs() -> str:
     return "\n".join(out) + "\n===== interlock problems =====\n" + problems
 
 
+def proxy_logs(tail: int = 60) -> str:
+    """The last lines each proxy service logged (agent and nginx, access log included)."""
+    out = []
+    for name in sh("docker", "service", "ls", "--format", "{{.Name}}", check=False).split():
+        if name.startswith("interlock-proxy"):
+            proc = subprocess.run(
+                ["docker", "service", "logs", "--timestamps", "--tail", str(tail), name],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            out.append(f"===== {name} =====\n{proc.stdout}{proc.stderr}")
+    return "\n".join(out)
+
+
 def poll(check: Callable[[], T], *, timeout: float = 60, what: str = "condition", interval: float = 0.2) -> T:
     """Call `check` until it returns a truthy value; fail with the proxies' configuration."""
     deadline = time.monotonic() + timeout
@@ -91,6 +107,50 @@ def routed(
 
 
 @contextmanager
+def settled(port: int = HTTP, timeout: float = 60) -> dict[str, Any]:
+    """Wait until every running proxy of the cluster behind `port` reports the cluster's newest
+    configuration and targets; returns that cluster's `interlock status` entry, with only the
+    running proxies. (A proxy that stopped is listed for a while after; it is left out here.)
+
+    A first answer through a new route comes from a new nginx worker, while for a moment the
+    old workers still answer with the previous configuration; the proxy agent reports a
+    configuration once they stopped, so after this every request sees it."""
+    east = port in (EAST_HTTP, EAST_HTTPS)
+    extension, proxy_service = ("east", "interlock-proxy-east") if east else ("default", "interlock-proxy")
+
+    def check() -> dict[str, Any] | None:
+        running = set(
+            sh(
+                "docker",
+                "ps",
+                "--filter",
+                f"label=com.docker.swarm.service.name={proxy_service}",
+                "--format",
+                "{{.ID}}",
+            ).split()
+        )
+        status = json.loads(sh(INTERLOCK, "status", "--json"))
+        cluster: dict[str, Any] = next(c for c in status["clusters"] if c["extension"] == extension)
+        cluster["proxies"] = [p for p in cluster["proxies"] if p["proxy"] in running]
+        newest = (cluster["config_id"], cluster["targets_id"])
+        if cluster["proxies"] and all((p["config_id"], p["targets_id"]) == newest for p in cluster["proxies"]):
+            return cluster
+        return None
+
+    return poll(check, what=f"every {proxy_service} task serving the newest configuration", timeout=timeout)
+
+
+def until_routed(
+    host: str, path: str = "/", *, port: int = HTTP, status: int = 200, what: str, timeout: float = 60
+) -> requests.Response:
+    """Poll until `host` answers `status` through `port`, then until the proxies settled (see
+    `settled`), so that the following requests see the same routing."""
+    response = poll(routed(host, path, port=port, status=status), what=what, timeout=timeout)
+    assert response is not None
+    settled(port, timeout=timeout)
+    return response
+
+
 def service(
     name: str,
     *,

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.e2e.swarm import EAST_HTTP, HTTP, get, lb, poll, routed, service, sh, unique
+from tests.e2e.swarm import EAST_HTTP, HTTP, get, lb, poll, service, sh, unique, until_routed
 
 pytestmark = pytest.mark.usefixtures("interlock")
 
@@ -20,8 +20,8 @@ def test_two_service_clusters_on_different_ports_ignore_each_others_hosts() -> N
         service(east, labels=lb(hosts=f"{east}.local", port="8080", service_cluster="east"), networks=("e2e-east",)),
         service(default, labels=lb(hosts=f"{default}.local", port="8080")),
     ):
-        poll(routed(f"{east}.local", port=EAST_HTTP), what="east service on the east proxy", timeout=120)
-        poll(routed(f"{default}.local", port=HTTP), what="default service on the default proxy")
+        until_routed(f"{east}.local", port=EAST_HTTP, what="east service on the east proxy", timeout=120)
+        until_routed(f"{default}.local", port=HTTP, what="default service on the default proxy")
         assert get(f"{east}.local", port=HTTP).status_code == 503
         assert get(f"{default}.local", port=EAST_HTTP).status_code == 503
         proxy = json.loads(sh("docker", "service", "inspect", "interlock-proxy-east"))[0]
@@ -68,7 +68,7 @@ def _scale(**replicas: int) -> None:
 def test_proxy_keeps_serving_without_core_and_extension_and_catches_up() -> None:
     kept, late = unique("kept"), unique("late")
     with service(kept, labels=lb(hosts=f"{kept}.local", port="8080")):
-        poll(routed(f"{kept}.local"), what="service routed before the outage")
+        until_routed(f"{kept}.local", what="service routed before the outage")
         _scale(interlock=0, interlock_extension=0)
         try:
             poll(
@@ -88,7 +88,7 @@ def test_proxy_keeps_serving_without_core_and_extension_and_catches_up() -> None
                 assert set(statuses) == {200}, f"{statuses.count(200)} of {len(statuses)} requests answered 200"
                 assert get(f"{late}.local").status_code == 503
                 _scale(interlock=1, interlock_extension=1)
-                poll(routed(f"{late}.local"), what="service created during the outage routed after it", timeout=120)
+                until_routed(f"{late}.local", what="service created during the outage routed after it", timeout=120)
                 assert get(f"{kept}.local").status_code == 200
         finally:
             _scale(interlock=1, interlock_extension=1)

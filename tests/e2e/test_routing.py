@@ -17,9 +17,11 @@ from tests.e2e.swarm import (
     poll,
     routed,
     service,
+    settled,
     sh,
     task_ips,
     unique,
+    until_routed,
     upstreams,
 )
 
@@ -29,7 +31,7 @@ pytestmark = pytest.mark.usefixtures("interlock")
 def test_host_routing_several_hosts_and_upstream_headers() -> None:
     name = unique("web")
     with service(name, labels=lb(hosts=f"{name}.local,www.{name}.local", port="8080")):
-        response = poll(routed(f"{name}.local"), what=f"{name}.local to answer 200")
+        response = until_routed(f"{name}.local", what=f"{name}.local to answer 200")
         body = response.json()
         assert body["headers"]["Host"] == f"{name}.local"
         assert body["headers"]["X-Forwarded-Proto"] == "http"
@@ -47,34 +49,25 @@ def test_scaling_is_picked_up_and_removal_stops_routing() -> None:
     name = unique("scale")
     host = f"{name}.local"
     with service(name, labels=lb(hosts=host, port="8080"), replicas=1):
-        poll(routed(host), what="first task routed")
+        until_routed(host, what="first task routed")
         sh("docker", "service", "scale", "-d", f"{name}=3")
         poll(lambda: len(set(upstreams(host, 12))) == 3, what="three tasks in rotation")
         assert set(a.split(":")[0] for a in upstreams(host, 6)) == task_ips(name, "e2e-a")
     poll(routed(host, status=503), what="removed service no longer routed")
 
 
-def _settled_proxy_counters(extension: str = "default") -> tuple[int, int]:
-    """(reloads, target changes without a reload) summed over the cluster's proxies, once every
-    proxy serves the newest configuration and targets."""
-
-    def check() -> tuple[int, int] | None:
-        status = json.loads(sh(INTERLOCK, "status", "--json"))
-        cluster = next(c for c in status["clusters"] if c["extension"] == extension)
-        proxies = cluster["proxies"]
-        newest = (cluster["config_id"], cluster["targets_id"])
-        if not proxies or any((p["config_id"], p["targets_id"]) != newest for p in proxies):
-            return None
-        return sum(p["reloads"] for p in proxies), sum(p["target_updates"] for p in proxies)
-
-    return poll(check, what="every proxy serving the newest configuration")
+def _settled_proxy_counters() -> tuple[int, int]:
+    """(reloads, target changes without a reload) summed over the default cluster's running
+    proxies, once every one serves the newest configuration and targets."""
+    proxies = settled(HTTP)["proxies"]
+    return sum(p["reloads"] for p in proxies), sum(p["target_updates"] for p in proxies)
 
 
 def test_scaling_moves_targets_without_reloading_the_proxies() -> None:
     name = unique("noreload")
     host = f"{name}.local"
     with service(name, labels=lb(hosts=host, port="8080"), replicas=1):
-        poll(routed(host), what="first task routed")
+        until_routed(host, what="first task routed")
         reloads, updates = _settled_proxy_counters()
         sh("docker", "service", "scale", "-d", f"{name}=3")
         poll(lambda: len(set(upstreams(host, 12))) == 3, what="three tasks in rotation")
@@ -100,9 +93,9 @@ def test_context_roots_with_and_without_rewrite_share_a_host() -> None:
         service(shop, labels=lb(hosts=host, port="8080", context_root="/shop", context_root_rewrite="true")),
         service(blog, labels=lb(hosts=host, port="8080", context_root="/blog")),
     ):
-        rewritten = poll(routed(host, "/shop/cart?x=1"), what="/shop routed").json()
+        rewritten = until_routed(host, "/shop/cart?x=1", what="/shop routed").json()
         assert rewritten["path"] == "/cart?x=1"
-        kept = poll(routed(host, "/blog/post"), what="/blog routed").json()
+        kept = until_routed(host, "/blog/post", what="/blog routed").json()
         assert kept["path"] == "/blog/post"
         # Each context root reaches only its own service.
         shop_ips, blog_ips = task_ips(shop, "e2e-a"), task_ips(blog, "e2e-a")
@@ -119,7 +112,7 @@ def test_redirects_answer_302_with_location() -> None:
     name = unique("redir")
     old, new = f"old-{name}.local", f"new-{name}.local"
     with service(name, labels=lb(hosts=f"{old},{new}", port="8080", redirects=f"http://{old},http://{new};")):
-        poll(routed(new), what="target host routed")
+        until_routed(new, what="target host routed")
         response = get(old, "/path?q=1")
         assert response.status_code == 302
         assert response.headers["Location"] == f"http://{new}/path?q=1"
@@ -174,7 +167,7 @@ def test_websocket_upgrade_and_echo() -> None:
     name = unique("ws")
     host = f"{name}.local"
     with service(name, labels=lb(hosts=host, port="8080", websocket_endpoints="/ws")):
-        poll(routed(host), what="ws service routed")
+        until_routed(host, what="ws service routed")
         raw = get(
             host,
             "/ws",
@@ -196,7 +189,7 @@ def test_websocket_upgrade_and_echo() -> None:
 def test_default_backend_serves_unknown_hosts() -> None:
     name = unique("fallback")
     with service(name, labels=lb(default_backend="true", port="8080")):
-        response = poll(routed(f"unknown-{name}.example"), what="default backend answers unknown hosts")
+        response = until_routed(f"unknown-{name}.example", what="default backend answers unknown hosts")
         assert response.json()["headers"]["Host"] == f"unknown-{name}.example"
     poll(routed(f"unknown-{name}.example", status=503), what="catch-all back after removal")
 
@@ -221,7 +214,7 @@ def test_network_label_chooses_among_several_networks() -> None:
     name = unique("multinet")
     host = f"{name}.local"
     with service(name, labels=lb(hosts=host, port="8080", network="e2e-b"), networks=("e2e-a", "e2e-b")):
-        response = poll(routed(host), what="multi-network service routed")
+        response = until_routed(host, what="multi-network service routed")
         assert response.headers["x-upstream-addr"].split(":")[0] in task_ips(name, "e2e-b")
 
 
@@ -229,7 +222,7 @@ def test_host_mode_app_is_reached_at_node_address_and_published_port() -> None:
     name = unique("hostmode")
     host = f"{name}.local"
     with service(name, labels=lb(hosts=host, port="8080"), networks=(), extra=("--publish", "mode=host,target=8080")):
-        response = poll(routed(host), what="host-mode app routed")
+        response = until_routed(host, what="host-mode app routed")
         address, port = response.headers["x-upstream-addr"].rsplit(":", 1)
         node_address = sh("docker", "node", "inspect", "self", "--format", "{{.Status.Addr}}").strip()
         assert address == node_address
@@ -258,7 +251,7 @@ def test_label_problems_are_visible_while_other_routes_work() -> None:
         service(good, labels=lb(hosts=f"{good}.local", port="8080")),
         service(bad, labels=lb(hosts=f"{bad}.local", port="80; include /etc/passwd")),
     ):
-        poll(routed(f"{good}.local"), what="good service routed")
+        until_routed(f"{good}.local", what="good service routed")
 
         def bad_reported() -> list[dict[str, str]]:
             return [p for p in json.loads(sh(INTERLOCK, "problems", "--json")) if p["service"] == bad]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.swarm import HTTP, HTTPS, get, lb, poll, routed, service, unique
+from tests.e2e.swarm import HTTP, HTTPS, get, lb, poll, service, settled, unique, until_routed
 
 pytestmark = pytest.mark.usefixtures("interlock")
 
@@ -73,6 +73,7 @@ def test_tls_terminated_by_sni_with_two_certificates(certificates: dict[str, str
             timeout=90,
         )
         assert status == 200 and "CN=b.tls.local" in subject
+        settled(HTTPS)
         # The task gets plain HTTP with the client's address and the scheme it came in on.
         forwarded = json.loads(body)["headers"]
         assert forwarded["X-Forwarded-Proto"] == "https"
@@ -114,14 +115,15 @@ def test_tls_passthrough_client_sees_the_apps_certificate(certificates: dict[str
         assert "CN=pt.local" in subject
         assert json.loads(body)["scheme"] == "https", "the app itself terminated TLS"
         assert not any(h.startswith("x-upstream") or h == "x-request-id" for h in headers), headers
-        # Polled: a CI run once got 503 here right after the TLS request above succeeded (the
-        # host briefly unknown to the proxy; cause not found, see the issue 4 note).
-        poll(routed("pt.local", status=302), what="plain HTTP for a passthrough host redirected to https")
+        settled(HTTPS)
+        redirect = get("pt.local", "/x")
+        assert redirect.status_code == 302, "plain HTTP for a passthrough host is redirected to https"
+        assert redirect.headers["Location"] == f"https://pt.local:{HTTPS}/x"
 
 
 def test_ssl_backend_speaks_tls_to_the_tasks(certificates: dict[str, str]) -> None:
     name = unique("tlsbackend")
     host = f"{name}.local"
     with tls_app(name, lb(hosts=host, port="8443", ssl_backend="true"), "backend.local", certificates):
-        response = poll(routed(host, port=HTTP), what="ssl_backend routed", timeout=90)
+        response = until_routed(host, port=HTTP, what="ssl_backend routed", timeout=90)
         assert response.json()["scheme"] == "https"
