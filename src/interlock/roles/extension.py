@@ -5,7 +5,8 @@ Validation runs `nginx -t` here, in the extension's own container, with stand-in
 a configuration nginx refuses never reaches a proxy, and the last good one keeps being served.
 A state whose nginx.conf is the one already validated (only targets moved) skips `nginx -t`.
 Proxy agents long-poll `/v1/config` and report what they serve to `/v1/report`; the extension
-relays those reports to the core with its own.
+relays those reports to the core with its own. A proxy that stops says so and is forgotten at
+once; one that stops reporting (gone, or cut off) is forgotten after 30 s.
 """
 
 from __future__ import annotations
@@ -163,6 +164,10 @@ class Extension:
             report = decode(await request.read(), ProxyReport)
         except WireError as exc:
             return web.json_response({"error": str(exc)}, status=400)
+        if report.leaving:
+            if self.proxies.pop(report.proxy, None) is not None:
+                self.report_wake.set()
+            return web.json_response({"ok": True})
         previous = self.proxies.get(report.proxy)
         self.proxies[report.proxy] = (time.monotonic(), report)
         if previous is None or previous[1] != report:

@@ -72,6 +72,8 @@ class ProxyReport:
     """Id of the targets document nginx is confirmed to use ('' without dynamic upstreams)."""
     target_updates: int = 0
     """Changes applied to the running nginx without a reload."""
+    leaving: bool = False
+    """The proxy is stopping: the extension forgets it now instead of when its reports stop."""
     schema: int = SCHEMA
 
 

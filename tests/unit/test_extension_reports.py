@@ -1,0 +1,47 @@
+"""The extension's view of its proxies: what their reports add, and a stopping proxy leaving
+at once (so `interlock status` lists only proxies that run)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from interlock.edges.peer_http import PeerClient
+from interlock.roles.extension import Extension
+from interlock.wire.messages import ProxyReport, encode
+
+TOKEN = "proxy-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+async def extension() -> AsyncIterator[tuple[Extension, TestClient[Any, Any]]]:
+    ext = Extension(name="default", core=PeerClient("http://127.0.0.1:9", "unused"), proxy_token=TOKEN)
+    async with TestClient(TestServer(ext.app())) as client:
+        yield ext, client
+
+
+async def post(client: TestClient[Any, Any], report: ProxyReport) -> None:
+    response = await client.post("/v1/report", data=encode(report), headers=AUTH)
+    assert response.status == 200
+
+
+async def test_a_stopping_proxy_is_forgotten_at_once(extension: Any) -> None:
+    ext, client = extension
+    await post(client, ProxyReport("p1", "cfg", "d", True))
+    await post(client, ProxyReport("p2", "cfg", "d", True))
+    assert sorted(ext.proxies) == ["p1", "p2"]
+    ext.report_wake.clear()
+    await post(client, ProxyReport("p1", "cfg", "d", True, leaving=True))
+    assert sorted(ext.proxies) == ["p2"]
+    assert ext.report_wake.is_set(), "the core hears of it with the next report, not in 5 s"
+
+
+async def test_reports_need_the_proxy_token(extension: Any) -> None:
+    ext, client = extension
+    response = await client.post("/v1/report", data=encode(ProxyReport("p1", "cfg", "d", True)))
+    assert response.status == 401
+    assert ext.proxies == {}
