@@ -17,6 +17,8 @@ import json
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 from common import create_backend, dump, sh, summary
@@ -35,7 +37,7 @@ def status(host: str) -> tuple[int, str]:
         return 0, ""
 
 
-def until(check, timeout: float = 30) -> float:  # type: ignore[no-untyped-def]
+def until(check: Callable[[], object], timeout: float = 30) -> float:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if check():
@@ -44,7 +46,7 @@ def until(check, timeout: float = 30) -> float:  # type: ignore[no-untyped-def]
     raise RuntimeError("did not converge within the timeout")
 
 
-def running_since(service: str, exclude: set[str] = frozenset()) -> tuple[float, set[str]]:
+def running_since(service: str, exclude: AbstractSet[str] = frozenset()) -> tuple[float, set[str]]:
     """When the newest running task of `service` started running, and all running task IPs."""
     ids = sh("docker", "service", "ps", "-q", "--filter", "desired-state=running", service).split()
     tasks = json.loads(sh("docker", "inspect", *ids))

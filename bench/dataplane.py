@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, TypedDict
 
 from common import cpu_seconds, dump, sh, wait_http
 from interlock.config import default_config
@@ -105,7 +106,16 @@ def caddy_conf() -> str:
 """
 
 
-def wrk(port: int, seconds: int, pid: int) -> dict[str, float]:
+class WrkRun(TypedDict):
+    rps: float
+    cpu_us_per_request: float
+    p50_ms: float
+    p99_ms: float
+    errors: str
+    non2xx: int
+
+
+def wrk(port: int, seconds: int, pid: int) -> WrkRun:
     """wrk against `port`; also the CPU time the process `pid` (the proxy) spent per request."""
     before = cpu_seconds(pid)
     out = sh(
@@ -201,7 +211,7 @@ def main() -> None:
         try:
             for port, _ in targets.values():
                 wait_http(port, HOST)
-            runs: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+            runs: dict[str, list[WrkRun]] = {name: [] for name in targets}
             for _ in range(args.rounds):
                 for name, (port, pid) in targets.items():
                     runs[name].append(wrk(port, args.seconds, pid))
@@ -211,7 +221,7 @@ def main() -> None:
                 proc.send_signal(signal.SIGTERM)
             for proc in procs:
                 proc.wait(timeout=20)
-    results = {
+    results: dict[str, dict[str, Any]] = {
         name: {
             "rps": statistics.median(r["rps"] for r in rs),
             "cpu_us_per_request": statistics.median(r["cpu_us_per_request"] for r in rs),

@@ -253,6 +253,8 @@ def control_plane_section(result: dict[str, Any]) -> str:
         f"| {r['hosts']:,} | {'dynamic' if r['dynamic'] else 'static'} | {r['config_mb']} | "
         f"{r['start_s'] * 1000:.0f} | "
         f"{r['reload_s_median'] * 1000:.0f} | {r['reload_s_max'] * 1000:.0f} | "
+        + (f"{r['reload_settled_s_median'] * 1000:.0f}" if "reload_settled_s_median" in r else "-")
+        + " | "
         + (f"{r['targets_swap_s_median'] * 1000:.1f}" if r["targets_swap_s_median"] is not None else "a reload")
         + f" | {r['rss_mb_after_reload']} |"
         for r in result["reload"]
@@ -280,10 +282,14 @@ nginx against the number of hosts (3 targets each, no upstream zones), with stat
 (the default) and dynamic ones. Reload = a host added or removed: HUP until the new configuration's
 id (and targets) answer on the status port. Targets change = one service gains a task: the delta
 posted to the running nginx until it answers (no reload; with static upstreams this change is a
-reload too). RSS of master + worker:
+reload too). Old workers off = from the HUP until every worker of the previous configuration
+stopped accepting connections: nginx lets them accept for 100 ms after it starts the new ones,
+so until then a connection may still get the previous configuration; the proxy agent reports a
+reload done only then. A targets change has no such window. Medians unless marked; RSS of
+master + worker:
 
-| hosts | upstreams | config MB | start ms | reload ms (median) | reload ms (max) | targets change ms | RSS MB |
-|---|---|---|---|---|---|---|---|
+| hosts | upstreams | config MB | start ms | reload ms | reload max ms | old workers off ms | targets ms | RSS MB |
+|---|---|---|---|---|---|---|---|---|
 """
         + "\n".join(rows)
         + """

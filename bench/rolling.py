@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from common import (
     constant_load,
@@ -38,9 +39,16 @@ from common import (
 REPO = Path(__file__).resolve().parents[1]
 RUN = f"{int(time.time()) % 100000}"
 ORDERS = {"roll-stop-first": "stop-first", "roll-start-first": "start-first"}
+
+
+class Cluster(NamedTuple):
+    port: int
+    labels: dict[str, str]
+
+
 CLUSTERS = {
-    "default": {"port": 8080, "labels": {}},
-    "east": {"port": 9080, "labels": {"com.docker.lb.service_cluster": "east"}},
+    "default": Cluster(8080, {}),
+    "east": Cluster(9080, {"com.docker.lb.service_cluster": "east"}),
 }
 
 
@@ -81,7 +89,7 @@ def churn(
             counts["operations"] += 3
         name = f"churn-{cluster}-{RUN}-{worker}-{index}"
         try:
-            create_backend(name, f"{name}.local", labels=CLUSTERS[cluster]["labels"])
+            create_backend(name, f"{name}.local", labels=CLUSTERS[cluster].labels)
             wait_replicas(name, 1, interval=0.5)
             sh(
                 "docker",
@@ -105,10 +113,10 @@ def churn(
 async def run(rate: float, seconds: float, operations: int, cluster: str) -> dict[str, object]:
     rolled = {f"{name}-{cluster}": order for name, order in ORDERS.items()}
     for name in rolled:
-        create_backend(name, f"{name}.local", replicas=3, labels=CLUSTERS[cluster]["labels"])
+        create_backend(name, f"{name}.local", replicas=3, labels=CLUSTERS[cluster].labels)
     for name in rolled:
         wait_replicas(name, 3)
-        wait_routed(int(CLUSTERS[cluster]["port"]), f"{name}.local")  # type: ignore[call-overload]
+        wait_routed(CLUSTERS[cluster].port, f"{name}.local")
     await asyncio.sleep(2)
     stop = threading.Event()
     counts = {"stop-first": 0, "start-first": 0, "operations": 0, "operation_errors": 0}
@@ -135,7 +143,7 @@ async def run(rate: float, seconds: float, operations: int, cluster: str) -> dic
     for worker in workers:
         worker.start()
     try:
-        port = int(CLUSTERS[cluster]["port"])  # type: ignore[call-overload]
+        port = CLUSTERS[cluster].port
         # 32 connections keep the rate when reloads slow some answers down.
         result = await constant_load(port, [f"{n}.local" for n in rolled], rate=rate, seconds=seconds, connections=32)
     finally:
