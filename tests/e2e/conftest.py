@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """A failing end-to-end test also shows what the proxies serve and what they logged, so a
     failure in CI can be explained from its output alone."""
     report = yield
@@ -87,6 +89,6 @@ def certificates(tmp_path_factory: pytest.TempPathFactory, interlock: None) -> I
             names[f"{host}.{kind}"] = name
         names[f"{host}.path"] = str(cert)
     yield names
-    for key, name in names.items():
-        if not key.endswith(".path"):
+    for entry, name in names.items():
+        if not entry.endswith(".path"):
             sh("docker", "secret", "rm", name, check=False)

@@ -71,16 +71,17 @@ def proxy_logs(tail: int = 60) -> str:
     return "\n".join(out)
 
 
-def poll(check: Callable[[], T], *, timeout: float = 60, what: str = "condition", interval: float = 0.2) -> T:
+def poll(check: Callable[[], T | None], *, timeout: float = 60, what: str = "condition", interval: float = 0.2) -> T:
     """Call `check` until it returns a truthy value; fail with the proxies' configuration."""
     deadline = time.monotonic() + timeout
-    last: Any = None
+    last: object = None
     while time.monotonic() < deadline:
         try:
-            last = check()
+            result = check()
+            last = result
             # A Response is falsy for 4xx/5xx, yet an expected 503 is a success here.
-            if last or isinstance(last, requests.Response):
-                return last
+            if result is not None and (result or isinstance(result, requests.Response)):
+                return result
         except (requests.RequestException, AssertionError, OSError) as exc:
             last = exc
         time.sleep(interval)
@@ -106,7 +107,6 @@ def routed(
     return check
 
 
-@contextmanager
 def settled(port: int = HTTP, timeout: float = 60) -> dict[str, Any]:
     """Wait until every running proxy of the cluster behind `port` reports the cluster's newest
     configuration and targets; returns that cluster's `interlock status` entry, with only the
@@ -146,11 +146,11 @@ def until_routed(
     """Poll until `host` answers `status` through `port`, then until the proxies settled (see
     `settled`), so that the following requests see the same routing."""
     response = poll(routed(host, path, port=port, status=status), what=what, timeout=timeout)
-    assert response is not None
     settled(port, timeout=timeout)
     return response
 
 
+@contextmanager
 def service(
     name: str,
     *,
@@ -204,7 +204,7 @@ def lb(**labels: str) -> dict[str, str]:
 def task_ips(service_name: str, network: str) -> set[str]:
     """Addresses of the service's running tasks on `network`."""
     task_ids = sh("docker", "service", "ps", "-q", "--filter", "desired-state=running", service_name).split()
-    ips = set()
+    ips: set[str] = set()
     for task in json.loads(sh("docker", "inspect", *task_ids)) if task_ids else ():
         for attachment in task.get("NetworksAttachments") or ():
             if attachment["Network"]["Spec"]["Name"] == network:

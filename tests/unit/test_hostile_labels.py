@@ -17,7 +17,7 @@ from interlock.render.nginx import render_nginx
 from interlock.testing.swarm_json import swarm_json
 from tests.unit.hostile import PAYLOADS
 
-GOOD = {
+GOOD: dict[str, object] = {
     "name": "good",
     "networks": ["demo"],
     "labels": {"com.docker.lb.hosts": "good.local", "com.docker.lb.port": "8080"},
@@ -53,7 +53,7 @@ def test_hostile_value_is_refused_and_leaves_no_trace(label: str, payload: str) 
     }
     # The evil service is older, so it would win any conflict if it were accepted; it comes
     # last in the description so the good service's task addresses stay as in the baseline.
-    evil = {"name": "evil", "networks": ["demo"], "labels": evil_labels, "created": -1}
+    evil: dict[str, object] = {"name": "evil", "networks": ["demo"], "labels": evil_labels, "created": -1}
     text, problems = _render([GOOD, evil])
     assert ("evil", label, Severity.ERROR) in problems
     assert text == BASELINE

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from interlock.config import default_config
+from interlock.config import ExtensionConfig, default_config
+from interlock.edges.nginx_check import CheckResult
 from interlock.edges.peer_http import PeerClient
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
+from interlock.model.routing import Routing
 from interlock.roles.agent import Agent
 from interlock.roles.extension import Extension
 from interlock.testing.swarm_json import swarm_json
@@ -48,14 +50,14 @@ async def test_extension_serves_a_new_config_only_when_the_text_changes(nginx: s
 
 @pytest.mark.nginx
 async def test_extension_validates_only_a_new_nginx_conf(nginx: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from interlock.edges import nginx_check
     from interlock.roles import extension as module
 
     checked: list[int] = []
-    real_check = module.check_routing
 
-    def counting_check(routing: object, ext: object) -> object:
+    def counting_check(routing: Routing, ext: ExtensionConfig) -> CheckResult:
         checked.append(1)
-        return real_check(routing, ext)  # type: ignore[arg-type]
+        return nginx_check.check_routing(routing, ext)
 
     monkeypatch.setattr(module, "check_routing", counting_check)
     extension = Extension(name="default", core=PeerClient("http://unused", "t" * 20), proxy_token="p" * 20)

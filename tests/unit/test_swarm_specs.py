@@ -111,6 +111,16 @@ def test_a_new_image_under_the_same_tag_changes_every_role_spec() -> None:
         before, after = make(CONFIG, "east", old), make(CONFIG, "east", new)
         assert spec_hash(before) != spec_hash(after)
         assert "INTERLOCK_IMAGE_ID=sha256:new" in after["TaskTemplate"]["ContainerSpec"]["Env"]
-    refs = {"config": Ref("c", "cfg"), "control_network": Ref("n", "i"), "extension_token": Ref("e", "e")}
-    core = [core_spec(name="interlock", image=image, proxy_token=Ref("p", "p"), image_id=i, **refs) for i in "ab"]
+    core = [
+        core_spec(
+            name="interlock",
+            image=image,
+            config=Ref("c", "cfg"),
+            control_network=Ref("n", "i"),
+            extension_token=Ref("e", "e"),
+            proxy_token=Ref("p", "p"),
+            image_id=i,
+        )
+        for i in "ab"
+    ]
     assert spec_hash(core[0]) != spec_hash(core[1])
