@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.swarm import HTTP, HTTPS, get, lb, poll, service, settled, unique, until_routed
+from tests.e2e.swarm import HTTP, HTTPS, INTERLOCK, get, lb, poll, service, settled, sh, unique, until_routed
 
 pytestmark = pytest.mark.usefixtures("interlock")
 
@@ -127,3 +127,27 @@ def test_ssl_backend_speaks_tls_to_the_tasks(certificates: dict[str, str]) -> No
     with tls_app(name, lb(hosts=host, port="8443", ssl_backend="true"), "backend.local", certificates):
         response = until_routed(host, port=HTTP, what="ssl_backend routed", timeout=90)
         assert response.json()["scheme"] == "https"
+
+
+def test_a_bad_certificate_secret_leaves_out_only_its_service(certificates: dict[str, str]) -> None:
+    # Only the proxy can read a secret, so only it can tell the certificate is no certificate.
+    # It reports the secret; the core leaves that service out and every other change goes on.
+    bad, good = unique("badcert"), unique("good")
+    secret = f"not-a-cert-{bad}"
+    subprocess.run(["docker", "secret", "create", secret, "-"], input=b"not a certificate\n", check=True)
+    try:
+        labels = lb(hosts=f"{bad}.local", port="8080", ssl_cert=secret, ssl_key=certificates["a.tls.local.key"])
+        with service(bad, labels=labels), service(good, labels=lb(hosts=f"{good}.local", port="8080")):
+
+            def bad_reported() -> list[dict[str, str]]:
+                return [p for p in json.loads(sh(INTERLOCK, "problems", "--json")) if p["service"] == bad]
+
+            (problem,) = poll(bad_reported, what="the refused secret reported as a problem", timeout=120)
+            assert problem["label"] == "com.docker.lb.ssl_cert"
+            assert f"cannot use secret '{secret}' (not a PEM certificate" in problem["reason"]
+            until_routed(f"{good}.local", what="the other service routed")
+            assert get(f"{bad}.local").status_code == 503
+            proxies = settled(HTTP)["proxies"]
+            assert all(p["ok"] for p in proxies), proxies
+    finally:
+        subprocess.run(["docker", "secret", "rm", secret], capture_output=True, check=False)

@@ -130,3 +130,31 @@ def test_host_mode_uses_the_ipv4_binding_of_each_task() -> None:
     ]
     servers = build(snapshot_from_api(document)).routings[""].upstream("hm.local").servers
     assert [(s.address, s.port) for s in servers] == [("192.0.2.10", 32772)]
+
+
+def test_a_certificate_secret_a_proxy_refused_leaves_out_only_its_services() -> None:
+    bad = service("bad", hosts="bad.local", port="80", ssl_cert="bad.crt", ssl_key="bad.key")
+    shares_key = service("shares", hosts="shares.local", port="80", ssl_cert="ok.crt", ssl_key="bad.key")
+    good = service("good", hosts="good.local", port="80", ssl_cert="good.crt", ssl_key="good.key")
+    plain = service("plain", hosts="plain.local", port="80")
+    document = swarm_json({"services": [bad, shares_key, good, plain]})
+    result = build(snapshot_from_api(document), refused_secrets={"bad.crt": "not a PEM certificate: no certificate"})
+    routing = result.routings[""]
+    assert [h.name for h in routing.hosts] == ["good.local", "plain.local", "shares.local"]
+    assert routing.certificate_pairs() == (("good.crt", "good.key"), ("ok.crt", "bad.key"))
+    (problem,) = result.problems
+    assert (problem.service, problem.label) == ("bad", "com.docker.lb.ssl_cert")
+    assert "cannot use secret 'bad.crt' (not a PEM certificate" in problem.reason
+    assert "as a new secret" in problem.reason, "says how to fix it"
+    # A refused key leaves out every service using it, reported on ssl_key.
+    result = build(snapshot_from_api(document), refused_secrets={"bad.key": "key values mismatch"})
+    assert [h.name for h in result.routings[""].hosts] == ["good.local", "plain.local"]
+    assert [(p.service, p.label.rsplit(".", 1)[1]) for p in result.problems] == [
+        ("bad", "ssl_key"),
+        ("shares", "ssl_key"),
+    ]
+
+
+def test_certificate_pairs_name_the_certificate_for_a_combined_pem() -> None:
+    routing = routing_of(service("c", hosts="c.local", port="80", ssl_cert="combined.pem"))
+    assert routing.certificate_pairs() == (("combined.pem", "combined.pem"),)

@@ -125,3 +125,35 @@ async def test_status_shows_routes_problems_and_what_proxies_serve(core: Any) ->
         "reloads": 0,
         "target_updates": 3,
     }
+
+
+async def test_a_certificate_secret_a_proxy_refuses_leaves_out_its_service_for_good(core: Any) -> None:
+    instance, source, client = core
+    tls = app_service("t")
+    tls["labels"] = {**tls["labels"], "com.docker.lb.ssl_cert": "t.crt", "com.docker.lb.ssl_key": "t.key"}
+    source.services = [app_service("a"), tls]
+    await instance.resync()
+    first = decode(await (await client.get("/v1/clusters/default/state", headers=AUTH)).read(), ClusterState)
+    assert [h.name for h in first.routing.hosts] == ["a.local", "t.local"]
+
+    def report(*refused: tuple[str, str]) -> bytes:
+        proxy = ProxyReport("proxy1", "cfg1", "d", not refused, refused_secrets=refused)
+        return encode(ExtensionReport("default", "", None, "", (proxy,)))
+
+    refusal = ("t.crt", "not a PEM certificate: no certificate or crl found")
+    assert (await client.post("/v1/clusters/default/report", data=report(refusal), headers=AUTH)).status == 200
+    second = decode(
+        await (await client.get("/v1/clusters/default/state", params={"after": first.tag}, headers=AUTH)).read(),
+        ClusterState,
+    )
+    assert [h.name for h in second.routing.hosts] == ["a.local"]
+    (problem,) = second.problems
+    assert problem.service == "t" and "cannot use secret 't.crt' (not a PEM certificate" in problem.reason
+    # The proxy no longer names it once it serves the configuration without the service; the
+    # service stays out, and a resync does not bring it back.
+    await client.post("/v1/clusters/default/report", data=report(), headers=AUTH)
+    await instance.resync()
+    unchanged = await client.get(
+        "/v1/clusters/default/state", params={"after": second.tag, "wait": "0.2"}, headers=AUTH
+    )
+    assert unchanged.status == 304

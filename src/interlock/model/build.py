@@ -133,6 +133,7 @@ def build(
     *,
     attachments: Mapping[str, ProxyAttachments] | None = None,
     existing_secrets: frozenset[str] | None = None,
+    refused_secrets: Mapping[str, str] | None = None,
 ) -> BuildResult:
     """Build the routing table of each cluster in `clusters` from `snapshot`.
 
@@ -140,7 +141,9 @@ def build(
     proxy task of its cluster is on the service's network and holds its certificate secrets;
     until then it is held back with a warning, while `Routing.networks` and `Routing.secrets`
     still list what the proxy needs, so the core attaches it. `existing_secrets` names the
-    secrets in the swarm; a label naming any other is an error.
+    secrets in the swarm; a label naming any other is an error. `refused_secrets` maps the
+    certificate secrets a proxy found unusable (only proxies can read them) to why; a service
+    naming one is left out, so the proxies take the configuration of the others.
     """
     index = _Index(snapshot)
     problems: list[Problem] = []
@@ -167,6 +170,19 @@ def build(
                 label = "ssl_cert" if labels.ssl_cert in missing else "ssl_key"
                 problems.append(_problem(service, label, f"no Docker secret named {missing[0]!r}; create it first"))
                 continue
+        refused = [s for s in (labels.ssl_cert, labels.ssl_key) if s and s in (refused_secrets or {})]
+        if refused and refused_secrets:
+            label = "ssl_cert" if refused[0] == labels.ssl_cert else "ssl_key"
+            problems.append(
+                _problem(
+                    service,
+                    label,
+                    f"the proxy cannot use secret {refused[0]!r} ({refused_secrets[refused[0]]}); not routed. "
+                    "A secret cannot be changed: create a good PEM (certificate chain, and its unencrypted "
+                    "private key) as a new secret and point the label at it",
+                )
+            )
+            continue
         resolved = _resolve(service, labels, index, problems)
         if resolved is not None:
             per_cluster[labels.service_cluster].append(resolved)

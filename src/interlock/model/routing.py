@@ -98,6 +98,20 @@ class Routing:
     secrets: tuple[str, ...] = ()
     """Names of the secrets the proxy needs (certificates and keys)."""
 
+    def certificate_pairs(self) -> tuple[tuple[str, str], ...]:
+        """(certificate secret, key secret) of every host whose TLS is terminated here, sorted;
+        the key secret is the certificate's own for a combined PEM."""
+        hosts = (*self.hosts, *((self.default_host,) if self.default_host else ()))
+        return tuple(
+            sorted(
+                {
+                    (h.cert_secret, h.key_secret or h.cert_secret)
+                    for h in hosts
+                    if h.tls is TLSMode.TERMINATE and h.cert_secret
+                }
+            )
+        )
+
     def upstream(self, name: str) -> Upstream:
         for candidate in (*self.upstreams, *self.passthrough_upstreams):
             if candidate.name == name:

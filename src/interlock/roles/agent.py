@@ -4,9 +4,10 @@ At start it serves the configuration the swarm holds for this proxy (the Docker 
 at ProxyConfigPath), so a proxy task starting while the core or the extension is down still
 routes. It then follows the extension (long-poll), installs each new configuration through
 `NginxController` (nginx -t, atomic swap, graceful reload, confirmation), keeps the last good one
-on any failure, and reports what it serves. A new configuration whose nginx.conf is the one
-running and whose targets moved is applied without a reload. If the extension is unreachable
-it keeps serving. No Docker socket.
+on any failure, and reports what it serves. Certificate secrets are checked first: one it cannot
+load is reported by name, and the core leaves out the services naming it. A new configuration
+whose nginx.conf is the one running and whose targets moved is applied without a reload. If the
+extension is unreachable it keeps serving. No Docker socket.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import signal
 import socket
 from pathlib import Path
 
+from interlock.edges.certificates import unusable_certificates
 from interlock.edges.nginx_control import NginxController
 from interlock.edges.peer_http import PeerClient, read_token
 from interlock.errors import ConfigRejected, PeerUnavailable, ReloadFailed
@@ -27,12 +29,18 @@ log = logging.getLogger("interlock.agent")
 
 
 class Agent:
-    def __init__(self, *, extension: PeerClient, nginx: NginxController, name: str) -> None:
+    def __init__(
+        self, *, extension: PeerClient, nginx: NginxController, name: str, secrets_dir: Path = Path(SECRETS_DIR)
+    ) -> None:
         self.extension = extension
         self.nginx = nginx
         self.name = name
+        self.secrets_dir = secrets_dir
         self.digest = ""
         self.error = ""
+        self.refused_secrets: dict[str, str] = {}
+        """Certificate secrets found unusable, reported until the proxy stops (a secret cannot
+        change, so the verdict holds)."""
 
     async def boot(self, mounted: Path) -> None:
         """Start nginx on the newest configuration at hand.
@@ -103,6 +111,16 @@ class Agent:
             except ReloadFailed as exc:
                 # The running nginx did not take them; a reload loads them from the file.
                 log.warning("targets %s not taken at run time (%s); reloading", config.targets_id, exc)
+        refused = unusable_certificates(config.certificates, self.secrets_dir)
+        if refused:
+            self.refused_secrets.update(refused)
+            self.error = "certificate secrets refused: " + "; ".join(f"{k}: {v}" for k, v in sorted(refused.items()))
+            # Not retried: the core leaves out the services naming these and sends a new one.
+            self.digest = config.digest
+            log.error(
+                "configuration %s not used, still serving %s: %s", config.config_id, self.nginx.config_id, self.error
+            )
+            return
         try:
             await self.nginx.install(config.text, config.config_id, config.targets, config.targets_id)
         except (ConfigRejected, ReloadFailed) as exc:
@@ -126,6 +144,7 @@ class Agent:
             self.nginx.targets_id,
             self.nginx.target_updates,
             leaving,
+            tuple(sorted(self.refused_secrets.items())),
         )
         try:
             await self.extension.post("/v1/report", encode(report), timeout=2 if leaving else 5)
@@ -157,6 +176,7 @@ async def run_agent(
         extension=PeerClient(extension_url, read_token(Path(secrets_dir) / PROXY_TOKEN)),
         nginx=NginxController(Path(workdir)),
         name=socket.gethostname(),
+        secrets_dir=Path(secrets_dir),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -54,8 +54,8 @@ from interlock.render.swarm_specs import (
     spec_hash,
 )
 from interlock.render.tables import routes_table
-from interlock.roles.runtime import changed_within, quiet_gc, woken
-from interlock.wire.messages import ClusterState, ExtensionReport, ProxyConfig, decode, encode
+from interlock.roles.runtime import changed_within, proxy_config, quiet_gc, woken
+from interlock.wire.messages import ClusterState, ExtensionReport, decode, encode
 
 log = logging.getLogger("interlock.core")
 
@@ -113,6 +113,11 @@ class Core:
         self.reconcile_wake = asyncio.Event()
         self.image_ids: dict[str, str] = {}
         self.secret_names: frozenset[str] | None = None
+        self.secret_ids: dict[str, str] = {}
+        self.refused_secrets: dict[str, tuple[str, str]] = {}
+        """Secret name -> (its ID when refused, why): certificate secrets a proxy could not load.
+        Kept after the proxies stop naming them (they stop once the services are left out); a
+        secret removed and made again under the same name has a new ID and is tried again."""
         self._secrets_stale = True
         self.service_events = 0
         self._seen_service_index = -1
@@ -200,6 +205,7 @@ class Core:
             # (ten a second) would be wasted calls. Periodic resyncs still re-list them.
             secrets_list = await asyncio.to_thread(self.ops.secrets)
             self.secret_names = frozenset(s["Spec"]["Name"] for s in secrets_list)
+            self.secret_ids = {s["Spec"]["Name"]: s["ID"] for s in secrets_list}
             self._secrets_stale = False
         SNAPSHOTS.inc()
         started = time.perf_counter()
@@ -235,6 +241,11 @@ class Core:
             tuple(c.cluster for c in self.clusters.values()),
             attachments=self.attachments(snapshot) if self.ops is not None else None,
             existing_secrets=self.secret_names,
+            refused_secrets={
+                name: why
+                for name, (secret_id, why) in self.refused_secrets.items()
+                if self.secret_ids.get(name, "") == secret_id
+            },
         )
         if result.problems != self.problems:
             for problem in set(result.problems) - set(self.problems):
@@ -354,14 +365,7 @@ class Core:
             # No validated configuration yet: the proxy agent checks this one with nginx -t
             # before it uses it, and falls back to waiting for the extension.
             rendered = render_nginx(slot.state.routing, self.config.extensions[name])
-            config = ProxyConfig(
-                slot.state.version,
-                rendered.digest,
-                rendered.config_id,
-                rendered.text,
-                rendered.targets,
-                rendered.targets_id,
-            )
+            config = proxy_config(slot.state.version, slot.state.routing, rendered)
         else:
             return None
         digest = config.digest
@@ -426,7 +430,26 @@ class Core:
         slot.report, slot.reported_at = report, time.time()
         if first_config:
             self.reconcile_wake.set()
+        await self._note_refused_secrets(report)
         return web.json_response({"ok": True})
+
+    async def _note_refused_secrets(self, report: ExtensionReport) -> None:
+        """Remember the certificate secrets a proxy could not load, and build again without the
+        services that name them."""
+        new = {
+            name: (self.secret_ids.get(name, ""), why)
+            for proxy in report.proxies
+            for name, why in proxy.refused_secrets
+            if self.refused_secrets.get(name, (None, ""))[0] != self.secret_ids.get(name, "")
+        }
+        if not new:
+            return
+        for name, (_, why) in new.items():
+            log.warning("a proxy of %r cannot use secret %r: %s", report.extension, name, why)
+        self.refused_secrets.update(new)
+        if self.snapshot is not None and self.publish(self.snapshot):
+            async with self.changed:
+                self.changed.notify_all()
 
     def status(self) -> dict[str, Any]:
         clusters = []

@@ -27,7 +27,7 @@ from interlock.edges.peer_http import PeerClient, read_token, require_token
 from interlock.errors import PeerUnavailable
 from interlock.render.nginx import render_nginx
 from interlock.render.swarm_specs import EXTENSION_PORT, EXTENSION_TOKEN, PROXY_TOKEN, SECRETS_DIR
-from interlock.roles.runtime import changed_within, quiet_gc, woken
+from interlock.roles.runtime import changed_within, proxy_config, quiet_gc, woken
 from interlock.wire.messages import ClusterState, ExtensionReport, ProxyConfig, ProxyReport, WireError, decode, encode
 
 log = logging.getLogger("interlock.extension")
@@ -100,14 +100,7 @@ class Extension:
             RENDERS.labels("ok").inc()
             self.validation_error = ""
             if self.current is None or self.current.digest != rendered.digest:
-                self.current = ProxyConfig(
-                    state.version,
-                    rendered.digest,
-                    rendered.config_id,
-                    rendered.text,
-                    rendered.targets,
-                    rendered.targets_id,
-                )
+                self.current = proxy_config(state.version, state.routing, rendered)
                 log.info(
                     "state %d: configuration %s validated (%d hosts, %.0f ms)",
                     state.version,

@@ -1,4 +1,5 @@
-"""Process-level helpers the roles and the CLI share: pausing the collector, waiting.
+"""Process-level helpers the roles and the CLI share: pausing the collector, waiting, and the
+proxy configuration message made from a render (the core stores it, the extension serves it).
 
 `quiet_gc` pauses the cyclic garbage collector around a rebuild: the pure pipeline allocates
 hundreds of thousands of small objects but makes no reference cycles, so reference counting
@@ -14,6 +15,23 @@ import gc
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+from interlock.model.routing import Routing
+from interlock.render.bundle import RenderedConfig
+from interlock.wire.messages import ProxyConfig
+
+
+def proxy_config(version: int, routing: Routing, rendered: RenderedConfig) -> ProxyConfig:
+    """What a proxy gets: `rendered` (of state `version`) and the certificate secrets it loads."""
+    return ProxyConfig(
+        version,
+        rendered.digest,
+        rendered.config_id,
+        rendered.text,
+        rendered.targets,
+        rendered.targets_id,
+        routing.certificate_pairs(),
+    )
 
 
 @contextmanager

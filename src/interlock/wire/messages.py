@@ -55,6 +55,8 @@ class ProxyConfig:
     targets: str = ""
     """The servers of the HTTP upstreams (dynamic upstreams); empty when they are in `text`."""
     targets_id: str = ""
+    certificates: tuple[tuple[str, str], ...] = ()
+    """(certificate secret, key secret) pairs `text` loads; the proxy checks them first."""
     schema: int = SCHEMA
 
 
@@ -74,6 +76,9 @@ class ProxyReport:
     """Changes applied to the running nginx without a reload."""
     leaving: bool = False
     """The proxy is stopping: the extension forgets it now instead of when its reports stop."""
+    refused_secrets: tuple[tuple[str, str], ...] = ()
+    """(secret name, why) for certificate secrets this proxy cannot load; the core leaves out
+    the services that name them."""
     schema: int = SCHEMA
 
 

@@ -1,0 +1,79 @@
+"""The proxy's own check of certificate secrets, with real PEM files made by openssl, and the
+agent refusing a configuration that names an unusable one (the core then leaves its services
+out: tests/unit/test_core_api.py)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from interlock.edges.certificates import unusable_certificates
+from interlock.edges.peer_http import PeerClient
+from interlock.roles.agent import Agent
+from interlock.wire.messages import ProxyConfig
+from tests.unit.test_no_change_no_reload import FakeNginx
+
+
+@pytest.fixture(scope="module")
+def secrets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("secrets")
+    for name in ("a", "b"):
+        key, cert = str(directory / f"{name}.key"), str(directory / f"{name}.crt")
+        subprocess.run(
+            [
+                *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+                *("-subj", f"/CN={name}", "-keyout", key, "-out", cert),
+            ],
+            check=True,
+            capture_output=True,
+        )
+    (directory / "garbage").write_text("not a certificate\n")
+    (directory / "combined.pem").write_text((directory / "a.crt").read_text() + (directory / "a.key").read_text())
+    subprocess.run(
+        [
+            *("openssl", "rsa", "-in", str(directory / "a.key"), "-aes256"),
+            *("-passout", "pass:secret", "-out", str(directory / "encrypted.key")),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return directory
+
+
+def test_good_pairs_and_a_combined_pem_pass(secrets: Path) -> None:
+    assert (
+        unusable_certificates([("a.crt", "a.key"), ("b.crt", "b.key"), ("combined.pem", "combined.pem")], secrets) == {}
+    )
+
+
+def test_each_bad_secret_is_named_with_why(secrets: Path) -> None:
+    refused = unusable_certificates(
+        [("garbage", "a.key"), ("a.crt", "b.key"), ("b.crt", "encrypted.key"), ("a.key", "a.key")], secrets
+    )
+    assert refused == {
+        "garbage": "not a PEM certificate: no certificate or crl found",
+        "b.key": "not the unencrypted private key of 'a.crt': key values mismatch",
+        "encrypted.key": "not the unencrypted private key of 'b.crt': cannot read it (not PEM, or encrypted)",
+        "a.key": "not a PEM certificate: no certificate or crl found",
+    }
+
+
+def test_a_secret_not_mounted_yet_is_no_verdict(secrets: Path) -> None:
+    # Swarm mounts a new secret only when the proxy task restarts; until then nginx -t decides.
+    assert unusable_certificates([("missing.crt", "missing.key"), ("a.crt", "missing.key")], secrets) == {}
+
+
+async def test_the_agent_keeps_serving_and_reports_a_refused_secret(secrets: Path) -> None:
+    fake = FakeNginx()
+    agent = Agent(extension=PeerClient("http://unused", "t" * 20), nginx=fake, name="p1", secrets_dir=secrets)  # type: ignore[arg-type]
+    await agent.apply(ProxyConfig(1, "d1", "id1", "text", certificates=(("a.crt", "a.key"),)))
+    await agent.apply(ProxyConfig(2, "d2", "id2", "text2", certificates=(("a.crt", "a.key"), ("garbage", "b.key"))))
+    assert fake.installs == ["id1"], "nginx never sees the configuration naming the bad secret"
+    assert agent.digest == "d2", "not retried in a loop"
+    assert "garbage: not a PEM certificate" in agent.error
+    # The configuration without the service comes next; the refusal is still reported.
+    await agent.apply(ProxyConfig(3, "d3", "id3", "text3", certificates=(("a.crt", "a.key"),)))
+    assert fake.installs == ["id1", "id3"] and agent.error == ""
+    assert agent.refused_secrets == {"garbage": "not a PEM certificate: no certificate or crl found"}
