@@ -183,6 +183,8 @@ async def run_agent(
     for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await agent.boot(Path(mounted_config))
+    # Now rather than with the first long-poll answer: what it serves, and any refused secret.
+    await agent.report()
     tasks = [asyncio.create_task(c) for c in (agent.follow(), agent.report_loop(), agent.watch_nginx())]
     await stop.wait()
     log.info("stopping: nginx finishes its requests (QUIT)")
