@@ -3,8 +3,8 @@
 The check renders into a private directory where every certificate secret is stood in for by
 a throwaway self-signed pair (the validating process must never hold real keys), so it tests
 syntax, directives and modules, not the real certificates; the proxy agent checks those
-(edges/certificates.py) and runs its own `nginx -t` before it swaps. `nginx -t` does not bind the listen sockets, so nothing
-served is touched. Wraps nginx and openssl only.
+(edges/certificates.py) and runs its own `nginx -t` before it swaps. `nginx -t` does not bind
+the listen sockets, so nothing served is touched. Wraps nginx and openssl only.
 """
 
 from __future__ import annotations
