@@ -139,10 +139,12 @@ def test_a_bad_certificate_secret_leaves_out_only_its_service(certificates: dict
         labels = lb(hosts=f"{bad}.local", port="8080", ssl_cert=secret, ssl_key=certificates["a.tls.local.key"])
         with service(bad, labels=labels), service(good, labels=lb(hosts=f"{good}.local", port="8080")):
 
-            def bad_reported() -> list[dict[str, str]]:
-                return [p for p in json.loads(sh(INTERLOCK, "problems", "--json")) if p["service"] == bad]
+            def refusal_reported() -> list[dict[str, str]]:
+                # Before it, a warning says the service waits for the proxy to have the secret.
+                problems = json.loads(sh(INTERLOCK, "problems", "--json"))
+                return [p for p in problems if p["service"] == bad and p["severity"] == "error"]
 
-            (problem,) = poll(bad_reported, what="the refused secret reported as a problem", timeout=120)
+            (problem,) = poll(refusal_reported, what="the refused secret reported as a problem", timeout=120)
             assert problem["label"] == "com.docker.lb.ssl_cert"
             assert f"cannot use secret '{secret}' (not a PEM certificate" in problem["reason"]
             until_routed(f"{good}.local", what="the other service routed")
