@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from interlock.model.build import build
 from interlock.model.docker_json import SnapshotFormatError, snapshot_from_api
 from interlock.model.labels import LABELS
 from interlock.problems import Problem
-from interlock.render.nginx import render_nginx
+from interlock.render.nginx import TemplateFailed, render_nginx
 
 EXIT_BAD_INPUT = 2
 
@@ -71,7 +72,10 @@ def cmd_render(args: argparse.Namespace) -> int:
         raise UsageError(f"--cluster {args.cluster!r} is not configured; configured clusters: {known}")
     cluster = args.cluster if args.cluster is not None else next(iter(by_cluster))
     result = build(snapshot, tuple(by_cluster))
-    rendered = render_nginx(result.routings[cluster], config.extensions[by_cluster[cluster]])
+    try:
+        rendered = render_nginx(result.routings[cluster], config.extensions[by_cluster[cluster]])
+    except TemplateFailed as exc:
+        raise UsageError(f"extension {by_cluster[cluster]}: {exc}") from exc
     if args.json:
         json.dump(
             {
@@ -112,6 +116,13 @@ def cmd_labels(args: argparse.Namespace) -> int:
     else:
         for spec in LABELS:
             print(f"{spec.key}\n    allowed: {spec.allowed}\n    default: {spec.default}\n    {spec.meaning}\n")
+    return 0
+
+
+def cmd_template(args: argparse.Namespace) -> int:
+    """The built-in nginx template, for a `Template` that extends or replaces it."""
+    directory = resources.files("interlock.render").joinpath("templates")
+    sys.stdout.write(directory.joinpath(args.name).read_text())
     return 0
 
 
@@ -327,6 +338,10 @@ def parser() -> argparse.ArgumentParser:
 
     inspect = sub.add_parser("inspect", help=argparse.SUPPRESS)
     inspect.set_defaults(func=cmd_inspect)
+
+    template = sub.add_parser("template", help="print the built-in nginx template (what a Template extends)")
+    template.add_argument("name", nargs="?", default="nginx.conf.j2", choices=("nginx.conf.j2", "server_body.j2"))
+    template.set_defaults(func=cmd_template)
 
     labels = sub.add_parser("labels", help="print the com.docker.lb.* label reference")
     labels.add_argument("--markdown", action="store_true", help="as a Markdown table (the README's)")

@@ -24,6 +24,9 @@ def test_two_service_clusters_on_different_ports_ignore_each_others_hosts() -> N
         until_routed(f"{default}.local", port=HTTP, what="default service on the default proxy")
         assert get(f"{east}.local", port=HTTP).status_code == 503
         assert get(f"{default}.local", port=EAST_HTTP).status_code == 503
+        # east's Template extends the built-in one with a header; the default cluster has none.
+        assert get(f"{east}.local", port=EAST_HTTP).headers.get("x-interlock-cluster") == "east"
+        assert "x-interlock-cluster" not in get(f"{default}.local", port=HTTP).headers
         proxy = json.loads(sh("docker", "service", "inspect", "interlock-proxy-east"))[0]
         attached = {n["Target"] for n in proxy["Spec"]["TaskTemplate"]["Networks"]}
         assert json.loads(sh("docker", "network", "inspect", "e2e-east"))[0]["Id"] in attached

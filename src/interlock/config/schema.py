@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
+import jinja2
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from interlock import __version__
@@ -43,6 +44,16 @@ def _raw_directive(value: str) -> str:
     text = value.strip()
     if not (text.endswith(";") or text.endswith("}")):
         raise ValueError(f"{value!r} is not a complete nginx directive; it must end with ';' (or '}}' for a block)")
+    return value
+
+
+def _template(value: str) -> str:
+    """A Jinja2 template that parses (what it prints is checked when it renders)."""
+    if value:
+        try:
+            jinja2.Environment().parse(value)
+        except jinja2.TemplateSyntaxError as exc:
+            raise ValueError(f"not a Jinja2 template: line {exc.lineno}: {exc.message}") from exc
     return value
 
 
@@ -197,7 +208,8 @@ class ExtensionConfig(_Section):
     target_port: Port = Field(80, alias="TargetPort")
     published_ssl_port: Port = Field(8443, alias="PublishedSSLPort")
     target_ssl_port: Port = Field(443, alias="TargetSSLPort")
-    template: str = Field("", alias="Template")
+    template: Annotated[str, AfterValidator(_template)] = Field("", alias="Template")
+    """Replaces the built-in nginx template (Jinja2; see docs/CONFIGURATION.md)."""
     config: NginxConfig = Field(default_factory=NginxConfig, alias="Config")
     networks: tuple[str, ...] | None = Field(None, alias="Networks")
     hitless_service_update: bool = Field(False, alias="HitlessServiceUpdate")

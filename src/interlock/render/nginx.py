@@ -4,7 +4,10 @@ The template only prints; this module prepares a small view (which hosts get whi
 hash sizes, ports) and installs the quoting filters and the `finalize` guard from `quoting`.
 Internal loopback ports: 127.0.0.1:{TERMINATOR_PORT} terminates TLS behind the SNI router,
 127.0.0.1:{PASSTHROUGH_PORT} forwards passthrough TLS, 127.0.0.1:{STATUS_PORT} answers the proxy
-agent. Pure; render layer.
+agent. An extension's `Template` replaces the built-in template: usually it extends it
+(`{% extends "nginx.conf.j2" %}`) and fills the hook blocks (main, http, http_server,
+tls_server, stream); it is rendered in Jinja2's sandbox with the same printing rules. Pure;
+render layer.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from functools import cache
 from importlib import resources
 
 import jinja2
+import jinja2.sandbox
 
 from interlock import __version__
 from interlock.config.schema import ExtensionConfig
@@ -37,6 +41,12 @@ STATUS_PORT = 20080
 INTERNAL_PORTS = (TERMINATOR_PORT, PASSTHROUGH_PORT, STATUS_PORT)
 DEFAULT_SECRETS_DIR = "/run/secrets"
 _CONFIG_ID_PLACEHOLDER = "@@interlock-config-id@@"
+
+
+class TemplateFailed(ValueError):
+    """An extension's `Template` could not render a configuration; the message says why."""
+
+
 _HEADERS = """\
             proxy_set_header Host $http_host;
             proxy_set_header X-Real-IP $remote_addr;
@@ -260,8 +270,9 @@ def lua_library() -> Token:
 
 
 @cache
-def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
+def _environment(sandboxed: bool = False) -> jinja2.Environment:
+    kind = jinja2.sandbox.SandboxedEnvironment if sandboxed else jinja2.Environment
+    env = kind(
         loader=jinja2.PackageLoader("interlock.render", "templates"),
         undefined=jinja2.StrictUndefined,
         # `finalize` refuses any printed value that is not a Token or an integer. (No macros:
@@ -298,11 +309,11 @@ def render_nginx(
     targets = render_targets(routing, ip_hash=ext.config.ip_hash) if dynamic else Targets("", "")
     view = _View(routing, ext, secrets_dir, version, targets)
     upstreams: dict[str, Upstream] = {u.name: u for u in routing.upstreams}
-    text = (
-        _environment()
-        .get_template("nginx.conf.j2")
-        .render(routing=routing, cfg=ext.config, view=view, upstreams=upstreams)
-    )
+    context = {"routing": routing, "cfg": ext.config, "view": view, "upstreams": upstreams}
+    if ext.template:
+        text = _render_custom(ext.template, context)
+    else:
+        text = _environment().get_template("nginx.conf.j2").render(context)
     config_id = hashlib.sha256(text.encode()).hexdigest()[:16]
     return RenderedConfig(
         text=text.replace(_CONFIG_ID_PLACEHOLDER, config_id),
@@ -312,4 +323,31 @@ def render_nginx(
     )
 
 
-__all__ = ["INTERNAL_PORTS", "RenderedConfig", "render_nginx"]
+@cache
+def _custom_template(source: str) -> jinja2.Template:
+    return _environment(sandboxed=True).from_string(source)
+
+
+def _render_custom(source: str, context: dict[str, object]) -> str:
+    """Render an extension's own template, or raise TemplateFailed saying what went wrong."""
+    try:
+        text = _custom_template(source).render(context)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateFailed(f"Template line {exc.lineno}: {exc.message}") from exc
+    except UnsafeValue as exc:
+        raise TemplateFailed(
+            f"Template printed a value that is not quoted ({exc}); print label values with |q, "
+            "operator strings with |s, raw lines with |line"
+        ) from exc
+    except jinja2.TemplateError as exc:
+        # Undefined names, the sandbox refusing an attribute, a missing include.
+        raise TemplateFailed(f"Template: {type(exc).__name__}: {exc}") from exc
+    if _CONFIG_ID_PLACEHOLDER not in text:
+        raise TemplateFailed(
+            "Template does not print {{ view.config_id }}: the proxy agent confirms each reload by "
+            "asking nginx for it (extend nginx.conf.j2 to keep Interlock's status server)"
+        )
+    return text
+
+
+__all__ = ["INTERNAL_PORTS", "RenderedConfig", "TemplateFailed", "render_nginx"]

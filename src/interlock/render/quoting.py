@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 
+from jinja2 import Undefined
 from markupsafe import Markup
 
 _USER_WORD = re.compile(r"^[A-Za-z0-9._~/:@+=,*-]+$")
@@ -80,4 +81,7 @@ def finalize(value: object) -> object:
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
+    if isinstance(value, Undefined):
+        # Let it explain itself (a missing name, or an attribute the sandbox refused).
+        str(value)
     raise UnsafeValue(f"template tried to print an unquoted value {value!r}; pass it through a quoting filter")

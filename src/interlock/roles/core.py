@@ -37,7 +37,7 @@ from interlock.model.build import ProxyAttachments, build, proxy_attachments
 from interlock.model.docker_json import snapshot_from_api
 from interlock.model.snapshot import Snapshot
 from interlock.problems import Problem
-from interlock.render.nginx import render_nginx
+from interlock.render.nginx import TemplateFailed, render_nginx
 from interlock.render.swarm_specs import (
     CONTROL_NETWORK,
     EXTENSION_TOKEN,
@@ -364,7 +364,11 @@ class Core:
         elif slot.state is not None:
             # No validated configuration yet: the proxy agent checks this one with nginx -t
             # before it uses it, and falls back to waiting for the extension.
-            rendered = render_nginx(slot.state.routing, self.config.extensions[name])
+            try:
+                rendered = render_nginx(slot.state.routing, self.config.extensions[name])
+            except TemplateFailed as exc:
+                log.error("extension %s: %s", name, exc)
+                return None
             config = proxy_config(slot.state.version, slot.state.routing, rendered)
         else:
             return None

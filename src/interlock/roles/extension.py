@@ -25,7 +25,7 @@ from interlock.config import ExtensionConfig
 from interlock.edges.nginx_check import CheckResult, check_routing
 from interlock.edges.peer_http import PeerClient, read_token, require_token
 from interlock.errors import PeerUnavailable
-from interlock.render.nginx import render_nginx
+from interlock.render.nginx import TemplateFailed, render_nginx
 from interlock.render.swarm_specs import EXTENSION_PORT, EXTENSION_TOKEN, PROXY_TOKEN, SECRETS_DIR
 from interlock.roles.runtime import changed_within, proxy_config, quiet_gc, woken
 from interlock.wire.messages import ClusterState, ExtensionReport, ProxyConfig, ProxyReport, WireError, decode, encode
@@ -78,20 +78,23 @@ class Extension:
     async def apply(self, state: ClusterState) -> None:
         started = time.perf_counter()
         ext = ExtensionConfig.model_validate(state.config)
-        with quiet_gc():
-            rendered = render_nginx(state.routing, ext)
-            if self.current is not None and rendered.config_id == self.current.config_id:
-                # The same nginx.conf passed already: only the targets moved, and those need
-                # no nginx -t (the proxy's nginx checks their grammar when it takes them).
-                result = CheckResult(True, "")
-            else:
-                result = await asyncio.to_thread(check_routing, state.routing, ext)
+        try:
+            with quiet_gc():
+                rendered = render_nginx(state.routing, ext)
+                if self.current is not None and rendered.config_id == self.current.config_id:
+                    # The same nginx.conf passed already: only the targets moved, and those need
+                    # no nginx -t (the proxy's nginx checks their grammar when it takes them).
+                    result = CheckResult(True, "")
+                else:
+                    result = await asyncio.to_thread(check_routing, state.routing, ext)
+        except TemplateFailed as exc:
+            result = CheckResult(False, str(exc))
         RENDER_SECONDS.observe(time.perf_counter() - started)
         if not result.ok:
             RENDERS.labels("rejected").inc()
             self.validation_error = result.output[-2000:]
             log.error(
-                "state %d: nginx -t rejected the configuration; still serving %s:\n%s",
+                "state %d: the configuration was refused; still serving %s:\n%s",
                 state.version,
                 self.current.config_id if self.current else "nothing",
                 result.output,

@@ -1,0 +1,127 @@
+"""An extension's `Template`: extending the built-in one through its hook blocks, the same
+printing rules in Jinja2's sandbox, and a bad template never producing a configuration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from interlock.config import ConfigError, default_config, load_config
+from interlock.config.schema import ExtensionConfig
+from interlock.edges.nginx_check import check_routing
+from interlock.edges.peer_http import PeerClient
+from interlock.model.build import build
+from interlock.model.docker_json import snapshot_from_api
+from interlock.model.routing import Routing
+from interlock.render.nginx import TemplateFailed, render_nginx
+from interlock.roles.extension import Extension
+from interlock.testing.swarm_json import swarm_json
+from interlock.wire.messages import ClusterState
+
+HOOKS = """{% extends "nginx.conf.j2" %}
+{% block main %}
+# main hook
+{% endblock %}
+{% block http %}
+    add_header X-Interlock-Template yes always;
+{% endblock %}
+{% block http_server %}
+        # plain server for {{ host.name|q }}
+{% endblock %}
+{% block tls_server %}
+        # tls server for {{ host.name|q }}
+{% endblock %}
+{% block stream %}
+    # stream hook
+{% endblock %}
+"""
+
+
+def ext_with(template: str, **config: object) -> ExtensionConfig:
+    return default_config(Template=template, Config=config).extensions["default"]
+
+
+def routing() -> Routing:
+    services: list[dict[str, Any]] = [
+        {"name": "web", "networks": ["n"], "labels": {"com.docker.lb.hosts": "web.local", "com.docker.lb.port": "80"}},
+        {
+            "name": "tls",
+            "networks": ["n"],
+            "labels": {
+                "com.docker.lb.hosts": "tls.local",
+                "com.docker.lb.port": "80",
+                "com.docker.lb.ssl_cert": "tls.crt",
+                "com.docker.lb.ssl_key": "tls.key",
+                "com.docker.lb.context_root": "/app",
+            },
+        },
+    ]
+    return build(snapshot_from_api(swarm_json({"services": services}))).routings[""]
+
+
+def test_extending_without_overriding_anything_prints_the_built_in_configuration() -> None:
+    plain = default_config().extensions["default"]
+    extended = ext_with('{% extends "nginx.conf.j2" %}')
+    assert render_nginx(routing(), extended).text == render_nginx(routing(), plain).text
+
+
+def test_hook_blocks_add_lines_where_they_belong() -> None:
+    text = render_nginx(routing(), ext_with(HOOKS)).text
+    main, rest = text.split("events {", 1)
+    http, stream = rest.split("\nstream {", 1)
+    assert "# main hook" in main
+    assert "    add_header X-Interlock-Template yes always;" in http
+    assert "        # plain server for web.local" in http and "        # plain server for tls.local" in http
+    assert "        # tls server for tls.local" in http and "tls server for web.local" not in http
+    assert "    # stream hook" in stream
+
+
+@pytest.mark.nginx
+def test_an_extended_template_passes_nginx_t(nginx: str) -> None:
+    result = check_routing(routing(), ext_with(HOOKS), nginx=nginx)
+    assert result.ok, result.output
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        # A label value printed without |q: the same guard as the built-in template.
+        (
+            '{% extends "nginx.conf.j2" %}{% block http_server %}# {{ host.name }}{% endblock %}',
+            "printed a value that is not quoted",
+        ),
+        ('{% extends "nginx.conf.j2" %}{% block http %}{{ view.__class__ }}{% endblock %}', "SecurityError"),
+        ('{% extends "nginx.conf.j2" %}{% block http %}{{ nothing.here }}{% endblock %}', "UndefinedError"),
+        ('{% extends "no-such.j2" %}', "TemplateNotFound"),
+        ("events {}\nhttp {}\n", "does not print {{ view.config_id }}"),
+    ],
+)
+def test_a_template_that_cannot_render_safely_produces_no_configuration(template: str, expected: str) -> None:
+    with pytest.raises(TemplateFailed, match="Template") as caught:
+        render_nginx(routing(), ext_with(template))
+    assert expected in str(caught.value)
+
+
+def test_a_template_that_does_not_parse_is_refused_with_the_configuration() -> None:
+    with pytest.raises(
+        ConfigError, match=r"Extensions.default.Template = .*not a Jinja2 template: line 1: Unexpected end"
+    ):
+        load_config('[Extensions.default]\nTemplate = """\n{% block http %}\n"""\n')
+
+
+@pytest.mark.nginx
+async def test_the_extension_keeps_its_last_good_configuration_on_a_bad_template(nginx: str) -> None:
+    extension = Extension(name="default", core=PeerClient("http://unused", "t" * 20), proxy_token="p" * 20)
+
+    def state(version: int, ext: ExtensionConfig) -> ClusterState:
+        return ClusterState(version, "", "default", routing(), ext.model_dump(by_alias=True, mode="json"), epoch="e")
+
+    await extension.apply(state(1, ext_with(HOOKS)))
+    good = extension.current
+    assert good is not None and "X-Interlock-Template" in good.text
+    await extension.apply(
+        state(2, ext_with('{% extends "nginx.conf.j2" %}{% block http %}{{ view.__class__ }}{% endblock %}'))
+    )
+    assert extension.current is good
+    assert "SecurityError" in extension.validation_error
