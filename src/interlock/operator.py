@@ -265,9 +265,12 @@ def core_status() -> dict[str, Any]:
     client, ops = connect()
     core = ops.service_named(CORE_SERVICE)
     if core is not None:
-        for task in ops.tasks(core["ID"]):
+        # While the core is updated (start-first) the old one still runs for a moment, with the
+        # old configuration: ask the newest task Swarm wants running.
+        tasks = sorted(ops.tasks(core["ID"]), key=lambda t: str(t.get("CreatedAt", "")), reverse=True)
+        for task in tasks:
             container = ((task.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID")
-            if task["Status"]["State"] != "running" or not container:
+            if task["Status"]["State"] != "running" or task.get("DesiredState") != "running" or not container:
                 continue
             try:
                 exec_id = client.exec_create(container, ["interlock", "inspect"])["Id"]

@@ -130,7 +130,10 @@ def settled(port: int = HTTP, timeout: float = 60) -> dict[str, Any]:
             ).split()
         )
         status = json.loads(sh(INTERLOCK, "status", "--json"))
-        cluster: dict[str, Any] = next(c for c in status["clusters"] if c["extension"] == extension)
+        # Right after `interlock up` the core may not list every cluster yet.
+        cluster: dict[str, Any] | None = next((c for c in status["clusters"] if c["extension"] == extension), None)
+        if cluster is None:
+            return None
         cluster["proxies"] = [p for p in cluster["proxies"] if p["proxy"] in running]
         newest = (cluster["config_id"], cluster["targets_id"])
         if cluster["proxies"] and all((p["config_id"], p["targets_id"]) == newest for p in cluster["proxies"]):
