@@ -170,19 +170,20 @@ def build(
                 label = "ssl_cert" if labels.ssl_cert in missing else "ssl_key"
                 problems.append(_problem(service, label, f"no Docker secret named {missing[0]!r}; create it first"))
                 continue
-        refused = [s for s in (labels.ssl_cert, labels.ssl_key) if s and s in (refused_secrets or {})]
-        if refused and refused_secrets:
-            label = "ssl_cert" if refused[0] == labels.ssl_cert else "ssl_key"
-            problems.append(
-                _problem(
-                    service,
-                    label,
-                    f"the proxy cannot use secret {refused[0]!r} ({refused_secrets[refused[0]]}); not routed. "
-                    "A secret cannot be changed: create a good PEM (certificate chain, and its unencrypted "
-                    "private key) as a new secret and point the label at it",
+        if refused_secrets:
+            refused = [s for s in (labels.ssl_cert, labels.ssl_key) if s and s in refused_secrets]
+            if refused:
+                label = "ssl_cert" if refused[0] == labels.ssl_cert else "ssl_key"
+                problems.append(
+                    _problem(
+                        service,
+                        label,
+                        f"the proxy cannot use secret {refused[0]!r} ({refused_secrets[refused[0]]}); not routed. "
+                        "A secret cannot be changed: create a good PEM (certificate chain, and its unencrypted "
+                        "private key) as a new secret and point the label at it",
+                    )
                 )
-            )
-            continue
+                continue
         resolved = _resolve(service, labels, index, problems)
         if resolved is not None:
             per_cluster[labels.service_cluster].append(resolved)

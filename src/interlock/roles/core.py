@@ -112,12 +112,12 @@ class Core:
         self.tasks_settled = True
         self.reconcile_wake = asyncio.Event()
         self.image_ids: dict[str, str] = {}
-        self.secret_names: frozenset[str] | None = None
-        self.secret_ids: dict[str, str] = {}
-        self.refused_secrets: dict[str, tuple[str, str]] = {}
-        """Secret name -> (its ID when refused, why): certificate secrets a proxy could not load.
-        Kept after the proxies stop naming them (they stop once the services are left out); a
-        secret removed and made again under the same name has a new ID and is tried again."""
+        self.secret_ids: dict[str, str] | None = None
+        """Secret name -> ID in the swarm; None until listed (and without SwarmOps)."""
+        self.refused_secrets: dict[tuple[str, str], str] = {}
+        """(secret name, its ID) -> why: certificate secrets a proxy could not load. Kept after
+        the proxies stop naming them (they stop once the services are left out); a secret
+        removed and made again under the same name has a new ID and is tried again."""
         self._secrets_stale = True
         self.service_events = 0
         self._seen_service_index = -1
@@ -204,7 +204,6 @@ class Core:
             # Secrets change only with a secret event; re-listing them on every settle poll
             # (ten a second) would be wasted calls. Periodic resyncs still re-list them.
             secrets_list = await asyncio.to_thread(self.ops.secrets)
-            self.secret_names = frozenset(s["Spec"]["Name"] for s in secrets_list)
             self.secret_ids = {s["Spec"]["Name"]: s["ID"] for s in secrets_list}
             self._secrets_stale = False
         SNAPSHOTS.inc()
@@ -240,11 +239,11 @@ class Core:
             snapshot,
             tuple(c.cluster for c in self.clusters.values()),
             attachments=self.attachments(snapshot) if self.ops is not None else None,
-            existing_secrets=self.secret_names,
+            existing_secrets=frozenset(self.secret_ids) if self.secret_ids is not None else None,
             refused_secrets={
                 name: why
-                for name, (secret_id, why) in self.refused_secrets.items()
-                if self.secret_ids.get(name, "") == secret_id
+                for (name, secret_id), why in self.refused_secrets.items()
+                if secret_id == self._secret_id(name)
             },
         )
         if result.problems != self.problems:
@@ -441,19 +440,22 @@ class Core:
         """Remember the certificate secrets a proxy could not load, and build again without the
         services that name them."""
         new = {
-            name: (self.secret_ids.get(name, ""), why)
+            (name, self._secret_id(name)): why
             for proxy in report.proxies
             for name, why in proxy.refused_secrets
-            if self.refused_secrets.get(name, (None, ""))[0] != self.secret_ids.get(name, "")
+            if (name, self._secret_id(name)) not in self.refused_secrets
         }
         if not new:
             return
-        for name, (_, why) in new.items():
+        for (name, _), why in new.items():
             log.warning("a proxy of %r cannot use secret %r: %s", report.extension, name, why)
         self.refused_secrets.update(new)
         if self.snapshot is not None and self.publish(self.snapshot):
             async with self.changed:
                 self.changed.notify_all()
+
+    def _secret_id(self, name: str) -> str:
+        return (self.secret_ids or {}).get(name, "")
 
     def status(self) -> dict[str, Any]:
         clusters = []
