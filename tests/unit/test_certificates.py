@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from interlock.edges.certificates import unusable_certificates
+from interlock.edges.certificates import CertificateVerdicts, unusable_certificates
 from interlock.edges.peer_http import PeerClient
 from interlock.roles.agent import Agent
 from interlock.wire.messages import ProxyConfig
@@ -63,6 +63,21 @@ def test_each_bad_secret_is_named_with_why(secrets: Path) -> None:
 def test_a_secret_not_mounted_yet_is_no_verdict(secrets: Path) -> None:
     # Swarm mounts a new secret only when the proxy task restarts; until then nginx -t decides.
     assert unusable_certificates([("missing.crt", "missing.key"), ("a.crt", "missing.key")], secrets) == {}
+
+
+def test_a_pair_that_loaded_is_not_read_again(secrets: Path, tmp_path: Path) -> None:
+    # A mounted secret cannot change while the proxy task runs; each configuration names every
+    # certificate again, and re-reading them all would cost every reload.
+    for name in ("a.crt", "a.key", "garbage"):
+        (tmp_path / name).write_bytes((secrets / name).read_bytes())
+    verdicts = CertificateVerdicts(tmp_path)
+    assert verdicts.check([("a.crt", "a.key"), ("missing.crt", "a.key")]) == {}
+    (tmp_path / "a.crt").write_text("not a certificate any more\n")
+    assert verdicts.check([("a.crt", "a.key")]) == {}, "the first verdict stands"
+    (tmp_path / "missing.crt").write_text("not a certificate\n")
+    refused = verdicts.check([("missing.crt", "a.key"), ("garbage", "a.key")])
+    assert set(refused) == {"missing.crt", "garbage"}, "a file missing before had no verdict yet"
+    assert verdicts.refused == refused
 
 
 async def test_the_agent_keeps_serving_and_reports_a_refused_secret(secrets: Path) -> None:

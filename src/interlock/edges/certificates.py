@@ -5,7 +5,8 @@ secret that is not a certificate, or a key that does not match its certificate, 
 The proxy agent reports such secrets by name; the core then leaves out the services that name
 them, so one bad secret excludes its own services and not every later change. A file that is
 not there yet is not a verdict (Swarm mounts a new secret only when it restarts the proxy
-task). Reads files with the standard `ssl` module; imports nothing from the roles.
+task). `CertificateVerdicts` remembers what it found. Reads files with the standard `ssl`
+module; imports nothing from the roles.
 """
 
 from __future__ import annotations
@@ -47,3 +48,26 @@ def unusable_certificates(pairs: Iterable[tuple[str, str]], secrets_dir: Path) -
         except ssl.SSLError as exc:
             refused[key_name] = f"not the unencrypted private key of {cert_name!r}: {_reason(exc)}"
     return refused
+
+
+class CertificateVerdicts:
+    """`unusable_certificates` with a memory, for the proxy agent: a secret mounted in this
+    container cannot change while the task runs (Swarm mounts secrets only at task start), so a
+    pair that loaded once is not read again on every later configuration."""
+
+    def __init__(self, secrets_dir: Path) -> None:
+        self.secrets_dir = secrets_dir
+        self.refused: dict[str, str] = {}
+        """Every secret refused so far, with why."""
+        self._usable: set[tuple[str, str]] = set()
+
+    def check(self, pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+        """The secrets among `pairs` nginx could not load, with why (also kept in `refused`)."""
+        unknown = [pair for pair in pairs if pair not in self._usable]
+        found = unusable_certificates(unknown, self.secrets_dir)
+        for cert_name, key_name in unknown:
+            mounted = (self.secrets_dir / cert_name).is_file() and (self.secrets_dir / key_name).is_file()
+            if mounted and cert_name not in found and key_name not in found:
+                self._usable.add((cert_name, key_name))
+        self.refused.update(found)
+        return found

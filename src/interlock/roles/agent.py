@@ -18,7 +18,7 @@ import signal
 import socket
 from pathlib import Path
 
-from interlock.edges.certificates import unusable_certificates
+from interlock.edges.certificates import CertificateVerdicts
 from interlock.edges.nginx_control import NginxController
 from interlock.edges.peer_http import PeerClient, read_token
 from interlock.errors import ConfigRejected, PeerUnavailable, ReloadFailed
@@ -35,12 +35,15 @@ class Agent:
         self.extension = extension
         self.nginx = nginx
         self.name = name
-        self.secrets_dir = secrets_dir
+        self.certificates = CertificateVerdicts(secrets_dir)
         self.digest = ""
         self.error = ""
-        self.refused_secrets: dict[str, str] = {}
+
+    @property
+    def refused_secrets(self) -> dict[str, str]:
         """Certificate secrets found unusable, reported until the proxy stops (a secret cannot
         change, so the verdict holds)."""
+        return self.certificates.refused
 
     async def boot(self, mounted: Path) -> None:
         """Start nginx on the newest configuration at hand.
@@ -111,9 +114,8 @@ class Agent:
             except ReloadFailed as exc:
                 # The running nginx did not take them; a reload loads them from the file.
                 log.warning("targets %s not taken at run time (%s); reloading", config.targets_id, exc)
-        refused = unusable_certificates(config.certificates, self.secrets_dir)
+        refused = self.certificates.check(config.certificates)
         if refused:
-            self.refused_secrets.update(refused)
             self.error = "certificate secrets refused: " + "; ".join(f"{k}: {v}" for k, v in sorted(refused.items()))
             # Not retried: the core leaves out the services naming these and sends a new one.
             self.digest = config.digest
