@@ -110,7 +110,7 @@ def routed(
 def settled(port: int = HTTP, timeout: float = 60) -> dict[str, Any]:
     """Wait until every running proxy of the cluster behind `port` reports the cluster's newest
     configuration and targets; returns that cluster's `interlock status` entry, with only the
-    running proxies. (A proxy that stopped is listed for a while after; it is left out here.)
+    running proxies. (A proxy killed without a word is listed for up to 30 s; it is left out here.)
 
     A first answer through a new route comes from a new nginx worker, while for a moment the
     old workers still answer with the previous configuration; the proxy agent reports a
