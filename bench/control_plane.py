@@ -30,13 +30,14 @@ from typing import Any
 
 from common import children, dump, rss_mb
 from interlock.config import default_config
+from interlock.constants import STATUS_PORT
 from interlock.edges.docker_source import EventStream
 from interlock.edges.nginx_control import accepting_workers
 from interlock.edges.peer_http import PeerClient
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
 from interlock.render.bundle import RenderedConfig
-from interlock.render.nginx import STATUS_PORT, render_nginx
+from interlock.render.nginx import render_nginx
 from interlock.render.targets import targets_delta
 from interlock.roles.core import Core
 from interlock.roles.extension import Extension
@@ -63,6 +64,9 @@ class StaticSource:
     def list_swarm(self) -> dict[str, list[dict[str, object]]]:
         return self.raw
 
+    def list_secrets(self) -> list[dict[str, Any]]:
+        return []
+
     def stream_events(self, on_event: Callable[[dict[str, Any]], None], on_end: Callable[..., None]) -> EventStream:
         raise NotImplementedError("the benchmark drives the core's rounds itself")
 
@@ -78,12 +82,11 @@ async def per_change(count: int, changes: int, *, dynamic: bool) -> dict[str, ob
     a host added or removed (a new nginx.conf, validated with `nginx -t`)."""
     source = StaticSource()
     core = Core(
-        config=default_config(Config={"DynamicUpstreams": dynamic}),
-        source=source,
-        ops=None,
+        default_config(Config={"DynamicUpstreams": dynamic}),
+        source,
+        None,
         service_name="bench",
         extension_token="x" * 20,
-        proxy_token="y" * 20,
         core_url="http://unused",
     )
     extension = Extension(name="default", core=PeerClient("http://unused", "t" * 20), proxy_token="p" * 20)
@@ -101,9 +104,9 @@ async def per_change(count: int, changes: int, *, dynamic: bool) -> dict[str, ob
             baseline.append(time.process_time() - started)
             source.raw = json.loads(text)
             t0, c0 = time.perf_counter(), time.process_time()
-            await core.resync()
+            await core.watcher.resync()
             c1 = time.process_time()
-            state = core.clusters["default"].state
+            state = core.board.slots["default"].state
             assert state is not None
             n0 = child_cpu()
             await extension.apply(state)

@@ -20,17 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from interlock import __version__
-from interlock.config import ConfigError, CoreConfig, default_config, load_config
+from interlock.config import CoreConfig, default_config, load_config
+from interlock.constants import EXTENSION_TOKEN, SECRETS_DIR
+from interlock.errors import BadInput, ConfigError, DockerUnavailable, SnapshotFormatError, TemplateFailed
 from interlock.model.build import build
-from interlock.model.docker_json import SnapshotFormatError, snapshot_from_api
+from interlock.model.docker_json import snapshot_from_api
 from interlock.model.labels import LABELS
-from interlock.problems import Problem
-from interlock.render.nginx import TemplateFailed, render_nginx
+from interlock.render.nginx import render_nginx
+from interlock.wire.status import ClusterStatus
 
 EXIT_BAD_INPUT = 2
 
 
-class UsageError(Exception):
+class UsageError(BadInput):
     """Bad input from the user; the message is shown as it is and the exit status is 2."""
 
 
@@ -45,16 +47,6 @@ def read_config(path: str | None) -> CoreConfig:
         return load_config(text, source=path)
     except ConfigError as exc:
         raise UsageError(str(exc)) from exc
-
-
-def _problem_json(problem: Problem) -> dict[str, str]:
-    return {
-        "service": problem.service,
-        "label": problem.label,
-        "value": problem.value,
-        "reason": problem.reason,
-        "severity": str(problem.severity),
-    }
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -83,7 +75,7 @@ def cmd_render(args: argparse.Namespace) -> int:
                 "config": rendered.text,
                 "targets": rendered.targets,
                 "digest": rendered.digest,
-                "problems": [_problem_json(p) for p in result.problems],
+                "problems": [p.to_json() for p in result.problems],
             },
             sys.stdout,
             indent=2,
@@ -169,12 +161,11 @@ def cmd_proxy(args: argparse.Namespace) -> int:
 
 
 def _operator(action: Callable[[], int]) -> int:
-    from interlock.errors import DockerUnavailable
-    from interlock.operator import OperatorError
-
+    """Operator commands: what the operator must fix (or a Docker that does not answer) is one
+    line and exit status 2."""
     try:
         return action()
-    except (OperatorError, DockerUnavailable) as exc:
+    except (BadInput, DockerUnavailable) as exc:
         raise UsageError(str(exc)) from exc
 
 
@@ -199,55 +190,67 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    import msgspec
+
     from interlock import operator
 
     def action() -> int:
         status = operator.core_status()
-        if args.command == "routes":
-            payload: object = status["routes"]
-        elif args.command == "problems":
-            payload = status["problems"]
-        else:
-            payload = {k: status[k] for k in ("ready", "core", "clusters") if k in status} | (
-                {"note": status["note"]} if "note" in status else {}
-            )
         if args.json:
-            json.dump(payload, sys.stdout, indent=2)
+            payload: object = {
+                "routes": status.routes,
+                "problems": status.problems,
+            }.get(args.command) or {
+                "ready": status.ready,
+                "core": status.core,
+                "clusters": status.clusters,
+                **({"note": status.note} if status.note else {}),
+            }
+            json.dump(msgspec.to_builtins(payload), sys.stdout, indent=2)
             sys.stdout.write("\n")
             return 0
-        if "note" in status:
-            print(f"note: {status['note']}", file=sys.stderr)
+        if status.note:
+            print(f"note: {status.note}", file=sys.stderr)
         if args.command == "routes":
-            operator.print_table(status["routes"], ["cluster", "host", "path", "services", "targets", "tls"])
+            rows = [msgspec.to_builtins(r) for r in status.routes]
+            print_table(rows, ["cluster", "host", "path", "services", "targets", "tls"])
         elif args.command == "problems":
-            operator.print_table(status["problems"], ["severity", "service", "label", "value", "reason"])
+            rows = [msgspec.to_builtins(p) for p in status.problems]
+            print_table(rows, ["severity", "service", "label", "value", "reason"])
         else:
-            print(f"core: {status['core'].get('service')} ready={status['ready']}")
-            for cluster in status["clusters"]:
+            print(f"core: {status.core.service} ready={status.ready}")
+            for cluster in status.clusters:
                 _print_cluster(cluster)
         return 0
 
     return _operator(action)
 
 
-def _print_cluster(cluster: dict[str, Any]) -> None:
-    error = cluster["validation_error"]
+def _print_cluster(cluster: ClusterStatus) -> None:
+    error = cluster.validation_error
     print(
-        f"cluster {cluster['cluster']!r} (extension {cluster['extension']}): state {cluster['state_version']}, "
-        f"{cluster['hosts']} hosts, validated config {_serving_id(cluster)}"
+        f"cluster {cluster.cluster!r} (extension {cluster.extension}): state {cluster.state_version}, "
+        f"{cluster.hosts} hosts, validated config {cluster.serving_id}"
         + (f" (validation error: {error[:200]})" if error else "")
     )
-    for proxy in cluster["proxies"]:
-        state = "ok" if proxy["ok"] else f"error: {proxy['error'][:200]}"
+    for proxy in cluster.proxies:
+        state = "ok" if proxy.ok else f"error: {proxy.error[:200]}"
+        serving = "+".join(filter(None, (proxy.config_id, proxy.targets_id))) or "nothing"
         print(
-            f"  proxy {proxy['proxy']}: serving {_serving_id(proxy) or 'nothing'} ({state}, {proxy['reloads']} reloads,"
-            f" {proxy.get('target_updates', 0)} target changes without a reload)"
+            f"  proxy {proxy.proxy}: serving {serving} ({state}, {proxy.reloads} reloads,"
+            f" {proxy.target_updates} target changes without a reload)"
         )
 
 
-def _serving_id(entry: dict[str, Any]) -> str:
-    """`CONFIG_ID+TARGETS_ID`: the nginx.conf and, with dynamic upstreams, the targets in use."""
-    return "+".join(filter(None, (entry.get("config_id") or "", entry.get("targets_id") or "")))
+def print_table(rows: list[dict[str, Any]], columns: list[str], out: Any = sys.stdout) -> None:
+    cells = [
+        [", ".join(v) if isinstance(v, list | tuple) else str(v) for v in (row.get(c, "") for c in columns)]
+        for row in rows
+    ]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip(), file=out)
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip(), file=out)
 
 
 def cmd_demo_app(args: argparse.Namespace) -> int:
@@ -269,9 +272,16 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from interlock.operator import inspect_local
+    """Inside the core's container (`interlock status` runs it with docker exec): the core's own
+    /v1/status, on the port of the core's `ListenAddr`."""
+    from interlock.edges.peer_http import local_get, read_token
 
-    json.dump(inspect_local(), sys.stdout)
+    config = read_config(args.config)
+    host, _, port = config.listen_addr.rpartition(":")
+    host = host.strip("[]")
+    address = host if host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+    token = read_token(Path(SECRETS_DIR) / EXTENSION_TOKEN)
+    sys.stdout.buffer.write(local_get(address, int(port), "/v1/status", token))
     return 0
 
 
@@ -337,6 +347,7 @@ def parser() -> argparse.ArgumentParser:
     snapshot.set_defaults(func=cmd_snapshot)
 
     inspect = sub.add_parser("inspect", help=argparse.SUPPRESS)
+    inspect.add_argument("-c", "--config", default="/config.toml")
     inspect.set_defaults(func=cmd_inspect)
 
     template = sub.add_parser("template", help="print the built-in nginx template (what a Template extends)")

@@ -10,54 +10,40 @@ from the Docker API with the same pipeline, and say so.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import secrets
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import docker
+import msgspec
 
-from interlock import __version__
-from interlock.config import ConfigError, CoreConfig, load_config
-from interlock.edges.docker_source import DockerSwarmSource
-from interlock.edges.swarm_ops import SwarmOps
-from interlock.errors import DockerUnavailable
-from interlock.model.build import build
-from interlock.model.docker_json import snapshot_from_api
-from interlock.render.swarm_specs import (
+from interlock.config import CoreConfig, load_config
+from interlock.constants import (
     CONTROL_NETWORK,
+    CORE_SERVICE,
     EXTENSION_TOKEN,
     LABEL_MANAGED,
     LABEL_OWNER,
+    MANAGED_BY_UP,
     PROXY_TOKEN,
-    Ref,
-    core_spec,
-    spec_hash,
 )
-from interlock.render.tables import routes_table
+from interlock.edges.docker_source import DockerSwarmSource, RawSnapshot
+from interlock.edges.swarm_ops import SwarmOps
+from interlock.errors import DockerUnavailable, OperatorError
+from interlock.model.build import build
+from interlock.model.docker_json import snapshot_from_api
+from interlock.render.swarm_specs import Ref, core_spec, spec_hash
+from interlock.wire.status import CoreInfo, CoreStatus, ProblemView, routes_table
 
-CORE_SERVICE = "interlock"
-MANAGED = {LABEL_MANAGED: "interlock-up"}
-REPO = Path(__file__).resolve().parents[2]
+MANAGED = {LABEL_MANAGED: MANAGED_BY_UP}
+Say = Callable[[str], None]
 
-
-class OperatorError(Exception):
-    """Something the operator must fix; the message says what."""
-
-
-def connect() -> tuple[docker.APIClient, SwarmOps]:
-    try:
-        client = docker.APIClient(version="auto", **docker.utils.kwargs_from_env())
-    except docker.errors.DockerException as exc:
-        raise OperatorError(f"cannot reach Docker: {exc}") from exc
-    return client, SwarmOps(client)
+__all__ = ["OperatorError", "core_status", "down", "up"]
 
 
 def has_ipvs() -> bool:
@@ -71,21 +57,8 @@ def default_config_text(*, host_mode: bool, replicas: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def ensure_image(client: docker.APIClient, image: str, say: Any) -> None:
-    try:
-        client.inspect_image(image)
-        return
-    except docker.errors.ImageNotFound:
-        pass
-    builder = REPO / "scripts" / "build-images"
-    if image != f"interlock:{__version__}" or not builder.exists():
-        raise OperatorError(f"image {image} is not on this node; build or pull it first")
-    say(f"building {image} (scripts/build-images)")
-    subprocess.run([str(builder)], check=True)
-
-
-def up(config_path: str | None, *, debug: bool, wait: float, say: Any = print) -> CoreConfig:
-    client, ops = connect()
+def up(config_path: str | None, *, debug: bool, wait: float, say: Say = print) -> CoreConfig:
+    ops = SwarmOps.from_environment()
     state, manager = ops.swarm_state()
     if state != "active":
         raise OperatorError("this Docker engine is not part of a swarm; run `docker swarm init` first")
@@ -94,19 +67,17 @@ def up(config_path: str | None, *, debug: bool, wait: float, say: Any = print) -
     if config_path:
         text = Path(config_path).read_text()
     else:
-        ready = [n for n in client.nodes() if (n.get("Status") or {}).get("State") == "ready"]
+        ready = [n for n in ops.nodes() if (n.get("Status") or {}).get("State") == "ready"]
         host_mode = not has_ipvs()
         if host_mode:
             say("this kernel has no IPVS, so Swarm's routing mesh cannot answer: publishing the proxy in host mode")
         text = default_config_text(host_mode=host_mode, replicas=max(1, min(2, len(ready))))
-    try:
-        config = load_config(text, source=config_path or "default config")
-    except ConfigError as exc:
-        raise OperatorError(str(exc)) from exc
+    config = load_config(text, source=config_path or "default config")
     for image in sorted(
         {e.image for e in config.extensions.values()} | {e.proxy_image for e in config.extensions.values()}
     ):
-        ensure_image(client, image, say)
+        if not ops.image_identity(image):
+            raise OperatorError(f"image {image} is not on this node; build it (scripts/build-images) or pull it first")
     network = ops.ensure_overlay(CONTROL_NETWORK, MANAGED)
     tokens = {}
     for name in (EXTENSION_TOKEN, PROXY_TOKEN):
@@ -141,13 +112,13 @@ def up(config_path: str | None, *, debug: bool, wait: float, say: Any = print) -
             say(f"waiting for proxy {config.proxy_service_name(name)} to answer on port {port}")
             wait_for_proxy(port, max(1.0, deadline - time.monotonic()))
         say("waiting until every proxy serves its cluster's newest configuration")
-        wait_converged(client, ops, config, deadline)
+        wait_converged(ops, config, deadline)
     say("Interlock is up. Route a service with --label com.docker.lb.hosts=NAME --label com.docker.lb.port=PORT")
     return config
 
 
 def _remove_unused_core_configs(ops: SwarmOps, keep: Ref) -> None:
-    for config in ops.configs(label=f"{LABEL_MANAGED}=interlock-up"):
+    for config in ops.configs(label=f"{LABEL_MANAGED}={MANAGED_BY_UP}"):
         if config["ID"] != keep.id and config["Spec"]["Name"].startswith("interlock-config-"):
             try:
                 ops.remove_config(config["ID"])
@@ -173,15 +144,14 @@ def wait_for_proxy(port: int, timeout: float) -> int:
     raise OperatorError(f"no proxy answered on port {port} within {timeout:.0f}s ({last}); see `interlock status`")
 
 
-def _converged(client: docker.APIClient, ops: SwarmOps, config: CoreConfig) -> str | None:
+def converged(ops: SwarmOps, config: CoreConfig, status: CoreStatus) -> str | None:
     """None when every proxy task runs and serves its cluster's newest configuration, else why not."""
-    status = core_status()
-    if not status.get("ready"):
+    if not status.ready:
         return "the core has not listed the swarm yet"
-    by_extension = {c["extension"]: c for c in status.get("clusters", [])}
+    by_extension = {c.extension: c for c in status.clusters}
     for name, ext in config.extensions.items():
         cluster = by_extension.get(name)
-        if cluster is None or not cluster.get("config_id"):
+        if cluster is None or not cluster.config_id:
             return f"extension {name} has no validated configuration yet"
         service = ops.service_named(config.proxy_service_name(name))
         if service is None:
@@ -192,8 +162,8 @@ def _converged(client: docker.APIClient, ops: SwarmOps, config: CoreConfig) -> s
         running = [t for t in tasks if t["Status"]["State"] == "running"]
         if len(running) != ext.proxy_replicas or len(tasks) != ext.proxy_replicas:
             return f"{config.proxy_service_name(name)}: {len(running)} of {ext.proxy_replicas} tasks running"
-        newest = (cluster["config_id"], cluster.get("targets_id") or "")
-        serving = {p["proxy"]: (p["config_id"], p.get("targets_id") or "") for p in cluster.get("proxies", [])}
+        newest = (cluster.config_id, cluster.targets_id or "")
+        serving = {p.proxy: (p.config_id, p.targets_id or "") for p in cluster.proxies}
         for task in running:
             container = ((task["Status"].get("ContainerStatus") or {}).get("ContainerID") or "")[:12]
             if serving.get(container) != newest:
@@ -201,55 +171,68 @@ def _converged(client: docker.APIClient, ops: SwarmOps, config: CoreConfig) -> s
     return None
 
 
-def wait_converged(client: docker.APIClient, ops: SwarmOps, config: CoreConfig, deadline: float) -> None:
+def wait_converged(ops: SwarmOps, config: CoreConfig, deadline: float) -> None:
     reason: str | None = "not checked"
     while time.monotonic() < deadline:
-        reason = _converged(client, ops, config)
+        reason = converged(ops, config, core_status(ops))
         if reason is None:
             return
         time.sleep(0.5)
     raise OperatorError(f"Interlock did not settle in time: {reason}; see `interlock status`")
 
 
-def down(*, say: Any = print, timeout: float = 90.0) -> None:
-    client, ops = connect()
+def down(*, say: Say = print, timeout: float = 90.0) -> None:
+    """Remove what `up` and the core created, and return only once it is gone, so an `up` right
+    after cannot find a network or secret that is still being removed."""
+    ops = SwarmOps.from_environment()
     deadline = time.monotonic() + timeout
     core = ops.service_named(CORE_SERVICE)
-    if core is not None and core["Spec"].get("Labels", {}).get(LABEL_MANAGED) == "interlock-up":
+    if core is not None and core["Spec"].get("Labels", {}).get(LABEL_MANAGED) == MANAGED_BY_UP:
         say(f"removing {CORE_SERVICE}")
         ops.remove_service(core["ID"])
         # A core task that is still stopping would recreate what it owns: wait until it is gone.
-        _wait(
-            lambda: not any(t["ServiceID"] == core["ID"] and t["Status"]["State"] == "running" for t in client.tasks()),
-            deadline,
-            "the core to stop",
-        )
-    for service in ops.services(label=f"{LABEL_OWNER}={CORE_SERVICE}"):
+        _wait(_gone(ops, core["ID"]), deadline, "the core to stop")
+    owned = ops.services(label=f"{LABEL_OWNER}={CORE_SERVICE}")
+    for service in owned:
         say(f"removing {service['Spec']['Name']}")
         ops.remove_service(service["ID"])
     _wait(lambda: not ops.services(label=f"{LABEL_OWNER}={CORE_SERVICE}"), deadline, "owned services to go")
-    for label in (f"{LABEL_OWNER}={CORE_SERVICE}", f"{LABEL_MANAGED}=interlock-up"):
+    for service in owned:
+        _wait(_gone(ops, service["ID"]), deadline, f"{service['Spec']['Name']}'s tasks to stop")
+    for label in (f"{LABEL_OWNER}={CORE_SERVICE}", f"{LABEL_MANAGED}={MANAGED_BY_UP}"):
         # Configs, secrets and the network can go once no task uses them.
         for config in ops.configs(label=label):
-            _retry(lambda c=config: ops.remove_config(c["ID"]), deadline)
+            _retry(partial(ops.remove_config, config["ID"]), deadline)
         for secret in ops.secrets(label=label):
-            _retry(lambda s=secret: ops.remove_secret(s["ID"]), deadline)
+            _retry(partial(ops.remove_secret, secret["ID"]), deadline)
     network = ops.network(CONTROL_NETWORK)
-    if network is not None:
-        details = client.inspect_network(network.id)
-        if (details.get("Labels") or {}).get(LABEL_MANAGED) == "interlock-up":
-            _retry(lambda: ops.remove_network(network.id), deadline)
+    if network is not None and ops.network_labels(network.id).get(LABEL_MANAGED) == MANAGED_BY_UP:
+        say(f"removing network {CONTROL_NETWORK}")
+        _retry(lambda: ops.remove_network(network.id), deadline)
+        _wait(lambda: ops.network(CONTROL_NETWORK) is None, deadline, f"network {CONTROL_NETWORK} to go")
     say("Interlock is down")
 
 
-def _wait(done: Any, deadline: float, what: str) -> None:
+def _gone(ops: SwarmOps, service_id: str) -> Callable[[], bool]:
+    """A check: no task of the service is starting or running any more."""
+
+    def check() -> bool:
+        return not any(t["ServiceID"] == service_id and t["Status"]["State"] in _LIVE for t in ops.all_tasks())
+
+    return check
+
+
+_LIVE = frozenset({"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"})
+
+
+def _wait(done: Callable[[], bool], deadline: float, what: str) -> None:
     while not done():
         if time.monotonic() > deadline:
             raise OperatorError(f"timed out waiting for {what}")
-        time.sleep(0.5)
+        time.sleep(0.2)
 
 
-def _retry(action: Any, deadline: float) -> None:
+def _retry(action: Callable[[], None], deadline: float) -> None:
     while True:
         try:
             action()
@@ -260,9 +243,10 @@ def _retry(action: Any, deadline: float) -> None:
             time.sleep(0.5)
 
 
-def core_status() -> dict[str, Any]:
-    """The running core's /v1/status, through `docker exec` on this node; or a local computation."""
-    client, ops = connect()
+def core_status(ops: SwarmOps | None = None) -> CoreStatus:
+    """The running core's /v1/status, asked through `docker exec` on this node (the API is on
+    the control network only); else routes and problems computed here, with a note saying so."""
+    ops = ops or SwarmOps.from_environment()
     core = ops.service_named(CORE_SERVICE)
     if core is not None:
         # While the core is updated (start-first) the old one still runs for a moment, with the
@@ -273,62 +257,34 @@ def core_status() -> dict[str, Any]:
             if task["Status"]["State"] != "running" or task.get("DesiredState") != "running" or not container:
                 continue
             try:
-                exec_id = client.exec_create(container, ["interlock", "inspect"])["Id"]
-                output = client.exec_start(exec_id)
-                if client.exec_inspect(exec_id).get("ExitCode") == 0:
-                    return dict(json.loads(output))
-            except (docker.errors.DockerException, json.JSONDecodeError):
+                code, output = ops.exec_in(container, ["interlock", "inspect"])
+                if code == 0:
+                    return msgspec.json.decode(output, type=CoreStatus)
+            except (DockerUnavailable, msgspec.DecodeError):
                 continue
-    return local_status(client, core)
+    return local_status(ops, core)
 
 
-def local_status(client: docker.APIClient, core: dict[str, Any] | None) -> dict[str, Any]:
+def local_status(ops: SwarmOps, core: dict[str, Any] | None) -> CoreStatus:
     """Routes and problems computed here from the Docker API (the core was not reachable)."""
-    source = DockerSwarmSource(client)
     config = None
     if core is not None:
         configs = core["Spec"]["TaskTemplate"]["ContainerSpec"].get("Configs") or []
         if configs:
-            data = client.inspect_config(configs[0]["ConfigID"])["Spec"]["Data"]
-            config = load_config(base64.b64decode(data).decode())
+            config = load_config(ops.config_data(configs[0]["ConfigID"]).decode())
     clusters = tuple(e.service_cluster for e in config.extensions.values()) if config else ("",)
-    result = build(snapshot_from_api(source.list_swarm()), clusters)
-    return {
-        "ready": False,
-        "note": "the core was not reachable from this node; routes and problems computed locally",
-        "core": {"service": CORE_SERVICE if core else None},
-        "clusters": [],
-        "routes": [row for r in result.routings.values() for row in routes_table(r)],
-        "problems": [
-            {"service": p.service, "label": p.label, "value": p.value, "reason": p.reason, "severity": str(p.severity)}
-            for p in result.problems
-        ],
-    }
+    result = build(snapshot_from_api(capture_snapshot(ops)), clusters)
+    return CoreStatus(
+        ready=False,
+        core=CoreInfo(CORE_SERVICE if core else None),
+        routes=tuple(row for r in result.routings.values() for row in routes_table(r)),
+        problems=tuple(ProblemView.of(p) for p in result.problems),
+        note="the core was not reachable from this node; routes and problems computed locally",
+    )
 
 
-def capture_snapshot() -> dict[str, Any]:
-    """The swarm's services, tasks, networks and nodes in the Docker API's shape."""
-    client, _ = connect()
-    return dict(DockerSwarmSource(client).list_swarm())
-
-
-def inspect_local(listen_addr: str = ":8080") -> dict[str, Any]:
-    """Inside the core's container: ask the core's own API for its status."""
-    from interlock.edges.peer_http import read_token
-    from interlock.render.swarm_specs import SECRETS_DIR
-
-    token = read_token(Path(SECRETS_DIR) / EXTENSION_TOKEN)
-    port = listen_addr.rpartition(":")[2]
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/status", headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return dict(json.loads(response.read()))
-
-
-def print_table(rows: list[dict[str, Any]], columns: list[str], out: Any = sys.stdout) -> None:
-    cells = [
-        [", ".join(v) if isinstance(v, list) else str(v) for v in (row.get(c, "") for c in columns)] for row in rows
-    ]
-    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip(), file=out)
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip(), file=out)
+def capture_snapshot(ops: SwarmOps | None = None) -> RawSnapshot:
+    """The swarm's services, tasks, networks, nodes and secrets (names, never data) in the
+    Docker API's shape."""
+    source = DockerSwarmSource((ops or SwarmOps.from_environment()).client)
+    return {**source.list_swarm(), "secrets": source.list_secrets()}

@@ -42,6 +42,16 @@ class Problem:
         shown = "(not set)" if self.value == "-" else f"={self.value!r}"
         return f"{self.severity}: service {self.service}: {self.label}{shown}: {self.reason}"
 
+    def to_json(self) -> dict[str, str]:
+        """The one JSON shape of a problem (status, `render --json`, `problems --json`)."""
+        return {
+            "service": self.service,
+            "label": self.label,
+            "value": self.value,
+            "reason": self.reason,
+            "severity": str(self.severity),
+        }
+
 
 def sorted_problems(problems: list[Problem] | tuple[Problem, ...]) -> tuple[Problem, ...]:
     """Problems in a stable order (service, label, value, reason), duplicates dropped."""

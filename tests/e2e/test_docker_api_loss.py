@@ -42,7 +42,7 @@ async def until(check: Callable[[], bool], timeout: float, what: str) -> float:
 
 
 def routed_hosts(core: Core) -> set[str]:
-    state = core.clusters["default"].state
+    state = core.board.slots["default"].state
     return {h.name for h in state.routing.hosts} if state else set()
 
 
@@ -57,15 +57,9 @@ async def test_core_recovers_from_docker_api_loss(fault: str, tmp_path: Path) ->
     )
     source = DockerSwarmSource(client)
     core = Core(
-        config=default_config(),
-        source=source,
-        ops=None,
-        service_name="test-core",
-        extension_token="x" * 20,
-        proxy_token="y" * 20,
-        core_url="http://unused",
+        default_config(), source, None, service_name="test-core", extension_token="x" * 20, core_url="http://unused"
     )
-    watcher = asyncio.create_task(core.watch())
+    watcher = asyncio.create_task(core.run())
     names = [unique(f"loss-{fault}") for _ in range(3)]
     try:
         create(names[0])
@@ -75,7 +69,7 @@ async def test_core_recovers_from_docker_api_loss(fault: str, tmp_path: Path) ->
         result = action()
         if result is not None:
             await result
-        detected = await until(lambda: not core.connected, 10, "the core noticing the lost API")
+        detected = await until(lambda: not core.watcher.connected, 10, "the core noticing the lost API")
         for name in names[1:]:
             await asyncio.to_thread(create, name)
         await asyncio.sleep(2)

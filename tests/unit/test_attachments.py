@@ -54,31 +54,31 @@ def test_attachments_are_what_every_proxy_task_and_the_spec_share() -> None:
     assert attached == ProxyAttachments(frozenset({"other"}), frozenset({"x"}))
 
 
+def _secrets(*names: str) -> list[dict[str, Any]]:
+    return [{"ID": f"id-{n}", "Spec": {"Name": n}} for n in names]
+
+
 def test_held_back_until_attached_then_routed() -> None:
-    snapshot = snapshot_from_api(swarm_json({"services": [APP, TLS]}))
-    waiting = build(
-        snapshot, attachments={"": ProxyAttachments(frozenset(), frozenset())}, existing_secrets=frozenset({"tls.pem"})
-    )
+    document = {**swarm_json({"services": [APP, TLS]}), "secrets": _secrets("tls.pem")}
+    proxies = {"": "interlock-proxy"}
+    waiting = build(snapshot_from_api(_with_proxy(document, [[]], [], [])), proxies=proxies)
     routing = waiting.routings[""]
     assert routing.hosts == ()
     assert routing.networks == ("apps",) and routing.secrets == ("tls.pem",)
     assert {p.service for p in waiting.problems if "waiting for every proxy task" in p.reason} == {"app", "tls"}
-    partly = build(
-        snapshot,
-        attachments={"": ProxyAttachments(frozenset({"apps"}), frozenset())},
-        existing_secrets=frozenset({"tls.pem"}),
-    )
+    partly = build(snapshot_from_api(_with_proxy(document, [["apps"]], ["apps"], [])), proxies=proxies)
     assert [h.name for h in partly.routings[""].hosts] == ["app.local"]
-    ready = build(
-        snapshot,
-        attachments={"": ProxyAttachments(frozenset({"apps"}), frozenset({"tls.pem"}))},
-        existing_secrets=frozenset({"tls.pem"}),
-    )
+    ready = build(snapshot_from_api(_with_proxy(document, [["apps"]], ["apps"], ["tls.pem"])), proxies=proxies)
     assert [h.name for h in ready.routings[""].hosts] == ["app.local", "tls.local"]
 
 
 def test_missing_secret_is_an_error_naming_it() -> None:
-    result = build(snapshot_from_api(swarm_json({"services": [TLS]})), existing_secrets=frozenset())
+    result = build(snapshot_from_api({**swarm_json({"services": [TLS]}), "secrets": []}))
     assert [(p.service, p.label, p.reason) for p in result.problems] == [
         ("tls", "com.docker.lb.ssl_cert", "no Docker secret named 'tls.pem'; create it first")
     ]
+
+
+def test_secrets_are_not_checked_when_the_snapshot_does_not_list_them() -> None:
+    result = build(snapshot_from_api(swarm_json({"services": [TLS]})))
+    assert result.problems == ()

@@ -138,7 +138,9 @@ def test_a_certificate_secret_a_proxy_refused_leaves_out_only_its_services() -> 
     good = service("good", hosts="good.local", port="80", ssl_cert="good.crt", ssl_key="good.key")
     plain = service("plain", hosts="plain.local", port="80")
     document = swarm_json({"services": [bad, shares_key, good, plain]})
-    result = build(snapshot_from_api(document), refused_secrets={"bad.crt": "not a PEM certificate: no certificate"})
+    result = build(
+        snapshot_from_api(document), refused_secrets={("bad.crt", ""): "not a PEM certificate: no certificate"}
+    )
     routing = result.routings[""]
     assert [h.name for h in routing.hosts] == ["good.local", "plain.local", "shares.local"]
     assert routing.certificate_pairs() == (("good.crt", "good.key"), ("ok.crt", "bad.key"))
@@ -147,7 +149,7 @@ def test_a_certificate_secret_a_proxy_refused_leaves_out_only_its_services() -> 
     assert "cannot use secret 'bad.crt' (not a PEM certificate" in problem.reason
     assert "as a new secret" in problem.reason, "says how to fix it"
     # A refused key leaves out every service using it, reported on ssl_key.
-    result = build(snapshot_from_api(document), refused_secrets={"bad.key": "key values mismatch"})
+    result = build(snapshot_from_api(document), refused_secrets={("bad.key", ""): "key values mismatch"})
     assert [h.name for h in result.routings[""].hosts] == ["good.local", "plain.local"]
     assert [(p.service, p.label.rsplit(".", 1)[1]) for p in result.problems] == [
         ("bad", "ssl_key"),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from interlock.config import ConfigError, default_config, load_config
+from interlock.config import default_config, load_config
 from interlock.config.durations import format_duration, parse_duration
+from interlock.errors import ConfigError
 
 
 def test_defaults_match_interlock() -> None:

@@ -1,37 +1,19 @@
-"""The core's publishing and API, with a small fake swarm source (no Docker)."""
+"""The core's publishing and API on a fake swarm and a fake clock (no Docker)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from interlock.config import default_config
-from interlock.edges.docker_source import RawSnapshot
 from interlock.roles.core import Core
-from interlock.testing.swarm_json import swarm_json
+from interlock.testing.fakes import FakeClock, FakeSwarm
 from interlock.wire.messages import ClusterState, ExtensionReport, ProxyConfig, ProxyReport, decode, encode
 
 TOKEN = "extension-token-0123456789"
-
-
-class FakeSource:
-    """Serves whatever snapshot the test sets; records how often it was listed."""
-
-    def __init__(self) -> None:
-        self.services: list[dict[str, Any]] = []
-        self.lists = 0
-
-    def list_swarm(self) -> RawSnapshot:
-        self.lists += 1
-        return swarm_json({"services": self.services})
-
-    def stream_events(
-        self, on_event: Callable[[dict[str, Any]], None], on_end: Callable[[BaseException | None], None]
-    ) -> Any:
-        raise NotImplementedError
 
 
 def app_service(name: str, replicas: int = 1) -> dict[str, Any]:
@@ -44,18 +26,18 @@ def app_service(name: str, replicas: int = 1) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def core() -> AsyncIterator[tuple[Core, FakeSource, TestClient[Any, Any]]]:
-    source = FakeSource()
+async def core() -> AsyncIterator[tuple[Core, FakeSwarm, TestClient[Any, Any]]]:
+    source = FakeSwarm(secrets=("t.crt", "t.key"))
     core = Core(
-        config=default_config(),
-        source=source,
-        ops=None,
+        default_config(),
+        source,
+        None,
         service_name="interlock",
         extension_token=TOKEN,
-        proxy_token="proxy-token-0123456789",
         core_url="http://tasks.interlock:8080",
+        clock=FakeClock(),
     )
-    client = TestClient(TestServer(core.app()))
+    client = TestClient(TestServer(core.api.app()))
     await client.start_server()
     yield core, source, client
     await client.close()
@@ -69,13 +51,13 @@ async def test_nothing_is_published_before_the_first_full_list(core: Any) -> Non
     assert (await client.get("/health")).status == 503
     response = await client.get("/v1/clusters/default/state", params={"wait": "0"}, headers=AUTH)
     assert response.status == 304
-    await instance.resync()
+    await instance.watcher.resync()
     assert (await client.get("/health")).status == 200
 
 
 async def test_api_refuses_calls_without_the_token(core: Any) -> None:
     instance, _, client = core
-    await instance.resync()
+    await instance.watcher.resync()
     for headers in ({}, {"Authorization": "Bearer wrong-token-000000000"}, {"Authorization": TOKEN}):
         assert (await client.get("/v1/clusters/default/state", headers=headers)).status == 401
         assert (await client.get("/v1/status", headers=headers)).status == 401
@@ -84,15 +66,15 @@ async def test_api_refuses_calls_without_the_token(core: Any) -> None:
 
 async def test_versions_change_only_when_routing_changes_and_long_poll_waits(core: Any) -> None:
     instance, source, client = core
-    source.services = [app_service("a")]
-    await instance.resync()
+    source.set_apps({"services": [app_service("a")]}, event=False)
+    await instance.watcher.resync()
     first = decode(await (await client.get("/v1/clusters/default/state", headers=AUTH)).read(), ClusterState)
     assert [h.name for h in first.routing.hosts] == ["a.local"]
-    await instance.resync()  # same swarm: same state, nothing new to send
+    await instance.watcher.resync()  # same swarm: same state, nothing new to send
     unchanged = await client.get("/v1/clusters/default/state", params={"after": first.tag, "wait": "0.2"}, headers=AUTH)
     assert unchanged.status == 304
-    source.services = [app_service("a", replicas=2)]
-    await instance.resync()
+    source.set_apps({"services": [app_service("a", replicas=2)]}, event=False)
+    await instance.watcher.resync()
     second = decode(
         await (await client.get("/v1/clusters/default/state", params={"after": first.tag}, headers=AUTH)).read(),
         ClusterState,
@@ -103,8 +85,11 @@ async def test_versions_change_only_when_routing_changes_and_long_poll_waits(cor
 
 async def test_status_shows_routes_problems_and_what_proxies_serve(core: Any) -> None:
     instance, source, client = core
-    source.services = [app_service("a"), {"name": "bad", "networks": ["n"], "labels": {"com.docker.lb.hosts": "x;y"}}]
-    await instance.resync()
+    source.set_apps(
+        {"services": [app_service("a"), {"name": "bad", "networks": ["n"], "labels": {"com.docker.lb.hosts": "x;y"}}]},
+        event=False,
+    )
+    await instance.watcher.resync()
     report = ExtensionReport(
         "default",
         "",
@@ -131,8 +116,8 @@ async def test_a_certificate_secret_a_proxy_refuses_leaves_out_its_service_for_g
     instance, source, client = core
     tls = app_service("t")
     tls["labels"] = {**tls["labels"], "com.docker.lb.ssl_cert": "t.crt", "com.docker.lb.ssl_key": "t.key"}
-    source.services = [app_service("a"), tls]
-    await instance.resync()
+    source.set_apps({"services": [app_service("a"), tls]}, event=False)
+    await instance.watcher.resync()
     first = decode(await (await client.get("/v1/clusters/default/state", headers=AUTH)).read(), ClusterState)
     assert [h.name for h in first.routing.hosts] == ["a.local", "t.local"]
 
@@ -152,7 +137,7 @@ async def test_a_certificate_secret_a_proxy_refuses_leaves_out_its_service_for_g
     # The proxy no longer names it once it serves the configuration without the service; the
     # service stays out, and a resync does not bring it back.
     await client.post("/v1/clusters/default/report", data=report(), headers=AUTH)
-    await instance.resync()
+    await instance.watcher.resync()
     unchanged = await client.get(
         "/v1/clusters/default/state", params={"after": second.tag, "wait": "0.2"}, headers=AUTH
     )

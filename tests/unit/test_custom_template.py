@@ -7,14 +7,15 @@ from typing import Any
 
 import pytest
 
-from interlock.config import ConfigError, default_config, load_config
+from interlock.config import default_config, load_config
 from interlock.config.schema import ExtensionConfig
 from interlock.edges.nginx_check import check_routing
 from interlock.edges.peer_http import PeerClient
+from interlock.errors import ConfigError, TemplateFailed
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
 from interlock.model.routing import Routing
-from interlock.render.nginx import TemplateFailed, render_nginx
+from interlock.render.nginx import render_nginx
 from interlock.roles.extension import Extension
 from interlock.testing.swarm_json import swarm_json
 from interlock.wire.messages import ClusterState

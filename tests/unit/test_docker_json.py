@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from interlock.model.docker_json import SnapshotFormatError, parse_timestamp_ns, snapshot_from_api
+from interlock.errors import SnapshotFormatError
+from interlock.model.docker_json import parse_timestamp_ns, snapshot_from_api
 
 DATA = Path(__file__).parent.parent / "data"
 

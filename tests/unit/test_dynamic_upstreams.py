@@ -15,11 +15,12 @@ import pytest
 from aiohttp import web
 
 from interlock.config import default_config
+from interlock.constants import STATUS_PORT
 from interlock.edges.nginx_control import NginxController
 from interlock.errors import ReloadFailed
 from interlock.model.routing import Balance, Route, Routing, Server, Upstream, VirtualHost
 from interlock.render.bundle import RenderedConfig
-from interlock.render.nginx import STATUS_PORT, render_nginx
+from interlock.render.nginx import render_nginx
 
 pytestmark = pytest.mark.nginx
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from interlock.errors import GrammarError
 from interlock.model import grammar
-from interlock.model.grammar import GrammarError
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from interlock.config import default_config
+from interlock.constants import STATUS_PORT
 from interlock.edges.nginx_control import NginxController
 from interlock.errors import ConfigRejected
 from interlock.model.routing import Routing
-from interlock.render.nginx import STATUS_PORT, render_nginx
+from interlock.render.nginx import render_nginx
 
 pytestmark = pytest.mark.nginx
 

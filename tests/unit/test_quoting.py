@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from interlock.errors import UnsafeValue
 from interlock.render.quoting import (
     Token,
-    UnsafeValue,
     finalize,
     operator_line,
     operator_string,

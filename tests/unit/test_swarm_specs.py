@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from interlock.config import load_config
+from interlock.constants import LABEL_SPEC
 from interlock.render.swarm_specs import (
-    LABEL_SPEC,
     ClusterRefs,
     Ref,
     core_spec,
@@ -30,7 +30,7 @@ PublishMode = "host"
 PublishedPort = 80
 PublishedSSLPort = 443
 Args = ["-D"]
-ProxyArgs = ["--extra"]
+ProxyArgs = ["--debug", ""]
 [Extensions.east.Labels]
 ext_region = "east"
 [Extensions.east.ProxyLabels]
@@ -57,7 +57,7 @@ def test_proxy_spec_follows_the_config() -> None:
     assert container["Labels"] == {"task_label": "yes"}
     assert spec["Mode"] == {"Replicated": {"Replicas": 3}}
     assert container["StopSignal"] == "SIGTERM" and container["StopGracePeriod"] == 7_000_000_000
-    assert container["Args"] == ["proxy", "--extra"]
+    assert container["Args"] == ["-D", "proxy"]
     assert spec["UpdateConfig"]["Delay"] == 2_000_000_000 and spec["UpdateConfig"]["FailureAction"] == "rollback"
     assert spec["UpdateConfig"]["Parallelism"] == 1
     placement = spec["TaskTemplate"]["Placement"]
@@ -76,7 +76,7 @@ def test_extension_spec_has_no_socket_and_the_extension_settings() -> None:
     container = spec["TaskTemplate"]["ContainerSpec"]
     assert spec["Name"] == "ext-east"
     assert spec["Labels"]["ext_region"] == "east"
-    assert container["Args"] == ["extension", "-D"]
+    assert container["Args"] == ["-D", "extension"]
     assert "Mounts" not in container
     assert "INTERLOCK_CORE_URL=http://tasks.interlock:8080" in container["Env"]
 
@@ -124,3 +124,23 @@ def test_a_new_image_under_the_same_tag_changes_every_role_spec() -> None:
         for i in "ab"
     ]
     assert spec_hash(core[0]) != spec_hash(core[1])
+
+
+def test_interlock_style_args_make_a_command_line_the_roles_accept() -> None:
+    """Interlock's configs set `Args = ["-D"]`; it must mean debug logging, not a crash loop."""
+    from interlock.cli import parser
+
+    refs = ClusterRefs(Ref("n", "interlock"), Ref("e", "e"), Ref("p", "p"), "http://tasks.interlock:8080")
+    for spec in (extension_spec(CONFIG, "east", refs), proxy_spec(CONFIG, "east", refs)):
+        args = parser().parse_args(spec["TaskTemplate"]["ContainerSpec"]["Args"])
+        assert args.debug is True
+        assert args.command in ("extension", "proxy")
+
+
+def test_args_without_a_meaning_for_the_roles_are_refused_with_what_is_allowed() -> None:
+    import pytest
+
+    from interlock.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"Extensions.a.ProxyArgs.*'--extra' is not allowed; allowed: -D or --debug"):
+        load_config('[Extensions.a]\nProxyArgs = ["--extra"]\n')

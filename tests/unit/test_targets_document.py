@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from interlock.errors import UnsafeValue
 from interlock.model.routing import Balance, Routing, Server, Upstream
-from interlock.render.quoting import UnsafeValue
 from interlock.render.targets import fail_timeout_ms, render_targets, targets_delta
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from interlock.wire.messages import ClusterState, ExtensionReport, ProxyConfig, ProxyReport, WireError, decode, encode
+from interlock.errors import WireError
+from interlock.wire.messages import ClusterState, ExtensionReport, ProxyConfig, ProxyReport, decode, encode
 from tests.golden.cases import CASES, load_case
 
 

@@ -4,8 +4,9 @@ Pure: parses text handed to it; reading the file is the caller's job. Must not i
 roles or anything that performs I/O.
 """
 
-from interlock.config.load import ConfigError, default_config, load_config
+from interlock.config.load import default_config, load_config
 from interlock.config.schema import CoreConfig, ExtensionConfig, NginxConfig
+from interlock.errors import ConfigError
 
 __all__ = [
     "ConfigError",

@@ -7,10 +7,7 @@ import tomllib
 from pydantic import ValidationError
 
 from interlock.config.schema import CoreConfig
-
-
-class ConfigError(ValueError):
-    """The configuration is unusable; `str()` names the key, the value and what is allowed."""
+from interlock.errors import ConfigError
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

@@ -57,6 +57,20 @@ def _template(value: str) -> str:
     return value
 
 
+DEBUG_ARGS = frozenset({"-D", "--debug"})
+
+
+def _role_args(value: tuple[str, ...]) -> tuple[str, ...]:
+    """Interlock's `Args`/`ProxyArgs`: `-D` (debug logging) is what Interlock's own configs set;
+    empty strings (Interlock 3.0.0 wrote `[""]`) mean nothing. Anything else has no meaning for
+    these roles, and is refused here rather than crash-looping the service."""
+    unknown = [a for a in value if a and a not in DEBUG_ARGS]
+    if unknown:
+        raise ValueError(f"{unknown[0]!r} is not allowed; allowed: -D or --debug (debug logging), or nothing")
+    return value
+
+
+RoleArgs = Annotated[tuple[str, ...], AfterValidator(_role_args)]
 Duration = Annotated[str, AfterValidator(_duration)]
 Size = Annotated[str, _pattern(r"[0-9]+[kKmMgG]?", "a size such as 8k, 32m or 1024")]
 NginxTime = Annotated[str, _pattern(r"[0-9]+(ms|s|m|h|d)?", "a time such as 75s, 500ms or 1m")]
@@ -180,14 +194,14 @@ class ExtensionConfig(_Section):
     """`[Extensions.NAME]`: one extension + proxy pair (a service cluster)."""
 
     image: str = Field(DEFAULT_IMAGE, alias="Image")
-    args: tuple[str, ...] = Field((), alias="Args")
+    args: RoleArgs = Field((), alias="Args")
     labels: dict[str, str] = Field(default_factory=dict, alias="Labels")
     container_labels: dict[str, str] = Field(default_factory=dict, alias="ContainerLabels")
     constraints: tuple[str, ...] = Field(DEFAULT_CONSTRAINTS, alias="Constraints")
     placement_preferences: tuple[str, ...] = Field((), alias="PlacementPreferences")
     service_name: str = Field("", alias="ServiceName")
     proxy_image: str = Field(DEFAULT_IMAGE, alias="ProxyImage")
-    proxy_args: tuple[str, ...] = Field((), alias="ProxyArgs")
+    proxy_args: RoleArgs = Field((), alias="ProxyArgs")
     proxy_labels: dict[str, str] = Field(default_factory=dict, alias="ProxyLabels")
     proxy_container_labels: dict[str, str] = Field(default_factory=dict, alias="ProxyContainerLabels")
     proxy_service_name: str = Field("", alias="ProxyServiceName")

@@ -32,6 +32,11 @@ class Debouncer:
         self._poked = asyncio.Event()
 
     @property
+    def poked(self) -> asyncio.Event:
+        """Set from the first poke of a burst until `wait()` returns."""
+        return self._poked
+
+    @property
     def pending(self) -> bool:
         return self._first is not None
 

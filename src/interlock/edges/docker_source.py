@@ -26,7 +26,14 @@ RawSnapshot = dict[str, list[dict[str, Any]]]
 class SwarmSource(Protocol):
     """What the core needs from Docker; tests use a small in-memory fake."""
 
-    def list_swarm(self) -> RawSnapshot: ...
+    def list_swarm(self) -> RawSnapshot:
+        """Services, tasks, networks and nodes, as the Engine API lists them."""
+        ...
+
+    def list_secrets(self) -> list[dict[str, Any]]:
+        """The swarm's secrets (metadata only; the API never returns their data)."""
+        ...
+
     def stream_events(
         self, on_event: Callable[[dict[str, Any]], None], on_end: Callable[[BaseException | None], None]
     ) -> EventStream: ...
@@ -74,6 +81,12 @@ class DockerSwarmSource:
                 "networks": self.client.networks(),
                 "nodes": self.client.nodes(),
             }
+        except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
+            raise _unavailable(exc) from exc
+
+    def list_secrets(self) -> list[dict[str, Any]]:
+        try:
+            return list(self.client.secrets())
         except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
             raise _unavailable(exc) from exc
 

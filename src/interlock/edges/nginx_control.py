@@ -27,8 +27,8 @@ from pathlib import Path
 
 import aiohttp
 
+from interlock.constants import STATUS_PORT
 from interlock.errors import ConfigRejected, ReloadFailed
-from interlock.render.nginx import STATUS_PORT
 from interlock.render.targets import targets_delta
 
 log = logging.getLogger("interlock.nginx")

@@ -7,6 +7,8 @@ without the right token gets 401 and nothing else.
 from __future__ import annotations
 
 import hmac
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -78,3 +80,14 @@ class PeerClient:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def local_get(host: str, port: int, path: str, token: str, *, timeout: float = 10) -> bytes:
+    """One blocking authenticated GET (the `inspect` command inside the core's container);
+    raises PeerUnavailable when it gets no 200."""
+    request = urllib.request.Request(f"http://{host}:{port}{path}", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return bytes(response.read())
+    except (urllib.error.URLError, OSError) as exc:
+        raise PeerUnavailable(f"GET http://{host}:{port}{path}: {exc}") from exc

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import docker
 import docker.errors
@@ -19,6 +19,23 @@ from interlock.errors import DockerUnavailable
 from interlock.render.swarm_specs import Ref
 
 _ERRORS = (docker.errors.DockerException, requests.RequestException, OSError)
+
+
+class SwarmWriter(Protocol):
+    """The Docker reads and writes the core's reconciler needs; `SwarmOps` in production,
+    `interlock.testing.fakes.FakeSwarm` in unit tests."""
+
+    def network(self, name: str) -> Ref | None: ...
+    def networks(self) -> list[dict[str, Any]]: ...
+    def secrets(self, label: str | None = None) -> list[dict[str, Any]]: ...
+    def configs(self, label: str | None = None) -> list[dict[str, Any]]: ...
+    def image_identity(self, reference: str) -> str: ...
+    def services(self, *, label: str | None = None, name: str | None = None) -> list[dict[str, Any]]: ...
+    def create_service(self, spec: Mapping[str, Any]) -> str: ...
+    def update_service(self, service: Mapping[str, Any], spec: Mapping[str, Any]) -> None: ...
+    def remove_service(self, service_id: str) -> None: ...
+    def create_config(self, name: str, data: bytes, labels: Mapping[str, str]) -> Ref: ...
+    def remove_config(self, config_id: str) -> None: ...
 
 
 class SwarmOps:
@@ -96,6 +113,9 @@ class SwarmOps:
             raise DockerUnavailable(f"list tasks: {exc}") from exc
 
     # networks
+    def networks(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/networks"))
+
     def network(self, name: str) -> Ref | None:
         for network in self._call("GET", "/networks", params={"filters": json.dumps({"name": [name]})}):
             if network["Name"] == name:
@@ -146,12 +166,41 @@ class SwarmOps:
     def remove_config(self, config_id: str) -> None:
         self._call("DELETE", f"/configs/{config_id}", expect_json=False)
 
+    def config_data(self, config_id: str) -> bytes:
+        return base64.b64decode(self._call("GET", f"/configs/{config_id}")["Spec"]["Data"])
+
+    def network_labels(self, network_id: str) -> dict[str, str]:
+        return dict(self._call("GET", f"/networks/{network_id}").get("Labels") or {})
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/nodes"))
+
+    def all_tasks(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/tasks"))
+
+    def exec_in(self, container_id: str, argv: list[str]) -> tuple[int, bytes]:
+        """Run `argv` in a container on this node: (exit code, stdout and stderr)."""
+        try:
+            exec_id = self.client.exec_create(container_id, argv)["Id"]
+            output = self.client.exec_start(exec_id)
+            return int(self.client.exec_inspect(exec_id).get("ExitCode") or 0), bytes(output)
+        except _ERRORS as exc:
+            raise DockerUnavailable(f"exec in {container_id[:12]}: {exc}") from exc
+
     # the core's own identity
     def container_labels(self, container_id: str) -> dict[str, str]:
         try:
             return dict(self.client.inspect_container(container_id)["Config"]["Labels"] or {})
         except _ERRORS as exc:
             raise DockerUnavailable(f"inspect container {container_id}: {exc}") from exc
+
+    @classmethod
+    def from_environment(cls) -> SwarmOps:
+        """The Docker engine the Docker CLI would use (DOCKER_HOST and friends, else the socket)."""
+        try:
+            return cls(docker.APIClient(version="auto", **docker.utils.kwargs_from_env()))
+        except _ERRORS as exc:
+            raise DockerUnavailable(f"cannot reach Docker: {exc}") from exc
 
     def swarm_state(self) -> tuple[str, bool]:
         """(LocalNodeState, is this node a manager)."""

@@ -131,26 +131,32 @@ def build(
     snapshot: Snapshot,
     clusters: Sequence[str] = ("",),
     *,
-    attachments: Mapping[str, ProxyAttachments] | None = None,
-    existing_secrets: frozenset[str] | None = None,
-    refused_secrets: Mapping[str, str] | None = None,
+    proxies: Mapping[str, str] | None = None,
+    refused_secrets: Mapping[tuple[str, str], str] | None = None,
 ) -> BuildResult:
     """Build the routing table of each cluster in `clusters` from `snapshot`.
 
-    With `attachments` (the running core passes them), a service is routed only once every
-    proxy task of its cluster is on the service's network and holds its certificate secrets;
-    until then it is held back with a warning, while `Routing.networks` and `Routing.secrets`
-    still list what the proxy needs, so the core attaches it. `existing_secrets` names the
-    secrets in the swarm; a label naming any other is an error. `refused_secrets` maps the
-    certificate secrets a proxy found unusable (only proxies can read them) to why; a service
-    naming one is left out, so the proxies take the configuration of the others.
+    With `proxies` (cluster -> its proxy service; the running core passes them), a service is
+    routed only once every proxy task of its cluster is on the service's network and holds its
+    certificate secrets (read from the snapshot, see `proxy_attachments`); until then it is held
+    back with a warning, while `Routing.networks` and `Routing.secrets` still list what the proxy
+    needs, so the core attaches it. When the snapshot lists the swarm's secrets, a label naming
+    any other is an error. `refused_secrets` maps (secret name, secret ID) of the certificate
+    secrets a proxy found unusable (only proxies can read them) to why; a service naming one is
+    left out, so the proxies take the configuration of the others. A secret made again under the
+    same name has a new ID and is tried again.
     """
     index = _Index(snapshot)
+    existing_secrets = None if snapshot.secrets is None else frozenset(s.name for s in snapshot.secrets)
+    refused = {
+        name: why for (name, secret_id), why in (refused_secrets or {}).items() if secret_id == snapshot.secret_id(name)
+    }
     problems: list[Problem] = []
     per_cluster: dict[str, list[_Resolved]] = {name: [] for name in clusters}
     for service in sorted(snapshot.services, key=lambda s: (s.created_ns, s.id)):
         labels, found = parse_labels(service)
         problems.extend(found)
+        problems.extend(_container_label_problems(service))
         if labels is None:
             continue
         if labels.service_cluster not in per_cluster:
@@ -170,15 +176,15 @@ def build(
                 label = "ssl_cert" if labels.ssl_cert in missing else "ssl_key"
                 problems.append(_problem(service, label, f"no Docker secret named {missing[0]!r}; create it first"))
                 continue
-        if refused_secrets:
-            refused = [s for s in (labels.ssl_cert, labels.ssl_key) if s and s in refused_secrets]
-            if refused:
-                label = "ssl_cert" if refused[0] == labels.ssl_cert else "ssl_key"
+        if refused:
+            unusable = [s for s in (labels.ssl_cert, labels.ssl_key) if s and s in refused]
+            if unusable:
+                label = "ssl_cert" if unusable[0] == labels.ssl_cert else "ssl_key"
                 problems.append(
                     _problem(
                         service,
                         label,
-                        f"the proxy cannot use secret {refused[0]!r} ({refused_secrets[refused[0]]}); not routed. "
+                        f"the proxy cannot use secret {unusable[0]!r} ({refused[unusable[0]]}); not routed. "
                         "A secret cannot be changed: create a good PEM (certificate chain, and its unencrypted "
                         "private key) as a new secret and point the label at it",
                     )
@@ -188,10 +194,32 @@ def build(
         if resolved is not None:
             per_cluster[labels.service_cluster].append(resolved)
     routings = {
-        name: _assemble(name, entries, problems, attachments.get(name) if attachments is not None else None)
+        name: _assemble(
+            name, entries, problems, proxy_attachments(snapshot, proxies[name]) if proxies is not None else None
+        )
         for name, entries in per_cluster.items()
     }
     return BuildResult(routings=routings, problems=sorted_problems(problems))
+
+
+def _container_label_problems(service: Service) -> list[Problem]:
+    """Labels on the container spec only (compose `labels:`): Interlock reads service labels."""
+    misplaced = sorted({key for key, _ in service.container_labels} - {key for key, _ in service.labels})
+    if not misplaced:
+        return []
+    shown = ", ".join(misplaced[:5]) + (f" and {len(misplaced) - 5} more" if len(misplaced) > 5 else "")
+    return [
+        Problem(
+            service.name,
+            "-",
+            "-",
+            f"{shown} {'is' if len(misplaced) == 1 else 'are'} set on the container (compose `labels:`), where "
+            "Interlock does not read them; set them on the service (compose `deploy: labels:`, "
+            "`docker service create --label`)",
+            Severity.WARNING,
+            service_id=service.id,
+        )
+    ]
 
 
 def _problem(service: Service, label: str, reason: str, severity: Severity = Severity.ERROR) -> Problem:

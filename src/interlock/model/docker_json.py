@@ -12,12 +12,14 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from interlock.errors import SnapshotFormatError
 from interlock.model.snapshot import (
     LABEL_PREFIX,
     Network,
     NetworkAttachment,
     Node,
     PortBinding,
+    Secret,
     Service,
     Snapshot,
     Task,
@@ -25,10 +27,6 @@ from interlock.model.snapshot import (
 )
 
 _TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?$")
-
-
-class SnapshotFormatError(ValueError):
-    """The JSON is not in the Docker Engine API's shape."""
 
 
 def parse_timestamp_ns(text: str) -> int:
@@ -95,6 +93,13 @@ def service_from_api(raw: Mapping[str, Any], network_ids_by_name: Mapping[str, s
         ),
         ports=_ports(endpoint.get("Ports") or endpoint_spec.get("Ports")),
         secret_names=_secret_names(template),
+        container_labels=tuple(
+            sorted(
+                (k, str(v))
+                for k, v in ((template.get("ContainerSpec") or {}).get("Labels") or {}).items()
+                if k.startswith(LABEL_PREFIX)
+            )
+        ),
     )
 
 
@@ -149,12 +154,15 @@ def node_from_api(raw: Mapping[str, Any]) -> Node:
 
 
 def snapshot_from_api(document: Mapping[str, Any]) -> Snapshot:
-    """Build a snapshot from `{"services": [...], "tasks": [...], "networks": [...], "nodes": [...]}`."""
+    """Build a snapshot from `{"services": [...], "tasks": [...], "networks": [...], "nodes": [...]}`
+    and optionally `"secrets": [...]` (each as the Engine API lists them)."""
     if not isinstance(document, Mapping):
         raise SnapshotFormatError("a snapshot is a JSON object with services, tasks, networks, nodes")
-    unknown = set(document) - {"services", "tasks", "networks", "nodes"}
+    unknown = set(document) - {"services", "tasks", "networks", "nodes", "secrets"}
     if unknown:
-        raise SnapshotFormatError(f"unknown snapshot keys {sorted(unknown)}; allowed: services, tasks, networks, nodes")
+        raise SnapshotFormatError(
+            f"unknown snapshot keys {sorted(unknown)}; allowed: services, tasks, networks, nodes, secrets"
+        )
     try:
         networks = tuple(sorted((network_from_api(n) for n in document.get("networks") or ()), key=lambda n: n.id))
         by_name = {n.name: n.id for n in networks}
@@ -168,6 +176,14 @@ def snapshot_from_api(document: Mapping[str, Any]) -> Snapshot:
             tasks=tuple(sorted((task_from_api(t) for t in document.get("tasks") or ()), key=lambda t: t.id)),
             networks=networks,
             nodes=tuple(sorted((node_from_api(n) for n in document.get("nodes") or ()), key=lambda n: n.id)),
+            secrets=None
+            if document.get("secrets") is None
+            else tuple(
+                sorted(
+                    (Secret(str(s["ID"]), str(s["Spec"]["Name"])) for s in document["secrets"]),
+                    key=lambda s: (s.name, s.id),
+                )
+            ),
         )
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         if isinstance(exc, SnapshotFormatError):

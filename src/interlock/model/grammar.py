@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import idna
 
+from interlock.errors import GrammarError
+
 MAX_VALUE_LENGTH = 2048
 
 _HOST_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -24,10 +26,6 @@ _COOKIE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 _CLUSTER_NAME = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,62})?$")
 _NGINX_TIME = re.compile(r"^(?:0|[1-9][0-9]{0,5})(?:ms|s|m|h)?$")
 _URL = re.compile(r"^(?:(?P<scheme>https?)://)?(?P<host>[^/:]+)(?::(?P<port>[0-9]{1,5}))?(?P<path>/.*)?$")
-
-
-class GrammarError(ValueError):
-    """A value does not match its grammar; the message says what is allowed."""
 
 
 def _check_length(raw: str) -> None:

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from interlock.errors import GrammarError
 from interlock.model import grammar
-from interlock.model.grammar import GrammarError, Url
+from interlock.model.grammar import Url
 from interlock.model.snapshot import LABEL_PREFIX, Service
 from interlock.problems import Problem, Severity
 

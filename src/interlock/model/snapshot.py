@@ -82,6 +82,9 @@ class Service:
     ports: tuple[PortBinding, ...] = ()
     secret_names: tuple[str, ...] = ()
     """Secrets in the service's spec (for proxy services: which certificates new tasks get)."""
+    container_labels: tuple[tuple[str, str], ...] = ()
+    """`com.docker.lb.*` labels set on the container spec instead (compose `labels:` rather than
+    `deploy.labels`): Interlock does not route by them, it says where they belong."""
 
     @property
     def label_map(self) -> Mapping[str, str]:
@@ -108,6 +111,15 @@ class Node:
 
 
 @dataclass(frozen=True, slots=True)
+class Secret:
+    """A Docker secret's identity (never its data): a secret made again under the same name has
+    a new ID."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything routing reads, in one immutable value."""
 
@@ -115,3 +127,10 @@ class Snapshot:
     tasks: tuple[Task, ...] = ()
     networks: tuple[Network, ...] = ()
     nodes: tuple[Node, ...] = ()
+    secrets: tuple[Secret, ...] | None = None
+    """The swarm's secrets; None when not listed (a snapshot file without them): then labels
+    naming a secret are not checked against the list."""
+
+    def secret_id(self, name: str) -> str:
+        """The ID of the secret called `name`, '' when there is none (or none were listed)."""
+        return next((s.id for s in self.secrets or () if s.name == name), "")

@@ -23,11 +23,12 @@ import jinja2.sandbox
 
 from interlock import __version__
 from interlock.config.schema import ExtensionConfig
+from interlock.constants import INTERNAL_PORTS, PASSTHROUGH_PORT, STATUS_PORT, TERMINATOR_PORT
+from interlock.errors import TemplateFailed, UnsafeValue
 from interlock.model.routing import RedirectRule, Routing, Server, TLSMode, Upstream, VirtualHost
 from interlock.render.bundle import RenderedConfig
 from interlock.render.quoting import (
     Token,
-    UnsafeValue,
     finalize,
     operator_line,
     operator_string,
@@ -35,16 +36,8 @@ from interlock.render.quoting import (
 )
 from interlock.render.targets import Targets, render_targets, shared_dict_kilobytes, targets_field
 
-TERMINATOR_PORT = 20443
-PASSTHROUGH_PORT = 20444
-STATUS_PORT = 20080
-INTERNAL_PORTS = (TERMINATOR_PORT, PASSTHROUGH_PORT, STATUS_PORT)
 DEFAULT_SECRETS_DIR = "/run/secrets"
 _CONFIG_ID_PLACEHOLDER = "@@interlock-config-id@@"
-
-
-class TemplateFailed(ValueError):
-    """An extension's `Template` could not render a configuration; the message says why."""
 
 
 _HEADERS = """\
@@ -350,4 +343,4 @@ def _render_custom(source: str, context: dict[str, object]) -> str:
     return text
 
 
-__all__ = ["INTERNAL_PORTS", "RenderedConfig", "TemplateFailed", "render_nginx"]
+__all__ = ["RenderedConfig", "TemplateFailed", "render_nginx"]

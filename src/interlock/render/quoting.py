@@ -23,13 +23,11 @@ import re
 from jinja2 import Undefined
 from markupsafe import Markup
 
+from interlock.errors import UnsafeValue
+
 _USER_WORD = re.compile(r"^[A-Za-z0-9._~/:@+=,*-]+$")
 _OPERATOR_STRING = re.compile(r"^[^'\\\x00-\x1f\x7f]*$")
 _OPERATOR_WORD = re.compile(r"^[A-Za-z0-9._/:!+@-]+$")
-
-
-class UnsafeValue(ValueError):
-    """A value cannot be printed safely; the renderer refuses to produce configuration."""
 
 
 class Token(Markup):

@@ -16,25 +16,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from interlock.config.durations import parse_duration
-from interlock.config.schema import CoreConfig, ExtensionConfig
-from interlock.render.nginx import STATUS_PORT
-
-LABEL_OWNER = "com.docker.interlock.owner"
-LABEL_ROLE = "com.docker.interlock.role"
-LABEL_EXTENSION = "com.docker.interlock.extension"
-LABEL_SPEC = "com.docker.interlock.spec"
-LABEL_MANAGED = "com.docker.interlock.managed-by"
-LABEL_CLUSTER = "com.docker.interlock.cluster"
-PROXY_TYPE = "com.docker.interlock.core.proxy"
-EXTENSION_TYPE = "com.docker.interlock.core.extension"
-
-CONTROL_NETWORK = "interlock"
-EXTENSION_TOKEN = "interlock-extension-token"
-PROXY_TOKEN = "interlock-proxy-token"
-SECRETS_DIR = "/run/secrets"
-CORE_PORT = 8080
-EXTENSION_PORT = 8080
-DOCKER_SOCKET = "/var/run/docker.sock"
+from interlock.config.schema import DEBUG_ARGS, CoreConfig, ExtensionConfig
+from interlock.constants import (
+    DOCKER_SOCKET,
+    EXTENSION_PORT,
+    EXTENSION_TYPE,
+    LABEL_CLUSTER,
+    LABEL_EXTENSION,
+    LABEL_MANAGED,
+    LABEL_OWNER,
+    LABEL_ROLE,
+    LABEL_SPEC,
+    MANAGED_BY_UP,
+    PROXY_TYPE,
+    STATUS_PORT,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +74,12 @@ def _health(url: str) -> dict[str, Any]:
         "Retries": 3,
         "StartPeriod": 0,
     }
+
+
+def _debug(args: Sequence[str]) -> list[str]:
+    """Interlock's `Args`/`ProxyArgs` as our command line: `-D` is a global option, before the
+    role (validated in the config: only -D/--debug or empty strings get here)."""
+    return ["-D"] if any(a in DEBUG_ARGS for a in args) else []
 
 
 def _ns(duration: str) -> int:
@@ -126,7 +128,7 @@ def extension_spec(config: CoreConfig, name: str, refs: ClusterRefs) -> dict[str
             "TaskTemplate": {
                 "ContainerSpec": {
                     "Image": ext.image,
-                    "Args": ["extension", *ext.args],
+                    "Args": [*_debug(ext.args), "extension"],
                     "Env": [
                         f"INTERLOCK_CORE_URL={refs.core_url}",
                         f"INTERLOCK_EXTENSION={name}",
@@ -162,7 +164,7 @@ def proxy_spec(config: CoreConfig, name: str, refs: ClusterRefs) -> dict[str, An
     ]
     container: dict[str, Any] = {
         "Image": ext.proxy_image,
-        "Args": ["proxy", *ext.proxy_args],
+        "Args": [*_debug(ext.proxy_args), "proxy"],
         "Env": [
             f"INTERLOCK_EXTENSION_URL=http://tasks.{config.extension_service_name(name)}:{EXTENSION_PORT}",
             f"INTERLOCK_PROXY_CONFIG={ext.proxy_config_path}",
@@ -237,7 +239,7 @@ def core_spec(
     return with_spec_hash(
         {
             "Name": name,
-            "Labels": {LABEL_MANAGED: "interlock-up", LABEL_ROLE: "core"},
+            "Labels": {LABEL_MANAGED: MANAGED_BY_UP, LABEL_ROLE: "core"},
             "TaskTemplate": {
                 "ContainerSpec": {
                     "Image": image,

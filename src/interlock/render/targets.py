@@ -21,8 +21,8 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from interlock.errors import UnsafeValue
 from interlock.model.routing import Balance, Routing, Server, Upstream
-from interlock.render.quoting import UnsafeValue
 
 HEADER = "interlock targets 1"
 # nginx's own defaults for a server without max_fails / fail_timeout.

@@ -18,12 +18,12 @@ import signal
 import socket
 from pathlib import Path
 
+from interlock.constants import PROXY_TOKEN, SECRETS_DIR
 from interlock.edges.certificates import CertificateVerdicts
 from interlock.edges.nginx_control import NginxController
 from interlock.edges.peer_http import PeerClient, read_token
-from interlock.errors import ConfigRejected, PeerUnavailable, ReloadFailed
-from interlock.render.swarm_specs import PROXY_TOKEN, SECRETS_DIR
-from interlock.wire.messages import ProxyConfig, ProxyReport, WireError, decode, encode
+from interlock.errors import ConfigRejected, PeerUnavailable, ReloadFailed, WireError
+from interlock.wire.messages import ProxyConfig, ProxyReport, decode, encode
 
 log = logging.getLogger("interlock.agent")
 

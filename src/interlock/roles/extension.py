@@ -22,13 +22,13 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 from interlock.config import ExtensionConfig
+from interlock.constants import EXTENSION_PORT, EXTENSION_TOKEN, PROXY_TOKEN, SECRETS_DIR
 from interlock.edges.nginx_check import CheckResult, check_routing
 from interlock.edges.peer_http import PeerClient, read_token, require_token
-from interlock.errors import PeerUnavailable
-from interlock.render.nginx import TemplateFailed, render_nginx
-from interlock.render.swarm_specs import EXTENSION_PORT, EXTENSION_TOKEN, PROXY_TOKEN, SECRETS_DIR
+from interlock.errors import PeerUnavailable, TemplateFailed, WireError
+from interlock.render.nginx import render_nginx
 from interlock.roles.runtime import changed_within, proxy_config, quiet_gc, woken
-from interlock.wire.messages import ClusterState, ExtensionReport, ProxyConfig, ProxyReport, WireError, decode, encode
+from interlock.wire.messages import ClusterState, ExtensionReport, ProxyConfig, ProxyReport, decode, encode
 
 log = logging.getLogger("interlock.extension")
 

@@ -13,16 +13,13 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from interlock.errors import WireError
 from interlock.model.routing import Routing
 from interlock.problems import Problem
 
 SCHEMA = 1
 
 T = TypeVar("T")
-
-
-class WireError(ValueError):
-    """A message is malformed or of another schema version."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,51 @@
+"""The deployment's fixed names and numbers, in one place: ports, the control network, token
+secrets and where secrets are mounted, the labels Interlock puts on what it creates.
+
+Every role, the operator and the spec builders read these from here, so a name cannot drift
+between the side that creates a thing and the side that looks for it. Bottom layer: imports
+nothing of ours.
+"""
+
+from __future__ import annotations
+
+# -- services and the control network ---------------------------------------------------------
+CORE_SERVICE = "interlock"
+"""The core's service name (`interlock up` deploys it under this name)."""
+CONTROL_NETWORK = "interlock"
+"""The overlay the core, the extensions and the proxies talk on."""
+CORE_PORT = 8080
+"""The core's default API port (its `ListenAddr` may change it)."""
+EXTENSION_PORT = 8080
+
+# -- secrets ----------------------------------------------------------------------------------
+SECRETS_DIR = "/run/secrets"
+EXTENSION_TOKEN = "interlock-extension-token"
+"""Bearer token of core <-> extension calls (and the operator's `status`)."""
+PROXY_TOKEN = "interlock-proxy-token"
+"""Bearer token of extension <-> proxy calls."""
+DOCKER_SOCKET = "/var/run/docker.sock"
+
+# -- ports inside a proxy container -----------------------------------------------------------
+STATUS_PORT = 20080
+"""127.0.0.1 only: the loaded configuration's id, and the targets control endpoint."""
+TERMINATOR_PORT = 20443
+"""127.0.0.1 only: TLS termination behind the SNI router (PROXY protocol)."""
+PASSTHROUGH_PORT = 20444
+"""127.0.0.1 only: TLS passthrough behind the SNI router."""
+INTERNAL_PORTS = (TERMINATOR_PORT, PASSTHROUGH_PORT, STATUS_PORT)
+
+# -- labels on what Interlock creates ---------------------------------------------------------
+LABEL_OWNER = "com.docker.interlock.owner"
+"""The core service that created (and may update or remove) an object."""
+LABEL_ROLE = "com.docker.interlock.role"
+LABEL_EXTENSION = "com.docker.interlock.extension"
+LABEL_SPEC = "com.docker.interlock.spec"
+"""Hash of a service spec: reconciling is "update when the hash differs"."""
+LABEL_MANAGED = "com.docker.interlock.managed-by"
+MANAGED_BY_UP = "interlock-up"
+"""LABEL_MANAGED's value on what `interlock up` created."""
+LABEL_CLUSTER = "com.docker.interlock.cluster"
+PROXY_TYPE = "com.docker.interlock.core.proxy"
+EXTENSION_TYPE = "com.docker.interlock.core.extension"
+SWARM_SERVICE_NAME_LABEL = "com.docker.swarm.service.name"
+"""Set by Swarm on every task container."""

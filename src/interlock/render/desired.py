@@ -1,0 +1,106 @@
+"""What the core wants running: one extension and one proxy service spec per `[Extensions.NAME]`,
+from the configuration, each cluster's routing, and the Docker objects the core looked up.
+
+`desired_services` is a pure function, golden-tested like nginx.conf (tests/golden/services); the
+core's reconciler compares its output with the services it owns and applies the difference. The
+proxy spec comes without the Docker config holding the newest validated proxy configuration:
+that is stored only when the proxy is created or updated anyway (`proxy_with_config`), so it
+never causes an update by itself. Pure; render layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from interlock.config.schema import CoreConfig
+from interlock.constants import CONTROL_NETWORK, EXTENSION_TOKEN, LABEL_SPEC, PROXY_TOKEN
+from interlock.model.routing import Routing
+from interlock.render.swarm_specs import ClusterRefs, Ref, extension_spec, proxy_spec
+
+
+@dataclass(frozen=True, slots=True)
+class SwarmFacts:
+    """The Docker objects one reconcile round looked up (IDs by name)."""
+
+    control_network: Ref | None
+    secrets: Mapping[str, str]
+    """Secret name -> ID."""
+    networks: Mapping[str, str]
+    """Network name -> ID."""
+    image_ids: Mapping[str, str] = field(default_factory=dict)
+    """Image reference -> what it resolves to on the manager."""
+    owner: str = "interlock"
+    """The core's service name: the owner label of everything it creates."""
+    core_url: str = "http://tasks.interlock:8080"
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredCluster:
+    name: str
+    """The `[Extensions.NAME]` table."""
+    extension: dict[str, Any]
+    proxy: dict[str, Any]
+    """The proxy spec without a stored proxy configuration; its hash is the one compared."""
+    refs: ClusterRefs
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredServices:
+    clusters: tuple[DesiredCluster, ...] = ()
+    missing: str = ""
+    """Why nothing can be deployed yet ('' when everything needed exists)."""
+    notes: tuple[str, ...] = ()
+    """Things the operator should know (e.g. configured networks that do not exist)."""
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(n for c in self.clusters for n in (c.extension["Name"], c.proxy["Name"]))
+
+
+def images(config: CoreConfig) -> tuple[str, ...]:
+    """Every image the extensions and proxies run (the reconciler resolves their identity)."""
+    return tuple(
+        sorted({e.image for e in config.extensions.values()} | {e.proxy_image for e in config.extensions.values()})
+    )
+
+
+def desired_services(config: CoreConfig, routings: Mapping[str, Routing | None], facts: SwarmFacts) -> DesiredServices:
+    """The extension and proxy specs of every configured extension; `routings` by extension
+    name (None before its first state) say which networks and certificate secrets the proxy
+    needs."""
+    if facts.control_network is None or EXTENSION_TOKEN not in facts.secrets or PROXY_TOKEN not in facts.secrets:
+        return DesiredServices(
+            missing=f"control network {CONTROL_NETWORK!r} or token secrets missing; run `interlock up`"
+        )
+    clusters = []
+    notes = []
+    for name, ext in config.extensions.items():
+        routing = routings.get(name)
+        wanted = ext.networks if ext.networks is not None else (routing.networks if routing else ())
+        missing = [n for n in wanted if n not in facts.networks]
+        if missing and ext.networks is not None:
+            notes.append(f"Extensions.{name}.Networks names networks that do not exist: {', '.join(missing)}")
+        networks = tuple(Ref(facts.networks[n], n) for n in wanted if n in facts.networks and n != CONTROL_NETWORK)
+        tls = tuple(Ref(facts.secrets[s], s) for s in (routing.secrets if routing else ()) if s in facts.secrets)
+        refs = ClusterRefs(
+            facts.control_network,
+            Ref(facts.secrets[EXTENSION_TOKEN], EXTENSION_TOKEN),
+            Ref(facts.secrets[PROXY_TOKEN], PROXY_TOKEN),
+            facts.core_url,
+            networks,
+            tls,
+            owner=facts.owner,
+            image_ids=facts.image_ids,
+        )
+        clusters.append(DesiredCluster(name, extension_spec(config, name, refs), proxy_spec(config, name, refs), refs))
+    return DesiredServices(tuple(clusters), notes=tuple(notes))
+
+
+def proxy_with_config(config: CoreConfig, cluster: DesiredCluster, stored: Ref | None) -> dict[str, Any]:
+    """The proxy spec to send: with the stored proxy configuration mounted, under the hash of the
+    spec without it (so the next round compares like with like)."""
+    spec = proxy_spec(config, cluster.name, replace(cluster.refs, proxy_config=stored))
+    spec["Labels"][LABEL_SPEC] = cluster.proxy["Labels"][LABEL_SPEC]
+    return spec

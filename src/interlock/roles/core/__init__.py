@@ -1,0 +1,157 @@
+"""The core: the only role with the Docker socket, on a manager. A thin composition root.
+
+    Watcher (Docker events -> snapshot) -> Board (snapshot -> cluster states, reports, status)
+                                             |-> CoreApi (HTTP for extensions and the operator)
+                                             '-> Reconciler (extension and proxy services)
+
+`Core` wires the parts for one process; `run_core` adds what a real deployment needs: the core's
+own service name, the control tokens (created and mounted on a manual install), the listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+from pathlib import Path
+
+from aiohttp import web
+
+from interlock.config import CoreConfig
+from interlock.constants import (
+    CORE_SERVICE,
+    EXTENSION_TOKEN,
+    LABEL_OWNER,
+    PROXY_TOKEN,
+    SECRETS_DIR,
+    SWARM_SERVICE_NAME_LABEL,
+)
+from interlock.edges.clock import Clock, SystemClock
+from interlock.edges.docker_source import SwarmSource
+from interlock.edges.peer_http import read_token
+from interlock.edges.swarm_ops import SwarmOps, SwarmWriter
+from interlock.errors import DockerUnavailable, InterlockError
+from interlock.model.snapshot import Snapshot
+from interlock.roles.core.api import CoreApi
+from interlock.roles.core.board import Board
+from interlock.roles.core.reconciler import Reconciler
+from interlock.roles.core.watcher import Watcher
+
+log = logging.getLogger("interlock.core")
+
+__all__ = ["Core", "core_url_for", "run_core"]
+
+
+class Core:
+    """The parts of one core process, wired: what the watcher sees is published on the board,
+    and every new snapshot wakes the reconciler. Without `ops` (unit tests, dry runs) nothing
+    is reconciled and services are not held back for the proxies."""
+
+    def __init__(
+        self,
+        config: CoreConfig,
+        source: SwarmSource,
+        ops: SwarmWriter | None,
+        *,
+        service_name: str,
+        extension_token: str,
+        core_url: str,
+        clock: Clock | None = None,
+    ) -> None:
+        self.clock: Clock = clock or SystemClock()
+        self._notifying: set[asyncio.Task[None]] = set()
+        self.board = Board(config, gate_on_proxies=ops is not None, service_name=service_name, clock=self.clock)
+        self.watcher = Watcher(source, self._on_snapshot, poll_interval=config.poll_interval_seconds, clock=self.clock)
+        self.reconciler = (
+            Reconciler(config, ops, self.board, owner=service_name, core_url=core_url) if ops is not None else None
+        )
+        self.api = CoreApi(
+            self.board,
+            token=extension_token,
+            is_ready=lambda: self.watcher.ready,
+            on_first_config=self.wake_reconciler,
+            listen_addr=config.listen_addr,
+        )
+
+    def _on_snapshot(self, snapshot: Snapshot) -> None:
+        if self.board.publish(snapshot):
+            # Waking the long-polls needs the condition's lock, so it runs as a task; kept
+            # referenced until done (the loop holds tasks only weakly).
+            task = asyncio.get_running_loop().create_task(self.board.notify())
+            self._notifying.add(task)
+            task.add_done_callback(self._notifying.discard)
+        self.wake_reconciler()
+
+    def wake_reconciler(self) -> None:
+        if self.reconciler is not None:
+            self.reconciler.wake.set()
+
+    async def run(self) -> None:
+        parts = [self.watcher.run()]
+        if self.reconciler is not None:
+            parts.append(self.reconciler.run(self.clock, lambda: self.watcher.ready))
+        await asyncio.gather(*parts)
+
+
+def own_service_name(ops: SwarmOps | None) -> str:
+    if os.environ.get("INTERLOCK_SERVICE_NAME"):
+        return os.environ["INTERLOCK_SERVICE_NAME"]
+    if ops is not None:
+        try:
+            return ops.container_labels(socket.gethostname()).get(SWARM_SERVICE_NAME_LABEL, CORE_SERVICE)
+        except DockerUnavailable:
+            pass
+    return CORE_SERVICE
+
+
+def bootstrap_tokens(ops: SwarmOps, service_name: str) -> None:
+    """Started without the control tokens mounted (a manual install): create the token secrets
+    and update our own service to mount them; Swarm then replaces this task."""
+    service = ops.service_named(service_name)
+    if service is None:
+        raise InterlockError(f"control tokens are not mounted and service {service_name!r} was not found")
+    spec = service["Spec"]
+    container = spec["TaskTemplate"]["ContainerSpec"]
+    mounted = {s["SecretName"] for s in container.get("Secrets") or ()}
+    for name in (EXTENSION_TOKEN, PROXY_TOKEN):
+        ref = ops.secret(name) or ops.create_secret(
+            name, secrets.token_urlsafe(32).encode(), {LABEL_OWNER: service_name}
+        )
+        if name not in mounted:
+            container.setdefault("Secrets", []).append(
+                {"File": {"Name": name, "UID": "0", "GID": "0", "Mode": 0o400}, "SecretID": ref.id, "SecretName": name}
+            )
+    log.info("mounting control tokens into %s; Swarm restarts this task", service_name)
+    ops.update_service(service, spec)
+
+
+def core_url_for(config: CoreConfig, service_name: str) -> str:
+    """Where extensions reach the core: EndpointOverride, else the service's tasks on ListenAddr's port."""
+    port = config.listen_addr.rpartition(":")[2]
+    url = config.endpoint_override or f"http://tasks.{service_name}:{port}"
+    return url if "://" in url else "http://" + url
+
+
+async def run_core(config: CoreConfig, *, source: SwarmSource, ops: SwarmOps) -> None:
+    service_name = own_service_name(ops)
+    token_dir = Path(SECRETS_DIR)
+    if not (token_dir / EXTENSION_TOKEN).exists() or not (token_dir / PROXY_TOKEN).exists():
+        await asyncio.to_thread(bootstrap_tokens, ops, service_name)
+        await asyncio.Event().wait()
+    core_url = core_url_for(config, service_name)
+    core = Core(
+        config,
+        source,
+        ops,
+        service_name=service_name,
+        extension_token=read_token(token_dir / EXTENSION_TOKEN),
+        core_url=core_url,
+    )
+    runner = web.AppRunner(core.api.app(), access_log=None)
+    await runner.setup()
+    host, _, port = config.listen_addr.rpartition(":")
+    await web.TCPSite(runner, host or None, int(port)).start()
+    log.info("core %s listening on %s; extensions reach it at %s", service_name, config.listen_addr, core_url)
+    await core.run()

@@ -1,0 +1,99 @@
+"""The core's HTTP API on the control network: /health, /metrics, and, with the extension token,
+each cluster's state (long-poll), the extensions' reports, and the status the operator reads.
+
+Thin: it decodes, asks the board, encodes. A malformed request is a 400 naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import msgspec
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from interlock.edges.peer_http import require_token
+from interlock.errors import WireError
+from interlock.roles.core.board import Board
+from interlock.wire.messages import ExtensionReport, decode, encode
+
+MAX_WAIT = 55.0
+"""Longest long-poll, under the usual 60 s idle timeouts of proxies between roles."""
+
+
+def long_poll_wait(request: web.Request) -> float:
+    """The `wait` query parameter in seconds, within [0, MAX_WAIT]; anything else is a 400."""
+    text = request.query.get("wait", "0")
+    try:
+        wait = float(text)
+    except ValueError:
+        wait = math.nan
+    if not math.isfinite(wait) or wait < 0:
+        raise web.HTTPBadRequest(text=f"wait={text[:20]!r}: a number of seconds from 0 to {MAX_WAIT:.0f} is allowed")
+    return min(wait, MAX_WAIT)
+
+
+class CoreApi:
+    def __init__(
+        self,
+        board: Board,
+        *,
+        token: str,
+        is_ready: Callable[[], bool],
+        on_first_config: Callable[[], None],
+        listen_addr: str = "",
+    ) -> None:
+        self.board = board
+        self.token = token
+        self.is_ready = is_ready
+        self.on_first_config = on_first_config
+        self.listen_addr = listen_addr
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/health", self.health)
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/v1/clusters/{name}/state", require_token(self.token, self.get_state))
+        app.router.add_post("/v1/clusters/{name}/report", require_token(self.token, self.post_report))
+        app.router.add_get("/v1/status", require_token(self.token, self.get_status))
+        return app
+
+    async def health(self, request: web.Request) -> web.Response:
+        ready = self.is_ready()
+        return web.json_response(
+            {"status": "ok" if ready else "starting", "ready": ready}, status=200 if ready else 503
+        )
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    def _extension(self, request: web.Request) -> str:
+        name = request.match_info["name"]
+        if name not in self.board.slots:
+            known = ", ".join(sorted(self.board.slots))
+            raise web.HTTPNotFound(
+                text=f'{{"error": "no extension {name[:64]!r}; configured: {known}"}}', content_type="application/json"
+            )
+        return name
+
+    async def get_state(self, request: web.Request) -> web.Response:
+        name = self._extension(request)
+        state = await self.board.state_after(name, request.query.get("after", ""), long_poll_wait(request))
+        if state is None:
+            return web.Response(status=304)
+        return web.Response(body=encode(state), content_type="application/json")
+
+    async def post_report(self, request: web.Request) -> web.Response:
+        name = self._extension(request)
+        try:
+            report = decode(await request.read(), ExtensionReport)
+        except WireError as exc:
+            return web.json_response({"error": str(exc)[:500]}, status=400)
+        if await self.board.note_report(name, report):
+            self.on_first_config()
+        return web.json_response({"ok": True})
+
+    async def get_status(self, request: web.Request) -> web.Response:
+        status = self.board.status(ready=self.is_ready(), listen_addr=self.listen_addr)
+        return web.Response(body=msgspec.json.encode(status), content_type="application/json")

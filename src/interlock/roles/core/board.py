@@ -1,0 +1,189 @@
+"""The core's board: snapshot + refusals -> one versioned `ClusterState` per cluster, the
+extensions' reports, the long-poll on states, and the status the operator reads.
+
+A cluster's state gets a new version only when its routing or the problems changed. A report
+naming certificate secrets a proxy could not load is remembered by (name, ID) and the states are
+built again without the services naming them (`build` checks them against the snapshot's secret
+IDs, so a secret made again under the same name is tried again). The core keeps no configuration
+text of its own: only what an extension reports as validated.
+
+Pure bookkeeping plus an asyncio condition; no Docker, no HTTP. Time from an injected `Clock`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+
+from prometheus_client import Counter, Gauge
+
+from interlock.config import CoreConfig
+from interlock.edges.clock import Clock, SystemClock
+from interlock.model.build import build
+from interlock.model.snapshot import Snapshot
+from interlock.problems import Problem
+from interlock.roles.runtime import changed_within
+from interlock.wire.messages import ClusterState, ExtensionReport
+from interlock.wire.status import ClusterStatus, CoreInfo, CoreStatus, ProblemView, ProxyStatus, routes_table
+
+log = logging.getLogger("interlock.core")
+
+PUBLISHED = Counter("interlock_core_states_published_total", "New cluster states published", ["cluster"])
+PROBLEMS = Gauge("interlock_core_problems", "Current label problems", ["severity"])
+
+
+@dataclass
+class ClusterSlot:
+    """One `[Extensions.NAME]`: its newest state and its extension's newest report."""
+
+    name: str
+    cluster: str
+    state: ClusterState | None = None
+    report: ExtensionReport | None = None
+    reported_at: float = 0.0
+
+
+class Board:
+    def __init__(
+        self,
+        config: CoreConfig,
+        *,
+        gate_on_proxies: bool,
+        service_name: str = "interlock",
+        clock: Clock | None = None,
+        epoch: str | None = None,
+    ) -> None:
+        """`gate_on_proxies`: hold a service back until its cluster's proxy tasks have its network
+        and secrets (the core attaches them); off where nothing manages the proxies."""
+        self.config = config
+        self.service_name = service_name
+        self.clock: Clock = clock or SystemClock()
+        self.epoch = epoch or uuid.uuid4().hex[:8]
+        self.slots = {n: ClusterSlot(n, e.service_cluster) for n, e in config.extensions.items()}
+        self.proxies = (
+            {e.service_cluster: config.proxy_service_name(n) for n, e in config.extensions.items()}
+            if gate_on_proxies
+            else None
+        )
+        self.changed = asyncio.Condition()
+        self.snapshot: Snapshot | None = None
+        self.problems: tuple[Problem, ...] = ()
+        self.refused_secrets: dict[tuple[str, str], str] = {}
+        """(secret name, its ID) -> why: certificate secrets a proxy could not load. Kept after
+        the proxies stop naming them (they stop once the services are left out)."""
+
+    # -- states -----------------------------------------------------------------------------
+    def publish(self, snapshot: Snapshot) -> bool:
+        """Build every cluster's state from `snapshot`; True when any of them changed."""
+        self.snapshot = snapshot
+        result = build(
+            snapshot,
+            tuple(s.cluster for s in self.slots.values()),
+            proxies=self.proxies,
+            refused_secrets=self.refused_secrets,
+        )
+        if result.problems != self.problems:
+            for problem in set(result.problems) - set(self.problems):
+                log.warning("problem: %s", problem.describe())
+            for severity in ("error", "warning"):
+                PROBLEMS.labels(severity).set(sum(1 for p in result.problems if p.severity == severity))
+        self.problems = result.problems
+        changed = False
+        for slot in self.slots.values():
+            routing = result.routings[slot.cluster]
+            previous = slot.state
+            if previous is not None and previous.routing == routing and previous.problems == result.problems:
+                continue
+            version = previous.version + 1 if previous else 1
+            slot.state = ClusterState(
+                version=version,
+                cluster=slot.cluster,
+                extension=slot.name,
+                routing=routing,
+                config=self.config.extensions[slot.name].model_dump(by_alias=True, mode="json"),
+                problems=result.problems,
+                epoch=self.epoch,
+            )
+            PUBLISHED.labels(slot.cluster).inc()
+            log.info("cluster %r: state %d (%d hosts)", slot.cluster, version, len(routing.hosts))
+            changed = True
+        return changed
+
+    async def notify(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def publish_and_notify(self, snapshot: Snapshot) -> bool:
+        changed = self.publish(snapshot)
+        if changed:
+            await self.notify()
+        return changed
+
+    async def state_after(self, name: str, after: str, wait: float) -> ClusterState | None:
+        """The long-poll: the state of extension `name` once its tag is not `after`, or None
+        when `wait` seconds pass first (or there is no state yet)."""
+        slot = self.slots[name]
+        if not await changed_within(self.changed, lambda: slot.state is None or slot.state.tag == after, wait):
+            return None
+        return slot.state
+
+    # -- reports ----------------------------------------------------------------------------
+    async def note_report(self, name: str, report: ExtensionReport) -> bool:
+        """Keep an extension's report; True when it carries its first validated configuration
+        (the proxy service can now be given it)."""
+        slot = self.slots[name]
+        first_config = report.config is not None and (slot.report is None or slot.report.config is None)
+        slot.report, slot.reported_at = report, self.clock.wall()
+        await self._note_refused_secrets(report)
+        return first_config
+
+    async def _note_refused_secrets(self, report: ExtensionReport) -> None:
+        snapshot = self.snapshot
+        secret_id = snapshot.secret_id if snapshot is not None else (lambda _name: "")
+        new = {
+            (name, secret_id(name)): why
+            for proxy in report.proxies
+            for name, why in proxy.refused_secrets
+            if (name, secret_id(name)) not in self.refused_secrets
+        }
+        if not new:
+            return
+        for (name, _), why in new.items():
+            log.warning("a proxy of %r cannot use secret %r: %s", report.extension, name, why)
+        self.refused_secrets.update(new)
+        if snapshot is not None:
+            await self.publish_and_notify(snapshot)
+
+    # -- the operator's view ----------------------------------------------------------------
+    def status(self, *, ready: bool, listen_addr: str = "") -> CoreStatus:
+        now = self.clock.wall()
+        return CoreStatus(
+            ready=ready,
+            core=CoreInfo(self.service_name, self.epoch, listen_addr),
+            clusters=tuple(self._cluster_status(slot, now) for slot in self.slots.values()),
+            routes=tuple(row for s in self.slots.values() if s.state for row in routes_table(s.state.routing)),
+            problems=tuple(ProblemView.of(p) for p in self.problems),
+        )
+
+    def _cluster_status(self, slot: ClusterSlot, now: float) -> ClusterStatus:
+        report, state = slot.report, slot.state
+        config = report.config if report else None
+        return ClusterStatus(
+            extension=slot.name,
+            cluster=slot.cluster,
+            extension_service=self.config.extension_service_name(slot.name),
+            proxy_service=self.config.proxy_service_name(slot.name),
+            state_version=state.version if state else None,
+            hosts=len(state.routing.hosts) if state else 0,
+            config_version=config.version if config else None,
+            config_id=config.config_id if config else None,
+            targets_id=config.targets_id if config else None,
+            validation_error=report.validation_error if report else "",
+            extension_seen_seconds_ago=round(now - slot.reported_at, 1) if slot.reported_at else None,
+            proxies=tuple(
+                ProxyStatus(p.proxy, p.config_id, p.targets_id, p.ok, p.error, p.reloads, p.target_updates)
+                for p in (report.proxies if report else ())
+            ),
+        )

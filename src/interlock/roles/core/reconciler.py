@@ -1,0 +1,136 @@
+"""The core's reconciler: makes the extension and proxy services the swarm runs match
+`render.desired.desired_services`, through a `SwarmWriter`.
+
+Each round looks up the control network, secrets, networks and image identities once, asks the
+pure function what should run, and creates, updates (only when a spec hash differs) or removes
+(owned, no longer configured) services. A proxy that is created or updated anyway also gets the
+newest configuration its extension validated, stored as a Docker config, so a proxy task starting
+while the core or the extension is down still routes; configs no service uses are removed.
+
+Thin: every decision is in `desired_services`; this module only reads and writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import Counter
+
+from interlock.config import CoreConfig
+from interlock.constants import CONTROL_NETWORK, LABEL_EXTENSION, LABEL_OWNER, LABEL_ROLE
+from interlock.edges.clock import Clock
+from interlock.edges.swarm_ops import SwarmWriter
+from interlock.errors import DockerUnavailable, InterlockError
+from interlock.render.desired import DesiredCluster, SwarmFacts, desired_services, images, proxy_with_config
+from interlock.render.swarm_specs import Ref, spec_hash
+from interlock.roles.core.board import Board
+from interlock.wire.messages import encode
+
+log = logging.getLogger("interlock.core")
+
+MAX_DOCKER_CONFIG = 900_000
+"""Docker refuses configs over 1,000 KiB (after base64 in the API); keep a margin."""
+
+SERVICE_UPDATES = Counter(
+    "interlock_core_service_updates_total", "Extension/proxy service creates and updates", ["role"]
+)
+
+
+class Reconciler:
+    def __init__(self, config: CoreConfig, ops: SwarmWriter, board: Board, *, owner: str, core_url: str) -> None:
+        self.config = config
+        self.ops = ops
+        self.board = board
+        self.owner = owner
+        self.core_url = core_url
+        self.wake = asyncio.Event()
+
+    async def run(self, clock: Clock, is_ready: Any) -> None:
+        """Reconcile when woken (a new state, a first validated configuration) and every 5 s."""
+        while True:
+            await clock.wait(self.wake, 5.0)
+            self.wake.clear()
+            if not is_ready():
+                continue
+            try:
+                await asyncio.to_thread(self.reconcile_once)
+            except InterlockError as exc:
+                log.warning("reconcile failed, retrying: %s", exc)
+
+    def facts(self) -> SwarmFacts:
+        ops = self.ops
+        return SwarmFacts(
+            control_network=ops.network(CONTROL_NETWORK),
+            secrets={s["Spec"]["Name"]: s["ID"] for s in ops.secrets()},
+            networks={n["Name"]: n.get("Id") or n.get("ID", "") for n in ops.networks()},
+            image_ids={image: ops.image_identity(image) for image in images(self.config)},
+            owner=self.owner,
+            core_url=self.core_url,
+        )
+
+    def reconcile_once(self) -> None:
+        routings = {n: (s.state.routing if s.state else None) for n, s in self.board.slots.items()}
+        desired = desired_services(self.config, routings, self.facts())
+        for note in desired.notes:
+            log.warning("%s", note)
+        if desired.missing:
+            log.warning("%s", desired.missing)
+            return
+        owned = {s["Spec"]["Name"]: s for s in self.ops.services(label=f"{LABEL_OWNER}={self.owner}")}
+        for cluster in desired.clusters:
+            self._ensure(owned.get(cluster.extension["Name"]), cluster.extension, "extension")
+            current = owned.get(cluster.proxy["Name"])
+            if current is not None and spec_hash(current["Spec"]) == spec_hash(cluster.proxy):
+                continue
+            spec = proxy_with_config(self.config, cluster, self._store_proxy_config(cluster))
+            self._ensure(current, spec, "proxy")
+        for name, stale in owned.items():
+            if name not in desired.names:
+                log.info("removing %s: its extension is no longer configured", name)
+                self.ops.remove_service(stale["ID"])
+        self._collect_configs()
+
+    def _ensure(self, current: Mapping[str, Any] | None, spec: dict[str, Any], role: str) -> None:
+        if current is None:
+            log.info("creating %s service %s", role, spec["Name"])
+            self.ops.create_service(spec)
+        elif spec_hash(current["Spec"]) != spec_hash(spec):
+            log.info(
+                "updating %s service %s (%s -> %s)", role, spec["Name"], spec_hash(current["Spec"]), spec_hash(spec)
+            )
+            self.ops.update_service(current, spec)
+        else:
+            return
+        SERVICE_UPDATES.labels(role).inc()
+
+    def _store_proxy_config(self, cluster: DesiredCluster) -> Ref | None:
+        """The newest configuration the extension validated, as a Docker config; None before
+        there is one (the proxy then waits for its extension)."""
+        report = self.board.slots[cluster.name].report
+        if report is None or report.config is None:
+            return None
+        data = encode(report.config)
+        if len(data) > MAX_DOCKER_CONFIG:
+            log.warning(
+                "proxy configuration of %s is %d bytes, over Docker's config limit; not stored", cluster.name, len(data)
+            )
+            return None
+        labels = {LABEL_OWNER: self.owner, LABEL_ROLE: "proxy-config", LABEL_EXTENSION: cluster.name}
+        return self.ops.create_config(f"interlock-proxy-{cluster.name}-{report.config.digest[:12]}", data, labels)
+
+    def _collect_configs(self) -> None:
+        mine = f"{LABEL_OWNER}={self.owner}"
+        in_use = {
+            c.get("ConfigID")
+            for s in self.ops.services(label=mine)
+            for c in s["Spec"]["TaskTemplate"]["ContainerSpec"].get("Configs") or ()
+        }
+        for config in self.ops.configs(label=mine):
+            if config["ID"] not in in_use:
+                try:
+                    self.ops.remove_config(config["ID"])
+                except DockerUnavailable:
+                    pass  # still used by a task that is shutting down; next round

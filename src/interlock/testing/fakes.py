@@ -1,0 +1,213 @@
+"""Small hand-written fakes of the edges the roles use, for unit tests of their loops.
+
+`FakeClock` is a `Clock` whose time moves only when a loop sleeps or waits (never for real), so
+settle windows, periodic resyncs and backoff run instantly. `FakeSwarm` is an in-memory swarm
+that is both a `SwarmSource` (lists, an event stream the test drives) and a `SwarmWriter`
+(services, configs and the rest, kept as Engine-API-shaped JSON so the production converters read
+them). Nothing here touches Docker, the network or the file system.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from interlock.constants import CONTROL_NETWORK, EXTENSION_TOKEN, PROXY_TOKEN
+from interlock.errors import DockerUnavailable
+from interlock.render.swarm_specs import Ref
+from interlock.testing.swarm_json import fake_id, swarm_json
+
+
+class FakeClock:
+    """Starts at `start`; `sleep` and a `wait` that times out move it forward."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return 1_800_000_000.0 + self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+        await asyncio.sleep(0)
+
+    async def wait(self, event: asyncio.Event, timeout: float) -> bool:
+        # Let whatever is ready run first (an event set by a callback already scheduled).
+        for _ in range(3):
+            if event.is_set():
+                return True
+            await asyncio.sleep(0)
+        self.now += max(0.0, timeout)
+        return event.is_set()
+
+
+class _Stream:
+    def __init__(self, swarm: FakeSwarm) -> None:
+        self.swarm = swarm
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeSwarm:
+    """A swarm in memory. App services come from a compact description (see `swarm_json`);
+    services the core creates are kept as it sent them."""
+
+    def __init__(self, description: Mapping[str, Any] | None = None, *, secrets: tuple[str, ...] = ()) -> None:
+        self.index = 10
+        self.apps: dict[str, Any] = dict(description or {})
+        self.owned: dict[str, dict[str, Any]] = {}
+        self.secret_ids = {name: fake_id("secret", name) for name in (EXTENSION_TOKEN, PROXY_TOKEN, *secrets)}
+        self.config_objects: dict[str, dict[str, Any]] = {}
+        self.image_ids: dict[str, str] = {}
+        self.control_network = True
+        self.down = False
+        """While True every call raises DockerUnavailable, as a stopped daemon would."""
+        self.writes: list[tuple[str, str]] = []
+        """(operation, name) of every write, in order."""
+        self.lists = 0
+        self.secret_lists = 0
+        self.streams: list[_Stream] = []
+        self._on_event: Callable[[dict[str, Any]], None] | None = None
+        self._on_end: Callable[[BaseException | None], None] | None = None
+        self._stamps: dict[str, int] = {}
+
+    # -- what the test does ---------------------------------------------------------------
+    def set_apps(self, description: Mapping[str, Any], *, event: bool = True) -> None:
+        """Replace the app services; with `event`, the stream reports a service update."""
+        self.apps = dict(description)
+        self.index += 1
+        if event:
+            self.emit({"Type": "service", "Action": "update", "Actor": {"ID": "app"}})
+
+    def emit(self, event: dict[str, Any]) -> None:
+        if self._on_event is not None and not self.streams[-1].closed:
+            self._on_event(event)
+
+    def end_stream(self, error: BaseException | None = None) -> None:
+        if self._on_end is not None:
+            self._on_end(error)
+
+    def service(self, name: str) -> dict[str, Any] | None:
+        return self.owned.get(name)
+
+    # -- SwarmSource -------------------------------------------------------------------------
+    def _check(self) -> None:
+        if self.down:
+            raise DockerUnavailable("Docker API: connection refused (fake)")
+
+    def list_swarm(self) -> dict[str, list[dict[str, Any]]]:
+        self._check()
+        self.lists += 1
+        raw = swarm_json(self.apps)
+        for service in raw["services"]:
+            service["Version"] = {"Index": self._stamps.setdefault(service["Spec"]["Name"], self.index)}
+        stamps = {s["Spec"]["Name"]: s for s in raw["services"]}
+        for name, service in stamps.items():
+            if self._stamps[name] < self.index:
+                self._stamps[name] = self.index
+                service["Version"]["Index"] = self.index
+        raw["services"] += [copy.deepcopy(s) for s in self.owned.values()]
+        raw["networks"] += [{"Id": fake_id("network", CONTROL_NETWORK), "Name": CONTROL_NETWORK, "Driver": "overlay"}]
+        return raw
+
+    def list_secrets(self) -> list[dict[str, Any]]:
+        self._check()
+        self.secret_lists += 1
+        return [{"ID": i, "Spec": {"Name": n}} for n, i in self.secret_ids.items()]
+
+    def stream_events(
+        self, on_event: Callable[[dict[str, Any]], None], on_end: Callable[[BaseException | None], None]
+    ) -> _Stream:
+        self._check()
+        self._on_event, self._on_end = on_event, on_end
+        self.streams.append(_Stream(self))
+        return self.streams[-1]
+
+    # -- SwarmWriter -------------------------------------------------------------------------
+    def networks(self) -> list[dict[str, Any]]:
+        self._check()
+        return self.list_swarm()["networks"] if self.control_network else swarm_json(self.apps)["networks"]
+
+    def network(self, name: str) -> Ref | None:
+        return next((Ref(n["Id"], n["Name"]) for n in self.networks() if n["Name"] == name), None)
+
+    def secrets(self, label: str | None = None) -> list[dict[str, Any]]:
+        return self.list_secrets()
+
+    def configs(self, label: str | None = None) -> list[dict[str, Any]]:
+        self._check()
+        return list(self.config_objects.values())
+
+    def image_identity(self, reference: str) -> str:
+        self._check()
+        return self.image_ids.get(reference, "")
+
+    def services(self, *, label: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
+        self._check()
+        found = []
+        for service in self.owned.values():
+            key, _, value = (label or "").partition("=")
+            if label and service["Spec"].get("Labels", {}).get(key) != value:
+                continue
+            if name and service["Spec"]["Name"] != name:
+                continue
+            found.append(copy.deepcopy(service))
+        return found
+
+    def create_service(self, spec: Mapping[str, Any]) -> str:
+        self._check()
+        name = spec["Name"]
+        if name in self.owned:
+            raise DockerUnavailable(f"POST /services/create: 409 name {name} is in use")
+        self.index += 1
+        service_id = fake_id("service", name, self.index)
+        self.owned[name] = {"ID": service_id, "Version": {"Index": self.index}, "Spec": copy.deepcopy(dict(spec))}
+        self.writes.append(("create", name))
+        return service_id
+
+    def update_service(self, service: Mapping[str, Any], spec: Mapping[str, Any]) -> None:
+        self._check()
+        current = self.owned.get(spec["Name"])
+        if current is None or current["Version"]["Index"] != service["Version"]["Index"]:
+            raise DockerUnavailable("POST /services/update: 500 update out of sequence")
+        self.index += 1
+        current["Version"] = {"Index": self.index}
+        current["Spec"] = copy.deepcopy(dict(spec))
+        self.writes.append(("update", spec["Name"]))
+
+    def remove_service(self, service_id: str) -> None:
+        self._check()
+        for name, service in list(self.owned.items()):
+            if service["ID"] == service_id:
+                del self.owned[name]
+                self.index += 1
+                self.writes.append(("remove", name))
+
+    def create_config(self, name: str, data: bytes, labels: Mapping[str, str]) -> Ref:
+        self._check()
+        existing = next((c for c in self.config_objects.values() if c["Spec"]["Name"] == name), None)
+        if existing is None:
+            existing = {
+                "ID": fake_id("config", name),
+                "Spec": {"Name": name, "Labels": dict(labels), "Data": base64.b64encode(data).decode()},
+            }
+            self.config_objects[existing["ID"]] = existing
+            self.writes.append(("create-config", name))
+        return Ref(existing["ID"], name)
+
+    def remove_config(self, config_id: str) -> None:
+        self._check()
+        removed = self.config_objects.pop(config_id, None)
+        if removed is not None:
+            self.writes.append(("remove-config", removed["Spec"]["Name"]))

@@ -1,0 +1,112 @@
+"""What `interlock status`, `routes` and `problems` show: the core's /v1/status as typed
+structures, and the routes table (one row per host and path) made from a routing model.
+
+The core builds a `CoreStatus`, sends it as JSON, and the operator decodes it into the same
+types, so the two sides cannot drift apart. Pure; wire layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from interlock.model.routing import Routing, TLSMode, Upstream, VirtualHost
+from interlock.problems import Problem
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRow:
+    cluster: str
+    host: str
+    path: str
+    services: tuple[str, ...]
+    targets: tuple[str, ...]
+    tls: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemView:
+    service: str
+    label: str
+    value: str
+    reason: str
+    severity: str
+
+    @classmethod
+    def of(cls, problem: Problem) -> ProblemView:
+        return cls(**problem.to_json())
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyStatus:
+    proxy: str
+    config_id: str
+    targets_id: str
+    ok: bool
+    error: str
+    reloads: int
+    target_updates: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterStatus:
+    extension: str
+    cluster: str
+    extension_service: str
+    proxy_service: str
+    state_version: int | None
+    hosts: int
+    config_version: int | None
+    config_id: str | None
+    targets_id: str | None
+    validation_error: str
+    extension_seen_seconds_ago: float | None
+    proxies: tuple[ProxyStatus, ...] = ()
+
+    @property
+    def serving_id(self) -> str:
+        """`CONFIG_ID+TARGETS_ID`: the validated nginx.conf and, with dynamic upstreams, targets."""
+        return "+".join(filter(None, (self.config_id or "", self.targets_id or "")))
+
+
+@dataclass(frozen=True, slots=True)
+class CoreInfo:
+    service: str | None
+    epoch: str = ""
+    listen_addr: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CoreStatus:
+    ready: bool
+    core: CoreInfo
+    clusters: tuple[ClusterStatus, ...] = ()
+    routes: tuple[RouteRow, ...] = ()
+    problems: tuple[ProblemView, ...] = ()
+    note: str = ""
+    """Set when the core could not be asked and routes and problems were computed locally."""
+
+
+def _rows(routing: Routing, host: VirtualHost, upstreams: dict[str, Upstream]) -> list[RouteRow]:
+    name = "(default)" if host.name == "_" else host.name
+    tls = str(host.tls)
+    if host.tls is TLSMode.PASSTHROUGH:
+        upstream = upstreams[host.passthrough_upstream]
+        targets = tuple(f"{s.address}:{s.port}" for s in upstream.servers)
+        return [RouteRow(routing.cluster, name, "(tls)", tuple(host.services), targets, tls)]
+    rows = []
+    for route in host.routes:
+        upstream = upstreams[route.upstream]
+        services = tuple(sorted({s.service for s in upstream.servers}))
+        targets = tuple(f"{s.address}:{s.port}" for s in upstream.servers)
+        rows.append(RouteRow(routing.cluster, name, route.path, services, targets, tls))
+    for rule in host.redirects:
+        path = f"({rule.scheme} redirect)"
+        rows.append(RouteRow(routing.cluster, name, path, tuple(host.services), (rule.target,), tls))
+    return rows
+
+
+def routes_table(routing: Routing) -> tuple[RouteRow, ...]:
+    """One row per host and path (and per redirect), default host last."""
+    hosts = [*routing.hosts, *([routing.default_host] if routing.default_host else [])]
+    upstreams = {u.name: u for u in (*routing.upstreams, *routing.passthrough_upstreams)}
+    return tuple(row for host in hosts for row in _rows(routing, host, upstreams))
