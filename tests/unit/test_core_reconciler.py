@@ -1,0 +1,176 @@
+"""The core's reconciler and board on a fake swarm: what services it creates, updates, recreates
+and removes, and which proxy configuration it stores. No Docker."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from interlock.config import CoreConfig, load_config
+from interlock.constants import LABEL_SPEC
+from interlock.model.docker_json import snapshot_from_api
+from interlock.roles.core.board import Board
+from interlock.roles.core.reconciler import Reconciler
+from interlock.testing.fakes import FakeClock, FakeSwarm
+from interlock.wire.messages import ExtensionReport, ProxyConfig, ProxyReport
+
+CONFIG = load_config("""
+[Extensions.default]
+PublishMode = "host"
+[Extensions.east]
+ServiceCluster = "east"
+ProxyReplicas = 1
+""")
+TLS_APP: dict[str, Any] = {
+    "name": "shop",
+    "networks": ["apps"],
+    "labels": {
+        "com.docker.lb.hosts": "shop.local",
+        "com.docker.lb.port": "80",
+        "com.docker.lb.ssl_cert": "shop.crt",
+        "com.docker.lb.ssl_key": "shop.key",
+    },
+}
+
+
+def setup(config: CoreConfig = CONFIG, apps: list[dict[str, Any]] | None = None) -> tuple[FakeSwarm, Board, Reconciler]:
+    swarm = FakeSwarm({"services": apps or []}, secrets=("shop.crt", "shop.key"))
+    swarm.image_ids = {"interlock:0.1.0": "sha256:one"}
+    board = Board(config, gate_on_proxies=True, clock=FakeClock(), epoch="e")
+    reconciler = Reconciler(config, swarm, board, owner="interlock", core_url="http://tasks.interlock:8080")
+    return swarm, board, reconciler
+
+
+def round_trip(swarm: FakeSwarm, board: Board, reconciler: Reconciler) -> list[tuple[str, str]]:
+    """One watcher pass and one reconcile round; the writes it made."""
+    before = len(swarm.writes)
+    board.publish(snapshot_from_api({**swarm.list_swarm(), "secrets": swarm.list_secrets()}))
+    reconciler.reconcile_once()
+    return swarm.writes[before:]
+
+
+def env(swarm: FakeSwarm, name: str) -> list[str]:
+    service = swarm.service(name)
+    assert service is not None
+    return list(service["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"])
+
+
+def test_first_round_creates_every_extension_and_proxy_then_nothing_changes() -> None:
+    swarm, board, reconciler = setup()
+    assert sorted(round_trip(swarm, board, reconciler)) == [
+        ("create", "interlock-extension"),
+        ("create", "interlock-extension-east"),
+        ("create", "interlock-proxy"),
+        ("create", "interlock-proxy-east"),
+    ]
+    assert round_trip(swarm, board, reconciler) == [], "an unchanged swarm is not touched"
+
+
+def test_a_deleted_proxy_service_is_recreated_and_nothing_else_touched() -> None:
+    swarm, board, reconciler = setup()
+    round_trip(swarm, board, reconciler)
+    proxy = swarm.service("interlock-proxy-east")
+    assert proxy is not None
+    swarm.remove_service(proxy["ID"])
+    assert round_trip(swarm, board, reconciler) == [("create", "interlock-proxy-east")]
+
+
+def test_a_rebuilt_image_under_the_same_tag_rolls_every_role() -> None:
+    swarm, board, reconciler = setup()
+    round_trip(swarm, board, reconciler)
+    assert "INTERLOCK_IMAGE_ID=sha256:one" in env(swarm, "interlock-proxy")
+    swarm.image_ids = {"interlock:0.1.0": "sha256:two"}
+    assert sorted(round_trip(swarm, board, reconciler)) == [
+        ("update", "interlock-extension"),
+        ("update", "interlock-extension-east"),
+        ("update", "interlock-proxy"),
+        ("update", "interlock-proxy-east"),
+    ]
+    assert "INTERLOCK_IMAGE_ID=sha256:two" in env(swarm, "interlock-extension-east")
+
+
+def test_a_proxy_updated_anyway_gets_the_newest_validated_configuration() -> None:
+    swarm, board, reconciler = setup()
+    round_trip(swarm, board, reconciler)
+    config = ProxyConfig(1, "d" * 64, "cfg1", "events {}")
+    board.slots["default"].report = ExtensionReport("default", "", config)
+    assert round_trip(swarm, board, reconciler) == [], "a new configuration alone does not restart proxies"
+    # A new app on a new network: the proxy must join it, and is given the configuration then.
+    swarm.set_apps(
+        {"services": [{**TLS_APP, "labels": {k: v for k, v in TLS_APP["labels"].items() if "ssl" not in k}}]}
+    )
+    writes = round_trip(swarm, board, reconciler)
+    assert writes[0] == ("create-config", "interlock-proxy-default-dddddddddddd")
+    assert ("update", "interlock-proxy") in writes
+    proxy = swarm.service("interlock-proxy")
+    assert proxy is not None
+    mounted = proxy["Spec"]["TaskTemplate"]["ContainerSpec"]["Configs"]
+    assert [c["ConfigName"] for c in mounted] == ["interlock-proxy-default-dddddddddddd"]
+    assert round_trip(swarm, board, reconciler) == [], "the stored configuration does not change the spec hash"
+
+
+def test_an_extension_no_longer_configured_is_removed_with_its_proxy() -> None:
+    swarm, board, reconciler = setup()
+    round_trip(swarm, board, reconciler)
+    smaller = load_config('[Extensions.default]\nPublishMode = "host"\n')
+    board2 = Board(smaller, gate_on_proxies=True, clock=FakeClock(), epoch="e")
+    reconciler2 = Reconciler(smaller, swarm, board2, owner="interlock", core_url="http://tasks.interlock:8080")
+    assert sorted(round_trip(swarm, board2, reconciler2)) == [
+        ("remove", "interlock-extension-east"),
+        ("remove", "interlock-proxy-east"),
+    ]
+
+
+def test_nothing_is_deployed_without_the_control_network_or_tokens() -> None:
+    swarm, board, reconciler = setup()
+    swarm.control_network = False
+    assert round_trip(swarm, board, reconciler) == []
+
+
+def test_certificate_secrets_are_attached_before_the_service_is_routed() -> None:
+    swarm, board, reconciler = setup(apps=[TLS_APP])
+    round_trip(swarm, board, reconciler)
+    state = board.slots["default"].state
+    assert state is not None and state.routing.hosts == (), "held back until the proxy has the secrets"
+    proxy = swarm.service("interlock-proxy")
+    assert proxy is not None
+    secrets = {s["SecretName"]: s["File"]["Mode"] for s in proxy["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"]}
+    assert {"shop.crt", "shop.key"} <= set(secrets)
+
+
+async def test_a_refused_secret_leaves_out_its_service_until_made_again_under_a_new_id() -> None:
+    swarm, board, _ = setup(config=load_config("[Extensions.default]\n"), apps=[TLS_APP])
+    board.proxies = None  # routed at once: this test is about refusals, not attachments
+    board.publish(snapshot_from_api({**swarm.list_swarm(), "secrets": swarm.list_secrets()}))
+    first = board.slots["default"].state
+    assert first is not None and [h.name for h in first.routing.hosts] == ["shop.local"]
+    refusal = ProxyReport("p1", "", "", False, refused_secrets=(("shop.crt", "not a PEM certificate"),))
+    await board.note_report("default", ExtensionReport("default", "", None, "", (refusal,)))
+    second = board.slots["default"].state
+    assert second is not None and second.routing.hosts == ()
+    assert "cannot use secret 'shop.crt'" in second.problems[0].reason
+    # The operator removes the secret and creates a good one under the same name: a new ID.
+    swarm.secret_ids["shop.crt"] = "a-new-id"
+    board.publish(snapshot_from_api({**swarm.list_swarm(), "secrets": swarm.list_secrets()}))
+    third = board.slots["default"].state
+    assert third is not None and [h.name for h in third.routing.hosts] == ["shop.local"]
+
+
+async def test_the_long_poll_answers_when_a_new_state_is_published() -> None:
+    swarm, board, _ = setup(config=load_config("[Extensions.default]\n"))
+    board.publish(snapshot_from_api({**swarm.list_swarm(), "secrets": swarm.list_secrets()}))
+    first = board.slots["default"].state
+    assert first is not None
+    assert await board.state_after("default", first.tag, 0.05) is None
+    swarm.set_apps({"services": [{**TLS_APP, "name": "web", "labels": {"com.docker.lb.hosts": "web.local"}}]})
+    waiter = asyncio.create_task(board.state_after("default", first.tag, 5))
+    await asyncio.sleep(0)
+    await board.publish_and_notify(snapshot_from_api({**swarm.list_swarm(), "secrets": swarm.list_secrets()}))
+    second = await waiter
+    assert second is not None and second.version == first.version + 1
+
+
+def test_every_owned_spec_carries_its_hash() -> None:
+    swarm, board, reconciler = setup()
+    round_trip(swarm, board, reconciler)
+    assert all(s["Spec"]["Labels"].get(LABEL_SPEC) for s in swarm.owned.values())
