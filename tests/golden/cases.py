@@ -1,9 +1,12 @@
 """Golden cases: one readable file per case under cases/, walked by test_golden.py.
 
 A case file is TOML input, then a line `---------- problems`, the expected problems (one per
-line), then `---------- nginx.conf` and the expected configuration, then (with dynamic upstreams)
-`---------- targets` and the expected targets document. The Lua library printed into every
-dynamic nginx.conf is shown as one marker line (it is constant text). The input holds
+line), then `---------- routing model` and the routing model `build` made (JSON), then
+`---------- nginx.conf` and the expected configuration, then (with dynamic upstreams)
+`---------- targets` and the expected targets document. So a failing case shows whether build
+or render changed. The Lua library printed into every dynamic nginx.conf is shown as one marker
+line (it is constant text); so is the common preamble (main, events and the http settings of the
+default configuration), printed in full in PREAMBLE_CASE only, so a change to it shows once. The input holds
 `services`/`nodes`/`networks` in the compact form of `interlock.testing.swarm_json`, or
 `snapshot_file` naming a real captured snapshot under tests/data; optional `config` (Interlock
 TOML text) and `cluster`.
@@ -13,6 +16,8 @@ from __future__ import annotations
 
 import json
 import tomllib
+
+import msgspec
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +33,10 @@ DATA = Path(__file__).parent.parent / "data"
 PROBLEMS_MARK = "---------- problems\n"
 CONFIG_MARK = "---------- nginx.conf\n"
 TARGETS_MARK = "---------- targets\n"
+ROUTING_MARK = "---------- routing model\n"
 LUA_MARKER = "-- (interlock/render/lua/targets.lua, printed here in full)"
+PREAMBLE_CASE = "basic-host.txt"
+PREAMBLE_MARKER = f"# (the common preamble: main, events and http settings, in full in {PREAMBLE_CASE})\n"
 
 
 @dataclass(frozen=True)
@@ -49,10 +57,21 @@ class Case:
 
     def actual(self) -> str:
         problems = "".join(p.describe() + "\n" for p in self.result.problems)
+        routing = json.dumps(msgspec.to_builtins(self.routing), indent=1) + "\n"
         rendered = render_nginx(self.routing, self.extension)
         config = rendered.text.replace(lua_library(), LUA_MARKER)
+        if self.path.name != PREAMBLE_CASE:
+            config = config.replace(common_preamble(), PREAMBLE_MARKER)
         targets = f"{TARGETS_MARK}{rendered.targets}" if rendered.targets else ""
-        return f"{self.source}{PROBLEMS_MARK}{problems}{CONFIG_MARK}{config}{targets}"
+        return f"{self.source}{PROBLEMS_MARK}{problems}{ROUTING_MARK}{routing}{CONFIG_MARK}{config}{targets}"
+
+
+def common_preamble() -> str:
+    """What every static nginx.conf of the default configuration holds before its own servers:
+    from `load_module` to the status server."""
+    text = render_nginx(Routing(cluster=""), default_config().extensions["default"]).text
+    start = text.index("load_module ")
+    return text[start : text.index("    # Interlock's own status")]
 
 
 def load_case(path: Path) -> Case:
