@@ -27,3 +27,19 @@ def nginx() -> str:
             pytest.fail("nginx is required (INTERLOCK_REQUIRE_NGINX is set) but not installed")
         pytest.skip("nginx is not installed; run scripts/setup")
     return binary
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that start real nginx are marked `nginx` and live outside tests/unit, so
+    `pytest tests/unit` stays fast and needs nothing installed."""
+    misplaced = [
+        item.nodeid
+        for item in items
+        if "nginx" in getattr(item, "fixturenames", ())
+        and (item.get_closest_marker("nginx") is None or item.nodeid.startswith("tests/unit/"))
+    ]
+    if misplaced:
+        raise pytest.UsageError(
+            "tests that use real nginx must be marked `nginx` and live under tests/nginx (or golden, e2e): "
+            + ", ".join(misplaced)
+        )

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import json
 import tomllib
-
-import msgspec
 from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 from interlock.config import CoreConfig, ExtensionConfig, default_config, load_config
 from interlock.model.build import BuildResult, build

@@ -10,7 +10,7 @@ from interlock.config import CoreConfig, load_config
 from interlock.constants import LABEL_SPEC
 from interlock.model.docker_json import snapshot_from_api
 from interlock.roles.core.board import Board
-from interlock.roles.core.reconciler import Reconciler
+from interlock.roles.core.reconciler import RESYNC, Reconciler
 from interlock.testing.fakes import FakeClock, FakeSwarm
 from interlock.wire.messages import ExtensionReport, ProxyConfig, ProxyReport
 
@@ -174,3 +174,44 @@ def test_every_owned_spec_carries_its_hash() -> None:
     swarm, board, reconciler = setup()
     round_trip(swarm, board, reconciler)
     assert all(s["Spec"]["Labels"].get(LABEL_SPEC) for s in swarm.owned.values())
+
+
+async def test_the_composed_core_routes_a_new_service_and_recreates_a_deleted_proxy() -> None:
+    """The whole core on fakes: watcher -> board -> reconciler, in fake time."""
+    from interlock.roles.core import Core
+    from interlock.testing.fakes import inline
+
+    swarm = FakeSwarm({"services": []})
+    clock = FakeClock()
+    config = load_config("[Extensions.default]\n")
+    core = Core(
+        config,
+        swarm,
+        swarm,
+        service_name="interlock",
+        extension_token="t" * 20,
+        core_url="http://x",
+        clock=clock,
+        offload=inline,
+    )
+    task = asyncio.create_task(core.run())
+    await clock.advance(0.1)
+    assert {n for _, n in swarm.writes} == {"interlock-extension", "interlock-proxy"}
+    # The app's network is new to the proxy: the proxy is attached first, then the app routed.
+    web = {
+        "name": "web",
+        "networks": ["apps"],
+        "labels": {"com.docker.lb.hosts": "web.local", "com.docker.lb.port": "80"},
+    }
+    swarm.set_apps({"services": [web]})
+    await clock.advance(0.1)
+    assert ("update", "interlock-proxy") in swarm.writes
+    await clock.advance(0.2)  # the next settle poll lists the proxy with its new network
+    state = core.board.slots["default"].state
+    assert state is not None and [h.name for h in state.routing.hosts] == ["web.local"]
+    proxy = swarm.service("interlock-proxy")
+    assert proxy is not None
+    swarm.remove_service(proxy["ID"])
+    await clock.advance(RESYNC + 0.1)
+    assert swarm.writes[-1] == ("create", "interlock-proxy"), "recreated by the periodic round"
+    task.cancel()

@@ -9,16 +9,12 @@ import pytest
 
 from interlock.config import default_config, load_config
 from interlock.config.schema import ExtensionConfig
-from interlock.edges.nginx_check import check_routing
-from interlock.edges.peer_http import PeerClient
 from interlock.errors import ConfigError, TemplateFailed
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
 from interlock.model.routing import Routing
 from interlock.render.nginx import render_nginx
-from interlock.roles.extension import Extension
 from interlock.testing.swarm_json import swarm_json
-from interlock.wire.messages import ClusterState
 
 HOOKS = """{% extends "nginx.conf.j2" %}
 {% block main %}
@@ -78,12 +74,6 @@ def test_hook_blocks_add_lines_where_they_belong() -> None:
     assert "    # stream hook" in stream
 
 
-@pytest.mark.nginx
-def test_an_extended_template_passes_nginx_t(nginx: str) -> None:
-    result = check_routing(routing(), ext_with(HOOKS), nginx=nginx)
-    assert result.ok, result.output
-
-
 @pytest.mark.parametrize(
     ("template", "expected"),
     [
@@ -109,20 +99,3 @@ def test_a_template_that_does_not_parse_is_refused_with_the_configuration() -> N
         ConfigError, match=r"Extensions.default.Template = .*not a Jinja2 template: line 1: Unexpected end"
     ):
         load_config('[Extensions.default]\nTemplate = """\n{% block http %}\n"""\n')
-
-
-@pytest.mark.nginx
-async def test_the_extension_keeps_its_last_good_configuration_on_a_bad_template(nginx: str) -> None:
-    extension = Extension(name="default", core=PeerClient("http://unused", "t" * 20), proxy_token="p" * 20)
-
-    def state(version: int, ext: ExtensionConfig) -> ClusterState:
-        return ClusterState(version, "", "default", routing(), ext.model_dump(by_alias=True, mode="json"), epoch="e")
-
-    await extension.apply(state(1, ext_with(HOOKS)))
-    good = extension.current
-    assert good is not None and "X-Interlock-Template" in good.text
-    await extension.apply(
-        state(2, ext_with('{% extends "nginx.conf.j2" %}{% block http %}{{ view.__class__ }}{% endblock %}'))
-    )
-    assert extension.current is good
-    assert "SecurityError" in extension.validation_error

@@ -5,16 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
-
-from interlock.config import ExtensionConfig, default_config
-from interlock.edges.nginx_check import CheckResult
+from interlock.config import default_config
 from interlock.edges.peer_http import PeerClient
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
-from interlock.model.routing import Routing
 from interlock.roles.agent import Agent
-from interlock.roles.extension import Extension
 from interlock.testing.swarm_json import swarm_json
 from interlock.wire.messages import ClusterState, ProxyConfig
 
@@ -34,37 +29,6 @@ def state(version: int, replicas: int = 1, ext: object = EXT) -> ClusterState:
     routing = build(snapshot_from_api(swarm_json({"services": [service]}))).routings[""]
     settings = ext.model_dump(by_alias=True, mode="json")  # type: ignore[attr-defined]
     return ClusterState(version, "", "default", routing, settings, epoch="e")
-
-
-@pytest.mark.nginx
-async def test_extension_serves_a_new_config_only_when_the_text_changes(nginx: str) -> None:
-    extension = Extension(name="default", core=PeerClient("http://unused", "t" * 20), proxy_token="p" * 20)
-    await extension.apply(state(1))
-    first = extension.current
-    assert first is not None and extension.validation_error == ""
-    await extension.apply(state(2))  # a new state version, same routing: same text
-    assert extension.current is first
-    await extension.apply(state(3, replicas=2))
-    assert extension.current is not None and extension.current.digest != first.digest
-
-
-@pytest.mark.nginx
-async def test_extension_validates_only_a_new_nginx_conf(nginx: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from interlock.edges import nginx_check
-    from interlock.roles import extension as module
-
-    checked: list[int] = []
-
-    def counting_check(routing: Routing, ext: ExtensionConfig) -> CheckResult:
-        checked.append(1)
-        return nginx_check.check_routing(routing, ext)
-
-    monkeypatch.setattr(module, "check_routing", counting_check)
-    extension = Extension(name="default", core=PeerClient("http://unused", "t" * 20), proxy_token="p" * 20)
-    await extension.apply(state(1, ext=DYNAMIC))
-    await extension.apply(state(2, replicas=3, ext=DYNAMIC))  # one more task: targets only
-    assert extension.current is not None and extension.current.version == 2
-    assert len(checked) == 1, "a change of targets alone needs no nginx -t"
 
 
 class FakeNginx:

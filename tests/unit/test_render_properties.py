@@ -17,7 +17,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from interlock.config import default_config
-from interlock.edges.nginx_check import check_routing
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
 from interlock.model.labels import LABELS
@@ -115,14 +114,3 @@ def test_random_labels_only_produce_template_directives(
 ) -> None:
     _, text = render_random(services)
     assert directives(text, tmp_path) <= allowed_directives
-
-
-@pytest.mark.nginx
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(services=service_lists)
-def test_random_labels_always_pass_nginx_t(
-    services: list[tuple[dict[str, str], int, bool]], nginx: str, tmp_path: Path
-) -> None:
-    routing, _ = render_random(services)
-    result = check_routing(routing, EXTENSION, workdir=tmp_path, nginx=nginx)
-    assert result.ok, result.output + "\n" + (tmp_path / "nginx.conf").read_text()

@@ -12,20 +12,26 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import heapq
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from interlock.constants import CONTROL_NETWORK, EXTENSION_TOKEN, PROXY_TOKEN
 from interlock.errors import DockerUnavailable
 from interlock.render.swarm_specs import Ref
 from interlock.testing.swarm_json import fake_id, swarm_json
 
+T = TypeVar("T")
+
 
 class FakeClock:
-    """Starts at `start`; `sleep` and a `wait` that times out move it forward."""
+    """A `Clock` whose time moves only when the test calls `advance`: sleepers and waits with a
+    timeout are woken in deadline order, and everything they start runs before time moves on."""
 
     def __init__(self, start: float = 1000.0) -> None:
         self.now = start
+        self._timers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._serial = 0
 
     def monotonic(self) -> float:
         return self.now
@@ -33,21 +39,57 @@ class FakeClock:
     def wall(self) -> float:
         return 1_800_000_000.0 + self.now
 
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+    def _timer(self, seconds: float) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._serial += 1
+        heapq.heappush(self._timers, (self.now + max(0.0, seconds), self._serial, future))
+        return future
 
     async def sleep(self, seconds: float) -> None:
-        self.now += max(0.0, seconds)
-        await asyncio.sleep(0)
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        await self._timer(seconds)
 
     async def wait(self, event: asyncio.Event, timeout: float) -> bool:
-        # Let whatever is ready run first (an event set by a callback already scheduled).
-        for _ in range(3):
-            if event.is_set():
-                return True
+        if event.is_set() or timeout <= 0:
             await asyncio.sleep(0)
-        self.now += max(0.0, timeout)
+            return event.is_set()
+        timer = self._timer(timeout)
+        waiter: asyncio.Future[Any] = asyncio.ensure_future(event.wait())
+        pending: set[asyncio.Future[Any]] = {timer, waiter}
+        try:
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            timer.cancel()
         return event.is_set()
+
+    async def advance(self, seconds: float) -> None:
+        """Move time forward by `seconds`, firing each timer due on the way at its deadline."""
+        target = self.now + seconds
+        await _run_ready()
+        while self._timers and self._timers[0][0] <= target:
+            deadline, _, future = heapq.heappop(self._timers)
+            if future.done():
+                continue
+            self.now = max(self.now, deadline)
+            future.set_result(None)
+            await _run_ready()
+        self.now = max(self.now, target)
+        await _run_ready()
+
+
+async def _run_ready(rounds: int = 50) -> None:
+    """Let every task that can run, run (single-threaded code settles within a few rounds)."""
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+
+
+async def inline(function: Callable[..., T], *args: Any) -> T:
+    """`asyncio.to_thread` without the thread: the fakes answer at once, and tests stay
+    deterministic on a `FakeClock`."""
+    return function(*args)
 
 
 class _Stream:
@@ -77,6 +119,8 @@ class FakeSwarm:
         """(operation, name) of every write, in order."""
         self.lists = 0
         self.secret_lists = 0
+        self.failed_calls = 0
+        """Calls refused while `down`."""
         self.streams: list[_Stream] = []
         self._on_event: Callable[[dict[str, Any]], None] | None = None
         self._on_end: Callable[[BaseException | None], None] | None = None
@@ -104,6 +148,7 @@ class FakeSwarm:
     # -- SwarmSource -------------------------------------------------------------------------
     def _check(self) -> None:
         if self.down:
+            self.failed_calls += 1
             raise DockerUnavailable("Docker API: connection refused (fake)")
 
     def list_swarm(self) -> dict[str, list[dict[str, Any]]]:

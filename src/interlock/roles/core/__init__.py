@@ -37,7 +37,7 @@ from interlock.model.snapshot import Snapshot
 from interlock.roles.core.api import CoreApi
 from interlock.roles.core.board import Board
 from interlock.roles.core.reconciler import Reconciler
-from interlock.roles.core.watcher import Watcher
+from interlock.roles.core.watcher import Offload, Watcher
 
 log = logging.getLogger("interlock.core")
 
@@ -59,11 +59,15 @@ class Core:
         extension_token: str,
         core_url: str,
         clock: Clock | None = None,
+        offload: Offload = asyncio.to_thread,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
+        self.offload = offload
         self._notifying: set[asyncio.Task[None]] = set()
         self.board = Board(config, gate_on_proxies=ops is not None, service_name=service_name, clock=self.clock)
-        self.watcher = Watcher(source, self._on_snapshot, poll_interval=config.poll_interval_seconds, clock=self.clock)
+        self.watcher = Watcher(
+            source, self._on_snapshot, poll_interval=config.poll_interval_seconds, clock=self.clock, offload=offload
+        )
         self.reconciler = (
             Reconciler(config, ops, self.board, owner=service_name, core_url=core_url) if ops is not None else None
         )
@@ -91,7 +95,7 @@ class Core:
     async def run(self) -> None:
         parts = [self.watcher.run()]
         if self.reconciler is not None:
-            parts.append(self.reconciler.run(self.clock, lambda: self.watcher.ready))
+            parts.append(self.reconciler.run(self.clock, lambda: self.watcher.ready, self.offload))
         await asyncio.gather(*parts)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from prometheus_client import Counter
@@ -27,10 +27,13 @@ from interlock.errors import DockerUnavailable, InterlockError
 from interlock.render.desired import DesiredCluster, SwarmFacts, desired_services, images, proxy_with_config
 from interlock.render.swarm_specs import Ref, spec_hash
 from interlock.roles.core.board import Board
+from interlock.roles.core.watcher import Offload
 from interlock.wire.messages import encode
 
 log = logging.getLogger("interlock.core")
 
+RESYNC = 5.0
+"""Seconds between rounds when nothing wakes the reconciler (a deleted service comes back)."""
 MAX_DOCKER_CONFIG = 900_000
 """Docker refuses configs over 1,000 KiB (after base64 in the API); keep a margin."""
 
@@ -48,15 +51,16 @@ class Reconciler:
         self.core_url = core_url
         self.wake = asyncio.Event()
 
-    async def run(self, clock: Clock, is_ready: Any) -> None:
-        """Reconcile when woken (a new state, a first validated configuration) and every 5 s."""
+    async def run(self, clock: Clock, is_ready: Callable[[], bool], offload: Offload = asyncio.to_thread) -> None:
+        """Reconcile when woken (a new state, a first validated configuration) and every
+        RESYNC seconds; `offload` runs the blocking Docker calls off the event loop."""
         while True:
-            await clock.wait(self.wake, 5.0)
+            await clock.wait(self.wake, RESYNC)
             self.wake.clear()
             if not is_ready():
                 continue
             try:
-                await asyncio.to_thread(self.reconcile_once)
+                await offload(self.reconcile_once)
             except InterlockError as exc:
                 log.warning("reconcile failed, retrying: %s", exc)
 

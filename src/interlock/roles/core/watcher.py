@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from prometheus_client import Counter, Histogram
@@ -30,6 +30,8 @@ from interlock.model.snapshot import Snapshot
 from interlock.roles.runtime import quiet_gc
 
 log = logging.getLogger("interlock.core")
+
+Offload = Callable[..., Awaitable[Any]]
 
 SETTLE_POLL = 0.1
 """Seconds between re-lists while tasks settle after an event."""
@@ -53,11 +55,14 @@ class Watcher:
         *,
         poll_interval: float,
         clock: Clock | None = None,
+        offload: Offload = asyncio.to_thread,
     ) -> None:
+        """`offload` runs a blocking Docker call off the event loop (a thread; inline in tests)."""
         self.source = source
         self.on_snapshot = on_snapshot
         self.poll_interval = poll_interval
         self.clock: Clock = clock or SystemClock()
+        self.offload = offload
         self.debouncer = Debouncer(quiet=0.02, max_delay=0.25, clock=self.clock.monotonic, sleep=self.clock.sleep)
         self.ready = False
         """True once a first full list succeeded."""
@@ -82,7 +87,7 @@ class Watcher:
             stream: EventStream | None = None
             self.stream_lost.clear()
             try:
-                stream = await asyncio.to_thread(
+                stream = await self.offload(
                     self.source.stream_events, threadsafe(loop, self.on_event), threadsafe(loop, self.on_stream_end)
                 )
                 self.secrets_stale = True  # events may have been missed while disconnected
@@ -149,12 +154,12 @@ class Watcher:
 
     async def resync(self) -> Snapshot:
         """List the swarm, hand the snapshot on, and return it."""
-        raw = await asyncio.to_thread(self.source.list_swarm)
+        raw = await self.offload(self.source.list_swarm)
         stalled = self._stream_missed_a_change(raw)
         if self.secrets is None or self.secrets_stale or not self.settling():
             # Secrets change only with a secret event; re-listing them on every settle poll
             # (ten a second) would be wasted calls. Periodic resyncs still re-list them.
-            self.secrets = await asyncio.to_thread(self.source.list_secrets)
+            self.secrets = await self.offload(self.source.list_secrets)
             self.secrets_stale = False
         SNAPSHOTS.inc()
         started = self.clock.monotonic()
