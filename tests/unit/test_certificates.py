@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from interlock.edges.certificates import CertificateVerdicts, unusable_certificates
-from interlock.edges.peer_http import PeerClient
 from interlock.roles.agent import Agent
+from interlock.testing.fakes import FakeNginx, FakePeer
 from interlock.wire.messages import ProxyConfig
-from tests.unit.test_no_change_no_reload import FakeNginx
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +81,7 @@ def test_a_pair_that_loaded_is_not_read_again(secrets: Path, tmp_path: Path) -> 
 
 async def test_the_agent_keeps_serving_and_reports_a_refused_secret(secrets: Path) -> None:
     fake = FakeNginx()
-    agent = Agent(extension=PeerClient("http://unused", "t" * 20), nginx=fake, name="p1", secrets_dir=secrets)  # type: ignore[arg-type]
+    agent = Agent(extension=FakePeer(), nginx=fake, name="p1", secrets_dir=secrets)
     await agent.apply(ProxyConfig(1, "d1", "id1", "text", certificates=(("a.crt", "a.key"),)))
     await agent.apply(ProxyConfig(2, "d2", "id2", "text2", certificates=(("a.crt", "a.key"), ("garbage", "b.key"))))
     assert fake.installs == ["id1"], "nginx never sees the configuration naming the bad secret"

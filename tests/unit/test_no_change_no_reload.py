@@ -6,10 +6,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from interlock.config import default_config
-from interlock.edges.peer_http import PeerClient
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
 from interlock.roles.agent import Agent
+from interlock.testing.fakes import FakeNginx, FakePeer
 from interlock.testing.swarm_json import swarm_json
 from interlock.wire.messages import ClusterState, ProxyConfig
 
@@ -31,33 +31,9 @@ def state(version: int, replicas: int = 1, ext: object = EXT) -> ClusterState:
     return ClusterState(version, "", "default", routing, settings, epoch="e")
 
 
-class FakeNginx:
-    """Stands in for NginxController: records installs."""
-
-    def __init__(self) -> None:
-        self.config_id = ""
-        self.targets_id = ""
-        self.reloads = 0
-        self.target_updates = 0
-        self.installs: list[str] = []
-        self.target_changes: list[str] = []
-        self.process = None
-        self.running = True
-
-    async def install(self, text: str, config_id: str, targets: str = "", targets_id: str = "") -> None:
-        self.installs.append(config_id)
-        self.config_id, self.targets_id = config_id, targets_id
-        self.reloads += 1
-
-    async def update_targets(self, targets: str, targets_id: str) -> None:
-        self.target_changes.append(targets_id)
-        self.targets_id = targets_id
-        self.target_updates += 1
-
-
 async def test_agent_does_not_reload_for_the_configuration_it_serves(tmp_path: Path) -> None:
     fake = FakeNginx()
-    agent = Agent(extension=PeerClient("http://unused", "t" * 20), nginx=fake, name="p1")  # type: ignore[arg-type]
+    agent = Agent(extension=FakePeer(), nginx=fake, name="p1")
     config = ProxyConfig(1, "d1", "id1", "text")
     await agent.apply(config)
     await agent.apply(replace(config, version=2))
@@ -67,7 +43,7 @@ async def test_agent_does_not_reload_for_the_configuration_it_serves(tmp_path: P
 
 async def test_agent_applies_a_targets_only_change_without_a_reload() -> None:
     fake = FakeNginx()
-    agent = Agent(extension=PeerClient("http://unused", "t" * 20), nginx=fake, name="p1")  # type: ignore[arg-type]
+    agent = Agent(extension=FakePeer(), nginx=fake, name="p1")
     await agent.apply(ProxyConfig(1, "d1", "id1", "text", "targets-a", "ta"))
     await agent.apply(ProxyConfig(2, "d2", "id1", "text", "targets-b", "tb"))
     await agent.apply(ProxyConfig(3, "d3", "id1", "text", "targets-b", "tb"))

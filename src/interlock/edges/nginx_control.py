@@ -24,6 +24,7 @@ import secrets
 import signal
 import time
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 
@@ -58,6 +59,27 @@ def accepting_workers(master: int) -> set[int]:
             continue  # gone meanwhile
         pids.add(int(entry.name))
     return pids
+
+
+class NginxControl(Protocol):
+    """What the proxy agent needs of its nginx; `NginxController` in production, a recording
+    fake (`interlock.testing.fakes.FakeNginx`) in tests."""
+
+    config_id: str
+    targets_id: str
+    reloads: int
+    target_updates: int
+
+    @property
+    def running(self) -> bool: ...
+
+    @property
+    def exited(self) -> bool: ...
+
+    async def install(self, text: str, config_id: str, targets: str = "", targets_id: str = "") -> None: ...
+    async def update_targets(self, targets: str, targets_id: str) -> None: ...
+    async def start(self) -> None: ...
+    async def stop(self, sig: signal.Signals = signal.SIGQUIT, timeout: float = 30.0) -> None: ...
 
 
 class NginxController:
@@ -207,6 +229,11 @@ class NginxController:
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.returncode is None
+
+    @property
+    def exited(self) -> bool:
+        """nginx was started and has exited since (it never should on its own)."""
+        return self.process is not None and self.process.returncode is not None
 
     async def start(self) -> None:
         # nginx runs in the foreground as our child; its logs go to the container's output.

@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 from aiohttp import web
@@ -39,6 +40,18 @@ def require_token(token: str, handler: Handler) -> Handler:
         return await handler(request)
 
     return guarded
+
+
+class Peer(Protocol):
+    """Another role, as a caller sees it; `PeerClient` in production, a scripted fake in tests."""
+
+    async def get(
+        self, path: str, *, params: dict[str, str] | None = None, timeout: float = 30
+    ) -> tuple[int, bytes]: ...
+
+    async def post(self, path: str, body: bytes, *, timeout: float = 10) -> tuple[int, bytes]: ...
+
+    async def close(self) -> None: ...
 
 
 class PeerClient:

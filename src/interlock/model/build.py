@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from interlock.errors import InterlockError
 from interlock.model.labels import ServiceLabels, parse_labels
 from interlock.model.routing import (
     Balance,
@@ -236,7 +237,7 @@ def _merged(servers: list[Server]) -> tuple[Server, ...]:
     return tuple(sorted(set(servers), key=_server_order))
 
 
-class _Unroutable(Exception):
+class _Unroutable(InterlockError):
     """Internal: a service cannot be routed; carries the problem that says why."""
 
     def __init__(self, problem: Problem) -> None:

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from interlock.constants import PROXY_TOKEN, SECRETS_DIR
 from interlock.edges.certificates import CertificateVerdicts
-from interlock.edges.nginx_control import NginxController
-from interlock.edges.peer_http import PeerClient, read_token
-from interlock.errors import ConfigRejected, PeerUnavailable, ReloadFailed, WireError
+from interlock.edges.nginx_control import NginxControl, NginxController
+from interlock.edges.peer_http import Peer, PeerClient, read_token
+from interlock.errors import ConfigRejected, InterlockError, PeerUnavailable, ReloadFailed, WireError
 from interlock.wire.messages import ProxyConfig, ProxyReport, decode, encode
 
 log = logging.getLogger("interlock.agent")
@@ -30,7 +30,7 @@ log = logging.getLogger("interlock.agent")
 
 class Agent:
     def __init__(
-        self, *, extension: PeerClient, nginx: NginxController, name: str, secrets_dir: Path = Path(SECRETS_DIR)
+        self, *, extension: Peer, nginx: NginxControl, name: str, secrets_dir: Path = Path(SECRETS_DIR)
     ) -> None:
         self.extension = extension
         self.nginx = nginx
@@ -93,7 +93,13 @@ class Agent:
                 continue
             backoff = 0.5
             if status == 200:
-                await self.apply(decode(body, ProxyConfig))
+                try:
+                    await self.apply(decode(body, ProxyConfig))
+                except InterlockError as exc:
+                    # The loop's boundary: say so, keep serving, take the next one.
+                    self.error = str(exc)[-2000:]
+                    log.error("configuration not used, still serving %s: %s", self.nginx.config_id or "nothing", exc)
+                    await asyncio.sleep(1)
             elif status not in (304, 503):
                 log.warning("extension answered %d", status)
                 await asyncio.sleep(1)
@@ -162,8 +168,8 @@ class Agent:
         """nginx should never exit on its own; if it does, start it again on the live file."""
         while True:
             await asyncio.sleep(1)
-            if self.nginx.process is not None and not self.nginx.running:
-                log.error("nginx exited with %s; starting it again", self.nginx.process.returncode)
+            if self.nginx.exited:
+                log.error("nginx exited; starting it again")
                 await self.nginx.start()
 
 

@@ -20,12 +20,13 @@ from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pydantic import ValidationError
 
 from interlock.config import ExtensionConfig
 from interlock.constants import EXTENSION_PORT, EXTENSION_TOKEN, PROXY_TOKEN, SECRETS_DIR
 from interlock.edges.nginx_check import CheckResult, check_routing
-from interlock.edges.peer_http import PeerClient, read_token, require_token
-from interlock.errors import PeerUnavailable, TemplateFailed, WireError
+from interlock.edges.peer_http import Peer, PeerClient, read_token, require_token
+from interlock.errors import InterlockError, PeerUnavailable, TemplateFailed, WireError
 from interlock.render.nginx import render_nginx
 from interlock.roles.runtime import changed_within, proxy_config, quiet_gc, woken
 from interlock.wire.messages import ClusterState, ExtensionReport, ProxyConfig, ProxyReport, decode, encode
@@ -39,7 +40,7 @@ RENDER_SECONDS = Histogram("interlock_extension_render_seconds", "Render + nginx
 @dataclass
 class Extension:
     name: str
-    core: PeerClient
+    core: Peer
     proxy_token: str
     cluster: str = ""
     current: ProxyConfig | None = None
@@ -70,14 +71,26 @@ class Extension:
                 log.warning("core answered %d: %s", status, body[:200])
                 await asyncio.sleep(1)
                 continue
-            state = decode(body, ClusterState)
-            etag = state.tag
-            self.cluster = state.cluster
-            await self.apply(state)
+            try:
+                state = decode(body, ClusterState)
+                etag = state.tag
+                self.cluster = state.cluster
+                await self.apply(state)
+            except InterlockError as exc:
+                # The loop's boundary: say so, keep serving the last good configuration, go on.
+                self.validation_error = str(exc)[-2000:]
+                log.error(
+                    "state not used, still serving %s: %s", self.current.config_id if self.current else "nothing", exc
+                )
+                self.report_wake.set()
+                await asyncio.sleep(1)
 
     async def apply(self, state: ClusterState) -> None:
         started = time.perf_counter()
-        ext = ExtensionConfig.model_validate(state.config)
+        try:
+            ext = ExtensionConfig.model_validate(state.config)
+        except ValidationError as exc:
+            raise WireError(f"state {state.version}: the extension settings are not valid: {exc}") from exc
         try:
             with quiet_gc():
                 rendered = render_nginx(state.routing, ext)

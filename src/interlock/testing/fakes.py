@@ -1,7 +1,9 @@
 """Small hand-written fakes of the edges the roles use, for unit tests of their loops.
 
-`FakeClock` is a `Clock` whose time moves only when a loop sleeps or waits (never for real), so
-settle windows, periodic resyncs and backoff run instantly. `FakeSwarm` is an in-memory swarm
+`FakeClock` is a `Clock` whose time moves only when the test advances it, so settle windows,
+periodic resyncs and backoff run instantly and in a known order (with `inline` for the calls a
+loop would run in a thread). `FakeNginx` and `FakePeer` stand in for the agent's nginx and for
+another role. `FakeSwarm` is an in-memory swarm
 that is both a `SwarmSource` (lists, an event stream the test drives) and a `SwarmWriter`
 (services, configs and the rest, kept as Engine-API-shaped JSON so the production converters read
 them). Nothing here touches Docker, the network or the file system.
@@ -13,11 +15,12 @@ import asyncio
 import base64
 import copy
 import heapq
+import signal
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from interlock.constants import CONTROL_NETWORK, EXTENSION_TOKEN, PROXY_TOKEN
-from interlock.errors import DockerUnavailable
+from interlock.errors import ConfigRejected, DockerUnavailable
 from interlock.render.swarm_specs import Ref
 from interlock.testing.swarm_json import fake_id, swarm_json
 
@@ -256,3 +259,71 @@ class FakeSwarm:
         removed = self.config_objects.pop(config_id, None)
         if removed is not None:
             self.writes.append(("remove-config", removed["Spec"]["Name"]))
+
+
+class FakeNginx:
+    """An `NginxControl` that records what it was asked to install; `refuse` makes the next
+    installs fail as `nginx -t` would."""
+
+    def __init__(self) -> None:
+        self.config_id = ""
+        self.targets_id = ""
+        self.reloads = 0
+        self.target_updates = 0
+        self.installs: list[str] = []
+        self.target_changes: list[str] = []
+        self.refuse = ""
+        self.started = False
+
+    @property
+    def running(self) -> bool:
+        return bool(self.config_id)
+
+    @property
+    def exited(self) -> bool:
+        return False
+
+    async def install(self, text: str, config_id: str, targets: str = "", targets_id: str = "") -> None:
+        if self.refuse:
+            raise ConfigRejected(self.refuse)
+        self.installs.append(config_id)
+        self.config_id, self.targets_id = config_id, targets_id
+        self.reloads += 1
+
+    async def update_targets(self, targets: str, targets_id: str) -> None:
+        self.target_changes.append(targets_id)
+        self.targets_id = targets_id
+        self.target_updates += 1
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def stop(self, sig: signal.Signals = signal.SIGQUIT, timeout: float = 30.0) -> None:
+        self.started = False
+
+
+class FakePeer:
+    """A `Peer` that answers GETs from a script, in order, then blocks (as a long-poll with
+    nothing new would); POSTs are recorded and answered 200."""
+
+    def __init__(self, *answers: tuple[int, bytes] | Exception) -> None:
+        self.answers = list(answers)
+        self.gets: list[tuple[str, dict[str, str]]] = []
+        self.posts: list[tuple[str, bytes]] = []
+        self._never = asyncio.Event()
+
+    async def get(self, path: str, *, params: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, bytes]:
+        self.gets.append((path, dict(params or {})))
+        if not self.answers:
+            await self._never.wait()
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def post(self, path: str, body: bytes, *, timeout: float = 10) -> tuple[int, bytes]:
+        self.posts.append((path, body))
+        return 200, b'{"ok": true}'
+
+    async def close(self) -> None:
+        pass

@@ -1,0 +1,84 @@
+"""Each role loop catches every Interlock error at its boundary, reports it, and goes on: a
+malformed message from a peer never stops an extension or a proxy agent (fake peers, fake
+nginx; no network)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from interlock.config import default_config
+from interlock.edges.nginx_check import CheckResult
+from interlock.errors import PeerUnavailable
+from interlock.model.routing import Routing
+from interlock.roles import extension as extension_module
+from interlock.roles.agent import Agent
+from interlock.roles.extension import Extension
+from interlock.testing.fakes import FakeNginx, FakePeer
+from interlock.wire.messages import ClusterState, ProxyConfig, encode
+
+SETTINGS = default_config().extensions["default"].model_dump(by_alias=True, mode="json")
+
+
+async def until(check: Callable[[], bool], what: str) -> None:
+    for _ in range(500):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{what}: not within 5 s")
+
+
+@pytest.fixture(autouse=True)
+def no_nginx_t(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Validation itself is tested with real nginx elsewhere; here it always passes."""
+    monkeypatch.setattr(extension_module, "check_routing", lambda routing, ext: CheckResult(True, ""))
+
+
+async def test_the_extension_goes_on_after_a_malformed_or_invalid_state() -> None:
+    good = ClusterState(3, "", "default", Routing(cluster=""), SETTINGS, epoch="e")
+    core = FakePeer(
+        (200, b"not json"),
+        (200, encode(ClusterState(2, "", "default", Routing(cluster=""), {"Bogus": 1}, epoch="e"))),
+        PeerUnavailable("connection refused"),
+        (200, encode(good)),
+    )
+    extension = Extension(name="default", core=core, proxy_token="p" * 20)
+    task = asyncio.create_task(extension.follow_core())
+    await until(lambda: extension.current is not None, "the good state served")
+    assert extension.current is not None and extension.current.version == 3
+    assert extension.validation_error == "", "cleared once a state validates again"
+    task.cancel()
+
+
+async def test_a_bad_state_is_reported_and_the_last_good_configuration_kept() -> None:
+    good = ClusterState(1, "", "default", Routing(cluster=""), SETTINGS, epoch="e")
+    core = FakePeer((200, encode(good)), (200, b"{}"))
+    extension = Extension(name="default", core=core, proxy_token="p" * 20)
+    task = asyncio.create_task(extension.follow_core())
+    await until(lambda: bool(extension.validation_error), "the bad state reported")
+    assert "not a valid ClusterState" in extension.validation_error
+    assert extension.current is not None and extension.current.version == 1
+    task.cancel()
+
+
+async def test_the_agent_goes_on_after_a_malformed_configuration() -> None:
+    nginx = FakeNginx()
+    extension = FakePeer((200, b"[1, 2]"), (200, encode(ProxyConfig(1, "d1", "id1", "text"))))
+    agent = Agent(extension=extension, nginx=nginx, name="p1")
+    task = asyncio.create_task(agent.follow())
+    await until(lambda: nginx.installs == ["id1"], "the good configuration installed")
+    assert agent.error == ""
+    # What it serves is reported after each answer, the failure included.
+    assert len(extension.posts) >= 2
+    task.cancel()
+
+
+async def test_the_agent_keeps_serving_when_nginx_refuses_a_configuration() -> None:
+    nginx = FakeNginx()
+    agent = Agent(extension=FakePeer(), nginx=nginx, name="p1")
+    await agent.apply(ProxyConfig(1, "d1", "id1", "text"))
+    nginx.refuse = "nginx: [emerg] unknown directive"
+    await agent.apply(ProxyConfig(2, "d2", "id2", "bad"))
+    assert nginx.config_id == "id1" and "unknown directive" in agent.error
