@@ -269,3 +269,20 @@ def test_label_problems_are_visible_while_other_routes_work() -> None:
         assert f"{bad}" in sh(INTERLOCK, "problems")
         assert get(f"{bad}.local").status_code == 503
         assert get(f"{good}.local").status_code == 200
+
+
+def test_labels_set_only_on_the_container_are_reported_where_they_belong() -> None:
+    """A stack file's `labels:` (container) instead of `deploy: labels:` (service): not routed,
+    and `interlock problems` says where the labels go."""
+    name = unique("misplaced")
+    extra = ("--container-label", f"com.docker.lb.hosts={name}.local", "--container-label", "com.docker.lb.port=8080")
+    with service(name, extra=extra):
+
+        def reported() -> list[dict[str, str]]:
+            return [p for p in json.loads(sh(INTERLOCK, "problems", "--json")) if p["service"] == name]
+
+        (problem,) = poll(reported, what="misplaced labels reported")
+        assert problem["severity"] == "warning"
+        assert "com.docker.lb.hosts, com.docker.lb.port are set on the container" in problem["reason"]
+        assert "deploy: labels:" in problem["reason"]
+        assert get(f"{name}.local").status_code == 503
