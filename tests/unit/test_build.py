@@ -160,3 +160,16 @@ def test_a_certificate_secret_a_proxy_refused_leaves_out_only_its_services() -> 
 def test_certificate_pairs_name_the_certificate_for_a_combined_pem() -> None:
     routing = routing_of(service("c", hosts="c.local", port="80", ssl_cert="combined.pem"))
     assert routing.certificate_pairs() == (("combined.pem", "combined.pem"),)
+
+
+def test_labels_only_on_the_container_are_a_warning_naming_the_right_place() -> None:
+    document = swarm_json({"services": [{"name": "web", "networks": ["n"]}]})
+    container = document["services"][0]["Spec"]["TaskTemplate"].setdefault("ContainerSpec", {})
+    container["Labels"] = {"com.docker.lb.hosts": "web.local", "com.docker.lb.port": "80", "other": "x"}
+    (problem,) = build(snapshot_from_api(document)).problems
+    assert (problem.service, problem.label, problem.severity) == ("web", "-", "warning")
+    assert problem.reason.startswith("com.docker.lb.hosts, com.docker.lb.port are set on the container")
+    assert "compose `deploy: labels:`" in problem.reason
+    # Set in both places: the service's labels are read, nothing to say.
+    document["services"][0]["Spec"]["Labels"] = dict(container["Labels"])
+    assert build(snapshot_from_api(document)).problems == ()
