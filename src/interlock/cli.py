@@ -197,15 +197,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     def action() -> int:
         status = operator.core_status()
         if args.json:
-            payload: object = {
-                "routes": status.routes,
-                "problems": status.problems,
-            }.get(args.command) or {
-                "ready": status.ready,
-                "core": status.core,
-                "clusters": status.clusters,
-                **({"note": status.note} if status.note else {}),
-            }
+            payload: object
+            if args.command == "routes":
+                payload = status.routes
+            elif args.command == "problems":
+                payload = status.problems
+            else:
+                note = {"note": status.note} if status.note else {}
+                payload = {"ready": status.ready, "core": status.core, "clusters": status.clusters, **note}
             json.dump(msgspec.to_builtins(payload), sys.stdout, indent=2)
             sys.stdout.write("\n")
             return 0

@@ -98,3 +98,25 @@ def test_bad_input_exits_2_with_one_message(
 
 def test_readme_label_reference_is_generated_from_the_table() -> None:
     assert labels_markdown() in README.read_text(), "regenerate with: interlock labels --markdown"
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (["problems", "--json"], []),
+        (["routes", "--json"], []),
+        (
+            ["status", "--json"],
+            {"ready": True, "core": {"service": "interlock", "epoch": "e", "listen_addr": ":8090"}, "clusters": []},
+        ),
+    ],
+)
+def test_operator_views_print_what_the_core_says_even_when_empty(
+    command: list[str], expected: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from interlock import operator
+    from interlock.wire.status import CoreInfo, CoreStatus
+
+    monkeypatch.setattr(operator, "core_status", lambda: CoreStatus(True, CoreInfo("interlock", "e", ":8090")))
+    assert main(command) == 0
+    assert json.loads(capsys.readouterr().out) == expected
