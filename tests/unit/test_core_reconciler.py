@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from interlock.config import CoreConfig, load_config
 from interlock.constants import LABEL_SPEC
 from interlock.model.docker_json import snapshot_from_api
@@ -215,3 +217,37 @@ async def test_the_composed_core_routes_a_new_service_and_recreates_a_deleted_pr
     await clock.advance(RESYNC + 0.1)
     assert swarm.writes[-1] == ("create", "interlock-proxy"), "recreated by the periodic round"
     task.cancel()
+
+
+def test_a_core_started_without_tokens_creates_them_and_mounts_them_into_its_own_service() -> None:
+    from interlock.constants import EXTENSION_TOKEN, PROXY_TOKEN
+    from interlock.roles.core import bootstrap_tokens
+
+    swarm = FakeSwarm(tokens=False)
+    swarm.create_service({"Name": "my-core", "TaskTemplate": {"ContainerSpec": {"Image": "interlock:0.1.0"}}})
+    bootstrap_tokens(swarm, "my-core")
+    assert swarm.writes[1:] == [
+        ("create-secret", EXTENSION_TOKEN),
+        ("create-secret", PROXY_TOKEN),
+        ("update", "my-core"),
+    ]
+    core = swarm.service("my-core")
+    assert core is not None
+    mounted = core["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"]
+    assert [(s["SecretName"], s["File"]["Mode"]) for s in mounted] == [(EXTENSION_TOKEN, 0o400), (PROXY_TOKEN, 0o400)]
+    # Started again (say its task restarted before the update landed): the secrets are reused.
+    bootstrap_tokens(swarm, "my-core")
+    assert [w for w in swarm.writes if w[0] == "create-secret"] == [
+        ("create-secret", EXTENSION_TOKEN),
+        ("create-secret", PROXY_TOKEN),
+    ]
+    core = swarm.service("my-core")
+    assert core is not None and len(core["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"]) == 2
+
+
+def test_the_bootstrap_says_which_service_it_could_not_find() -> None:
+    from interlock.errors import InterlockError
+    from interlock.roles.core import bootstrap_tokens
+
+    with pytest.raises(InterlockError, match="service 'nowhere' was not found"):
+        bootstrap_tokens(FakeSwarm(tokens=False), "nowhere")

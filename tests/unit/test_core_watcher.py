@@ -147,3 +147,14 @@ async def test_resync_raises_when_docker_does_not_answer() -> None:
     rig.swarm.down = True
     with pytest.raises(DockerUnavailable):
         await rig.watcher.resync()
+
+
+async def test_an_answer_not_in_the_api_shape_is_reported_and_retried(rig: Rig) -> None:
+    rig.swarm.malformed = True
+    rig.swarm.set_apps({"services": [app("a"), app("b")]})
+    await rig.clock.advance(1)
+    assert rig.seen.services() == {"a"}, "the last good snapshot stays"
+    assert not rig.watcher.connected
+    rig.swarm.malformed = False
+    await rig.clock.advance(5)
+    assert rig.watcher.connected and rig.seen.services() == {"a", "b"}

@@ -108,16 +108,22 @@ class FakeSwarm:
     """A swarm in memory. App services come from a compact description (see `swarm_json`);
     services the core creates are kept as it sent them."""
 
-    def __init__(self, description: Mapping[str, Any] | None = None, *, secrets: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, description: Mapping[str, Any] | None = None, *, secrets: tuple[str, ...] = (), tokens: bool = True
+    ) -> None:
+        """`tokens`: Interlock's token secrets exist (as after `interlock up`)."""
         self.index = 10
         self.apps: dict[str, Any] = dict(description or {})
         self.owned: dict[str, dict[str, Any]] = {}
-        self.secret_ids = {name: fake_id("secret", name) for name in (EXTENSION_TOKEN, PROXY_TOKEN, *secrets)}
+        names = (*((EXTENSION_TOKEN, PROXY_TOKEN) if tokens else ()), *secrets)
+        self.secret_ids = {name: fake_id("secret", name) for name in names}
         self.config_objects: dict[str, dict[str, Any]] = {}
         self.image_ids: dict[str, str] = {}
         self.control_network = True
         self.down = False
         """While True every call raises DockerUnavailable, as a stopped daemon would."""
+        self.malformed = False
+        """While True the lists answer a service without an ID (not the Engine API's shape)."""
         self.writes: list[tuple[str, str]] = []
         """(operation, name) of every write, in order."""
         self.lists = 0
@@ -166,6 +172,8 @@ class FakeSwarm:
                 self._stamps[name] = self.index
                 service["Version"]["Index"] = self.index
         raw["services"] += [copy.deepcopy(s) for s in self.owned.values()]
+        if self.malformed:
+            raw["services"].append({"Spec": {"Name": "no-id"}})
         raw["networks"] += [{"Id": fake_id("network", CONTROL_NETWORK), "Name": CONTROL_NETWORK, "Driver": "overlay"}]
         return raw
 
@@ -241,6 +249,21 @@ class FakeSwarm:
                 del self.owned[name]
                 self.index += 1
                 self.writes.append(("remove", name))
+
+    def service_named(self, name: str) -> dict[str, Any] | None:
+        return next(iter(self.services(name=name)), None)
+
+    def secret(self, name: str) -> Ref | None:
+        self._check()
+        return Ref(self.secret_ids[name], name) if name in self.secret_ids else None
+
+    def create_secret(self, name: str, data: bytes, labels: Mapping[str, str]) -> Ref:
+        self._check()
+        if name in self.secret_ids:
+            raise DockerUnavailable(f"POST /secrets/create: 409 secret {name} already exists")
+        self.secret_ids[name] = fake_id("secret", name, self.index)
+        self.writes.append(("create-secret", name))
+        return Ref(self.secret_ids[name], name)
 
     def create_config(self, name: str, data: bytes, labels: Mapping[str, str]) -> Ref:
         self._check()

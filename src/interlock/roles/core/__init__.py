@@ -110,7 +110,7 @@ def own_service_name(ops: SwarmOps | None) -> str:
     return CORE_SERVICE
 
 
-def bootstrap_tokens(ops: SwarmOps, service_name: str) -> None:
+def bootstrap_tokens(ops: SwarmWriter, service_name: str) -> None:
     """Started without the control tokens mounted (a manual install): create the token secrets
     and update our own service to mount them; Swarm then replaces this task."""
     service = ops.service_named(service_name)

@@ -24,7 +24,7 @@ from prometheus_client import Counter, Histogram
 from interlock.edges.clock import Clock, SystemClock
 from interlock.edges.debounce import Debouncer
 from interlock.edges.docker_source import EventStream, RawSnapshot, SwarmSource, threadsafe
-from interlock.errors import DockerUnavailable
+from interlock.errors import DockerUnavailable, InterlockError
 from interlock.model.docker_json import snapshot_from_api
 from interlock.model.snapshot import Snapshot
 from interlock.roles.runtime import quiet_gc
@@ -99,6 +99,11 @@ class Watcher:
             except DockerUnavailable as exc:
                 self.connected = False
                 log.warning("Docker API unavailable, retrying in %.1fs: %s", backoff, exc)
+            except InterlockError as exc:
+                # The loop's boundary: e.g. a Docker answer not in the API's shape. Said, and
+                # tried again from a fresh connection; the last published states stay.
+                self.connected = False
+                log.error("could not use what Docker listed, retrying in %.1fs: %s", backoff, exc)
             finally:
                 if stream is not None:
                     stream.close()
