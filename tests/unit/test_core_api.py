@@ -142,3 +142,12 @@ async def test_a_certificate_secret_a_proxy_refuses_leaves_out_its_service_for_g
         "/v1/clusters/default/state", params={"after": second.tag, "wait": "0.2"}, headers=AUTH
     )
     assert unchanged.status == 304
+
+
+@pytest.mark.parametrize("wait", ["nan", "inf", "-1", "soon"])
+async def test_a_long_poll_with_a_wait_that_is_no_number_of_seconds_is_refused(core: Any, wait: str) -> None:
+    instance, _, client = core
+    await instance.watcher.resync()
+    response = await client.get("/v1/clusters/default/state", params={"wait": wait}, headers=AUTH)
+    assert response.status == 400
+    assert "a number of seconds from 0 to 55 is allowed" in await response.text()

@@ -7,6 +7,7 @@ without the right token gets 401 and nothing else.
 from __future__ import annotations
 
 import hmac
+import math
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -40,6 +41,23 @@ def require_token(token: str, handler: Handler) -> Handler:
         return await handler(request)
 
     return guarded
+
+
+MAX_WAIT = 55.0
+"""Longest long-poll, under the usual 60 s idle timeouts of proxies between roles."""
+
+
+def long_poll_wait(request: web.Request) -> float:
+    """The `wait` query parameter in seconds, within [0, MAX_WAIT]; anything else (nan, inf,
+    negative, not a number) is a 400 saying what is allowed."""
+    text = request.query.get("wait", "0")
+    try:
+        wait = float(text)
+    except ValueError:
+        wait = math.nan
+    if not math.isfinite(wait) or wait < 0:
+        raise web.HTTPBadRequest(text=f"wait={text[:20]!r}: a number of seconds from 0 to {MAX_WAIT:.0f} is allowed")
+    return min(wait, MAX_WAIT)
 
 
 class Peer(Protocol):

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from interlock.config import ExtensionConfig
 from interlock.constants import EXTENSION_PORT, EXTENSION_TOKEN, PROXY_TOKEN, SECRETS_DIR
 from interlock.edges.nginx_check import CheckResult, check_routing
-from interlock.edges.peer_http import Peer, PeerClient, read_token, require_token
+from interlock.edges.peer_http import Peer, PeerClient, long_poll_wait, read_token, require_token
 from interlock.errors import InterlockError, PeerUnavailable, TemplateFailed, WireError
 from interlock.render.nginx import render_nginx
 from interlock.roles.runtime import changed_within, proxy_config, quiet_gc, woken
@@ -163,7 +163,7 @@ class Extension:
 
     async def get_config(self, request: web.Request) -> web.Response:
         after = request.query.get("after", "")
-        wait = min(float(request.query.get("wait", "0")), 55.0)
+        wait = long_poll_wait(request)
         if not await changed_within(self.changed, lambda: self.current is None or self.current.digest == after, wait):
             return web.Response(status=304 if self.current else 503)
         return web.Response(body=encode(self.current), content_type="application/json")

@@ -6,32 +6,16 @@ Thin: it decodes, asks the board, encodes. A malformed request is a 400 naming w
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import msgspec
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from interlock.edges.peer_http import require_token
+from interlock.edges.peer_http import long_poll_wait, require_token
 from interlock.errors import WireError
 from interlock.roles.core.board import Board
 from interlock.wire.messages import ExtensionReport, decode, encode
-
-MAX_WAIT = 55.0
-"""Longest long-poll, under the usual 60 s idle timeouts of proxies between roles."""
-
-
-def long_poll_wait(request: web.Request) -> float:
-    """The `wait` query parameter in seconds, within [0, MAX_WAIT]; anything else is a 400."""
-    text = request.query.get("wait", "0")
-    try:
-        wait = float(text)
-    except ValueError:
-        wait = math.nan
-    if not math.isfinite(wait) or wait < 0:
-        raise web.HTTPBadRequest(text=f"wait={text[:20]!r}: a number of seconds from 0 to {MAX_WAIT:.0f} is allowed")
-    return min(wait, MAX_WAIT)
 
 
 class CoreApi:
