@@ -108,9 +108,10 @@ def up(config_path: str | None, *, debug: bool, wait: float, say: Say = print) -
     if wait > 0:
         deadline = time.monotonic() + wait
         for name, ext in config.extensions.items():
-            port = ext.published_port
-            say(f"waiting for proxy {config.proxy_service_name(name)} to answer on port {port}")
-            wait_for_proxy(port, max(1.0, deadline - time.monotonic()))
+            service = config.proxy_service_name(name)
+            say(f"waiting for the {ext.proxy_replicas} task(s) of {service} to answer on port {ext.published_port}")
+            where = wait_for_proxies(ops, config, name, deadline)
+            say(f"{service} answers at {', '.join(where) or '(no replicas)'}")
         say("waiting until every proxy serves its cluster's newest configuration")
         wait_converged(ops, config, deadline)
     say("Interlock is up. Route a service with --label com.docker.lb.hosts=NAME --label com.docker.lb.port=PORT")
@@ -126,22 +127,51 @@ def _remove_unused_core_configs(ops: SwarmOps, keep: Ref) -> None:
                 pass  # still in use by a task being replaced
 
 
-def wait_for_proxy(port: int, timeout: float) -> int:
-    """Poll http://127.0.0.1:PORT/ until nginx answers (any HTTP status); returns the status."""
-    deadline = time.monotonic() + timeout
-    last = "no answer"
+def proxy_addresses(ops: SwarmOps, config: CoreConfig, name: str) -> tuple[list[str], str]:
+    """Where the running tasks of extension `name`'s proxy answer HTTP (host:port), or why not
+    yet. In host mode each task answers at its node's address (127.0.0.1 on this node); in
+    ingress mode every node's routing mesh answers, so this node does."""
+    ext = config.extensions[name]
+    service = ops.service_named(config.proxy_service_name(name))
+    if service is None:
+        return [], f"{config.proxy_service_name(name)} does not exist yet"
+    tasks = [t for t in ops.tasks(service["ID"]) if t["DesiredState"] == "running"]
+    running = [t for t in tasks if t["Status"]["State"] == "running"]
+    if len(running) < ext.proxy_replicas:
+        return [], f"{len(running)} of {ext.proxy_replicas} tasks running"
+    if ext.publish_mode != "host":
+        return [f"127.0.0.1:{ext.published_port}"], ""
+    here = ops.local_node_id()
+    nodes = {n["ID"]: (n.get("Status") or {}).get("Addr", "") for n in ops.nodes()}
+    return sorted(
+        f"{'127.0.0.1' if t['NodeID'] == here else nodes.get(t['NodeID'], '?')}:{ext.published_port}" for t in running
+    ), ""
+
+
+def answers(address: str) -> str:
+    """'' when nginx answers HTTP at `address` (any status), else what happened."""
+    try:
+        with urllib.request.urlopen(f"http://{address}/", timeout=2):
+            return ""
+    except urllib.error.HTTPError as exc:
+        if exc.headers.get("Server", "").startswith("nginx") or exc.code in (404, 503):
+            return ""
+        return f"{address}: HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        return f"{address}: {exc}"
+
+
+def wait_for_proxies(ops: SwarmOps, config: CoreConfig, name: str, deadline: float) -> list[str]:
+    """Poll until every proxy task of extension `name` answers where Swarm placed it."""
+    why = "not checked"
     while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
-                return int(response.status)
-        except urllib.error.HTTPError as exc:
-            if exc.headers.get("Server", "").startswith("nginx") or exc.code in (404, 503):
-                return int(exc.code)
-            last = f"HTTP {exc.code}"
-        except (urllib.error.URLError, OSError) as exc:
-            last = str(exc)
+        addresses, why = proxy_addresses(ops, config, name)
+        if not why:
+            why = "; ".join(filter(None, (answers(a) for a in addresses)))
+            if not why:
+                return addresses
         time.sleep(0.5)
-    raise OperatorError(f"no proxy answered on port {port} within {timeout:.0f}s ({last}); see `interlock status`")
+    raise OperatorError(f"{config.proxy_service_name(name)} did not answer in time: {why}; see `interlock status`")
 
 
 def converged(ops: SwarmOps, config: CoreConfig, status: CoreStatus) -> str | None:

@@ -205,6 +205,13 @@ class SwarmOps:
         except _ERRORS as exc:
             raise DockerUnavailable(f"cannot reach Docker: {exc}") from exc
 
+    def local_node_id(self) -> str:
+        """The swarm node ID of the engine this client talks to."""
+        try:
+            return str((self.client.info().get("Swarm") or {}).get("NodeID", ""))
+        except _ERRORS as exc:
+            raise DockerUnavailable(f"docker info: {exc}") from exc
+
     def swarm_state(self) -> tuple[str, bool]:
         """(LocalNodeState, is this node a manager)."""
         try:

@@ -1,0 +1,79 @@
+"""Multi-node fixtures: this machine's swarm grown by scripts/cluster to a manager and two
+workers (each a dockerd in its own network namespace), with Interlock deployed by `interlock up`
+from tests/multinode/interlock.toml. Runs after the single-node end-to-end tests, and leaves the
+swarm as it found it (one node, Interlock removed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.swarm import INTERLOCK, REPO, sh
+
+CLUSTER = str(REPO / "scripts" / "cluster")
+NETWORK = "mn-apps"
+
+
+@dataclass(frozen=True)
+class Node:
+    hostname: str
+    address: str
+    role: str
+
+    @property
+    def docker(self) -> list[str]:
+        """The docker CLI pointed at this node's own daemon."""
+        return ["docker", "-H", f"unix:///run/{self.hostname}/docker.sock"]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    manager: Node
+    workers: tuple[Node, ...]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/multinode/" in str(item.fspath):
+            item.add_marker(pytest.mark.swarm)
+            item.add_marker(pytest.mark.multinode)
+
+
+def _nodes() -> list[Node]:
+    ids = sh("docker", "node", "ls", "-q").split()
+    return [
+        Node(n["Description"]["Hostname"], n["Status"]["Addr"], n["Spec"]["Role"])
+        for n in json.loads(sh("docker", "node", "inspect", *ids))
+        if n["Status"]["State"] == "ready"
+    ]
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    state = subprocess.run(
+        ["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"], capture_output=True, text=True, check=False
+    )
+    if state.stdout.strip() != "active":
+        if os.environ.get("INTERLOCK_REQUIRE_SWARM"):
+            pytest.fail("a Docker swarm is required (INTERLOCK_REQUIRE_SWARM is set) but none is active")
+        pytest.skip("no active Docker swarm; run scripts/setup --swarm")
+    sh(str(REPO / "scripts" / "build-images"), timeout=900)
+    sh(CLUSTER, "up", "2", timeout=600)
+    try:
+        if subprocess.run(["docker", "network", "inspect", NETWORK], capture_output=True, check=False).returncode:
+            sh("docker", "network", "create", "-d", "overlay", "--attachable", NETWORK)
+        sh(INTERLOCK, "up", "-c", str(Path(__file__).with_name("interlock.toml")), "--wait", "240", timeout=400)
+        nodes = _nodes()
+        manager = next(n for n in nodes if n.role == "manager")
+        workers = tuple(sorted((n for n in nodes if n.role == "worker"), key=lambda n: n.hostname))
+        yield Cluster(manager, workers)
+    finally:
+        sh(INTERLOCK, "down", timeout=300, check=False)
+        sh("docker", "network", "rm", NETWORK, check=False)
+        sh(CLUSTER, "down", timeout=300)

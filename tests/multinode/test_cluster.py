@@ -1,0 +1,134 @@
+"""Interlock on a manager and two workers, through the proxies' published ports on each node's
+address: placement and least privilege, every route from every proxy, tasks and host-mode apps
+on every node, two clusters on disjoint nodes sharing ports, a proxy catching up after it was
+cut off."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from functools import partial
+
+import requests
+
+from tests.e2e.swarm import lb, poll, service, sh, unique
+from tests.multinode.conftest import NETWORK, Cluster, Node
+
+PORT = 8080
+
+
+def get_at(address: str, host: str, path: str = "/") -> requests.Response:
+    """One request on a fresh connection to the proxy at `address`."""
+    return requests.get(f"http://{address}:{PORT}{path}", headers={"Host": host}, timeout=5)
+
+
+def answered(address: str, host: str, status: int = 200) -> requests.Response | None:
+    response = get_at(address, host)
+    return response if response.status_code == status else None
+
+
+def proxy_address(node: Node, cluster: Cluster) -> str:
+    """Where this machine reaches a node's host-mode proxy: loopback for its own node."""
+    return "127.0.0.1" if node == cluster.manager else node.address
+
+
+def running_nodes(service_name: str) -> list[str]:
+    out = sh("docker", "service", "ps", "--filter", "desired-state=running", "--format", "{{.Node}}", service_name)
+    return sorted(out.split())
+
+
+def task_addresses(service_name: str) -> set[str]:
+    ids = sh("docker", "service", "ps", "-q", "--filter", "desired-state=running", service_name).split()
+    return {
+        address.split("/")[0]
+        for task in json.loads(sh("docker", "inspect", *ids))
+        for attachment in task.get("NetworksAttachments") or ()
+        if attachment["Network"]["Spec"]["Name"] == NETWORK
+        for address in attachment["Addresses"]
+    }
+
+
+def test_the_core_on_a_manager_proxies_where_their_constraints_put_them(cluster: Cluster) -> None:
+    workers = sorted(w.hostname for w in cluster.workers)
+    assert running_nodes("interlock") == [cluster.manager.hostname]
+    assert running_nodes("interlock-proxy") == workers, "one default proxy on each worker"
+    assert running_nodes("interlock-proxy-east") == [cluster.manager.hostname]
+    assert running_nodes("interlock-extension") == [cluster.manager.hostname]
+
+
+def test_no_container_on_a_worker_mounts_the_docker_socket(cluster: Cluster) -> None:
+    for worker in cluster.workers:
+        containers = sh(*worker.docker, "ps", "-q").split()
+        assert containers, f"{worker.hostname} runs the proxy"
+        mounts = json.loads(
+            sh(*worker.docker, "inspect", "--format", "{{json .Mounts}}", *containers).replace("\n", ",")
+        )
+        sources = {m.get("Source", "") for m in mounts} if isinstance(mounts, list) else set()
+        assert not any("docker.sock" in s for s in sources), sources
+
+
+def test_every_proxy_answers_every_route_from_tasks_on_every_node(cluster: Cluster) -> None:
+    name = unique("spread")
+    host = f"{name}.mn"
+    extra = ("--replicas-max-per-node", "1")
+    with service(name, labels=lb(hosts=host, port="8080"), networks=(NETWORK,), replicas=3, extra=extra):
+        poll(lambda: len(running_nodes(name)) == 3 or None, what="a task on each node", timeout=90)
+        expected = {f"{a}:8080" for a in task_addresses(name)}
+        assert len(expected) == 3
+        for worker in cluster.workers:
+            poll(partial(answered, worker.address, host), what=f"{host} through {worker.hostname}", timeout=60)
+
+            def every_task_answered(w: Node = worker) -> set[str] | None:
+                seen = {get_at(w.address, host).headers.get("x-upstream-addr", "") for _ in range(12)}
+                return seen if seen == expected else None
+
+            poll(every_task_answered, what=f"all three tasks through {worker.hostname}", timeout=30)
+
+
+def test_a_host_mode_app_is_reached_at_its_node_address_from_every_proxy(cluster: Cluster) -> None:
+    name = unique("hostmode")
+    host = f"{name}.mn"
+    node = cluster.workers[-1]
+    extra = ("--publish", "mode=host,target=8080,published=18080", "--constraint", f"node.hostname=={node.hostname}")
+    with service(name, labels=lb(hosts=host, port="8080"), networks=(NETWORK,), extra=extra):
+        assert poll(lambda: requests.get(f"http://{node.address}:18080/", timeout=5), what="the app itself").ok
+        for worker in cluster.workers:
+            response = poll(partial(answered, worker.address, host), what=f"{host} via {worker.hostname}")
+            assert response.headers["x-upstream-addr"] == f"{node.address}:18080"
+
+
+def test_two_clusters_on_disjoint_nodes_share_the_published_ports(cluster: Cluster) -> None:
+    west, east = unique("west"), unique("east")
+    with (
+        service(west, labels=lb(hosts=f"{west}.mn", port="8080"), networks=(NETWORK,)),
+        service(east, labels=lb(hosts=f"{east}.mn", port="8080", service_cluster="east"), networks=(NETWORK,)),
+    ):
+        manager = proxy_address(cluster.manager, cluster)
+        poll(lambda: answered(manager, f"{east}.mn"), what="east served on the manager's port 8080")
+        for worker in cluster.workers:
+            poll(partial(answered, worker.address, f"{west}.mn"), what=f"west served by {worker.hostname}")
+            assert get_at(worker.address, f"{east}.mn").status_code == 503, "east is not the workers' cluster"
+        assert get_at(manager, f"{west}.mn").status_code == 503, "west is not the manager's cluster"
+
+
+def test_a_proxy_cut_off_while_routes_change_serves_the_newest_ones_when_back(cluster: Cluster) -> None:
+    """A worker loses its link for a few seconds (less than Swarm takes to call it Down): the
+    routes created meanwhile are served by the other proxy at once, and by this one as soon as
+    its link is back."""
+    cut, other = cluster.workers[-1], cluster.workers[0]
+    veth = "ilk-v" + cut.address.rsplit(".", 1)[1]
+    name = unique("missed")
+    host = f"{name}.mn"
+    subprocess.run(["ip", "link", "set", veth, "down"], check=True)
+    try:
+        with service(
+            name, labels=lb(hosts=host, port="8080"), networks=(NETWORK,), extra=("--constraint", "node.role==manager")
+        ):
+            poll(lambda: answered(other.address, host), what=f"{host} through {other.hostname}", timeout=60)
+            subprocess.run(["ip", "link", "set", veth, "up"], check=True)
+            back = time.monotonic()
+            poll(lambda: answered(cut.address, host), what=f"{host} through {cut.hostname} once back", timeout=60)
+            print(f"\n{cut.hostname} served the route {time.monotonic() - back:.1f}s after its link came back")
+    finally:
+        subprocess.run(["ip", "link", "set", veth, "up"], check=False)
