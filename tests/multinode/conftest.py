@@ -1,7 +1,7 @@
 """Multi-node fixtures: this machine's swarm grown by scripts/cluster to a manager and two
 workers (each a dockerd in its own network namespace), with Interlock deployed by `interlock up`
 from tests/multinode/interlock.toml. Runs after the single-node end-to-end tests, and leaves the
-swarm as it found it (one node, Interlock removed)."""
+swarm as it found it (one node, Interlock removed), unless INTERLOCK_KEEP_CLUSTER is set."""
 
 from __future__ import annotations
 
@@ -74,6 +74,8 @@ def cluster() -> Iterator[Cluster]:
         workers = tuple(sorted((n for n in nodes if n.role == "worker"), key=lambda n: n.hostname))
         yield Cluster(manager, workers)
     finally:
-        sh(INTERLOCK, "down", timeout=300, check=False)
-        sh("docker", "network", "rm", NETWORK, check=False)
-        sh(CLUSTER, "down", timeout=300)
+        # While developing, INTERLOCK_KEEP_CLUSTER leaves the nodes and Interlock up for the next run.
+        if not os.environ.get("INTERLOCK_KEEP_CLUSTER"):
+            sh(INTERLOCK, "down", timeout=300, check=False)
+            sh("docker", "network", "rm", NETWORK, check=False)
+            sh(CLUSTER, "down", timeout=300)
