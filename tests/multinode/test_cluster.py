@@ -12,8 +12,9 @@ from functools import partial
 
 import requests
 
-from tests.e2e.swarm import lb, poll, service, sh, unique
+from tests.e2e.swarm import INTERLOCK, lb, poll, service, sh, unique
 from tests.multinode.conftest import NETWORK, Cluster, Node
+from tests.multinode.load import Load
 
 PORT = 8080
 
@@ -39,7 +40,15 @@ def running_nodes(service_name: str) -> list[str]:
 
 
 def task_addresses(service_name: str) -> set[str]:
-    ids = sh("docker", "service", "ps", "-q", "--filter", "desired-state=running", service_name).split()
+    return task_addresses_on(service_name)
+
+
+def task_addresses_on(service_name: str, node: str = "") -> set[str]:
+    """Overlay addresses of the service's running tasks (on `node` only, when given)."""
+    filters = ["--filter", "desired-state=running", *(["--filter", f"node={node}"] if node else [])]
+    ids = sh("docker", "service", "ps", "-q", *filters, service_name).split()
+    if not ids:
+        return set()
     return {
         address.split("/")[0]
         for task in json.loads(sh("docker", "inspect", *ids))
@@ -130,3 +139,54 @@ def test_a_proxy_cut_off_while_routes_change_serves_the_newest_ones_when_back(cl
             print(f"\n{cut.hostname} served the route {time.monotonic() - back:.1f}s after its link came back")
     finally:
         subprocess.run(["ip", "link", "set", veth, "up"], check=False)
+
+
+def node_state(hostname: str) -> str:
+    return sh("docker", "node", "inspect", hostname, "--format", "{{.Status.State}}").strip()
+
+
+def targets_of(host: str) -> set[str]:
+    rows = json.loads(sh(INTERLOCK, "routes", "--json"))
+    return {t for r in rows if r["host"] == host for t in r["targets"]}
+
+
+def test_a_worker_cut_off_under_load_costs_no_request_through_the_surviving_proxy(cluster: Cluster) -> None:
+    """The worker's link goes down (its tasks keep running, unreachable; no reset is ever sent).
+    Through the other proxy no request fails, before Swarm notices as after; the lost tasks leave
+    the targets once Swarm marks the node Down; when the link is back, the node is used again."""
+    cut, survivor = cluster.workers[-1], cluster.workers[0]
+    veth = "ilk-v" + cut.address.rsplit(".", 1)[1]
+    name = unique("loss")
+    host = f"{name}.mn"
+    extra = ("--replicas-max-per-node", "1")
+    with service(name, labels=lb(hosts=host, port="8080"), networks=(NETWORK,), replicas=3, extra=extra):
+        poll(lambda: len(running_nodes(name)) == 3 or None, what="a task on each node", timeout=90)
+        expected = {f"{a}:8080" for a in task_addresses(name)}
+        poll(lambda: targets_of(host) == expected or None, what="all three tasks routed", timeout=60)
+        lost = {t for t in expected if t.split(":")[0] in task_addresses_on(name, cut.hostname)}
+        with Load(survivor.address, host, max_seconds=150) as load:
+            time.sleep(3)
+            subprocess.run(["ip", "link", "set", veth, "down"], check=True)
+            cut_at = time.monotonic()
+            try:
+                poll(lambda: node_state(cut.hostname) == "down" or None, what="Swarm marking the node Down", timeout=60)
+                swarm_noticed = time.monotonic() - cut_at
+                poll(lambda: not (targets_of(host) & lost) or None, what="the lost task leaving the targets")
+                interlock_reacted = time.monotonic() - cut_at
+                time.sleep(3)
+            finally:
+                subprocess.run(["ip", "link", "set", veth, "up"], check=True)
+            back_at = time.monotonic()
+            poll(lambda: node_state(cut.hostname) == "ready" or None, what="the node Ready again", timeout=90)
+            node_ready = time.monotonic() - back_at
+            poll(lambda: answered(cut.address, host), what=f"{cut.hostname}'s proxy serving again", timeout=120)
+            proxy_back = time.monotonic() - back_at
+            time.sleep(2)
+        print(
+            f"\nnode loss: {load.total} requests through {survivor.hostname}, {load.failed} failed "
+            f"({dict(load.outcomes)}), slowest {load.slowest:.1f}s; Swarm marked the node Down after "
+            f"{swarm_noticed:.1f}s, its task left the targets {interlock_reacted - swarm_noticed:.1f}s later; "
+            f"back: node Ready after {node_ready:.1f}s, its proxy served after {proxy_back:.1f}s"
+        )
+        assert load.failed == 0, dict(load.outcomes)
+        assert load.total > 1000, "the load ran throughout"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from interlock.config import default_config, load_config
@@ -128,3 +130,15 @@ def test_every_key_is_documented() -> None:
     doc = (Path(__file__).parents[2] / "docs" / "CONFIGURATION.md").read_text()
     keys = [f.alias for model in (CoreConfig, ExtensionConfig, NginxConfig) for f in model.model_fields.values()]
     assert [k for k in keys if f"`{k}`" not in doc] == []
+
+
+def test_proxy_sysctls_default_to_failing_fast_on_vanished_peers_and_allow_only_the_containers_own() -> None:
+    assert default_config().extensions["default"].proxy_sysctls == {"net.ipv4.tcp_retries2": "3"}
+    assert load_config("[Extensions.a]\nProxySysctls = {}\n").extensions["a"].proxy_sysctls == {}
+    for key, value, message in (
+        ("kernel.panic", "1", "'kernel.panic' is not allowed; allowed: net.ipv4.*"),
+        ("net.core.rmem_max", "1", "'net.core.rmem_max' is not allowed"),
+        ("net.ipv4.tcp_retries2", "3; x", "is not allowed; allowed: whole numbers separated by spaces"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_config(f'[Extensions.a]\nProxySysctls = {{ "{key}" = "{value}" }}\n')

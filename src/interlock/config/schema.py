@@ -71,6 +71,29 @@ def _role_args(value: tuple[str, ...]) -> tuple[str, ...]:
 
 
 RoleArgs = Annotated[tuple[str, ...], AfterValidator(_role_args)]
+
+_NET_SYSCTL = re.compile(r"net\.(ipv4|ipv6)\.[a-z0-9_.]+|net\.core\.somaxconn")
+_SYSCTL_VALUE = re.compile(r"[0-9]+( [0-9]+)*")
+DEFAULT_PROXY_SYSCTLS = {"net.ipv4.tcp_retries2": "3"}
+"""Give up on unacknowledged data after about 3 s instead of about 15 minutes: a request that
+nginx wrote into a kept-alive connection to a task on a node that vanished (its link cut) then
+fails fast and is retried on another task, instead of hanging for proxy_read_timeout."""
+
+
+def _sysctls(value: dict[str, str]) -> dict[str, str]:
+    """Only the network namespace's own sysctls (they touch nothing outside the proxy's
+    container), with numeric values."""
+    for key, setting in value.items():
+        if not _NET_SYSCTL.fullmatch(key):
+            raise ValueError(
+                f"{key!r} is not allowed; allowed: net.ipv4.*, net.ipv6.* or net.core.somaxconn (the container's own)"
+            )
+        if not _SYSCTL_VALUE.fullmatch(str(setting)):
+            raise ValueError(f"{key} = {setting!r} is not allowed; allowed: whole numbers separated by spaces")
+    return value
+
+
+Sysctls = Annotated[dict[str, str], AfterValidator(_sysctls)]
 Duration = Annotated[str, AfterValidator(_duration)]
 Size = Annotated[str, _pattern(r"[0-9]+[kKmMgG]?", "a size such as 8k, 32m or 1024")]
 NginxTime = Annotated[str, _pattern(r"[0-9]+(ms|s|m|h|d)?", "a time such as 75s, 500ms or 1m")]
@@ -204,6 +227,7 @@ class ExtensionConfig(_Section):
     proxy_args: RoleArgs = Field((), alias="ProxyArgs")
     proxy_labels: dict[str, str] = Field(default_factory=dict, alias="ProxyLabels")
     proxy_container_labels: dict[str, str] = Field(default_factory=dict, alias="ProxyContainerLabels")
+    proxy_sysctls: Sysctls = Field(default_factory=lambda: dict(DEFAULT_PROXY_SYSCTLS), alias="ProxySysctls")
     proxy_service_name: str = Field("", alias="ProxyServiceName")
     proxy_config_path: FilePath = Field("/etc/nginx/nginx.conf", alias="ProxyConfigPath")
     proxy_replicas: Annotated[int, Field(ge=0, le=1000)] = Field(2, alias="ProxyReplicas")

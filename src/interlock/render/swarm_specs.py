@@ -176,6 +176,8 @@ def proxy_spec(config: CoreConfig, name: str, refs: ClusterRefs) -> dict[str, An
         "Secrets": secrets,
         "Healthcheck": _health(f"http://127.0.0.1:{STATUS_PORT}/interlock/config"),
     }
+    if ext.proxy_sysctls:
+        container["Sysctls"] = dict(sorted(ext.proxy_sysctls.items()))
     if refs.proxy_config is not None:
         container["Configs"] = [
             {
