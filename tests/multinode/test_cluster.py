@@ -9,11 +9,13 @@ import json
 import subprocess
 import time
 from functools import partial
+from pathlib import Path
 
+import pytest
 import requests
 
 from tests.e2e.swarm import INTERLOCK, lb, poll, service, sh, unique
-from tests.multinode.conftest import NETWORK, Cluster, Node
+from tests.multinode.conftest import CLUSTER, NETWORK, Cluster, Node
 from tests.multinode.load import Load
 
 PORT = 8080
@@ -124,7 +126,7 @@ def test_a_proxy_cut_off_while_routes_change_serves_the_newest_ones_when_back(cl
     routes created meanwhile are served by the other proxy at once, and by this one as soon as
     its link is back."""
     cut, other = cluster.workers[-1], cluster.workers[0]
-    veth = "ilk-v" + cut.address.rsplit(".", 1)[1]
+    veth = veth_of(cut)
     name = unique("missed")
     host = f"{name}.mn"
     subprocess.run(["ip", "link", "set", veth, "down"], check=True)
@@ -150,23 +152,52 @@ def targets_of(host: str) -> set[str]:
     return {t for r in rows if r["host"] == host for t in r["targets"]}
 
 
-def test_a_worker_cut_off_under_load_costs_no_request_through_the_surviving_proxy(cluster: Cluster) -> None:
-    """The worker's link goes down (its tasks keep running, unreachable; no reset is ever sent).
-    Through the other proxy no request fails, before Swarm notices as after; the lost tasks leave
-    the targets once Swarm marks the node Down; when the link is back, the node is used again."""
+def all_tasks_routed(name: str, host: str) -> bool | None:
+    """A running task on each of the three nodes, and exactly those tasks are the targets
+    (recomputed on every call: Swarm may still replace a task right after a node came back)."""
+    if len(running_nodes(name)) != 3:
+        return None
+    expected = {f"{a}:8080" for a in task_addresses(name)}
+    return (len(expected) == 3 and targets_of(host) == expected) or None
+
+
+def cut_off(node: Node, fault: str) -> None:
+    """`link`: the node's link goes down (tasks keep running, unreachable, and no reset is ever
+    sent). `daemon`: its dockerd is killed (its containers keep answering)."""
+    if fault == "link":
+        subprocess.run(["ip", "link", "set", veth_of(node), "down"], check=True)
+    else:
+        pid = Path(f"/run/{node.hostname}/docker.pid").read_text().strip()
+        subprocess.run(["kill", "-9", pid], check=True)
+
+
+def restore(node: Node, fault: str) -> None:
+    if fault == "link":
+        subprocess.run(["ip", "link", "set", veth_of(node), "up"], check=True)
+    else:
+        sh(CLUSTER, "up", "2", timeout=300)  # starts the node's daemon again; it rejoins by itself
+
+
+def veth_of(node: Node) -> str:
+    return "ilk-v" + node.address.rsplit(".", 1)[1]
+
+
+@pytest.mark.parametrize("fault", ["link", "daemon"])
+def test_a_lost_worker_costs_no_request_through_the_surviving_proxy(cluster: Cluster, fault: str) -> None:
+    """Under load through the other proxy no request fails, before Swarm notices as after; the
+    lost task leaves the targets once Swarm marks the node Down; once back, the node's proxy
+    serves again."""
     cut, survivor = cluster.workers[-1], cluster.workers[0]
-    veth = "ilk-v" + cut.address.rsplit(".", 1)[1]
-    name = unique("loss")
+    name = unique(f"loss-{fault}")
     host = f"{name}.mn"
     extra = ("--replicas-max-per-node", "1")
     with service(name, labels=lb(hosts=host, port="8080"), networks=(NETWORK,), replicas=3, extra=extra):
-        poll(lambda: len(running_nodes(name)) == 3 or None, what="a task on each node", timeout=90)
-        expected = {f"{a}:8080" for a in task_addresses(name)}
-        poll(lambda: targets_of(host) == expected or None, what="all three tasks routed", timeout=60)
-        lost = {t for t in expected if t.split(":")[0] in task_addresses_on(name, cut.hostname)}
+        poll(partial(all_tasks_routed, name, host), what="a task on each node, all three routed", timeout=120)
+        lost = {f"{a}:8080" for a in task_addresses_on(name, cut.hostname)}
+        assert len(lost) == 1
         with Load(survivor.address, host, max_seconds=150) as load:
             time.sleep(3)
-            subprocess.run(["ip", "link", "set", veth, "down"], check=True)
+            cut_off(cut, fault)
             cut_at = time.monotonic()
             try:
                 poll(lambda: node_state(cut.hostname) == "down" or None, what="Swarm marking the node Down", timeout=60)
@@ -175,7 +206,7 @@ def test_a_worker_cut_off_under_load_costs_no_request_through_the_surviving_prox
                 interlock_reacted = time.monotonic() - cut_at
                 time.sleep(3)
             finally:
-                subprocess.run(["ip", "link", "set", veth, "up"], check=True)
+                restore(cut, fault)
             back_at = time.monotonic()
             poll(lambda: node_state(cut.hostname) == "ready" or None, what="the node Ready again", timeout=90)
             node_ready = time.monotonic() - back_at
@@ -183,7 +214,7 @@ def test_a_worker_cut_off_under_load_costs_no_request_through_the_surviving_prox
             proxy_back = time.monotonic() - back_at
             time.sleep(2)
         print(
-            f"\nnode loss: {load.total} requests through {survivor.hostname}, {load.failed} failed "
+            f"\nnode loss ({fault}): {load.total} requests through {survivor.hostname}, {load.failed} failed "
             f"({dict(load.outcomes)}), slowest {load.slowest:.1f}s; Swarm marked the node Down after "
             f"{swarm_noticed:.1f}s, its task left the targets {interlock_reacted - swarm_noticed:.1f}s later; "
             f"back: node Ready after {node_ready:.1f}s, its proxy served after {proxy_back:.1f}s"
