@@ -9,14 +9,13 @@ import json
 import subprocess
 import time
 from functools import partial
-from pathlib import Path
 
 import pytest
 import requests
 
-from tests.e2e.swarm import INTERLOCK, lb, poll, service, sh, unique
-from tests.multinode.conftest import CLUSTER, NETWORK, Cluster, Node
-from tests.multinode.load import Load
+from tests.e2e.swarm import lb, poll, service, sh, unique
+from tests.multinode.conftest import NETWORK, Cluster, Node
+from tests.multinode.scenario import answered, lose_a_worker, running_nodes, task_addresses, veth_of
 
 PORT = 8080
 
@@ -26,38 +25,9 @@ def get_at(address: str, host: str, path: str = "/") -> requests.Response:
     return requests.get(f"http://{address}:{PORT}{path}", headers={"Host": host}, timeout=5)
 
 
-def answered(address: str, host: str, status: int = 200) -> requests.Response | None:
-    response = get_at(address, host)
-    return response if response.status_code == status else None
-
-
 def proxy_address(node: Node, cluster: Cluster) -> str:
     """Where this machine reaches a node's host-mode proxy: loopback for its own node."""
     return "127.0.0.1" if node == cluster.manager else node.address
-
-
-def running_nodes(service_name: str) -> list[str]:
-    out = sh("docker", "service", "ps", "--filter", "desired-state=running", "--format", "{{.Node}}", service_name)
-    return sorted(out.split())
-
-
-def task_addresses(service_name: str) -> set[str]:
-    return task_addresses_on(service_name)
-
-
-def task_addresses_on(service_name: str, node: str = "") -> set[str]:
-    """Overlay addresses of the service's running tasks (on `node` only, when given)."""
-    filters = ["--filter", "desired-state=running", *(["--filter", f"node={node}"] if node else [])]
-    ids = sh("docker", "service", "ps", "-q", *filters, service_name).split()
-    if not ids:
-        return set()
-    return {
-        address.split("/")[0]
-        for task in json.loads(sh("docker", "inspect", *ids))
-        for attachment in task.get("NetworksAttachments") or ()
-        if attachment["Network"]["Spec"]["Name"] == NETWORK
-        for address in attachment["Addresses"]
-    }
 
 
 def test_the_core_on_a_manager_proxies_where_their_constraints_put_them(cluster: Cluster) -> None:
@@ -143,81 +113,12 @@ def test_a_proxy_cut_off_while_routes_change_serves_the_newest_ones_when_back(cl
         subprocess.run(["ip", "link", "set", veth, "up"], check=False)
 
 
-def node_state(hostname: str) -> str:
-    return sh("docker", "node", "inspect", hostname, "--format", "{{.Status.State}}").strip()
-
-
-def targets_of(host: str) -> set[str]:
-    rows = json.loads(sh(INTERLOCK, "routes", "--json"))
-    return {t for r in rows if r["host"] == host for t in r["targets"]}
-
-
-def all_tasks_routed(name: str, host: str) -> bool | None:
-    """A running task on each of the three nodes, and exactly those tasks are the targets
-    (recomputed on every call: Swarm may still replace a task right after a node came back)."""
-    if len(running_nodes(name)) != 3:
-        return None
-    expected = {f"{a}:8080" for a in task_addresses(name)}
-    return (len(expected) == 3 and targets_of(host) == expected) or None
-
-
-def cut_off(node: Node, fault: str) -> None:
-    """`link`: the node's link goes down (tasks keep running, unreachable, and no reset is ever
-    sent). `daemon`: its dockerd is killed (its containers keep answering)."""
-    if fault == "link":
-        subprocess.run(["ip", "link", "set", veth_of(node), "down"], check=True)
-    else:
-        pid = Path(f"/run/{node.hostname}/docker.pid").read_text().strip()
-        subprocess.run(["kill", "-9", pid], check=True)
-
-
-def restore(node: Node, fault: str) -> None:
-    if fault == "link":
-        subprocess.run(["ip", "link", "set", veth_of(node), "up"], check=True)
-    else:
-        sh(CLUSTER, "up", "2", timeout=300)  # starts the node's daemon again; it rejoins by itself
-
-
-def veth_of(node: Node) -> str:
-    return "ilk-v" + node.address.rsplit(".", 1)[1]
-
-
 @pytest.mark.parametrize("fault", ["link", "daemon"])
 def test_a_lost_worker_costs_no_request_through_the_surviving_proxy(cluster: Cluster, fault: str) -> None:
     """Under load through the other proxy no request fails, before Swarm notices as after; the
     lost task leaves the targets once Swarm marks the node Down; once back, the node's proxy
-    serves again."""
-    cut, survivor = cluster.workers[-1], cluster.workers[0]
-    name = unique(f"loss-{fault}")
-    host = f"{name}.mn"
-    extra = ("--replicas-max-per-node", "1")
-    with service(name, labels=lb(hosts=host, port="8080"), networks=(NETWORK,), replicas=3, extra=extra):
-        poll(partial(all_tasks_routed, name, host), what="a task on each node, all three routed", timeout=120)
-        lost = {f"{a}:8080" for a in task_addresses_on(name, cut.hostname)}
-        assert len(lost) == 1
-        with Load(survivor.address, host, max_seconds=150) as load:
-            time.sleep(3)
-            cut_off(cut, fault)
-            cut_at = time.monotonic()
-            try:
-                poll(lambda: node_state(cut.hostname) == "down" or None, what="Swarm marking the node Down", timeout=60)
-                swarm_noticed = time.monotonic() - cut_at
-                poll(lambda: not (targets_of(host) & lost) or None, what="the lost task leaving the targets")
-                interlock_reacted = time.monotonic() - cut_at
-                time.sleep(3)
-            finally:
-                restore(cut, fault)
-            back_at = time.monotonic()
-            poll(lambda: node_state(cut.hostname) == "ready" or None, what="the node Ready again", timeout=90)
-            node_ready = time.monotonic() - back_at
-            poll(lambda: answered(cut.address, host), what=f"{cut.hostname}'s proxy serving again", timeout=120)
-            proxy_back = time.monotonic() - back_at
-            time.sleep(2)
-        print(
-            f"\nnode loss ({fault}): {load.total} requests through {survivor.hostname}, {load.failed} failed "
-            f"({dict(load.outcomes)}), slowest {load.slowest:.1f}s; Swarm marked the node Down after "
-            f"{swarm_noticed:.1f}s, its task left the targets {interlock_reacted - swarm_noticed:.1f}s later; "
-            f"back: node Ready after {node_ready:.1f}s, its proxy served after {proxy_back:.1f}s"
-        )
-        assert load.failed == 0, dict(load.outcomes)
-        assert load.total > 1000, "the load ran throughout"
+    serves again (see tests/multinode/scenario.py)."""
+    figures = lose_a_worker(cluster, fault)
+    print("\n" + figures.describe())
+    assert figures.failed == 0, figures.outcomes
+    assert figures.requests > 1000, "the load ran throughout"

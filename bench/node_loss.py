@@ -1,0 +1,64 @@
+"""Node loss on a real multi-node swarm: a worker cut off (link down) or its daemon killed, under
+load through the proxy on the other worker. Reports requests and failures, the slowest request,
+and, next to Swarm's own detection time, how long the lost task stayed in the targets after
+Swarm marked the node Down, and how soon the node's proxy served again once it was back.
+
+Grows this machine's swarm by two workers (scripts/cluster), deploys Interlock with
+tests/multinode/interlock.toml, runs `--trials` of each fault, then removes Interlock and the
+workers. Traffic goes only to the workers' addresses on the private link (own namespaces).
+
+Usage: python bench/node_loss.py [--trials 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.e2e.swarm import INTERLOCK, sh  # noqa: E402
+from tests.multinode.conftest import CLUSTER, NETWORK, Cluster, _nodes  # noqa: E402
+from tests.multinode.scenario import lose_a_worker  # noqa: E402
+
+from common import dump, summary  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--trials", type=int, default=3)
+    args = parser.parse_args()
+    sh(CLUSTER, "up", "2", timeout=600)
+    try:
+        sh("docker", "network", "create", "-d", "overlay", "--attachable", NETWORK, check=False)
+        sh(INTERLOCK, "up", "-c", str(REPO / "tests" / "multinode" / "interlock.toml"), "--wait", "240", timeout=400)
+        nodes = _nodes()
+        cluster = Cluster(
+            next(n for n in nodes if n.role == "manager"),
+            tuple(sorted((n for n in nodes if n.role == "worker"), key=lambda n: n.hostname)),
+        )
+        results: dict[str, object] = {"trials": args.trials}
+        for fault in ("link", "daemon"):
+            trials = [lose_a_worker(cluster, fault) for _ in range(args.trials)]
+            for trial in trials:
+                print(trial.describe(), file=sys.stderr, flush=True)
+            results[fault] = {
+                "requests": sum(t.requests for t in trials),
+                "failed": sum(t.failed for t in trials),
+                "slowest_s": max(t.slowest_s for t in trials),
+                "swarm_down_s": summary([t.swarm_down_s for t in trials]),
+                "targets_left_after_down_s": summary([t.targets_left_after_down_s for t in trials]),
+                "node_ready_s": summary([t.node_ready_s for t in trials]),
+                "proxy_back_s": summary([t.proxy_back_s for t in trials]),
+            }
+        dump(results)
+    finally:
+        sh(INTERLOCK, "down", check=False, timeout=300)
+        sh("docker", "network", "rm", NETWORK, check=False)
+        sh(CLUSTER, "down", check=False, timeout=300)
+
+
+if __name__ == "__main__":
+    main()

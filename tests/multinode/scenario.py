@@ -1,0 +1,153 @@
+"""One worker lost under load, measured: the scenario the node-loss test asserts on and
+bench/node_loss.py reports. Through the proxy on the other worker, a bounded load runs while the
+worker is cut off (`link`: its link goes down, its tasks keep running unreachable and no reset is
+ever sent; `daemon`: its dockerd is killed, its containers keep answering), until Swarm marks it
+Down and its task left the targets; then it comes back."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tests.e2e.swarm import INTERLOCK, lb, poll, service, sh, unique
+from tests.multinode.conftest import CLUSTER, NETWORK, Cluster, Node
+from tests.multinode.load import Load
+
+PORT = 8080
+
+
+@dataclass(frozen=True)
+class LossFigures:
+    fault: str
+    requests: int
+    failed: int
+    outcomes: dict[str, int]
+    slowest_s: float
+    swarm_down_s: float
+    """From the fault to Swarm marking the node Down."""
+    targets_left_after_down_s: float
+    """From Swarm marking the node Down to the lost task gone from the core's routes (each poll
+    is a `docker exec`, so this is accurate to about a second)."""
+    node_ready_s: float
+    """From the node coming back to Swarm marking it Ready."""
+    proxy_back_s: float
+    """From the node coming back to its proxy answering the route."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        return (
+            f"node loss ({self.fault}): {self.requests} requests, {self.failed} failed {self.outcomes}, slowest "
+            f"{self.slowest_s:.1f}s; Swarm marked the node Down after {self.swarm_down_s:.1f}s, its task left the "
+            f"targets {self.targets_left_after_down_s:.1f}s later; back: Ready after {self.node_ready_s:.1f}s, "
+            f"its proxy served after {self.proxy_back_s:.1f}s"
+        )
+
+
+def answered(address: str, host: str) -> requests.Response | None:
+    response = requests.get(f"http://{address}:{PORT}/", headers={"Host": host}, timeout=5)
+    return response if response.status_code == 200 else None
+
+
+def running_nodes(service_name: str) -> list[str]:
+    out = sh("docker", "service", "ps", "--filter", "desired-state=running", "--format", "{{.Node}}", service_name)
+    return sorted(out.split())
+
+
+def task_addresses(service_name: str, node: str = "") -> set[str]:
+    """Overlay addresses of the service's running tasks (on `node` only, when given)."""
+    filters = ["--filter", "desired-state=running", *(["--filter", f"node={node}"] if node else [])]
+    ids = sh("docker", "service", "ps", "-q", *filters, service_name).split()
+    if not ids:
+        return set()
+    return {
+        address.split("/")[0]
+        for task in json.loads(sh("docker", "inspect", *ids))
+        for attachment in task.get("NetworksAttachments") or ()
+        if attachment["Network"]["Spec"]["Name"] == NETWORK
+        for address in attachment["Addresses"]
+    }
+
+
+def node_state(hostname: str) -> str:
+    return sh("docker", "node", "inspect", hostname, "--format", "{{.Status.State}}").strip()
+
+
+def targets_of(host: str) -> set[str]:
+    rows = json.loads(sh(INTERLOCK, "routes", "--json"))
+    return {t for r in rows if r["host"] == host for t in r["targets"]}
+
+
+def all_tasks_routed(name: str, host: str) -> bool | None:
+    """A running task on each of the three nodes, and exactly those tasks are the targets
+    (recomputed on every call: Swarm may still replace a task right after a node came back)."""
+    if len(running_nodes(name)) != 3:
+        return None
+    expected = {f"{a}:{PORT}" for a in task_addresses(name)}
+    return (len(expected) == 3 and targets_of(host) == expected) or None
+
+
+def veth_of(node: Node) -> str:
+    return "ilk-v" + node.address.rsplit(".", 1)[1]
+
+
+def cut_off(node: Node, fault: str) -> None:
+    if fault == "link":
+        subprocess.run(["ip", "link", "set", veth_of(node), "down"], check=True)
+    else:
+        pid = Path(f"/run/{node.hostname}/docker.pid").read_text().strip()
+        subprocess.run(["kill", "-9", pid], check=True)
+
+
+def restore(node: Node, fault: str) -> None:
+    if fault == "link":
+        subprocess.run(["ip", "link", "set", veth_of(node), "up"], check=True)
+    else:
+        sh(CLUSTER, "up", "2", timeout=300)  # starts the node's daemon again; it rejoins by itself
+
+
+def lose_a_worker(cluster: Cluster, fault: str) -> LossFigures:
+    cut, survivor = cluster.workers[-1], cluster.workers[0]
+    name = unique(f"loss-{fault}")
+    host = f"{name}.mn"
+    extra = ("--replicas-max-per-node", "1")
+    with service(name, labels=lb(hosts=host, port=str(PORT)), networks=(NETWORK,), replicas=3, extra=extra):
+        poll(lambda: all_tasks_routed(name, host), what="a task on each node, all three routed", timeout=120)
+        lost = {f"{a}:{PORT}" for a in task_addresses(name, cut.hostname)}
+        assert len(lost) == 1, lost
+        with Load(survivor.address, host, max_seconds=150) as load:
+            time.sleep(3)
+            cut_off(cut, fault)
+            cut_at = time.monotonic()
+            try:
+                poll(lambda: node_state(cut.hostname) == "down" or None, what="Swarm marking the node Down", timeout=60)
+                down_at = time.monotonic()
+                poll(lambda: not (targets_of(host) & lost) or None, what="the lost task leaving the targets")
+                left_at = time.monotonic()
+                time.sleep(3)
+            finally:
+                restore(cut, fault)
+            back_at = time.monotonic()
+            poll(lambda: node_state(cut.hostname) == "ready" or None, what="the node Ready again", timeout=90)
+            ready_at = time.monotonic()
+            poll(lambda: answered(cut.address, host), what=f"{cut.hostname}'s proxy serving again", timeout=120)
+            served_at = time.monotonic()
+            time.sleep(2)
+    return LossFigures(
+        fault=fault,
+        requests=load.total,
+        failed=load.failed,
+        outcomes=dict(load.outcomes),
+        slowest_s=round(load.slowest, 2),
+        swarm_down_s=round(down_at - cut_at, 2),
+        targets_left_after_down_s=round(left_at - down_at, 2),
+        node_ready_s=round(ready_at - back_at, 2),
+        proxy_back_s=round(served_at - back_at, 2),
+    )
