@@ -52,6 +52,7 @@ def main() -> None:
                 "targets_left_after_down_s": summary([t.targets_left_after_down_s for t in trials]),
                 "node_ready_s": summary([t.node_ready_s for t in trials]),
                 "proxy_back_s": summary([t.proxy_back_s for t in trials]),
+                "used_again_s": summary([t.used_again_s for t in trials]),
             }
         dump(results)
     finally:

@@ -308,7 +308,7 @@ def node_loss_section(result: dict[str, Any]) -> str:
         return (
             f"| {what} | {r['requests']:,} | **{r['failed']}** | {r['slowest_s']:.1f} | {r['swarm_down_s']['p50']:.1f} "
             f"| {r['targets_left_after_down_s']['p50']:.1f} | {r['node_ready_s']['p50']:.1f} "
-            f"| {r['proxy_back_s']['p50']:.1f} |"
+            f"| {r['proxy_back_s']['p50']:.1f} | {r.get('used_again_s', {}).get('p50', float('nan')):.1f} |"
         )
 
     return f"""## Node loss on a multi-node swarm
@@ -318,12 +318,13 @@ from tests/multinode/interlock.toml (default cluster's proxies on the workers, h
 `DynamicUpstreams`, the default `ProxySysctls`); an app with a task on each node; 6 client
 connections that never retry load the proxy on one worker while the other worker is lost;
 {result["trials"]} trials per fault, medians. Swarm's own detection time is the baseline: the lost
-task cannot leave the targets before Swarm says the node is Down. Times in seconds; "left the
-targets" is from Swarm marking the node Down, polled through `interlock routes` (about a second
-per poll).
+task cannot leave the targets before Swarm says the node is Down. Times in seconds: "left
+targets" is from Swarm marking the node Down (polled through `interlock routes`, about a second
+per poll); "back: Ready", "proxy serves" (the returning node's proxy answers the route) and "task
+used" (a task on it is a target again) are from the node coming back.
 
-| fault | requests | failed | slowest | Swarm: Down | left targets after | back: Ready | back: proxy serves |
-|---|---|---|---|---|---|---|---|
+| fault | requests | failed | slowest | Swarm: Down | left targets | back: Ready | proxy serves | task used |
+|---|---|---|---|---|---|---|---|---|
 {row("link", "link cut (no reset, tasks unreachable)")}
 {row("daemon", "daemon killed (its containers keep answering)")}
 

@@ -38,6 +38,8 @@ class LossFigures:
     """From the node coming back to Swarm marking it Ready."""
     proxy_back_s: float
     """From the node coming back to its proxy answering the route."""
+    used_again_s: float
+    """From the node coming back to a task on it being a target again."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -47,7 +49,8 @@ class LossFigures:
             f"node loss ({self.fault}): {self.requests} requests, {self.failed} failed {self.outcomes}, slowest "
             f"{self.slowest_s:.1f}s; Swarm marked the node Down after {self.swarm_down_s:.1f}s, its task left the "
             f"targets {self.targets_left_after_down_s:.1f}s later; back: Ready after {self.node_ready_s:.1f}s, "
-            f"its proxy served after {self.proxy_back_s:.1f}s"
+            f"its proxy served after {self.proxy_back_s:.1f}s, a task on it was a target again after "
+            f"{self.used_again_s:.1f}s"
         )
 
 
@@ -139,6 +142,9 @@ def lose_a_worker(cluster: Cluster, fault: str) -> LossFigures:
             ready_at = time.monotonic()
             poll(lambda: answered(cut.address, host), what=f"{cut.hostname}'s proxy serving again", timeout=120)
             served_at = time.monotonic()
+            # Swarm places the replica it could not run meanwhile on the returning node again.
+            poll(lambda: all_tasks_routed(name, host), what="a task on the returning node routed again", timeout=120)
+            used_at = time.monotonic()
             time.sleep(2)
     return LossFigures(
         fault=fault,
@@ -150,4 +156,5 @@ def lose_a_worker(cluster: Cluster, fault: str) -> LossFigures:
         targets_left_after_down_s=round(left_at - down_at, 2),
         node_ready_s=round(ready_at - back_at, 2),
         proxy_back_s=round(served_at - back_at, 2),
+        used_again_s=round(used_at - back_at, 2),
     )

@@ -133,7 +133,12 @@ def test_every_key_is_documented() -> None:
 
 
 def test_proxy_sysctls_default_to_failing_fast_on_vanished_peers_and_allow_only_the_containers_own() -> None:
-    assert default_config().extensions["default"].proxy_sysctls == {"net.ipv4.tcp_retries2": "3"}
+    assert default_config().extensions["default"].proxy_sysctls == {
+        "net.ipv4.tcp_retries2": "3",
+        "net.ipv4.tcp_keepalive_time": "3",
+        "net.ipv4.tcp_keepalive_intvl": "1",
+        "net.ipv4.tcp_keepalive_probes": "3",
+    }
     assert load_config("[Extensions.a]\nProxySysctls = {}\n").extensions["a"].proxy_sysctls == {}
     for key, value, message in (
         ("kernel.panic", "1", "'kernel.panic' is not allowed; allowed: net.ipv4.*"),

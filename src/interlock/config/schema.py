@@ -74,10 +74,18 @@ RoleArgs = Annotated[tuple[str, ...], AfterValidator(_role_args)]
 
 _NET_SYSCTL = re.compile(r"net\.(ipv4|ipv6)\.[a-z0-9_.]+|net\.core\.somaxconn")
 _SYSCTL_VALUE = re.compile(r"[0-9]+( [0-9]+)*")
-DEFAULT_PROXY_SYSCTLS = {"net.ipv4.tcp_retries2": "3"}
-"""Give up on unacknowledged data after about 3 s instead of about 15 minutes: a request that
-nginx wrote into a kept-alive connection to a task on a node that vanished (its link cut) then
-fails fast and is retried on another task, instead of hanging for proxy_read_timeout."""
+DEFAULT_PROXY_SYSCTLS = {
+    "net.ipv4.tcp_retries2": "3",
+    "net.ipv4.tcp_keepalive_time": "3",
+    "net.ipv4.tcp_keepalive_intvl": "1",
+    "net.ipv4.tcp_keepalive_probes": "3",
+}
+"""A node that vanishes (its link cut) sends no reset. A request nginx wrote into a kept-alive
+connection to one of its tasks would hang for proxy_read_timeout: with 3 retransmissions the
+kernel gives up on unacknowledged data after about 3 s instead of about 15 minutes; and a request
+the task had already acknowledged (nothing left to retransmit) is found dead by keepalive probes
+(nginx sets `proxy_socket_keepalive`) after about 6 s. Either way nginx then retries it on another
+task. The keepalive timings apply only to sockets that ask for keepalive: nginx's upstream ones."""
 
 
 def _sysctls(value: dict[str, str]) -> dict[str, str]:
