@@ -276,11 +276,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from interlock.edges.peer_http import local_get, read_token
 
     config = read_config(args.config)
-    host, _, port = config.listen_addr.rpartition(":")
-    host = host.strip("[]")
+    host = config.listen_host
     address = host if host not in ("", "0.0.0.0", "::") else "127.0.0.1"
     token = read_token(Path(SECRETS_DIR) / EXTENSION_TOKEN)
-    sys.stdout.buffer.write(local_get(address, int(port), "/v1/status", token))
+    sys.stdout.buffer.write(local_get(address, config.listen_port, "/v1/status", token))
     return 0
 
 

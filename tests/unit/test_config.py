@@ -147,3 +147,11 @@ def test_proxy_sysctls_default_to_failing_fast_on_vanished_peers_and_allow_only_
     ):
         with pytest.raises(ConfigError, match=re.escape(message)):
             load_config(f'[Extensions.a]\nProxySysctls = {{ "{key}" = "{value}" }}\n')
+
+
+@pytest.mark.parametrize(
+    ("listen", "host", "port"), [(":8080", "", 8080), ("10.0.0.5:9000", "10.0.0.5", 9000), ("[::1]:8090", "::1", 8090)]
+)
+def test_listen_addr_splits_into_host_and_port(listen: str, host: str, port: int) -> None:
+    config = load_config(f'ListenAddr = "{listen}"\n[Extensions.a]\n')
+    assert (config.listen_host, config.listen_port) == (host, port)

@@ -323,6 +323,15 @@ class CoreConfig(_Section):
     def poll_interval_seconds(self) -> float:
         return parse_duration(self.poll_interval)
 
+    @property
+    def listen_host(self) -> str:
+        """ListenAddr's host, without IPv6 brackets; '' means every address."""
+        return self.listen_addr.rpartition(":")[0].strip("[]")
+
+    @property
+    def listen_port(self) -> int:
+        return int(self.listen_addr.rpartition(":")[2])
+
     def extension_service_name(self, name: str) -> str:
         return self.extensions[name].service_name or (
             "interlock-extension" if name == "default" else f"interlock-extension-{name}"

@@ -133,8 +133,7 @@ def bootstrap_tokens(ops: SwarmWriter, service_name: str) -> None:
 
 def core_url_for(config: CoreConfig, service_name: str) -> str:
     """Where extensions reach the core: EndpointOverride, else the service's tasks on ListenAddr's port."""
-    port = config.listen_addr.rpartition(":")[2]
-    url = config.endpoint_override or f"http://tasks.{service_name}:{port}"
+    url = config.endpoint_override or f"http://tasks.{service_name}:{config.listen_port}"
     return url if "://" in url else "http://" + url
 
 
@@ -155,7 +154,6 @@ async def run_core(config: CoreConfig, *, source: SwarmSource, ops: SwarmOps) ->
     )
     runner = web.AppRunner(core.api.app(), access_log=None)
     await runner.setup()
-    host, _, port = config.listen_addr.rpartition(":")
-    await web.TCPSite(runner, host or None, int(port)).start()
+    await web.TCPSite(runner, config.listen_host or None, config.listen_port).start()
     log.info("core %s listening on %s; extensions reach it at %s", service_name, config.listen_addr, core_url)
     await core.run()
