@@ -37,6 +37,7 @@ from interlock.edges.swarm_ops import SwarmOps
 from interlock.errors import DockerUnavailable, OperatorError
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
+from interlock.render.desired import images
 from interlock.render.swarm_specs import Ref, core_spec, spec_hash
 from interlock.wire.status import CoreInfo, CoreStatus, ProblemView, routes_table
 
@@ -73,10 +74,9 @@ def up(config_path: str | None, *, debug: bool, wait: float, say: Say = print) -
             say("this kernel has no IPVS, so Swarm's routing mesh cannot answer: publishing the proxy in host mode")
         text = default_config_text(host_mode=host_mode, replicas=max(1, min(2, len(ready))))
     config = load_config(text, source=config_path or "default config")
-    for image in sorted(
-        {e.image for e in config.extensions.values()} | {e.proxy_image for e in config.extensions.values()}
-    ):
-        if not ops.image_identity(image):
+    identities = {image: ops.image_identity(image) for image in images(config)}
+    for image, identity in identities.items():
+        if not identity:
             raise OperatorError(f"image {image} is not on this node; build it (scripts/build-images) or pull it first")
     network = ops.ensure_overlay(CONTROL_NETWORK, MANAGED)
     tokens = {}
@@ -93,7 +93,7 @@ def up(config_path: str | None, *, debug: bool, wait: float, say: Say = print) -
         extension_token=tokens[EXTENSION_TOKEN],
         proxy_token=tokens[PROXY_TOKEN],
         debug=debug,
-        image_id=ops.image_identity(core_image),
+        image_id=identities[core_image],
     )
     current = ops.service_named(CORE_SERVICE)
     if current is None:
@@ -127,16 +127,24 @@ def _remove_unused_core_configs(ops: SwarmOps, keep: Ref) -> None:
                 pass  # still in use by a task being replaced
 
 
+def _proxy_tasks(ops: SwarmOps, config: CoreConfig, name: str) -> tuple[dict[str, Any] | None, list[Any], list[Any]]:
+    """Extension `name`'s proxy service (None when it does not exist yet), its tasks Swarm wants
+    running, and those of them that run."""
+    service = ops.service_named(config.proxy_service_name(name))
+    if service is None:
+        return None, [], []
+    tasks = [t for t in ops.tasks(service["ID"]) if t["DesiredState"] == "running"]
+    return service, tasks, [t for t in tasks if t["Status"]["State"] == "running"]
+
+
 def proxy_addresses(ops: SwarmOps, config: CoreConfig, name: str) -> tuple[list[str], str]:
     """Where the running tasks of extension `name`'s proxy answer HTTP (host:port), or why not
     yet. In host mode each task answers at its node's address (127.0.0.1 on this node); in
     ingress mode every node's routing mesh answers, so this node does."""
     ext = config.extensions[name]
-    service = ops.service_named(config.proxy_service_name(name))
+    service, _, running = _proxy_tasks(ops, config, name)
     if service is None:
         return [], f"{config.proxy_service_name(name)} does not exist yet"
-    tasks = [t for t in ops.tasks(service["ID"]) if t["DesiredState"] == "running"]
-    running = [t for t in tasks if t["Status"]["State"] == "running"]
     if len(running) < ext.proxy_replicas:
         return [], f"{len(running)} of {ext.proxy_replicas} tasks running"
     if ext.publish_mode != "host":
@@ -183,13 +191,11 @@ def converged(ops: SwarmOps, config: CoreConfig, status: CoreStatus) -> str | No
         cluster = by_extension.get(name)
         if cluster is None or not cluster.config_id:
             return f"extension {name} has no validated configuration yet"
-        service = ops.service_named(config.proxy_service_name(name))
+        service, tasks, running = _proxy_tasks(ops, config, name)
         if service is None:
             return f"proxy service {config.proxy_service_name(name)} does not exist yet"
         if ((service.get("UpdateStatus") or {}).get("State") or "completed") not in ("completed", "rollback_completed"):
             return f"{config.proxy_service_name(name)} is still updating"
-        tasks = [t for t in ops.tasks(service["ID"]) if t["DesiredState"] == "running"]
-        running = [t for t in tasks if t["Status"]["State"] == "running"]
         if len(running) != ext.proxy_replicas or len(tasks) != ext.proxy_replicas:
             return f"{config.proxy_service_name(name)}: {len(running)} of {ext.proxy_replicas} tasks running"
         newest = (cluster.config_id, cluster.targets_id or "")
