@@ -133,7 +133,6 @@ class FakeSwarm:
         self.streams: list[_Stream] = []
         self._on_event: Callable[[dict[str, Any]], None] | None = None
         self._on_end: Callable[[BaseException | None], None] | None = None
-        self._stamps: dict[str, int] = {}
 
     # -- what the test does ---------------------------------------------------------------
     def set_apps(self, description: Mapping[str, Any], *, event: bool = True) -> None:
@@ -165,17 +164,17 @@ class FakeSwarm:
         self.lists += 1
         raw = swarm_json(self.apps)
         for service in raw["services"]:
-            service["Version"] = {"Index": self._stamps.setdefault(service["Spec"]["Name"], self.index)}
-        stamps = {s["Spec"]["Name"]: s for s in raw["services"]}
-        for name, service in stamps.items():
-            if self._stamps[name] < self.index:
-                self._stamps[name] = self.index
-                service["Version"]["Index"] = self.index
+            # Every change the test makes moves the version of the app services, as an update would.
+            service["Version"] = {"Index": self.index}
         raw["services"] += [copy.deepcopy(s) for s in self.owned.values()]
         if self.malformed:
             raw["services"].append({"Spec": {"Name": "no-id"}})
-        raw["networks"] += [{"Id": fake_id("network", CONTROL_NETWORK), "Name": CONTROL_NETWORK, "Driver": "overlay"}]
+        raw["networks"] = self._networks(raw["networks"])
         return raw
+
+    def _networks(self, apps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        control = [{"Id": fake_id("network", CONTROL_NETWORK), "Name": CONTROL_NETWORK, "Driver": "overlay"}]
+        return apps + (control if self.control_network else [])
 
     def list_secrets(self) -> list[dict[str, Any]]:
         self._check()
@@ -193,10 +192,7 @@ class FakeSwarm:
     # -- SwarmWriter -------------------------------------------------------------------------
     def networks(self) -> list[dict[str, Any]]:
         self._check()
-        return self.list_swarm()["networks"] if self.control_network else swarm_json(self.apps)["networks"]
-
-    def network(self, name: str) -> Ref | None:
-        return next((Ref(n["Id"], n["Name"]) for n in self.networks() if n["Name"] == name), None)
+        return self._networks(swarm_json(self.apps)["networks"])
 
     def secrets(self, label: str | None = None) -> list[dict[str, Any]]:
         return self.list_secrets()

@@ -66,10 +66,12 @@ class Reconciler:
 
     def facts(self) -> SwarmFacts:
         ops = self.ops
+        networks = {n["Name"]: n.get("Id") or n.get("ID", "") for n in ops.networks()}
+        control = networks.get(CONTROL_NETWORK)
         return SwarmFacts(
-            control_network=ops.network(CONTROL_NETWORK),
+            control_network=Ref(control, CONTROL_NETWORK) if control else None,
             secrets={s["Spec"]["Name"]: s["ID"] for s in ops.secrets()},
-            networks={n["Name"]: n.get("Id") or n.get("ID", "") for n in ops.networks()},
+            networks=networks,
             image_ids={image: ops.image_identity(image) for image in images(self.config)},
             owner=self.owner,
             core_url=self.core_url,
