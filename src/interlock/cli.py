@@ -234,9 +234,8 @@ def _print_cluster(cluster: ClusterStatus) -> None:
     )
     for proxy in cluster.proxies:
         state = "ok" if proxy.ok else f"error: {proxy.error[:200]}"
-        serving = "+".join(filter(None, (proxy.config_id, proxy.targets_id))) or "nothing"
         print(
-            f"  proxy {proxy.proxy}: serving {serving} ({state}, {proxy.reloads} reloads,"
+            f"  proxy {proxy.proxy}: serving {proxy.serving_id or 'nothing'} ({state}, {proxy.reloads} reloads,"
             f" {proxy.target_updates} target changes without a reload)"
         )
 

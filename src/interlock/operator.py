@@ -203,7 +203,7 @@ def converged(ops: SwarmOps, config: CoreConfig, status: CoreStatus) -> str | No
         for task in running:
             container = ((task["Status"].get("ContainerStatus") or {}).get("ContainerID") or "")[:12]
             if serving.get(container) != newest:
-                return f"proxy {container} does not serve {'+'.join(filter(None, newest))} yet"
+                return f"proxy {container} does not serve {cluster.serving_id} yet"
     return None
 
 

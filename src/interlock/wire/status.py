@@ -36,6 +36,11 @@ class ProblemView:
         return cls(**problem.to_json())
 
 
+def serving_id(config_id: str | None, targets_id: str | None) -> str:
+    """`CONFIG_ID+TARGETS_ID`: an nginx.conf and, with dynamic upstreams, its targets."""
+    return "+".join(filter(None, (config_id or "", targets_id or "")))
+
+
 @dataclass(frozen=True, slots=True)
 class ProxyStatus:
     proxy: str
@@ -45,6 +50,11 @@ class ProxyStatus:
     error: str
     reloads: int
     target_updates: int
+
+    @property
+    def serving_id(self) -> str:
+        """What this proxy serves ('' before its first configuration)."""
+        return serving_id(self.config_id, self.targets_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +74,8 @@ class ClusterStatus:
 
     @property
     def serving_id(self) -> str:
-        """`CONFIG_ID+TARGETS_ID`: the validated nginx.conf and, with dynamic upstreams, targets."""
-        return "+".join(filter(None, (self.config_id or "", self.targets_id or "")))
+        """The newest validated configuration of the cluster (see `serving_id`)."""
+        return serving_id(self.config_id, self.targets_id)
 
 
 @dataclass(frozen=True, slots=True)
