@@ -54,8 +54,14 @@ class LossFigures:
         )
 
 
+def get_at(address: str, host: str, path: str = "/") -> requests.Response:
+    """One request on a fresh connection to the proxy at `address`."""
+    return requests.get(f"http://{address}:{PORT}{path}", headers={"Host": host}, timeout=5)
+
+
 def answered(address: str, host: str) -> requests.Response | None:
-    response = requests.get(f"http://{address}:{PORT}/", headers={"Host": host}, timeout=5)
+    """The proxy's answer when it is a 200, else None (for `poll`)."""
+    response = get_at(address, host)
     return response if response.status_code == 200 else None
 
 

@@ -15,14 +15,7 @@ import requests
 
 from tests.e2e.swarm import lb, poll, service, sh, unique
 from tests.multinode.conftest import NETWORK, Cluster, Node
-from tests.multinode.scenario import answered, lose_a_worker, running_nodes, task_addresses, veth_of
-
-PORT = 8080
-
-
-def get_at(address: str, host: str, path: str = "/") -> requests.Response:
-    """One request on a fresh connection to the proxy at `address`."""
-    return requests.get(f"http://{address}:{PORT}{path}", headers={"Host": host}, timeout=5)
+from tests.multinode.scenario import answered, get_at, lose_a_worker, running_nodes, task_addresses, veth_of
 
 
 def proxy_address(node: Node, cluster: Cluster) -> str:
