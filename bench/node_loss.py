@@ -19,8 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.e2e.swarm import INTERLOCK, sh  # noqa: E402
-from tests.multinode.conftest import CLUSTER, NETWORK, Cluster, _nodes  # noqa: E402
+from tests.multinode.conftest import deployed  # noqa: E402
 from tests.multinode.scenario import lose_a_worker  # noqa: E402
 
 from common import dump, summary  # noqa: E402
@@ -30,15 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=3)
     args = parser.parse_args()
-    sh(CLUSTER, "up", "2", timeout=600)
-    try:
-        sh("docker", "network", "create", "-d", "overlay", "--attachable", NETWORK, check=False)
-        sh(INTERLOCK, "up", "-c", str(REPO / "tests" / "multinode" / "interlock.toml"), "--wait", "240", timeout=400)
-        nodes = _nodes()
-        cluster = Cluster(
-            next(n for n in nodes if n.role == "manager"),
-            tuple(sorted((n for n in nodes if n.role == "worker"), key=lambda n: n.hostname)),
-        )
+    with deployed() as cluster:
         results: dict[str, object] = {"trials": args.trials}
         for fault in ("link", "daemon"):
             trials = [lose_a_worker(cluster, fault) for _ in range(args.trials)]
@@ -54,11 +45,7 @@ def main() -> None:
                 "proxy_back_s": summary([t.proxy_back_s for t in trials]),
                 "used_again_s": summary([t.used_again_s for t in trials]),
             }
-        dump(results)
-    finally:
-        sh(INTERLOCK, "down", check=False, timeout=300)
-        sh("docker", "network", "rm", NETWORK, check=False)
-        sh(CLUSTER, "down", check=False, timeout=300)
+    dump(results)
 
 
 if __name__ == "__main__":

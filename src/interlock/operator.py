@@ -253,6 +253,7 @@ def _gone(ops: SwarmOps, service_id: str) -> Callable[[], bool]:
     """A check: no task of the service is starting or running any more."""
 
     def check() -> bool:
+        # All tasks, filtered here: Docker refuses a service filter naming a removed service.
         return not any(t["ServiceID"] == service_id and t["Status"]["State"] in _LIVE for t in ops.all_tasks())
 
     return check

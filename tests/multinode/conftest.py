@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,13 +46,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.multinode)
 
 
-def _nodes() -> list[Node]:
+def current_cluster() -> Cluster:
+    """The swarm's ready nodes: the manager (this machine) and the workers, by host name."""
     ids = sh("docker", "node", "ls", "-q").split()
-    return [
+    nodes = [
         Node(n["Description"]["Hostname"], n["Status"]["Addr"], n["Spec"]["Role"])
         for n in json.loads(sh("docker", "node", "inspect", *ids))
         if n["Status"]["State"] == "ready"
     ]
+    manager = next(n for n in nodes if n.role == "manager")
+    return Cluster(manager, tuple(sorted((n for n in nodes if n.role == "worker"), key=lambda n: n.hostname)))
 
 
 @pytest.fixture(scope="session")
@@ -63,19 +67,24 @@ def cluster() -> Iterator[Cluster]:
         if os.environ.get("INTERLOCK_REQUIRE_SWARM"):
             pytest.fail("a Docker swarm is required (INTERLOCK_REQUIRE_SWARM is set) but none is active")
         pytest.skip("no active Docker swarm; run scripts/setup --swarm")
+    # While developing, INTERLOCK_KEEP_CLUSTER leaves the nodes and Interlock up for the next run.
+    with deployed(keep=bool(os.environ.get("INTERLOCK_KEEP_CLUSTER"))) as grown:
+        yield grown
+
+
+@contextmanager
+def deployed(*, keep: bool = False) -> Iterator[Cluster]:
+    """The swarm grown by two workers, Interlock deployed from tests/multinode/interlock.toml;
+    afterwards (unless `keep`) Interlock, the network and the workers removed again."""
     sh(str(REPO / "scripts" / "build-images"), timeout=900)
     sh(CLUSTER, "up", "2", timeout=600)
     try:
         if subprocess.run(["docker", "network", "inspect", NETWORK], capture_output=True, check=False).returncode:
             sh("docker", "network", "create", "-d", "overlay", "--attachable", NETWORK)
         sh(INTERLOCK, "up", "-c", str(Path(__file__).with_name("interlock.toml")), "--wait", "240", timeout=400)
-        nodes = _nodes()
-        manager = next(n for n in nodes if n.role == "manager")
-        workers = tuple(sorted((n for n in nodes if n.role == "worker"), key=lambda n: n.hostname))
-        yield Cluster(manager, workers)
+        yield current_cluster()
     finally:
-        # While developing, INTERLOCK_KEEP_CLUSTER leaves the nodes and Interlock up for the next run.
-        if not os.environ.get("INTERLOCK_KEEP_CLUSTER"):
+        if not keep:
             sh(INTERLOCK, "down", timeout=300, check=False)
             sh("docker", "network", "rm", NETWORK, check=False)
             sh(CLUSTER, "down", timeout=300)
