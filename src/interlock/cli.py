@@ -270,14 +270,20 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    """Inside the core's container (`interlock status` runs it with docker exec): the core's own
-    /v1/status, on the port of the core's `ListenAddr`."""
+    """The core's /v1/status: inside the core's container (`interlock status` runs it with
+    docker exec) on the port of the core's `ListenAddr`, or, with --core HOST:PORT, from a status
+    probe on the control network (how `interlock status` asks a core on another node)."""
     from interlock.edges.peer_http import local_get, read_token
 
+    token = read_token(Path(SECRETS_DIR) / EXTENSION_TOKEN)
+    if args.core:
+        host, _, port = args.core.rpartition(":")
+        # Indented: a log line over 16 KiB would be split by Docker's logging on its way back.
+        print(json.dumps(json.loads(local_get(host, int(port), "/v1/status", token)), indent=1))
+        return 0
     config = read_config(args.config)
     host = config.listen_host
     address = host if host not in ("", "0.0.0.0", "::") else "127.0.0.1"
-    token = read_token(Path(SECRETS_DIR) / EXTENSION_TOKEN)
     sys.stdout.buffer.write(local_get(address, config.listen_port, "/v1/status", token))
     return 0
 
@@ -345,6 +351,7 @@ def parser() -> argparse.ArgumentParser:
 
     inspect = sub.add_parser("inspect", help=argparse.SUPPRESS)
     inspect.add_argument("-c", "--config", default="/config.toml")
+    inspect.add_argument("--core", help="HOST:PORT of a core on the control network (from a status probe)")
     inspect.set_defaults(func=cmd_inspect)
 
     template = sub.add_parser("template", help="print the built-in nginx template (what a Template extends)")

@@ -49,3 +49,6 @@ PROXY_TYPE = "com.docker.interlock.core.proxy"
 EXTENSION_TYPE = "com.docker.interlock.core.extension"
 SWARM_SERVICE_NAME_LABEL = "com.docker.swarm.service.name"
 """Set by Swarm on every task container."""
+
+MANAGER_CONSTRAINT = "node.role==manager"
+"""The core's placement constraint, always: only a manager's API lists and changes services."""

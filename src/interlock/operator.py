@@ -29,6 +29,7 @@ from interlock.constants import (
     EXTENSION_TOKEN,
     LABEL_MANAGED,
     LABEL_OWNER,
+    LABEL_ROLE,
     MANAGED_BY_UP,
     PROXY_TOKEN,
 )
@@ -38,7 +39,7 @@ from interlock.errors import DockerUnavailable, OperatorError
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
 from interlock.render.desired import images
-from interlock.render.swarm_specs import Ref, core_spec, spec_hash
+from interlock.render.swarm_specs import STATUS_PROBE_ROLE, Ref, core_spec, spec_hash, status_probe_spec
 from interlock.wire.status import CoreInfo, CoreStatus, ProblemView, routes_table
 
 MANAGED = {LABEL_MANAGED: MANAGED_BY_UP}
@@ -92,6 +93,7 @@ def up(config_path: str | None, *, debug: bool, wait: float, say: Say = print) -
         control_network=network,
         extension_token=tokens[EXTENSION_TOKEN],
         proxy_token=tokens[PROXY_TOKEN],
+        constraints=config.core_constraints,
         debug=debug,
         image_id=identities[core_image],
     )
@@ -228,7 +230,10 @@ def down(*, say: Say = print, timeout: float = 90.0) -> None:
         ops.remove_service(core["ID"])
         # A core task that is still stopping would recreate what it owns: wait until it is gone.
         _wait(_gone(ops, core["ID"]), deadline, "the core to stop")
-    owned = ops.services(label=f"{LABEL_OWNER}={CORE_SERVICE}")
+    # A status probe left by an interrupted `interlock status` holds the control network.
+    owned = ops.services(label=f"{LABEL_OWNER}={CORE_SERVICE}") + ops.services(
+        label=f"{LABEL_ROLE}={STATUS_PROBE_ROLE}"
+    )
     for service in owned:
         say(f"removing {service['Spec']['Name']}")
         ops.remove_service(service["ID"])
@@ -281,34 +286,91 @@ def _retry(action: Callable[[], None], deadline: float) -> None:
 
 
 def core_status(ops: SwarmOps | None = None) -> CoreStatus:
-    """The running core's /v1/status, asked through `docker exec` on this node (the API is on
-    the control network only); else routes and problems computed here, with a note saying so."""
+    """The running core's /v1/status: asked through `docker exec` when the core runs on this
+    node, else by a one-shot job on the control network (the API is on that network only); when
+    neither answers, routes and problems computed here, with a note saying so."""
     ops = ops or SwarmOps.from_environment()
     core = ops.service_named(CORE_SERVICE)
     if core is not None:
+        here = ops.local_node_id()
         # While the core is updated (start-first) the old one still runs for a moment, with the
         # old configuration: ask the newest task Swarm wants running.
         tasks = sorted(ops.tasks(core["ID"]), key=lambda t: str(t.get("CreatedAt", "")), reverse=True)
         for task in tasks:
-            container = ((task.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID")
-            if task["Status"]["State"] != "running" or task.get("DesiredState") != "running" or not container:
+            if task["Status"]["State"] != "running" or task.get("DesiredState") != "running":
                 continue
             try:
-                code, output = ops.exec_in(container, ["interlock", "inspect"])
-                if code == 0:
+                output = _inspect_here(ops, task) if task["NodeID"] == here else _probe(ops, core, task, here)
+                if output:
                     return msgspec.json.decode(output, type=CoreStatus)
             except (DockerUnavailable, msgspec.DecodeError):
                 continue
     return local_status(ops, core)
 
 
+def _inspect_here(ops: SwarmOps, task: dict[str, Any]) -> bytes | None:
+    container = ((task.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID")
+    if not container:
+        return None
+    code, output = ops.exec_in(container, ["interlock", "inspect"])
+    return output if code == 0 else None
+
+
+def _probe(ops: SwarmOps, core: dict[str, Any], task: dict[str, Any], here: str, timeout: float = 30.0) -> bytes | None:
+    """The status of the core task `task` (on another node), printed by a status probe job
+    that runs on this node."""
+    config = core_config(ops, core)
+    template = core["Spec"]["TaskTemplate"]
+    token = next(
+        (s for s in template["ContainerSpec"].get("Secrets") or [] if s["SecretName"] == EXTENSION_TOKEN), None
+    )
+    network = (template.get("Networks") or [{}])[0].get("Target")
+    address = next(
+        (
+            a["Addresses"][0].split("/")[0]
+            for a in task.get("NetworksAttachments") or []
+            if a["Network"]["ID"] == network and a.get("Addresses")
+        ),
+        None,
+    )
+    if config is None or token is None or network is None or address is None:
+        return None
+    spec = status_probe_spec(
+        name=f"interlock-status-{secrets.token_hex(4)}",
+        image=template["ContainerSpec"]["Image"],
+        control_network=Ref(network, CONTROL_NETWORK),
+        extension_token=Ref(token["SecretID"], token["SecretName"]),
+        core_address=f"{address}:{config.listen_port}",
+        node_id=here,
+    )
+    probe = ops.create_service(spec)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for job in ops.tasks(probe):
+                state, container = (
+                    job["Status"]["State"],
+                    (job["Status"].get("ContainerStatus") or {}).get("ContainerID"),
+                )
+                if state == "complete" and container:
+                    return ops.container_output(container)
+                if state in ("failed", "rejected"):
+                    return None
+            time.sleep(0.2)
+        return None
+    finally:
+        ops.remove_service(probe)
+
+
+def core_config(ops: SwarmOps, core: dict[str, Any] | None) -> CoreConfig | None:
+    """The configuration the core service runs with (its Docker config)."""
+    configs = core["Spec"]["TaskTemplate"]["ContainerSpec"].get("Configs") or [] if core else []
+    return load_config(ops.config_data(configs[0]["ConfigID"]).decode()) if configs else None
+
+
 def local_status(ops: SwarmOps, core: dict[str, Any] | None) -> CoreStatus:
     """Routes and problems computed here from the Docker API (the core was not reachable)."""
-    config = None
-    if core is not None:
-        configs = core["Spec"]["TaskTemplate"]["ContainerSpec"].get("Configs") or []
-        if configs:
-            config = load_config(ops.config_data(configs[0]["ConfigID"]).decode())
+    config = core_config(ops, core)
     clusters = tuple(e.service_cluster for e in config.extensions.values()) if config else ("",)
     result = build(snapshot_from_api(capture_snapshot(ops)), clusters)
     return CoreStatus(

@@ -30,13 +30,16 @@ class Node:
     @property
     def docker(self) -> list[str]:
         """The docker CLI pointed at this node's own daemon."""
-        return ["docker", "-H", f"unix:///run/{self.hostname}/docker.sock"]
+        return ["docker", "-H", f"unix:///run/{self.hostname}/run/docker.sock"]
 
 
 @dataclass(frozen=True)
 class Cluster:
     manager: Node
+    """This machine's node: the first manager, where the tests run the Docker CLI."""
     workers: tuple[Node, ...]
+    managers: tuple[Node, ...] = ()
+    """The other managers (test_failover adds two)."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -47,15 +50,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def current_cluster() -> Cluster:
-    """The swarm's ready nodes: the manager (this machine) and the workers, by host name."""
+    """The swarm's ready nodes: this machine's, the workers and the other managers, by host name."""
+    here = sh("docker", "info", "--format", "{{.Swarm.NodeID}}").strip()
     ids = sh("docker", "node", "ls", "-q").split()
-    nodes = [
-        Node(n["Description"]["Hostname"], n["Status"]["Addr"], n["Spec"]["Role"])
+    nodes = {
+        n["ID"]: Node(n["Description"]["Hostname"], n["Status"]["Addr"], n["Spec"]["Role"])
         for n in json.loads(sh("docker", "node", "inspect", *ids))
         if n["Status"]["State"] == "ready"
-    ]
-    manager = next(n for n in nodes if n.role == "manager")
-    return Cluster(manager, tuple(sorted((n for n in nodes if n.role == "worker"), key=lambda n: n.hostname)))
+    }
+    others = sorted((n for i, n in nodes.items() if i != here), key=lambda n: n.hostname)
+    return Cluster(
+        nodes[here], tuple(n for n in others if n.role == "worker"), tuple(n for n in others if n.role == "manager")
+    )
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +78,25 @@ def cluster() -> Iterator[Cluster]:
         yield grown
 
 
+CONFIG = Path(__file__).with_name("interlock.toml")
+CORE_ON_THIS_NODE = 'CoreConstraints = ["node.labels.com.docker.interlock.made-by==scripts/swarm"]'
+CORE_ON_THE_ADDED_MANAGERS = 'CoreConstraints = ["node.labels.com.docker.interlock.made-by==scripts/cluster"]'
+
+
+@contextmanager
+def with_two_more_managers(workdir: Path) -> Iterator[Cluster]:
+    """The deployed swarm grown by two managers (three in all) and the core moved onto them,
+    so that losing the core's node leaves a quorum; afterwards the core back on this node."""
+    sh(CLUSTER, "up", "2", "--managers", "2", timeout=600)
+    config = workdir / "failover.toml"
+    config.write_text(CONFIG.read_text().replace(CORE_ON_THIS_NODE, CORE_ON_THE_ADDED_MANAGERS))
+    try:
+        sh(INTERLOCK, "up", "-c", str(config), "--wait", "240", timeout=400)
+        yield current_cluster()
+    finally:
+        sh(INTERLOCK, "up", "-c", str(CONFIG), "--wait", "240", timeout=400, check=False)
+
+
 @contextmanager
 def deployed(*, keep: bool = False) -> Iterator[Cluster]:
     """The swarm grown by two workers, Interlock deployed from tests/multinode/interlock.toml;
@@ -81,7 +106,7 @@ def deployed(*, keep: bool = False) -> Iterator[Cluster]:
     try:
         if subprocess.run(["docker", "network", "inspect", NETWORK], capture_output=True, check=False).returncode:
             sh("docker", "network", "create", "-d", "overlay", "--attachable", NETWORK)
-        sh(INTERLOCK, "up", "-c", str(Path(__file__).with_name("interlock.toml")), "--wait", "240", timeout=400)
+        sh(INTERLOCK, "up", "-c", str(CONFIG), "--wait", "240", timeout=400)
         yield current_cluster()
     finally:
         if not keep:

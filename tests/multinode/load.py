@@ -1,14 +1,19 @@
 """A bounded load generator for the multi-node tests: a few threads, each on its own keep-alive
 connection to one proxy, until stopped or until the time or request budget runs out. It counts
-every answer that is not a 200 (and every client error) as a failed request; it never retries."""
+every answer that is not a 200 (and every client error) as a failed request, with when it came.
+The one retry is the one HTTP/1.1 clients make (RFC 9112 9.3.1, as bench/common.py does): a
+request on a kept-alive connection that the proxy closed before any byte of an answer (an nginx
+worker retiring after a reload) is sent again once on a new connection, and counted apart."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import Counter
+from http.client import RemoteDisconnected
 
 import requests
+import urllib3
 
 
 class Load:
@@ -21,6 +26,10 @@ class Load:
         self.budget = max_requests
         self.outcomes: Counter[str] = Counter()
         self.slowest = 0.0
+        self.stale_retries = 0
+        self.failures: list[tuple[float, str]] = []
+        """(seconds since the start, outcome) of each failed request."""
+        self.started = time.monotonic()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
@@ -50,13 +59,28 @@ class Load:
         with requests.Session() as session:
             while not self._stop.is_set() and time.monotonic() < self.deadline:
                 started = time.monotonic()
-                try:
-                    outcome = str(session.get(self.url, headers={"Host": self.host}, timeout=20).status_code)
-                except requests.RequestException as exc:
-                    outcome = type(exc).__name__
+                outcome, stale = self._once(session)
+                if stale:
+                    outcome, _ = self._once(session)
                 took = time.monotonic() - started
                 with self._lock:
                     self.outcomes[outcome] += 1
+                    self.stale_retries += stale
                     self.slowest = max(self.slowest, took)
+                    if outcome != "200":
+                        self.failures.append((round(started - self.started, 2), outcome))
                     if self.total >= self.budget:
                         self._stop.set()
+
+    def _once(self, session: requests.Session) -> tuple[str, bool]:
+        """(outcome, whether it was a kept-alive connection closed before any answer)."""
+        try:
+            return str(session.get(self.url, headers={"Host": self.host}, timeout=20).status_code), False
+        except requests.ConnectionError as exc:
+            reason = exc.args[0] if exc.args else None
+            closed = isinstance(reason, urllib3.exceptions.ProtocolError) and isinstance(
+                reason.args[1] if len(reason.args) > 1 else None, (RemoteDisconnected, ConnectionResetError)
+            )
+            return type(exc).__name__, closed
+        except requests.RequestException as exc:
+            return type(exc).__name__, False

@@ -111,7 +111,7 @@ def cut_off(node: Node, fault: str) -> None:
     if fault == "link":
         subprocess.run(["ip", "link", "set", veth_of(node), "down"], check=True)
     else:
-        pid = Path(f"/run/{node.hostname}/docker.pid").read_text().strip()
+        pid = Path(f"/run/{node.hostname}/run/docker.pid").read_text().strip()
         subprocess.run(["kill", "-9", pid], check=True)
 
 
@@ -119,7 +119,7 @@ def restore(node: Node, fault: str) -> None:
     if fault == "link":
         subprocess.run(["ip", "link", "set", veth_of(node), "up"], check=True)
     else:
-        sh(CLUSTER, "up", "2", timeout=300)  # starts the node's daemon again; it rejoins by itself
+        sh(CLUSTER, "up", timeout=300)  # starts the node's daemon again; it rejoins by itself
 
 
 def lose_a_worker(cluster: Cluster, fault: str) -> LossFigures:

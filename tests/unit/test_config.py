@@ -83,6 +83,8 @@ def test_keys_match_case_insensitively() -> None:
             "both publish port 8080 in ingress mode",
         ),
         ("x = [", "not valid TOML"),
+        ("CoreConstraints = ['node.role==worker']\n[Extensions.d]", "would place the core on a worker"),
+        ("CoreConstraints = ['node.role != manager']\n[Extensions.d]", "can only narrow which manager"),
     ],
 )
 def test_bad_config_names_key_value_and_allowed(text: str, message: str) -> None:

@@ -13,6 +13,7 @@ from interlock.render.swarm_specs import (
     extension_spec,
     proxy_spec,
     spec_hash,
+    status_probe_spec,
 )
 
 CONFIG = load_config("""
@@ -94,6 +95,35 @@ def test_only_the_core_mounts_the_socket_on_a_manager() -> None:
     assert container["Mounts"] == [{"Type": "bind", "Source": "/var/run/docker.sock", "Target": "/var/run/docker.sock"}]
     assert spec["TaskTemplate"]["Placement"]["Constraints"] == ["node.role==manager"]
     assert container["Args"] == ["run", "-c", "/config.toml"]
+
+
+def test_core_constraints_narrow_the_managers_and_keep_the_manager_constraint() -> None:
+    refs = {"config": Ref("c", "cfg"), "control_network": Ref("n", "i"), "extension_token": Ref("e", "e")}
+    spec = core_spec(
+        name="interlock", image="i", proxy_token=Ref("p", "p"), constraints=["node.labels.core==yes"], **refs
+    )
+    assert spec["TaskTemplate"]["Placement"]["Constraints"] == ["node.role==manager", "node.labels.core==yes"]
+    same = core_spec(name="interlock", image="i", proxy_token=Ref("p", "p"), constraints=["node.role==manager"], **refs)
+    assert same["TaskTemplate"]["Placement"]["Constraints"] == ["node.role==manager"]
+
+
+def test_a_status_probe_is_a_one_shot_job_on_this_node_with_the_extension_token_only() -> None:
+    spec = status_probe_spec(
+        name="interlock-status-1",
+        image="interlock:x",
+        control_network=Ref("n", "interlock"),
+        extension_token=Ref("e", "interlock-extension-token"),
+        core_address="10.0.9.3:8080",
+        node_id="node-a",
+    )
+    template = spec["TaskTemplate"]
+    assert spec["Mode"] == {"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}}
+    assert template["ContainerSpec"]["Args"] == ["inspect", "--core", "10.0.9.3:8080"]
+    assert [s["SecretName"] for s in template["ContainerSpec"]["Secrets"]] == ["interlock-extension-token"]
+    assert "Mounts" not in template["ContainerSpec"]
+    assert template["Placement"]["Constraints"] == ["node.id==node-a"]
+    assert template["Networks"] == [{"Target": "n"}]
+    assert spec["Labels"]["com.docker.interlock.role"] == "status-probe"
 
 
 def test_spec_hash_is_stable_and_follows_changes() -> None:

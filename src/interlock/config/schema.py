@@ -11,10 +11,11 @@ import re
 from typing import Annotated, Any, Literal
 
 import jinja2
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from interlock import __version__
 from interlock.config.durations import parse_duration
+from interlock.constants import MANAGER_CONSTRAINT
 
 
 def _pattern(regex: str, allowed: str) -> AfterValidator:
@@ -286,7 +287,20 @@ class CoreConfig(_Section):
     allow_insecure: bool = Field(False, alias="AllowInsecure")
     poll_interval: Duration = Field("3s", alias="PollInterval")
     endpoint_override: str = Field("", alias="EndpointOverride")
+    core_constraints: tuple[str, ...] = Field((MANAGER_CONSTRAINT,), alias="CoreConstraints")
+    """Where `interlock up` may place the core; node.role==manager always holds (added if missing)."""
     extensions: dict[str, ExtensionConfig] = Field(default_factory=dict, alias="Extensions")
+
+    @field_validator("core_constraints")
+    @classmethod
+    def _core_on_a_manager(cls, constraints: tuple[str, ...]) -> tuple[str, ...]:
+        for constraint in constraints:
+            if re.fullmatch(r"\s*node\.role\s*(==\s*worker|!=\s*manager)\s*", constraint):
+                raise ValueError(
+                    f"{constraint!r} would place the core on a worker; the core runs on a manager "
+                    f"(only a manager's API lists services), so CoreConstraints can only narrow which manager"
+                )
+        return constraints
 
     @model_validator(mode="after")
     def _clusters_are_consistent(self) -> CoreConfig:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import math
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 import aiohttp
+from aiohappyeyeballs import AddrInfoType
 from aiohttp import web
 
 from interlock.errors import PeerUnavailable
@@ -72,6 +74,30 @@ class Peer(Protocol):
     async def close(self) -> None: ...
 
 
+RETRY_FIRST, RETRY_MAX = 0.25, 1.0
+"""Seconds between tries to reach a peer that did not answer, doubling up to RETRY_MAX. The
+peer's replacement (a core Swarm started on another manager) is in Swarm's DNS as soon as it
+runs; a try a second finds it within a second, for one local DNS lookup a second."""
+
+CONNECT_TIMEOUT = 3.0
+"""Seconds to connect to another role over the overlay: a task on a lost node never answers,
+and the next address (another task) should be tried long before a long-poll's timeout."""
+
+
+def peer_socket(addr_info: AddrInfoType) -> socket.socket:
+    """A TCP socket that notices a vanished peer within seconds. A node cut off sends no reset,
+    so without this a long-poll to a core on it would wait out its whole timeout: keep-alive
+    probes after 2 s idle, and at most 5 s of unacknowledged data."""
+    family, kind, proto, _, _ = addr_info
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 2)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 5000)
+    return sock
+
+
 class PeerClient:
     """Calls another role at `base_url` with a bearer token."""
 
@@ -82,14 +108,20 @@ class PeerClient:
 
     async def _ensure(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
+            # No DNS cache: Swarm's DNS names the tasks that run now (a core that moved, a
+            # proxy's new extension), and answers from the node itself.
+            connector = aiohttp.TCPConnector(use_dns_cache=False, socket_factory=peer_socket)
+            self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 
     async def get(self, path: str, *, params: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, bytes]:
         session = await self._ensure()
         try:
             async with session.get(
-                self.base_url + path, params=params, headers=self._headers, timeout=aiohttp.ClientTimeout(total=timeout)
+                self.base_url + path,
+                params=params,
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=CONNECT_TIMEOUT),
             ) as response:
                 return response.status, await response.read()
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -102,7 +134,7 @@ class PeerClient:
                 self.base_url + path,
                 data=body,
                 headers={**self._headers, "Content-Type": "application/json"},
-                timeout=aiohttp.ClientTimeout(total=timeout),
+                timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=CONNECT_TIMEOUT),
             ) as response:
                 return response.status, await response.read()
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:

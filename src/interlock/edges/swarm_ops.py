@@ -115,6 +115,14 @@ class SwarmOps:
             raise DockerUnavailable(f"list tasks: {exc}") from exc
 
     # networks
+    def container_output(self, container_id: str) -> bytes:
+        """What a container on this node printed on standard output (a finished job's result;
+        read from the node itself: Swarm's service log broker can repeat lines)."""
+        try:
+            return bytes(self.client.logs(container_id, stdout=True, stderr=False))
+        except _ERRORS as exc:
+            raise DockerUnavailable(f"logs of {container_id[:12]}: {exc}") from exc
+
     def networks(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "/networks"))
 

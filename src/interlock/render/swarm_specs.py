@@ -28,6 +28,7 @@ from interlock.constants import (
     LABEL_ROLE,
     LABEL_SPEC,
     MANAGED_BY_UP,
+    MANAGER_CONSTRAINT,
     PROXY_TYPE,
     STATUS_PORT,
 )
@@ -234,10 +235,12 @@ def core_spec(
     control_network: Ref,
     extension_token: Ref,
     proxy_token: Ref,
+    constraints: Sequence[str] = (MANAGER_CONSTRAINT,),
     debug: bool = False,
     image_id: str = "",
 ) -> dict[str, Any]:
-    """The core: the only service with the Docker socket, on a manager."""
+    """The core: the only service with the Docker socket, on a manager (always: `constraints`
+    only narrow which)."""
     return with_spec_hash(
         {
             "Name": name,
@@ -257,7 +260,9 @@ def core_spec(
                     ],
                     "Secrets": [_secret(extension_token), _secret(proxy_token)],
                 },
-                "Placement": {"Constraints": ["node.role==manager"]},
+                "Placement": {
+                    "Constraints": [MANAGER_CONSTRAINT, *(c for c in constraints if c != MANAGER_CONSTRAINT)]
+                },
                 "Networks": [{"Target": control_network.id}],
                 "RestartPolicy": {"Condition": "any", "Delay": 1_000_000_000},
             },
@@ -266,3 +271,30 @@ def core_spec(
             "EndpointSpec": {"Mode": "dnsrr"},
         }
     )
+
+
+STATUS_PROBE_ROLE = "status-probe"
+
+
+def status_probe_spec(
+    *, name: str, image: str, control_network: Ref, extension_token: Ref, core_address: str, node_id: str
+) -> dict[str, Any]:
+    """A one-shot job that asks the core at `core_address` (host:port on the control network)
+    for its status and prints it: how `interlock status` reaches a core on another manager,
+    whose API is on the control network only. It runs on `node_id` (the operator's node, which
+    has the image) and holds the extension token, nothing else."""
+    return {
+        "Name": name,
+        "Labels": {LABEL_MANAGED: MANAGED_BY_UP, LABEL_ROLE: STATUS_PROBE_ROLE},
+        "TaskTemplate": {
+            "ContainerSpec": {
+                "Image": image,
+                "Args": ["inspect", "--core", core_address],
+                "Secrets": [_secret(extension_token)],
+            },
+            "Placement": {"Constraints": [f"node.id=={node_id}"]},
+            "Networks": [{"Target": control_network.id}],
+            "RestartPolicy": {"Condition": "none"},
+        },
+        "Mode": {"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}},
+    }

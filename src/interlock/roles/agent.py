@@ -21,7 +21,7 @@ from pathlib import Path
 from interlock.constants import PROXY_TOKEN, SECRETS_DIR
 from interlock.edges.certificates import CertificateVerdicts
 from interlock.edges.nginx_control import NginxControl, NginxController
-from interlock.edges.peer_http import Peer, PeerClient, read_token
+from interlock.edges.peer_http import RETRY_FIRST, RETRY_MAX, Peer, PeerClient, read_token
 from interlock.errors import ConfigRejected, InterlockError, PeerUnavailable, ReloadFailed, WireError
 from interlock.wire.messages import ProxyConfig, ProxyReport, decode, encode
 
@@ -75,7 +75,7 @@ class Agent:
             log.error("the mounted configuration is not usable; waiting for the extension: %s", exc)
 
     async def follow(self) -> None:
-        backoff = 0.5
+        backoff = RETRY_FIRST
         while True:
             try:
                 status, body = await self.extension.get(
@@ -89,9 +89,9 @@ class Agent:
                     exc,
                 )
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, RETRY_MAX)
                 continue
-            backoff = 0.5
+            backoff = RETRY_FIRST
             if status == 200:
                 try:
                     await self.apply(decode(body, ProxyConfig))

@@ -25,7 +25,15 @@ from pydantic import ValidationError
 from interlock.config import ExtensionConfig
 from interlock.constants import EXTENSION_PORT, EXTENSION_TOKEN, PROXY_TOKEN, SECRETS_DIR
 from interlock.edges.nginx_check import CheckResult, check_routing
-from interlock.edges.peer_http import Peer, PeerClient, long_poll_wait, read_token, require_token
+from interlock.edges.peer_http import (
+    RETRY_FIRST,
+    RETRY_MAX,
+    Peer,
+    PeerClient,
+    long_poll_wait,
+    read_token,
+    require_token,
+)
 from interlock.errors import InterlockError, PeerUnavailable, TemplateFailed, WireError
 from interlock.render.nginx import render_nginx
 from interlock.roles.runtime import changed_within, proxy_config, quiet_gc, woken
@@ -53,7 +61,7 @@ class Extension:
 
     async def follow_core(self) -> None:
         etag = ""
-        backoff = 0.5
+        backoff = RETRY_FIRST
         while True:
             try:
                 status, body = await self.core.get(
@@ -62,9 +70,9 @@ class Extension:
             except PeerUnavailable as exc:
                 log.warning("core unavailable, retrying in %.1fs: %s", backoff, exc)
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, RETRY_MAX)
                 continue
-            backoff = 0.5
+            backoff = RETRY_FIRST
             if status == 304:
                 continue
             if status != 200:
