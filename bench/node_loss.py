@@ -1,11 +1,14 @@
 """Node loss on a real multi-node swarm: a worker cut off (link down) or its daemon killed, under
 load through the proxy on the other worker. Reports requests and failures, the slowest request,
 and, next to Swarm's own detection time, how long the lost task stayed in the targets after
-Swarm marked the node Down, and how soon the node's proxy served again once it was back.
+Swarm marked the node Down, and how soon the node's proxy served again once it was back. Then
+manager failover: two more managers, the core moved onto them, the one running it cut off under
+load; requests and failures, Swarm's detection, the core running again elsewhere, and how soon a
+service created at the cut and one created afterwards are routed.
 
 Grows this machine's swarm by two workers (scripts/cluster), deploys Interlock with
 tests/multinode/interlock.toml, runs `--trials` of each fault, then removes Interlock and the
-workers. Traffic goes only to the workers' addresses on the private link (own namespaces).
+nodes. Traffic goes only to the workers' addresses on the private link (own namespaces).
 
 Usage: python bench/node_loss.py [--trials 3]
 """
@@ -14,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.multinode.conftest import deployed  # noqa: E402
+from tests.multinode.conftest import deployed, with_two_more_managers  # noqa: E402
+from tests.multinode.failover import lose_the_core_manager  # noqa: E402
 from tests.multinode.scenario import lose_a_worker  # noqa: E402
 
 from common import dump, summary  # noqa: E402
@@ -45,6 +50,21 @@ def main() -> None:
                 "proxy_back_s": summary([t.proxy_back_s for t in trials]),
                 "used_again_s": summary([t.used_again_s for t in trials]),
             }
+        with tempfile.TemporaryDirectory() as workdir, with_two_more_managers(Path(workdir)) as grown:
+            failovers = [lose_the_core_manager(grown) for _ in range(args.trials)]
+        for failover in failovers:
+            print(failover.describe(), file=sys.stderr, flush=True)
+        results["failover"] = {
+            "requests": sum(t.requests for t in failovers),
+            "failed": sum(t.failed for t in failovers),
+            "stale_retries": sum(t.stale_retries for t in failovers),
+            "slowest_s": max(t.slowest_s for t in failovers),
+            "swarm_down_s": summary([t.swarm_down_s for t in failovers]),
+            "core_running_after_down_s": summary([t.core_running_after_down_s for t in failovers]),
+            "created_at_cut_routed_s": summary([t.created_at_cut_routed_s for t in failovers]),
+            "created_after_routed_s": summary([t.created_after_routed_s for t in failovers]),
+            "created_after_task_running_s": summary([t.created_after_task_running_s for t in failovers]),
+        }
     dump(results)
 
 

@@ -6,11 +6,13 @@ created at the cut and another once Swarm runs the core on another manager; both
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
-from tests.e2e.swarm import lb, poll, service, sh, unique
+from tests.e2e.swarm import INTERLOCK, lb, poll, service, sh, unique
 from tests.multinode.conftest import NETWORK, Cluster
 from tests.multinode.load import Load
 from tests.multinode.scenario import PORT, answered, cut_off, node_state, restore
@@ -39,6 +41,8 @@ class FailoverFigures:
     """From the cut to the service created at that moment answering through the proxy."""
     created_after_routed_s: float
     """From creating a service once the new core runs to it answering through the proxy."""
+    created_after_task_running_s: float
+    """Swarm's part of that: from creating the service to its task running (Swarm's timestamps)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,7 +54,7 @@ class FailoverFigures:
             f"{self.slowest_s:.1f}s; Swarm marked the manager Down after "
             f"{self.swarm_down_s:.1f}s, the core ran on {self.moved_to} {self.core_running_after_down_s:.1f}s later; "
             f"a service created at the cut was routed after {self.created_at_cut_routed_s:.1f}s, one created then "
-            f"in {self.created_after_routed_s:.1f}s"
+            f"in {self.created_after_routed_s:.1f}s (its task ran after {self.created_after_task_running_s:.1f}s)"
         )
 
 
@@ -68,6 +72,27 @@ def core_node() -> str | None:
     )
     running = [line.split()[0] for line in out.splitlines() if " Running " in f"{line} "]
     return running[0] if len(running) == 1 else None
+
+
+def seconds_to_running(name: str) -> float:
+    """From the service's creation to its (one) task running, by Swarm's own timestamps."""
+    created = json.loads(sh("docker", "service", "inspect", name))[0]["CreatedAt"]
+    task = json.loads(sh("docker", "inspect", sh("docker", "service", "ps", "-q", name).split()[0]))[0]
+    assert task["Status"]["State"] == "running", task["Status"]
+    return (_timestamp(task["Status"]["Timestamp"]) - _timestamp(created)).total_seconds()
+
+
+def _timestamp(text: str) -> datetime:
+    """Docker's RFC 3339 time with nanoseconds, to microseconds."""
+    head, _, tail = text.rstrip("Z").partition(".")
+    return datetime.fromisoformat(f"{head}.{(tail + '000000')[:6]}+00:00")
+
+
+def where_things_stand(name: str) -> str:
+    """For a failure message: the service's tasks and what the core says."""
+    tasks = sh("docker", "service", "ps", "--no-trunc", name, check=False)
+    core = sh("docker", "service", "ps", "--no-trunc", "interlock", check=False)
+    return f"tasks of {name}:\n{tasks}\ncore tasks:\n{core}\ninterlock status:\n{sh(INTERLOCK, 'status', check=False)}"
 
 
 def lose_the_core_manager(cluster: Cluster) -> FailoverFigures:
@@ -93,8 +118,14 @@ def lose_the_core_manager(cluster: Cluster) -> FailoverFigures:
                     at_cut_routed = time.monotonic()
                     with service(after, labels=labels[after], networks=(NETWORK,), extra=ON_WORKERS):
                         created = time.monotonic()
-                        poll(lambda: answered(survivor.address, f"{after}.mn"), what="the service made after routed")
+                        try:
+                            poll(
+                                lambda: answered(survivor.address, f"{after}.mn"), what="the service made after routed"
+                            )
+                        except AssertionError as failed:
+                            raise AssertionError(f"{failed}\n{where_things_stand(after)}") from None
                         after_routed = time.monotonic()
+                        task_running = seconds_to_running(after)
             finally:
                 restore(lost, "link")
     poll(lambda: node_state(lost.hostname) == "ready" or None, what="the manager Ready again", timeout=90)
@@ -111,4 +142,5 @@ def lose_the_core_manager(cluster: Cluster) -> FailoverFigures:
         core_running_after_down_s=round(core_at - down_at, 2),
         created_at_cut_routed_s=round(at_cut_routed - cut_at, 2),
         created_after_routed_s=round(after_routed - created, 2),
+        created_after_task_running_s=round(task_running, 2),
     )

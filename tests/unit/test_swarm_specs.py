@@ -98,13 +98,20 @@ def test_only_the_core_mounts_the_socket_on_a_manager() -> None:
 
 
 def test_core_constraints_narrow_the_managers_and_keep_the_manager_constraint() -> None:
-    refs = {"config": Ref("c", "cfg"), "control_network": Ref("n", "i"), "extension_token": Ref("e", "e")}
-    spec = core_spec(
-        name="interlock", image="i", proxy_token=Ref("p", "p"), constraints=["node.labels.core==yes"], **refs
-    )
-    assert spec["TaskTemplate"]["Placement"]["Constraints"] == ["node.role==manager", "node.labels.core==yes"]
-    same = core_spec(name="interlock", image="i", proxy_token=Ref("p", "p"), constraints=["node.role==manager"], **refs)
-    assert same["TaskTemplate"]["Placement"]["Constraints"] == ["node.role==manager"]
+    def placed(constraints: list[str]) -> list[str]:
+        spec = core_spec(
+            name="interlock",
+            image="i",
+            config=Ref("c", "cfg"),
+            control_network=Ref("n", "i"),
+            extension_token=Ref("e", "e"),
+            proxy_token=Ref("p", "p"),
+            constraints=constraints,
+        )
+        return list(spec["TaskTemplate"]["Placement"]["Constraints"])
+
+    assert placed(["node.labels.core==yes"]) == ["node.role==manager", "node.labels.core==yes"]
+    assert placed(["node.role==manager"]) == ["node.role==manager"]
 
 
 def test_a_status_probe_is_a_one_shot_job_on_this_node_with_the_extension_token_only() -> None:
