@@ -125,7 +125,7 @@ def _power_of_two_at_least(value: int) -> int:
 
 
 def _words(value: str) -> Token:
-    if not _WORDS.match(value):
+    if not _WORDS.fullmatch(value):
         raise UnsafeValue(f"refusing to print {value!r}: expected space-separated words of A-Z a-z 0-9 .")
     return Token(value)
 
@@ -233,7 +233,9 @@ class _View:
         One call per server instead of four filtered expressions: upstreams hold most of the
         configuration's lines, so this is where rendering time goes.
         """
-        parts = [f"{user_token(server.address)}:{int(server.port)}"]
+        address = user_token(server.address)
+        # An IPv6 address is bracketed, or nginx reads its last group as the port.
+        parts = [f"[{address}]:{int(server.port)}" if ":" in address else f"{address}:{int(server.port)}"]
         if server.max_fails is not None:
             parts.append(f"max_fails={int(server.max_fails)}")
         if server.fail_timeout is not None:
@@ -296,7 +298,7 @@ def render_nginx(
     """
     if ext.target_port in INTERNAL_PORTS or ext.target_ssl_port in INTERNAL_PORTS:
         raise UnsafeValue(f"TargetPort/TargetSSLPort may not use Interlock's internal ports {INTERNAL_PORTS}")
-    if not secrets_dir.startswith("/") or not re.match(r"^[A-Za-z0-9._/-]+$", secrets_dir):
+    if not secrets_dir.startswith("/") or not re.fullmatch(r"[A-Za-z0-9._/-]+", secrets_dir):
         raise UnsafeValue(f"secrets directory {secrets_dir!r} must be an absolute plain path")
     dynamic = ext.config.dynamic_upstreams
     targets = render_targets(routing, ip_hash=ext.config.ip_hash) if dynamic else Targets("", "")
