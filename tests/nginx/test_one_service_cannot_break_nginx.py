@@ -36,3 +36,26 @@ def test_ipv6_targets_and_a_sub_second_fail_timeout_pass_nginx_t(nginx: str, tmp
     assert "[fd00::b]:8080" in text
     checked = check_routing(routing, EXTENSION, workdir=tmp_path, nginx=nginx)
     assert checked.ok, checked.output + "\n" + text
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        {"com.docker.lb.context_root": "/nginx_status"},
+        {"com.docker.lb.websocket_endpoints": "/nginx_status"},
+        {"com.docker.lb.context_root": "/nginx_status", "com.docker.lb.context_root_rewrite": "true"},
+    ],
+)
+def test_an_app_path_named_like_the_status_page_is_the_apps(labels: dict[str, str], nginx: str, tmp_path: Path) -> None:
+    """The built-in /nginx_status gives way on a host whose app claims that path: no duplicate
+    location for nginx to refuse, and the path reaches the app."""
+    base = {"com.docker.lb.hosts": "app.example", "com.docker.lb.port": "8080"}
+    document = swarm_json({"services": [{"name": "app", "networks": ["apps"], "labels": base | labels}]})
+    result = build(snapshot_from_api(document))
+    assert not result.problems, result.problems
+    routing = result.routings[""]
+    text = render_nginx(routing, EXTENSION).text
+    checked = check_routing(routing, EXTENSION, workdir=tmp_path, nginx=nginx)
+    assert checked.ok, checked.output + "\n" + text
+    server = text.split("server_name app.example;", 1)[1].split("\n    }\n", 1)[0]
+    assert "stub_status" not in server, server
