@@ -52,3 +52,6 @@ SWARM_SERVICE_NAME_LABEL = "com.docker.swarm.service.name"
 
 MANAGER_CONSTRAINT = "node.role==manager"
 """The core's placement constraint, always: only a manager's API lists and changes services."""
+
+INTERLOCK_SECRETS = frozenset({EXTENSION_TOKEN, PROXY_TOKEN})
+"""Interlock's own secrets by name: no label may name them, listed or not."""

@@ -173,3 +173,29 @@ def test_labels_only_on_the_container_are_a_warning_naming_the_right_place() -> 
     # Set in both places: the service's labels are read, nothing to say.
     document["services"][0]["Spec"]["Labels"] = dict(container["Labels"])
     assert build(snapshot_from_api(document)).problems == ()
+
+
+def test_a_label_cannot_pull_interlocks_own_secrets_into_the_proxies() -> None:
+    """ssl_cert=interlock-extension-token would mount the control-channel token into every proxy."""
+    token = service("steal", hosts="steal.local", port="80", ssl_cert="interlock-extension-token")
+    made = service("made", hosts="made.local", port="80", ssl_cert="ok.crt", ssl_key="interlock-cfg-key")
+    good = service("good", hosts="good.local", port="80", ssl_cert="good.crt")
+    document = swarm_json({"services": [token, made, good]})
+    document["secrets"] = [
+        {"ID": "s1", "Spec": {"Name": "interlock-extension-token", "Labels": {}}},
+        {"ID": "s2", "Spec": {"Name": "interlock-cfg-key", "Labels": {"com.docker.interlock.owner": "interlock"}}},
+        {"ID": "s3", "Spec": {"Name": "ok.crt", "Labels": {}}},
+        {"ID": "s4", "Spec": {"Name": "good.crt", "Labels": {}}},
+    ]
+    result = build(snapshot_from_api(document))
+    routing = result.routings[""]
+    assert [h.name for h in routing.hosts] == ["good.local"]
+    assert set(routing.secrets) == {"good.crt"}
+    assert [(p.service, p.label.rsplit(".", 1)[1]) for p in result.problems] == [
+        ("made", "ssl_key"),
+        ("steal", "ssl_cert"),
+    ]
+    assert all("Interlock's own secret" in p.reason for p in result.problems)
+    # Named by a token's name, it is refused even when the snapshot does not list secrets.
+    del document["secrets"]
+    assert [p.service for p in build(snapshot_from_api(document)).problems] == ["steal"]

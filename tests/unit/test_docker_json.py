@@ -9,6 +9,7 @@ import pytest
 
 from interlock.errors import SnapshotFormatError
 from interlock.model.docker_json import parse_timestamp_ns, snapshot_from_api
+from interlock.testing.swarm_json import swarm_json
 
 DATA = Path(__file__).parent.parent / "data"
 
@@ -37,3 +38,31 @@ def test_timestamps_keep_nanoseconds_for_ordering() -> None:
 def test_malformed_snapshots_are_reported(document: object) -> None:
     with pytest.raises(SnapshotFormatError):
         snapshot_from_api(document)  # type: ignore[arg-type]
+
+
+def _swarm_with_addresses(task_addresses: list[str], node_address: str) -> dict[str, object]:
+    document = swarm_json(
+        {
+            "services": [{"name": "web", "networks": ["apps"], "labels": {"com.docker.lb.hosts": "w.example"}}],
+            "nodes": [{"name": "n1", "address": node_address}],
+        }
+    )
+    document["tasks"][0]["NetworksAttachments"][0]["Addresses"] = task_addresses
+    return document
+
+
+@pytest.mark.parametrize(
+    ("reported", "kept"),
+    [
+        (["fd00::0a/64"], ("fd00::a",)),
+        (["[fd00::b]"], ("fd00::b",)),
+        ([" 10.0.0.7/24\n"], ("10.0.0.7",)),
+        (["10.0.0.7; evil", "not an address"], ()),
+    ],
+)
+def test_docker_addresses_become_plain_ips_and_unusable_ones_are_left_out(
+    reported: list[str], kept: tuple[str, ...]
+) -> None:
+    snapshot = snapshot_from_api(_swarm_with_addresses(reported, "[2001:db8::1]"))
+    assert snapshot.tasks[0].attachments[0].addresses == kept
+    assert snapshot.nodes[0].address == "2001:db8::1"

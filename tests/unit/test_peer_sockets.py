@@ -19,4 +19,3 @@ def test_peer_sockets_probe_an_idle_connection_and_bound_unacknowledged_data() -
         assert 0 < sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) <= 10_000
     finally:
         sock.close()
-

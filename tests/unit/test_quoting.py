@@ -60,3 +60,10 @@ def test_the_render_environment_refuses_raw_strings() -> None:
         environment.from_string("server_name {{ name }};").render(name="a.local")
     with pytest.raises(UnsafeValue):
         environment.from_string("server_name {{ name|q }};").render(name="a; include /etc/passwd")
+
+
+@pytest.mark.parametrize("make", [user_token, operator_string])
+def test_a_trailing_newline_is_refused_not_printed(make: object) -> None:
+    """`$` also matches before a final newline: the helpers match the whole value."""
+    with pytest.raises(UnsafeValue):
+        make("example.com\n")  # type: ignore[operator]

@@ -23,7 +23,7 @@ def parse_duration(text: str) -> float:
     value = text.strip()
     if value == "0":
         return 0.0
-    if not _WHOLE.match(value):
+    if not _WHOLE.fullmatch(value):
         raise ValueError(
             f"{text!r} is not a duration; allowed: a Go duration such as 3s, 500ms, 1m30s (units ns, us, ms, s, m, h)"
         )

@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from interlock.constants import INTERLOCK_SECRETS
 from interlock.errors import InterlockError
 from interlock.model.labels import ServiceLabels, parse_labels
 from interlock.model.routing import (
@@ -149,6 +150,7 @@ def build(
     """
     index = _Index(snapshot)
     existing_secrets = None if snapshot.secrets is None else frozenset(s.name for s in snapshot.secrets)
+    own_secrets = frozenset(s.name for s in snapshot.secrets or () if s.interlocks_own)
     refused = {
         name: why for (name, secret_id), why in (refused_secrets or {}).items() if secret_id == snapshot.secret_id(name)
     }
@@ -170,6 +172,16 @@ def build(
                     Severity.WARNING,
                 )
             )
+            continue
+        named = [s for s in (labels.ssl_cert, labels.ssl_key) if s]
+        own = [s for s in named if s in INTERLOCK_SECRETS or s in own_secrets]
+        if own:
+            label = "ssl_cert" if labels.ssl_cert in own else "ssl_key"
+            reason = (
+                f"{own[0]!r} is Interlock's own secret (control-channel credentials), never a certificate; "
+                "name a secret you created with the certificate and key; not routed"
+            )
+            problems.append(_problem(service, label, reason))
             continue
         if existing_secrets is not None:
             missing = [s for s in (labels.ssl_cert, labels.ssl_key) if s and s not in existing_secrets]

@@ -7,11 +7,13 @@ Docker calls it, and so does `interlock render --snapshot`. Must not import dock
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from interlock.constants import INTERLOCK_SECRETS, LABEL_MANAGED, LABEL_OWNER
 from interlock.errors import SnapshotFormatError
 from interlock.model.snapshot import (
     LABEL_PREFIX,
@@ -33,7 +35,7 @@ def parse_timestamp_ns(text: str) -> int:
     """RFC 3339 with nanoseconds (Go's format) to integer nanoseconds; 0 when absent."""
     if not text:
         return 0
-    match = _TIMESTAMP.match(text)
+    match = _TIMESTAMP.fullmatch(text)
     if not match:
         raise SnapshotFormatError(f"unreadable timestamp {text!r}")
     base, fraction, zone = match.groups()
@@ -43,8 +45,15 @@ def parse_timestamp_ns(text: str) -> int:
     return seconds * 1_000_000_000 + nanos
 
 
-def _strip_prefix_length(address: str) -> str:
-    return address.split("/", 1)[0]
+def _ip(text: object) -> str:
+    """An address Docker reported, as a plain IP: prefix length, brackets and surrounding space
+    dropped, IPv6 compressed; '' when it is not an IP address (nothing unusable reaches a target
+    line, and a bad value costs its target, not the snapshot)."""
+    plain = str(text or "").strip().split("/", 1)[0].strip("[]")
+    try:
+        return str(ipaddress.ip_address(plain))
+    except ValueError:
+        return ""
 
 
 def _ports(entries: Iterable[Mapping[str, Any]] | None) -> tuple[PortBinding, ...]:
@@ -86,10 +95,10 @@ def service_from_api(raw: Mapping[str, Any], network_ids_by_name: Mapping[str, s
         virtual_ips=tuple(
             VirtualIP(
                 network_id=str(v.get("NetworkID", "")),
-                address=_strip_prefix_length(v.get("Addr", "")),
+                address=_ip(v.get("Addr")),
             )
             for v in endpoint.get("VirtualIPs") or ()
-            if v.get("Addr")
+            if _ip(v.get("Addr"))
         ),
         ports=_ports(endpoint.get("Ports") or endpoint_spec.get("Ports")),
         secret_names=_secret_names(template),
@@ -108,7 +117,7 @@ def task_from_api(raw: Mapping[str, Any]) -> Task:
     attachments = tuple(
         NetworkAttachment(
             network_id=str((a.get("Network") or {}).get("ID", "")),
-            addresses=tuple(_strip_prefix_length(x) for x in a.get("Addresses") or ()),
+            addresses=tuple(ip for ip in (_ip(x) for x in a.get("Addresses") or ()) if ip),
         )
         for a in raw.get("NetworksAttachments") or ()
     )
@@ -136,13 +145,20 @@ def network_from_api(raw: Mapping[str, Any]) -> Network:
     )
 
 
+def _secret_from_api(raw: Mapping[str, Any]) -> Secret:
+    spec = raw.get("Spec") or {}
+    name, labels = str(spec.get("Name", "")), spec.get("Labels") or {}
+    own = name in INTERLOCK_SECRETS or LABEL_MANAGED in labels or LABEL_OWNER in labels
+    return Secret(str(raw["ID"]), name, interlocks_own=own)
+
+
 def node_from_api(raw: Mapping[str, Any]) -> Node:
     spec = raw.get("Spec") or {}
     status = raw.get("Status") or {}
-    address = str(status.get("Addr") or "")
+    address = _ip(status.get("Addr"))
     if address in ("", "0.0.0.0"):
-        # Some managers report 0.0.0.0; their raft address still names the host.
-        address = str((raw.get("ManagerStatus") or {}).get("Addr", "")).rsplit(":", 1)[0]
+        # Some managers report 0.0.0.0; their raft address (host:port) still names the host.
+        address = _ip(str((raw.get("ManagerStatus") or {}).get("Addr", "")).rsplit(":", 1)[0])
     return Node(
         id=str(raw["ID"]),
         hostname=str((raw.get("Description") or {}).get("Hostname", "")),
@@ -180,7 +196,7 @@ def snapshot_from_api(document: Mapping[str, Any]) -> Snapshot:
             if document.get("secrets") is None
             else tuple(
                 sorted(
-                    (Secret(str(s["ID"]), str(s["Spec"]["Name"])) for s in document["secrets"]),
+                    (_secret_from_api(s) for s in document["secrets"]),
                     key=lambda s: (s.name, s.id),
                 )
             ),

@@ -41,9 +41,9 @@ def hostname(raw: str) -> str:
         text = text[:-1]
     if not text:
         raise GrammarError("empty host name; allowed: a DNS name such as app.example.com")
-    if not _ASCII_HOST.match(text):
+    if not _ASCII_HOST.fullmatch(text):
         if text.isascii() and text.isprintable() and " " not in text:
-            bad = next(ch for ch in text if not _ASCII_HOST.match(ch))
+            bad = next(ch for ch in text if not _ASCII_HOST.fullmatch(ch))
             raise GrammarError(f"{bad!r} is not allowed in a host name; allowed: a-z, 0-9, '-' and '.' between parts")
         if not all(ch.isprintable() and not ch.isspace() for ch in text):
             raise GrammarError("host names may not contain spaces or control characters")
@@ -55,7 +55,7 @@ def hostname(raw: str) -> str:
     if len(text) > 253:
         raise GrammarError(f"host name is {len(text)} characters long; at most 253 are allowed")
     for label in text.split("."):
-        if not _HOST_LABEL.match(label):
+        if not _HOST_LABEL.fullmatch(label):
             raise GrammarError(
                 f"host name part {label!r} is not allowed; each dot-separated part is 1-63 of "
                 "a-z, 0-9 and '-', not starting or ending with '-'"
@@ -78,7 +78,7 @@ def url_path(raw: str) -> str:
     text = raw.strip()
     if text == "/":
         return "/"
-    if not _PATH.match(text):
+    if not _PATH.fullmatch(text):
         raise GrammarError(
             "not an absolute path of plain segments; allowed: '/' followed by segments of "
             "A-Z a-z 0-9 . _ ~ - separated by single '/'"
@@ -127,7 +127,7 @@ def one_of(*choices: str) -> Callable[[str], str]:
 
 def secret_name(raw: str) -> str:
     text = raw.strip()
-    if not _SECRET_NAME.match(text):
+    if not _SECRET_NAME.fullmatch(text):
         raise GrammarError(
             "not a Docker secret name; allowed: 1-64 of A-Z a-z 0-9 _ . -, starting and ending with a letter or digit"
         )
@@ -136,32 +136,41 @@ def secret_name(raw: str) -> str:
 
 def network_name(raw: str) -> str:
     text = raw.strip()
-    if not _NETWORK_NAME.match(text):
+    if not _NETWORK_NAME.fullmatch(text):
         raise GrammarError("not a Docker network name; allowed: A-Z a-z 0-9 _ . -, starting with a letter or digit")
     return text
 
 
 def cookie_name(raw: str) -> str:
     text = raw.strip()
-    if not _COOKIE_NAME.match(text):
+    if not _COOKIE_NAME.fullmatch(text):
         raise GrammarError("not a cookie name; allowed: a letter, then up to 63 of A-Z a-z 0-9 _")
     return text
 
 
 def cluster_name(raw: str) -> str:
     text = raw.strip()
-    if not _CLUSTER_NAME.match(text):
+    if not _CLUSTER_NAME.fullmatch(text):
         raise GrammarError(
             "not a service cluster name; allowed: up to 63 of A-Z a-z 0-9 _ . -, starting with a letter or digit"
         )
     return text
 
 
-def nginx_time(raw: str) -> str:
+_UNIT_MS = {"ms": 1, "s": 1000, "": 1000, "m": 60_000, "h": 3_600_000}
+
+
+def nginx_seconds(raw: str) -> str:
+    """A time as whole seconds ("10s"): nginx reads an upstream server's times in seconds only
+    and refuses "500ms", which would fail the whole cluster's configuration. A time under a
+    second that is not 0 counts as 1s."""
     text = raw.strip()
-    if not _NGINX_TIME.match(text):
+    match = _NGINX_TIME.fullmatch(text)
+    if not match:
         raise GrammarError("not a time; allowed: a whole number with an optional unit ms, s, m or h (e.g. 10s)")
-    return text
+    number = text.rstrip("mhs")
+    milliseconds = int(number) * _UNIT_MS[text[len(number) :]]
+    return f"{-(-milliseconds // 1000)}s"
 
 
 def small_count(raw: str) -> int:
@@ -188,7 +197,7 @@ class Url:
 def url(raw: str, *, require_scheme: bool) -> Url:
     """`http(s)://host[:port][/path]` with the host and path grammars above."""
     text = raw.strip()
-    match = _URL.match(text)
+    match = _URL.fullmatch(text)
     if not match or (require_scheme and not match.group("scheme")):
         raise GrammarError("not a URL; allowed: http://host[:port][/path] or https://host[:port][/path]")
     path = match.group("path") or ""

@@ -223,11 +223,11 @@ LABELS: tuple[LabelSpec, ...] = (
     ),
     LabelSpec(
         "fail_timeout",
-        "a time such as 10s (units ms, s, m, h)",
+        "a time such as 10s (units ms, s, m, h; whole seconds, rounded up)",
         "nginx's 10s",
         "Window for max_fails, and how long a failed task is skipped.",
         "30s",
-        grammar.nginx_time,
+        grammar.nginx_seconds,
     ),
 )
 

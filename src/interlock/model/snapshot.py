@@ -117,6 +117,9 @@ class Secret:
 
     id: str
     name: str
+    interlocks_own: bool = False
+    """Made by Interlock (its control-channel tokens, anything `interlock up` or the core
+    created): never a certificate a label may name."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,7 @@ _WEBSOCKET_HEADERS = Token(
     _HEADERS + "            proxy_set_header Upgrade $http_upgrade;\n"
     "            proxy_set_header Connection $connection_upgrade;\n"
 )
+STATUS_PAGE = "/nginx_status"
 _WORDS = re.compile(r"^[A-Za-z0-9.]+( [A-Za-z0-9.]+)*$")
 
 
@@ -100,6 +101,7 @@ class _HostView:
         "name",
         "passthrough_upstream",
         "ssl_only",
+        "status_page",
     )
 
     def __init__(self, host: VirtualHost, upstreams: dict[str, Upstream], *, is_default: bool = False) -> None:
@@ -108,6 +110,9 @@ class _HostView:
         self.name = host.name
         self.locations = _locations(host, upstreams)
         self.has_root = any(r.path == "/" for r in host.routes)
+        # Interlock's /nginx_status on every host gives way where the host's app claims the
+        # path: two `location = /nginx_status` would fail nginx -t for the whole cluster.
+        self.status_page = all(r.path != STATUS_PAGE for r in host.routes)
         self.ssl_only = host.ssl_only
         self.cert_secret = host.cert_secret
         self.key_secret = host.key_secret
@@ -125,7 +130,7 @@ def _power_of_two_at_least(value: int) -> int:
 
 
 def _words(value: str) -> Token:
-    if not _WORDS.match(value):
+    if not _WORDS.fullmatch(value):
         raise UnsafeValue(f"refusing to print {value!r}: expected space-separated words of A-Z a-z 0-9 .")
     return Token(value)
 
@@ -233,7 +238,9 @@ class _View:
         One call per server instead of four filtered expressions: upstreams hold most of the
         configuration's lines, so this is where rendering time goes.
         """
-        parts = [f"{user_token(server.address)}:{int(server.port)}"]
+        address = user_token(server.address)
+        # An IPv6 address is bracketed, or nginx reads its last group as the port.
+        parts = [f"[{address}]:{int(server.port)}" if ":" in address else f"{address}:{int(server.port)}"]
         if server.max_fails is not None:
             parts.append(f"max_fails={int(server.max_fails)}")
         if server.fail_timeout is not None:
@@ -296,7 +303,7 @@ def render_nginx(
     """
     if ext.target_port in INTERNAL_PORTS or ext.target_ssl_port in INTERNAL_PORTS:
         raise UnsafeValue(f"TargetPort/TargetSSLPort may not use Interlock's internal ports {INTERNAL_PORTS}")
-    if not secrets_dir.startswith("/") or not re.match(r"^[A-Za-z0-9._/-]+$", secrets_dir):
+    if not secrets_dir.startswith("/") or not re.fullmatch(r"[A-Za-z0-9._/-]+", secrets_dir):
         raise UnsafeValue(f"secrets directory {secrets_dir!r} must be an absolute plain path")
     dynamic = ext.config.dynamic_upstreams
     targets = render_targets(routing, ip_hash=ext.config.ip_hash) if dynamic else Targets("", "")

@@ -47,7 +47,7 @@ class Token(Markup):
 def user_token(value: object) -> Token:
     """A label-derived value as one bare nginx word, or UnsafeValue."""
     text = str(value)
-    if not _USER_WORD.match(text):
+    if not _USER_WORD.fullmatch(text):
         raise UnsafeValue(f"refusing to print {text!r}: only A-Z a-z 0-9 . _ ~ / : @ + = , * - may come from labels")
     return Token(text)
 
@@ -58,9 +58,9 @@ def operator_string(value: object) -> Token:
     Quotes, backslashes and control characters are refused.
     """
     text = str(value)
-    if _OPERATOR_WORD.match(text):
+    if _OPERATOR_WORD.fullmatch(text):
         return Token(text)
-    if not _OPERATOR_STRING.match(text):
+    if not _OPERATOR_STRING.fullmatch(text):
         raise UnsafeValue(f"refusing to print {text!r}: quotes, backslashes and control characters are not allowed")
     return Token(f"'{text}'")
 

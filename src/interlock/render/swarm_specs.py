@@ -161,7 +161,9 @@ def proxy_spec(config: CoreConfig, name: str, refs: ClusterRefs) -> dict[str, An
     }
     networks = [refs.control_network, *sorted(refs.app_networks, key=lambda r: r.name)]
     secrets = [_secret(refs.proxy_token)] + [
-        _secret(s, mode=0o444) for s in sorted(refs.tls_secrets, key=lambda r: r.name)
+        # 0400, root's: nginx's master reads certificates and keys; its workers cannot.
+        _secret(s)
+        for s in sorted(refs.tls_secrets, key=lambda r: r.name)
     ]
     container: dict[str, Any] = {
         "Image": ext.proxy_image,

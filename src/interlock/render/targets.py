@@ -41,7 +41,7 @@ class Targets:
 
 def targets_field(value: str) -> str:
     """`value` if it is made only of characters the targets grammar (and a Lua string) allows."""
-    if not _FIELD.match(value):
+    if not _FIELD.fullmatch(value):
         raise UnsafeValue(f"refusing to write {value!r} into the targets document")
     return value
 
@@ -50,7 +50,7 @@ def fail_timeout_ms(value: str | None) -> int:
     """nginx time (`10s`, `500ms`, `2m`, a bare number is seconds) in milliseconds."""
     if value is None:
         return DEFAULT_FAIL_TIMEOUT_MS
-    match = _TIME.match(value)
+    match = _TIME.fullmatch(value)
     if not match:
         raise UnsafeValue(f"refusing fail_timeout {value!r}")
     return int(match.group(1)) * _MS_PER_UNIT[match.group(2)]
