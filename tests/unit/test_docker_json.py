@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,7 +41,7 @@ def test_malformed_snapshots_are_reported(document: object) -> None:
         snapshot_from_api(document)  # type: ignore[arg-type]
 
 
-def _swarm_with_addresses(task_addresses: list[str], node_address: str) -> dict[str, object]:
+def _swarm_with_addresses(task_addresses: list[str], node_address: str) -> dict[str, list[dict[str, Any]]]:
     document = swarm_json(
         {
             "services": [{"name": "web", "networks": ["apps"], "labels": {"com.docker.lb.hosts": "w.example"}}],
