@@ -293,6 +293,9 @@ class CoreConfig(_Section):
     allow_insecure: bool = Field(False, alias="AllowInsecure")
     poll_interval: Duration = Field("3s", alias="PollInterval")
     endpoint_override: str = Field("", alias="EndpointOverride")
+    host_sharing: Literal["any", "stack"] = Field("any", alias="HostSharing")
+    """Who may join a host and path another service routes (taking a share of its traffic):
+    any service (Interlock's canary rule), or only services of the owner's stack."""
     core_constraints: tuple[str, ...] = Field((MANAGER_CONSTRAINT,), alias="CoreConstraints")
     """Where `interlock up` may place the core; node.role==manager always holds (added if missing)."""
     extensions: dict[str, ExtensionConfig] = Field(default_factory=dict, alias="Extensions")
