@@ -3,6 +3,8 @@ repaint the operator's terminal, and a 1 MB label value is not copied into logs,
 
 from __future__ import annotations
 
+import pytest
+
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
 from interlock.problems import SHOWN_REASON_CHARS, SHOWN_VALUE_CHARS
@@ -28,3 +30,32 @@ def test_problems_escape_control_characters_and_cut_long_values() -> None:
     assert "com.docker.lb.ho\\x1b[2Jsts" in keys, keys
     cut = next(p.value for p in problems if p.label == "com.docker.lb.hosts")
     assert cut.endswith(f"...(+{1_000_000 - SHOWN_VALUE_CHARS} chars)")
+
+
+@pytest.mark.parametrize(
+    ("labels", "label", "says"),
+    [
+        ({"com.docker.lb.hosts": ",".join(f"h{i}.example" for i in range(101))}, "hosts", "101 entries"),
+        (
+            {
+                "com.docker.lb.hosts": ",".join(f"h{i}.example" for i in range(60)),
+                "com.docker.lb.websocket_endpoints": ",".join(f"/ws{i}" for i in range(20)),
+            },
+            "websocket_endpoints",
+            "1260 locations",
+        ),
+        ({"com.docker.lb.hosts": "a.example", "com.docker.lb.context_root": "/" + "a" * 5000}, "context_root", "5001"),
+    ],
+)
+def test_one_service_cannot_amplify_the_configuration(labels: dict[str, str], label: str, says: str) -> None:
+    """A few KB of labels once made a 272 MB configuration; each cap is a problem of that service."""
+    small = {
+        "name": "small",
+        "networks": ["apps"],
+        "labels": {"com.docker.lb.hosts": "ok.example", "com.docker.lb.port": "80"},
+    }
+    big = {"name": "big", "networks": ["apps"], "labels": labels | {"com.docker.lb.port": "80"}}
+    result = build(snapshot_from_api(swarm_json({"services": [small, big]})))
+    assert [h.name for h in result.routings[""].hosts] == ["ok.example"]
+    (problem,) = [p for p in result.problems if p.service == "big"]
+    assert problem.label == f"com.docker.lb.{label}" and says in problem.reason, problem
