@@ -373,6 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args))
-    except UsageError as exc:
+    except (UsageError, BadInput) as exc:
+        # Input nothing could make usable (a crash here would be a traceback, not a message).
         print(f"interlock: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

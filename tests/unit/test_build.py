@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from interlock.config import default_config
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
@@ -221,3 +223,16 @@ def test_a_service_joining_anothers_host_is_said_and_can_be_kept_to_its_stack() 
     refused = [p for p in same_stack.problems if p.service == "intruder"]
     assert [(p.severity, p.label) for p in refused] == [("error", "com.docker.lb.hosts")]
     assert "HostSharing" in refused[0].reason and "stack shop" in refused[0].reason
+
+
+@pytest.mark.parametrize("name", ["bad name", "tab\there", "-dash", "x" * 64, "émoji"])
+def test_a_service_name_outside_dockers_rule_costs_that_service_not_the_render(name: str) -> None:
+    labels = {"com.docker.lb.hosts": "a.example", "com.docker.lb.port": "80"}
+    good = {"name": "good", "networks": ["apps"], "labels": labels | {"com.docker.lb.hosts": "b.example"}}
+    document = swarm_json({"services": [{"name": name, "networks": ["apps"], "labels": labels}, good]})
+    result = build(snapshot_from_api(document))
+    routing = result.routings[""]
+    assert [h.name for h in routing.hosts] == ["b.example"]
+    assert "b.example" in render_nginx(routing, default_config().extensions["default"]).text
+    (problem,) = result.problems
+    assert "service name outside Docker's own rule" in problem.reason

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from interlock.constants import INTERLOCK_SECRETS
 from interlock.errors import InterlockError
+from interlock.model.grammar import is_service_name
 from interlock.model.labels import ServiceLabels, parse_labels
 from interlock.model.routing import (
     Balance,
@@ -163,6 +164,14 @@ def build(
     problems: list[Problem] = []
     per_cluster: dict[str, list[_Resolved]] = {name: [] for name in clusters}
     for service in sorted(snapshot.services, key=lambda s: (s.created_ns, s.id)):
+        if not is_service_name(service.name):
+            if service.labels:
+                reason = (
+                    "Docker reported a service name outside Docker's own rule (A-Z a-z 0-9 _ . -, up to 63, "
+                    "starting with a letter or digit); not routed"
+                )
+                problems.append(_problem(service, "-", reason))
+            continue
         labels, found = parse_labels(service)
         problems.extend(found)
         problems.extend(_container_label_problems(service))
