@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import BaseTestServer, TestServer
 
 from interlock.edges.peer_http import SIGNATURE_WINDOW, PeerClient, require_token, signed_headers
 from interlock.errors import PeerUnavailable
@@ -22,7 +22,7 @@ async def state(request: web.Request) -> web.Response:
 
 
 @pytest.fixture
-async def real() -> AsyncIterator[TestServer]:
+async def real() -> AsyncIterator[BaseTestServer]:
     app = web.Application()
     app.router.add_get("/v1/state", require_token(TOKEN, state))
     async with TestServer(app) as server:
@@ -30,7 +30,7 @@ async def real() -> AsyncIterator[TestServer]:
 
 
 @pytest.fixture
-async def impostor() -> AsyncIterator[tuple[TestServer, list[dict[str, str]]]]:
+async def impostor() -> AsyncIterator[tuple[BaseTestServer, list[dict[str, str]]]]:
     seen: list[dict[str, str]] = []
 
     async def anything(request: web.Request) -> web.Response:
@@ -43,7 +43,7 @@ async def impostor() -> AsyncIterator[tuple[TestServer, list[dict[str, str]]]]:
         yield server, seen
 
 
-async def test_a_caller_with_the_token_gets_a_signed_answer(real: TestServer) -> None:
+async def test_a_caller_with_the_token_gets_a_signed_answer(real: BaseTestServer) -> None:
     client = PeerClient(str(real.make_url("")), TOKEN)
     try:
         status, body = await client.get("/v1/state", params={"after": "x.1", "wait": "0"})
@@ -52,7 +52,7 @@ async def test_a_caller_with_the_token_gets_a_signed_answer(real: TestServer) ->
     assert (status, body) == (200, b'{"config": "from the real core"}')
 
 
-async def test_a_caller_without_the_token_is_refused(real: TestServer) -> None:
+async def test_a_caller_without_the_token_is_refused(real: BaseTestServer) -> None:
     client = PeerClient(str(real.make_url("")), "another-token-0123456789abcdef")
     try:
         status, _ = await client.get("/v1/state")
@@ -62,7 +62,7 @@ async def test_a_caller_without_the_token_is_refused(real: TestServer) -> None:
 
 
 async def test_an_impostor_gets_no_credential_and_its_answer_is_not_taken(
-    impostor: tuple[TestServer, list[dict[str, str]]],
+    impostor: tuple[BaseTestServer, list[dict[str, str]]],
 ) -> None:
     server, seen = impostor
     client = PeerClient(str(server.make_url("")), TOKEN)
@@ -75,7 +75,7 @@ async def test_an_impostor_gets_no_credential_and_its_answer_is_not_taken(
     assert all(TOKEN not in value for value in headers.values()), headers
 
 
-async def test_a_captured_request_stops_working(real: TestServer) -> None:
+async def test_a_captured_request_stops_working(real: BaseTestServer) -> None:
     """Replayed after SIGNATURE_WINDOW, or with another path, a signed request is refused."""
     import aiohttp
 
