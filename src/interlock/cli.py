@@ -63,7 +63,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         known = ", ".join(repr(c) for c in by_cluster)
         raise UsageError(f"--cluster {args.cluster!r} is not configured; configured clusters: {known}")
     cluster = args.cluster if args.cluster is not None else next(iter(by_cluster))
-    result = build(snapshot, tuple(by_cluster))
+    result = build(snapshot, tuple(by_cluster), host_sharing=config.host_sharing)
     try:
         rendered = render_nginx(result.routings[cluster], config.extensions[by_cluster[cluster]])
     except TemplateFailed as exc:
@@ -373,6 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args))
-    except UsageError as exc:
+    except (UsageError, BadInput) as exc:
+        # Input nothing could make usable (a crash here would be a traceback, not a message).
         print(f"interlock: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

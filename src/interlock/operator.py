@@ -372,7 +372,9 @@ def local_status(ops: SwarmOps, core: dict[str, Any] | None) -> CoreStatus:
     """Routes and problems computed here from the Docker API (the core was not reachable)."""
     config = core_config(ops, core)
     clusters = tuple(e.service_cluster for e in config.extensions.values()) if config else ("",)
-    result = build(snapshot_from_api(capture_snapshot(ops)), clusters)
+    result = build(
+        snapshot_from_api(capture_snapshot(ops)), clusters, host_sharing=config.host_sharing if config else "any"
+    )
     return CoreStatus(
         ready=False,
         core=CoreInfo(CORE_SERVICE if core else None),

@@ -10,6 +10,20 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+SHOWN_VALUE_CHARS = 200
+"""A label key or value longer than this is cut when shown (logs, states, status)."""
+SHOWN_REASON_CHARS = 1000
+
+
+def printable(text: str, limit: int = SHOWN_VALUE_CHARS) -> str:
+    """`text` safe to print on a terminal or in a log line: control and other non-printable
+    characters escaped (an escape sequence in a label key cannot repaint the operator's
+    terminal), and cut to `limit` characters with a note of how much was left out."""
+    shown = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text[: limit + 1])
+    if len(text) > limit:
+        return f"{shown[:limit]}...(+{len(text) - limit} chars)"
+    return shown
+
 
 class Severity(enum.StrEnum):
     """How a problem affects routing."""
@@ -34,6 +48,12 @@ class Problem:
     """What is wrong and what is allowed instead."""
     severity: Severity = Severity.ERROR
     service_id: str = ""
+
+    def __post_init__(self) -> None:
+        # What users wrote (and Docker reported) is shown escaped and cut, wherever it goes.
+        for name in ("service", "label", "value"):
+            object.__setattr__(self, name, printable(getattr(self, name)))
+        object.__setattr__(self, "reason", printable(self.reason, SHOWN_REASON_CHARS))
 
     def describe(self) -> str:
         """One line for logs and the CLI."""

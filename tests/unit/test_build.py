@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from interlock.config import default_config
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
@@ -199,3 +201,38 @@ def test_a_label_cannot_pull_interlocks_own_secrets_into_the_proxies() -> None:
     # Named by a token's name, it is refused even when the snapshot does not list secrets.
     del document["secrets"]
     assert [p.service for p in build(snapshot_from_api(document)).problems] == ["steal"]
+
+
+def test_a_service_joining_anothers_host_is_said_and_can_be_kept_to_its_stack() -> None:
+    """A newer service copying another's hosts takes a share of its traffic: never silently."""
+    lb = {"com.docker.lb.hosts": "shop.example", "com.docker.lb.port": "80"}
+    owner = {"name": "shop", "networks": ["apps"], "labels": lb | {"com.docker.stack.namespace": "shop"}}
+    canary = {"name": "shop-v2", "networks": ["apps"], "labels": lb | {"com.docker.stack.namespace": "shop"}}
+    other = {"name": "intruder", "networks": ["apps"], "labels": lb | {"com.docker.stack.namespace": "other"}}
+    snapshot = snapshot_from_api(swarm_json({"services": [owner, canary, other]}))
+
+    anyone = build(snapshot)
+    assert len(anyone.routings[""].upstream("shop.example").servers) == 3
+    assert [(p.service, p.severity, "shop (older)" in p.reason) for p in anyone.problems] == [
+        ("intruder", "warning", True),
+        ("shop-v2", "warning", True),
+    ]
+
+    same_stack = build(snapshot, host_sharing="stack")
+    assert {s.service for s in same_stack.routings[""].upstream("shop.example").servers} == {"shop", "shop-v2"}
+    refused = [p for p in same_stack.problems if p.service == "intruder"]
+    assert [(p.severity, p.label) for p in refused] == [("error", "com.docker.lb.hosts")]
+    assert "HostSharing" in refused[0].reason and "stack shop" in refused[0].reason
+
+
+@pytest.mark.parametrize("name", ["bad name", "tab\there", "-dash", "x" * 64, "émoji"])
+def test_a_service_name_outside_dockers_rule_costs_that_service_not_the_render(name: str) -> None:
+    labels = {"com.docker.lb.hosts": "a.example", "com.docker.lb.port": "80"}
+    good = {"name": "good", "networks": ["apps"], "labels": labels | {"com.docker.lb.hosts": "b.example"}}
+    document = swarm_json({"services": [{"name": name, "networks": ["apps"], "labels": labels}, good]})
+    result = build(snapshot_from_api(document))
+    routing = result.routings[""]
+    assert [h.name for h in routing.hosts] == ["b.example"]
+    assert "b.example" in render_nginx(routing, default_config().extensions["default"]).text
+    (problem,) = result.problems
+    assert "service name outside Docker's own rule" in problem.reason

@@ -83,6 +83,8 @@ def test_keys_match_case_insensitively() -> None:
             "both publish port 8080 in ingress mode",
         ),
         ("x = [", "not valid TOML"),
+        ("[Extensions.d]\nTargetPort = 20080", "TargetPort = 20080 is a port the proxy uses inside its container"),
+        ("[Extensions.d]\nTargetSSLPort = 20443", "TargetSSLPort = 20443 is a port the proxy uses"),
         ("CoreConstraints = ['node.role==worker']\n[Extensions.d]", "would place the core on a worker"),
         ("CoreConstraints = ['node.role != manager']\n[Extensions.d]", "can only narrow which manager"),
     ],

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
+from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
 from interlock.config import default_config
+from interlock.edges.peer_http import signed_headers
 from interlock.roles.core import Core
 from interlock.testing.fakes import FakeClock, FakeSwarm
 from interlock.wire.messages import ClusterState, ExtensionReport, ProxyConfig, ProxyReport, decode, encode
@@ -43,13 +46,20 @@ async def core() -> AsyncIterator[tuple[Core, FakeSwarm, TestClient[Any, Any]]]:
     await client.close()
 
 
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+async def get(client: TestClient[Any, Any], path: str, params: dict[str, str] | None = None) -> ClientResponse:
+    """A GET signed with the token, as the roles send them."""
+    path_qs = path + ("?" + urlencode(params) if params else "")
+    return await client.get(path_qs, headers=signed_headers(TOKEN, "GET", path_qs))
+
+
+async def post(client: TestClient[Any, Any], path: str, body: bytes) -> ClientResponse:
+    return await client.post(path, data=body, headers=signed_headers(TOKEN, "POST", path, body))
 
 
 async def test_nothing_is_published_before_the_first_full_list(core: Any) -> None:
     instance, _, client = core
     assert (await client.get("/health")).status == 503
-    response = await client.get("/v1/clusters/default/state", params={"wait": "0"}, headers=AUTH)
+    response = await get(client, "/v1/clusters/default/state", {"wait": "0"})
     assert response.status == 304
     await instance.watcher.resync()
     assert (await client.get("/health")).status == 200
@@ -68,15 +78,15 @@ async def test_versions_change_only_when_routing_changes_and_long_poll_waits(cor
     instance, source, client = core
     source.set_apps({"services": [app_service("a")]}, event=False)
     await instance.watcher.resync()
-    first = decode(await (await client.get("/v1/clusters/default/state", headers=AUTH)).read(), ClusterState)
+    first = decode(await (await get(client, "/v1/clusters/default/state")).read(), ClusterState)
     assert [h.name for h in first.routing.hosts] == ["a.local"]
     await instance.watcher.resync()  # same swarm: same state, nothing new to send
-    unchanged = await client.get("/v1/clusters/default/state", params={"after": first.tag, "wait": "0.2"}, headers=AUTH)
+    unchanged = await get(client, "/v1/clusters/default/state", {"after": first.tag, "wait": "0.2"})
     assert unchanged.status == 304
     source.set_apps({"services": [app_service("a", replicas=2)]}, event=False)
     await instance.watcher.resync()
     second = decode(
-        await (await client.get("/v1/clusters/default/state", params={"after": first.tag}, headers=AUTH)).read(),
+        await (await get(client, "/v1/clusters/default/state", {"after": first.tag})).read(),
         ClusterState,
     )
     assert second.version == first.version + 1
@@ -97,8 +107,8 @@ async def test_status_shows_routes_problems_and_what_proxies_serve(core: Any) ->
         "",
         (ProxyReport("proxy1", "cfg1", "d", True, targets_id="tgt1", target_updates=3),),
     )
-    assert (await client.post("/v1/clusters/default/report", data=encode(report), headers=AUTH)).status == 200
-    status = await (await client.get("/v1/status", headers=AUTH)).json()
+    assert (await post(client, "/v1/clusters/default/report", encode(report))).status == 200
+    status = await (await get(client, "/v1/status")).json()
     assert status["routes"][0]["host"] == "a.local"
     assert status["problems"][0]["service"] == "bad"
     assert status["clusters"][0]["proxies"][0] == {
@@ -118,7 +128,7 @@ async def test_a_certificate_secret_a_proxy_refuses_leaves_out_its_service_for_g
     tls["labels"] = {**tls["labels"], "com.docker.lb.ssl_cert": "t.crt", "com.docker.lb.ssl_key": "t.key"}
     source.set_apps({"services": [app_service("a"), tls]}, event=False)
     await instance.watcher.resync()
-    first = decode(await (await client.get("/v1/clusters/default/state", headers=AUTH)).read(), ClusterState)
+    first = decode(await (await get(client, "/v1/clusters/default/state")).read(), ClusterState)
     assert [h.name for h in first.routing.hosts] == ["a.local", "t.local"]
 
     def report(*refused: tuple[str, str]) -> bytes:
@@ -126,9 +136,9 @@ async def test_a_certificate_secret_a_proxy_refuses_leaves_out_its_service_for_g
         return encode(ExtensionReport("default", "", None, "", (proxy,)))
 
     refusal = ("t.crt", "not a PEM certificate: no certificate or crl found")
-    assert (await client.post("/v1/clusters/default/report", data=report(refusal), headers=AUTH)).status == 200
+    assert (await post(client, "/v1/clusters/default/report", report(refusal))).status == 200
     second = decode(
-        await (await client.get("/v1/clusters/default/state", params={"after": first.tag}, headers=AUTH)).read(),
+        await (await get(client, "/v1/clusters/default/state", {"after": first.tag})).read(),
         ClusterState,
     )
     assert [h.name for h in second.routing.hosts] == ["a.local"]
@@ -136,11 +146,9 @@ async def test_a_certificate_secret_a_proxy_refuses_leaves_out_its_service_for_g
     assert problem.service == "t" and "cannot use secret 't.crt' (not a PEM certificate" in problem.reason
     # The proxy no longer names it once it serves the configuration without the service; the
     # service stays out, and a resync does not bring it back.
-    await client.post("/v1/clusters/default/report", data=report(), headers=AUTH)
+    await post(client, "/v1/clusters/default/report", report())
     await instance.watcher.resync()
-    unchanged = await client.get(
-        "/v1/clusters/default/state", params={"after": second.tag, "wait": "0.2"}, headers=AUTH
-    )
+    unchanged = await get(client, "/v1/clusters/default/state", {"after": second.tag, "wait": "0.2"})
     assert unchanged.status == 304
 
 
@@ -148,6 +156,6 @@ async def test_a_certificate_secret_a_proxy_refuses_leaves_out_its_service_for_g
 async def test_a_long_poll_with_a_wait_that_is_no_number_of_seconds_is_refused(core: Any, wait: str) -> None:
     instance, _, client = core
     await instance.watcher.resync()
-    response = await client.get("/v1/clusters/default/state", params={"wait": wait}, headers=AUTH)
+    response = await get(client, "/v1/clusters/default/state", {"wait": wait})
     assert response.status == 400
     assert "a number of seconds from 0 to 55 is allowed" in await response.text()

@@ -9,12 +9,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from interlock.edges.peer_http import PeerClient
+from interlock.edges.peer_http import PeerClient, signed_headers
 from interlock.roles.extension import Extension
 from interlock.wire.messages import ProxyReport, encode
 
 TOKEN = "proxy-token-0123456789"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
@@ -25,7 +24,8 @@ async def extension() -> AsyncIterator[tuple[Extension, TestClient[Any, Any]]]:
 
 
 async def post(client: TestClient[Any, Any], report: ProxyReport) -> None:
-    response = await client.post("/v1/report", data=encode(report), headers=AUTH)
+    body = encode(report)
+    response = await client.post("/v1/report", data=body, headers=signed_headers(TOKEN, "POST", "/v1/report", body))
     assert response.status == 200
 
 

@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from interlock import __version__
 from interlock.config.durations import parse_duration
-from interlock.constants import MANAGER_CONSTRAINT
+from interlock.constants import INTERNAL_PORTS, MANAGER_CONSTRAINT
 
 
 def _pattern(regex: str, allowed: str) -> AfterValidator:
@@ -269,6 +269,12 @@ class ExtensionConfig(_Section):
             raise ValueError(f"TargetPort and TargetSSLPort are both {self.target_port}; they must differ")
         if self.published_port == self.published_ssl_port:
             raise ValueError(f"PublishedPort and PublishedSSLPort are both {self.published_port}; they must differ")
+        for key, port in (("TargetPort", self.target_port), ("TargetSSLPort", self.target_ssl_port)):
+            if port in INTERNAL_PORTS:
+                taken = ", ".join(str(p) for p in INTERNAL_PORTS)
+                raise ValueError(
+                    f"{key} = {port} is a port the proxy uses inside its container ({taken}); pick another"
+                )
         return self
 
 
@@ -287,6 +293,9 @@ class CoreConfig(_Section):
     allow_insecure: bool = Field(False, alias="AllowInsecure")
     poll_interval: Duration = Field("3s", alias="PollInterval")
     endpoint_override: str = Field("", alias="EndpointOverride")
+    host_sharing: Literal["any", "stack"] = Field("any", alias="HostSharing")
+    """Who may join a host and path another service routes (taking a share of its traffic):
+    any service (Interlock's canary rule), or only services of the owner's stack."""
     core_constraints: tuple[str, ...] = Field((MANAGER_CONSTRAINT,), alias="CoreConstraints")
     """Where `interlock up` may place the core; node.role==manager always holds (added if missing)."""
     extensions: dict[str, ExtensionConfig] = Field(default_factory=dict, alias="Extensions")

@@ -1,15 +1,24 @@
-"""Role-to-role HTTP (aiohttp): bearer-token checks for servers, a small client for callers.
+"""Role-to-role HTTP (aiohttp): signed requests and signed answers, a small client for callers.
 
-Tokens come from Docker secrets (files under /run/secrets); comparison is constant-time. A call
-without the right token gets 401 and nothing else.
+Both sides hold the same token (a Docker secret under /run/secrets) and neither ever sends it:
+a request carries an HMAC-SHA256 of its method, path, time, a fresh nonce and its body; the
+answer carries an HMAC of that nonce, its status and its body. So a server checks its caller, a
+caller checks that the answer comes from a holder of the token (an impostor on the control
+network answering for the core learns nothing and cannot serve a configuration), and a
+captured request is useless after SIGNATURE_WINDOW. Comparison is constant-time. A call without
+a valid signature gets 401 and nothing else.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import math
+import secrets
 import socket
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -18,6 +27,7 @@ from typing import Protocol
 import aiohttp
 from aiohappyeyeballs import AddrInfoType
 from aiohttp import web
+from yarl import URL
 
 from interlock.errors import PeerUnavailable
 
@@ -31,18 +41,66 @@ def read_token(path: str | Path) -> str:
     return token
 
 
-def authorized(request: web.Request, token: str) -> bool:
+SIGNATURE_WINDOW = 300.0
+"""Seconds a signed request stays valid: generous for clocks of different nodes."""
+_AUTH_SCHEME = "Interlock "
+
+
+def _mac(token: str, *parts: str) -> str:
+    return hmac.new(token.encode(), "\n".join(parts).encode(), hashlib.sha256).hexdigest()
+
+
+def _body_digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def signed_headers(
+    token: str, method: str, path_qs: str, body: bytes = b"", *, now: float | None = None
+) -> dict[str, str]:
+    """The headers of a signed request for `method` `path_qs` (raw path and query) and `body`."""
+    stamp, nonce = str(int(time.time() if now is None else now)), secrets.token_hex(16)
+    signature = _mac(token, method.upper(), path_qs, stamp, nonce, _body_digest(body))
+    return {"Authorization": _AUTH_SCHEME + signature, "X-Interlock-Time": stamp, "X-Interlock-Nonce": nonce}
+
+
+def answer_signature(token: str, nonce: str, status: int, body: bytes) -> str:
+    return _mac(token, "answer", nonce, str(status), _body_digest(body))
+
+
+def authorized(request: web.Request, token: str, body: bytes, *, now: float | None = None) -> bool:
+    """A request signed with `token`, within SIGNATURE_WINDOW of now."""
     header = request.headers.get("Authorization", "")
-    return header.startswith("Bearer ") and hmac.compare_digest(header[7:].encode(), token.encode())
+    stamp, nonce = request.headers.get("X-Interlock-Time", ""), request.headers.get("X-Interlock-Nonce", "")
+    if not header.startswith(_AUTH_SCHEME) or not stamp.isdigit() or not 16 <= len(nonce) <= 64:
+        return False
+    if abs((time.time() if now is None else now) - int(stamp)) > SIGNATURE_WINDOW:
+        return False
+    expected = _mac(token, request.method.upper(), request.raw_path, stamp, nonce, _body_digest(body))
+    return hmac.compare_digest(header[len(_AUTH_SCHEME) :].encode(), expected.encode())
 
 
 def require_token(token: str, handler: Handler) -> Handler:
+    """`handler` for signed requests only; its answer signed for the caller's nonce."""
+
     async def guarded(request: web.Request) -> web.StreamResponse:
-        if not authorized(request, token):
+        if not authorized(request, token, await request.read()):
             return web.json_response({"error": "unauthorized"}, status=401)
-        return await handler(request)
+        response = await handler(request)
+        body = response.body if isinstance(response, web.Response) and isinstance(response.body, bytes) else b""
+        nonce = request.headers["X-Interlock-Nonce"]
+        response.headers["X-Interlock-Signature"] = answer_signature(token, nonce, response.status, body)
+        return response
 
     return guarded
+
+
+def check_answer(token: str, nonce: str, status: int, body: bytes, signature: str, what: str) -> None:
+    """Raise PeerUnavailable unless the answer is signed with `token` for `nonce`."""
+    if not hmac.compare_digest(signature.encode(), answer_signature(token, nonce, status, body).encode()):
+        raise PeerUnavailable(
+            f"{what}: the answer is not signed with this cluster's token (a peer without it answered: "
+            "an impostor on the control network, or a token that differs); ignored"
+        )
 
 
 MAX_WAIT = 55.0
@@ -99,11 +157,11 @@ def peer_socket(addr_info: AddrInfoType) -> socket.socket:
 
 
 class PeerClient:
-    """Calls another role at `base_url` with a bearer token."""
+    """Calls another role at `base_url` with signed requests, and takes only signed answers."""
 
     def __init__(self, base_url: str, token: str, *, session: aiohttp.ClientSession | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {token}"}
+        self._token = token
         self._session = session
 
     async def _ensure(self) -> aiohttp.ClientSession:
@@ -114,31 +172,35 @@ class PeerClient:
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 
-    async def get(self, path: str, *, params: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, bytes]:
+    async def _call(self, method: str, path: str, body: bytes, timeout: float) -> tuple[int, bytes]:
         session = await self._ensure()
+        url = URL(self.base_url + path, encoded=True)
+        headers = signed_headers(self._token, method, url.raw_path_qs, body)
+        if body:
+            headers["Content-Type"] = "application/json"
         try:
-            async with session.get(
-                self.base_url + path,
-                params=params,
-                headers=self._headers,
+            async with session.request(
+                method,
+                url,
+                data=body or None,
+                headers=headers,
                 timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=CONNECT_TIMEOUT),
             ) as response:
-                return response.status, await response.read()
+                answer = await response.read()
+                signature = response.headers.get("X-Interlock-Signature", "")
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise PeerUnavailable(f"GET {self.base_url}{path}: {exc!r}") from exc
+            raise PeerUnavailable(f"{method} {url}: {exc!r}") from exc
+        if response.status != 401:  # a 401 is the peer refusing us: said as it is
+            nonce = headers["X-Interlock-Nonce"]
+            check_answer(self._token, nonce, response.status, answer, signature, f"{method} {url}")
+        return response.status, answer
+
+    async def get(self, path: str, *, params: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, bytes]:
+        query = "?" + urllib.parse.urlencode(params) if params else ""
+        return await self._call("GET", path + query, b"", timeout)
 
     async def post(self, path: str, body: bytes, *, timeout: float = 10) -> tuple[int, bytes]:
-        session = await self._ensure()
-        try:
-            async with session.post(
-                self.base_url + path,
-                data=body,
-                headers={**self._headers, "Content-Type": "application/json"},
-                timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=CONNECT_TIMEOUT),
-            ) as response:
-                return response.status, await response.read()
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise PeerUnavailable(f"POST {self.base_url}{path}: {exc!r}") from exc
+        return await self._call("POST", path, body, timeout)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -146,11 +208,15 @@ class PeerClient:
 
 
 def local_get(host: str, port: int, path: str, token: str, *, timeout: float = 10) -> bytes:
-    """One blocking authenticated GET (the `inspect` command inside the core's container);
-    raises PeerUnavailable when it gets no 200."""
-    request = urllib.request.Request(f"http://{host}:{port}{path}", headers={"Authorization": f"Bearer {token}"})
+    """One blocking signed GET (`interlock inspect`), taking only a signed 200; raises
+    PeerUnavailable otherwise."""
+    url = f"http://{host}:{port}{path}"
+    headers = signed_headers(token, "GET", path)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return bytes(response.read())
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as response:
+            body, status = bytes(response.read()), int(response.status)
+            signature = response.headers.get("X-Interlock-Signature", "")
     except (urllib.error.URLError, OSError) as exc:
-        raise PeerUnavailable(f"GET http://{host}:{port}{path}: {exc}") from exc
+        raise PeerUnavailable(f"GET {url}: {exc}") from exc
+    check_answer(token, headers["X-Interlock-Nonce"], status, body, signature, f"GET {url}")
+    return body

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from interlock.constants import INTERLOCK_SECRETS
 from interlock.errors import InterlockError
+from interlock.model.grammar import is_service_name
 from interlock.model.labels import ServiceLabels, parse_labels
 from interlock.model.routing import (
     Balance,
@@ -83,6 +84,7 @@ class _RouteOptions:
 class _RouteDraft:
     options: _RouteOptions
     owner: str
+    owner_stack: str
     servers: list[Server] = field(default_factory=list)
 
 
@@ -135,6 +137,7 @@ def build(
     *,
     proxies: Mapping[str, str] | None = None,
     refused_secrets: Mapping[tuple[str, str], str] | None = None,
+    host_sharing: str = "any",
 ) -> BuildResult:
     """Build the routing table of each cluster in `clusters` from `snapshot`.
 
@@ -147,6 +150,10 @@ def build(
     secrets a proxy found unusable (only proxies can read them) to why; a service naming one is
     left out, so the proxies take the configuration of the others. A secret made again under the
     same name has a new ID and is tried again.
+
+    A service that joins a host and path another (older) service routes takes a share of its
+    traffic (Interlock's canary rule): always said, as a warning; with `host_sharing="stack"`
+    only a service of the owner's stack may join, others are refused there.
     """
     index = _Index(snapshot)
     existing_secrets = None if snapshot.secrets is None else frozenset(s.name for s in snapshot.secrets)
@@ -157,6 +164,14 @@ def build(
     problems: list[Problem] = []
     per_cluster: dict[str, list[_Resolved]] = {name: [] for name in clusters}
     for service in sorted(snapshot.services, key=lambda s: (s.created_ns, s.id)):
+        if not is_service_name(service.name):
+            if service.labels:
+                reason = (
+                    "Docker reported a service name outside Docker's own rule (A-Z a-z 0-9 _ . -, up to 63, "
+                    "starting with a letter or digit); not routed"
+                )
+                problems.append(_problem(service, "-", reason))
+            continue
         labels, found = parse_labels(service)
         problems.extend(found)
         problems.extend(_container_label_problems(service))
@@ -208,7 +223,11 @@ def build(
             per_cluster[labels.service_cluster].append(resolved)
     routings = {
         name: _assemble(
-            name, entries, problems, proxy_attachments(snapshot, proxies[name]) if proxies is not None else None
+            name,
+            entries,
+            problems,
+            proxy_attachments(snapshot, proxies[name]) if proxies is not None else None,
+            host_sharing,
         )
         for name, entries in per_cluster.items()
     }
@@ -411,7 +430,11 @@ def _waiting_for(entry: _Resolved, attached: ProxyAttachments) -> str | None:
 
 
 def _assemble(
-    cluster: str, entries: list[_Resolved], problems: list[Problem], attached: ProxyAttachments | None
+    cluster: str,
+    entries: list[_Resolved],
+    problems: list[Problem],
+    attached: ProxyAttachments | None,
+    host_sharing: str = "any",
 ) -> Routing:
     hosts: dict[str, _HostDraft] = {}
     default: _HostDraft | None = None
@@ -429,7 +452,7 @@ def _assemble(
         if entry.labels.default_backend:
             if default is None:
                 default = _HostDraft(_host_options(entry.labels, DEFAULT_HOST), service.name)
-                _add_routes(DEFAULT_HOST, default, entry, problems)
+                _add_routes(DEFAULT_HOST, default, entry, problems, host_sharing)
             else:
                 reason = f"service {default.owner} (older) is already the default backend of cluster {cluster!r}"
                 problems.append(_problem(service, "default_backend", reason + "; this one is not"))
@@ -443,7 +466,7 @@ def _assemble(
                 )
                 problems.append(_problem(service, "hosts", reason))
                 continue
-            _add_routes(name, draft, entry, problems)
+            _add_routes(name, draft, entry, problems, host_sharing)
 
     upstreams: dict[str, Upstream] = {}
     passthrough: dict[str, Upstream] = {}
@@ -461,13 +484,15 @@ def _assemble(
     )
 
 
-def _add_routes(host: str, draft: _HostDraft, entry: _Resolved, problems: list[Problem]) -> None:
+def _add_routes(
+    host: str, draft: _HostDraft, entry: _Resolved, problems: list[Problem], host_sharing: str = "any"
+) -> None:
     service = entry.service
     joined = False
     for path, options in _route_paths(entry.labels).items():
         route = draft.routes.get(path)
         if route is None:
-            route = draft.routes[path] = _RouteDraft(options, service.name)
+            route = draft.routes[path] = _RouteDraft(options, service.name, service.stack)
         elif route.options != options:
             label = "context_root" if path == entry.labels.context_root and path != "/" else "hosts"
             problems.append(
@@ -479,6 +504,21 @@ def _add_routes(host: str, draft: _HostDraft, entry: _Resolved, problems: list[P
                 )
             )
             continue
+        if route.owner != service.name:
+            if host_sharing == "stack" and route.owner_stack != service.stack:
+                reason = (
+                    f"{host} path {path} is routed by service {route.owner} (older, stack "
+                    f'{route.owner_stack or "(none)"}); HostSharing = "stack" lets only services of that stack '
+                    "join it; this service is not routed there"
+                )
+                problems.append(_problem(service, "hosts", reason))
+                continue
+            reason = (
+                f"shares {host} path {path} with service {route.owner} (older): its tasks take a share of "
+                f"{route.owner}'s traffic (canary). If that is not meant, give it other hosts; HostSharing = "
+                '"stack" allows sharing only within one stack'
+            )
+            problems.append(_problem(service, "hosts", reason, Severity.WARNING))
         route.servers.extend(entry.servers)
         joined = True
     if joined and service.name not in draft.services:

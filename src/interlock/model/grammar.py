@@ -21,6 +21,7 @@ _HOST_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _ASCII_HOST = re.compile(r"^[A-Za-z0-9.-]+$")
 _PATH = re.compile(r"^(?:/[A-Za-z0-9._~-]+)+/?$")
 _SECRET_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,62}[A-Za-z0-9])?$")
+_SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _NETWORK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 _COOKIE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 _CLUSTER_NAME = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,62})?$")
@@ -158,6 +159,11 @@ def cluster_name(raw: str) -> str:
 
 
 _UNIT_MS = {"ms": 1, "s": 1000, "": 1000, "m": 60_000, "h": 3_600_000}
+
+
+def is_service_name(text: str) -> bool:
+    """Docker's own rule for service names: what Interlock prints (in comments) and reports."""
+    return bool(_SERVICE_NAME.fullmatch(text))
 
 
 def nginx_seconds(raw: str) -> str:

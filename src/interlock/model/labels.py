@@ -320,15 +320,44 @@ def parse_labels(service: Service) -> tuple[ServiceLabels | None, tuple[Problem,
             reader.report(key.removeprefix(LABEL_PREFIX), f"unknown label, ignored{hint}", Severity.WARNING)
             continue
         try:
+            if len(text) > MAX_LABEL_CHARS:
+                raise GrammarError(f"{len(text)} characters; at most {MAX_LABEL_CHARS} are allowed in one label")
             _refuse_invisible(text)
             values[spec.name] = spec.parse(text)
         except GrammarError as exc:
             reader.report(spec.name, str(exc))
     labels = ServiceLabels(**values)
+    _check_caps(labels, reader)
     _check_combinations(labels, reader)
     if reader.has_error:
         return None, tuple(reader.problems)
     return labels, tuple(reader.problems)
+
+
+MAX_LABEL_CHARS = 4096
+"""Longest label value read: a few KB of labels once made a 272 MB configuration."""
+MAX_HOSTS = 100
+MAX_WEBSOCKET_ENDPOINTS = 20
+MAX_REDIRECTS = 20
+MAX_LOCATIONS = 1000
+"""Locations one service may add (hosts x (paths + websocket endpoints)), so one service cannot
+make the cluster's configuration too big to validate."""
+
+
+def _check_caps(labels: ServiceLabels, reader: _Reader) -> None:
+    for name, count, cap in (
+        ("hosts", len(labels.hosts), MAX_HOSTS),
+        ("websocket_endpoints", len(labels.websocket_endpoints), MAX_WEBSOCKET_ENDPOINTS),
+        ("redirects", len(labels.redirects), MAX_REDIRECTS),
+    ):
+        if count > cap:
+            reader.report(name, f"{count} entries; at most {cap} are allowed per service")
+    locations = max(1, len(labels.hosts)) * (1 + len(labels.websocket_endpoints))
+    if locations > MAX_LOCATIONS:
+        reader.report(
+            "websocket_endpoints",
+            f"hosts x (1 + websocket endpoints) = {locations} locations; at most {MAX_LOCATIONS} per service",
+        )
 
 
 def _check_combinations(labels: ServiceLabels, reader: _Reader) -> None:

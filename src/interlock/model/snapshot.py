@@ -82,6 +82,8 @@ class Service:
     ports: tuple[PortBinding, ...] = ()
     secret_names: tuple[str, ...] = ()
     """Secrets in the service's spec (for proxy services: which certificates new tasks get)."""
+    stack: str = ""
+    """The stack it was deployed with (`com.docker.stack.namespace`), '' for none."""
     container_labels: tuple[tuple[str, str], ...] = ()
     """`com.docker.lb.*` labels set on the container spec instead (compose `labels:` rather than
     `deploy.labels`): Interlock does not route by them, it says where they belong."""

@@ -83,6 +83,7 @@ class Board:
             tuple(s.cluster for s in self.slots.values()),
             proxies=self.proxies,
             refused_secrets=self.refused_secrets,
+            host_sharing=self.config.host_sharing,
         )
         if result.problems != self.problems:
             for problem in set(result.problems) - set(self.problems):
