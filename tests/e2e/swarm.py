@@ -185,6 +185,10 @@ def service(
         "2s",
         "--health-retries",
         "3",
+        # Failed checks while the app starts do not count (a busy 2-core machine can take seconds
+        # to start Python): without this Swarm killed slow starters as unhealthy and replaced them.
+        "--health-start-period",
+        "20s",
         "--health-cmd",
         f"python3 -m interlock.healthcheck http://127.0.0.1:{health_port}/",
     ]
