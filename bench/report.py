@@ -55,7 +55,9 @@ def _run_json(script: str, *args: str) -> dict[str, Any]:
         [sys.executable, str(ROOT / "bench" / script), *args], capture_output=True, text=True, check=False
     )
     if proc.returncode:
-        raise SystemExit(f"{script} failed:\n{proc.stderr[-3000:]}")
+        # The error line comes first and the proxies' configurations after it: show both ends.
+        errors = [line for line in proc.stderr.splitlines() if "Error" in line or "timed out" in line][:20]
+        raise SystemExit(f"{script} failed:\n" + "\n".join(errors) + f"\n...\n{proc.stderr[-3000:]}")
     return dict(json.loads(proc.stdout))
 
 
