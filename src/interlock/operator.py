@@ -79,7 +79,14 @@ def up(config_path: str | None, *, debug: bool, wait: float, say: Say = print) -
     for image, identity in identities.items():
         if not identity:
             raise OperatorError(f"image {image} is not on this node; build it (scripts/build-images) or pull it first")
-    network = ops.ensure_overlay(CONTROL_NETWORK, MANAGED)
+    # Not attachable: a container started with `docker run --network` cannot join it; only
+    # services (which need a manager's API) can.
+    network = ops.ensure_overlay(CONTROL_NETWORK, MANAGED, attachable=False)
+    if ops.network_attachable(network.id):
+        say(
+            f"note: network {CONTROL_NETWORK} is attachable (made by an earlier version); "
+            "`interlock down` then `up` remakes it"
+        )
     tokens = {}
     for name in (EXTENSION_TOKEN, PROXY_TOKEN):
         tokens[name] = ops.secret(name) or ops.create_secret(name, secrets.token_urlsafe(32).encode(), MANAGED)

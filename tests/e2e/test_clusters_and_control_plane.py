@@ -62,6 +62,8 @@ def test_proxies_are_found_by_the_interlock_label_and_only_the_core_has_the_sock
         "docker", "exec", proxy_container, "python3", "-c", "import os; print(os.path.exists('/var/run/docker.sock'))"
     ).strip()
     assert probe == "False"
+    # Only services join the control network; `docker run --network interlock` cannot.
+    assert sh("docker", "network", "inspect", "interlock", "--format", "{{.Attachable}}").strip() == "false"
 
 
 def _scale(**replicas: int) -> None:

@@ -66,6 +66,9 @@ def _stand_ins() -> tuple[str, Path]:
     return cert.read_text() + key.read_text(), dhparam
 
 
+VALIDATION_TIMEOUT = 120.0
+
+
 def check_text(text: str, *, workdir: Path, nginx: str | None = None) -> CheckResult:
     """Run `nginx -t` on `text` written into `workdir`."""
     binary = nginx or nginx_binary()
@@ -73,13 +76,17 @@ def check_text(text: str, *, workdir: Path, nginx: str | None = None) -> CheckRe
         return CheckResult(False, "nginx is not installed")
     path = workdir / "nginx.conf"
     path.write_text(text)
-    proc = subprocess.run(
-        [binary, "-t", "-q", "-p", str(workdir), "-c", str(path)],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    try:
+        proc = subprocess.run(
+            [binary, "-t", "-q", "-p", str(workdir), "-c", str(path)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=VALIDATION_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        # A configuration nginx cannot even check in this time would not load in time either.
+        return CheckResult(False, f"nginx -t did not finish within {VALIDATION_TIMEOUT:.0f} s; refused")
     return CheckResult(proc.returncode == 0, (proc.stdout + proc.stderr).strip())
 
 

@@ -132,12 +132,21 @@ class SwarmOps:
                 return Ref(network["Id"], name)
         return None
 
-    def ensure_overlay(self, name: str, labels: Mapping[str, str]) -> Ref:
+    def ensure_overlay(self, name: str, labels: Mapping[str, str], *, attachable: bool = True) -> Ref:
         existing = self.network(name)
         if existing is not None:
             return existing
-        body = {"Name": name, "Driver": "overlay", "Attachable": True, "Labels": dict(labels), "CheckDuplicate": True}
+        body = {
+            "Name": name,
+            "Driver": "overlay",
+            "Attachable": attachable,
+            "Labels": dict(labels),
+            "CheckDuplicate": True,
+        }
         return Ref(str(self._call("POST", "/networks/create", body=body)["Id"]), name)
+
+    def network_attachable(self, network_id: str) -> bool:
+        return bool(self._call("GET", f"/networks/{network_id}").get("Attachable"))
 
     def remove_network(self, network_id: str) -> None:
         self._call("DELETE", f"/networks/{network_id}", expect_json=False)

@@ -34,6 +34,7 @@ from interlock.edges.peer_http import (
     read_token,
     require_token,
 )
+from interlock.edges.template_guard import render_with_limits
 from interlock.errors import InterlockError, PeerUnavailable, TemplateFailed, WireError
 from interlock.render.nginx import render_nginx
 from interlock.roles.runtime import changed_within, proxy_config, quiet_gc, woken
@@ -101,7 +102,10 @@ class Extension:
             raise WireError(f"state {state.version}: the extension settings are not valid: {exc}") from exc
         try:
             with quiet_gc():
-                rendered = render_nginx(state.routing, ext)
+                if ext.template:  # the operator's template: in a child process, under limits
+                    rendered = await asyncio.to_thread(render_with_limits, state.routing, ext)
+                else:
+                    rendered = render_nginx(state.routing, ext)
                 if self.current is not None and rendered.config_id == self.current.config_id:
                     # The same nginx.conf passed already: only the targets moved, and those need
                     # no nginx -t (the proxy's nginx checks their grammar when it takes them).
