@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -28,6 +30,16 @@ from tests.multinode.failover import lose_the_core_manager  # noqa: E402
 from tests.multinode.scenario import lose_a_worker  # noqa: E402
 
 from common import dump, summary  # noqa: E402
+
+
+def totals(trials: Sequence[Any], *timings: str) -> dict[str, object]:
+    """Requests and failures summed over the trials, the slowest request, each timing summarised."""
+    return {
+        "requests": sum(t.requests for t in trials),
+        "failed": sum(t.failed for t in trials),
+        "slowest_s": max(t.slowest_s for t in trials),
+        **{name: summary([getattr(t, name) for t in trials]) for name in timings},
+    }
 
 
 def main() -> None:
@@ -40,31 +52,26 @@ def main() -> None:
             trials = [lose_a_worker(cluster, fault) for _ in range(args.trials)]
             for trial in trials:
                 print(trial.describe(), file=sys.stderr, flush=True)
-            results[fault] = {
-                "requests": sum(t.requests for t in trials),
-                "failed": sum(t.failed for t in trials),
-                "slowest_s": max(t.slowest_s for t in trials),
-                "swarm_down_s": summary([t.swarm_down_s for t in trials]),
-                "targets_left_after_down_s": summary([t.targets_left_after_down_s for t in trials]),
-                "node_ready_s": summary([t.node_ready_s for t in trials]),
-                "proxy_back_s": summary([t.proxy_back_s for t in trials]),
-                "used_again_s": summary([t.used_again_s for t in trials]),
-            }
+            results[fault] = totals(
+                trials,
+                "swarm_down_s",
+                "targets_left_after_down_s",
+                "node_ready_s",
+                "proxy_back_s",
+                "used_again_s",
+            )
         with tempfile.TemporaryDirectory() as workdir, with_two_more_managers(Path(workdir)) as grown:
             failovers = [lose_the_core_manager(grown) for _ in range(args.trials)]
         for failover in failovers:
             print(failover.describe(), file=sys.stderr, flush=True)
-        results["failover"] = {
-            "requests": sum(t.requests for t in failovers),
-            "failed": sum(t.failed for t in failovers),
-            "stale_retries": sum(t.stale_retries for t in failovers),
-            "slowest_s": max(t.slowest_s for t in failovers),
-            "swarm_down_s": summary([t.swarm_down_s for t in failovers]),
-            "core_running_after_down_s": summary([t.core_running_after_down_s for t in failovers]),
-            "created_at_cut_routed_s": summary([t.created_at_cut_routed_s for t in failovers]),
-            "created_after_routed_s": summary([t.created_after_routed_s for t in failovers]),
-            "created_after_task_running_s": summary([t.created_after_task_running_s for t in failovers]),
-        }
+        results["failover"] = totals(
+            failovers,
+            "swarm_down_s",
+            "core_running_after_down_s",
+            "created_at_cut_routed_s",
+            "created_after_routed_s",
+            "created_after_task_running_s",
+        ) | {"stale_retries": sum(t.stale_retries for t in failovers)}
     dump(results)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from interlock.config import load_config
 from interlock.constants import LABEL_SPEC
@@ -82,15 +83,20 @@ def test_extension_spec_has_no_socket_and_the_extension_settings() -> None:
     assert "INTERLOCK_CORE_URL=http://tasks.interlock:8080" in container["Env"]
 
 
+def a_core_spec(**overrides: Any) -> dict[str, Any]:
+    arguments: dict[str, Any] = {
+        "name": "interlock",
+        "image": "interlock:x",
+        "config": Ref("c", "cfg"),
+        "control_network": Ref("n", "interlock"),
+        "extension_token": Ref("e", "et"),
+        "proxy_token": Ref("p", "pt"),
+    }
+    return core_spec(**(arguments | overrides))
+
+
 def test_only_the_core_mounts_the_socket_on_a_manager() -> None:
-    spec = core_spec(
-        name="interlock",
-        image="interlock:x",
-        config=Ref("c", "cfg"),
-        control_network=Ref("n", "interlock"),
-        extension_token=Ref("e", "et"),
-        proxy_token=Ref("p", "pt"),
-    )
+    spec = a_core_spec()
     container = spec["TaskTemplate"]["ContainerSpec"]
     assert container["Mounts"] == [{"Type": "bind", "Source": "/var/run/docker.sock", "Target": "/var/run/docker.sock"}]
     assert spec["TaskTemplate"]["Placement"]["Constraints"] == ["node.role==manager"]
@@ -99,16 +105,7 @@ def test_only_the_core_mounts_the_socket_on_a_manager() -> None:
 
 def test_core_constraints_narrow_the_managers_and_keep_the_manager_constraint() -> None:
     def placed(constraints: list[str]) -> list[str]:
-        spec = core_spec(
-            name="interlock",
-            image="i",
-            config=Ref("c", "cfg"),
-            control_network=Ref("n", "i"),
-            extension_token=Ref("e", "e"),
-            proxy_token=Ref("p", "p"),
-            constraints=constraints,
-        )
-        return list(spec["TaskTemplate"]["Placement"]["Constraints"])
+        return list(a_core_spec(constraints=constraints)["TaskTemplate"]["Placement"]["Constraints"])
 
     assert placed(["node.labels.core==yes"]) == ["node.role==manager", "node.labels.core==yes"]
     assert placed(["node.role==manager"]) == ["node.role==manager"]
