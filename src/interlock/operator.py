@@ -210,7 +210,7 @@ def converged(ops: SwarmOps, config: CoreConfig, status: CoreStatus) -> str | No
         newest = (cluster.config_id, cluster.targets_id or "")
         serving = {p.proxy: (p.config_id, p.targets_id or "") for p in cluster.proxies}
         for task in running:
-            container = ((task["Status"].get("ContainerStatus") or {}).get("ContainerID") or "")[:12]
+            container = _container_id(task)[:12]
             if serving.get(container) != newest:
                 return f"proxy {container} does not serve {cluster.serving_id} yet"
     return None
@@ -315,8 +315,13 @@ def core_status(ops: SwarmOps | None = None) -> CoreStatus:
     return local_status(ops, core)
 
 
+def _container_id(task: dict[str, Any]) -> str:
+    """The ID of a task's container, '' while it has none."""
+    return str(((task.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID") or "")
+
+
 def _inspect_here(ops: SwarmOps, task: dict[str, Any]) -> bytes | None:
-    container = ((task.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID")
+    container = _container_id(task)
     if not container:
         return None
     code, output = ops.exec_in(container, ["interlock", "inspect"])
@@ -355,13 +360,9 @@ def _probe(ops: SwarmOps, core: dict[str, Any], task: dict[str, Any], here: str,
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for job in ops.tasks(probe):
-                state, container = (
-                    job["Status"]["State"],
-                    (job["Status"].get("ContainerStatus") or {}).get("ContainerID"),
-                )
-                if state == "complete" and container:
+                if job["Status"]["State"] == "complete" and (container := _container_id(job)):
                     return ops.container_output(container)
-                if state in ("failed", "rejected"):
+                if job["Status"]["State"] in ("failed", "rejected"):
                     return None
             time.sleep(0.2)
         return None

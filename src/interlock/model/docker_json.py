@@ -94,12 +94,9 @@ def service_from_api(raw: Mapping[str, Any], network_ids_by_name: Mapping[str, s
         network_ids=network_ids,
         endpoint_mode=str(endpoint_spec.get("Mode") or "vip"),
         virtual_ips=tuple(
-            VirtualIP(
-                network_id=str(v.get("NetworkID", "")),
-                address=_ip(v.get("Addr")),
-            )
+            VirtualIP(network_id=str(v.get("NetworkID", "")), address=address)
             for v in endpoint.get("VirtualIPs") or ()
-            if _ip(v.get("Addr"))
+            if (address := _ip(v.get("Addr")))
         ),
         ports=_ports(endpoint.get("Ports") or endpoint_spec.get("Ports")),
         secret_names=_secret_names(template),
