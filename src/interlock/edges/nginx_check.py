@@ -4,7 +4,9 @@ The check renders into a private directory where every certificate secret is sto
 a throwaway self-signed pair (the validating process must never hold real keys), so it tests
 syntax, directives and modules, not the real certificates; the proxy agent checks those
 (edges/certificates.py) and runs its own `nginx -t` before it swaps. `nginx -t` does not bind
-the listen sockets, so nothing served is touched. Wraps nginx and openssl only.
+the listen sockets, so nothing served is touched. When a configuration fails, `failing_services`
+finds the services responsible by bisection (render/culprits.py), each step a real `nginx -t`.
+Wraps nginx and openssl only.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from interlock.config.schema import ExtensionConfig
 from interlock.model.routing import Routing
+from interlock.render.culprits import culprits
 from interlock.render.nginx import render_nginx
 
 
@@ -110,3 +113,15 @@ def check_routing(
             )
         rendered = render_nginx(routing, ext, secrets_dir=str(secrets))
         return check_text(rendered.text, workdir=base, nginx=nginx)
+
+
+def failing_services(routing: Routing, ext: ExtensionConfig, failed: CheckResult) -> dict[str, str] | None:
+    """Service -> nginx's complaint, for the services without which `routing` (which failed
+    `nginx -t` with `failed`) passes; None when the failure is no service's (the operator's
+    settings or template), or the search took too many checks."""
+
+    def check_without(services: frozenset[str]) -> tuple[bool, str]:
+        result = check_routing(routing.without(services), ext)
+        return result.ok, result.output
+
+    return culprits(routing.service_names(), check_without, failed.output)

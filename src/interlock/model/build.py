@@ -137,6 +137,7 @@ def build(
     *,
     proxies: Mapping[str, str] | None = None,
     refused_secrets: Mapping[tuple[str, str], str] | None = None,
+    left_out: Mapping[tuple[str, tuple[tuple[str, str], ...]], str] | None = None,
     host_sharing: str = "any",
 ) -> BuildResult:
     """Build the routing table of each cluster in `clusters` from `snapshot`.
@@ -149,7 +150,9 @@ def build(
     any other is an error. `refused_secrets` maps (secret name, secret ID) of the certificate
     secrets a proxy found unusable (only proxies can read them) to why; a service naming one is
     left out, so the proxies take the configuration of the others. A secret made again under the
-    same name has a new ID and is tried again.
+    same name has a new ID and is tried again. `left_out` maps `Service.label_key` of services
+    whose routes made `nginx -t` refuse their cluster's configuration (found by the extension's
+    bisection) to what nginx said: they stay out until their labels change.
 
     A service that joins a host and path another (older) service routes takes a share of its
     traffic (Interlock's canary rule): always said, as a warning; with `host_sharing="stack"`
@@ -218,6 +221,14 @@ def build(
                     )
                 )
                 continue
+        refused_by_nginx = (left_out or {}).get(service.label_key)
+        if refused_by_nginx is not None:
+            reason = (
+                f"nginx -t refused its cluster's configuration with this service's routes ({refused_by_nginx}); "
+                "left out so the others are served. Change its labels to try again"
+            )
+            problems.append(_problem(service, "-", reason))
+            continue
         resolved = _resolve(service, labels, index, problems)
         if resolved is not None:
             per_cluster[labels.service_cluster].append(resolved)

@@ -8,7 +8,7 @@ configuration. Pure; model layer.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 class TLSMode(enum.StrEnum):
@@ -117,3 +117,54 @@ class Routing:
             if candidate.name == name:
                 return candidate
         raise KeyError(name)
+
+    def service_names(self) -> tuple[str, ...]:
+        """Every service that has a server or a host here, sorted."""
+        hosts = (*self.hosts, *((self.default_host,) if self.default_host else ()))
+        names = {s.service for u in (*self.upstreams, *self.passthrough_upstreams) for s in u.servers}
+        return tuple(sorted(names.union(*(h.services for h in hosts))))
+
+    def without(self, services: frozenset[str]) -> Routing:
+        """This routing as if `services` were not routed: their servers leave the upstreams, a
+        path (or passthrough host) whose upstream has none left goes, and so does a host left
+        with no path and no redirect, or all of whose services are left out. What another
+        service routes stays as it is."""
+        if not services:
+            return self
+        upstreams, passthrough = (
+            _kept_upstreams(self.upstreams, services),
+            _kept_upstreams(self.passthrough_upstreams, services),
+        )
+
+        def narrowed(host: VirtualHost | None) -> VirtualHost | None:
+            if host is None:
+                return None
+            remaining = tuple(s for s in host.services if s not in services)
+            if host.services and not remaining:
+                return None
+            if host.passthrough_upstream:
+                return replace(host, services=remaining) if host.passthrough_upstream in passthrough else None
+            routes = tuple(r for r in host.routes if r.upstream in upstreams)
+            if not routes and not host.redirects:
+                return None
+            return replace(host, routes=routes, services=remaining)
+
+        hosts = tuple(h for h in map(narrowed, self.hosts) if h is not None)
+        return replace(
+            self,
+            hosts=hosts,
+            default_host=narrowed(self.default_host),
+            upstreams=tuple(upstreams.values()),
+            passthrough_upstreams=tuple(passthrough.values()),
+        )
+
+
+def _kept_upstreams(upstreams: tuple[Upstream, ...], services: frozenset[str]) -> dict[str, Upstream]:
+    """Name -> upstream without the servers of `services`, for those that keep a server."""
+    kept = {}
+    for upstream in upstreams:
+        servers = tuple(s for s in upstream.servers if s.service not in services)
+        if servers:
+            whole = len(servers) == len(upstream.servers)
+            kept[upstream.name] = upstream if whole else replace(upstream, servers=servers)
+    return kept

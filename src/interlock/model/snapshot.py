@@ -92,6 +92,11 @@ class Service:
     def label_map(self) -> Mapping[str, str]:
         return dict(self.labels)
 
+    @property
+    def label_key(self) -> tuple[str, tuple[tuple[str, str], ...]]:
+        """This service as its labels make it: the same until its labels change."""
+        return (self.id, self.labels)
+
 
 @dataclass(frozen=True, slots=True)
 class Network:

@@ -4,6 +4,8 @@ configuration, and serves the validated configuration to its proxies. No Docker 
 Validation runs `nginx -t` here, in the extension's own container, with stand-in certificates:
 a configuration nginx refuses never reaches a proxy, and the last good one keeps being served.
 A state whose nginx.conf is the one already validated (only targets moved) skips `nginx -t`.
+When `nginx -t` refuses a state, a bisection over its services finds those responsible; the
+others are served at once, and the report names the ones left out (the core makes them problems).
 Proxy agents long-poll `/v1/config` and report what they serve to `/v1/report`; the extension
 relays those reports to the core with its own. A proxy that stops says so and is forgotten at
 once; one that stops reporting (gone, or cut off) is forgotten after 30 s.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 import time
 from dataclasses import dataclass, field
@@ -24,7 +27,7 @@ from pydantic import ValidationError
 
 from interlock.config import ExtensionConfig
 from interlock.constants import EXTENSION_PORT, EXTENSION_TOKEN, PROXY_TOKEN, SECRETS_DIR
-from interlock.edges.nginx_check import CheckResult, check_routing
+from interlock.edges.nginx_check import CheckResult, check_routing, failing_services
 from interlock.edges.peer_http import (
     RETRY_FIRST,
     RETRY_MAX,
@@ -36,6 +39,8 @@ from interlock.edges.peer_http import (
 )
 from interlock.edges.template_guard import render_with_limits
 from interlock.errors import InterlockError, PeerUnavailable, TemplateFailed, WireError
+from interlock.model.routing import Routing
+from interlock.render.bundle import RenderedConfig
 from interlock.render.nginx import render_nginx
 from interlock.roles.runtime import changed_within, proxy_config, quiet_gc, woken
 from interlock.wire.messages import ClusterState, ExtensionReport, ProxyConfig, ProxyReport, decode, encode
@@ -54,6 +59,8 @@ class Extension:
     cluster: str = ""
     current: ProxyConfig | None = None
     validation_error: str = ""
+    left_out: dict[str, str] = field(default_factory=dict)
+    """Service -> nginx's complaint: left out of the served configuration by bisection."""
     proxies: dict[str, tuple[float, ProxyReport]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -94,26 +101,42 @@ class Extension:
                 self.report_wake.set()
                 await asyncio.sleep(1)
 
+    async def _render_and_check(self, routing: Routing, ext: ExtensionConfig) -> tuple[RenderedConfig, CheckResult]:
+        with quiet_gc():
+            if ext.template:  # the operator's template: in a child process, under limits
+                rendered = await asyncio.to_thread(render_with_limits, routing, ext)
+            else:
+                rendered = render_nginx(routing, ext)
+            if self.current is not None and rendered.config_id == self.current.config_id:
+                # The same nginx.conf passed already: only the targets moved, and those need
+                # no nginx -t (the proxy's nginx checks their grammar when it takes them).
+                return rendered, CheckResult(True, "")
+            return rendered, await asyncio.to_thread(check_routing, routing, ext)
+
     async def apply(self, state: ClusterState) -> None:
         started = time.perf_counter()
         try:
             ext = ExtensionConfig.model_validate(state.config)
         except ValidationError as exc:
             raise WireError(f"state {state.version}: the extension settings are not valid: {exc}") from exc
+        routing, left_out = state.routing, {}
         try:
-            with quiet_gc():
-                if ext.template:  # the operator's template: in a child process, under limits
-                    rendered = await asyncio.to_thread(render_with_limits, state.routing, ext)
-                else:
-                    rendered = render_nginx(state.routing, ext)
-                if self.current is not None and rendered.config_id == self.current.config_id:
-                    # The same nginx.conf passed already: only the targets moved, and those need
-                    # no nginx -t (the proxy's nginx checks their grammar when it takes them).
-                    result = CheckResult(True, "")
-                else:
-                    result = await asyncio.to_thread(check_routing, state.routing, ext)
+            rendered, result = await self._render_and_check(routing, ext)
+            if not result.ok:
+                # The safety net: find the services without which nginx takes the configuration,
+                # serve the others, and say which (the core leaves them out of the next state).
+                found = await asyncio.to_thread(failing_services, routing, ext, result)
+                if found:
+                    routing, left_out = routing.without(frozenset(found)), {k: complaint(v) for k, v in found.items()}
+                    rendered, result = await self._render_and_check(routing, ext)
+                    log.error(
+                        "state %d: nginx -t refused the configuration; left out %s",
+                        state.version,
+                        "; ".join(f"{name}: {why}" for name, why in left_out.items()),
+                    )
         except TemplateFailed as exc:
             result = CheckResult(False, str(exc))
+        self.left_out = left_out if result.ok else {}
         RENDER_SECONDS.observe(time.perf_counter() - started)
         if not result.ok:
             RENDERS.labels("rejected").inc()
@@ -128,12 +151,12 @@ class Extension:
             RENDERS.labels("ok").inc()
             self.validation_error = ""
             if self.current is None or self.current.digest != rendered.digest:
-                self.current = proxy_config(state.version, state.routing, rendered)
+                self.current = proxy_config(state.version, routing, rendered)
                 log.info(
                     "state %d: configuration %s validated (%d hosts, %.0f ms)",
                     state.version,
                     rendered.config_id,
-                    len(state.routing.hosts),
+                    len(routing.hosts),
                     (time.perf_counter() - started) * 1000,
                 )
                 async with self.changed:
@@ -152,6 +175,7 @@ class Extension:
                 self.current,
                 self.validation_error,
                 tuple(r for _, r in sorted(self.proxies.values(), key=lambda v: v[1].proxy)),
+                tuple(sorted(self.left_out.items())),
             )
             try:
                 await self.core.post(f"/v1/clusters/{self.name}/report", encode(report))
@@ -194,6 +218,14 @@ class Extension:
         if previous is None or previous[1] != report:
             self.report_wake.set()
         return web.json_response({"ok": True})
+
+
+def complaint(nginx_output: str) -> str:
+    """nginx's reason in one line, without the scratch file's path: `duplicate location "/x"`."""
+    lines = [line for line in nginx_output.splitlines() if line.strip()]
+    line = next((x for x in lines if "[emerg]" in x), lines[0] if lines else "refused")
+    reason = re.sub(r"^\d+#\d+: ", "", line.split("] ", 1)[-1])
+    return reason.rsplit(" in /", 1)[0][:300]
 
 
 async def run_extension(*, name: str, core_url: str, secrets_dir: str = SECRETS_DIR) -> None:

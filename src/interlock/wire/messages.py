@@ -87,6 +87,9 @@ class ExtensionReport:
     """The newest configuration that passed validation."""
     validation_error: str = ""
     proxies: tuple[ProxyReport, ...] = field(default_factory=tuple)
+    left_out: tuple[tuple[str, str], ...] = ()
+    """(service, what nginx -t said with it): services whose routes made the configuration fail,
+    found by bisection and left out of `config`; the core then leaves them out of the state."""
     schema: int = SCHEMA
 
 

@@ -4,7 +4,9 @@ extensions' reports, the long-poll on states, and the status the operator reads.
 A cluster's state gets a new version only when its routing or the problems changed. A report
 naming certificate secrets a proxy could not load is remembered by (name, ID) and the states are
 built again without the services naming them (`build` checks them against the snapshot's secret
-IDs, so a secret made again under the same name is tried again). The core keeps no configuration
+IDs, so a secret made again under the same name is tried again). Services an extension's
+bisection left out (their routes made `nginx -t` fail) are remembered by ID and labels and left
+out of the states until their labels change. The core keeps no configuration
 text of its own: only what an extension reports as validated.
 
 Pure bookkeeping plus an asyncio condition; no Docker, no HTTP. Time from an injected `Clock`.
@@ -23,7 +25,7 @@ from interlock.config import CoreConfig
 from interlock.edges.clock import Clock, SystemClock
 from interlock.model.build import build
 from interlock.model.snapshot import Snapshot
-from interlock.problems import Problem
+from interlock.problems import Problem, printable
 from interlock.roles.runtime import changed_within
 from interlock.wire.messages import ClusterState, ExtensionReport
 from interlock.wire.status import ClusterStatus, CoreInfo, CoreStatus, ProblemView, ProxyStatus, routes_table
@@ -73,6 +75,9 @@ class Board:
         self.refused_secrets: dict[tuple[str, str], str] = {}
         """(secret name, its ID) -> why: certificate secrets a proxy could not load. Kept after
         the proxies stop naming them (they stop once the services are left out)."""
+        self.left_out: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+        """`Service.label_key` -> nginx's complaint: services an extension's bisection found
+        making its configuration fail. Kept until the service's labels change."""
 
     # -- states -----------------------------------------------------------------------------
     def publish(self, snapshot: Snapshot) -> bool:
@@ -83,6 +88,7 @@ class Board:
             tuple(s.cluster for s in self.slots.values()),
             proxies=self.proxies,
             refused_secrets=self.refused_secrets,
+            left_out=self.left_out,
             host_sharing=self.config.host_sharing,
         )
         if result.problems != self.problems:
@@ -137,10 +143,28 @@ class Board:
         slot = self.slots[name]
         first_config = report.config is not None and (slot.report is None or slot.report.config is None)
         slot.report, slot.reported_at = report, self.clock.wall()
-        await self._note_refused_secrets(report)
+        refused = self._note_refused_secrets(report)
+        if (self._note_left_out(report) or refused) and self.snapshot is not None:
+            await self.publish_and_notify(self.snapshot)
         return first_config
 
-    async def _note_refused_secrets(self, report: ExtensionReport) -> None:
+    def _note_left_out(self, report: ExtensionReport) -> bool:
+        """Remember the services the report's bisection left out; True when any is new."""
+        if not report.left_out or self.snapshot is None:
+            return False
+        by_name = {s.name: s for s in self.snapshot.services}
+        new = {
+            name: why
+            for name, why in report.left_out
+            if name in by_name and by_name[name].label_key not in self.left_out
+        }
+        for name, why in new.items():
+            log.warning("extension %r left out service %s: nginx -t said %s", report.extension, printable(name), why)
+            self.left_out[by_name[name].label_key] = why
+        return bool(new)
+
+    def _note_refused_secrets(self, report: ExtensionReport) -> bool:
+        """Remember the certificate secrets the report's proxies refused; True when any is new."""
         snapshot = self.snapshot
         secret_id = snapshot.secret_id if snapshot is not None else (lambda _name: "")
         new = {
@@ -149,13 +173,10 @@ class Board:
             for name, why in proxy.refused_secrets
             if (name, secret_id(name)) not in self.refused_secrets
         }
-        if not new:
-            return
         for (name, _), why in new.items():
             log.warning("a proxy of %r cannot use secret %r: %s", report.extension, name, why)
         self.refused_secrets.update(new)
-        if snapshot is not None:
-            await self.publish_and_notify(snapshot)
+        return bool(new)
 
     # -- the operator's view ----------------------------------------------------------------
     def status(self, *, ready: bool, listen_addr: str = "") -> CoreStatus:
