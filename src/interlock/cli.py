@@ -21,7 +21,7 @@ from typing import Any
 
 from interlock import __version__
 from interlock.config import CoreConfig, default_config, load_config
-from interlock.constants import EXTENSION_TOKEN, SECRETS_DIR
+from interlock.constants import OPERATOR_TOKEN, SECRETS_DIR
 from interlock.errors import BadInput, ConfigError, DockerUnavailable, SnapshotFormatError, TemplateFailed
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
@@ -275,7 +275,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     probe on the control network (how `interlock status` asks a core on another node)."""
     from interlock.edges.peer_http import local_get, read_token
 
-    token = read_token(Path(SECRETS_DIR) / EXTENSION_TOKEN)
+    token = read_token(Path(SECRETS_DIR) / OPERATOR_TOKEN)
     if args.core:
         host, _, port = args.core.rpartition(":")
         # Indented: a log line over 16 KiB would be split by Docker's logging on its way back.

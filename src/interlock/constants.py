@@ -20,9 +20,13 @@ EXTENSION_PORT = 8080
 # -- secrets ----------------------------------------------------------------------------------
 SECRETS_DIR = "/run/secrets"
 EXTENSION_TOKEN = "interlock-extension-token"
-"""Bearer token of core <-> extension calls (and the operator's `status`)."""
+"""Signs core <-> extension calls. Each extension has its own (`extension_token_secret`); in the
+extension's container it is mounted under this file name."""
 PROXY_TOKEN = "interlock-proxy-token"
-"""Bearer token of extension <-> proxy calls."""
+"""Signs extension <-> proxy calls, one per extension (`proxy_token_secret`); mounted under this
+file name in the extension and its proxies."""
+OPERATOR_TOKEN = "interlock-operator-token"
+"""Signs the operator's status calls to the core; only the core and status probes hold it."""
 DOCKER_SOCKET = "/var/run/docker.sock"
 
 # -- ports inside a proxy container -----------------------------------------------------------
@@ -53,5 +57,19 @@ SWARM_SERVICE_NAME_LABEL = "com.docker.swarm.service.name"
 MANAGER_CONSTRAINT = "node.role==manager"
 """The core's placement constraint, always: only a manager's API lists and changes services."""
 
-INTERLOCK_SECRETS = frozenset({EXTENSION_TOKEN, PROXY_TOKEN})
-"""Interlock's own secrets by name: no label may name them, listed or not."""
+
+def extension_token_secret(extension: str) -> str:
+    """The secret holding extension `extension`'s token: its cluster's only, so a cluster's
+    extension cannot act for another."""
+    return f"{EXTENSION_TOKEN}-{extension}"
+
+
+def proxy_token_secret(extension: str) -> str:
+    """The secret holding the token of extension `extension`'s proxies."""
+    return f"{PROXY_TOKEN}-{extension}"
+
+
+def is_interlocks_secret_name(name: str) -> bool:
+    """Interlock's own secrets by name (any cluster's tokens, the operator's): no label may name
+    them, whether the swarm lists them or not."""
+    return name == OPERATOR_TOKEN or name.startswith((EXTENSION_TOKEN, PROXY_TOKEN))

@@ -26,19 +26,18 @@ from interlock.config import CoreConfig, load_config
 from interlock.constants import (
     CONTROL_NETWORK,
     CORE_SERVICE,
-    EXTENSION_TOKEN,
     LABEL_MANAGED,
     LABEL_OWNER,
     LABEL_ROLE,
     MANAGED_BY_UP,
-    PROXY_TOKEN,
+    OPERATOR_TOKEN,
 )
 from interlock.edges.docker_source import DockerSwarmSource, RawSnapshot
-from interlock.edges.swarm_ops import SwarmOps
+from interlock.edges.swarm_ops import SwarmOps, ensure_tokens
 from interlock.errors import DockerUnavailable, OperatorError
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
-from interlock.render.desired import images
+from interlock.render.desired import all_tokens, core_tokens, images
 from interlock.render.swarm_specs import STATUS_PROBE_ROLE, Ref, core_spec, spec_hash, status_probe_spec
 from interlock.wire.status import CoreInfo, CoreStatus, ProblemView, routes_table
 
@@ -87,9 +86,7 @@ def up(config_path: str | None, *, debug: bool, wait: float, say: Say = print) -
             f"note: network {CONTROL_NETWORK} is attachable (made by an earlier version); "
             "`interlock down` then `up` remakes it"
         )
-    tokens = {}
-    for name in (EXTENSION_TOKEN, PROXY_TOKEN):
-        tokens[name] = ops.secret(name) or ops.create_secret(name, secrets.token_urlsafe(32).encode(), MANAGED)
+    tokens = ensure_tokens(ops, all_tokens(config), MANAGED)
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     config_ref = ops.create_config(f"interlock-config-{digest}", text.encode(), MANAGED)
     core_image = next(iter(config.extensions.values())).image
@@ -98,8 +95,8 @@ def up(config_path: str | None, *, debug: bool, wait: float, say: Say = print) -
         image=core_image,
         config=config_ref,
         control_network=network,
-        extension_token=tokens[EXTENSION_TOKEN],
-        proxy_token=tokens[PROXY_TOKEN],
+        operator_token=tokens[OPERATOR_TOKEN],
+        extension_tokens=[tokens[name] for name in core_tokens(config) if name != OPERATOR_TOKEN],
         constraints=config.core_constraints,
         debug=debug,
         image_id=identities[core_image],
@@ -333,9 +330,7 @@ def _probe(ops: SwarmOps, core: dict[str, Any], task: dict[str, Any], here: str,
     that runs on this node."""
     config = core_config(ops, core)
     template = core["Spec"]["TaskTemplate"]
-    token = next(
-        (s for s in template["ContainerSpec"].get("Secrets") or [] if s["SecretName"] == EXTENSION_TOKEN), None
-    )
+    token = next((s for s in template["ContainerSpec"].get("Secrets") or [] if s["SecretName"] == OPERATOR_TOKEN), None)
     network = (template.get("Networks") or [{}])[0].get("Target")
     address = next(
         (
@@ -351,7 +346,7 @@ def _probe(ops: SwarmOps, core: dict[str, Any], task: dict[str, Any], here: str,
         name=f"interlock-status-{secrets.token_hex(4)}",
         image=template["ContainerSpec"]["Image"],
         control_network=Ref(network, CONTROL_NETWORK),
-        extension_token=Ref(token["SecretID"], token["SecretName"]),
+        operator_token=Ref(token["SecretID"], token["SecretName"]),
         core_address=f"{address}:{config.listen_port}",
         node_id=here,
     )

@@ -57,7 +57,13 @@ async def test_core_recovers_from_docker_api_loss(fault: str, tmp_path: Path) ->
     )
     source = DockerSwarmSource(client)
     core = Core(
-        default_config(), source, None, service_name="test-core", extension_token="x" * 20, core_url="http://unused"
+        default_config(),
+        source,
+        None,
+        service_name="test-core",
+        extension_tokens={"default": "x" * 20},
+        operator_token="o" * 20,
+        core_url="http://unused",
     )
     watcher = asyncio.create_task(core.run())
     names = [unique(f"loss-{fault}") for _ in range(3)]

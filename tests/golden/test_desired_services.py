@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from interlock.config import default_config, load_config
-from interlock.constants import CONTROL_NETWORK, EXTENSION_TOKEN, PROXY_TOKEN
+from interlock.constants import CONTROL_NETWORK
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
-from interlock.render.desired import SwarmFacts, desired_services
+from interlock.render.desired import SwarmFacts, all_tokens, desired_services
 from interlock.render.swarm_specs import Ref
 from interlock.testing.swarm_json import fake_id, swarm_json
 
@@ -34,7 +34,7 @@ def actual(path: Path) -> str:
     snapshot = snapshot_from_api(swarm_json(spec))
     result = build(snapshot, tuple(e.service_cluster for e in config.extensions.values()))
     routings = {name: result.routings[ext.service_cluster] for name, ext in config.extensions.items()}
-    secrets = (EXTENSION_TOKEN, PROXY_TOKEN, *spec.get("secrets", ()))
+    secrets = (*all_tokens(config), *spec.get("secrets", ()))
     facts = SwarmFacts(
         control_network=Ref(fake_id("network", CONTROL_NETWORK), CONTROL_NETWORK),
         secrets={name: fake_id("secret", name) for name in secrets},

@@ -177,14 +177,23 @@ def test_labels_only_on_the_container_are_a_warning_naming_the_right_place() -> 
     assert build(snapshot_from_api(document)).problems == ()
 
 
-def test_a_label_cannot_pull_interlocks_own_secrets_into_the_proxies() -> None:
-    """ssl_cert=interlock-extension-token would mount the control-channel token into every proxy."""
-    token = service("steal", hosts="steal.local", port="80", ssl_cert="interlock-extension-token")
+@pytest.mark.parametrize(
+    "name",
+    [
+        "interlock-extension-token",
+        "interlock-extension-token-east",
+        "interlock-proxy-token-default",
+        "interlock-operator-token",
+    ],
+)
+def test_a_label_cannot_pull_interlocks_own_secrets_into_the_proxies(name: str) -> None:
+    """ssl_cert=interlock-extension-token-east would mount a control-channel token into every proxy."""
+    token = service("steal", hosts="steal.local", port="80", ssl_cert=name)
     made = service("made", hosts="made.local", port="80", ssl_cert="ok.crt", ssl_key="interlock-cfg-key")
     good = service("good", hosts="good.local", port="80", ssl_cert="good.crt")
     document = swarm_json({"services": [token, made, good]})
     document["secrets"] = [
-        {"ID": "s1", "Spec": {"Name": "interlock-extension-token", "Labels": {}}},
+        {"ID": "s1", "Spec": {"Name": name, "Labels": {}}},
         {"ID": "s2", "Spec": {"Name": "interlock-cfg-key", "Labels": {"com.docker.interlock.owner": "interlock"}}},
         {"ID": "s3", "Spec": {"Name": "ok.crt", "Labels": {}}},
         {"ID": "s4", "Spec": {"Name": "good.crt", "Labels": {}}},

@@ -87,6 +87,8 @@ def test_keys_match_case_insensitively() -> None:
         ("[Extensions.d]\nTargetSSLPort = 20443", "TargetSSLPort = 20443 is a port the proxy uses"),
         ("CoreConstraints = ['node.role==worker']\n[Extensions.d]", "would place the core on a worker"),
         ("CoreConstraints = ['node.role != manager']\n[Extensions.d]", "can only narrow which manager"),
+        ('[Extensions."east coast"]', "[Extensions.east coast]: an extension name is 1 to 38 of A-Z a-z 0-9 _ . -"),
+        ("[Extensions." + "e" * 39 + "]", "names the extension's Docker secrets"),
     ],
 )
 def test_bad_config_names_key_value_and_allowed(text: str, message: str) -> None:

@@ -10,13 +10,14 @@ import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
-from interlock.config import default_config
+from interlock.config import default_config, load_config
 from interlock.edges.peer_http import signed_headers
 from interlock.roles.core import Core
 from interlock.testing.fakes import FakeClock, FakeSwarm
 from interlock.wire.messages import ClusterState, ExtensionReport, ProxyConfig, ProxyReport, decode, encode
 
 TOKEN = "extension-token-0123456789"
+OPERATOR = "operator-token-0123456789"
 
 
 def app_service(name: str, replicas: int = 1) -> dict[str, Any]:
@@ -36,7 +37,8 @@ async def core() -> AsyncIterator[tuple[Core, FakeSwarm, TestClient[Any, Any]]]:
         source,
         None,
         service_name="interlock",
-        extension_token=TOKEN,
+        extension_tokens={"default": TOKEN},
+        operator_token=OPERATOR,
         core_url="http://tasks.interlock:8080",
         clock=FakeClock(),
     )
@@ -46,14 +48,18 @@ async def core() -> AsyncIterator[tuple[Core, FakeSwarm, TestClient[Any, Any]]]:
     await client.close()
 
 
-async def get(client: TestClient[Any, Any], path: str, params: dict[str, str] | None = None) -> ClientResponse:
-    """A GET signed with the token, as the roles send them."""
+async def get(
+    client: TestClient[Any, Any], path: str, params: dict[str, str] | None = None, *, token: str = ""
+) -> ClientResponse:
+    """A GET signed as the roles sign them: with the operator's token for the status, else with
+    the extension's."""
     path_qs = path + ("?" + urlencode(params) if params else "")
-    return await client.get(path_qs, headers=signed_headers(TOKEN, "GET", path_qs))
+    key = token or (OPERATOR if path == "/v1/status" else TOKEN)
+    return await client.get(path_qs, headers=signed_headers(key, "GET", path_qs))
 
 
-async def post(client: TestClient[Any, Any], path: str, body: bytes) -> ClientResponse:
-    return await client.post(path, data=body, headers=signed_headers(TOKEN, "POST", path, body))
+async def post(client: TestClient[Any, Any], path: str, body: bytes, *, token: str = TOKEN) -> ClientResponse:
+    return await client.post(path, data=body, headers=signed_headers(token, "POST", path, body))
 
 
 async def test_nothing_is_published_before_the_first_full_list(core: Any) -> None:
@@ -72,6 +78,33 @@ async def test_api_refuses_calls_without_the_token(core: Any) -> None:
         assert (await client.get("/v1/clusters/default/state", headers=headers)).status == 401
         assert (await client.get("/v1/status", headers=headers)).status == 401
         assert (await client.post("/v1/clusters/default/report", data=b"{}", headers=headers)).status == 401
+
+
+async def test_each_extension_acts_only_for_its_own_cluster_and_only_the_operator_reads_the_status() -> None:
+    config = load_config("[Extensions.default]\n[Extensions.east]\nServiceCluster = 'east'\nPublishMode = 'host'\n")
+    tokens = {"default": "default-token-0123456789", "east": "east-token-0123456789abc"}
+    core = Core(
+        config,
+        FakeSwarm(extensions=("default", "east")),
+        None,
+        service_name="interlock",
+        extension_tokens=tokens,
+        operator_token=OPERATOR,
+        core_url="http://unused",
+        clock=FakeClock(),
+    )
+    await core.watcher.resync()
+    async with TestClient(TestServer(core.api.app())) as client:
+        assert (await get(client, "/v1/clusters/east/state", token=tokens["east"])).status == 200
+        # East's extension (or proxy, or anyone holding its token) cannot follow or report for default.
+        assert (await get(client, "/v1/clusters/default/state", token=tokens["east"])).status == 401
+        report = encode(ExtensionReport("default", "", None, "forged"))
+        assert (await post(client, "/v1/clusters/default/report", report, token=tokens["east"])).status == 401
+        assert core.board.slots["default"].report is None
+        # A cluster not configured has no token at all.
+        assert (await get(client, "/v1/clusters/west/state", token=tokens["east"])).status == 401
+        assert (await get(client, "/v1/status", token=tokens["default"])).status == 401
+        assert (await get(client, "/v1/status")).status == 200
 
 
 async def test_versions_change_only_when_routing_changes_and_long_poll_waits(core: Any) -> None:

@@ -36,7 +36,7 @@ TLS_APP: dict[str, Any] = {
 
 
 def setup(config: CoreConfig = CONFIG, apps: list[dict[str, Any]] | None = None) -> tuple[FakeSwarm, Board, Reconciler]:
-    swarm = FakeSwarm({"services": apps or []}, secrets=("shop.crt", "shop.key"))
+    swarm = FakeSwarm({"services": apps or []}, secrets=("shop.crt", "shop.key"), extensions=tuple(config.extensions))
     swarm.image_ids = {"interlock:0.1.0": "sha256:one"}
     board = Board(config, gate_on_proxies=True, clock=FakeClock(), epoch="e")
     reconciler = Reconciler(config, swarm, board, owner="interlock", core_url="http://tasks.interlock:8080")
@@ -191,7 +191,8 @@ async def test_the_composed_core_routes_a_new_service_and_recreates_a_deleted_pr
         swarm,
         swarm,
         service_name="interlock",
-        extension_token="t" * 20,
+        extension_tokens={"default": "t" * 20},
+        operator_token="o" * 20,
         core_url="http://x",
         clock=clock,
         offload=inline,
@@ -220,29 +221,34 @@ async def test_the_composed_core_routes_a_new_service_and_recreates_a_deleted_pr
 
 
 def test_a_core_started_without_tokens_creates_them_and_mounts_them_into_its_own_service() -> None:
-    from interlock.constants import EXTENSION_TOKEN, PROXY_TOKEN
     from interlock.roles.core import bootstrap_tokens
 
+    config = load_config("[Extensions.default]\n[Extensions.east]\nServiceCluster = 'east'\nPublishMode = 'host'\n")
     swarm = FakeSwarm(tokens=False)
     swarm.create_service({"Name": "my-core", "TaskTemplate": {"ContainerSpec": {"Image": "interlock:0.1.0"}}})
-    bootstrap_tokens(swarm, "my-core")
-    assert swarm.writes[1:] == [
-        ("create-secret", EXTENSION_TOKEN),
-        ("create-secret", PROXY_TOKEN),
-        ("update", "my-core"),
+    bootstrap_tokens(swarm, "my-core", config)
+    created = [
+        ("create-secret", "interlock-operator-token"),
+        ("create-secret", "interlock-extension-token-default"),
+        ("create-secret", "interlock-extension-token-east"),
+        ("create-secret", "interlock-proxy-token-default"),
+        ("create-secret", "interlock-proxy-token-east"),
     ]
+    assert swarm.writes[1:] == [*created, ("update", "my-core")]
     core = swarm.service("my-core")
     assert core is not None
     mounted = core["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"]
-    assert [(s["SecretName"], s["File"]["Mode"]) for s in mounted] == [(EXTENSION_TOKEN, 0o400), (PROXY_TOKEN, 0o400)]
-    # Started again (say its task restarted before the update landed): the secrets are reused.
-    bootstrap_tokens(swarm, "my-core")
-    assert [w for w in swarm.writes if w[0] == "create-secret"] == [
-        ("create-secret", EXTENSION_TOKEN),
-        ("create-secret", PROXY_TOKEN),
+    # Every extension's own token and the operator's; no proxy token (the core never calls a proxy).
+    assert [(s["SecretName"], s["File"]["Mode"]) for s in mounted] == [
+        ("interlock-operator-token", 0o400),
+        ("interlock-extension-token-default", 0o400),
+        ("interlock-extension-token-east", 0o400),
     ]
+    # Started again (say its task restarted before the update landed): the secrets are reused.
+    bootstrap_tokens(swarm, "my-core", config)
+    assert [w for w in swarm.writes if w[0] == "create-secret"] == created
     core = swarm.service("my-core")
-    assert core is not None and len(core["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"]) == 2
+    assert core is not None and len(core["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"]) == 3
 
 
 def test_the_bootstrap_says_which_service_it_could_not_find() -> None:
@@ -250,4 +256,4 @@ def test_the_bootstrap_says_which_service_it_could_not_find() -> None:
     from interlock.roles.core import bootstrap_tokens
 
     with pytest.raises(InterlockError, match="service 'nowhere' was not found"):
-        bootstrap_tokens(FakeSwarm(tokens=False), "nowhere")
+        bootstrap_tokens(FakeSwarm(tokens=False), "nowhere", load_config("[Extensions.default]\n"))

@@ -42,8 +42,8 @@ task_label = "yes"
 """)
 REFS = ClusterRefs(
     control_network=Ref("ctl", "interlock"),
-    extension_token=Ref("et", "interlock-extension-token"),
-    proxy_token=Ref("pt", "interlock-proxy-token"),
+    extension_token=Ref("et", "interlock-extension-token-east"),
+    proxy_token=Ref("pt", "interlock-proxy-token-east"),
     core_url="http://tasks.interlock:8080",
     app_networks=(Ref("n2", "zeta"), Ref("n1", "alpha")),
     tls_secrets=(Ref("s1", "a.crt"),),
@@ -68,7 +68,10 @@ def test_proxy_spec_follows_the_config() -> None:
     assert [p["PublishedPort"] for p in spec["EndpointSpec"]["Ports"]] == [80, 443]
     assert {p["PublishMode"] for p in spec["EndpointSpec"]["Ports"]} == {"host"}
     assert [n["Target"] for n in spec["TaskTemplate"]["Networks"]] == ["ctl", "n1", "n2"]
-    assert [s["SecretName"] for s in container["Secrets"]] == ["interlock-proxy-token", "a.crt"]
+    assert [(s["SecretName"], s["File"]["Name"]) for s in container["Secrets"]] == [
+        ("interlock-proxy-token-east", "interlock-proxy-token"),
+        ("a.crt", "a.crt"),
+    ]
     assert "INTERLOCK_EXTENSION_URL=http://tasks.ext-east:8080" in container["Env"]
     assert "Mounts" not in container
 
@@ -89,8 +92,8 @@ def a_core_spec(**overrides: Any) -> dict[str, Any]:
         "image": "interlock:x",
         "config": Ref("c", "cfg"),
         "control_network": Ref("n", "interlock"),
-        "extension_token": Ref("e", "et"),
-        "proxy_token": Ref("p", "pt"),
+        "operator_token": Ref("o", "interlock-operator-token"),
+        "extension_tokens": [Ref("e2", "interlock-extension-token-west"), Ref("e1", "interlock-extension-token-east")],
     }
     return core_spec(**(arguments | overrides))
 
@@ -111,19 +114,19 @@ def test_core_constraints_narrow_the_managers_and_keep_the_manager_constraint() 
     assert placed(["node.role==manager"]) == ["node.role==manager"]
 
 
-def test_a_status_probe_is_a_one_shot_job_on_this_node_with_the_extension_token_only() -> None:
+def test_a_status_probe_is_a_one_shot_job_on_this_node_with_the_operator_token_only() -> None:
     spec = status_probe_spec(
         name="interlock-status-1",
         image="interlock:x",
         control_network=Ref("n", "interlock"),
-        extension_token=Ref("e", "interlock-extension-token"),
+        operator_token=Ref("o", "interlock-operator-token"),
         core_address="10.0.9.3:8080",
         node_id="node-a",
     )
     template = spec["TaskTemplate"]
     assert spec["Mode"] == {"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}}
     assert template["ContainerSpec"]["Args"] == ["inspect", "--core", "10.0.9.3:8080"]
-    assert [s["SecretName"] for s in template["ContainerSpec"]["Secrets"]] == ["interlock-extension-token"]
+    assert [s["SecretName"] for s in template["ContainerSpec"]["Secrets"]] == ["interlock-operator-token"]
     assert "Mounts" not in template["ContainerSpec"]
     assert template["Placement"]["Constraints"] == ["node.id==node-a"]
     assert template["Networks"] == [{"Target": "n"}]
@@ -151,8 +154,8 @@ def test_a_new_image_under_the_same_tag_changes_every_role_spec() -> None:
             image=image,
             config=Ref("c", "cfg"),
             control_network=Ref("n", "i"),
-            extension_token=Ref("e", "e"),
-            proxy_token=Ref("p", "p"),
+            operator_token=Ref("o", "o"),
+            extension_tokens=[Ref("e", "e")],
             image_id=i,
         )
         for i in "ab"

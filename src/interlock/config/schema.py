@@ -278,6 +278,10 @@ class ExtensionConfig(_Section):
         return self
 
 
+_EXTENSION_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,36}[A-Za-z0-9])?")
+"""`interlock-extension-token-NAME` must stay a valid Docker secret name (64 characters at most)."""
+
+
 class CoreConfig(_Section):
     """The top level of Interlock's TOML."""
 
@@ -319,6 +323,11 @@ class CoreConfig(_Section):
         seen_names: dict[str, str] = {}
         ingress_ports: dict[int, str] = {}
         for name, ext in self.extensions.items():
+            if not _EXTENSION_NAME.fullmatch(name):
+                raise ValueError(
+                    f"[Extensions.{name[:80]}]: an extension name is 1 to 38 of A-Z a-z 0-9 _ . -, starting and "
+                    "ending with a letter or digit (it names the extension's Docker secrets and services)"
+                )
             other = seen_clusters.setdefault(ext.service_cluster, name)
             if other != name:
                 raise ValueError(

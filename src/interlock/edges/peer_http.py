@@ -67,8 +67,10 @@ def answer_signature(token: str, nonce: str, status: int, body: bytes) -> str:
     return _mac(token, "answer", nonce, str(status), _body_digest(body))
 
 
-def authorized(request: web.Request, token: str, body: bytes, *, now: float | None = None) -> bool:
-    """A request signed with `token`, within SIGNATURE_WINDOW of now."""
+def authorized(request: web.Request, token: str | None, body: bytes, *, now: float | None = None) -> bool:
+    """A request signed with `token`, within SIGNATURE_WINDOW of now; never without a token."""
+    if not token:
+        return False
     header = request.headers.get("Authorization", "")
     stamp, nonce = request.headers.get("X-Interlock-Time", ""), request.headers.get("X-Interlock-Nonce", "")
     if not header.startswith(_AUTH_SCHEME) or not stamp.isdigit() or not 16 <= len(nonce) <= 64:
@@ -79,16 +81,22 @@ def authorized(request: web.Request, token: str, body: bytes, *, now: float | No
     return hmac.compare_digest(header[len(_AUTH_SCHEME) :].encode(), expected.encode())
 
 
-def require_token(token: str, handler: Handler) -> Handler:
-    """`handler` for signed requests only; its answer signed for the caller's nonce."""
+TokenFor = Callable[[web.Request], str | None]
+"""The token a request must be signed with, chosen by what it asks for (a cluster's own)."""
+
+
+def require_token(token: str | TokenFor, handler: Handler) -> Handler:
+    """`handler` for requests signed with `token` (or the token `token(request)` names) only;
+    its answer signed with the same token for the caller's nonce."""
 
     async def guarded(request: web.Request) -> web.StreamResponse:
-        if not authorized(request, token, await request.read()):
+        key = token if isinstance(token, str) else token(request)
+        if key is None or not authorized(request, key, await request.read()):
             return web.json_response({"error": "unauthorized"}, status=401)
         response = await handler(request)
         body = response.body if isinstance(response, web.Response) and isinstance(response.body, bytes) else b""
         nonce = request.headers["X-Interlock-Nonce"]
-        response.headers["X-Interlock-Signature"] = answer_signature(token, nonce, response.status, body)
+        response.headers["X-Interlock-Signature"] = answer_signature(key, nonce, response.status, body)
         return response
 
     return guarded

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+import secrets
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import docker
@@ -236,3 +237,11 @@ class SwarmOps:
             raise DockerUnavailable(f"docker info: {exc}") from exc
         swarm = info.get("Swarm") or {}
         return str(swarm.get("LocalNodeState", "")), bool(swarm.get("ControlAvailable"))
+
+
+def ensure_tokens(ops: SwarmWriter, names: Sequence[str], labels: Mapping[str, str]) -> dict[str, Ref]:
+    """Name -> the token secret of that name, created with 32 random bytes (URL-safe) where it
+    is missing. Tokens are never read back: the roles that hold them get them mounted."""
+    return {
+        name: ops.secret(name) or ops.create_secret(name, secrets.token_urlsafe(32).encode(), labels) for name in names
+    }

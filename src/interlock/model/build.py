@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from interlock.constants import INTERLOCK_SECRETS
+from interlock.constants import is_interlocks_secret_name
 from interlock.errors import InterlockError
 from interlock.model.grammar import is_service_name
 from interlock.model.labels import ServiceLabels, parse_labels
@@ -192,7 +192,7 @@ def build(
             )
             continue
         named = [s for s in (labels.ssl_cert, labels.ssl_key) if s]
-        own = [s for s in named if s in INTERLOCK_SECRETS or s in own_secrets]
+        own = [s for s in named if is_interlocks_secret_name(s) or s in own_secrets]
         if own:
             label = "ssl_cert" if labels.ssl_cert in own else "ssl_key"
             reason = (

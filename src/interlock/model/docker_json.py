@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from interlock.constants import INTERLOCK_SECRETS, LABEL_MANAGED, LABEL_OWNER
+from interlock.constants import LABEL_MANAGED, LABEL_OWNER, is_interlocks_secret_name
 from interlock.errors import SnapshotFormatError
 from interlock.model.snapshot import (
     LABEL_PREFIX,
@@ -146,7 +146,7 @@ def network_from_api(raw: Mapping[str, Any]) -> Network:
 def _secret_from_api(raw: Mapping[str, Any]) -> Secret:
     spec = raw.get("Spec") or {}
     name, labels = str(spec.get("Name", "")), spec.get("Labels") or {}
-    own = name in INTERLOCK_SECRETS or LABEL_MANAGED in labels or LABEL_OWNER in labels
+    own = is_interlocks_secret_name(name) or LABEL_MANAGED in labels or LABEL_OWNER in labels
     return Secret(str(raw["ID"]), name, interlocks_own=own)
 
 

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from interlock.config.schema import CoreConfig
-from interlock.constants import CONTROL_NETWORK, EXTENSION_TOKEN, LABEL_SPEC, PROXY_TOKEN
+from interlock.constants import (
+    CONTROL_NETWORK,
+    LABEL_SPEC,
+    OPERATOR_TOKEN,
+    extension_token_secret,
+    proxy_token_secret,
+)
 from interlock.model.routing import Routing
 from interlock.render.swarm_specs import ClusterRefs, Ref, extension_spec, proxy_spec
 
@@ -59,6 +65,16 @@ class DesiredServices:
         return frozenset(n for c in self.clusters for n in (c.extension["Name"], c.proxy["Name"]))
 
 
+def core_tokens(config: CoreConfig) -> tuple[str, ...]:
+    """The token secrets the core holds: the operator's, then every extension's own."""
+    return (OPERATOR_TOKEN, *(extension_token_secret(name) for name in sorted(config.extensions)))
+
+
+def all_tokens(config: CoreConfig) -> tuple[str, ...]:
+    """Every token secret `config` needs: the core's, and each extension's proxy token."""
+    return (*core_tokens(config), *(proxy_token_secret(name) for name in sorted(config.extensions)))
+
+
 def images(config: CoreConfig) -> tuple[str, ...]:
     """Every image the extensions and proxies run (the reconciler resolves their identity)."""
     return tuple(
@@ -70,10 +86,11 @@ def desired_services(config: CoreConfig, routings: Mapping[str, Routing | None],
     """The extension and proxy specs of every configured extension; `routings` by extension
     name (None before its first state) say which networks and certificate secrets the proxy
     needs."""
-    if facts.control_network is None or EXTENSION_TOKEN not in facts.secrets or PROXY_TOKEN not in facts.secrets:
-        return DesiredServices(
-            missing=f"control network {CONTROL_NETWORK!r} or token secrets missing; run `interlock up`"
-        )
+    tokens = [f(name) for name in config.extensions for f in (extension_token_secret, proxy_token_secret)]
+    lacking = [t for t in tokens if t not in facts.secrets]
+    if facts.control_network is None or lacking:
+        what = f"token secrets {', '.join(lacking)}" if lacking else f"control network {CONTROL_NETWORK!r}"
+        return DesiredServices(missing=f"{what} missing; run `interlock up`")
     clusters = []
     notes = []
     for name, ext in config.extensions.items():
@@ -86,8 +103,8 @@ def desired_services(config: CoreConfig, routings: Mapping[str, Routing | None],
         tls = tuple(Ref(facts.secrets[s], s) for s in (routing.secrets if routing else ()) if s in facts.secrets)
         refs = ClusterRefs(
             facts.control_network,
-            Ref(facts.secrets[EXTENSION_TOKEN], EXTENSION_TOKEN),
-            Ref(facts.secrets[PROXY_TOKEN], PROXY_TOKEN),
+            Ref(facts.secrets[extension_token_secret(name)], extension_token_secret(name)),
+            Ref(facts.secrets[proxy_token_secret(name)], proxy_token_secret(name)),
             facts.core_url,
             networks,
             tls,

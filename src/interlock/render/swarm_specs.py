@@ -20,6 +20,7 @@ from interlock.config.schema import DEBUG_ARGS, CoreConfig, ExtensionConfig
 from interlock.constants import (
     DOCKER_SOCKET,
     EXTENSION_PORT,
+    EXTENSION_TOKEN,
     EXTENSION_TYPE,
     LABEL_CLUSTER,
     LABEL_EXTENSION,
@@ -29,6 +30,7 @@ from interlock.constants import (
     LABEL_SPEC,
     MANAGED_BY_UP,
     MANAGER_CONSTRAINT,
+    PROXY_TOKEN,
     PROXY_TYPE,
     STATUS_PORT,
 )
@@ -48,7 +50,9 @@ class ClusterRefs:
 
     control_network: Ref
     extension_token: Ref
+    """This cluster's own extension token (`extension_token_secret`)."""
     proxy_token: Ref
+    """This cluster's own proxy token (`proxy_token_secret`)."""
     core_url: str
     app_networks: tuple[Ref, ...] = ()
     tls_secrets: tuple[Ref, ...] = ()
@@ -136,7 +140,10 @@ def extension_spec(config: CoreConfig, name: str, refs: ClusterRefs) -> dict[str
                         *image_env(ext.image, refs.image_ids),
                     ],
                     "Labels": dict(ext.container_labels),
-                    "Secrets": [_secret(refs.extension_token), _secret(refs.proxy_token)],
+                    "Secrets": [
+                        _secret(refs.extension_token, EXTENSION_TOKEN),
+                        _secret(refs.proxy_token, PROXY_TOKEN),
+                    ],
                 },
                 "Placement": _placement(ext.constraints, ext.placement_preferences),
                 "Networks": [{"Target": refs.control_network.id}],
@@ -160,7 +167,7 @@ def proxy_spec(config: CoreConfig, name: str, refs: ClusterRefs) -> dict[str, An
         LABEL_CLUSTER: ext.service_cluster,
     }
     networks = [refs.control_network, *sorted(refs.app_networks, key=lambda r: r.name)]
-    secrets = [_secret(refs.proxy_token)] + [
+    secrets = [_secret(refs.proxy_token, PROXY_TOKEN)] + [
         # 0400, root's: nginx's master reads certificates and keys; its workers cannot.
         _secret(s)
         for s in sorted(refs.tls_secrets, key=lambda r: r.name)
@@ -235,14 +242,15 @@ def core_spec(
     image: str,
     config: Ref,
     control_network: Ref,
-    extension_token: Ref,
-    proxy_token: Ref,
+    operator_token: Ref,
+    extension_tokens: Sequence[Ref],
     constraints: Sequence[str] = (MANAGER_CONSTRAINT,),
     debug: bool = False,
     image_id: str = "",
 ) -> dict[str, Any]:
     """The core: the only service with the Docker socket, on a manager (always: `constraints`
-    only narrow which)."""
+    only narrow which). It holds the operator's token and every extension's own token, under
+    their secret names; never a proxy token."""
     return with_spec_hash(
         {
             "Name": name,
@@ -260,7 +268,10 @@ def core_spec(
                             "ConfigName": config.name,
                         }
                     ],
-                    "Secrets": [_secret(extension_token), _secret(proxy_token)],
+                    "Secrets": [
+                        _secret(operator_token),
+                        *(_secret(t) for t in sorted(extension_tokens, key=lambda r: r.name)),
+                    ],
                 },
                 "Placement": {
                     "Constraints": [MANAGER_CONSTRAINT, *(c for c in constraints if c != MANAGER_CONSTRAINT)]
@@ -279,12 +290,12 @@ STATUS_PROBE_ROLE = "status-probe"
 
 
 def status_probe_spec(
-    *, name: str, image: str, control_network: Ref, extension_token: Ref, core_address: str, node_id: str
+    *, name: str, image: str, control_network: Ref, operator_token: Ref, core_address: str, node_id: str
 ) -> dict[str, Any]:
     """A one-shot job that asks the core at `core_address` (host:port on the control network)
     for its status and prints it: how `interlock status` reaches a core on another manager,
     whose API is on the control network only. It runs on `node_id` (the operator's node, which
-    has the image) and holds the extension token, nothing else."""
+    has the image) and holds the operator's token, nothing else."""
     return {
         "Name": name,
         "Labels": {LABEL_MANAGED: MANAGED_BY_UP, LABEL_ROLE: STATUS_PROBE_ROLE},
@@ -292,7 +303,7 @@ def status_probe_spec(
             "ContainerSpec": {
                 "Image": image,
                 "Args": ["inspect", "--core", core_address],
-                "Secrets": [_secret(extension_token)],
+                "Secrets": [_secret(operator_token)],
             },
             "Placement": {"Constraints": [f"node.id=={node_id}"]},
             "Networks": [{"Target": control_network.id}],

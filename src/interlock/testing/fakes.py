@@ -19,7 +19,7 @@ import signal
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from interlock.constants import CONTROL_NETWORK, EXTENSION_TOKEN, PROXY_TOKEN
+from interlock.constants import CONTROL_NETWORK, OPERATOR_TOKEN, extension_token_secret, proxy_token_secret
 from interlock.errors import ConfigRejected, DockerUnavailable
 from interlock.render.swarm_specs import Ref
 from interlock.testing.swarm_json import fake_id, swarm_json
@@ -109,13 +109,22 @@ class FakeSwarm:
     services the core creates are kept as it sent them."""
 
     def __init__(
-        self, description: Mapping[str, Any] | None = None, *, secrets: tuple[str, ...] = (), tokens: bool = True
+        self,
+        description: Mapping[str, Any] | None = None,
+        *,
+        secrets: tuple[str, ...] = (),
+        tokens: bool = True,
+        extensions: tuple[str, ...] = ("default",),
     ) -> None:
-        """`tokens`: Interlock's token secrets exist (as after `interlock up`)."""
+        """`tokens`: Interlock's token secrets for `extensions` exist (as after `interlock up`)."""
         self.index = 10
         self.apps: dict[str, Any] = dict(description or {})
         self.owned: dict[str, dict[str, Any]] = {}
-        names = (*((EXTENSION_TOKEN, PROXY_TOKEN) if tokens else ()), *secrets)
+        token_names = [
+            OPERATOR_TOKEN,
+            *(f(e) for e in extensions for f in (extension_token_secret, proxy_token_secret)),
+        ]
+        names = (*(token_names if tokens else ()), *secrets)
         self.secret_ids = {name: fake_id("secret", name) for name in names}
         self.config_objects: dict[str, dict[str, Any]] = {}
         self.image_ids: dict[str, str] = {}

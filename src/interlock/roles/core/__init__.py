@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import secrets
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 
 from aiohttp import web
@@ -22,18 +22,19 @@ from aiohttp import web
 from interlock.config import CoreConfig
 from interlock.constants import (
     CORE_SERVICE,
-    EXTENSION_TOKEN,
     LABEL_OWNER,
-    PROXY_TOKEN,
+    OPERATOR_TOKEN,
     SECRETS_DIR,
     SWARM_SERVICE_NAME_LABEL,
+    extension_token_secret,
 )
 from interlock.edges.clock import Clock, SystemClock
 from interlock.edges.docker_source import SwarmSource
 from interlock.edges.peer_http import read_token
-from interlock.edges.swarm_ops import SwarmOps, SwarmWriter
+from interlock.edges.swarm_ops import SwarmOps, SwarmWriter, ensure_tokens
 from interlock.errors import DockerUnavailable, InterlockError
 from interlock.model.snapshot import Snapshot
+from interlock.render.desired import all_tokens, core_tokens
 from interlock.roles.core.api import CoreApi
 from interlock.roles.core.board import Board
 from interlock.roles.core.reconciler import Reconciler
@@ -56,7 +57,8 @@ class Core:
         ops: SwarmWriter | None,
         *,
         service_name: str,
-        extension_token: str,
+        extension_tokens: Mapping[str, str],
+        operator_token: str,
         core_url: str,
         clock: Clock | None = None,
         offload: Offload = asyncio.to_thread,
@@ -73,7 +75,8 @@ class Core:
         )
         self.api = CoreApi(
             self.board,
-            token=extension_token,
+            extension_tokens=extension_tokens,
+            operator_token=operator_token,
             is_ready=lambda: self.watcher.ready,
             on_first_config=self.wake_reconciler,
             listen_addr=config.listen_addr,
@@ -110,20 +113,20 @@ def own_service_name(ops: SwarmOps | None) -> str:
     return CORE_SERVICE
 
 
-def bootstrap_tokens(ops: SwarmWriter, service_name: str) -> None:
-    """Started without the control tokens mounted (a manual install): create the token secrets
-    and update our own service to mount them; Swarm then replaces this task."""
+def bootstrap_tokens(ops: SwarmWriter, service_name: str, config: CoreConfig) -> None:
+    """Started without its control tokens mounted (a manual install, or an extension added to
+    the configuration): create every token secret `config` needs and update our own service to
+    mount the core's; Swarm then replaces this task."""
     service = ops.service_named(service_name)
     if service is None:
         raise InterlockError(f"control tokens are not mounted and service {service_name!r} was not found")
     spec = service["Spec"]
     container = spec["TaskTemplate"]["ContainerSpec"]
     mounted = {s["SecretName"] for s in container.get("Secrets") or ()}
-    for name in (EXTENSION_TOKEN, PROXY_TOKEN):
-        ref = ops.secret(name) or ops.create_secret(
-            name, secrets.token_urlsafe(32).encode(), {LABEL_OWNER: service_name}
-        )
+    tokens = ensure_tokens(ops, all_tokens(config), {LABEL_OWNER: service_name})
+    for name in core_tokens(config):
         if name not in mounted:
+            ref = tokens[name]
             container.setdefault("Secrets", []).append(
                 {"File": {"Name": name, "UID": "0", "GID": "0", "Mode": 0o400}, "SecretID": ref.id, "SecretName": name}
             )
@@ -140,8 +143,8 @@ def core_url_for(config: CoreConfig, service_name: str) -> str:
 async def run_core(config: CoreConfig, *, source: SwarmSource, ops: SwarmOps) -> None:
     service_name = own_service_name(ops)
     token_dir = Path(SECRETS_DIR)
-    if not (token_dir / EXTENSION_TOKEN).exists() or not (token_dir / PROXY_TOKEN).exists():
-        await asyncio.to_thread(bootstrap_tokens, ops, service_name)
+    if not all((token_dir / name).exists() for name in core_tokens(config)):
+        await asyncio.to_thread(bootstrap_tokens, ops, service_name, config)
         await asyncio.Event().wait()
     core_url = core_url_for(config, service_name)
     core = Core(
@@ -149,7 +152,8 @@ async def run_core(config: CoreConfig, *, source: SwarmSource, ops: SwarmOps) ->
         source,
         ops,
         service_name=service_name,
-        extension_token=read_token(token_dir / EXTENSION_TOKEN),
+        extension_tokens={name: read_token(token_dir / extension_token_secret(name)) for name in config.extensions},
+        operator_token=read_token(token_dir / OPERATOR_TOKEN),
         core_url=core_url,
     )
     runner = web.AppRunner(core.api.app(), access_log=None)

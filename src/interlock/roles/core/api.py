@@ -1,12 +1,13 @@
-"""The core's HTTP API on the control network: /health, /metrics, and, with the extension token,
-each cluster's state (long-poll), the extensions' reports, and the status the operator reads.
+"""The core's HTTP API on the control network: /health, /metrics; each cluster's state (long-poll)
+and its extension's reports, signed with that extension's own token (an extension cannot read or
+report for another cluster); the status the operator reads, signed with the operator's token.
 
 Thin: it decodes, asks the board, encodes. A malformed request is a 400 naming what is wrong.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import msgspec
 from aiohttp import web
@@ -23,13 +24,15 @@ class CoreApi:
         self,
         board: Board,
         *,
-        token: str,
+        extension_tokens: Mapping[str, str],
+        operator_token: str,
         is_ready: Callable[[], bool],
         on_first_config: Callable[[], None],
         listen_addr: str = "",
     ) -> None:
         self.board = board
-        self.token = token
+        self.extension_tokens = dict(extension_tokens)
+        self.operator_token = operator_token
         self.is_ready = is_ready
         self.on_first_config = on_first_config
         self.listen_addr = listen_addr
@@ -38,9 +41,9 @@ class CoreApi:
         app = web.Application()
         app.router.add_get("/health", self.health)
         app.router.add_get("/metrics", self.metrics)
-        app.router.add_get("/v1/clusters/{name}/state", require_token(self.token, self.get_state))
-        app.router.add_post("/v1/clusters/{name}/report", require_token(self.token, self.post_report))
-        app.router.add_get("/v1/status", require_token(self.token, self.get_status))
+        app.router.add_get("/v1/clusters/{name}/state", require_token(self._cluster_token, self.get_state))
+        app.router.add_post("/v1/clusters/{name}/report", require_token(self._cluster_token, self.post_report))
+        app.router.add_get("/v1/status", require_token(self.operator_token, self.get_status))
         return app
 
     async def health(self, request: web.Request) -> web.Response:
@@ -51,6 +54,10 @@ class CoreApi:
 
     async def metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    def _cluster_token(self, request: web.Request) -> str | None:
+        """The token of the extension the path names; None for a name not configured (401)."""
+        return self.extension_tokens.get(request.match_info.get("name", ""))
 
     def _extension(self, request: web.Request) -> str:
         name = request.match_info["name"]
