@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import BaseTestServer, TestServer
+from yarl import URL
 
 from interlock.edges.peer_http import SIGNATURE_WINDOW, PeerClient, require_token, signed_headers
 from interlock.errors import PeerUnavailable
@@ -55,10 +56,41 @@ async def test_a_caller_with_the_token_gets_a_signed_answer(real: BaseTestServer
 async def test_a_caller_without_the_token_is_refused(real: BaseTestServer) -> None:
     client = PeerClient(str(real.make_url("")), "another-token-0123456789abcdef")
     try:
-        status, _ = await client.get("/v1/state")
+        with pytest.raises(PeerUnavailable, match=r"refused the call \(401\)"):
+            await client.get("/v1/state")
     finally:
         await client.close()
-    assert status == 401
+
+
+class TwoAddresses(PeerClient):
+    """A client whose peer name stands for an impostor first and the real peer second, as
+    `tasks.interlock` does when another service takes `interlock` as an alias."""
+
+    async def _addresses(self, url: URL) -> list[str]:
+        return sorted(["127.0.0.2", "127.0.0.1"], key=lambda address: address != self._good)
+
+
+async def test_an_impostor_among_the_peers_addresses_costs_a_try_not_the_call(unused_tcp_port: int) -> None:
+    seen: list[str] = []
+
+    async def anything(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        return web.json_response({"config": "the impostor's"})
+
+    real_app, impostor_app = web.Application(), web.Application()
+    real_app.router.add_get("/v1/state", require_token(TOKEN, state))
+    impostor_app.router.add_get("/v1/state", anything)
+    async with (
+        TestServer(real_app, host="127.0.0.1", port=unused_tcp_port),
+        TestServer(impostor_app, host="127.0.0.2", port=unused_tcp_port),
+    ):
+        client = TwoAddresses(f"http://peer.test:{unused_tcp_port}", TOKEN)
+        try:
+            for _ in range(3):
+                assert await client.get("/v1/state") == (200, b'{"config": "from the real core"}')
+        finally:
+            await client.close()
+    assert seen == ["/v1/state"], "asked once, then the address that answered signed comes first"
 
 
 async def test_an_impostor_gets_no_credential_and_its_answer_is_not_taken(

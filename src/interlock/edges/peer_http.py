@@ -11,6 +11,7 @@ a valid signature gets 401 and nothing else.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import math
@@ -165,12 +166,20 @@ def peer_socket(addr_info: AddrInfoType) -> socket.socket:
 
 
 class PeerClient:
-    """Calls another role at `base_url` with signed requests, and takes only signed answers."""
+    """Calls another role at `base_url` with signed requests, and takes only signed answers.
+
+    The name in `base_url` may stand for several addresses (`tasks.NAME`: every task of the
+    service, and any other service that took NAME as an alias on the control network). Each
+    call tries them in turn, the one that last answered with a valid signature first, and moves
+    on from one that does not connect, refuses the call or answers unsigned: an impostor among
+    them costs a try, never the call."""
 
     def __init__(self, base_url: str, token: str, *, session: aiohttp.ClientSession | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
         self._session = session
+        self._good = ""
+        """The address that last gave a signed answer."""
 
     async def _ensure(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -180,16 +189,39 @@ class PeerClient:
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 
+    async def _addresses(self, url: URL) -> list[str]:
+        """The addresses `url`'s host stands for now, the last good one first."""
+        host = url.raw_host or ""
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, url.port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise PeerUnavailable(f"{url.host}: cannot resolve: {exc}") from exc
+        found = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        return sorted(found, key=lambda address: address != self._good)
+
     async def _call(self, method: str, path: str, body: bytes, timeout: float) -> tuple[int, bytes]:
-        session = await self._ensure()
         url = URL(self.base_url + path, encoded=True)
+        failures = []
+        for address in await self._addresses(url):
+            try:
+                answer = await self._call_one(method, url, url.with_host(address), body, timeout)
+            except PeerUnavailable as exc:
+                failures.append(f"{address}: {exc}")
+                continue
+            self._good = address
+            return answer
+        raise PeerUnavailable(f"{method} {url}: no address answered as a peer: " + "; ".join(failures))
+
+    async def _call_one(self, method: str, url: URL, target: URL, body: bytes, timeout: float) -> tuple[int, bytes]:
+        session = await self._ensure()
         headers = signed_headers(self._token, method, url.raw_path_qs, body)
+        headers["Host"] = url.raw_authority
         if body:
             headers["Content-Type"] = "application/json"
         try:
             async with session.request(
                 method,
-                url,
+                target,
                 data=body or None,
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=CONNECT_TIMEOUT),
@@ -197,10 +229,11 @@ class PeerClient:
                 answer = await response.read()
                 signature = response.headers.get("X-Interlock-Signature", "")
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise PeerUnavailable(f"{method} {url}: {exc!r}") from exc
-        if response.status != 401:  # a 401 is the peer refusing us: said as it is
-            nonce = headers["X-Interlock-Nonce"]
-            check_answer(self._token, nonce, response.status, answer, signature, f"{method} {url}")
+            raise PeerUnavailable(repr(exc)) from exc
+        if response.status == 401:
+            # The peer refuses our signature (another cluster's token, or not a peer at all).
+            raise PeerUnavailable("refused the call (401): it does not hold this cluster's token")
+        check_answer(self._token, headers["X-Interlock-Nonce"], response.status, answer, signature, str(target))
         return response.status, answer
 
     async def get(self, path: str, *, params: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, bytes]:
