@@ -245,3 +245,14 @@ def test_a_service_name_outside_dockers_rule_costs_that_service_not_the_render(n
     assert "b.example" in render_nginx(routing, default_config().extensions["default"]).text
     (problem,) = result.problems
     assert "service name outside Docker's own rule" in problem.reason
+
+
+def test_websocket_endpoints_share_their_hosts_upstream() -> None:
+    """Hosts x websocket endpoints must not multiply upstream blocks (and their server lines):
+    a path served by the same servers the same way uses the host's upstream."""
+    hosts = ",".join(f"h{i}.example" for i in range(40))
+    endpoints = ",".join(f"/ws{i}" for i in range(20))
+    routing = routing_of(service("chat", replicas=3, hosts=hosts, port="80", websocket_endpoints=endpoints))
+    assert len(routing.upstreams) == 40
+    assert sum(len(h.routes) for h in routing.hosts) == 40 * 21
+    assert {r.upstream for r in routing.hosts[0].routes} == {"h0.example"}

@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from interlock.config import default_config, load_config
 from interlock.edges.peer_http import signed_headers
+from interlock.render.bundle import RenderedConfig
 from interlock.roles.core import Core
 from interlock.testing.fakes import FakeClock, FakeSwarm
 from interlock.wire.messages import ClusterState, ExtensionReport, ProxyConfig, ProxyReport, decode, encode
@@ -136,7 +137,7 @@ async def test_status_shows_routes_problems_and_what_proxies_serve(core: Any) ->
     report = ExtensionReport(
         "default",
         "",
-        ProxyConfig(1, "d", "cfg1", "text", "t", "tgt1"),
+        ProxyConfig(1, RenderedConfig("# cfg1", "cfg1", "t", "tgt1").digest, "cfg1", "# cfg1", "t", "tgt1"),
         "",
         (ProxyReport("proxy1", "cfg1", "d", True, targets_id="tgt1", target_updates=3),),
     )
@@ -144,6 +145,7 @@ async def test_status_shows_routes_problems_and_what_proxies_serve(core: Any) ->
     status = await (await get(client, "/v1/status")).json()
     assert status["routes"][0]["host"] == "a.local"
     assert status["problems"][0]["service"] == "bad"
+    assert status["clusters"][0]["config_id"] == "cfg1"
     assert status["clusters"][0]["proxies"][0] == {
         "proxy": "proxy1",
         "config_id": "cfg1",
@@ -192,3 +194,21 @@ async def test_a_long_poll_with_a_wait_that_is_no_number_of_seconds_is_refused(c
     response = await get(client, "/v1/clusters/default/state", {"wait": wait})
     assert response.status == 400
     assert "a number of seconds from 0 to 55 is allowed" in await response.text()
+
+
+async def test_a_configuration_that_is_not_intact_is_not_kept(core: Any) -> None:
+    """What the core stores for new proxy tasks is only what its extension rendered: a
+    configuration whose digest or id does not match its text is refused, the previous kept."""
+    instance, _, client = core
+    await instance.watcher.resync()
+    text = "# config 0123456789abcdef\nevents {}\n"
+    good = RenderedConfig(text, "0123456789abcdef")
+    intact = ProxyConfig(1, good.digest, good.config_id, good.text)
+    tampered = ProxyConfig(2, good.digest, good.config_id, text + "http { lua_code_cache off; }\n")
+    no_id = ProxyConfig(3, RenderedConfig("events {}\n", "x").digest, "0123456789abcdef", "events {}\n")
+    await post(client, "/v1/clusters/default/report", encode(ExtensionReport("default", "", intact)))
+    for bad, why in ((tampered, "its digest is not that of its text"), (no_id, "does not carry its id")):
+        await post(client, "/v1/clusters/default/report", encode(ExtensionReport("default", "", bad)))
+        report = instance.board.slots["default"].report
+        assert report is not None and report.config == intact
+        assert why in report.validation_error

@@ -29,6 +29,7 @@ from typing import Protocol
 import aiohttp
 
 from interlock.constants import STATUS_PORT
+from interlock.edges.nginx_check import VALIDATION_TIMEOUT
 from interlock.errors import ConfigRejected, ReloadFailed
 from interlock.render.targets import targets_delta
 
@@ -83,10 +84,18 @@ class NginxControl(Protocol):
 
 
 class NginxController:
-    def __init__(self, workdir: Path, *, nginx: str = "nginx", confirm_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        nginx: str = "nginx",
+        confirm_timeout: float = 10.0,
+        check_timeout: float = VALIDATION_TIMEOUT,
+    ) -> None:
         self.workdir = workdir
         self.nginx = nginx
         self.confirm_timeout = confirm_timeout
+        self.check_timeout = check_timeout
         self.live = workdir / "nginx.conf"
         self.good = workdir / "nginx.conf.good"
         self.targets = workdir / "targets"
@@ -116,15 +125,23 @@ class NginxController:
             with os.fdopen(fd, "w") as handle:
                 handle.write(self._token + "\n")
 
-    async def _run(self, *args: str) -> tuple[int, str]:
+    async def _run(self, *args: str, timeout: float) -> tuple[int, str]:
+        """Run nginx with `args`; killed, and a refusal, if it runs over `timeout` seconds."""
         proc = await asyncio.create_subprocess_exec(
             self.nginx, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
         )
-        out, _ = await proc.communicate()
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise ConfigRejected(f"nginx {' '.join(args[:1])} did not finish within {timeout:g} s; refused") from None
         return proc.returncode or 0, out.decode(errors="replace")
 
     async def test(self, path: Path) -> None:
-        code, output = await self._run("-t", "-q", "-p", self.prefix, "-c", str(path))
+        """`nginx -t` on `path`; a configuration nginx cannot check within `check_timeout`
+        would not load in time either, so running over it is a refusal too."""
+        code, output = await self._run("-t", "-q", "-p", self.prefix, "-c", str(path), timeout=self.check_timeout)
         if code != 0:
             raise ConfigRejected(output.strip())
 

@@ -14,7 +14,7 @@ import enum
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from interlock.constants import is_interlocks_secret_name
 from interlock.errors import InterlockError
@@ -573,21 +573,20 @@ def _freeze_host(
             services=tuple(draft.services),
         )
     routes = []
+    # Paths served by the same servers the same way share one upstream (a websocket endpoint
+    # shares its host's): a service's labels cannot multiply upstream blocks and server lines.
+    shared: dict[Upstream, str] = {}
     for path in sorted(draft.routes):
         route = draft.routes[path]
         if not route.servers:
             continue
         o = route.options
-        upstream = Upstream(
-            upstream_name(name, path),
-            _merged(route.servers),
-            o.balance,
-            o.cookie,
-            o.tls,
-            o.tls_verify,
-        )
-        upstreams[upstream.name] = upstream
-        routes.append(Route(path=path, upstream=upstream.name, rewrite=o.rewrite, websocket=o.websocket))
+        content = Upstream("", _merged(route.servers), o.balance, o.cookie, o.tls, o.tls_verify)
+        upstream_ref = shared.get(content)
+        if upstream_ref is None:
+            upstream_ref = shared[content] = upstream_name(name, path)
+            upstreams[upstream_ref] = replace(content, name=upstream_ref)
+        routes.append(Route(path=path, upstream=upstream_ref, rewrite=o.rewrite, websocket=o.websocket))
     if not routes and not opts.redirects:
         return None
     return VirtualHost(

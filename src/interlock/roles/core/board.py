@@ -7,7 +7,8 @@ built again without the services naming them (`build` checks them against the sn
 IDs, so a secret made again under the same name is tried again). Services an extension's
 bisection left out (their routes made `nginx -t` fail) are remembered by ID and labels and left
 out of the states until their labels change. The core keeps no configuration
-text of its own: only what an extension reports as validated.
+text of its own: only what its cluster's extension (signing with that cluster's token) reports
+as validated, and only when it is intact (`damaged`).
 
 Pure bookkeeping plus an asyncio condition; no Docker, no HTTP. Time from an injected `Clock`.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from prometheus_client import Counter, Gauge
 
@@ -26,11 +27,25 @@ from interlock.edges.clock import Clock, SystemClock
 from interlock.model.build import build
 from interlock.model.snapshot import Snapshot
 from interlock.problems import Problem, printable
+from interlock.render.bundle import RenderedConfig
 from interlock.roles.runtime import changed_within
-from interlock.wire.messages import ClusterState, ExtensionReport
+from interlock.wire.messages import ClusterState, ExtensionReport, ProxyConfig
 from interlock.wire.status import ClusterStatus, CoreInfo, CoreStatus, ProblemView, ProxyStatus, routes_table
 
 log = logging.getLogger("interlock.core")
+
+
+def damaged(config: ProxyConfig) -> str:
+    """Why `config` is not what its extension rendered and validated ('' when intact): its
+    digest must be that of its text and targets, and its text must print its id (which the
+    running nginx answers, so the proxy agent can confirm a reload)."""
+    rendered = RenderedConfig(config.text, config.config_id, config.targets, config.targets_id)
+    if rendered.digest != config.digest:
+        return "its digest is not that of its text and targets"
+    if not config.config_id or config.config_id not in config.text:
+        return f"its text does not carry its id {printable(config.config_id, 40)!r}"
+    return ""
+
 
 PUBLISHED = Counter("interlock_core_states_published_total", "New cluster states published", ["cluster"])
 PROBLEMS = Gauge("interlock_core_problems", "Current label problems", ["severity"])
@@ -139,8 +154,13 @@ class Board:
     # -- reports ----------------------------------------------------------------------------
     async def note_report(self, name: str, report: ExtensionReport) -> bool:
         """Keep an extension's report; True when it carries its first validated configuration
-        (the proxy service can now be given it)."""
+        (the proxy service can now be given it). A configuration that is not intact is not
+        kept: the previous one stays, and the report's error says why."""
         slot = self.slots[name]
+        if report.config is not None and (damage := damaged(report.config)):
+            log.error("extension %r reported a configuration that is not intact (%s); not kept", name, damage)
+            kept = slot.report.config if slot.report else None
+            report = replace(report, config=kept, validation_error=f"configuration not kept by the core: {damage}")
         first_config = report.config is not None and (slot.report is None or slot.report.config is None)
         slot.report, slot.reported_at = report, self.clock.wall()
         refused = self._note_refused_secrets(report)
