@@ -21,7 +21,7 @@ from typing import Any
 
 from interlock import __version__
 from interlock.config import CoreConfig, default_config, load_config
-from interlock.constants import OPERATOR_TOKEN, SECRETS_DIR
+from interlock.constants import OPERATOR_TOKEN, PEER_CERT, SECRETS_DIR, SERVER_TLS
 from interlock.errors import BadInput, ConfigError, DockerUnavailable, SnapshotFormatError, TemplateFailed
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
@@ -275,16 +275,20 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     probe on the control network (how `interlock status` asks a core on another node)."""
     from interlock.edges.peer_http import local_get, read_token
 
-    token = read_token(Path(SECRETS_DIR) / OPERATOR_TOKEN)
+    secrets = Path(SECRETS_DIR)
+    token = read_token(secrets / OPERATOR_TOKEN)
+    # A status probe pins the core's certificate; inside the core, its own key pair holds it.
+    pinned = next((p for p in (secrets / PEER_CERT, secrets / SERVER_TLS) if p.exists()), None)
     if args.core:
         host, _, port = args.core.rpartition(":")
         # Indented: a log line over 16 KiB would be split by Docker's logging on its way back.
-        print(json.dumps(json.loads(local_get(host, int(port), "/v1/status", token)), indent=1))
+        status = local_get(host, int(port), "/v1/status", token, peer_cert=pinned)
+        print(json.dumps(json.loads(status), indent=1))
         return 0
     config = read_config(args.config)
     host = config.listen_host
     address = host if host not in ("", "0.0.0.0", "::") else "127.0.0.1"
-    sys.stdout.buffer.write(local_get(address, config.listen_port, "/v1/status", token))
+    sys.stdout.buffer.write(local_get(address, config.listen_port, "/v1/status", token, peer_cert=pinned))
     return 0
 
 

@@ -28,6 +28,14 @@ file name in the extension and its proxies."""
 OPERATOR_TOKEN = "interlock-operator-token"
 """Signs the operator's status calls to the core; only the core and status probes hold it."""
 DOCKER_SOCKET = "/var/run/docker.sock"
+SERVER_TLS = "interlock-tls.pem"
+"""File name, in a server role (the core, an extension), of its TLS key and certificate."""
+PEER_CERT = "interlock-peer-cert.pem"
+"""File name, in a client role, of the certificate the server it calls must present."""
+TLS_SECRET_PREFIX = "interlock-tls-"
+"""Secrets `interlock-tls-<fingerprint>-key` (key and certificate) and `-cert` (certificate)."""
+CORE_IDENTITY = "core"
+"""The TLS identity (`LABEL_TLS`) of the core; an extension's is `extension_identity(NAME)`."""
 
 # -- ports inside a proxy container -----------------------------------------------------------
 STATUS_PORT = 20080
@@ -49,6 +57,11 @@ LABEL_MANAGED = "com.docker.interlock.managed-by"
 MANAGED_BY_UP = "interlock-up"
 """LABEL_MANAGED's value on what `interlock up` created."""
 LABEL_CLUSTER = "com.docker.interlock.cluster"
+LABEL_TLS = "com.docker.interlock.tls"
+"""On a TLS secret: whose it is (`CORE_IDENTITY`, `extension_identity(NAME)`)."""
+LABEL_TLS_PART = "com.docker.interlock.tls-part"
+"""On a TLS secret: `key` (key and certificate, for the server) or `cert` (for its clients)."""
+LABEL_TLS_FINGERPRINT = "com.docker.interlock.tls-fingerprint"
 PROXY_TYPE = "com.docker.interlock.core.proxy"
 EXTENSION_TYPE = "com.docker.interlock.core.extension"
 SWARM_SERVICE_NAME_LABEL = "com.docker.swarm.service.name"
@@ -72,4 +85,8 @@ def proxy_token_secret(extension: str) -> str:
 def is_interlocks_secret_name(name: str) -> bool:
     """Interlock's own secrets by name (any cluster's tokens, the operator's): no label may name
     them, whether the swarm lists them or not."""
-    return name == OPERATOR_TOKEN or name.startswith((EXTENSION_TOKEN, PROXY_TOKEN))
+    return name == OPERATOR_TOKEN or name.startswith((EXTENSION_TOKEN, PROXY_TOKEN, TLS_SECRET_PREFIX))
+
+
+def extension_identity(extension: str) -> str:
+    return f"extension-{extension}"

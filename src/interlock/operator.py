@@ -25,20 +25,23 @@ import msgspec
 from interlock.config import CoreConfig, load_config
 from interlock.constants import (
     CONTROL_NETWORK,
+    CORE_IDENTITY,
     CORE_SERVICE,
     LABEL_MANAGED,
     LABEL_OWNER,
     LABEL_ROLE,
     MANAGED_BY_UP,
     OPERATOR_TOKEN,
+    SERVER_TLS,
 )
 from interlock.edges.docker_source import DockerSwarmSource, RawSnapshot
+from interlock.edges.role_tls import ensure_identities
 from interlock.edges.swarm_ops import SwarmOps, ensure_tokens
 from interlock.errors import DockerUnavailable, OperatorError
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
-from interlock.render.desired import all_tokens, core_tokens, images
-from interlock.render.swarm_specs import STATUS_PROBE_ROLE, Ref, core_spec, spec_hash, status_probe_spec
+from interlock.render.desired import all_tokens, core_tokens, images, tls_identities
+from interlock.render.swarm_specs import STATUS_PROBE_ROLE, Ref, core_spec, spec_hash, status_probe_spec, tls_pairs
 from interlock.wire.status import CoreInfo, CoreStatus, ProblemView, routes_table
 
 MANAGED = {LABEL_MANAGED: MANAGED_BY_UP}
@@ -87,6 +90,7 @@ def up(config_path: str | None, *, debug: bool, wait: float, say: Say = print) -
             "`interlock down` then `up` remakes it"
         )
     tokens = ensure_tokens(ops, all_tokens(config), MANAGED)
+    tls = ensure_identities(ops, tls_identities(config), MANAGED)
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     config_ref = ops.create_config(f"interlock-config-{digest}", text.encode(), MANAGED)
     core_image = next(iter(config.extensions.values())).image
@@ -97,6 +101,7 @@ def up(config_path: str | None, *, debug: bool, wait: float, say: Say = print) -
         control_network=network,
         operator_token=tokens[OPERATOR_TOKEN],
         extension_tokens=[tokens[name] for name in core_tokens(config) if name != OPERATOR_TOKEN],
+        tls=tls[CORE_IDENTITY].key,
         constraints=config.core_constraints,
         debug=debug,
         image_id=identities[core_image],
@@ -330,7 +335,12 @@ def _probe(ops: SwarmOps, core: dict[str, Any], task: dict[str, Any], here: str,
     that runs on this node."""
     config = core_config(ops, core)
     template = core["Spec"]["TaskTemplate"]
-    token = next((s for s in template["ContainerSpec"].get("Secrets") or [] if s["SecretName"] == OPERATOR_TOKEN), None)
+    mounted = template["ContainerSpec"].get("Secrets") or []
+    token = next((s for s in mounted if s["SecretName"] == OPERATOR_TOKEN), None)
+    # The probe pins the certificate of the key pair the core serves with.
+    key = next((s["SecretID"] for s in mounted if s["File"]["Name"] == SERVER_TLS), None)
+    pair = next((p for p in tls_pairs(ops.secrets()).values() if p.key.id == key), None)
+    core_cert = pair.cert if pair is not None else None
     network = (template.get("Networks") or [{}])[0].get("Target")
     address = next(
         (
@@ -340,13 +350,14 @@ def _probe(ops: SwarmOps, core: dict[str, Any], task: dict[str, Any], here: str,
         ),
         None,
     )
-    if config is None or token is None or network is None or address is None:
+    if config is None or token is None or network is None or address is None or (key and core_cert is None):
         return None
     spec = status_probe_spec(
         name=f"interlock-status-{secrets.token_hex(4)}",
         image=template["ContainerSpec"]["Image"],
         control_network=Ref(network, CONTROL_NETWORK),
         operator_token=Ref(token["SecretID"], token["SecretName"]),
+        core_cert=core_cert,
         core_address=f"{address}:{config.listen_port}",
         node_id=here,
     )

@@ -19,8 +19,8 @@ from interlock.config import default_config, load_config
 from interlock.constants import CONTROL_NETWORK
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
-from interlock.render.desired import SwarmFacts, all_tokens, desired_services
-from interlock.render.swarm_specs import Ref
+from interlock.render.desired import SwarmFacts, all_tokens, desired_services, tls_identities
+from interlock.render.swarm_specs import Ref, TLSPair
 from interlock.testing.swarm_json import fake_id, swarm_json
 
 CASES = sorted((Path(__file__).parent / "services").glob("*.txt"))
@@ -40,6 +40,12 @@ def actual(path: Path) -> str:
         secrets={name: fake_id("secret", name) for name in secrets},
         networks={n.name: n.id for n in snapshot.networks},
         image_ids={"interlock:0.1.0": "sha256:" + "1" * 64},
+        tls={
+            identity: TLSPair(
+                Ref(fake_id("key", identity), f"{identity}-key"), Ref(fake_id("cert", identity), f"{identity}-cert")
+            )
+            for identity in tls_identities(config)
+        },
     )
     desired = desired_services(config, routings, facts)
     document = {

@@ -234,21 +234,29 @@ def test_a_core_started_without_tokens_creates_them_and_mounts_them_into_its_own
         ("create-secret", "interlock-proxy-token-default"),
         ("create-secret", "interlock-proxy-token-east"),
     ]
-    assert swarm.writes[1:] == [*created, ("update", "my-core")]
+    # Then a TLS key pair for the core and each extension: a certificate secret, then its key's.
+    tls = [w for w in swarm.writes[1 + len(created) :] if w[0] == "create-secret"]
+    assert len(tls) == 6 and all(n.startswith("interlock-tls-") for _, n in tls)
+    assert [n.rsplit("-", 1)[1] for _, n in tls] == ["cert", "key"] * 3
+    assert swarm.writes[1:] == [*created, *tls, ("update", "my-core")]
+    created += tls
     core = swarm.service("my-core")
     assert core is not None
     mounted = core["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"]
-    # Every extension's own token and the operator's; no proxy token (the core never calls a proxy).
-    assert [(s["SecretName"], s["File"]["Mode"]) for s in mounted] == [
+    # Every extension's own token, the operator's and the core's own TLS key; no proxy token
+    # (the core never calls a proxy) and no other role's key.
+    assert [(s["File"]["Name"], s["File"]["Mode"]) for s in mounted] == [
         ("interlock-operator-token", 0o400),
         ("interlock-extension-token-default", 0o400),
         ("interlock-extension-token-east", 0o400),
+        ("interlock-tls.pem", 0o400),
     ]
+    assert mounted[-1]["SecretName"] == tls[1][1], "the core's key secret"
     # Started again (say its task restarted before the update landed): the secrets are reused.
     bootstrap_tokens(swarm, "my-core", config)
     assert [w for w in swarm.writes if w[0] == "create-secret"] == created
     core = swarm.service("my-core")
-    assert core is not None and len(core["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"]) == 3
+    assert core is not None and len(core["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"]) == 4
 
 
 def test_the_bootstrap_says_which_service_it_could_not_find() -> None:

@@ -1,11 +1,13 @@
 """Role-to-role calls are authenticated both ways and never carry the token: an impostor that
 answers for the core (or the extension) on the control network learns no credential and cannot
-serve a configuration; a captured request stops working."""
+serve a configuration; a captured request stops working; with TLS, only the holder of the
+pinned key is talked to at all."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -13,6 +15,7 @@ from aiohttp.test_utils import BaseTestServer, TestServer
 from yarl import URL
 
 from interlock.edges.peer_http import SIGNATURE_WINDOW, PeerClient, require_token, signed_headers
+from interlock.edges.role_tls import new_pair, server_context
 from interlock.errors import PeerUnavailable
 
 TOKEN = "cluster-token-0123456789abcdef"
@@ -117,3 +120,47 @@ async def test_a_captured_request_stops_working(real: BaseTestServer) -> None:
         for headers in (old, fresh):
             async with session.get(real.make_url("/v1/state"), headers=headers) as response:
                 assert response.status == 401
+
+
+async def test_calls_are_private_on_the_wire_and_only_the_pinned_key_is_talked_to(
+    tmp_path: Path, unused_tcp_port: int
+) -> None:
+    """TLS between roles: the client pins the server role's own certificate. A server with any
+    other key (an impostor that also speaks TLS) is not talked to: no request, signed or not,
+    reaches it, and the call goes to the real peer."""
+    (real_pem, real_cert), (other_pem, _) = new_pair("interlock core"), new_pair("impostor")
+    (tmp_path / "real.pem").write_bytes(real_pem)
+    (tmp_path / "other.pem").write_bytes(other_pem)
+    (tmp_path / "peer-cert.pem").write_bytes(real_cert)
+    seen: list[str] = []
+
+    async def anything(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        return web.json_response({})
+
+    real_app, impostor_app = web.Application(), web.Application()
+    real_app.router.add_get("/v1/state", require_token(TOKEN, state))
+    impostor_app.router.add_get("/v1/state", anything)
+    real_runner, impostor_runner = web.AppRunner(real_app), web.AppRunner(impostor_app)
+    await real_runner.setup()
+    await impostor_runner.setup()
+    try:
+        tls = server_context(tmp_path / "real.pem")
+        await web.TCPSite(real_runner, "127.0.0.1", unused_tcp_port, ssl_context=tls).start()
+        other = server_context(tmp_path / "other.pem")
+        await web.TCPSite(impostor_runner, "127.0.0.2", unused_tcp_port, ssl_context=other).start()
+        client = TwoAddresses(f"http://peer.test:{unused_tcp_port}", TOKEN, peer_cert=tmp_path / "peer-cert.pem")
+        try:
+            assert await client.get("/v1/state") == (200, b'{"config": "from the real core"}')
+        finally:
+            await client.close()
+        plain = PeerClient(f"http://127.0.0.1:{unused_tcp_port}", TOKEN)
+        try:
+            with pytest.raises(PeerUnavailable):
+                await plain.get("/v1/state")  # no plain-text answer from a TLS role
+        finally:
+            await plain.close()
+    finally:
+        await real_runner.cleanup()
+        await impostor_runner.cleanup()
+    assert seen == []

@@ -10,6 +10,7 @@ from interlock.constants import LABEL_SPEC
 from interlock.render.swarm_specs import (
     ClusterRefs,
     Ref,
+    TLSPair,
     core_spec,
     extension_spec,
     proxy_spec,
@@ -181,3 +182,26 @@ def test_args_without_a_meaning_for_the_roles_are_refused_with_what_is_allowed()
 
     with pytest.raises(ConfigError, match=r"Extensions.a.ProxyArgs.*'--extra' is not allowed; allowed: -D or --debug"):
         load_config('[Extensions.a]\nProxyArgs = ["--extra"]\n')
+
+
+def test_each_role_holds_its_own_tls_key_and_only_the_certificate_of_the_server_it_calls() -> None:
+    refs = replace(
+        REFS,
+        core_cert=Ref("cc", "interlock-tls-c0-cert"),
+        extension_tls=TLSPair(Ref("ek", "x-key"), Ref("ec", "x-cert")),
+    )
+    extension = extension_spec(CONFIG, "east", refs)["TaskTemplate"]["ContainerSpec"]["Secrets"]
+    proxy = proxy_spec(CONFIG, "east", refs)["TaskTemplate"]["ContainerSpec"]["Secrets"]
+    assert [(s["SecretName"], s["File"]["Name"]) for s in extension] == [
+        ("interlock-extension-token-east", "interlock-extension-token"),
+        ("interlock-proxy-token-east", "interlock-proxy-token"),
+        ("interlock-tls-c0-cert", "interlock-peer-cert.pem"),
+        ("x-key", "interlock-tls.pem"),
+    ]
+    assert [(s["SecretName"], s["File"]["Name"]) for s in proxy][:2] == [
+        ("interlock-proxy-token-east", "interlock-proxy-token"),
+        ("x-cert", "interlock-peer-cert.pem"),
+    ]
+    assert "x-key" not in {s["SecretName"] for s in proxy}
+    core = a_core_spec(tls=Ref("k", "interlock-tls-c0-key"))["TaskTemplate"]["ContainerSpec"]["Secrets"]
+    assert ("interlock-tls-c0-key", "interlock-tls.pem") in [(s["SecretName"], s["File"]["Name"]) for s in core]

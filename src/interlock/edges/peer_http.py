@@ -30,6 +30,7 @@ from aiohappyeyeballs import AddrInfoType
 from aiohttp import web
 from yarl import URL
 
+from interlock.edges.role_tls import pinned_context
 from interlock.errors import PeerUnavailable
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -174,9 +175,19 @@ class PeerClient:
     on from one that does not connect, refuses the call or answers unsigned: an impostor among
     them costs a try, never the call."""
 
-    def __init__(self, base_url: str, token: str, *, session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        peer_cert: Path | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        """With `peer_cert`, every call is TLS (whatever `base_url`'s scheme says) to a server that
+        must present exactly that certificate (`role_tls.pinned_context`)."""
         self.base_url = base_url.rstrip("/")
         self._token = token
+        self._tls = pinned_context(peer_cert) if peer_cert is not None else None
         self._session = session
         self._good = ""
         """The address that last gave a signed answer."""
@@ -201,6 +212,8 @@ class PeerClient:
 
     async def _call(self, method: str, path: str, body: bytes, timeout: float) -> tuple[int, bytes]:
         url = URL(self.base_url + path, encoded=True)
+        if self._tls is not None:
+            url = url.with_scheme("https")
         failures = []
         for address in await self._addresses(url):
             try:
@@ -225,6 +238,7 @@ class PeerClient:
                 data=body or None,
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=CONNECT_TIMEOUT),
+                ssl=self._tls if self._tls is not None else True,
             ) as response:
                 answer = await response.read()
                 signature = response.headers.get("X-Interlock-Signature", "")
@@ -248,13 +262,17 @@ class PeerClient:
             await self._session.close()
 
 
-def local_get(host: str, port: int, path: str, token: str, *, timeout: float = 10) -> bytes:
-    """One blocking signed GET (`interlock inspect`), taking only a signed 200; raises
-    PeerUnavailable otherwise."""
-    url = f"http://{host}:{port}{path}"
+def local_get(
+    host: str, port: int, path: str, token: str, *, peer_cert: Path | None = None, timeout: float = 10
+) -> bytes:
+    """One blocking signed GET (`interlock inspect`), taking only a signed 200 (over TLS to the
+    holder of `peer_cert`'s key when given); raises PeerUnavailable otherwise."""
+    tls = pinned_context(peer_cert) if peer_cert is not None else None
+    url = f"{'https' if tls else 'http'}://{host}:{port}{path}"
     headers = signed_headers(token, "GET", path)
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as response:
+        request = urllib.request.Request(url, headers=headers)
+        with urllib.request.urlopen(request, timeout=timeout, context=tls) as response:
             body, status = bytes(response.read()), int(response.status)
             signature = response.headers.get("X-Interlock-Signature", "")
     except (urllib.error.URLError, OSError) as exc:

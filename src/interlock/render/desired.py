@@ -17,13 +17,15 @@ from typing import Any
 from interlock.config.schema import CoreConfig
 from interlock.constants import (
     CONTROL_NETWORK,
+    CORE_IDENTITY,
     LABEL_SPEC,
     OPERATOR_TOKEN,
+    extension_identity,
     extension_token_secret,
     proxy_token_secret,
 )
 from interlock.model.routing import Routing
-from interlock.render.swarm_specs import ClusterRefs, Ref, extension_spec, proxy_spec
+from interlock.render.swarm_specs import ClusterRefs, Ref, TLSPair, extension_spec, proxy_spec
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,8 @@ class SwarmFacts:
     owner: str = "interlock"
     """The core's service name: the owner label of everything it creates."""
     core_url: str = "http://tasks.interlock:8080"
+    tls: Mapping[str, TLSPair] = field(default_factory=dict)
+    """TLS identity -> its pair of secrets (`tls_pairs`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,11 @@ def core_tokens(config: CoreConfig) -> tuple[str, ...]:
     return (OPERATOR_TOKEN, *(extension_token_secret(name) for name in sorted(config.extensions)))
 
 
+def tls_identities(config: CoreConfig) -> tuple[str, ...]:
+    """The server roles `config` runs, each with its own TLS key pair: the core, every extension."""
+    return (CORE_IDENTITY, *(extension_identity(name) for name in sorted(config.extensions)))
+
+
 def all_tokens(config: CoreConfig) -> tuple[str, ...]:
     """Every token secret `config` needs: the core's, and each extension's proxy token."""
     return (*core_tokens(config), *(proxy_token_secret(name) for name in sorted(config.extensions)))
@@ -88,8 +97,9 @@ def desired_services(config: CoreConfig, routings: Mapping[str, Routing | None],
     needs."""
     tokens = [f(name) for name in config.extensions for f in (extension_token_secret, proxy_token_secret)]
     lacking = [t for t in tokens if t not in facts.secrets]
+    lacking += [f"TLS identity {i}" for i in tls_identities(config) if i not in facts.tls]
     if facts.control_network is None or lacking:
-        what = f"token secrets {', '.join(lacking)}" if lacking else f"control network {CONTROL_NETWORK!r}"
+        what = f"{', '.join(lacking)}" if lacking else f"control network {CONTROL_NETWORK!r}"
         return DesiredServices(missing=f"{what} missing; run `interlock up`")
     clusters = []
     notes = []
@@ -110,6 +120,8 @@ def desired_services(config: CoreConfig, routings: Mapping[str, Routing | None],
             tls,
             owner=facts.owner,
             image_ids=facts.image_ids,
+            core_cert=facts.tls[CORE_IDENTITY].cert,
+            extension_tls=facts.tls[extension_identity(name)],
         )
         clusters.append(DesiredCluster(name, extension_spec(config, name, refs), proxy_spec(config, name, refs), refs))
     return DesiredServices(tuple(clusters), notes=tuple(notes))

@@ -28,10 +28,15 @@ from interlock.constants import (
     LABEL_OWNER,
     LABEL_ROLE,
     LABEL_SPEC,
+    LABEL_TLS,
+    LABEL_TLS_FINGERPRINT,
+    LABEL_TLS_PART,
     MANAGED_BY_UP,
     MANAGER_CONSTRAINT,
+    PEER_CERT,
     PROXY_TOKEN,
     PROXY_TYPE,
+    SERVER_TLS,
     STATUS_PORT,
 )
 
@@ -42,6 +47,40 @@ class Ref:
 
     id: str
     name: str
+
+
+@dataclass(frozen=True, slots=True)
+class TLSPair:
+    """A server role's TLS identity: the secret with its key and certificate (the server's
+    alone) and the secret with the certificate only (its clients pin it)."""
+
+    key: Ref
+    cert: Ref
+
+
+def tls_pairs(secrets: Sequence[Mapping[str, Any]]) -> dict[str, TLSPair]:
+    """Identity -> its TLS pair, from the swarm's secrets (`GET /secrets`): a key and a cert
+    secret of one identity with the same fingerprint; the newest pair when there are several."""
+    parts: dict[tuple[str, str], dict[str, Ref]] = {}
+    order: dict[tuple[str, str], str] = {}
+    for secret in secrets:
+        labels = (secret.get("Spec") or {}).get("Labels") or {}
+        identity, part, fingerprint = (
+            labels.get(LABEL_TLS),
+            labels.get(LABEL_TLS_PART),
+            labels.get(LABEL_TLS_FINGERPRINT),
+        )
+        if identity and part in ("key", "cert") and fingerprint:
+            parts.setdefault((identity, fingerprint), {})[part] = Ref(secret["ID"], secret["Spec"]["Name"])
+            order[(identity, fingerprint)] = max(
+                order.get((identity, fingerprint), ""), str(secret.get("CreatedAt", ""))
+            )
+    pairs: dict[str, TLSPair] = {}
+    for key in sorted(parts, key=lambda k: order[k]):
+        found = parts[key]
+        if "key" in found and "cert" in found:
+            pairs[key[0]] = TLSPair(found["key"], found["cert"])
+    return pairs
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +100,10 @@ class ClusterRefs:
     extra: Mapping[str, str] = field(default_factory=dict)
     image_ids: Mapping[str, str] = field(default_factory=dict)
     """Image reference -> what it resolves to on the manager (see `image_env`)."""
+    core_cert: Ref | None = None
+    """The core's certificate: the extension calls the core over TLS, pinned to it."""
+    extension_tls: TLSPair | None = None
+    """The extension's TLS identity: it serves its proxies over TLS, and they pin its certificate."""
 
 
 def image_env(image: str, image_ids: Mapping[str, str]) -> list[str]:
@@ -91,7 +134,8 @@ def _ns(duration: str) -> int:
     return int(parse_duration(duration) * 1e9)
 
 
-def _secret(ref: Ref, target: str | None = None, mode: int = 0o400) -> dict[str, Any]:
+def secret_mount(ref: Ref, target: str | None = None, mode: int = 0o400) -> dict[str, Any]:
+    """`ref` mounted at /run/secrets/`target` (its own name by default), root's, `mode`."""
     return {
         "File": {"Name": target or ref.name, "UID": "0", "GID": "0", "Mode": mode},
         "SecretID": ref.id,
@@ -141,8 +185,10 @@ def extension_spec(config: CoreConfig, name: str, refs: ClusterRefs) -> dict[str
                     ],
                     "Labels": dict(ext.container_labels),
                     "Secrets": [
-                        _secret(refs.extension_token, EXTENSION_TOKEN),
-                        _secret(refs.proxy_token, PROXY_TOKEN),
+                        secret_mount(refs.extension_token, EXTENSION_TOKEN),
+                        secret_mount(refs.proxy_token, PROXY_TOKEN),
+                        *([secret_mount(refs.core_cert, PEER_CERT)] if refs.core_cert else []),
+                        *([secret_mount(refs.extension_tls.key, SERVER_TLS)] if refs.extension_tls else []),
                     ],
                 },
                 "Placement": _placement(ext.constraints, ext.placement_preferences),
@@ -167,9 +213,10 @@ def proxy_spec(config: CoreConfig, name: str, refs: ClusterRefs) -> dict[str, An
         LABEL_CLUSTER: ext.service_cluster,
     }
     networks = [refs.control_network, *sorted(refs.app_networks, key=lambda r: r.name)]
-    secrets = [_secret(refs.proxy_token, PROXY_TOKEN)] + [
+    peer = [secret_mount(refs.extension_tls.cert, PEER_CERT)] if refs.extension_tls else []
+    secrets = [secret_mount(refs.proxy_token, PROXY_TOKEN), *peer] + [
         # 0400, root's: nginx's master reads certificates and keys; its workers cannot.
-        _secret(s)
+        secret_mount(s)
         for s in sorted(refs.tls_secrets, key=lambda r: r.name)
     ]
     container: dict[str, Any] = {
@@ -244,6 +291,7 @@ def core_spec(
     control_network: Ref,
     operator_token: Ref,
     extension_tokens: Sequence[Ref],
+    tls: Ref | None = None,
     constraints: Sequence[str] = (MANAGER_CONSTRAINT,),
     debug: bool = False,
     image_id: str = "",
@@ -269,8 +317,9 @@ def core_spec(
                         }
                     ],
                     "Secrets": [
-                        _secret(operator_token),
-                        *(_secret(t) for t in sorted(extension_tokens, key=lambda r: r.name)),
+                        secret_mount(operator_token),
+                        *(secret_mount(t) for t in sorted(extension_tokens, key=lambda r: r.name)),
+                        *([secret_mount(tls, SERVER_TLS)] if tls else []),
                     ],
                 },
                 "Placement": {
@@ -290,7 +339,14 @@ STATUS_PROBE_ROLE = "status-probe"
 
 
 def status_probe_spec(
-    *, name: str, image: str, control_network: Ref, operator_token: Ref, core_address: str, node_id: str
+    *,
+    name: str,
+    image: str,
+    control_network: Ref,
+    operator_token: Ref,
+    core_address: str,
+    node_id: str,
+    core_cert: Ref | None = None,
 ) -> dict[str, Any]:
     """A one-shot job that asks the core at `core_address` (host:port on the control network)
     for its status and prints it: how `interlock status` reaches a core on another manager,
@@ -303,7 +359,7 @@ def status_probe_spec(
             "ContainerSpec": {
                 "Image": image,
                 "Args": ["inspect", "--core", core_address],
-                "Secrets": [_secret(operator_token)],
+                "Secrets": [secret_mount(operator_token), *([secret_mount(core_cert, PEER_CERT)] if core_cert else [])],
             },
             "Placement": {"Constraints": [f"node.id=={node_id}"]},
             "Networks": [{"Target": control_network.id}],

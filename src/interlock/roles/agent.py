@@ -22,6 +22,7 @@ from interlock.constants import PROXY_TOKEN, SECRETS_DIR
 from interlock.edges.certificates import CertificateVerdicts
 from interlock.edges.nginx_control import NginxControl, NginxController
 from interlock.edges.peer_http import RETRY_FIRST, RETRY_MAX, Peer, PeerClient, read_token
+from interlock.edges.role_tls import mounted_peer_cert
 from interlock.errors import ConfigRejected, InterlockError, PeerUnavailable, ReloadFailed, WireError
 from interlock.wire.messages import ProxyConfig, ProxyReport, decode, encode
 
@@ -181,7 +182,11 @@ async def run_agent(
     secrets_dir: str = SECRETS_DIR,
 ) -> None:
     agent = Agent(
-        extension=PeerClient(extension_url, read_token(Path(secrets_dir) / PROXY_TOKEN)),
+        extension=PeerClient(
+            extension_url,
+            read_token(Path(secrets_dir) / PROXY_TOKEN),
+            peer_cert=mounted_peer_cert(Path(secrets_dir)),
+        ),
         nginx=NginxController(Path(workdir)),
         name=socket.gethostname(),
         secrets_dir=Path(secrets_dir),

@@ -37,6 +37,7 @@ from interlock.edges.peer_http import (
     read_token,
     require_token,
 )
+from interlock.edges.role_tls import mounted_peer_cert, mounted_server_context
 from interlock.edges.template_guard import render_with_limits
 from interlock.errors import InterlockError, PeerUnavailable, TemplateFailed, WireError
 from interlock.model.routing import Routing
@@ -232,11 +233,11 @@ async def run_extension(*, name: str, core_url: str, secrets_dir: str = SECRETS_
     directory = Path(secrets_dir)
     extension = Extension(
         name=name,
-        core=PeerClient(core_url, read_token(directory / EXTENSION_TOKEN)),
+        core=PeerClient(core_url, read_token(directory / EXTENSION_TOKEN), peer_cert=mounted_peer_cert(directory)),
         proxy_token=read_token(directory / PROXY_TOKEN),
     )
     runner = web.AppRunner(extension.app(), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, None, EXTENSION_PORT).start()
+    await web.TCPSite(runner, None, EXTENSION_PORT, ssl_context=mounted_server_context(directory)).start()
     log.info("extension %s (%s) following the core at %s", name, socket.gethostname(), core_url)
     await asyncio.gather(extension.follow_core(), extension.report_to_core())

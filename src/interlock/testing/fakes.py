@@ -19,7 +19,18 @@ import signal
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from interlock.constants import CONTROL_NETWORK, OPERATOR_TOKEN, extension_token_secret, proxy_token_secret
+from interlock.constants import (
+    CONTROL_NETWORK,
+    CORE_IDENTITY,
+    LABEL_TLS,
+    LABEL_TLS_FINGERPRINT,
+    LABEL_TLS_PART,
+    OPERATOR_TOKEN,
+    TLS_SECRET_PREFIX,
+    extension_identity,
+    extension_token_secret,
+    proxy_token_secret,
+)
 from interlock.errors import ConfigRejected, DockerUnavailable
 from interlock.render.swarm_specs import Ref
 from interlock.testing.swarm_json import fake_id, swarm_json
@@ -116,7 +127,7 @@ class FakeSwarm:
         tokens: bool = True,
         extensions: tuple[str, ...] = ("default",),
     ) -> None:
-        """`tokens`: Interlock's token secrets for `extensions` exist (as after `interlock up`)."""
+        """`tokens`: Interlock's token and TLS secrets for `extensions` exist (as after `interlock up`)."""
         self.index = 10
         self.apps: dict[str, Any] = dict(description or {})
         self.owned: dict[str, dict[str, Any]] = {}
@@ -126,6 +137,17 @@ class FakeSwarm:
         ]
         names = (*(token_names if tokens else ()), *secrets)
         self.secret_ids = {name: fake_id("secret", name) for name in names}
+        self.secret_labels: dict[str, dict[str, str]] = {}
+        for identity in (CORE_IDENTITY, *(extension_identity(e) for e in extensions)) if tokens else ():
+            fingerprint = fake_id("tls", identity)[:12]
+            for part in ("key", "cert"):
+                name = f"{TLS_SECRET_PREFIX}{fingerprint}-{part}"
+                self.secret_ids[name] = fake_id("secret", name)
+                self.secret_labels[name] = {
+                    LABEL_TLS: identity,
+                    LABEL_TLS_PART: part,
+                    LABEL_TLS_FINGERPRINT: fingerprint,
+                }
         self.config_objects: dict[str, dict[str, Any]] = {}
         self.image_ids: dict[str, str] = {}
         self.control_network = True
@@ -188,7 +210,9 @@ class FakeSwarm:
     def list_secrets(self) -> list[dict[str, Any]]:
         self._check()
         self.secret_lists += 1
-        return [{"ID": i, "Spec": {"Name": n}} for n, i in self.secret_ids.items()]
+        return [
+            {"ID": i, "Spec": {"Name": n, "Labels": self.secret_labels.get(n, {})}} for n, i in self.secret_ids.items()
+        ]
 
     def stream_events(
         self, on_event: Callable[[dict[str, Any]], None], on_end: Callable[[BaseException | None], None]
@@ -267,6 +291,7 @@ class FakeSwarm:
         if name in self.secret_ids:
             raise DockerUnavailable(f"POST /secrets/create: 409 secret {name} already exists")
         self.secret_ids[name] = fake_id("secret", name, self.index)
+        self.secret_labels[name] = dict(labels)
         self.writes.append(("create-secret", name))
         return Ref(self.secret_ids[name], name)
 

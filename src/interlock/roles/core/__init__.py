@@ -21,20 +21,24 @@ from aiohttp import web
 
 from interlock.config import CoreConfig
 from interlock.constants import (
+    CORE_IDENTITY,
     CORE_SERVICE,
     LABEL_OWNER,
     OPERATOR_TOKEN,
     SECRETS_DIR,
+    SERVER_TLS,
     SWARM_SERVICE_NAME_LABEL,
     extension_token_secret,
 )
 from interlock.edges.clock import Clock, SystemClock
 from interlock.edges.docker_source import SwarmSource
 from interlock.edges.peer_http import read_token
+from interlock.edges.role_tls import ensure_identities, mounted_server_context
 from interlock.edges.swarm_ops import SwarmOps, SwarmWriter, ensure_tokens
 from interlock.errors import DockerUnavailable, InterlockError
 from interlock.model.snapshot import Snapshot
-from interlock.render.desired import all_tokens, core_tokens
+from interlock.render.desired import all_tokens, core_tokens, tls_identities
+from interlock.render.swarm_specs import secret_mount
 from interlock.roles.core.api import CoreApi
 from interlock.roles.core.board import Board
 from interlock.roles.core.reconciler import Reconciler
@@ -114,22 +118,24 @@ def own_service_name(ops: SwarmOps | None) -> str:
 
 
 def bootstrap_tokens(ops: SwarmWriter, service_name: str, config: CoreConfig) -> None:
-    """Started without its control tokens mounted (a manual install, or an extension added to
-    the configuration): create every token secret `config` needs and update our own service to
-    mount the core's; Swarm then replaces this task."""
+    """Started without its control tokens or TLS key mounted (a manual install, or an extension
+    added to the configuration): create every token and TLS secret `config` needs and update our
+    own service to mount the core's; Swarm then replaces this task."""
     service = ops.service_named(service_name)
     if service is None:
         raise InterlockError(f"control tokens are not mounted and service {service_name!r} was not found")
     spec = service["Spec"]
     container = spec["TaskTemplate"]["ContainerSpec"]
     mounted = {s["SecretName"] for s in container.get("Secrets") or ()}
-    tokens = ensure_tokens(ops, all_tokens(config), {LABEL_OWNER: service_name})
-    for name in core_tokens(config):
-        if name not in mounted:
-            ref = tokens[name]
-            container.setdefault("Secrets", []).append(
-                {"File": {"Name": name, "UID": "0", "GID": "0", "Mode": 0o400}, "SecretID": ref.id, "SecretName": name}
-            )
+    labels = {LABEL_OWNER: service_name}
+    tokens = ensure_tokens(ops, all_tokens(config), labels)
+    tls = ensure_identities(ops, tls_identities(config), labels)[CORE_IDENTITY].key
+    wanted = [(tokens[name], name) for name in core_tokens(config)] + [(tls, SERVER_TLS)]
+    mounted_files = {s["File"]["Name"] for s in container.get("Secrets") or ()}
+    for ref, target in wanted:
+        if ref.name not in mounted or target not in mounted_files:
+            container["Secrets"] = [s for s in container.get("Secrets") or () if s["File"]["Name"] != target]
+            container["Secrets"].append(secret_mount(ref, target))
     log.info("mounting control tokens into %s; Swarm restarts this task", service_name)
     ops.update_service(service, spec)
 
@@ -143,7 +149,7 @@ def core_url_for(config: CoreConfig, service_name: str) -> str:
 async def run_core(config: CoreConfig, *, source: SwarmSource, ops: SwarmOps) -> None:
     service_name = own_service_name(ops)
     token_dir = Path(SECRETS_DIR)
-    if not all((token_dir / name).exists() for name in core_tokens(config)):
+    if not all((token_dir / name).exists() for name in (*core_tokens(config), SERVER_TLS)):
         await asyncio.to_thread(bootstrap_tokens, ops, service_name, config)
         await asyncio.Event().wait()
     core_url = core_url_for(config, service_name)
@@ -158,6 +164,7 @@ async def run_core(config: CoreConfig, *, source: SwarmSource, ops: SwarmOps) ->
     )
     runner = web.AppRunner(core.api.app(), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, config.listen_host or None, config.listen_port).start()
+    tls = mounted_server_context(token_dir)
+    await web.TCPSite(runner, config.listen_host or None, config.listen_port, ssl_context=tls).start()
     log.info("core %s listening on %s; extensions reach it at %s", service_name, config.listen_addr, core_url)
     await core.run()

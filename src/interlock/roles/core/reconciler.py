@@ -25,7 +25,7 @@ from interlock.edges.clock import Clock
 from interlock.edges.swarm_ops import SwarmWriter
 from interlock.errors import DockerUnavailable, InterlockError
 from interlock.render.desired import DesiredCluster, SwarmFacts, desired_services, images, proxy_with_config
-from interlock.render.swarm_specs import Ref, spec_hash
+from interlock.render.swarm_specs import Ref, spec_hash, tls_pairs
 from interlock.roles.core.board import Board
 from interlock.roles.core.watcher import Offload
 from interlock.wire.messages import encode
@@ -68,9 +68,11 @@ class Reconciler:
         ops = self.ops
         networks = {n["Name"]: n.get("Id") or n.get("ID", "") for n in ops.networks()}
         control = networks.get(CONTROL_NETWORK)
+        secrets = ops.secrets()
         return SwarmFacts(
             control_network=Ref(control, CONTROL_NETWORK) if control else None,
-            secrets={s["Spec"]["Name"]: s["ID"] for s in ops.secrets()},
+            secrets={s["Spec"]["Name"]: s["ID"] for s in secrets},
+            tls=tls_pairs(secrets),
             networks=networks,
             image_ids={image: ops.image_identity(image) for image in images(self.config)},
             owner=self.owner,
