@@ -86,7 +86,8 @@ async def per_change(count: int, changes: int, *, dynamic: bool) -> dict[str, ob
         source,
         None,
         service_name="bench",
-        extension_token="x" * 20,
+        extension_tokens={"default": "x" * 20},
+        operator_token="o" * 20,
         core_url="http://unused",
     )
     extension = Extension(name="default", core=PeerClient("http://unused", "t" * 20), proxy_token="p" * 20)
