@@ -162,7 +162,7 @@ def reload_for(hosts: int, tmp: Path, *, dynamic: bool) -> dict[str, object]:
     ext = default_config(TargetPort=18090, TargetSSLPort=18490).extensions["default"]
     ext = ext.model_copy(
         update={
-            "config": ext.config.model_copy(
+            "config": ext.nginx.model_copy(
                 update={
                     "pid_path": str(tmp / "reload.pid"),
                     "access_log_path": "/dev/null",

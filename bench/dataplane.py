@@ -58,7 +58,7 @@ def interlock_conf(tmp: Path, *, dynamic: bool) -> RenderedConfig:
     ext = default_config(TargetPort=port, TargetSSLPort=port + 1000).extensions["default"]
     ext = ext.model_copy(
         update={
-            "config": ext.config.model_copy(
+            "config": ext.nginx.model_copy(
                 update={
                     "pid_path": f"{tmp}/interlock-{port}.pid",
                     "access_log_path": "/dev/null",

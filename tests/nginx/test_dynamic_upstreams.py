@@ -38,7 +38,7 @@ def render(tmp_path: Path, ports: tuple[int, ...], *, balance: Balance = Balance
     )
     host = VirtualHost("app.local", routes=(Route("/", "app.local"),), services=("app",))
     ext = default_config(TargetPort=18180, TargetSSLPort=18543).extensions["default"]
-    config = ext.config.model_copy(
+    config = ext.nginx.model_copy(
         update={
             "pid_path": str(tmp_path / "nginx.pid"),
             "access_log_path": "/dev/null",
@@ -185,7 +185,7 @@ def render_two(tmp_path: Path, app_ports: tuple[int, ...], extra_host: bool = Fa
     upstreams = tuple(Upstream(n, tuple(Server("127.0.0.1", p, n) for p in servers[n])) for n in names)
     hosts = tuple(VirtualHost(n, routes=(Route("/", n),), services=(n,)) for n in names)
     ext = default_config(TargetPort=18180, TargetSSLPort=18543).extensions["default"]
-    config = ext.config.model_copy(
+    config = ext.nginx.model_copy(
         update={"pid_path": str(tmp_path / "nginx.pid"), "access_log_path": "/dev/null", "dynamic_upstreams": True}
     )
     return render_nginx(Routing("", hosts=hosts, upstreams=upstreams), ext.model_copy(update={"config": config}))

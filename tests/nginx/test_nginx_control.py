@@ -24,7 +24,7 @@ def config_for(tmp_path: Path, marker: str) -> tuple[str, str]:
     ext = default_config(TargetPort=18080, TargetSSLPort=18443).extensions["default"]
     ext = ext.model_copy(
         update={
-            "config": ext.config.model_copy(
+            "config": ext.nginx.model_copy(
                 update={
                     "pid_path": str(tmp_path / "nginx.pid"),
                     "access_log_path": "/dev/null",

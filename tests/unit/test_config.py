@@ -30,9 +30,9 @@ def test_defaults_match_interlock() -> None:
     )
     assert ext.proxy_config_path == "/etc/nginx/nginx.conf"
     assert ext.publish_mode == "ingress"
-    assert ext.config.user == "nginx"
-    assert ext.config.rlimit_nofile == 65535
-    assert ext.config.ssl_ciphers == "HIGH:!aNULL:!MD5"
+    assert ext.nginx.user == "nginx"
+    assert ext.nginx.rlimit_nofile == 65535
+    assert ext.nginx.ssl_ciphers == "HIGH:!aNULL:!MD5"
     assert config.extension_service_name("default") == "interlock-extension"
     assert config.proxy_service_name("default") == "interlock-proxy"
 
@@ -52,7 +52,7 @@ def test_keys_match_case_insensitively() -> None:
     config = load_config(text.replace("rlimitnofile_typo_free = 1", ""))
     assert config.listen_addr == ":9000"
     assert config.poll_interval_seconds == 90.0
-    assert config.extensions["east"].config.rlimit_nofile == 1000
+    assert config.extensions["east"].nginx.rlimit_nofile == 1000
 
 
 @pytest.mark.parametrize(
@@ -131,10 +131,12 @@ def test_default_config_accepts_overrides() -> None:
 def test_every_key_is_documented() -> None:
     from pathlib import Path
 
-    from interlock.config.schema import CoreConfig, ExtensionConfig, NginxConfig
+    from interlock.config.schema import CoreConfig, ExtensionConfig, HAProxyConfig, NginxConfig
 
     doc = (Path(__file__).parents[2] / "docs" / "CONFIGURATION.md").read_text()
-    keys = [f.alias for model in (CoreConfig, ExtensionConfig, NginxConfig) for f in model.model_fields.values()]
+    keys = [
+        f.alias for model in (CoreConfig, ExtensionConfig, NginxConfig, HAProxyConfig) for f in model.model_fields.values()
+    ]
     assert [k for k in keys if f"`{k}`" not in doc] == []
 
 

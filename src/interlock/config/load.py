@@ -16,7 +16,9 @@ def _location(loc: tuple[int | str, ...]) -> str:
         for p in loc
         if not str(p).startswith(("function-after", "literal", "int", "str", "tuple", "bool", "union", "model-"))
     ]
-    return ".".join(parts) or "(top level)"
+    # A Config table is read as its extension's kind: pydantic names the kind after `Config`.
+    shown = [p for i, p in enumerate(parts) if not (i and parts[i - 1] == "Config" and p in ("nginx", "haproxy"))]
+    return ".".join(shown) or "(top level)"
 
 
 def load_config(text: str, *, source: str = "config.toml") -> CoreConfig:

@@ -11,7 +11,7 @@ import re
 from typing import Annotated, Any, Literal
 
 import jinja2
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from interlock import __version__
 from interlock.config.durations import parse_duration
@@ -45,6 +45,15 @@ def _raw_directive(value: str) -> str:
     text = value.strip()
     if not (text.endswith(";") or text.endswith("}")):
         raise ValueError(f"{value!r} is not a complete nginx directive; it must end with ';' (or '}}' for a block)")
+    return value
+
+
+def _haproxy_line(value: str) -> str:
+    """One HAProxy configuration line (GlobalOptions, DefaultOptions): the operator's by design,
+    but one line, so it cannot open a section of its own."""
+    _single_line(value)
+    if not value.strip():
+        raise ValueError("an empty line is not an option")
     return value
 
 
@@ -109,6 +118,7 @@ NginxTime = Annotated[str, _pattern(r"[0-9]+(ms|s|m|h|d)?", "a time such as 75s,
 FilePath = Annotated[str, _pattern(r"/[A-Za-z0-9._/-]*", "an absolute path of A-Z a-z 0-9 . _ / -")]
 LogFormat = Annotated[str, _pattern(r"[^'\\\r\n\x00]*", "one line without ' or \\")]
 RawDirective = Annotated[str, AfterValidator(_raw_directive)]
+HAProxyLine = Annotated[str, AfterValidator(_haproxy_line)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
@@ -122,6 +132,7 @@ class _Section(BaseModel):
     def _match_keys(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
+        data = {k: v for k, v in data.items() if k != KIND_MARK}
         canonical = {}
         for name, info in cls.model_fields.items():
             alias = info.alias or name
@@ -218,13 +229,66 @@ class NginxConfig(_Section):
     )
 
 
+class HAProxyConfig(_Section):
+    """`[Extensions.NAME.Config]` for the HAProxy extension (`Kind = "haproxy"`): Interlock's
+    HAProxy keys, with its defaults, plus a few of ours."""
+
+    pid_path: FilePath = Field("/var/run/proxy.pid", alias="PidPath")
+    max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = Field(1024, alias="MaxConnections")
+    connect_timeout: Annotated[int, Field(ge=1, le=3600)] = Field(5, alias="ConnectTimeout")
+    """Seconds to connect to a server."""
+    client_timeout: Annotated[int, Field(ge=1, le=86400)] = Field(600, alias="ClientTimeout")
+    """Seconds of client inactivity."""
+    server_timeout: Annotated[int, Field(ge=1, le=86400)] = Field(600, alias="ServerTimeout")
+    """Seconds of server inactivity."""
+    admin_user: Annotated[str, _pattern(r"[A-Za-z0-9._-]{0,64}", "up to 64 of A-Z a-z 0-9 . _ -")] = Field(
+        "", alias="AdminUser"
+    )
+    admin_pass: Annotated[str, _pattern(r"[A-Za-z0-9._~!@%^*+=-]{0,128}", "up to 128 of A-Z a-z 0-9 ._~!@%^*+=-")] = (
+        Field("", alias="AdminPass")
+    )
+    ssl_opts: Annotated[
+        str, _pattern(r"[a-z0-9-]+( [a-z0-9-]+)*|", "space-separated bind options such as no-tls-tickets")
+    ] = Field("", alias="SSLOpts")
+    ssl_default_dh_param: Annotated[int, Field(ge=0, le=16384)] = Field(1024, alias="SSLDefaultDHParam")
+    ssl_verify: Literal["required", "none"] = Field("required", alias="SSLVerify")
+    ssl_ciphers: Annotated[
+        str, _pattern(r"[A-Za-z0-9:!+@_.-]+", "an OpenSSL cipher list of A-Z a-z 0-9 : ! + @ _ . -")
+    ] = Field("HIGH:!aNULL:!MD5", alias="SSLCiphers")
+    ssl_protocols: Annotated[
+        str,
+        _pattern(r"TLSv1(\.[0-3])?( TLSv1(\.[0-3])?)*", "space-separated TLSv1, TLSv1.1, TLSv1.2, TLSv1.3"),
+    ] = Field("TLSv1.2", alias="SSLProtocols")
+    """The oldest listed is the minimum version offered."""
+    global_options: tuple[HAProxyLine, ...] = Field((), alias="GlobalOptions")
+    default_options: tuple[HAProxyLine, ...] = Field((), alias="DefaultOptions")
+    # Ours, beyond Interlock:
+    unknown_host_status: Literal[404, 503] = Field(503, alias="UnknownHostStatus")
+    hard_stop_after: Annotated[int, Field(ge=1, le=3600)] = Field(30, alias="HardStopAfter")
+    """Seconds an old process may keep serving its connections after a reload."""
+    hide_info_headers: bool = Field(False, alias="HideInfoHeaders")
+
+
 DEFAULT_IMAGE = f"interlock:{__version__}"
 DEFAULT_CONSTRAINTS = ("node.platform.os==linux",)
+
+
+KIND_MARK = "\0kind"
+"""Put into a `Config` table by `ExtensionConfig` (never by a user: TOML keys have no NUL) so
+that the table is read as its extension's kind."""
+
+
+def _config_kind(value: Any) -> str:
+    if isinstance(value, (NginxConfig, HAProxyConfig)):
+        return "haproxy" if isinstance(value, HAProxyConfig) else "nginx"
+    return str(value.get(KIND_MARK, "nginx")) if isinstance(value, dict) else "nginx"
 
 
 class ExtensionConfig(_Section):
     """`[Extensions.NAME]`: one extension + proxy pair (a service cluster)."""
 
+    kind: Literal["nginx", "haproxy"] = Field("nginx", alias="Kind")
+    """Which proxy; without `Kind`, an `Image` or `ProxyImage` naming haproxy chooses HAProxy."""
     image: str = Field(DEFAULT_IMAGE, alias="Image")
     args: RoleArgs = Field((), alias="Args")
     labels: dict[str, str] = Field(default_factory=dict, alias="Labels")
@@ -257,11 +321,46 @@ class ExtensionConfig(_Section):
     target_ssl_port: Port = Field(443, alias="TargetSSLPort")
     template: Annotated[str, AfterValidator(_template)] = Field("", alias="Template")
     """Replaces the built-in nginx template (Jinja2; see docs/CONFIGURATION.md)."""
-    config: NginxConfig = Field(default_factory=NginxConfig, alias="Config")
+    config: Annotated[
+        Annotated[NginxConfig, Tag("nginx")] | Annotated[HAProxyConfig, Tag("haproxy")], Discriminator(_config_kind)
+    ] = Field(default_factory=NginxConfig, alias="Config")
+    """The keys of its `Kind`: `NginxConfig` or `HAProxyConfig` (read them as `.nginx`, `.haproxy`)."""
     networks: tuple[str, ...] | None = Field(None, alias="Networks")
     hitless_service_update: bool = Field(False, alias="HitlessServiceUpdate")
     config_image: str = Field("", alias="ConfigImage")
     config_service_name: str = Field("", alias="ConfigServiceName")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _config_of_its_kind(cls, data: Any) -> Any:
+        """Mark `Config` with the extension's kind, so it is read with that kind's keys."""
+        if not isinstance(data, dict):
+            return data
+        keys = {str(k).lower(): k for k in data}
+        kind = data.get(keys.get("kind", ""), "")
+        if not kind:
+            images = " ".join(str(data.get(keys.get(k, ""), "")) for k in ("image", "proxyimage"))
+            kind = "haproxy" if "haproxy" in images.lower() else "nginx"
+            data = {**data, "Kind": kind}
+        config_key = keys.get("config", "Config")
+        config = data.get(config_key, {})
+        if isinstance(config, dict):
+            data = {**data, config_key: {**config, KIND_MARK: kind}}
+        return data
+
+    @property
+    def nginx(self) -> NginxConfig:
+        """The nginx keys; only for `Kind = "nginx"`."""
+        if not isinstance(self.config, NginxConfig):
+            raise TypeError(f"an extension of kind {self.kind!r} has no nginx settings")
+        return self.config
+
+    @property
+    def haproxy(self) -> HAProxyConfig:
+        """The HAProxy keys; only for `Kind = "haproxy"`."""
+        if not isinstance(self.config, HAProxyConfig):
+            raise TypeError(f"an extension of kind {self.kind!r} has no HAProxy settings")
+        return self.config
 
     @model_validator(mode="after")
     def _ports_differ(self) -> ExtensionConfig:

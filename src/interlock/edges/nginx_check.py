@@ -4,9 +4,7 @@ The check renders into a private directory where every certificate secret is sto
 a throwaway self-signed pair (the validating process must never hold real keys), so it tests
 syntax, directives and modules, not the real certificates; the proxy agent checks those
 (edges/certificates.py) and runs its own `nginx -t` before it swaps. `nginx -t` does not bind
-the listen sockets, so nothing served is touched. When a configuration fails, `failing_services`
-finds the services responsible by bisection (render/culprits.py), each step a real `nginx -t`.
-Wraps nginx and openssl only.
+the listen sockets, so nothing served is touched. Wraps nginx and openssl only.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ from pathlib import Path
 
 from interlock.config.schema import ExtensionConfig
 from interlock.model.routing import Routing
-from interlock.render.culprits import culprits
 from interlock.render.nginx import render_nginx
 
 
@@ -69,6 +66,11 @@ def _stand_ins() -> tuple[str, Path]:
     return cert.read_text() + key.read_text(), dhparam
 
 
+def stand_in_pem() -> str:
+    """A throwaway self-signed certificate and its key, in one PEM (made once per process)."""
+    return _stand_ins()[0]
+
+
 VALIDATION_TIMEOUT = 120.0
 
 
@@ -106,22 +108,10 @@ def check_routing(
             # The renderer points cert and key labels at files named after the secrets; a
             # combined cert+key PEM stands in for either.
             (secrets / name).write_text(pem)
-        if ext.config.ssl_default_dh_param_path:
+        if ext.nginx.ssl_default_dh_param_path:
             # The DH-params file lives in the proxy's image; stand in for it here too.
             ext = ext.model_copy(
-                update={"config": ext.config.model_copy(update={"ssl_default_dh_param_path": str(dhparam)})}
+                update={"config": ext.nginx.model_copy(update={"ssl_default_dh_param_path": str(dhparam)})}
             )
         rendered = render_nginx(routing, ext, secrets_dir=str(secrets))
         return check_text(rendered.text, workdir=base, nginx=nginx)
-
-
-def failing_services(routing: Routing, ext: ExtensionConfig, failed: CheckResult) -> dict[str, str] | None:
-    """Service -> nginx's complaint, for the services without which `routing` (which failed
-    `nginx -t` with `failed`) passes; None when the failure is no service's (the operator's
-    settings or template), or the search took too many checks."""
-
-    def check_without(services: frozenset[str]) -> tuple[bool, str]:
-        result = check_routing(routing.without(services), ext)
-        return result.ok, result.output
-
-    return culprits(routing.service_names(), check_without, failed.output)

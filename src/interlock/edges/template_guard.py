@@ -18,7 +18,7 @@ from interlock.config.schema import ExtensionConfig
 from interlock.errors import TemplateFailed
 from interlock.model.routing import Routing
 from interlock.render.bundle import RenderedConfig
-from interlock.render.nginx import render_nginx
+from interlock.render.proxy import render_proxy
 
 TIME_LIMIT = 20.0
 """Seconds a custom template may take to render (wall clock)."""
@@ -28,9 +28,9 @@ MEMORY_BYTES = 1 << 30
 
 
 def render_with_limits(routing: Routing, ext: ExtensionConfig) -> RenderedConfig:
-    """`render_nginx(routing, ext)`, in a child process when `ext` has a custom template."""
+    """`render_proxy(routing, ext)`, in a child process when `ext` has a custom template."""
     if not ext.template:
-        return render_nginx(routing, ext)
+        return render_proxy(routing, ext)
     receiver, sender = multiprocessing.get_context("fork").Pipe(duplex=False)
     child = multiprocessing.get_context("fork").Process(target=_render_child, args=(sender, routing, ext), daemon=True)
     child.start()
@@ -62,7 +62,7 @@ def _render_child(sender: Connection, routing: Routing, ext: ExtensionConfig) ->
         resource.setrlimit(resource.RLIMIT_AS, (used + MEMORY_BYTES, used + MEMORY_BYTES))
         resource.setrlimit(resource.RLIMIT_CPU, (CPU_SECONDS, CPU_SECONDS))
         try:
-            sender.send((True, render_nginx(routing, ext)))
+            sender.send((True, render_proxy(routing, ext)))
         except MemoryError:
             sender.send(
                 (False, f"the custom template's render ran out of memory (more than {MEMORY_BYTES >> 20} MiB); refused")

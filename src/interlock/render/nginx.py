@@ -189,44 +189,44 @@ class _View:
 
     @property
     def worker_processes(self) -> Token | int:
-        value = self.ext.config.worker_processes
+        value = self.ext.nginx.worker_processes
         return Token("auto") if value == "auto" else int(value)
 
     @property
     def underscores_in_headers(self) -> Token:
-        return Token("on" if self.ext.config.underscores_in_headers else "off")
+        return Token("on" if self.ext.nginx.underscores_in_headers else "off")
 
     @property
     def ssl_protocols(self) -> Token:
-        return _words(self.ext.config.ssl_protocols)
+        return _words(self.ext.nginx.ssl_protocols)
 
     @property
     def large_client_header_buffers(self) -> Token:
-        return _words(self.ext.config.large_client_header_buffers)
+        return _words(self.ext.nginx.large_client_header_buffers)
 
     @property
     def dhparam(self) -> bool:
-        cfg = self.ext.config
+        cfg = self.ext.nginx
         return cfg.ssl_default_dh_param > 0 and bool(cfg.ssl_default_dh_param_path)
 
     @property
     def server_info(self) -> str:
-        return f"interlock/{self.ext.config.version or self.version} (python) linux"
+        return f"interlock/{self.ext.nginx.version or self.version} (python) linux"
 
     @property
     def zone_size(self) -> int:
-        return self.ext.config.upstream_zone_size
+        return self.ext.nginx.upstream_zone_size
 
     @property
     def keepalive(self) -> int:
-        return self.ext.config.upstream_keepalive
+        return self.ext.nginx.upstream_keepalive
 
     @property
     def names_bucket_size(self) -> int:
         longest = max((len(h.name) for h in self.routing.hosts), default=0)
         # nginx stores each name with a length byte and a pointer in a cache-line aligned bucket.
         needed = _power_of_two_at_least(max(64, longest + 24))
-        return max(needed, self.ext.config.server_names_hash_bucket_size)
+        return max(needed, self.ext.nginx.server_names_hash_bucket_size)
 
     @property
     def names_max_size(self) -> int:
@@ -305,11 +305,11 @@ def render_nginx(
         raise UnsafeValue(f"TargetPort/TargetSSLPort may not use Interlock's internal ports {INTERNAL_PORTS}")
     if not secrets_dir.startswith("/") or not re.fullmatch(r"[A-Za-z0-9._/-]+", secrets_dir):
         raise UnsafeValue(f"secrets directory {secrets_dir!r} must be an absolute plain path")
-    dynamic = ext.config.dynamic_upstreams
-    targets = render_targets(routing, ip_hash=ext.config.ip_hash) if dynamic else Targets("", "")
+    dynamic = ext.nginx.dynamic_upstreams
+    targets = render_targets(routing, ip_hash=ext.nginx.ip_hash) if dynamic else Targets("", "")
     view = _View(routing, ext, secrets_dir, version, targets)
     upstreams: dict[str, Upstream] = {u.name: u for u in routing.upstreams}
-    context = {"routing": routing, "cfg": ext.config, "view": view, "upstreams": upstreams}
+    context = {"routing": routing, "cfg": ext.nginx, "view": view, "upstreams": upstreams}
     if ext.template:
         text = _render_custom(ext.template, context)
     else:

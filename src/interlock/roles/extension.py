@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from interlock.config import ExtensionConfig
 from interlock.constants import EXTENSION_PORT, EXTENSION_TOKEN, PROXY_TOKEN, SECRETS_DIR
-from interlock.edges.nginx_check import CheckResult, check_routing, failing_services
+from interlock.edges.nginx_check import CheckResult
 from interlock.edges.peer_http import (
     RETRY_FIRST,
     RETRY_MAX,
@@ -37,12 +37,13 @@ from interlock.edges.peer_http import (
     read_token,
     require_token,
 )
+from interlock.edges.proxy_check import check_proxy_routing, failing_services
 from interlock.edges.role_tls import mounted_peer_cert, mounted_server_context
 from interlock.edges.template_guard import render_with_limits
 from interlock.errors import InterlockError, PeerUnavailable, TemplateFailed, WireError
 from interlock.model.routing import Routing
 from interlock.render.bundle import RenderedConfig
-from interlock.render.nginx import render_nginx
+from interlock.render.proxy import render_proxy
 from interlock.roles.runtime import changed_within, proxy_config, quiet_gc, woken
 from interlock.wire.messages import ClusterState, ExtensionReport, ProxyConfig, ProxyReport, decode, encode
 
@@ -107,12 +108,12 @@ class Extension:
             if ext.template:  # the operator's template: in a child process, under limits
                 rendered = await asyncio.to_thread(render_with_limits, routing, ext)
             else:
-                rendered = render_nginx(routing, ext)
+                rendered = render_proxy(routing, ext)
             if self.current is not None and rendered.config_id == self.current.config_id:
                 # The same nginx.conf passed already: only the targets moved, and those need
                 # no nginx -t (the proxy's nginx checks their grammar when it takes them).
                 return rendered, CheckResult(True, "")
-            return rendered, await asyncio.to_thread(check_routing, routing, ext)
+            return rendered, await asyncio.to_thread(check_proxy_routing, routing, ext)
 
     async def apply(self, state: ClusterState) -> None:
         started = time.perf_counter()

@@ -1,0 +1,28 @@
+"""Validation for an extension's kind: `nginx -t` (nginx_check) or `haproxy -c` (haproxy_check),
+and the bisection that finds the services making a configuration fail (render/culprits.py), each
+step a real check of that kind. Wraps the two checks only."""
+
+from __future__ import annotations
+
+from interlock.config.schema import ExtensionConfig
+from interlock.edges.haproxy_check import check_haproxy_routing
+from interlock.edges.nginx_check import CheckResult, check_routing
+from interlock.model.routing import Routing
+from interlock.render.culprits import culprits
+
+
+def check_proxy_routing(routing: Routing, ext: ExtensionConfig) -> CheckResult:
+    """Render `routing` for `ext`'s kind with stand-in certificates and check it with that proxy."""
+    return check_haproxy_routing(routing, ext) if ext.kind == "haproxy" else check_routing(routing, ext)
+
+
+def failing_services(routing: Routing, ext: ExtensionConfig, failed: CheckResult) -> dict[str, str] | None:
+    """Service -> the proxy's complaint, for the services without which `routing` (which failed
+    its check with `failed`) passes; None when the failure is no service's (the operator's
+    settings or template), or the search took too many checks."""
+
+    def check_without(services: frozenset[str]) -> tuple[bool, str]:
+        result = check_proxy_routing(routing.without(services), ext)
+        return result.ok, result.output
+
+    return culprits(routing.service_names(), check_without, failed.output)

@@ -1,0 +1,264 @@
+"""The HAProxy renderer: `Routing` + extension settings -> haproxy.cfg text (`Kind = "haproxy"`).
+
+Beside the nginx renderer and through the same routing model: this module prepares a small view
+(host ACLs, each route's matchers in first-match order, server lines) and the template only
+prints it, through the same quoting filters and `finalize` guard. The layout mirrors nginx's:
+an HTTP frontend on TargetPort; an SNI router on TargetSSLPort (mode tcp) that sends
+passthrough hosts to their servers and terminated ones over loopback with the PROXY protocol to
+the TLS frontend on 127.0.0.1:{TERMINATOR_PORT}, whose certificates are combined PEMs the proxy
+agent writes into one directory; a status frontend on 127.0.0.1:{STATUS_PORT} for the agent
+(configuration id, HAProxy's Prometheus exporter, the stats page). An extension's `Template`
+may extend `haproxy.cfg.j2` (hook blocks: global, defaults, http_frontend, tls_frontend). Pure;
+render layer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from functools import cache
+
+import jinja2
+import jinja2.sandbox
+
+from interlock import __version__
+from interlock.config.schema import ExtensionConfig, HAProxyConfig
+from interlock.constants import INTERNAL_PORTS, STATUS_PORT, TERMINATOR_PORT
+from interlock.errors import TemplateFailed, UnsafeValue
+from interlock.model.routing import RedirectRule, Routing, Server, TLSMode, Upstream, VirtualHost
+from interlock.render.bundle import RenderedConfig
+from interlock.render.quoting import Token, finalize, operator_line, operator_string, user_token
+
+CERTIFICATES_DIR = "/var/lib/interlock/haproxy/certs"
+"""Where the proxy agent writes one combined PEM per certificate secret pair."""
+ADMIN_SOCKET = "/var/run/haproxy-admin.sock"
+"""HAProxy's runtime API, for the proxy agent only (root's, 0600)."""
+_CONFIG_ID_PLACEHOLDER = "@@interlock-config-id@@"
+_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """One route of a host, as the frontend's rules test it."""
+
+    path: str
+    backend: str
+    matches: tuple[Token, ...]
+    """Anonymous ACLs that select it: `{ path /x }`, `{ path_beg /x/ }`; none for `/`."""
+    cut: int = 0
+    """Characters cut off the front of the path (context_root_rewrite), 0 for none."""
+    slash_redirect: bool = False
+    """Answer the bare context root with a 301 to it with a slash (as nginx's renderer does)."""
+
+
+def _routes(host: VirtualHost) -> tuple[_Route, ...]:
+    """The host's routes in first-match order: longer paths before shorter, `/` last."""
+    routes = []
+    for route in sorted(host.routes, key=lambda r: (-len(r.path), r.path)):
+        path = user_token(route.path)
+        if route.path == "/":
+            routes.append(_Route(route.path, route.upstream, (Token(""),)))
+        elif route.rewrite:
+            prefix = Token(f"{{ path_beg {path}/ }} ")
+            routes.append(_Route(route.path, route.upstream, (prefix,), cut=len(route.path), slash_redirect=True))
+        else:
+            exact, prefix = Token(f"{{ path {path} }} "), Token(f"{{ path_beg {path}/ }} ")
+            routes.append(_Route(route.path, route.upstream, (exact, prefix)))
+    return tuple(routes)
+
+
+class _HostView:
+    """What the template reads about one host."""
+
+    __slots__ = ("acl", "condition", "has_root", "host", "is_default", "name", "passthrough_upstream", "routes")
+
+    def __init__(self, host: VirtualHost, index: int, *, is_default: bool = False) -> None:
+        self.host = host
+        self.is_default = is_default
+        self.name = host.name
+        self.acl = Token(f"interlock_host_{index}")
+        # The default backend takes what no known host took.
+        self.condition = Token("!interlock_known") if is_default else self.acl
+        self.routes = _routes(host)
+        self.has_root = any(r.path == "/" for r in host.routes)
+        self.passthrough_upstream = host.passthrough_upstream
+
+    @property
+    def ssl_only(self) -> bool:
+        return self.host.ssl_only
+
+    def redirects_for(self, scheme: str) -> tuple[RedirectRule, ...]:
+        return tuple(r for r in self.host.redirects if r.scheme == scheme)
+
+
+@dataclass(slots=True)
+class _View:
+    routing: Routing
+    ext: ExtensionConfig
+    version: str
+    certificates: str = CERTIFICATES_DIR
+    http_hosts: list[_HostView] = field(default_factory=list)
+    tls_hosts: list[_HostView] = field(default_factory=list)
+    passthrough_hosts: list[_HostView] = field(default_factory=list)
+    default_tls_host: _HostView | None = None
+
+    def __post_init__(self) -> None:
+        for index, host in enumerate(self.routing.hosts):
+            view = _HostView(host, index)
+            if host.tls is TLSMode.PASSTHROUGH:
+                self.passthrough_hosts.append(view)
+                continue
+            self.http_hosts.append(view)
+            if host.tls is TLSMode.TERMINATE:
+                self.tls_hosts.append(view)
+        default = self.routing.default_host
+        if default is not None:
+            view = _HostView(default, len(self.routing.hosts), is_default=True)
+            self.http_hosts.append(view)
+            if default.tls is TLSMode.TERMINATE:
+                self.default_tls_host = view
+                self.tls_hosts.append(view)
+
+    @property
+    def cfg(self) -> HAProxyConfig:
+        return self.ext.haproxy
+
+    @property
+    def cluster(self) -> Token:
+        return user_token(self.routing.cluster) if self.routing.cluster else Token('"" (the default cluster)')
+
+    @property
+    def http_port(self) -> int:
+        return self.ext.target_port
+
+    @property
+    def https_port(self) -> int:
+        return self.ext.target_ssl_port
+
+    @property
+    def https_port_suffix(self) -> Token:
+        port = self.ext.published_ssl_port
+        return Token("" if port == 443 else f":{port}")
+
+    @property
+    def cuts(self) -> tuple[int, ...]:
+        return tuple(sorted({r.cut for h in self.http_hosts for r in h.routes if r.cut}))
+
+    @property
+    def ssl_min_version(self) -> Token:
+        oldest = sorted(self.cfg.ssl_protocols.split(), key=lambda v: (len(v), v))[0]
+        return Token({"TLSv1": "TLSv1.0"}.get(oldest, oldest))
+
+    @property
+    def ssl_opts(self) -> Token:
+        return Token(f" {self.cfg.ssl_opts}" if self.cfg.ssl_opts else "")
+
+    @property
+    def stats_auth(self) -> Token:
+        return Token(f"{self.cfg.admin_user}:{self.cfg.admin_pass}")
+
+    @property
+    def server_info(self) -> str:
+        return f"interlock/{self.version} (haproxy) linux"
+
+    @property
+    def version_token(self) -> Token:
+        return user_token(self.version)
+
+    @property
+    def certificates_dir(self) -> Token:
+        return Token(self.certificates)
+
+    terminator_port = TERMINATOR_PORT
+    status_port = STATUS_PORT
+    config_id = _CONFIG_ID_PLACEHOLDER
+    admin_socket = Token(ADMIN_SOCKET)
+
+    def server_entry(self, upstream: Upstream, index: int, server: Server) -> Token:
+        """`NAME ADDRESS:PORT [check ...] [ssl ...] [cookie ...]` in one token."""
+        address = user_token(server.address)
+        where = f"[{address}]:{int(server.port)}" if ":" in address else f"{address}:{int(server.port)}"
+        parts = [f"s{index}", where]
+        if server.max_fails is not None:
+            # nginx's passive max_fails/fail_timeout, as HAProxy's checks: down after that many
+            # failures, tried again every fail_timeout.
+            inter = user_token(server.fail_timeout or "10s")
+            parts.append(f"check inter {inter} fall {int(server.max_fails)} rise 1")
+        if upstream.tls:
+            verify = "required" if upstream.tls_verify else "none"
+            parts.append(f"ssl verify {verify} ca-file {_CA_FILE} sni req.hdr(host)")
+        if upstream.cookie:
+            # From the address: a client keeps its server when others come and go.
+            parts.append(f"cookie {hashlib.sha256(where.encode()).hexdigest()[:12]}")
+        return Token(" ".join(parts) + f"  # {user_token(server.service)}")
+
+
+@cache
+def _environment(sandboxed: bool = False) -> jinja2.Environment:
+    kind = jinja2.sandbox.SandboxedEnvironment if sandboxed else jinja2.Environment
+    env = kind(
+        loader=jinja2.PackageLoader("interlock.render", "templates"),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        finalize=finalize,
+    )
+    env.filters["q"] = user_token
+    env.filters["s"] = operator_string
+    env.filters["line"] = operator_line
+    return env
+
+
+def render_haproxy(
+    routing: Routing,
+    ext: ExtensionConfig,
+    *,
+    certificates_dir: str = CERTIFICATES_DIR,
+    version: str = __version__,
+) -> RenderedConfig:
+    """Render the HAProxy configuration of one service cluster; raises UnsafeValue (no
+    configuration at all) if a value could not be printed safely, TemplateFailed for an
+    extension's own Template that does not render."""
+    if ext.target_port in INTERNAL_PORTS or ext.target_ssl_port in INTERNAL_PORTS:
+        raise UnsafeValue(f"TargetPort/TargetSSLPort may not use Interlock's internal ports {INTERNAL_PORTS}")
+    if not re.fullmatch(r"/[A-Za-z0-9._/-]+", certificates_dir):
+        raise UnsafeValue(f"certificates directory {certificates_dir!r} must be an absolute plain path")
+    view = _View(routing, ext, version, certificates_dir)
+    context = {"routing": routing, "cfg": ext.haproxy, "view": view}
+    if ext.template:
+        text = _render_custom(ext.template, context)
+    else:
+        text = _environment().get_template("haproxy.cfg.j2").render(context)
+    config_id = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return RenderedConfig(text=text.replace(_CONFIG_ID_PLACEHOLDER, config_id), config_id=config_id)
+
+
+@cache
+def _custom_template(source: str) -> jinja2.Template:
+    return _environment(sandboxed=True).from_string(source)
+
+
+def _render_custom(source: str, context: dict[str, object]) -> str:
+    try:
+        text = _custom_template(source).render(context)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateFailed(f"Template line {exc.lineno}: {exc.message}") from exc
+    except UnsafeValue as exc:
+        raise TemplateFailed(
+            f"Template printed a value that is not quoted ({exc}); print label values with |q, "
+            "operator strings with |s, raw lines with |line"
+        ) from exc
+    except jinja2.TemplateError as exc:
+        raise TemplateFailed(f"Template: {type(exc).__name__}: {exc}") from exc
+    if _CONFIG_ID_PLACEHOLDER not in text:
+        raise TemplateFailed(
+            "Template does not print {{ view.config_id }}: the proxy agent confirms each reload by "
+            "asking HAProxy for it (extend haproxy.cfg.j2 to keep Interlock's status frontend)"
+        )
+    return text
+
+
+__all__ = ["CERTIFICATES_DIR", "render_haproxy"]
