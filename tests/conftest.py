@@ -19,6 +19,19 @@ def update_golden(request: pytest.FixtureRequest) -> bool:
 
 
 @pytest.fixture(scope="session")
+def haproxy() -> str:
+    """The haproxy binary; the test command installs it, so a missing one fails there."""
+    from interlock.edges.haproxy_check import haproxy_binary
+
+    binary = haproxy_binary()
+    if binary is None:
+        if os.environ.get("INTERLOCK_REQUIRE_NGINX"):
+            pytest.fail("haproxy is required (INTERLOCK_REQUIRE_NGINX is set) but not installed")
+        pytest.skip("haproxy is not installed; run scripts/setup")
+    return binary
+
+
+@pytest.fixture(scope="session")
 def nginx() -> str:
     """The nginx binary; the test command installs it, so a missing one fails there."""
     binary = nginx_binary()

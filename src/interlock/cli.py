@@ -155,6 +155,7 @@ def cmd_proxy(args: argparse.Namespace) -> int:
             extension_url=args.extension
             or os.environ.get("INTERLOCK_EXTENSION_URL", "http://tasks.interlock-extension:8080"),
             mounted_config=args.config or os.environ.get("INTERLOCK_PROXY_CONFIG", "/etc/nginx/nginx.conf"),
+            kind=os.environ.get("INTERLOCK_PROXY_KIND", "nginx"),
         )
     )
     return 0

@@ -135,7 +135,9 @@ def test_every_key_is_documented() -> None:
 
     doc = (Path(__file__).parents[2] / "docs" / "CONFIGURATION.md").read_text()
     keys = [
-        f.alias for model in (CoreConfig, ExtensionConfig, NginxConfig, HAProxyConfig) for f in model.model_fields.values()
+        f.alias
+        for model in (CoreConfig, ExtensionConfig, NginxConfig, HAProxyConfig)
+        for f in model.model_fields.values()
     ]
     assert [k for k in keys if f"`{k}`" not in doc] == []
 

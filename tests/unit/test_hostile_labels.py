@@ -13,7 +13,7 @@ from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
 from interlock.model.labels import LABELS
 from interlock.problems import Severity
-from interlock.render.nginx import render_nginx
+from interlock.render.proxy import render_proxy
 from interlock.testing.swarm_json import swarm_json
 from tests.unit.hostile import PAYLOADS
 
@@ -22,18 +22,18 @@ GOOD: dict[str, object] = {
     "networks": ["demo"],
     "labels": {"com.docker.lb.hosts": "good.local", "com.docker.lb.port": "8080"},
 }
-EXTENSION = default_config().extensions["default"]
+EXTENSIONS = {kind: default_config(Kind=kind).extensions["default"] for kind in ("nginx", "haproxy")}
 CASES = [(spec.key, payload) for spec in LABELS for payload in PAYLOADS]
 
 
-def _render(services: list[dict[str, object]]) -> tuple[str, list[tuple[str, str, Severity]]]:
+def _render(services: list[dict[str, object]], kind: str) -> tuple[str, list[tuple[str, str, Severity]]]:
     result = build(snapshot_from_api(swarm_json({"services": services})))
     problems = [(p.service, p.label, p.severity) for p in result.problems]
-    rendered = render_nginx(result.routings[""], EXTENSION)
+    rendered = render_proxy(result.routings[""], EXTENSIONS[kind])
     return rendered.text + rendered.targets, problems
 
 
-BASELINE, _ = _render([GOOD])
+BASELINES = {kind: _render([GOOD], kind)[0] for kind in EXTENSIONS}
 
 
 def test_corpus_is_large_enough() -> None:
@@ -45,7 +45,8 @@ def test_corpus_is_large_enough() -> None:
     CASES,
     ids=[f"{k.rsplit('.', 1)[1]}-{i % len(PAYLOADS)}" for i, (k, _) in enumerate(CASES)],
 )
-def test_hostile_value_is_refused_and_leaves_no_trace(label: str, payload: str) -> None:
+@pytest.mark.parametrize("kind", sorted(EXTENSIONS))
+def test_hostile_value_is_refused_and_leaves_no_trace(label: str, payload: str, kind: str) -> None:
     evil_labels = {
         "com.docker.lb.hosts": "evil.local",
         "com.docker.lb.port": "8080",
@@ -54,6 +55,6 @@ def test_hostile_value_is_refused_and_leaves_no_trace(label: str, payload: str) 
     # The evil service is older, so it would win any conflict if it were accepted; it comes
     # last in the description so the good service's task addresses stay as in the baseline.
     evil: dict[str, object] = {"name": "evil", "networks": ["demo"], "labels": evil_labels, "created": -1}
-    text, problems = _render([GOOD, evil])
+    text, problems = _render([GOOD, evil], kind)
     assert ("evil", label, Severity.ERROR) in problems
-    assert text == BASELINE
+    assert text == BASELINES[kind]

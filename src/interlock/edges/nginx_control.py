@@ -77,7 +77,14 @@ class NginxControl(Protocol):
     @property
     def exited(self) -> bool: ...
 
-    async def install(self, text: str, config_id: str, targets: str = "", targets_id: str = "") -> None: ...
+    async def install(
+        self,
+        text: str,
+        config_id: str,
+        targets: str = "",
+        targets_id: str = "",
+        certificates: tuple[tuple[str, str], ...] = (),
+    ) -> None: ...
     async def update_targets(self, targets: str, targets_id: str) -> None: ...
     async def start(self) -> None: ...
     async def stop(self, sig: signal.Signals = signal.SIGQUIT, timeout: float = 30.0) -> None: ...
@@ -145,10 +152,18 @@ class NginxController:
         if code != 0:
             raise ConfigRejected(output.strip())
 
-    async def install(self, text: str, config_id: str, targets: str = "", targets_id: str = "") -> None:
-        """Make `text` (and its targets document) live, or raise with the live ones unchanged."""
+    async def install(
+        self,
+        text: str,
+        config_id: str,
+        targets: str = "",
+        targets_id: str = "",
+        certificates: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        """Make `text` (and its targets document) live, or raise with the live ones unchanged.
+        (nginx reads the `certificates` pairs from the mounted secrets itself.)"""
         self._prepare()
-        candidate = self.workdir / "nginx.conf.next"
+        candidate = self.live.with_name(self.live.name + ".next")
         candidate.write_text(text)
         await self.test(candidate)
         self._swap_targets(targets)
@@ -158,9 +173,7 @@ class NginxController:
         try:
             old_workers: set[int] = set()
             if self.running:
-                assert self.process is not None
-                old_workers = accepting_workers(self.process.pid)
-                self._signal(signal.SIGHUP)
+                old_workers = self._reload()
             else:
                 await self.start()
             await self.confirm(config_id)
@@ -207,6 +220,14 @@ class NginxController:
         self.targets_id, self.targets_text = targets_id, targets
         self.target_updates += 1
 
+    def _reload(self) -> set[int]:
+        """Tell the running nginx to load the live file; returns the workers that accepted
+        connections before (HUP: nginx keeps its sockets, old workers finish their requests)."""
+        assert self.process is not None
+        old_workers = accepting_workers(self.process.pid)
+        self._signal(signal.SIGHUP)
+        return old_workers
+
     def _swap_targets(self, targets: str) -> None:
         """Make `targets` the targets file (atomic rename), keeping the previous as the good one."""
         next_targets = self.workdir / "targets.next"
@@ -241,7 +262,7 @@ class NginxController:
         if self.good.exists():
             os.replace(self.good, self.live)
             if self.running:
-                self._signal(signal.SIGHUP)
+                self._reload()
 
     @property
     def running(self) -> bool:

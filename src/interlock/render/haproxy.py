@@ -106,11 +106,11 @@ class _View:
     def __post_init__(self) -> None:
         for index, host in enumerate(self.routing.hosts):
             view = _HostView(host, index)
+            # Every host on plain HTTP: a passthrough one is ssl_only (a redirect to https).
+            self.http_hosts.append(view)
             if host.tls is TLSMode.PASSTHROUGH:
                 self.passthrough_hosts.append(view)
-                continue
-            self.http_hosts.append(view)
-            if host.tls is TLSMode.TERMINATE:
+            elif host.tls is TLSMode.TERMINATE:
                 self.tls_hosts.append(view)
         default = self.routing.default_host
         if default is not None:

@@ -225,6 +225,7 @@ def proxy_spec(config: CoreConfig, name: str, refs: ClusterRefs) -> dict[str, An
         "Env": [
             f"INTERLOCK_EXTENSION_URL=http://tasks.{config.extension_service_name(name)}:{EXTENSION_PORT}",
             f"INTERLOCK_PROXY_CONFIG={ext.proxy_config_path}",
+            *([f"INTERLOCK_PROXY_KIND={ext.kind}"] if ext.kind != "nginx" else []),
             *image_env(ext.proxy_image, refs.image_ids),
         ],
         "Labels": dict(ext.proxy_container_labels),

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from interlock.constants import PROXY_TOKEN, SECRETS_DIR
 from interlock.edges.certificates import CertificateVerdicts
+from interlock.edges.haproxy_control import HAProxyController
 from interlock.edges.nginx_control import NginxControl, NginxController
 from interlock.edges.peer_http import RETRY_FIRST, RETRY_MAX, Peer, PeerClient, read_token
 from interlock.edges.role_tls import mounted_peer_cert
@@ -70,7 +71,9 @@ class Agent:
             log.error("the mounted configuration is not usable; waiting for the extension: %s", exc)
             return
         try:
-            await self.nginx.install(config.text, config.config_id, config.targets, config.targets_id)
+            await self.nginx.install(
+                config.text, config.config_id, config.targets, config.targets_id, config.certificates
+            )
             log.info("serving the mounted configuration %s", config.config_id)
         except (ConfigRejected, ReloadFailed) as exc:
             log.error("the mounted configuration is not usable; waiting for the extension: %s", exc)
@@ -131,7 +134,9 @@ class Agent:
             )
             return
         try:
-            await self.nginx.install(config.text, config.config_id, config.targets, config.targets_id)
+            await self.nginx.install(
+                config.text, config.config_id, config.targets, config.targets_id, config.certificates
+            )
         except (ConfigRejected, ReloadFailed) as exc:
             self.error = str(exc)[-2000:]
             # Remember the digest so the same bad configuration is not retried in a loop; a
@@ -178,16 +183,22 @@ async def run_agent(
     *,
     extension_url: str,
     mounted_config: str,
-    workdir: str = "/var/lib/interlock/nginx",
+    kind: str = "nginx",
     secrets_dir: str = SECRETS_DIR,
 ) -> None:
+    """The proxy role: `kind` is the extension's (nginx or haproxy), which this agent runs."""
+    controller: NginxControl = (
+        HAProxyController(Path("/var/lib/interlock/haproxy"), secrets_dir=Path(secrets_dir))
+        if kind == "haproxy"
+        else NginxController(Path("/var/lib/interlock/nginx"))
+    )
     agent = Agent(
         extension=PeerClient(
             extension_url,
             read_token(Path(secrets_dir) / PROXY_TOKEN),
             peer_cert=mounted_peer_cert(Path(secrets_dir)),
         ),
-        nginx=NginxController(Path(workdir)),
+        nginx=controller,
         name=socket.gethostname(),
         secrets_dir=Path(secrets_dir),
     )

@@ -336,7 +336,14 @@ class FakeNginx:
     def exited(self) -> bool:
         return False
 
-    async def install(self, text: str, config_id: str, targets: str = "", targets_id: str = "") -> None:
+    async def install(
+        self,
+        text: str,
+        config_id: str,
+        targets: str = "",
+        targets_id: str = "",
+        certificates: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         if self.refuse:
             raise ConfigRejected(self.refuse)
         self.installs.append(config_id)

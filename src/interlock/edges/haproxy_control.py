@@ -1,0 +1,100 @@
+"""Run HAProxy beside the proxy agent and change its configuration safely (`Kind = "haproxy"`).
+
+The same contract as `NginxController`, whose install, confirm and restore steps it reuses:
+the new file is written beside the live one and checked with `haproxy -c`, swapped in with an
+atomic rename, and made live by a reload; the reload is confirmed by asking the status frontend
+for the configuration's id; on any failure the last good file is put back. HAProxy runs in
+master-worker mode in the foreground (`-W -db`), as the agent's child: SIGUSR2 makes the master
+start a new worker on the live file, which takes over the listening sockets (`expose-fd
+listeners` on the admin socket, so no connection is refused meanwhile), while the old worker
+finishes its connections (bounded by `hard-stop-after`). HAProxy needs each certificate with its
+key in one PEM: before the check, the certificate and key secrets of the configuration are
+combined into the directory the configuration loads. Wraps haproxy only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+from interlock.edges.nginx_check import VALIDATION_TIMEOUT
+from interlock.edges.nginx_control import NginxController
+from interlock.errors import ConfigRejected, ReloadFailed
+from interlock.render.haproxy import CERTIFICATES_DIR
+
+_STOP_SIGNALS = {signal.SIGQUIT: signal.SIGUSR1, signal.SIGTERM: signal.SIGUSR1}
+"""nginx's graceful stop (QUIT) is HAProxy's soft stop (USR1): finish, then exit."""
+
+
+class HAProxyController(NginxController):
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        haproxy: str = "haproxy",
+        secrets_dir: Path = Path("/run/secrets"),
+        certificates_dir: Path = Path(CERTIFICATES_DIR),
+        confirm_timeout: float = 10.0,
+        check_timeout: float = VALIDATION_TIMEOUT,
+    ) -> None:
+        super().__init__(workdir, nginx=haproxy, confirm_timeout=confirm_timeout, check_timeout=check_timeout)
+        self.live = workdir / "haproxy.cfg"
+        self.good = workdir / "haproxy.cfg.good"
+        self.secrets_dir = secrets_dir
+        self.certificates_dir = certificates_dir
+
+    async def test(self, path: Path) -> None:
+        code, output = await self._run("-c", "-q", "-f", str(path), timeout=self.check_timeout)
+        if code != 0:
+            raise ConfigRejected(output.strip())
+
+    async def install(
+        self,
+        text: str,
+        config_id: str,
+        targets: str = "",
+        targets_id: str = "",
+        certificates: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        """Combine the certificate pairs into PEMs (and remove those no longer named: a running
+        process keeps what it loaded), then install as nginx's controller does."""
+        self._write_certificates(certificates)
+        await super().install(text, config_id, targets, targets_id, certificates)
+
+    def _write_certificates(self, certificates: tuple[tuple[str, str], ...]) -> None:
+        self.certificates_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.certificates_dir, 0o700)
+        wanted = set()
+        for cert, key in certificates:
+            try:
+                pem = (self.secrets_dir / cert).read_text()
+                if key != cert:
+                    pem = pem.rstrip("\n") + "\n" + (self.secrets_dir / key).read_text()
+            except OSError as exc:
+                raise ConfigRejected(f"certificate secret {cert!r} or its key {key!r} is not readable: {exc}") from exc
+            target = self.certificates_dir / f"{cert}.pem"
+            wanted.add(target.name)
+            fd = os.open(target.with_suffix(".next"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(pem)
+            os.replace(target.with_suffix(".next"), target)
+        for stale in self.certificates_dir.glob("*.pem"):
+            if stale.name not in wanted:
+                stale.unlink(missing_ok=True)
+
+    def _reload(self) -> set[int]:
+        """SIGUSR2: the master starts a new worker on the live file; the old one stops accepting
+        at once (the new one has the sockets) and finishes its connections."""
+        self._signal(signal.SIGUSR2)
+        return set()
+
+    async def update_targets(self, targets: str, targets_id: str) -> None:
+        raise ReloadFailed("HAProxy takes its servers with the configuration; reloading")
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(self.nginx, "-W", "-db", "-f", str(self.live))
+
+    async def stop(self, sig: signal.Signals = signal.SIGQUIT, timeout: float = 30.0) -> None:
+        await super().stop(_STOP_SIGNALS.get(sig, sig), timeout)

@@ -1,0 +1,177 @@
+"""The HAProxy kind against a real HAProxy: the rendered configuration routes what the labels
+say (hosts, context roots with rewrite, TLS terminated from combined PEMs, unknown hosts), and
+the agent's controller validates, reloads seamlessly (no refused connection while it reloads
+again and again) and keeps the last good configuration when one is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from interlock.config import default_config
+from interlock.config.schema import ExtensionConfig
+from interlock.edges.haproxy_control import HAProxyController
+from interlock.edges.role_tls import new_pair
+from interlock.errors import ConfigRejected
+from interlock.model.build import build
+from interlock.model.docker_json import snapshot_from_api
+from interlock.model.routing import Routing
+from interlock.render.haproxy import render_haproxy
+from interlock.testing.swarm_json import swarm_json
+
+pytestmark = pytest.mark.nginx
+
+HTTP, HTTPS = 18180, 18543
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def backend() -> Iterator[int]:
+    """One demo backend on loopback; every route below points at it."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "interlock.testing.backend", "--port", str(port)])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
+    yield port
+    proc.terminate()
+    proc.wait(10)
+
+
+def extension(tmp_path: Path, **config: object) -> ExtensionConfig:
+    settings = {"PidPath": str(tmp_path / "haproxy.pid"), **config}
+    return default_config(
+        Kind="haproxy", TargetPort=HTTP, TargetSSLPort=HTTPS, PublishedSSLPort=HTTPS, Config=settings
+    ).extensions["default"]
+
+
+def routing(port: int, **extra: dict[str, str]) -> Routing:
+    def svc(name: str, **labels: str) -> dict[str, Any]:
+        return {"name": name, "networks": ["n"], "labels": {f"com.docker.lb.{k}": v for k, v in labels.items()}}
+
+    services = [
+        svc("web", hosts="web.local", port=str(port)),
+        svc("app", hosts="app.local", port=str(port), context_root="/app", context_root_rewrite="true"),
+        svc("tls", hosts="tls.local", port=str(port), ssl_cert="tls.pem"),
+        *(svc(name, **labels) for name, labels in extra.items()),
+    ]
+    document = swarm_json({"services": services})
+    for task in document["tasks"]:
+        task["NetworksAttachments"][0]["Addresses"] = ["127.0.0.1/8"]
+    return build(snapshot_from_api(document)).routings[""]
+
+
+@pytest.fixture
+async def controller(tmp_path: Path, haproxy: str) -> AsyncIterator[HAProxyController]:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    both, _ = new_pair("tls.local")
+    (secrets / "tls.pem").write_bytes(both)
+    control = HAProxyController(
+        tmp_path / "work", haproxy=haproxy, secrets_dir=secrets, certificates_dir=tmp_path / "certs", confirm_timeout=10
+    )
+    yield control
+    await control.stop(signal.SIGQUIT, timeout=15)
+
+
+async def install(control: HAProxyController, routing: Routing, ext: ExtensionConfig) -> None:
+    rendered = render_haproxy(routing, ext, certificates_dir=str(control.certificates_dir))
+    await control.install(rendered.text, rendered.config_id, certificates=routing.certificate_pairs())
+
+
+class _LoopbackTLS(http.client.HTTPSConnection):
+    """HTTPS to 127.0.0.1 that names `host` in its TLS hello (SNI), as a browser would."""
+
+    def connect(self) -> None:
+        sock = socket.create_connection(("127.0.0.1", HTTPS), timeout=self.timeout)
+        self.sock = ssl._create_unverified_context().wrap_socket(sock, server_hostname=self.host)
+
+
+def get(host: str, path: str = "/", *, tls: bool = False) -> tuple[int, dict[str, Any] | str]:
+    if tls:
+        conn: http.client.HTTPConnection = _LoopbackTLS(host, HTTPS, timeout=5)
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", HTTP, timeout=5)
+    try:
+        conn.request("GET", path, headers={"Host": host})
+        response = conn.getresponse()
+        body = response.read().decode()
+        try:
+            return response.status, json.loads(body)
+        except ValueError:
+            return response.status, body
+    finally:
+        conn.close()
+
+
+async def test_the_rendered_configuration_routes_what_the_labels_say(
+    controller: HAProxyController, backend: int, tmp_path: Path
+) -> None:
+    await install(controller, routing(backend), extension(tmp_path))
+    status, body = await asyncio.to_thread(get, "web.local", "/hello")
+    assert status == 200 and isinstance(body, dict) and body["path"] == "/hello"
+    status, body = await asyncio.to_thread(get, "app.local", "/app/x?y=1")
+    assert status == 200 and isinstance(body, dict) and body["path"] == "/x?y=1", "the context root is cut off"
+    assert (await asyncio.to_thread(get, "app.local", "/other"))[0] == 404
+    assert (await asyncio.to_thread(get, "nobody.local"))[0] == 503
+    status, body = await asyncio.to_thread(get, "tls.local", "/secure", tls=True)
+    assert status == 200 and isinstance(body, dict) and body["path"] == "/secure"
+
+
+async def test_reloads_refuse_no_connection_and_a_bad_configuration_keeps_the_live_one(
+    controller: HAProxyController, backend: int, tmp_path: Path
+) -> None:
+    ext = extension(tmp_path)
+    await install(controller, routing(backend), ext)
+    first_pid = controller.process.pid if controller.process else None
+    failures: list[str] = []
+    done = asyncio.Event()
+
+    def hammer() -> int:
+        count = 0
+        while not done.is_set():
+            try:
+                status, _ = get("web.local")
+                if status != 200:
+                    failures.append(str(status))
+            except OSError as exc:
+                failures.append(repr(exc))
+            count += 1
+        return count
+
+    load = asyncio.create_task(asyncio.to_thread(hammer))
+    for i in range(8):
+        await install(
+            controller, routing(backend, **{f"extra{i}": {"hosts": f"x{i}.local", "port": str(backend)}}), ext
+        )
+    done.set()
+    requests = await load
+    assert failures == [], f"{len(failures)} of {requests} failed during 8 reloads"
+    assert controller.process is not None and controller.process.pid == first_pid, "reloaded, not restarted"
+    assert controller.reloads == 9
+
+    live = controller.live.read_text()
+    with pytest.raises(ConfigRejected):
+        await controller.install(live.replace("balance roundrobin", "balance nonsense"), "bad")
+    assert controller.live.read_text() == live
+    assert (await asyncio.to_thread(get, "x7.local"))[0] == 200
