@@ -5,11 +5,11 @@ ARG BASE=python:3.11-slim-bookworm
 FROM ${BASE}
 
 # nginx with the stream module (TLS SNI routing) and the Lua module (upstream servers changed at
-# run time), openssl (validation stand-ins), CA certificates.
+# run time), HAProxy (the other proxy kind), openssl (validation stand-ins), CA certificates.
 RUN if ! command -v nginx >/dev/null || [ ! -e /usr/lib/nginx/modules/ngx_stream_module.so ] \
-      || [ ! -e /usr/lib/nginx/modules/ngx_http_lua_module.so ]; then \
+      || [ ! -e /usr/lib/nginx/modules/ngx_http_lua_module.so ] || ! command -v haproxy >/dev/null; then \
       apt-get update && apt-get install -y --no-install-recommends nginx libnginx-mod-stream libnginx-mod-http-lua \
-         openssl ca-certificates \
+         haproxy openssl ca-certificates \
       && rm -rf /var/lib/apt/lists/*; \
     fi \
  && (id nginx >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin nginx) \

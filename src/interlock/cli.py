@@ -26,7 +26,7 @@ from interlock.errors import BadInput, ConfigError, DockerUnavailable, SnapshotF
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
 from interlock.model.labels import LABELS
-from interlock.render.nginx import render_nginx
+from interlock.render.proxy import render_proxy
 from interlock.wire.status import ClusterStatus
 
 EXIT_BAD_INPUT = 2
@@ -65,7 +65,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     cluster = args.cluster if args.cluster is not None else next(iter(by_cluster))
     result = build(snapshot, tuple(by_cluster), host_sharing=config.host_sharing)
     try:
-        rendered = render_nginx(result.routings[cluster], config.extensions[by_cluster[cluster]])
+        rendered = render_proxy(result.routings[cluster], config.extensions[by_cluster[cluster]])
     except TemplateFailed as exc:
         raise UsageError(f"extension {by_cluster[cluster]}: {exc}") from exc
     if args.json:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.swarm import INTERLOCK, NETWORKS, REPO, proxy_logs, rendered_configs, sh, unique
+from tests.e2e.swarm import CLUSTERS, INTERLOCK, NETWORKS, REPO, Cluster, proxy_logs, rendered_configs, sh, unique
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -55,6 +55,12 @@ def interlock() -> Iterator[None]:
             sh("docker", "network", "create", "-d", "overlay", "--attachable", network)
     sh(INTERLOCK, "up", "-c", str(Path(__file__).with_name("interlock.toml")), "--wait", "180", timeout=400)
     yield
+
+
+@pytest.fixture(params=CLUSTERS, ids=[c.kind for c in CLUSTERS])
+def cluster(request: pytest.FixtureRequest) -> Cluster:
+    """Run a routing test against the nginx cluster and the HAProxy one."""
+    return request.param  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,7 +20,25 @@ REPO = Path(__file__).resolve().parents[2]
 INTERLOCK = str(REPO / ".venv" / "bin" / "interlock")
 IMAGE = "interlock:" + __import__("interlock").__version__
 HTTP, HTTPS, EAST_HTTP, EAST_HTTPS = 8080, 8443, 9080, 9443
+HAP_HTTP, HAP_HTTPS = 7080, 7443
 NETWORKS = ("e2e-a", "e2e-b")
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A service cluster of tests/e2e/interlock.toml that the routing tests run against."""
+
+    kind: str
+    http: int
+    https: int
+    labels: dict[str, str]
+    """What puts a service into it (`service_cluster`)."""
+
+
+CLUSTERS = (
+    Cluster("nginx", HTTP, HTTPS, {}),
+    Cluster("haproxy", HAP_HTTP, HAP_HTTPS, {"com.docker.lb.service_cluster": "hap"}),
+)
 
 T = TypeVar("T")
 
@@ -49,6 +68,7 @@ def rendered_configs() -> str:
         ).strip()
         if name.startswith("interlock-proxy"):
             text = sh("docker", "exec", container, "cat", "/var/lib/interlock/nginx/nginx.conf", check=False)
+            text += sh("docker", "exec", container, "cat", "/var/lib/interlock/haproxy/haproxy.cfg", check=False)
             targets = sh("docker", "exec", container, "cat", "/var/lib/interlock/nginx/targets", check=False)
             out.append(f"===== {name} ({container}) =====\n{text}\n----- targets -----\n{targets}")
     problems = sh(INTERLOCK, "problems", check=False)
@@ -115,8 +135,8 @@ def settled(port: int = HTTP, timeout: float = 60) -> dict[str, Any]:
     A first answer through a new route comes from a new nginx worker, while for a moment the
     old workers still answer with the previous configuration; the proxy agent reports a
     configuration once they stopped, so after this every request sees it."""
-    east = port in (EAST_HTTP, EAST_HTTPS)
-    extension, proxy_service = ("east", "interlock-proxy-east") if east else ("default", "interlock-proxy")
+    extension = "east" if port in (EAST_HTTP, EAST_HTTPS) else "hap" if port in (HAP_HTTP, HAP_HTTPS) else "default"
+    proxy_service = "interlock-proxy" if extension == "default" else f"interlock-proxy-{extension}"
 
     def check() -> dict[str, Any] | None:
         running = set(

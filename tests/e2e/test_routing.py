@@ -12,6 +12,7 @@ import pytest
 from tests.e2e.swarm import (
     HTTP,
     INTERLOCK,
+    Cluster,
     get,
     lb,
     poll,
@@ -28,10 +29,10 @@ from tests.e2e.swarm import (
 pytestmark = pytest.mark.usefixtures("interlock")
 
 
-def test_host_routing_several_hosts_and_upstream_headers() -> None:
+def test_host_routing_several_hosts_and_upstream_headers(cluster: Cluster) -> None:
     name = unique("web")
-    with service(name, labels=lb(hosts=f"{name}.local,www.{name}.local", port="8080")):
-        response = until_routed(f"{name}.local", what=f"{name}.local to answer 200")
+    with service(name, labels=lb(hosts=f"{name}.local,www.{name}.local", port="8080") | cluster.labels):
+        response = until_routed(f"{name}.local", port=cluster.http, what=f"{name}.local to answer 200")
         body = response.json()
         assert body["headers"]["Host"] == f"{name}.local"
         assert body["headers"]["X-Forwarded-Proto"] == "http"
@@ -41,19 +42,19 @@ def test_host_routing_several_hosts_and_upstream_headers() -> None:
             assert header in response.headers
         assert response.headers["x-server-info"].startswith("interlock/")
         # The Host header match ignores a :port suffix.
-        assert get(f"www.{name}.local:{HTTP}").status_code == 200
-        assert get(f"nobody-{name}.local").status_code == 503
+        assert get(f"www.{name}.local:{cluster.http}", port=cluster.http).status_code == 200
+        assert get(f"nobody-{name}.local", port=cluster.http).status_code == 503
 
 
-def test_scaling_is_picked_up_and_removal_stops_routing() -> None:
+def test_scaling_is_picked_up_and_removal_stops_routing(cluster: Cluster) -> None:
     name = unique("scale")
     host = f"{name}.local"
-    with service(name, labels=lb(hosts=host, port="8080"), replicas=1):
-        until_routed(host, what="first task routed")
+    with service(name, labels=lb(hosts=host, port="8080") | cluster.labels, replicas=1):
+        until_routed(host, port=cluster.http, what="first task routed")
         sh("docker", "service", "scale", "-d", f"{name}=3")
-        poll(lambda: len(set(upstreams(host, 12))) == 3, what="three tasks in rotation")
-        assert set(a.split(":")[0] for a in upstreams(host, 6)) == task_ips(name, "e2e-a")
-    poll(routed(host, status=503), what="removed service no longer routed")
+        poll(lambda: len(set(upstreams(host, 12, port=cluster.http))) == 3, what="three tasks in rotation")
+        assert set(a.split(":")[0] for a in upstreams(host, 6, port=cluster.http)) == task_ips(name, "e2e-a")
+    poll(routed(host, port=cluster.http, status=503), what="removed service no longer routed")
 
 
 def _settled_proxy_counters() -> tuple[int, int]:
@@ -86,65 +87,73 @@ def test_scaling_moves_targets_without_reloading_the_proxies() -> None:
         assert updates_after > updates, "the moves were applied to the running nginx"
 
 
-def test_context_roots_with_and_without_rewrite_share_a_host() -> None:
+def test_context_roots_with_and_without_rewrite_share_a_host(cluster: Cluster) -> None:
     host = f"{unique('ctx')}.local"
     shop, blog = unique("shop"), unique("blog")
+    shop_labels = lb(hosts=host, port="8080", context_root="/shop", context_root_rewrite="true") | cluster.labels
     with (
-        service(shop, labels=lb(hosts=host, port="8080", context_root="/shop", context_root_rewrite="true")),
-        service(blog, labels=lb(hosts=host, port="8080", context_root="/blog")),
+        service(shop, labels=shop_labels),
+        service(blog, labels=lb(hosts=host, port="8080", context_root="/blog") | cluster.labels),
     ):
-        rewritten = until_routed(host, "/shop/cart?x=1", what="/shop routed").json()
+        port = cluster.http
+        rewritten = until_routed(host, "/shop/cart?x=1", port=port, what="/shop routed").json()
         assert rewritten["path"] == "/cart?x=1"
-        kept = until_routed(host, "/blog/post", what="/blog routed").json()
+        kept = until_routed(host, "/blog/post", port=port, what="/blog routed").json()
         assert kept["path"] == "/blog/post"
         # Each context root reaches only its own service.
         shop_ips, blog_ips = task_ips(shop, "e2e-a"), task_ips(blog, "e2e-a")
-        assert get(host, "/shop/").headers["x-upstream-addr"].split(":")[0] in shop_ips
-        assert get(host, "/blog/").headers["x-upstream-addr"].split(":")[0] in blog_ips
-        bare = get(host, "/shop")
+        assert get(host, "/shop/", port=port).headers["x-upstream-addr"].split(":")[0] in shop_ips
+        assert get(host, "/blog/", port=port).headers["x-upstream-addr"].split(":")[0] in blog_ips
+        bare = get(host, "/shop", port=port)
         assert bare.status_code == 301
         assert bare.headers["Location"] == "/shop/"
-        assert get(host, "/blog").json()["path"] == "/blog"
-        assert get(host, "/elsewhere").status_code == 404
+        assert get(host, "/blog", port=port).json()["path"] == "/blog"
+        assert get(host, "/elsewhere", port=port).status_code == 404
 
 
-def test_redirects_answer_302_with_location() -> None:
+def test_redirects_answer_302_with_location(cluster: Cluster) -> None:
     name = unique("redir")
     old, new = f"old-{name}.local", f"new-{name}.local"
-    with service(name, labels=lb(hosts=f"{old},{new}", port="8080", redirects=f"http://{old},http://{new};")):
-        until_routed(new, what="target host routed")
-        response = get(old, "/path?q=1")
+    labels = lb(hosts=f"{old},{new}", port="8080", redirects=f"http://{old},http://{new};") | cluster.labels
+    with service(name, labels=labels):
+        until_routed(new, port=cluster.http, what="target host routed")
+        response = get(old, "/path?q=1", port=cluster.http)
         assert response.status_code == 302
         assert response.headers["Location"] == f"http://{new}/path?q=1"
 
 
-def test_sticky_cookie_keeps_a_client_on_one_task() -> None:
+def test_sticky_cookie_keeps_a_client_on_one_task(cluster: Cluster) -> None:
     name = unique("sticky")
     host = f"{name}.local"
-    with service(name, labels=lb(hosts=host, port="8080", sticky_session_cookie="session"), replicas=3):
-        poll(lambda: len(set(upstreams(host, 9))) == 3, what="three tasks up")
+    labels = lb(hosts=host, port="8080", sticky_session_cookie="session") | cluster.labels
+    with service(name, labels=labels, replicas=3):
+        poll(lambda: len(set(upstreams(host, 9, port=cluster.http))) == 3, what="three tasks up")
         chosen = {}
         for value in (f"user{i}" for i in range(12)):
-            seen = set(upstreams(host, 8, cookies={"session": value}))
+            seen = set(upstreams(host, 8, port=cluster.http, cookies={"session": value}))
             assert len(seen) == 1, f"cookie {value} reached {seen}"
             chosen[value] = seen.pop()
         assert len(set(chosen.values())) >= 2, "different cookies should spread over the tasks"
 
 
-def test_ip_hash_keeps_a_client_address_on_one_task() -> None:
+def test_ip_hash_keeps_a_client_address_on_one_task(cluster: Cluster) -> None:
     name = unique("iphash")
     host = f"{name}.local"
-    with service(name, labels=lb(hosts=host, port="8080", ip_hash="true"), replicas=3):
-        poll(lambda: len(task_ips(name, "e2e-a")) == 3 and get(host).status_code == 200, what="three tasks up")
+    with service(name, labels=lb(hosts=host, port="8080", ip_hash="true") | cluster.labels, replicas=3):
+        poll(
+            lambda: len(task_ips(name, "e2e-a")) == 3 and get(host, port=cluster.http).status_code == 200,
+            what="three tasks up",
+        )
         poll(lambda: len(sh(INTERLOCK, "routes", "--json").split(host)) > 1, what="routes listed")
-        assert len(set(upstreams(host, 30))) == 1
+        settled(cluster.http)
+        assert len(set(upstreams(host, 30, port=cluster.http))) == 1
 
 
-async def _websocket_roundtrip(host: str) -> list[str]:
+async def _websocket_roundtrip(host: str, port: int) -> list[str]:
     async with (
         aiohttp.ClientSession() as session,
         session.ws_connect(
-            f"http://127.0.0.1:{HTTP}/ws", headers={"Host": host}, timeout=aiohttp.ClientWSTimeout(ws_close=5)
+            f"http://127.0.0.1:{port}/ws", headers={"Host": host}, timeout=aiohttp.ClientWSTimeout(ws_close=5)
         ) as ws,
     ):
         messages = [(await ws.receive(timeout=5)).data]
@@ -153,24 +162,25 @@ async def _websocket_roundtrip(host: str) -> list[str]:
         return messages
 
 
-def _try_websocket_roundtrip(host: str) -> list[str] | None:
+def _try_websocket_roundtrip(host: str, port: int) -> list[str] | None:
     """The round trip, or None when the handshake is refused. A CI run once got a 503 here right
     after a 101 for the same host, cause not found; polling keeps such a moment from failing the
     run, and a websocket route that does not work still fails at the deadline."""
     try:
-        return asyncio.run(_websocket_roundtrip(host))
+        return asyncio.run(_websocket_roundtrip(host, port))
     except aiohttp.WSServerHandshakeError:
         return None
 
 
-def test_websocket_upgrade_and_echo() -> None:
+def test_websocket_upgrade_and_echo(cluster: Cluster) -> None:
     name = unique("ws")
     host = f"{name}.local"
-    with service(name, labels=lb(hosts=host, port="8080", websocket_endpoints="/ws")):
-        until_routed(host, what="ws service routed")
+    with service(name, labels=lb(hosts=host, port="8080", websocket_endpoints="/ws") | cluster.labels):
+        until_routed(host, port=cluster.http, what="ws service routed")
         raw = get(
             host,
             "/ws",
+            port=cluster.http,
             headers={
                 "Connection": "Upgrade",
                 "Upgrade": "websocket",
@@ -181,33 +191,36 @@ def test_websocket_upgrade_and_echo() -> None:
         )
         assert raw.status_code == 101
         raw.close()
-        messages = poll(lambda: _try_websocket_roundtrip(host), what="a websocket echo through the proxy")
+        messages = poll(lambda: _try_websocket_roundtrip(host, cluster.http), what="a websocket echo through the proxy")
         assert messages[0].startswith("hello from ")
         assert messages[1] == "echo:ping"
 
 
-def test_default_backend_serves_unknown_hosts() -> None:
+def test_default_backend_serves_unknown_hosts(cluster: Cluster) -> None:
     name = unique("fallback")
-    with service(name, labels=lb(default_backend="true", port="8080")):
-        response = until_routed(f"unknown-{name}.example", what="default backend answers unknown hosts")
+    with service(name, labels=lb(default_backend="true", port="8080") | cluster.labels):
+        response = until_routed(
+            f"unknown-{name}.example", port=cluster.http, what="default backend answers unknown hosts"
+        )
         assert response.json()["headers"]["Host"] == f"unknown-{name}.example"
-    poll(routed(f"unknown-{name}.example", status=503), what="catch-all back after removal")
+    poll(routed(f"unknown-{name}.example", port=cluster.http, status=503), what="catch-all back after removal")
 
 
-def test_canary_by_task_count_then_switch() -> None:
+def test_canary_by_task_count_then_switch(cluster: Cluster) -> None:
     host = f"{unique('canary')}.local"
     v1, v2 = unique("v1"), unique("v2")
+    port = cluster.http
     with (
-        service(v1, labels=lb(hosts=host, port="8080"), replicas=4),
-        service(v2, labels=lb(hosts=host, port="8080"), replicas=1),
+        service(v1, labels=lb(hosts=host, port="8080") | cluster.labels, replicas=4),
+        service(v2, labels=lb(hosts=host, port="8080") | cluster.labels, replicas=1),
     ):
-        poll(lambda: len(set(upstreams(host, 10))) == 5, what="five tasks in rotation", timeout=90)
+        poll(lambda: len(set(upstreams(host, 10, port=port))) == 5, what="five tasks in rotation", timeout=90)
         v2_ips = task_ips(v2, "e2e-a")
-        hits = collections.Counter(a.split(":")[0] in v2_ips for a in upstreams(host, 500))
+        hits = collections.Counter(a.split(":")[0] in v2_ips for a in upstreams(host, 500, port=port))
         share = hits[True] / 500
         assert abs(share - 0.2) <= 0.02, f"v2 got {share:.1%} of 500 requests, expected 20% +-10%"
         sh("docker", "service", "scale", "-d", f"{v1}=0")
-        poll(lambda: all(a.split(":")[0] in v2_ips for a in upstreams(host, 20)), what="all traffic on v2")
+        poll(lambda: all(a.split(":")[0] in v2_ips for a in upstreams(host, 20, port=port)), what="all traffic on v2")
 
 
 def test_network_label_chooses_among_several_networks() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.swarm import HTTP, HTTPS, INTERLOCK, get, lb, poll, service, settled, sh, unique, until_routed
+from tests.e2e.swarm import HTTP, HTTPS, INTERLOCK, Cluster, get, lb, poll, service, settled, sh, unique, until_routed
 
 pytestmark = pytest.mark.usefixtures("interlock")
 
@@ -37,8 +37,9 @@ def curl_tls(
     return status, body, subject, headers
 
 
-def test_tls_terminated_by_sni_with_two_certificates(certificates: dict[str, str]) -> None:
+def test_tls_terminated_by_sni_with_two_certificates(certificates: dict[str, str], cluster: Cluster) -> None:
     name = unique("tls")
+    https = cluster.https
     with (
         service(
             f"{name}-a",
@@ -47,7 +48,8 @@ def test_tls_terminated_by_sni_with_two_certificates(certificates: dict[str, str
                 port="8080",
                 ssl_cert=certificates["a.tls.local.crt"],
                 ssl_key=certificates["a.tls.local.key"],
-            ),
+            )
+            | cluster.labels,
         ),
         service(
             f"{name}-b",
@@ -57,35 +59,36 @@ def test_tls_terminated_by_sni_with_two_certificates(certificates: dict[str, str
                 ssl_cert=certificates["b.tls.local.crt"],
                 ssl_key=certificates["b.tls.local.key"],
                 ssl_only="true",
-            ),
+            )
+            | cluster.labels,
         ),
     ):
         status, body, subject, headers = poll(
-            lambda: curl_tls("a.tls.local", ca=certificates["a.tls.local.path"]),
+            lambda: curl_tls("a.tls.local", port=https, ca=certificates["a.tls.local.path"]),
             what="a.tls.local over TLS",
             timeout=90,
         )
         assert status == 200 and "CN=a.tls.local" in subject
         assert "x-upstream-addr" in headers
         status, body, subject, _ = poll(
-            lambda: curl_tls("b.tls.local", ca=certificates["b.tls.local.path"]),
+            lambda: curl_tls("b.tls.local", port=https, ca=certificates["b.tls.local.path"]),
             what="b.tls.local over TLS",
             timeout=90,
         )
         assert status == 200 and "CN=b.tls.local" in subject
-        settled(HTTPS)
+        settled(https)
         # The task gets plain HTTP with the client's address and the scheme it came in on.
         forwarded = json.loads(body)["headers"]
         assert forwarded["X-Forwarded-Proto"] == "https"
         assert forwarded["X-Real-IP"] not in ("127.0.0.1", "")
         # ssl_only: plain HTTP is redirected to https on the published TLS port.
-        redirect = get("b.tls.local", "/x?y=1")
+        redirect = get("b.tls.local", "/x?y=1", port=cluster.http)
         assert redirect.status_code == 302
-        assert redirect.headers["Location"] == f"https://b.tls.local:{HTTPS}/x?y=1"
-        assert get("a.tls.local").status_code == 200
+        assert redirect.headers["Location"] == f"https://b.tls.local:{https}/x?y=1"
+        assert get("a.tls.local", port=cluster.http).status_code == 200
         # An unknown name gets no certificate at all.
         with pytest.raises(AssertionError, match="curl failed"):
-            curl_tls("unknown.tls.local")
+            curl_tls("unknown.tls.local", port=https)
 
 
 def tls_app(name: str, labels: dict[str, str], cert_host: str, certificates: dict[str, str]) -> Any:
@@ -105,27 +108,30 @@ def tls_app(name: str, labels: dict[str, str], cert_host: str, certificates: dic
     )
 
 
-def test_tls_passthrough_client_sees_the_apps_certificate(certificates: dict[str, str]) -> None:
+def test_tls_passthrough_client_sees_the_apps_certificate(certificates: dict[str, str], cluster: Cluster) -> None:
     name = unique("pt")
-    with tls_app(name, lb(hosts="pt.local", port="8443", ssl_passthrough="true"), "pt.local", certificates):
+    labels = lb(hosts="pt.local", port="8443", ssl_passthrough="true") | cluster.labels
+    with tls_app(name, labels, "pt.local", certificates):
         status, body, subject, headers = poll(
-            lambda: curl_tls("pt.local", ca=certificates["pt.local.path"]), what="passthrough", timeout=90
+            lambda: curl_tls("pt.local", port=cluster.https, ca=certificates["pt.local.path"]),
+            what="passthrough",
+            timeout=90,
         )
         assert status == 200
         assert "CN=pt.local" in subject
         assert json.loads(body)["scheme"] == "https", "the app itself terminated TLS"
         assert not any(h.startswith("x-upstream") or h == "x-request-id" for h in headers), headers
-        settled(HTTPS)
-        redirect = get("pt.local", "/x")
+        settled(cluster.https)
+        redirect = get("pt.local", "/x", port=cluster.http)
         assert redirect.status_code == 302, "plain HTTP for a passthrough host is redirected to https"
-        assert redirect.headers["Location"] == f"https://pt.local:{HTTPS}/x"
+        assert redirect.headers["Location"] == f"https://pt.local:{cluster.https}/x"
 
 
-def test_ssl_backend_speaks_tls_to_the_tasks(certificates: dict[str, str]) -> None:
+def test_ssl_backend_speaks_tls_to_the_tasks(certificates: dict[str, str], cluster: Cluster) -> None:
     name = unique("tlsbackend")
     host = f"{name}.local"
-    with tls_app(name, lb(hosts=host, port="8443", ssl_backend="true"), "backend.local", certificates):
-        response = until_routed(host, port=HTTP, what="ssl_backend routed", timeout=90)
+    with tls_app(name, lb(hosts=host, port="8443", ssl_backend="true") | cluster.labels, "backend.local", certificates):
+        response = until_routed(host, port=cluster.http, what="ssl_backend routed", timeout=90)
         assert response.json()["scheme"] == "https"
 
 

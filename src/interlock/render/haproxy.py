@@ -188,9 +188,6 @@ class _View:
         if upstream.tls:
             verify = "required" if upstream.tls_verify else "none"
             parts.append(f"ssl verify {verify} ca-file {_CA_FILE} sni req.hdr(host)")
-        if upstream.cookie:
-            # From the address: a client keeps its server when others come and go.
-            parts.append(f"cookie {hashlib.sha256(where.encode()).hexdigest()[:12]}")
         return Token(" ".join(parts) + f"  # {user_token(server.service)}")
 
 
