@@ -10,7 +10,6 @@ import aiohttp
 import pytest
 
 from tests.e2e.swarm import (
-    HTTP,
     INTERLOCK,
     Cluster,
     get,
@@ -57,34 +56,40 @@ def test_scaling_is_picked_up_and_removal_stops_routing(cluster: Cluster) -> Non
     poll(routed(host, port=cluster.http, status=503), what="removed service no longer routed")
 
 
-def _settled_proxy_counters() -> tuple[int, int]:
-    """(reloads, target changes without a reload) summed over the default cluster's running
-    proxies, once every one serves the newest configuration and targets."""
-    proxies = settled(HTTP)["proxies"]
+def _settled_proxy_counters(port: int) -> tuple[int, int]:
+    """(reloads, target changes without a reload) summed over the running proxies of the
+    cluster behind `port`, once every one serves the newest configuration and targets."""
+    proxies = settled(port)["proxies"]
     return sum(p["reloads"] for p in proxies), sum(p["target_updates"] for p in proxies)
 
 
-def test_scaling_moves_targets_without_reloading_the_proxies() -> None:
+def test_scaling_moves_targets_without_reloading_the_proxies(cluster: Cluster) -> None:
+    """nginx (DynamicUpstreams) swaps its targets through Lua; HAProxy fills server slots
+    through its runtime API."""
     name = unique("noreload")
     host = f"{name}.local"
-    with service(name, labels=lb(hosts=host, port="8080"), replicas=1):
-        until_routed(host, what="first task routed")
-        reloads, updates = _settled_proxy_counters()
+    port = cluster.http
+    with service(name, labels=lb(hosts=host, port="8080") | cluster.labels, replicas=1):
+        until_routed(host, port=port, what="first task routed")
+        reloads, updates = _settled_proxy_counters(port)
         sh("docker", "service", "scale", "-d", f"{name}=3")
-        poll(lambda: len(set(upstreams(host, 12))) == 3, what="three tasks in rotation")
+        poll(lambda: len(set(upstreams(host, 12, port=port))) == 3, what="three tasks in rotation")
         sh("docker", "service", "scale", "-d", f"{name}=2")
-        poll(lambda: set(a.split(":")[0] for a in upstreams(host, 8)) == task_ips(name, "e2e-a"), what="two tasks")
+        poll(
+            lambda: set(a.split(":")[0] for a in upstreams(host, 8, port=port)) == task_ips(name, "e2e-a"),
+            what="two tasks",
+        )
         sh("docker", "service", "update", "-d", "--force", name)
         poll(
             lambda: (
                 sh("docker", "service", "inspect", "-f", "{{.UpdateStatus.State}}", name).strip() == "completed"
-                and set(a.split(":")[0] for a in upstreams(host, 8)) == task_ips(name, "e2e-a")
+                and set(a.split(":")[0] for a in upstreams(host, 8, port=port)) == task_ips(name, "e2e-a")
             ),
             what="the replaced tasks in rotation",
         )
-        reloads_after, updates_after = _settled_proxy_counters()
-        assert reloads_after == reloads, "scaling and a rolling update only move targets: no nginx reload"
-        assert updates_after > updates, "the moves were applied to the running nginx"
+        reloads_after, updates_after = _settled_proxy_counters(port)
+        assert reloads_after == reloads, "scaling and a rolling update only move targets: no reload"
+        assert updates_after > updates, "the moves were applied to the running proxy"
 
 
 def test_context_roots_with_and_without_rewrite_share_a_host(cluster: Cluster) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import os
 import signal
 import socket
 import ssl
@@ -42,17 +43,31 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def backend() -> Iterator[int]:
-    """One demo backend on loopback; every route below points at it."""
+def start_backend(name: str) -> tuple[int, subprocess.Popen[bytes]]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "interlock.testing.backend", "--port", str(port)])
+    env = {**os.environ, "BACKEND_NAME": name}
+    proc = subprocess.Popen([sys.executable, "-m", "interlock.testing.backend", "--port", str(port)], env=env)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 break
         time.sleep(0.05)
+    return port, proc
+
+
+@pytest.fixture(scope="module")
+def backend() -> Iterator[int]:
+    """One demo backend on loopback; every route below points at it."""
+    port, proc = start_backend("first")
+    yield port
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def second_backend() -> Iterator[int]:
+    port, proc = start_backend("second")
     yield port
     proc.terminate()
     proc.wait(10)
@@ -96,7 +111,9 @@ async def controller(tmp_path: Path, haproxy: str) -> AsyncIterator[HAProxyContr
 
 async def install(control: HAProxyController, routing: Routing, ext: ExtensionConfig) -> None:
     rendered = render_haproxy(routing, ext, certificates_dir=str(control.certificates_dir))
-    await control.install(rendered.text, rendered.config_id, certificates=routing.certificate_pairs())
+    await control.install(
+        rendered.text, rendered.config_id, rendered.targets, rendered.targets_id, routing.certificate_pairs()
+    )
 
 
 class _LoopbackTLS(http.client.HTTPSConnection):
@@ -175,3 +192,22 @@ async def test_reloads_refuse_no_connection_and_a_bad_configuration_keeps_the_li
         await controller.install(live.replace("balance roundrobin", "balance nonsense"), "bad")
     assert controller.live.read_text() == live
     assert (await asyncio.to_thread(get, "x7.local"))[0] == 200
+
+
+async def test_task_moves_go_through_the_runtime_api_without_a_reload(
+    controller: HAProxyController, backend: int, second_backend: int, tmp_path: Path
+) -> None:
+    """Scaling and rolling updates only move tasks: the configuration keeps its id, and the
+    agent fills and empties server slots of the running HAProxy; no reload, no process change."""
+    ext = extension(tmp_path)
+    one = routing(backend)
+    await install(controller, one, ext)
+    pid, reloads = controller.process.pid if controller.process else None, controller.reloads
+
+    two = render_haproxy(routing(second_backend), ext, certificates_dir=str(controller.certificates_dir))
+    assert two.config_id == controller.config_id, "only the task moved: the same shape"
+    await controller.update_targets(two.targets, two.targets_id)
+    status, body = await asyncio.to_thread(get, "web.local")
+    assert status == 200 and isinstance(body, dict) and body["task"] == "second"
+    assert controller.reloads == reloads and controller.target_updates == 1
+    assert controller.process is not None and controller.process.pid == pid

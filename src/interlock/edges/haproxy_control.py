@@ -22,7 +22,47 @@ from pathlib import Path
 from interlock.edges.nginx_check import VALIDATION_TIMEOUT
 from interlock.edges.nginx_control import NginxController
 from interlock.errors import ConfigRejected, ReloadFailed
-from interlock.render.haproxy import CERTIFICATES_DIR
+from interlock.render.haproxy import ADMIN_SOCKET, CERTIFICATES_DIR, TARGETS_HEADER, slot_count
+
+_REFUSALS = ("No such", "Invalid", "Require", "Unknown", "Permission", "Can't", "Cannot")
+"""How the runtime API's answers to `set server` begin when it did not do it."""
+
+
+def _targets(document: str) -> dict[str, list[str]]:
+    lines = document.splitlines()
+    if not lines or not lines[0].startswith(TARGETS_HEADER + " "):
+        raise ValueError("not an HAProxy targets document")
+    return {name: addresses for name, *addresses in (line.split() for line in lines[1:] if line.strip())}
+
+
+def _split(address: str) -> tuple[str, str]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), port
+
+
+def runtime_commands(old: str, new: str) -> list[str]:
+    """The runtime API commands that turn the servers of targets `old` into those of `new`
+    (same backends, as the configuration's id is the same): slot by slot, a new address and
+    `ready`, or `maint` for a slot no task fills any more."""
+    before, after = _targets(old), _targets(new)
+    if set(before) != set(after):
+        raise ValueError("the backends differ")
+    commands = []
+    for backend, addresses in sorted(after.items()):
+        previous = before[backend]
+        for slot in range(slot_count(len(addresses))):
+            was = previous[slot] if slot < len(previous) else None
+            now = addresses[slot] if slot < len(addresses) else None
+            if was == now:
+                continue
+            server = f"{backend}/s{slot}"
+            if now is None:
+                commands.append(f"set server {server} state maint")
+            else:
+                host, port = _split(now)
+                commands += [f"set server {server} addr {host} port {port}", f"set server {server} state ready"]
+    return commands
+
 
 _STOP_SIGNALS = {signal.SIGQUIT: signal.SIGUSR1, signal.SIGTERM: signal.SIGUSR1}
 """nginx's graceful stop (QUIT) is HAProxy's soft stop (USR1): finish, then exit."""
@@ -44,6 +84,7 @@ class HAProxyController(NginxController):
         self.good = workdir / "haproxy.cfg.good"
         self.secrets_dir = secrets_dir
         self.certificates_dir = certificates_dir
+        self.admin_socket = Path(ADMIN_SOCKET)
 
     async def test(self, path: Path) -> None:
         code, output = await self._run("-c", "-q", "-f", str(path), timeout=self.check_timeout)
@@ -91,7 +132,38 @@ class HAProxyController(NginxController):
         return set()
 
     async def update_targets(self, targets: str, targets_id: str) -> None:
-        raise ReloadFailed("HAProxy takes its servers with the configuration; reloading")
+        """Move tasks without a reload: fill, change or empty server slots of the running
+        HAProxy through its runtime API (`set server ... addr`, `state ready|maint`). The
+        configuration's id is unchanged, so every backend has the slots it had; anything the
+        API refuses is a ReloadFailed (the agent then reloads with the whole configuration)."""
+        if not self.running:
+            raise ReloadFailed("haproxy is not running")
+        try:
+            commands = runtime_commands(self.targets_text, targets)
+        except ValueError as exc:
+            raise ReloadFailed(f"targets {targets_id} not usable at run time: {exc}") from exc
+        if commands:
+            answer = await self._runtime(";".join(commands))
+            refused = [line for line in answer.splitlines() if line.startswith(_REFUSALS)]
+            if refused:
+                raise ReloadFailed(f"haproxy refused targets {targets_id}: {'; '.join(refused)[:500]}")
+        self.targets_id, self.targets_text = targets_id, targets
+        self.target_updates += 1
+
+    async def _confirm_targets(self, targets_id: str) -> None:
+        """Nothing to ask: an installed configuration carries its servers in its own text."""
+
+    async def _runtime(self, command: str) -> str:
+        """One command line to the runtime API; its whole answer."""
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(self.admin_socket)), 5)
+            writer.write(command.encode() + b"\n")
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(), self.confirm_timeout)
+            writer.close()
+        except (OSError, TimeoutError) as exc:
+            raise ReloadFailed(f"haproxy's runtime API did not answer: {exc!r}") from exc
+        return answer.decode(errors="replace")
 
     async def start(self) -> None:
         self.process = await asyncio.create_subprocess_exec(self.nginx, "-W", "-db", "-f", str(self.live))

@@ -36,6 +36,33 @@ ADMIN_SOCKET = "/var/run/haproxy-admin.sock"
 """HAProxy's runtime API, for the proxy agent only (root's, 0600)."""
 _CONFIG_ID_PLACEHOLDER = "@@interlock-config-id@@"
 _CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
+_SPARE_ADDRESS = "0.0.0.0:80"
+TARGETS_HEADER = "interlock haproxy targets 1"
+
+
+def slot_count(servers: int) -> int:
+    """Server slots of a backend with `servers` servers: room to double (at least 8), so tasks
+    that come and go move through the runtime API, and only a backend that outgrows its slots
+    needs a reload."""
+    return max(8, 1 << max(0, 2 * servers - 1).bit_length())
+
+
+def _address(server: Server) -> str:
+    address = user_token(server.address)
+    return f"[{address}]:{int(server.port)}" if ":" in address else f"{address}:{int(server.port)}"
+
+
+def render_targets(routing: Routing) -> tuple[str, str]:
+    """The targets document (one line per backend: its name, then the address of each filled
+    slot in order) and its id: what the agent applies through the runtime API when only
+    tasks moved."""
+    lines = [
+        " ".join([user_token(u.name), *(_address(s) for s in u.servers)])
+        for u in (*routing.upstreams, *routing.passthrough_upstreams)
+    ]
+    body = "".join(line + "\n" for line in lines)
+    targets_id = hashlib.sha256(body.encode()).hexdigest()[:16]
+    return f"{TARGETS_HEADER} {targets_id}\n{body}", targets_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +125,9 @@ class _View:
     ext: ExtensionConfig
     version: str
     certificates: str = CERTIFICATES_DIR
+    shape: bool = False
+    """Render the shape only: every server slot as a spare, so the text (and the id made from
+    it) changes with routes and slot counts, not with the addresses of tasks."""
     http_hosts: list[_HostView] = field(default_factory=list)
     tls_hosts: list[_HostView] = field(default_factory=list)
     passthrough_hosts: list[_HostView] = field(default_factory=list)
@@ -175,20 +205,29 @@ class _View:
     config_id = _CONFIG_ID_PLACEHOLDER
     admin_socket = Token(ADMIN_SOCKET)
 
-    def server_entry(self, upstream: Upstream, index: int, server: Server) -> Token:
-        """`NAME ADDRESS:PORT [check ...] [ssl ...] [cookie ...]` in one token."""
-        address = user_token(server.address)
-        where = f"[{address}]:{int(server.port)}" if ":" in address else f"{address}:{int(server.port)}"
-        parts = [f"s{index}", where]
-        if server.max_fails is not None:
+    def slots(self, upstream: Upstream) -> range:
+        return range(slot_count(len(upstream.servers)))
+
+    def server_entry(self, upstream: Upstream, index: int) -> Token:
+        """`sINDEX ADDRESS:PORT [check ...] [ssl ...]` for slot `index` of `upstream`: its
+        server, or a spare slot (`disabled`) the agent fills through the runtime API when a
+        task comes. In the shape render every address is a placeholder."""
+        servers = upstream.servers
+        first = servers[0] if servers else None
+        filled = index < len(servers) and not self.shape
+        # A spare's address is a placeholder: the agent sets address and port when it fills it.
+        parts = [f"s{index}", _address(servers[index]) if filled else _SPARE_ADDRESS]
+        if first is not None and first.max_fails is not None:
             # nginx's passive max_fails/fail_timeout, as HAProxy's checks: down after that many
             # failures, tried again every fail_timeout.
-            inter = user_token(server.fail_timeout or "10s")
-            parts.append(f"check inter {inter} fall {int(server.max_fails)} rise 1")
+            inter = user_token(first.fail_timeout or "10s")
+            parts.append(f"check inter {inter} fall {int(first.max_fails)} rise 1")
         if upstream.tls:
             verify = "required" if upstream.tls_verify else "none"
             parts.append(f"ssl verify {verify} ca-file {_CA_FILE} sni req.hdr(host)")
-        return Token(" ".join(parts) + f"  # {user_token(server.service)}")
+        if not filled:
+            parts.append("disabled")
+        return Token(" ".join(parts))
 
 
 @cache
@@ -223,14 +262,25 @@ def render_haproxy(
         raise UnsafeValue(f"TargetPort/TargetSSLPort may not use Interlock's internal ports {INTERNAL_PORTS}")
     if not re.fullmatch(r"/[A-Za-z0-9._/-]+", certificates_dir):
         raise UnsafeValue(f"certificates directory {certificates_dir!r} must be an absolute plain path")
-    view = _View(routing, ext, version, certificates_dir)
+    # The id names the shape (routes, options, slot counts), not where the tasks are: a change
+    # that only moves tasks keeps it, and the agent applies the targets without a reload.
+    shape = _render_text(routing, ext, _View(routing, ext, version, certificates_dir, shape=True))
+    config_id = hashlib.sha256(shape.encode()).hexdigest()[:16]
+    text = _render_text(routing, ext, _View(routing, ext, version, certificates_dir))
+    targets, targets_id = render_targets(routing)
+    return RenderedConfig(
+        text=text.replace(_CONFIG_ID_PLACEHOLDER, config_id),
+        config_id=config_id,
+        targets=targets,
+        targets_id=targets_id,
+    )
+
+
+def _render_text(routing: Routing, ext: ExtensionConfig, view: _View) -> str:
     context = {"routing": routing, "cfg": ext.haproxy, "view": view}
     if ext.template:
-        text = _render_custom(ext.template, context)
-    else:
-        text = _environment().get_template("haproxy.cfg.j2").render(context)
-    config_id = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return RenderedConfig(text=text.replace(_CONFIG_ID_PLACEHOLDER, config_id), config_id=config_id)
+        return _render_custom(ext.template, context)
+    return _environment().get_template("haproxy.cfg.j2").render(context)
 
 
 @cache

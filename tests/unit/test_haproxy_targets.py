@@ -1,0 +1,44 @@
+"""HAProxy task moves: a change that only moves tasks keeps the configuration's id (the agent
+then fills and empties server slots through the runtime API), and the commands it sends."""
+
+from __future__ import annotations
+
+import pytest
+
+from interlock.config import default_config
+from interlock.edges.haproxy_control import runtime_commands
+from interlock.render.haproxy import render_haproxy, slot_count
+from tests.unit.test_build import routing_of, service
+
+EXT = default_config(Kind="haproxy").extensions["default"]
+
+
+def rendered(replicas: int, port: str = "8080"):  # type: ignore[no-untyped-def]
+    return render_haproxy(routing_of(service("web", replicas=replicas, hosts="web.local", port=port)), EXT)
+
+
+def test_scaling_within_the_slots_keeps_the_id_and_outgrowing_them_changes_it() -> None:
+    assert slot_count(1) == slot_count(3) == slot_count(4) == 8 and slot_count(5) == 16
+    one, three, five = rendered(1), rendered(3), rendered(5)
+    assert one.config_id == three.config_id != five.config_id
+    assert one.targets_id != three.targets_id
+    assert one.text != three.text, "the text itself names the current tasks (a restart loads them)"
+
+
+def test_runtime_commands_fill_change_and_empty_slots() -> None:
+    old = "interlock haproxy targets 1 a\nweb.local 10.0.0.1:8080 10.0.0.2:8080\n"
+    new = "interlock haproxy targets 1 b\nweb.local 10.0.0.1:8080 10.0.0.3:8080 [fd00::4]:8080\n"
+    assert runtime_commands(old, new) == [
+        "set server web.local/s1 addr 10.0.0.3 port 8080",
+        "set server web.local/s1 state ready",
+        "set server web.local/s2 addr fd00::4 port 8080",
+        "set server web.local/s2 state ready",
+    ]
+    assert runtime_commands(new, old) == [
+        "set server web.local/s1 addr 10.0.0.2 port 8080",
+        "set server web.local/s1 state ready",
+        "set server web.local/s2 state maint",
+    ]
+    assert runtime_commands(old, old) == []
+    with pytest.raises(ValueError, match="backends differ"):
+        runtime_commands(old, "interlock haproxy targets 1 c\nother.local 10.0.0.1:80\n")
