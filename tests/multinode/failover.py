@@ -15,7 +15,7 @@ from typing import Any
 from tests.e2e.swarm import INTERLOCK, lb, poll, service, sh, unique
 from tests.multinode.conftest import NETWORK, Cluster
 from tests.multinode.load import Load
-from tests.multinode.scenario import PORT, answered, cut_off, node_state, restore
+from tests.multinode.scenario import PORT, answered, cut_off, node_state, restore, steadily_answered
 
 ON_WORKERS = ("--constraint", "node.role==worker")
 
@@ -103,7 +103,9 @@ def lose_the_core_manager(cluster: Cluster) -> FailoverFigures:
     name, at_cut, after = unique("fo"), unique("fo-cut"), unique("fo-after")
     labels = {n: lb(hosts=f"{n}.mn", port=str(PORT)) for n in (name, at_cut, after)}
     with service(name, labels=labels[name], networks=(NETWORK,), replicas=2, extra=ON_WORKERS):
-        poll(lambda: answered(survivor.address, f"{name}.mn"), what="the app routed through the worker's proxy")
+        poll(
+            lambda: steadily_answered(survivor.address, f"{name}.mn"), what="the app routed through the worker's proxy"
+        )
         with Load(survivor.address, f"{name}.mn", max_seconds=150) as load:
             poll(lambda: load.total > 100 or None, what="the load running")
             cut_off(lost, "link")

@@ -65,6 +65,13 @@ def answered(address: str, host: str) -> requests.Response | None:
     return response if response.status_code == 200 else None
 
 
+def steadily_answered(address: str, host: str, times: int = 20) -> bool | None:
+    """`times` answers in a row are 200s. Right after the reload that routes a new host, the
+    proxy's old nginx workers answer the previous configuration (503) for a moment while a
+    new one already answers 200: a load started on the first 200 would count those."""
+    return all(answered(address, host) for _ in range(times)) or None
+
+
 def running_nodes(service_name: str) -> list[str]:
     out = sh("docker", "service", "ps", "--filter", "desired-state=running", "--format", "{{.Node}}", service_name)
     return sorted(out.split())
