@@ -4,7 +4,8 @@ All on loopback, in one run: the backend (nginx answering 200 with a small body)
 generated configuration (rendered for a host routed to that backend) as by default (servers in
 nginx.conf) and with `DynamicUpstreams = true` (the server chosen per request by the Lua
 balancer), a minimal hand-written nginx
-reverse proxy, HAProxy and Caddy as plain reverse proxies. Load: wrk, one thread, 32 keep-alive
+reverse proxy, Interlock's generated HAProxy configuration (`Kind = "haproxy"`), HAProxy and Caddy
+as plain reverse proxies. Load: wrk, one thread, 32 keep-alive
 connections, each target measured `--rounds` times in alternation; medians reported. Every proxy
 runs one worker/thread pinned to CPU 1, while wrk and the backend share CPU 0, so the comparison
 is per core and the machine's other load moves all targets alike.
@@ -28,9 +29,10 @@ from common import cpu_seconds, dump, sh, wait_http
 from interlock.config import default_config
 from interlock.model.routing import Route, Routing, Server, Upstream, VirtualHost
 from interlock.render.bundle import RenderedConfig
+from interlock.render.haproxy import render_haproxy
 from interlock.render.nginx import render_nginx
 
-BACKEND, INTERLOCK, NGINX, HAPROXY, CADDY, STATIC = 18001, 18080, 18081, 18082, 18083, 18084
+BACKEND, INTERLOCK, NGINX, HAPROXY, CADDY, STATIC, GENERATED_HAPROXY = 18001, 18080, 18081, 18082, 18083, 18084, 18085
 HOST = "bench.local"
 
 
@@ -74,6 +76,29 @@ def interlock_conf(tmp: Path, *, dynamic: bool) -> RenderedConfig:
         cluster="", hosts=(VirtualHost(HOST, routes=(Route("/", HOST),), services=("backend",)),), upstreams=(upstream,)
     )
     return render_nginx(routing, ext)
+
+
+def interlock_haproxy_conf(tmp: Path) -> str:
+    """Interlock's generated HAProxy configuration (`Kind = "haproxy"`) for the same route: one
+    thread like the others, its request log off as nginx's access log is here, its internal
+    loopback ports moved aside."""
+    ext = default_config(
+        Kind="haproxy",
+        TargetPort=GENERATED_HAPROXY,
+        TargetSSLPort=GENERATED_HAPROXY + 1000,
+        Config={"PidPath": f"{tmp}/haproxy-generated.pid", "GlobalOptions": ["nbthread 1"]},
+    ).extensions["default"]
+    upstream = Upstream(HOST, (Server("127.0.0.1", BACKEND, "backend"),))
+    routing = Routing(
+        cluster="", hosts=(VirtualHost(HOST, routes=(Route("/", HOST),), services=("backend",)),), upstreams=(upstream,)
+    )
+    text = render_haproxy(routing, ext, certificates_dir=str(tmp)).text
+    return (
+        text.replace("    log global\n", "")
+        .replace(":20080", ":22080")
+        .replace(":20443", ":22443")
+        .replace("/var/run/haproxy-admin.sock", f"{tmp}/haproxy-admin.sock")
+    )
 
 
 def haproxy_conf() -> str:
@@ -169,6 +194,7 @@ def main() -> None:
             .replace(":20443", ":21443")
             .replace(":20444", ":21444"),
             "haproxy": haproxy_conf(),
+            "interlock-haproxy": interlock_haproxy_conf(tmp),
             "caddy": caddy_conf(),
         }
         for name, text in files.items():
@@ -194,6 +220,11 @@ def main() -> None:
                 stderr=subprocess.DEVNULL,
             ),
             subprocess.Popen(
+                [*cpu1, "haproxy", "-f", str(tmp / "interlock-haproxy.conf")],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ),
+            subprocess.Popen(
                 [*cpu1, "caddy", "run", "--adapter", "caddyfile", "--config", str(tmp / "caddy.conf")],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -206,7 +237,8 @@ def main() -> None:
             "interlock (DynamicUpstreams)": (INTERLOCK, procs[2].pid),
             "nginx (hand-written)": (NGINX, procs[1].pid),
             "haproxy": (HAPROXY, procs[4].pid),
-            "caddy": (CADDY, procs[5].pid),
+            "interlock haproxy (generated)": (GENERATED_HAPROXY, procs[5].pid),
+            "caddy": (CADDY, procs[6].pid),
         }
         try:
             for port, _ in targets.values():
@@ -242,6 +274,12 @@ def main() -> None:
             "interlock_to_caddy": results["interlock (generated)"]["rps"] / results["caddy"]["rps"],
             "interlock_to_haproxy": results["interlock (generated)"]["rps"] / results["haproxy"]["rps"],
             "dynamic_to_handwritten": results["interlock (DynamicUpstreams)"]["rps"] / hand,
+            "generated_haproxy_to_handwritten_haproxy": results["interlock haproxy (generated)"]["rps"]
+            / results["haproxy"]["rps"],
+            "generated_haproxy_to_generated_nginx": results["interlock haproxy (generated)"]["rps"]
+            / results["interlock (generated)"]["rps"],
+            "cpu_handwritten_haproxy_to_generated": results["haproxy"]["cpu_us_per_request"]
+            / results["interlock haproxy (generated)"]["cpu_us_per_request"],
             # CPU per request is steadier than throughput on a noisy machine: the proxy's own cost.
             "cpu_handwritten_to_interlock": results["nginx (hand-written)"]["cpu_us_per_request"]
             / results["interlock (generated)"]["cpu_us_per_request"],

@@ -34,7 +34,7 @@ def test_two_service_clusters_on_different_ports_ignore_each_others_hosts() -> N
 
 def test_proxies_are_found_by_the_interlock_label_and_only_the_core_has_the_socket() -> None:
     proxies = sh("docker", "service", "ls", "-q", "--filter", "label=type=com.docker.interlock.core.proxy").split()
-    assert len(proxies) == 2
+    assert len(proxies) == 3, "default, east and hap"
     services = {
         s["Spec"]["Name"]: s
         for s in json.loads(
@@ -45,8 +45,10 @@ def test_proxies_are_found_by_the_interlock_label_and_only_the_core_has_the_sock
                 "interlock",
                 "interlock-extension",
                 "interlock-extension-east",
+                "interlock-extension-hap",
                 "interlock-proxy",
                 "interlock-proxy-east",
+                "interlock-proxy-hap",
             )
         )
     }
