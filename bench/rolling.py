@@ -5,13 +5,14 @@ operations run on other services.
 Load: `--rate` GET/s for `--seconds` against two hosts through a proxy, half on keep-alive
 connections and half on a new connection per request; status codes and socket errors are counted
 separately. It runs once per cluster of tests/e2e/interlock.toml: `default` (127.0.0.1:8080,
-`DynamicUpstreams = true`) and `east` (127.0.0.1:9080, static upstreams, as by default), so the
-reloads each proxy made for the same kind of deploy sit side by side. Each churn operation waits
+`DynamicUpstreams = true`), `east` (127.0.0.1:9080, static upstreams, as by default) and `hap`
+(127.0.0.1:7080, the HAProxy kind), so the reloads each proxy made for the same kind of deploy
+sit side by side (`--clusters` runs some of them only, without the drain contrast). Each churn operation waits
 for the new service's task to run, so every create, update and remove changes the routes.
 Backend: interlock-bench-backend (keeps serving 3 s after SIGTERM, within its stop grace
 period), as the README asks of applications.
 
-Usage: python bench/rolling.py [--rate 1000] [--seconds 110]
+Usage: python bench/rolling.py [--rate 1000] [--seconds 110] [--clusters default east hap]
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Cluster(NamedTuple):
 CLUSTERS = {
     "default": Cluster(8080, {}),
     "east": Cluster(9080, {"com.docker.lb.service_cluster": "east"}),
+    "hap": Cluster(7080, {"com.docker.lb.service_cluster": "hap"}),
 }
 
 
@@ -163,8 +165,10 @@ async def run(rate: float, seconds: float, operations: int, cluster: str) -> dic
     }
 
 
-async def run_all(rate: float, seconds: float, operations: int) -> dict[str, object]:
-    clusters = {cluster: await run(rate, seconds, operations, cluster) for cluster in CLUSTERS}
+async def run_all(rate: float, seconds: float, operations: int, only: list[str]) -> dict[str, object]:
+    clusters = {cluster: await run(rate, seconds, operations, cluster) for cluster in CLUSTERS if cluster in only}
+    if only != list(CLUSTERS):
+        return {"rate": rate, "seconds": seconds, "clusters": clusters}
     contrast = {}
     for image in ("interlock-bench-backend:1", "interlock-bench-backend:nodrain"):
         contrast[image] = await drain_contrast(image, rate / 2, min(seconds, 30))
@@ -205,9 +209,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000)
     parser.add_argument("--seconds", type=float, default=110)
     parser.add_argument("--operations", type=int, default=300)
+    parser.add_argument("--clusters", nargs="+", choices=list(CLUSTERS), default=list(CLUSTERS))
     args = parser.parse_args()
     sh(str(REPO / "bench" / "backend" / "build.sh"))
-    dump(asyncio.run(run_all(args.rate, args.seconds, args.operations)))
+    dump(asyncio.run(run_all(args.rate, args.seconds, args.operations, args.clusters)))
 
 
 if __name__ == "__main__":
