@@ -1,0 +1,18 @@
+"""Rolling updates on nginx and HAProxy side by side: `bench/rolling.py` on the three clusters of
+tests/e2e/interlock.toml (default: nginx with DynamicUpstreams; east: nginx, static; hap: the
+HAProxy kind) in one run, shorter than the main rolling benchmark, so the kinds are compared on
+the same machine state.
+
+Usage: python bench/rolling_kinds.py [--rate 1000] [--seconds 60] [--operations 100]
+"""
+
+from __future__ import annotations
+
+import sys
+
+import rolling
+
+if __name__ == "__main__":
+    defaults = ["--rate", "1000", "--seconds", "60", "--operations", "100"]
+    sys.argv = [sys.argv[0], *defaults, *sys.argv[1:], "--clusters", "default", "east", "hap"]
+    rolling.main()
