@@ -51,7 +51,7 @@ def test_finalize_refuses_plain_strings_and_booleans() -> None:
 
 
 def test_the_render_environment_refuses_raw_strings() -> None:
-    from interlock.render.nginx import _environment
+    from interlock.render.templating import environment as _environment
 
     environment = _environment()
     assert environment.from_string("listen {{ port }};").render(port=80) == "listen 80;"

@@ -10,12 +10,11 @@ haproxy only.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 from interlock.config.schema import ExtensionConfig
-from interlock.edges.nginx_check import VALIDATION_TIMEOUT, CheckResult, stand_in_pem
+from interlock.edges.nginx_check import CheckResult, run_check, stand_in_pem
 from interlock.model.routing import Routing
 from interlock.render.haproxy import render_haproxy
 
@@ -31,17 +30,7 @@ def check_haproxy_text(text: str, *, workdir: Path, haproxy: str | None = None) 
         return CheckResult(False, "haproxy is not installed")
     path = workdir / "haproxy.cfg"
     path.write_text(text)
-    try:
-        proc = subprocess.run(
-            [binary, "-c", "-q", "-f", str(path)],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=VALIDATION_TIMEOUT,
-        )
-    except subprocess.TimeoutExpired:
-        return CheckResult(False, f"haproxy -c did not finish within {VALIDATION_TIMEOUT:.0f} s; refused")
-    return CheckResult(proc.returncode == 0, (proc.stdout + proc.stderr).strip())
+    return run_check([binary, "-c", "-q", "-f", str(path)], "haproxy -c")
 
 
 def check_haproxy_routing(

@@ -81,17 +81,17 @@ def check_text(text: str, *, workdir: Path, nginx: str | None = None) -> CheckRe
         return CheckResult(False, "nginx is not installed")
     path = workdir / "nginx.conf"
     path.write_text(text)
+    return run_check([binary, "-t", "-q", "-p", str(workdir), "-c", str(path)], "nginx -t")
+
+
+def run_check(command: list[str], what: str) -> CheckResult:
+    """A proxy's own configuration check; one that does not finish within VALIDATION_TIMEOUT
+    is a refusal (a configuration the proxy cannot even check in that time would not load in
+    time either)."""
     try:
-        proc = subprocess.run(
-            [binary, "-t", "-q", "-p", str(workdir), "-c", str(path)],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=VALIDATION_TIMEOUT,
-        )
+        proc = subprocess.run(command, check=False, capture_output=True, text=True, timeout=VALIDATION_TIMEOUT)
     except subprocess.TimeoutExpired:
-        # A configuration nginx cannot even check in this time would not load in time either.
-        return CheckResult(False, f"nginx -t did not finish within {VALIDATION_TIMEOUT:.0f} s; refused")
+        return CheckResult(False, f"{what} did not finish within {VALIDATION_TIMEOUT:.0f} s; refused")
     return CheckResult(proc.returncode == 0, (proc.stdout + proc.stderr).strip())
 
 

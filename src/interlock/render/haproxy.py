@@ -17,24 +17,20 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from functools import cache
-
-import jinja2
-import jinja2.sandbox
 
 from interlock import __version__
 from interlock.config.schema import ExtensionConfig, HAProxyConfig
 from interlock.constants import INTERNAL_PORTS, STATUS_PORT, TERMINATOR_PORT
-from interlock.errors import TemplateFailed, UnsafeValue
+from interlock.errors import UnsafeValue
 from interlock.model.routing import RedirectRule, Routing, Server, TLSMode, Upstream, VirtualHost
 from interlock.render.bundle import RenderedConfig
-from interlock.render.quoting import Token, finalize, operator_line, operator_string, user_token
+from interlock.render.quoting import Token, user_token
+from interlock.render.templating import CONFIG_ID_PLACEHOLDER, environment, render_custom
 
 CERTIFICATES_DIR = "/var/lib/interlock/haproxy/certs"
 """Where the proxy agent writes one combined PEM per certificate secret pair."""
 ADMIN_SOCKET = "/var/run/haproxy-admin.sock"
 """HAProxy's runtime API, for the proxy agent only (root's, 0600)."""
-_CONFIG_ID_PLACEHOLDER = "@@interlock-config-id@@"
 _CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 _SPARE_ADDRESS = "0.0.0.0:80"
 TARGETS_HEADER = "interlock haproxy targets 1"
@@ -202,7 +198,7 @@ class _View:
 
     terminator_port = TERMINATOR_PORT
     status_port = STATUS_PORT
-    config_id = _CONFIG_ID_PLACEHOLDER
+    config_id = CONFIG_ID_PLACEHOLDER
     admin_socket = Token(ADMIN_SOCKET)
 
     def slots(self, upstream: Upstream) -> range:
@@ -230,24 +226,6 @@ class _View:
         return Token(" ".join(parts))
 
 
-@cache
-def _environment(sandboxed: bool = False) -> jinja2.Environment:
-    kind = jinja2.sandbox.SandboxedEnvironment if sandboxed else jinja2.Environment
-    env = kind(
-        loader=jinja2.PackageLoader("interlock.render", "templates"),
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        finalize=finalize,
-    )
-    env.filters["q"] = user_token
-    env.filters["s"] = operator_string
-    env.filters["line"] = operator_line
-    return env
-
-
 def render_haproxy(
     routing: Routing,
     ext: ExtensionConfig,
@@ -269,7 +247,7 @@ def render_haproxy(
     text = _render_text(routing, ext, _View(routing, ext, version, certificates_dir))
     targets, targets_id = render_targets(routing)
     return RenderedConfig(
-        text=text.replace(_CONFIG_ID_PLACEHOLDER, config_id),
+        text=text.replace(CONFIG_ID_PLACEHOLDER, config_id),
         config_id=config_id,
         targets=targets,
         targets_id=targets_id,
@@ -279,33 +257,8 @@ def render_haproxy(
 def _render_text(routing: Routing, ext: ExtensionConfig, view: _View) -> str:
     context = {"routing": routing, "cfg": ext.haproxy, "view": view}
     if ext.template:
-        return _render_custom(ext.template, context)
-    return _environment().get_template("haproxy.cfg.j2").render(context)
-
-
-@cache
-def _custom_template(source: str) -> jinja2.Template:
-    return _environment(sandboxed=True).from_string(source)
-
-
-def _render_custom(source: str, context: dict[str, object]) -> str:
-    try:
-        text = _custom_template(source).render(context)
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateFailed(f"Template line {exc.lineno}: {exc.message}") from exc
-    except UnsafeValue as exc:
-        raise TemplateFailed(
-            f"Template printed a value that is not quoted ({exc}); print label values with |q, "
-            "operator strings with |s, raw lines with |line"
-        ) from exc
-    except jinja2.TemplateError as exc:
-        raise TemplateFailed(f"Template: {type(exc).__name__}: {exc}") from exc
-    if _CONFIG_ID_PLACEHOLDER not in text:
-        raise TemplateFailed(
-            "Template does not print {{ view.config_id }}: the proxy agent confirms each reload by "
-            "asking HAProxy for it (extend haproxy.cfg.j2 to keep Interlock's status frontend)"
-        )
-    return text
+        return render_custom(ext.template, context, extends="haproxy.cfg.j2")
+    return environment().get_template("haproxy.cfg.j2").render(context)
 
 
 __all__ = ["CERTIFICATES_DIR", "render_haproxy"]

@@ -18,9 +18,6 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
-import jinja2
-import jinja2.sandbox
-
 from interlock import __version__
 from interlock.config.schema import ExtensionConfig
 from interlock.constants import INTERNAL_PORTS, PASSTHROUGH_PORT, STATUS_PORT, TERMINATOR_PORT
@@ -29,15 +26,12 @@ from interlock.model.routing import RedirectRule, Routing, Server, TLSMode, Upst
 from interlock.render.bundle import RenderedConfig
 from interlock.render.quoting import (
     Token,
-    finalize,
-    operator_line,
-    operator_string,
     user_token,
 )
 from interlock.render.targets import Targets, render_targets, shared_dict_kilobytes, targets_field
+from interlock.render.templating import CONFIG_ID_PLACEHOLDER, environment, render_custom
 
 DEFAULT_SECRETS_DIR = "/run/secrets"
-_CONFIG_ID_PLACEHOLDER = "@@interlock-config-id@@"
 
 
 _HEADERS = """\
@@ -185,7 +179,7 @@ class _View:
     terminator_port = TERMINATOR_PORT
     passthrough_port = PASSTHROUGH_PORT
     status_port = STATUS_PORT
-    config_id = _CONFIG_ID_PLACEHOLDER
+    config_id = CONFIG_ID_PLACEHOLDER
 
     @property
     def worker_processes(self) -> Token | int:
@@ -269,26 +263,6 @@ def lua_library() -> Token:
     return Token(resources.files("interlock.render").joinpath("lua/targets.lua").read_text().rstrip("\n"))
 
 
-@cache
-def _environment(sandboxed: bool = False) -> jinja2.Environment:
-    kind = jinja2.sandbox.SandboxedEnvironment if sandboxed else jinja2.Environment
-    env = kind(
-        loader=jinja2.PackageLoader("interlock.render", "templates"),
-        undefined=jinja2.StrictUndefined,
-        # `finalize` refuses any printed value that is not a Token or an integer. (No macros:
-        # their output would be a plain string; shared blocks are includes, which print directly.)
-        autoescape=False,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        finalize=finalize,
-    )
-    env.filters["q"] = user_token
-    env.filters["s"] = operator_string
-    env.filters["line"] = operator_line
-    return env
-
-
 def render_nginx(
     routing: Routing,
     ext: ExtensionConfig,
@@ -311,43 +285,16 @@ def render_nginx(
     upstreams: dict[str, Upstream] = {u.name: u for u in routing.upstreams}
     context = {"routing": routing, "cfg": ext.nginx, "view": view, "upstreams": upstreams}
     if ext.template:
-        text = _render_custom(ext.template, context)
+        text = render_custom(ext.template, context, extends="nginx.conf.j2")
     else:
-        text = _environment().get_template("nginx.conf.j2").render(context)
+        text = environment().get_template("nginx.conf.j2").render(context)
     config_id = hashlib.sha256(text.encode()).hexdigest()[:16]
     return RenderedConfig(
-        text=text.replace(_CONFIG_ID_PLACEHOLDER, config_id),
+        text=text.replace(CONFIG_ID_PLACEHOLDER, config_id),
         config_id=config_id,
         targets=targets.text,
         targets_id=targets.targets_id,
     )
-
-
-@cache
-def _custom_template(source: str) -> jinja2.Template:
-    return _environment(sandboxed=True).from_string(source)
-
-
-def _render_custom(source: str, context: dict[str, object]) -> str:
-    """Render an extension's own template, or raise TemplateFailed saying what went wrong."""
-    try:
-        text = _custom_template(source).render(context)
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateFailed(f"Template line {exc.lineno}: {exc.message}") from exc
-    except UnsafeValue as exc:
-        raise TemplateFailed(
-            f"Template printed a value that is not quoted ({exc}); print label values with |q, "
-            "operator strings with |s, raw lines with |line"
-        ) from exc
-    except jinja2.TemplateError as exc:
-        # Undefined names, the sandbox refusing an attribute, a missing include.
-        raise TemplateFailed(f"Template: {type(exc).__name__}: {exc}") from exc
-    if _CONFIG_ID_PLACEHOLDER not in text:
-        raise TemplateFailed(
-            "Template does not print {{ view.config_id }}: the proxy agent confirms each reload by "
-            "asking nginx for it (extend nginx.conf.j2 to keep Interlock's status server)"
-        )
-    return text
 
 
 __all__ = ["RenderedConfig", "TemplateFailed", "render_nginx"]
