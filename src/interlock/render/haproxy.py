@@ -34,6 +34,8 @@ ADMIN_SOCKET = "/var/run/haproxy-admin.sock"
 _CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 _SPARE_ADDRESS = "0.0.0.0:80"
 TARGETS_HEADER = "interlock haproxy targets 1"
+_SERVER_SLOT = re.compile(r"^(\s+server s\d+) \S+(.*?)(?: disabled)?$", re.MULTILINE)
+"""A server slot's line: what stays of it once its address and whether it is filled are left out."""
 
 
 def slot_count(servers: int) -> int:
@@ -121,9 +123,6 @@ class _View:
     ext: ExtensionConfig
     version: str
     certificates: str = CERTIFICATES_DIR
-    shape: bool = False
-    """Render the shape only: every server slot as a spare, so the text (and the id made from
-    it) changes with routes and slot counts, not with the addresses of tasks."""
     http_hosts: list[_HostView] = field(default_factory=list)
     tls_hosts: list[_HostView] = field(default_factory=list)
     passthrough_hosts: list[_HostView] = field(default_factory=list)
@@ -207,10 +206,10 @@ class _View:
     def server_entry(self, upstream: Upstream, index: int) -> Token:
         """`sINDEX ADDRESS:PORT [check ...] [ssl ...]` for slot `index` of `upstream`: its
         server, or a spare slot (`disabled`) the agent fills through the runtime API when a
-        task comes. In the shape render every address is a placeholder."""
+        task comes."""
         servers = upstream.servers
         first = servers[0] if servers else None
-        filled = index < len(servers) and not self.shape
+        filled = index < len(servers)
         # A spare's address is a placeholder: the agent sets address and port when it fills it.
         parts = [f"s{index}", _address(servers[index]) if filled else _SPARE_ADDRESS]
         if first is not None and first.max_fails is not None:
@@ -240,11 +239,10 @@ def render_haproxy(
         raise UnsafeValue(f"TargetPort/TargetSSLPort may not use Interlock's internal ports {INTERNAL_PORTS}")
     if not re.fullmatch(r"/[A-Za-z0-9._/-]+", certificates_dir):
         raise UnsafeValue(f"certificates directory {certificates_dir!r} must be an absolute plain path")
+    text = _render_text(routing, ext, _View(routing, ext, version, certificates_dir))
     # The id names the shape (routes, options, slot counts), not where the tasks are: a change
     # that only moves tasks keeps it, and the agent applies the targets without a reload.
-    shape = _render_text(routing, ext, _View(routing, ext, version, certificates_dir, shape=True))
-    config_id = hashlib.sha256(shape.encode()).hexdigest()[:16]
-    text = _render_text(routing, ext, _View(routing, ext, version, certificates_dir))
+    config_id = hashlib.sha256(_SERVER_SLOT.sub(r"\1\2", text).encode()).hexdigest()[:16]
     targets, targets_id = render_targets(routing)
     return RenderedConfig(
         text=text.replace(CONFIG_ID_PLACEHOLDER, config_id),
