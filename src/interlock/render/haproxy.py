@@ -25,7 +25,7 @@ from interlock.errors import UnsafeValue
 from interlock.model.routing import RedirectRule, Routing, Server, TLSMode, Upstream, VirtualHost
 from interlock.render.bundle import RenderedConfig
 from interlock.render.quoting import Token, user_token
-from interlock.render.templating import CONFIG_ID_PLACEHOLDER, environment, render_custom
+from interlock.render.templating import CONFIG_ID_PLACEHOLDER, ListenerView, environment, render_custom
 
 CERTIFICATES_DIR = "/var/lib/interlock/haproxy/certs"
 """Where the proxy agent writes one combined PEM per certificate secret pair."""
@@ -118,7 +118,7 @@ class _HostView:
 
 
 @dataclass(slots=True)
-class _View:
+class _View(ListenerView):
     routing: Routing
     ext: ExtensionConfig
     version: str
@@ -148,23 +148,6 @@ class _View:
     @property
     def cfg(self) -> HAProxyConfig:
         return self.ext.haproxy
-
-    @property
-    def cluster(self) -> Token:
-        return user_token(self.routing.cluster) if self.routing.cluster else Token('"" (the default cluster)')
-
-    @property
-    def http_port(self) -> int:
-        return self.ext.target_port
-
-    @property
-    def https_port(self) -> int:
-        return self.ext.target_ssl_port
-
-    @property
-    def https_port_suffix(self) -> Token:
-        port = self.ext.published_ssl_port
-        return Token("" if port == 443 else f":{port}")
 
     @property
     def cuts(self) -> tuple[int, ...]:

@@ -29,7 +29,7 @@ from interlock.render.quoting import (
     user_token,
 )
 from interlock.render.targets import Targets, render_targets, shared_dict_kilobytes, targets_field
-from interlock.render.templating import CONFIG_ID_PLACEHOLDER, environment, render_custom
+from interlock.render.templating import CONFIG_ID_PLACEHOLDER, ListenerView, environment, render_custom
 
 DEFAULT_SECRETS_DIR = "/run/secrets"
 
@@ -130,7 +130,7 @@ def _words(value: str) -> Token:
 
 
 @dataclass(slots=True)
-class _View:
+class _View(ListenerView):
     routing: Routing
     ext: ExtensionConfig
     secrets_dir: str
@@ -156,23 +156,6 @@ class _View:
             self.http_hosts.append(default_view)
             if default.tls is TLSMode.TERMINATE:
                 self.default_tls_host = default_view
-
-    @property
-    def cluster(self) -> Token:
-        return user_token(self.routing.cluster) if self.routing.cluster else Token('"" (the default cluster)')
-
-    @property
-    def http_port(self) -> int:
-        return self.ext.target_port
-
-    @property
-    def https_port(self) -> int:
-        return self.ext.target_ssl_port
-
-    @property
-    def https_port_suffix(self) -> Token:
-        port = self.ext.published_ssl_port
-        return Token("" if port == 443 else f":{port}")
 
     proxy_headers = _PROXY_HEADERS
     websocket_headers = _WEBSOCKET_HEADERS

@@ -3,7 +3,8 @@
 Templates may print only tokens and integers (`quoting.finalize`); label values go through
 `|q`, operator strings `|s`, raw operator lines `|line`. An operator's template renders in
 Jinja2's sandbox with the same rules, and must print the configuration's id placeholder, by
-which the proxy agent confirms each reload. Pure; render layer.
+which the proxy agent confirms each reload. `ListenerView` is what both renderers' views share.
+Pure; render layer.
 """
 
 from __future__ import annotations
@@ -13,10 +14,37 @@ from functools import cache
 import jinja2
 import jinja2.sandbox
 
+from interlock.config.schema import ExtensionConfig
 from interlock.errors import TemplateFailed, UnsafeValue
-from interlock.render.quoting import finalize, operator_line, operator_string, user_token
+from interlock.model.routing import Routing
+from interlock.render.quoting import Token, finalize, operator_line, operator_string, user_token
 
 CONFIG_ID_PLACEHOLDER = "@@interlock-config-id@@"
+
+
+class ListenerView:
+    """What both renderers' views tell their templates about the cluster and its ports."""
+
+    __slots__ = ()
+    routing: Routing
+    ext: ExtensionConfig
+
+    @property
+    def cluster(self) -> Token:
+        return user_token(self.routing.cluster) if self.routing.cluster else Token('"" (the default cluster)')
+
+    @property
+    def http_port(self) -> int:
+        return self.ext.target_port
+
+    @property
+    def https_port(self) -> int:
+        return self.ext.target_ssl_port
+
+    @property
+    def https_port_suffix(self) -> Token:
+        port = self.ext.published_ssl_port
+        return Token("" if port == 443 else f":{port}")
 
 
 @cache
