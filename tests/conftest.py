@@ -18,28 +18,25 @@ def update_golden(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-golden"))
 
 
-@pytest.fixture(scope="session")
-def haproxy() -> str:
-    """The haproxy binary; the test command installs it, so a missing one fails there."""
-    from interlock.edges.haproxy_check import haproxy_binary
-
-    binary = haproxy_binary()
+def _required(binary: str | None, name: str) -> str:
+    """`binary`; the test command installs it, so a missing one fails there, and skips elsewhere."""
     if binary is None:
         if os.environ.get("INTERLOCK_REQUIRE_NGINX"):
-            pytest.fail("haproxy is required (INTERLOCK_REQUIRE_NGINX is set) but not installed")
-        pytest.skip("haproxy is not installed; run scripts/setup")
+            pytest.fail(f"{name} is required (INTERLOCK_REQUIRE_NGINX is set) but not installed")
+        pytest.skip(f"{name} is not installed; run scripts/setup")
     return binary
+
+
+@pytest.fixture(scope="session")
+def haproxy() -> str:
+    from interlock.edges.haproxy_check import haproxy_binary
+
+    return _required(haproxy_binary(), "haproxy")
 
 
 @pytest.fixture(scope="session")
 def nginx() -> str:
-    """The nginx binary; the test command installs it, so a missing one fails there."""
-    binary = nginx_binary()
-    if binary is None:
-        if os.environ.get("INTERLOCK_REQUIRE_NGINX"):
-            pytest.fail("nginx is required (INTERLOCK_REQUIRE_NGINX is set) but not installed")
-        pytest.skip("nginx is not installed; run scripts/setup")
-    return binary
+    return _required(nginx_binary(), "nginx")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

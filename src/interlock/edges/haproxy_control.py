@@ -86,10 +86,8 @@ class HAProxyController(NginxController):
         self.certificates_dir = certificates_dir
         self.admin_socket = Path(ADMIN_SOCKET)
 
-    async def test(self, path: Path) -> None:
-        code, output = await self._run("-c", "-q", "-f", str(path), timeout=self.check_timeout)
-        if code != 0:
-            raise ConfigRejected(output.strip())
+    def _check_arguments(self, path: Path) -> tuple[str, ...]:
+        return ("-c", "-q", "-f", str(path))
 
     async def install(
         self,

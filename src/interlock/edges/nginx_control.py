@@ -148,9 +148,13 @@ class NginxController:
     async def test(self, path: Path) -> None:
         """`nginx -t` on `path`; a configuration nginx cannot check within `check_timeout`
         would not load in time either, so running over it is a refusal too."""
-        code, output = await self._run("-t", "-q", "-p", self.prefix, "-c", str(path), timeout=self.check_timeout)
+        code, output = await self._run(*self._check_arguments(path), timeout=self.check_timeout)
         if code != 0:
             raise ConfigRejected(output.strip())
+
+    def _check_arguments(self, path: Path) -> tuple[str, ...]:
+        """The proxy's own check of the configuration file `path`."""
+        return ("-t", "-q", "-p", self.prefix, "-c", str(path))
 
     async def install(
         self,
