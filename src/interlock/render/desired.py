@@ -95,8 +95,8 @@ def desired_services(config: CoreConfig, routings: Mapping[str, Routing | None],
     """The extension and proxy specs of every configured extension; `routings` by extension
     name (None before its first state) say which networks and certificate secrets the proxy
     needs."""
-    tokens = [f(name) for name in config.extensions for f in (extension_token_secret, proxy_token_secret)]
-    lacking = [t for t in tokens if t not in facts.secrets]
+    # The operator's token is the core's alone: the services deployed here mount the others.
+    lacking = [t for t in all_tokens(config) if t != OPERATOR_TOKEN and t not in facts.secrets]
     lacking += [f"TLS identity {i}" for i in tls_identities(config) if i not in facts.tls]
     if facts.control_network is None or lacking:
         what = f"{', '.join(lacking)}" if lacking else f"control network {CONTROL_NETWORK!r}"
