@@ -155,6 +155,18 @@ async def test_the_rendered_configuration_routes_what_the_labels_say(
     assert status == 200 and isinstance(body, dict) and body["path"] == "/secure"
 
 
+async def test_a_longer_route_under_a_rewritten_context_root_keeps_its_path(
+    controller: HAProxyController, backend: int, tmp_path: Path
+) -> None:
+    # The websocket endpoint shares the context root's backend, so only the rules tell them apart.
+    labels = {"hosts": "ws.local", "port": str(backend), "context_root": "/app", "context_root_rewrite": "true"}
+    await install(controller, routing(backend, ws={**labels, "websocket_endpoints": "/app/ws"}), extension(tmp_path))
+    status, body = await asyncio.to_thread(get, "ws.local", "/app/ws")
+    assert status == 200 and isinstance(body, dict) and body["path"] == "/app/ws", "not cut: /app/ws has no rewrite"
+    status, body = await asyncio.to_thread(get, "ws.local", "/app/v1/x")
+    assert status == 200 and isinstance(body, dict) and body["path"] == "/v1/x", "cut: only /app takes it"
+
+
 async def test_reloads_refuse_no_connection_and_a_bad_configuration_keeps_the_live_one(
     controller: HAProxyController, backend: int, tmp_path: Path
 ) -> None:

@@ -34,6 +34,7 @@ ADMIN_SOCKET = "/var/run/haproxy-admin.sock"
 _CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 _SPARE_ADDRESS = "0.0.0.0:80"
 TARGETS_HEADER = "interlock haproxy targets 1"
+_NO_TEST = Token("")
 _SERVER_SLOT = re.compile(r"^(\s+server s\d+) \S+(.*?)(?: disabled)?$", re.MULTILINE)
 """A server slot's line: what stays of it once its address and whether it is filled are left out."""
 
@@ -70,25 +71,44 @@ class _Route:
     path: str
     backend: str
     matches: tuple[Token, ...]
-    """Anonymous ACLs that select it: `{ path /x }`, `{ path_beg /x/ }`; none for `/`."""
+    """Anonymous ACLs that select it: `{ path /x }`, `{ path_beg /x/ }`; "" for `/`."""
     cut: int = 0
     """Characters cut off the front of the path (context_root_rewrite), 0 for none."""
+    cut_when: Token = _NO_TEST
+    """Where the cut applies: under the path, but not where a longer route of the same host
+    (an earlier one whose path lies under this one) takes the request."""
     slash_redirect: bool = False
     """Answer the bare context root with a 301 to it with a slash (as nginx's renderer does)."""
 
+    @property
+    def bare(self) -> Token:
+        """The test for the path itself, without a slash after it."""
+        return Token(f"{{ path {user_token(self.path)} }}")
+
+
+def _excluding(route: _Route) -> str:
+    """` !{ ... }` for each of the matchers that select `route`."""
+    return "".join(f" !{m}" for m in route.matches)
+
 
 def _routes(host: VirtualHost) -> tuple[_Route, ...]:
-    """The host's routes in first-match order: longer paths before shorter, `/` last."""
-    routes = []
+    """The host's routes in first-match order: longer paths before shorter, `/` last. HAProxy
+    takes the first `use_backend` whose condition holds, so the order is the precedence."""
+    routes: list[_Route] = []
     for route in sorted(host.routes, key=lambda r: (-len(r.path), r.path)):
         path = user_token(route.path)
         if route.path == "/":
             routes.append(_Route(route.path, route.upstream, (Token(""),)))
         elif route.rewrite:
-            prefix = Token(f"{{ path_beg {path}/ }} ")
-            routes.append(_Route(route.path, route.upstream, (prefix,), cut=len(route.path), slash_redirect=True))
+            prefix = Token(f"{{ path_beg {path}/ }}")
+            # The cut is chosen before the backend is (set-path would change what the routes
+            # match), so it must not hold where a longer route under this one takes the request.
+            when = Token(prefix + "".join(_excluding(r) for r in routes if r.path.startswith(route.path + "/")))
+            routes.append(
+                _Route(route.path, route.upstream, (prefix,), cut=len(route.path), cut_when=when, slash_redirect=True)
+            )
         else:
-            exact, prefix = Token(f"{{ path {path} }} "), Token(f"{{ path_beg {path}/ }} ")
+            exact, prefix = Token(f"{{ path {path} }}"), Token(f"{{ path_beg {path}/ }}")
             routes.append(_Route(route.path, route.upstream, (exact, prefix)))
     return tuple(routes)
 
@@ -112,6 +132,10 @@ class _HostView:
     @property
     def ssl_only(self) -> bool:
         return self.host.ssl_only
+
+    def when(self, *tests: Token) -> Token:
+        """This host's condition and `tests`, as one `if` condition."""
+        return Token(" ".join(t for t in (self.condition, *tests) if t))
 
     def redirects_for(self, scheme: str) -> tuple[RedirectRule, ...]:
         return tuple(r for r in self.host.redirects if r.scheme == scheme)
@@ -149,9 +173,14 @@ class _View(ListenerView):
     def cfg(self) -> HAProxyConfig:
         return self.ext.haproxy
 
-    @property
-    def cuts(self) -> tuple[int, ...]:
-        return tuple(sorted({r.cut for h in self.http_hosts for r in h.routes if r.cut}))
+    @staticmethod
+    def has_default(hosts: list[_HostView]) -> bool:
+        return any(h.is_default for h in hosts)
+
+    def cuts(self, upstream: Upstream) -> tuple[int, ...]:
+        """The path cuts of the rewriting routes `upstream` serves, applied in its backend."""
+        hosts = (*self.http_hosts, *self.tls_hosts)
+        return tuple(sorted({r.cut for h in hosts for r in h.routes if r.cut and r.backend == upstream.name}))
 
     @property
     def ssl_min_version(self) -> Token:
