@@ -38,7 +38,9 @@ def directives(text: str, workdir: Path) -> set[str]:
     def walk(block: list[dict[str, Any]]) -> None:
         for entry in block:
             found.add(entry["directive"])
-            walk(entry.get("block") or [])
+            # A map's entries are values (host names, `default`), not directives.
+            if entry["directive"] != "map":
+                walk(entry.get("block") or [])
 
     walk(parsed["config"][0]["parsed"])
     return found
