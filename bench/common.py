@@ -75,6 +75,12 @@ class LoadResult:
     statuses: collections.Counter[int] = field(default_factory=collections.Counter)
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
     stale_retries: int = 0
+    """Requests sent again on a new connection because a reused one was closed before any answer."""
+    stale_failures: int = 0
+    """Requests that failed on a reused connection closed before any answer, by a client that never
+    retries (Python's http.client, many scripts and SDKs); counted in `failed` too."""
+    closed_by_notice: int = 0
+    """Answers that said `Connection: close`: the client opened a new connection for the next."""
     second_target: int = 0
     """Answered, but only after nginx retried another task (x-upstream-addr lists two)."""
     latencies: list[float] = field(default_factory=list)
@@ -90,6 +96,8 @@ class LoadResult:
             "statuses": dict(self.statuses),
             "socket_errors": dict(self.errors),
             "stale_keepalive_retries": self.stale_retries,
+            "stale_keepalive_failures": self.stale_failures,
+            "closed_with_notice": self.closed_by_notice,
             "answered_by_a_second_task": self.second_target,
             "latency_ms": summary([x * 1000 for x in self.latencies]),
         }
@@ -97,22 +105,26 @@ class LoadResult:
 
 async def _request(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, keep_alive: bool
-) -> tuple[int, bool]:
+) -> tuple[int, bool, bool]:
+    """One GET; its status, whether a second task answered it, and whether the answer closed the
+    connection (`Connection: close`)."""
     writer.write(
         f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n".encode()
     )
     await writer.drain()
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
-    length, retried = 0, False
+    length, retried, closing = 0, False, False
     for line in head.split(b"\r\n"):
         lower = line.lower()
         if lower.startswith(b"content-length:"):
             length = int(line.split(b":", 1)[1])
         elif lower.startswith(b"x-upstream-addr:"):
             retried = b"," in line
+        elif lower.startswith(b"connection:"):
+            closing = b"close" in lower
     await reader.readexactly(length)
-    return status, retried
+    return status, retried, closing
 
 
 async def constant_load(
@@ -123,11 +135,14 @@ async def constant_load(
     seconds: float,
     connections: int = 16,
     stop: asyncio.Event | None = None,
+    retry_stale: bool = True,
 ) -> LoadResult:
     """`rate` GET requests a second for `seconds` over `connections` workers; half reuse their
-    connection (keep-alive), half open a new one per request. A request that fails on a reused
-    connection before any byte of a response came back is retried once on a new connection, as
-    HTTP/1.1 clients do for idempotent requests (RFC 9112 9.3.1); those retries are counted."""
+    connection (keep-alive) until an answer says `Connection: close`, half open a new one per
+    request. A request that fails on a reused connection before any byte of a response came back
+    is retried once on a new connection, as HTTP/1.1 clients do for idempotent requests (RFC 9112
+    9.3.1), and counted; with `retry_stale=False` it is a failed request, as for a client that
+    never retries."""
     result = LoadResult()
     interval = connections / rate
     deadline = time.monotonic() + seconds
@@ -147,11 +162,12 @@ async def constant_load(
                 try:
                     if conn is None:
                         conn = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
-                    status, retried = await asyncio.wait_for(_request(*conn, host, keep_alive), 10)
+                    status, retried, closing = await asyncio.wait_for(_request(*conn, host, keep_alive), 10)
                     result.statuses[status] += 1
                     result.second_target += retried
                     result.latencies.append(time.monotonic() - started)
-                    if not keep_alive:
+                    result.closed_by_notice += keep_alive and closing
+                    if not keep_alive or closing:
                         conn[1].close()
                         conn = None
                     break
@@ -165,13 +181,12 @@ async def constant_load(
                     if conn is not None:
                         conn[1].close()
                         conn = None
-                    if (
-                        reused
-                        and attempt == 0
-                        and isinstance(exc, (ConnectionResetError, asyncio.IncompleteReadError, BrokenPipeError))
-                    ):
-                        result.stale_retries += 1
-                        continue
+                    if reused and isinstance(exc, (ConnectionResetError, asyncio.IncompleteReadError, BrokenPipeError)):
+                        if not retry_stale:
+                            result.stale_failures += 1
+                        elif attempt == 0:
+                            result.stale_retries += 1
+                            continue
                     result.errors[type(exc).__name__] += 1
                     break
         if conn is not None:

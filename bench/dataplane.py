@@ -3,10 +3,12 @@
 All on loopback, in one run: the backend (nginx answering 200 with a small body), Interlock's
 generated configuration (rendered for a host routed to that backend) as by default (servers in
 nginx.conf) and with `DynamicUpstreams = true` (the server chosen per request by the Lua
-balancer), a minimal hand-written nginx
-reverse proxy, Interlock's generated HAProxy configuration (`Kind = "haproxy"`), HAProxy and Caddy
-as plain reverse proxies. Load: wrk, one thread, 32 keep-alive
-connections, each target measured `--rounds` times in alternation; medians reported. Every proxy
+balancer), a minimal hand-written nginx reverse proxy, Interlock's generated HAProxy configuration
+(`Kind = "haproxy"`, also with `HideInfoHeaders = true`), a hand-written HAProxy doing the
+hand-written nginx's job (route the host, forward the client's address) and Caddy as a plain
+reverse proxy. Load: wrk, one thread, 32 keep-alive connections, each target measured `--rounds`
+times in alternation; medians reported, and for the key ratios the median of each round's ratio
+(targets measured seconds apart share the machine's mood). Every proxy
 runs one worker/thread pinned to CPU 1, while wrk and the backend share CPU 0, so the comparison
 is per core and the machine's other load moves all targets alike.
 
@@ -33,6 +35,7 @@ from interlock.render.haproxy import render_haproxy
 from interlock.render.nginx import render_nginx
 
 BACKEND, INTERLOCK, NGINX, HAPROXY, CADDY, STATIC, GENERATED_HAPROXY = 18001, 18080, 18081, 18082, 18083, 18084, 18085
+GENERATED_HAPROXY_BARE = 18086
 HOST = "bench.local"
 
 
@@ -78,15 +81,21 @@ def interlock_conf(tmp: Path, *, dynamic: bool) -> RenderedConfig:
     return render_nginx(routing, ext)
 
 
-def interlock_haproxy_conf(tmp: Path) -> str:
+def interlock_haproxy_conf(tmp: Path, *, hide_info_headers: bool = False) -> str:
     """Interlock's generated HAProxy configuration (`Kind = "haproxy"`) for the same route: one
     thread like the others, its request log off as nginx's access log is here, its internal
-    loopback ports moved aside."""
+    loopback ports moved aside. `hide_info_headers`: without Interlock's five response headers
+    (`HideInfoHeaders = true`), to show what they cost."""
+    port = GENERATED_HAPROXY_BARE if hide_info_headers else GENERATED_HAPROXY
     ext = default_config(
         Kind="haproxy",
-        TargetPort=GENERATED_HAPROXY,
-        TargetSSLPort=GENERATED_HAPROXY + 1000,
-        Config={"PidPath": f"{tmp}/haproxy-generated.pid", "GlobalOptions": ["nbthread 1"]},
+        TargetPort=port,
+        TargetSSLPort=port + 1000,
+        Config={
+            "PidPath": f"{tmp}/haproxy-{port}.pid",
+            "GlobalOptions": ["nbthread 1"],
+            "HideInfoHeaders": hide_info_headers,
+        },
     ).extensions["default"]
     upstream = Upstream(HOST, (Server("127.0.0.1", BACKEND, "backend"),))
     routing = Routing(
@@ -95,13 +104,15 @@ def interlock_haproxy_conf(tmp: Path) -> str:
     text = render_haproxy(routing, ext, certificates_dir=str(tmp)).text
     return (
         text.replace("    log global\n", "")
-        .replace(":20080", ":22080")
-        .replace(":20443", ":22443")
-        .replace("/var/run/haproxy-admin.sock", f"{tmp}/haproxy-admin.sock")
+        .replace(":20080", f":{port + 4000}")
+        .replace(":20443", f":{port + 5000}")
+        .replace("/var/run/haproxy-admin.sock", f"{tmp}/haproxy-admin-{port}.sock")
     )
 
 
 def haproxy_conf() -> str:
+    """A hand-written HAProxy doing the hand-written nginx's job: route the host to the backend
+    (an unknown host gets HAProxy's 503) and forward the client's address."""
     return f"""global
   nbthread 1
   maxconn 4096
@@ -111,9 +122,10 @@ defaults
   timeout client 60s
   timeout server 60s
   http-reuse always
+  option forwardfor
 frontend f
   bind 127.0.0.1:{HAPROXY}
-  default_backend b
+  use_backend b if {{ req.hdr(host),field(1,:),lower -m str {HOST} }}
 backend b
   server s1 127.0.0.1:{BACKEND}
 """
@@ -195,6 +207,7 @@ def main() -> None:
             .replace(":20444", ":21444"),
             "haproxy": haproxy_conf(),
             "interlock-haproxy": interlock_haproxy_conf(tmp),
+            "interlock-haproxy-bare": interlock_haproxy_conf(tmp, hide_info_headers=True),
             "caddy": caddy_conf(),
         }
         for name, text in files.items():
@@ -225,6 +238,11 @@ def main() -> None:
                 stderr=subprocess.DEVNULL,
             ),
             subprocess.Popen(
+                [*cpu1, "haproxy", "-f", str(tmp / "interlock-haproxy-bare.conf")],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ),
+            subprocess.Popen(
                 [*cpu1, "caddy", "run", "--adapter", "caddyfile", "--config", str(tmp / "caddy.conf")],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -238,7 +256,8 @@ def main() -> None:
             "nginx (hand-written)": (NGINX, procs[1].pid),
             "haproxy": (HAPROXY, procs[4].pid),
             "interlock haproxy (generated)": (GENERATED_HAPROXY, procs[5].pid),
-            "caddy": (CADDY, procs[6].pid),
+            "interlock haproxy (generated, HideInfoHeaders)": (GENERATED_HAPROXY_BARE, procs[6].pid),
+            "caddy": (CADDY, procs[7].pid),
         }
         try:
             for port, _ in targets.values():
@@ -265,6 +284,12 @@ def main() -> None:
         for name, rs in runs.items()
     }
     hand = results["nginx (hand-written)"]["rps"]
+
+    def paired(name: str, baseline: str) -> float:
+        """Median over rounds of `name`'s throughput / `baseline`'s in the same round: targets
+        measured seconds apart share the machine's mood, rounds minutes apart do not."""
+        return statistics.median(a["rps"] / b["rps"] for a, b in zip(runs[name], runs[baseline], strict=True))
+
     dump(
         {
             "seconds": args.seconds,
@@ -276,6 +301,15 @@ def main() -> None:
             "dynamic_to_handwritten": results["interlock (DynamicUpstreams)"]["rps"] / hand,
             "generated_haproxy_to_handwritten_haproxy": results["interlock haproxy (generated)"]["rps"]
             / results["haproxy"]["rps"],
+            "paired_generated_haproxy_to_handwritten_haproxy": paired("interlock haproxy (generated)", "haproxy"),
+            "paired_interlock_to_handwritten": paired("interlock (generated)", "nginx (hand-written)"),
+            "paired_bare_haproxy_to_handwritten_haproxy": paired(
+                "interlock haproxy (generated, HideInfoHeaders)", "haproxy"
+            ),
+            "paired_ratio_spread": [
+                round(a["rps"] / b["rps"], 2)
+                for a, b in zip(runs["interlock haproxy (generated)"], runs["haproxy"], strict=True)
+            ],
             "generated_haproxy_to_generated_nginx": results["interlock haproxy (generated)"]["rps"]
             / results["interlock (generated)"]["rps"],
             "cpu_handwritten_haproxy_to_generated": results["haproxy"]["cpu_us_per_request"]

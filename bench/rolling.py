@@ -12,7 +12,11 @@ for the new service's task to run, so every create, update and remove changes th
 Backend: interlock-bench-backend (keeps serving 3 s after SIGTERM, within its stop grace
 period), as the README asks of applications.
 
-Usage: python bench/rolling.py [--rate 1000] [--seconds 110] [--clusters default east hap]
+With `--no-retry` the client never sends a request again: one that fails on a reused keep-alive
+connection (closed by the proxy just as the request went) is a failed request, as for Python's
+http.client and many scripts and SDKs. Either way the client honours `Connection: close`.
+
+Usage: python bench/rolling.py [--rate 1000] [--seconds 110] [--clusters default east hap] [--no-retry]
 """
 
 from __future__ import annotations
@@ -112,7 +116,7 @@ def churn(
         index += 1
 
 
-async def run(rate: float, seconds: float, operations: int, cluster: str) -> dict[str, object]:
+async def run(rate: float, seconds: float, operations: int, cluster: str, *, retry: bool) -> dict[str, object]:
     rolled = {f"{name}-{cluster}": order for name, order in ORDERS.items()}
     for name in rolled:
         create_backend(name, f"{name}.local", replicas=3, labels=CLUSTERS[cluster].labels)
@@ -147,7 +151,8 @@ async def run(rate: float, seconds: float, operations: int, cluster: str) -> dic
     try:
         port = CLUSTERS[cluster].port
         # 32 connections keep the rate when reloads slow some answers down.
-        result = await constant_load(port, [f"{n}.local" for n in rolled], rate=rate, seconds=seconds, connections=32)
+        hosts = [f"{n}.local" for n in rolled]
+        result = await constant_load(port, hosts, rate=rate, seconds=seconds, connections=32, retry_stale=retry)
     finally:
         stop.set()
         for worker in workers:
@@ -165,14 +170,16 @@ async def run(rate: float, seconds: float, operations: int, cluster: str) -> dic
     }
 
 
-async def run_all(rate: float, seconds: float, operations: int, only: list[str]) -> dict[str, object]:
-    clusters = {cluster: await run(rate, seconds, operations, cluster) for cluster in CLUSTERS if cluster in only}
+async def run_all(rate: float, seconds: float, operations: int, only: list[str], *, retry: bool) -> dict[str, object]:
+    clusters = {
+        cluster: await run(rate, seconds, operations, cluster, retry=retry) for cluster in CLUSTERS if cluster in only
+    }
     if only != list(CLUSTERS):
-        return {"rate": rate, "seconds": seconds, "clusters": clusters}
+        return {"rate": rate, "seconds": seconds, "retry": retry, "clusters": clusters}
     contrast = {}
     for image in ("interlock-bench-backend:1", "interlock-bench-backend:nodrain"):
         contrast[image] = await drain_contrast(image, rate / 2, min(seconds, 30))
-    return {"rate": rate, "seconds": seconds, "clusters": clusters, "drain_contrast": contrast}
+    return {"rate": rate, "seconds": seconds, "retry": retry, "clusters": clusters, "drain_contrast": contrast}
 
 
 async def drain_contrast(image: str, rate: float, seconds: float) -> dict[str, object]:
@@ -210,9 +217,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=110)
     parser.add_argument("--operations", type=int, default=300)
     parser.add_argument("--clusters", nargs="+", choices=list(CLUSTERS), default=list(CLUSTERS))
+    parser.add_argument("--no-retry", action="store_true", help="a request failing on a reused connection is failed")
     args = parser.parse_args()
     sh(str(REPO / "bench" / "backend" / "build.sh"))
-    dump(asyncio.run(run_all(args.rate, args.seconds, args.operations, args.clusters)))
+    dump(asyncio.run(run_all(args.rate, args.seconds, args.operations, args.clusters, retry=not args.no_retry)))
 
 
 if __name__ == "__main__":
