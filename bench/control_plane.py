@@ -23,14 +23,12 @@ import statistics
 import subprocess
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from common import children, dump, rss_mb
 from interlock.config import default_config
-from interlock.constants import STATUS_PORT
 from interlock.edges.docker_source import EventStream
 from interlock.edges.nginx_control import accepting_workers
 from interlock.edges.peer_http import PeerClient
@@ -43,6 +41,7 @@ from interlock.roles.core import Core
 from interlock.roles.extension import Extension
 from interlock.roles.runtime import quiet_gc
 from interlock.testing.swarm_json import swarm_json
+from reload_scale import confirm, post_targets
 
 
 def services(count: int, bump: int | None = None) -> list[dict[str, object]]:
@@ -125,34 +124,6 @@ async def per_change(count: int, changes: int, *, dynamic: bool) -> dict[str, ob
     results["process_max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     results["config_bytes"] = len(extension.current.text) if extension.current else 0
     return results
-
-
-def status(path: str) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{STATUS_PORT}{path}", timeout=5) as response:
-        return str(response.read().decode().strip())
-
-
-def confirm(config_id: str, path: str = "/interlock/config", timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if status(path) == config_id:
-                return
-        except OSError:
-            pass
-        time.sleep(0.005)
-    raise RuntimeError(f"{path} never answered {config_id}")
-
-
-def post_targets(targets: str, token: str) -> str:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{STATUS_PORT}/interlock/targets",
-        data=targets.encode(),
-        headers={"Authorization": f"Bearer {token}"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return str(response.read().decode().strip())
 
 
 def reload_for(hosts: int, tmp: Path, *, dynamic: bool) -> dict[str, object]:
