@@ -18,30 +18,21 @@ import asyncio
 import json
 import os
 import resource
-import signal
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import children, dump, rss_mb
+from common import dump
 from interlock.config import default_config
 from interlock.edges.docker_source import EventStream
-from interlock.edges.nginx_control import accepting_workers
 from interlock.edges.peer_http import PeerClient
-from interlock.model.build import build
-from interlock.model.docker_json import snapshot_from_api
-from interlock.render.bundle import RenderedConfig
-from interlock.render.nginx import render_nginx
-from interlock.render.targets import targets_delta
 from interlock.roles.core import Core
 from interlock.roles.extension import Extension
-from interlock.roles.runtime import quiet_gc
 from interlock.testing.swarm_json import swarm_json
-from reload_scale import confirm, post_targets
+from reload_scale import nginx_scale
 
 
 def services(count: int, bump: int | None = None) -> list[dict[str, object]]:
@@ -127,80 +118,14 @@ async def per_change(count: int, changes: int, *, dynamic: bool) -> dict[str, ob
 
 
 def reload_for(hosts: int, tmp: Path, *, dynamic: bool) -> dict[str, object]:
-    """nginx with `hosts` hosts: start, reloads for a change of hosts, and (dynamic upstreams)
-    a change of targets applied without a reload, each until the status port answers it; for a
-    reload also until the previous workers stopped accepting connections."""
-    ext = default_config(TargetPort=18090, TargetSSLPort=18490).extensions["default"]
-    ext = ext.model_copy(
-        update={
-            "config": ext.nginx.model_copy(
-                update={
-                    "pid_path": str(tmp / "reload.pid"),
-                    "access_log_path": "/dev/null",
-                    "error_log_path": str(tmp / "error.log"),
-                    "dynamic_upstreams": dynamic,
-                }
-            )
-        }
-    )
-
-    def rendered(specs: list[dict[str, object]]) -> RenderedConfig:
-        return render_nginx(build(snapshot_from_api(swarm_json({"services": specs}))).routings[""], ext)
-
-    with quiet_gc():
-        first = rendered(services(hosts))
-        one_more_host = rendered(services(hosts + 1))
-        moved = rendered(services(hosts, bump=0))
-    if dynamic and moved.config_id != first.config_id:
-        raise RuntimeError("one more task should change only the targets")
-    token = "bench-token-0123456789"
-    (tmp / "control-token").write_text(token + "\n")
-    path = tmp / "nginx.conf"
-    path.write_text(first.text)
-    (tmp / "targets").write_text(first.targets)
-    started = time.perf_counter()
-    master = subprocess.Popen(["nginx", "-p", f"{tmp}/", "-c", str(path), "-g", "daemon off;"])
-    confirm(first.config_id)
-    start_s = time.perf_counter() - started
-    reloads, settled = [], []
-    for config in [one_more_host, first] * 2:
-        path.write_text(config.text)
-        (tmp / "targets").write_text(config.targets)
-        old_workers = accepting_workers(master.pid)
-        t0 = time.perf_counter()
-        master.send_signal(signal.SIGHUP)
-        confirm(config.config_id)
-        if dynamic:
-            confirm(config.targets_id, "/interlock/targets")
-        reloads.append(time.perf_counter() - t0)
-        # Until the old workers stop accepting, some connections still get the old configuration.
-        while old_workers & accepting_workers(master.pid):
-            time.sleep(0.002)
-        settled.append(time.perf_counter() - t0)
-        time.sleep(0.3)
-    memory = rss_mb([master.pid, *children(master.pid)])
-    swaps = []
-    live = first
-    for config in [moved, first] * 2 if dynamic else ():
-        delta = targets_delta(live.targets, config.targets)
-        t0 = time.perf_counter()
-        if post_targets(delta, token) != config.targets_id:
-            raise RuntimeError("nginx did not take the targets")
-        swaps.append(time.perf_counter() - t0)
-        live = config
-    master.send_signal(signal.SIGQUIT)
-    master.wait(timeout=60)
+    """nginx with `hosts` hosts (bench/reload_scale.py's measurement), under the names this
+    benchmark's report reads."""
+    row = nginx_scale(hosts, tmp, dynamic=dynamic, reloads=4)
     return {
-        "hosts": hosts,
+        **row,
         "dynamic": dynamic,
-        "config_mb": round(len(first.text) / 1e6, 2),
-        "targets_mb": round(len(first.targets) / 1e6, 2),
-        "start_s": round(start_s, 3),
-        "reload_s_median": round(statistics.median(reloads), 3),
-        "reload_s_max": round(max(reloads), 3),
-        "reload_settled_s_median": round(statistics.median(settled), 3),
-        "targets_swap_s_median": round(statistics.median(swaps), 4) if swaps else None,
-        "rss_mb_after_reload": round(memory, 1),
+        "targets_swap_s_median": row["task_move_s_median"],
+        "rss_mb_after_reload": row["rss_mb"],
     }
 
 

@@ -108,8 +108,32 @@ def three(
         return rendered(services(hosts)), rendered(services(hosts + 1)), rendered(services(hosts, bump=0))
 
 
-def result(kind: str, hosts: int, first: RenderedConfig, **figures: object) -> dict[str, object]:
-    return {"kind": kind, "hosts": hosts, "config_mb": round(len(first.text) / 1e6, 2), **figures}
+def result(
+    kind: str,
+    hosts: int,
+    first: RenderedConfig,
+    *,
+    check_s: float,
+    start_s: float,
+    reloads: list[float],
+    settled: list[float],
+    moves: list[float],
+    memory: float,
+) -> dict[str, object]:
+    """One row: the configuration's size and the medians of what was timed (seconds)."""
+    return {
+        "kind": kind,
+        "hosts": hosts,
+        "config_mb": round(len(first.text) / 1e6, 2),
+        "targets_mb": round(len(first.targets) / 1e6, 2),
+        "check_s": round(check_s, 3),
+        "start_s": round(start_s, 3),
+        "reload_s_median": round(statistics.median(reloads), 3),
+        "reload_s_max": round(max(reloads), 3),
+        "reload_settled_s_median": round(statistics.median(settled), 3),
+        "task_move_s_median": round(statistics.median(moves), 4) if moves else None,
+        "rss_mb": round(memory, 1),
+    }
 
 
 def nginx_scale(hosts: int, tmp: Path, *, dynamic: bool, reloads: int) -> dict[str, object]:
@@ -171,13 +195,12 @@ def nginx_scale(hosts: int, tmp: Path, *, dynamic: bool, reloads: int) -> dict[s
         "nginx, dynamic" if dynamic else "nginx, static",
         hosts,
         first,
-        check_s=round(check_s, 3),
-        start_s=round(start_s, 3),
-        reload_s_median=round(statistics.median(times), 3),
-        reload_s_max=round(max(times), 3),
-        reload_settled_s_median=round(statistics.median(settled), 3),
-        task_move_s_median=round(statistics.median(moves), 4) if moves else None,
-        rss_mb=round(memory, 1),
+        check_s=check_s,
+        start_s=start_s,
+        reloads=times,
+        settled=settled,
+        moves=moves,
+        memory=memory,
     )
 
 
@@ -235,13 +258,12 @@ async def haproxy_scale(hosts: int, tmp: Path, *, reloads: int) -> dict[str, obj
         "HAProxy",
         hosts,
         first,
-        check_s=round(check_s, 3),
-        start_s=round(start_s, 3),
-        reload_s_median=round(statistics.median(times), 3),
-        reload_s_max=round(max(times), 3),
-        reload_settled_s_median=round(statistics.median(settled), 3),
-        task_move_s_median=round(statistics.median(moves), 4),
-        rss_mb=round(memory, 1),
+        check_s=check_s,
+        start_s=start_s,
+        reloads=times,
+        settled=settled,
+        moves=moves,
+        memory=memory,
     )
 
 
