@@ -140,6 +140,11 @@ class _HostView:
     def redirects_for(self, scheme: str) -> tuple[RedirectRule, ...]:
         return tuple(r for r in self.host.redirects if r.scheme == scheme)
 
+    def redirected(self, scheme: str) -> bool:
+        """Every request of `scheme` to this host is redirected (its redirect, or ssl_only on
+        plain HTTP), so it has no backend rules there."""
+        return bool(self.redirects_for(scheme)) or (scheme == "http" and self.ssl_only)
+
 
 @dataclass(slots=True)
 class _View(ListenerView):
