@@ -32,19 +32,7 @@ from interlock.edges.peer_http import PeerClient
 from interlock.roles.core import Core
 from interlock.roles.extension import Extension
 from interlock.testing.swarm_json import swarm_json
-from reload_scale import nginx_scale
-
-
-def services(count: int, bump: int | None = None) -> list[dict[str, object]]:
-    return [
-        {
-            "name": f"app{i}",
-            "networks": [f"net{i % 10}"],
-            "replicas": 3 + (1 if i == bump else 0),
-            "labels": {"com.docker.lb.hosts": f"app{i}.example.com", "com.docker.lb.port": "8080"},
-        }
-        for i in range(count)
-    ]
+from reload_scale import nginx_scale, services
 
 
 class StaticSource:
