@@ -4,7 +4,8 @@ Each host is one service with 3 tasks (no TLS), rendered by Interlock, served by
 loopback. For each kind and size: the validation the extension runs before every change
 (`nginx -t` / `haproxy -c`), the start, reloads for a host added and removed (until the status
 port answers the new configuration's id; "settled" until the previous workers stopped taking
-connections), a task move (one service gains a task) and the memory of master + workers.
+connections), a task move (one service gains a task) and the memory of master + workers
+(PSS: a page the master shares with its workers counts once; the sum of their RSS beside it).
 
 - nginx, static upstreams (the default): a task move is a reload.
 - nginx, `DynamicUpstreams = true`: the task move is the targets delta posted to the running
@@ -31,7 +32,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from common import children, dump, rss_mb
+from common import children, dump, pss_mb, rss_mb
 from interlock.config import default_config
 from interlock.config.schema import ExtensionConfig
 from interlock.constants import STATUS_PORT
@@ -105,7 +106,13 @@ def three(
         return render(build(snapshot_from_api(swarm_json({"services": specs}))).routings[""])
 
     with quiet_gc():
-        return rendered(services(hosts)), rendered(services(hosts + 1)), rendered(services(hosts, bump=0))
+        return rendered(services(hosts)), rendered(services(hosts + 1)), rendered(services(hosts, bump=hosts - 1))
+
+
+def footprint(master: int) -> tuple[float, float]:
+    """The memory of a master and its workers: PSS (shared pages counted once) and RSS summed."""
+    pids = [master, *children(master)]
+    return pss_mb(pids), rss_mb(pids)
 
 
 def result(
@@ -118,7 +125,7 @@ def result(
     reloads: list[float],
     settled: list[float],
     moves: list[float],
-    memory: float,
+    memory: tuple[float, float],
 ) -> dict[str, object]:
     """One row: the configuration's size and the medians of what was timed (seconds)."""
     return {
@@ -132,7 +139,8 @@ def result(
         "reload_s_max": round(max(reloads), 3),
         "reload_settled_s_median": round(statistics.median(settled), 3),
         "task_move_s_median": round(statistics.median(moves), 4) if moves else None,
-        "rss_mb": round(memory, 1),
+        "pss_mb": round(memory[0], 1),
+        "rss_mb": round(memory[1], 1),
     }
 
 
@@ -179,7 +187,7 @@ def nginx_scale(hosts: int, tmp: Path, *, dynamic: bool, reloads: int) -> dict[s
             time.sleep(0.002)
         settled.append(time.perf_counter() - t0)
         time.sleep(0.3)
-    memory = rss_mb([master.pid, *children(master.pid)])
+    memory = footprint(master.pid)
     moves = []
     live = first
     for config in [moved, first] * (reloads // 2) if dynamic else ():
@@ -216,6 +224,13 @@ class _TimedHAProxy(HAProxyController):
         self.signalled = time.perf_counter()
         return super()._reload()
 
+    async def start(self) -> None:
+        """As the agent starts it, with its log (a line per stopped proxy on a reload) kept out
+        of this benchmark's output."""
+        self.process = await asyncio.create_subprocess_exec(
+            self.nginx, "-W", "-db", "-f", str(self.live), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
 
 async def haproxy_scale(hosts: int, tmp: Path, *, reloads: int) -> dict[str, object]:
     ext = default_config(
@@ -244,7 +259,7 @@ async def haproxy_scale(hosts: int, tmp: Path, *, reloads: int) -> dict[str, obj
                 await asyncio.sleep(0.002)
             settled.append(time.perf_counter() - control.signalled)
             await asyncio.sleep(0.3)
-        memory = rss_mb([control.process.pid, *children(control.process.pid)])
+        memory = footprint(control.process.pid)
         moves = []
         for config in [moved, first] * (reloads // 2):
             t0 = time.perf_counter()

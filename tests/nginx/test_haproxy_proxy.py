@@ -124,9 +124,10 @@ class _LoopbackTLS(http.client.HTTPSConnection):
         self.sock = ssl._create_unverified_context().wrap_socket(sock, server_hostname=self.host)
 
 
-def get(host: str, path: str = "/", *, tls: bool = False) -> tuple[int, dict[str, Any] | str]:
+def get(host: str, path: str = "/", *, tls: bool = False, sni: str = "") -> tuple[int, dict[str, Any] | str]:
+    """GET with Host `host`; over TLS, naming `sni` (else `host`) in the hello."""
     if tls:
-        conn: http.client.HTTPConnection = _LoopbackTLS(host, HTTPS, timeout=5)
+        conn: http.client.HTTPConnection = _LoopbackTLS(sni or host, HTTPS, timeout=5)
     else:
         conn = http.client.HTTPConnection("127.0.0.1", HTTP, timeout=5)
     try:
@@ -153,6 +154,26 @@ async def test_the_rendered_configuration_routes_what_the_labels_say(
     assert (await asyncio.to_thread(get, "nobody.local"))[0] == 503
     status, body = await asyncio.to_thread(get, "tls.local", "/secure", tls=True)
     assert status == 200 and isinstance(body, dict) and body["path"] == "/secure"
+
+
+async def test_a_host_header_naming_a_backend_that_is_no_host_reaches_nothing(
+    controller: HAProxyController, backend: int, tmp_path: Path
+) -> None:
+    """Hosts that go whole to the backend named after them are found by name; a Host header
+    naming any other backend (a context root's, an internal one, a host only served over TLS
+    when asked over plain HTTP's neighbour) is an unknown host, not a way in."""
+    ext = extension(tmp_path)
+    await install(controller, routing(backend, plain={"hosts": "plain.local", "port": str(backend)}), ext)
+    text = controller.live.read_text()
+    backends = [line.split()[1] for line in text.splitlines() if line.startswith("backend ")]
+    others = [name for name in backends if name not in {"web.local", "tls.local", "plain.local"}]
+    assert any(name.startswith("app.local") for name in others) and "interlock_terminator" in others
+    for name in others:
+        assert (await asyncio.to_thread(get, name))[0] == 503, name
+        assert (await asyncio.to_thread(get, name, tls=True, sni="tls.local"))[0] == 503, name
+    # A plain-HTTP host is not served on the TLS listener under another host's certificate.
+    assert (await asyncio.to_thread(get, "plain.local", tls=True, sni="tls.local"))[0] == 503
+    assert (await asyncio.to_thread(get, "plain.local"))[0] == 200
 
 
 async def test_a_longer_route_under_a_rewritten_context_root_keeps_its_path(
@@ -223,3 +244,25 @@ async def test_task_moves_go_through_the_runtime_api_without_a_reload(
     assert status == 200 and isinstance(body, dict) and body["task"] == "second"
     assert controller.reloads == reloads and controller.target_updates == 1
     assert controller.process is not None and controller.process.pid == pid
+
+
+async def test_many_task_moves_at_once_are_applied_in_lines_haproxy_accepts(
+    controller: HAProxyController, backend: int, second_backend: int, tmp_path: Path
+) -> None:
+    """A change that moves the tasks of hundreds of services (a node lost, a network recreated)
+    is more runtime API commands than HAProxy takes on one line: all of them still apply, without
+    a reload."""
+    ext = extension(tmp_path)
+
+    def many(port: int) -> Routing:
+        return routing(port, **{f"m{i}": {"hosts": f"m{i}.local", "port": str(port)} for i in range(300)})
+
+    await install(controller, many(backend), ext)
+    reloads = controller.reloads
+    moved = render_haproxy(many(second_backend), ext, certificates_dir=str(controller.certificates_dir))
+    assert moved.config_id == controller.config_id
+    await controller.update_targets(moved.targets, moved.targets_id)
+    for host in ("m0.local", "m150.local", "m299.local", "web.local"):
+        status, body = await asyncio.to_thread(get, host)
+        assert status == 200 and isinstance(body, dict) and body["task"] == "second", (host, body)
+    assert controller.reloads == reloads

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from interlock.config import default_config
-from interlock.edges.haproxy_control import runtime_commands
+from interlock.edges.haproxy_control import command_lines, runtime_commands
 from interlock.render.haproxy import render_haproxy, slot_count
 from tests.unit.test_build import routing_of, service
 
@@ -18,7 +18,8 @@ def rendered(replicas: int, port: str = "8080"):  # type: ignore[no-untyped-def]
 
 
 def test_scaling_within_the_slots_keeps_the_id_and_outgrowing_them_changes_it() -> None:
-    assert slot_count(1) == slot_count(3) == slot_count(4) == 8 and slot_count(5) == 16
+    assert slot_count(0) == slot_count(1) == slot_count(3) == slot_count(4) == 4
+    assert slot_count(5) == slot_count(8) == 8 and slot_count(9) == 16
     one, three, five = rendered(1), rendered(3), rendered(5)
     assert one.config_id == three.config_id != five.config_id
     assert one.targets_id != three.targets_id
@@ -42,3 +43,12 @@ def test_runtime_commands_fill_change_and_empty_slots() -> None:
     assert runtime_commands(old, old) == []
     with pytest.raises(ValueError, match="backends differ"):
         runtime_commands(old, "interlock haproxy targets 1 c\nother.local 10.0.0.1:80\n")
+
+
+def test_many_commands_are_split_into_lines_within_the_limit() -> None:
+    commands = [f"set server b/s{i} state ready" for i in range(100)]
+    lines = command_lines(commands, limit=200)
+    assert len(lines) > 1 and all(len(line) < 200 for line in lines)
+    assert ";".join(lines).split(";") == commands
+    assert command_lines([]) == []
+    assert command_lines(["one", "two"]) == ["one;two"]

@@ -64,6 +64,27 @@ def runtime_commands(old: str, new: str) -> list[str]:
     return commands
 
 
+_LINE_BYTES = 8192
+"""The most the agent sends to the runtime API on one line: HAProxy reads a command line into
+one buffer (`tune.bufsize`, 16 kB by default) and closes the connection on a longer one."""
+
+
+def command_lines(commands: list[str], limit: int = _LINE_BYTES) -> list[str]:
+    """`commands` joined with `;` into as few lines as keep each under `limit` bytes."""
+    lines: list[str] = []
+    current: list[str] = []
+    size = 0
+    for command in commands:
+        if current and size + len(command) + 1 > limit:
+            lines.append(";".join(current))
+            current, size = [], 0
+        current.append(command)
+        size += len(command) + 1
+    if current:
+        lines.append(";".join(current))
+    return lines
+
+
 _STOP_SIGNALS = {signal.SIGQUIT: signal.SIGUSR1, signal.SIGTERM: signal.SIGUSR1}
 """nginx's graceful stop (QUIT) is HAProxy's soft stop (USR1): finish, then exit."""
 
@@ -133,16 +154,17 @@ class HAProxyController(NginxController):
         """Move tasks without a reload: fill, change or empty server slots of the running
         HAProxy through its runtime API (`set server ... addr`, `state ready|maint`). The
         configuration's id is unchanged, so every backend has the slots it had; anything the
-        API refuses is a ReloadFailed (the agent then reloads with the whole configuration)."""
+        API refuses is a ReloadFailed (the agent then reloads with the whole configuration). Many
+        moves at once go as several command lines, each within HAProxy's line buffer."""
         if not self.running:
             raise ReloadFailed("haproxy is not running")
         try:
             commands = runtime_commands(self.targets_text, targets)
         except ValueError as exc:
             raise ReloadFailed(f"targets {targets_id} not usable at run time: {exc}") from exc
-        if commands:
-            answer = await self._runtime(";".join(commands))
-            refused = [line for line in answer.splitlines() if line.startswith(_REFUSALS)]
+        for line in command_lines(commands):
+            answer = await self._runtime(line)
+            refused = [said for said in answer.splitlines() if said.startswith(_REFUSALS)]
             if refused:
                 raise ReloadFailed(f"haproxy refused targets {targets_id}: {'; '.join(refused)[:500]}")
         self.targets_id, self.targets_text = targets_id, targets

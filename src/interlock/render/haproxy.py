@@ -35,15 +35,19 @@ _CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 _SPARE_ADDRESS = "0.0.0.0:80"
 TARGETS_HEADER = "interlock haproxy targets 1"
 _NO_TEST = Token("")
+_NAMES_PER_LINE = 48
+_MIN_SLOTS = 4
 _SERVER_SLOT = re.compile(r"^(\s+server s\d+) \S+(.*?)(?: disabled)?$", re.MULTILINE)
 """A server slot's line: what stays of it once its address and whether it is filled are left out."""
 
 
 def slot_count(servers: int) -> int:
-    """Server slots of a backend with `servers` servers: room to double (at least 8), so tasks
-    that come and go move through the runtime API, and only a backend that outgrows its slots
-    needs a reload."""
-    return max(8, 1 << max(0, 2 * servers - 1).bit_length())
+    """Server slots of a backend with `servers` servers: the next power of two, at least 4.
+    Tasks that come and go within it move through the runtime API; crossing a power of two
+    changes the configuration's shape, so it is a reload. More slots than the power of two
+    would never be filled (the count past it already changes the shape) and cost HAProxy
+    about 4 kB each."""
+    return max(_MIN_SLOTS, 1 << max(0, servers - 1).bit_length())
 
 
 def _address(server: Server) -> str:
@@ -116,18 +120,24 @@ def _routes(host: VirtualHost) -> tuple[_Route, ...]:
 class _HostView:
     """What the template reads about one host."""
 
-    __slots__ = ("acl", "condition", "has_root", "host", "is_default", "name", "passthrough_upstream", "routes")
+    __slots__ = ("condition", "direct", "has_root", "host", "is_default", "name", "passthrough_upstream", "routes")
 
-    def __init__(self, host: VirtualHost, index: int, *, is_default: bool = False) -> None:
+    def __init__(self, host: VirtualHost, *, is_default: bool = False) -> None:
         self.host = host
         self.is_default = is_default
         self.name = host.name
-        self.acl = Token(f"interlock_host_{index}")
-        # The default backend takes what no known host took.
-        self.condition = Token("!interlock_known") if is_default else self.acl
+        # An anonymous ACL, not a named one: HAProxy finds a named ACL by a walk of the
+        # frontend's list, which made reading 10,000 hosts twice as slow. The default backend
+        # takes what no known host took.
+        self.condition = (
+            Token("!interlock_known") if is_default else Token(f"{{ var(txn.host) -m str {user_token(host.name)} }}")
+        )
         self.routes = _routes(host)
         self.has_root = any(r.path == "/" for r in host.routes)
         self.passthrough_upstream = host.passthrough_upstream
+        # The whole host goes to the backend named after it: the frontend's one dynamic
+        # `use_backend` takes it (see _View.direct).
+        self.direct = not is_default and tuple((r.path, r.backend) for r in self.routes) == (("/", host.name),)
 
     @property
     def ssl_only(self) -> bool:
@@ -146,6 +156,16 @@ class _HostView:
         return bool(self.redirects_for(scheme)) or (scheme == "http" and self.ssl_only)
 
 
+def _criteria(hosts: list[_HostView]) -> list[Token]:
+    """ACL criteria matching the names of `hosts`: a few dozen names to a line, as HAProxy
+    takes at most 64 words on one line and indexes the names of each line in a tree."""
+    names = [user_token(h.name) for h in hosts]
+    return [
+        Token("var(txn.host) -m str " + " ".join(names[i : i + _NAMES_PER_LINE]))
+        for i in range(0, len(names), _NAMES_PER_LINE)
+    ]
+
+
 @dataclass(slots=True)
 class _View(ListenerView):
     routing: Routing
@@ -158,8 +178,8 @@ class _View(ListenerView):
     default_tls_host: _HostView | None = None
 
     def __post_init__(self) -> None:
-        for index, host in enumerate(self.routing.hosts):
-            view = _HostView(host, index)
+        for host in self.routing.hosts:
+            view = _HostView(host)
             # Every host on plain HTTP: a passthrough one is ssl_only (a redirect to https).
             self.http_hosts.append(view)
             if host.tls is TLSMode.PASSTHROUGH:
@@ -168,7 +188,7 @@ class _View(ListenerView):
                 self.tls_hosts.append(view)
         default = self.routing.default_host
         if default is not None:
-            view = _HostView(default, len(self.routing.hosts), is_default=True)
+            view = _HostView(default, is_default=True)
             self.http_hosts.append(view)
             if default.tls is TLSMode.TERMINATE:
                 self.default_tls_host = view
@@ -181,6 +201,22 @@ class _View(ListenerView):
     @staticmethod
     def has_default(hosts: list[_HostView]) -> bool:
         return any(h.is_default for h in hosts)
+
+    @staticmethod
+    def direct(hosts: list[_HostView], scheme: str) -> list[Token]:
+        """The criteria of the `interlock_direct` ACL: the hosts of this frontend whose every
+        request goes to the backend named after the host. One rule, `use_backend
+        %[var(txn.host)] if interlock_direct`, routes them all: HAProxy finds the backend in its
+        tree of names, where a rule a host costs a walk of the rules on every request, and
+        O(rules^2) when it reads the configuration (`proxy_adjust_all_maxconn`). Only names in
+        the ACL are looked up, so a Host header can never name another backend."""
+        return _criteria([h for h in hosts if h.direct and not h.redirected(scheme)])
+
+    @staticmethod
+    def known(hosts: list[_HostView]) -> list[Token]:
+        """The criteria of the `interlock_known` ACL (every host but the default one);
+        `always_false` when there is none."""
+        return _criteria([h for h in hosts if not h.is_default]) or [Token("always_false")]
 
     def cuts(self, upstream: Upstream) -> tuple[int, ...]:
         """The path cuts of the rewriting routes `upstream` serves, applied in its backend."""
