@@ -1,14 +1,12 @@
-"""Control plane: CPU time and memory of core + extension per change with 1,000 services, and
-nginx reload time and memory against the number of hosts (100, 1,000, 5,000).
+"""Control plane: CPU time and memory of core + extension per change with 1,000 services.
+(Reload time and memory against the number of hosts, for both proxy kinds: bench/reload_scale.py.)
 
 Per change: the core's work (API JSON -> snapshot, build, publish) and the extension's (render,
 nginx -t in a private directory), in this process with the real role classes, for one service
 scaled by one task out of 1,000; CPU time from `time.process_time` plus the `nginx -t` child's.
 The baseline, measured in the same run, is `json.loads` of the same API JSON (reading the input).
-Reload: a real nginx on loopback serving the rendered configuration; HUP, then poll the status
-port until the new configuration id answers; RSS of master + workers after the reload.
 
-Usage: python bench/control_plane.py [--services 1000] [--changes 20] [--hosts 100,1000,5000]
+Usage: python bench/control_plane.py [--services 1000] [--changes 20]
 """
 
 from __future__ import annotations
@@ -19,10 +17,8 @@ import json
 import os
 import resource
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from common import dump
@@ -32,7 +28,7 @@ from interlock.edges.peer_http import PeerClient
 from interlock.roles.core import Core
 from interlock.roles.extension import Extension
 from interlock.testing.swarm_json import swarm_json
-from reload_scale import nginx_scale, services
+from reload_scale import services
 
 
 class StaticSource:
@@ -105,33 +101,16 @@ async def per_change(count: int, changes: int, *, dynamic: bool) -> dict[str, ob
     return results
 
 
-def reload_for(hosts: int, tmp: Path, *, dynamic: bool) -> dict[str, object]:
-    """nginx with `hosts` hosts (bench/reload_scale.py's measurement), under the names this
-    benchmark's report reads."""
-    row = nginx_scale(hosts, tmp, dynamic=dynamic, reloads=4)
-    return {
-        **row,
-        "dynamic": dynamic,
-        "targets_swap_s_median": row["task_move_s_median"],
-        "rss_mb_after_reload": row["rss_mb"],
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--changes", type=int, default=20)
-    parser.add_argument("--hosts", default="100,1000,5000")
     args = parser.parse_args()
     change = {
         mode: asyncio.run(per_change(args.services, args.changes, dynamic=mode == "dynamic"))
         for mode in ("static", "dynamic")
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        reloads = [
-            reload_for(int(n), Path(tmp), dynamic=dynamic) for n in args.hosts.split(",") for dynamic in (False, True)
-        ]
-    dump({"per_change": change, "reload": reloads, "cpus": os.cpu_count()})
+    dump({"per_change": change, "cpus": os.cpu_count()})
 
 
 if __name__ == "__main__":
