@@ -21,7 +21,9 @@ EXPECTED = Path(__file__).parent / "haproxy"
 
 
 def as_haproxy(ext: ExtensionConfig) -> ExtensionConfig:
-    return ext.model_copy(update={"kind": "haproxy", "config": HAProxyConfig(), "template": ""})
+    """The case's extension as the HAProxy kind: HAProxy's defaults, and the keys both kinds share."""
+    shared = {"AccessLogFormat": ext.nginx.access_log_format, "HideInfoHeaders": ext.nginx.hide_info_headers}
+    return ext.model_copy(update={"kind": "haproxy", "config": HAProxyConfig(**shared), "template": ""})
 
 
 @pytest.mark.parametrize("path", CASE_PATHS, ids=[p.stem for p in CASE_PATHS])

@@ -122,6 +122,11 @@ HAProxyLine = Annotated[str, AfterValidator(_haproxy_line)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
+AccessLogFormat = Literal["text", "json"]
+"""The proxies' request log: `text` (the kind's usual line; nginx's `MainLogFormat`) or `json`
+(one JSON object a request, the same keys on both kinds: docs/CONFIGURATION.md)."""
+
+
 class _Section(BaseModel):
     """Base for every table: case-insensitive keys, unknown keys refused."""
 
@@ -205,6 +210,7 @@ class NginxConfig(_Section):
     client_body_timeout: NginxTime = Field("60s", alias="ClientBodyTimeout")
     underscores_in_headers: bool = Field(False, alias="UnderscoresInHeaders")
     hide_info_headers: bool = Field(False, alias="HideInfoHeaders")
+    access_log_format: AccessLogFormat = Field("text", alias="AccessLogFormat")
     server_names_hash_bucket_size: Annotated[int, Field(ge=32, le=65536)] = Field(
         128, alias="ServerNamesHashBucketSize"
     )
@@ -267,6 +273,7 @@ class HAProxyConfig(_Section):
     hard_stop_after: Annotated[int, Field(ge=1, le=3600)] = Field(30, alias="HardStopAfter")
     """Seconds an old process may keep serving its connections after a reload."""
     hide_info_headers: bool = Field(False, alias="HideInfoHeaders")
+    access_log_format: AccessLogFormat = Field("text", alias="AccessLogFormat")
 
 
 DEFAULT_IMAGE = f"interlock:{__version__}"

@@ -23,6 +23,7 @@ from interlock.config.schema import ExtensionConfig, HAProxyConfig
 from interlock.constants import INTERNAL_PORTS, STATUS_PORT, TERMINATOR_PORT
 from interlock.errors import UnsafeValue
 from interlock.model.routing import RedirectRule, Routing, Server, TLSMode, Upstream, VirtualHost
+from interlock.render.access_log import haproxy_json_format, services_of
 from interlock.render.bundle import RenderedConfig
 from interlock.render.quoting import Token, user_token
 from interlock.render.templating import CONFIG_ID_PLACEHOLDER, ListenerView, environment, render_custom
@@ -217,6 +218,12 @@ class _View(ListenerView):
         """The criteria of the `interlock_known` ACL (every host but the default one);
         `always_false` when there is none."""
         return _criteria([h for h in hosts if not h.is_default]) or [Token("always_false")]
+
+    @property
+    def json_log_format(self) -> Token:
+        return haproxy_json_format(self.routing)
+
+    services_of = staticmethod(services_of)
 
     def cuts(self, upstream: Upstream) -> tuple[int, ...]:
         """The path cuts of the rewriting routes `upstream` serves, applied in its backend."""

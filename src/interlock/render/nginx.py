@@ -23,6 +23,7 @@ from interlock.config.schema import ExtensionConfig
 from interlock.constants import INTERNAL_PORTS, PASSTHROUGH_PORT, STATUS_PORT, TERMINATOR_PORT
 from interlock.errors import TemplateFailed, UnsafeValue
 from interlock.model.routing import RedirectRule, Routing, Server, TLSMode, Upstream, VirtualHost
+from interlock.render.access_log import nginx_json_format, services_of
 from interlock.render.bundle import RenderedConfig
 from interlock.render.quoting import (
     Token,
@@ -208,6 +209,23 @@ class _View(ListenerView):
     @property
     def names_max_size(self) -> int:
         return _power_of_two_at_least(max(512, 4 * len(self.routing.hosts)))
+
+    @property
+    def upstream_names_bucket_size(self) -> int:
+        longest = max((len(u.name) for u in self.routing.upstreams), default=0)
+        return _power_of_two_at_least(max(64, longest + 24))
+
+    @property
+    def upstream_names_max_size(self) -> int:
+        return _power_of_two_at_least(max(512, 4 * len(self.routing.upstreams)))
+
+    @property
+    def json_log_format(self) -> Token:
+        return nginx_json_format(self.routing)
+
+    @staticmethod
+    def services_of(upstream: Upstream) -> Token:
+        return services_of(upstream) or Token("-")
 
     def server_entry(self, server: Server) -> Token:
         """`ADDRESS:PORT [max_fails=N] [fail_timeout=T]; # SERVICE` in one token.

@@ -1,0 +1,147 @@
+"""`AccessLogFormat = "json"` against a real nginx and a real HAProxy: every request is one line
+a JSON parser reads, with the same keys on both kinds, the request id the client got back, the
+host, the upstream and the services behind it; what the client chose (host, URI) is escaped, so a
+hostile URI cannot break the line or forge a field."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from interlock.config import default_config
+from interlock.edges.haproxy_control import HAProxyController
+from interlock.edges.nginx_control import NginxController
+from interlock.model.build import build
+from interlock.model.docker_json import snapshot_from_api
+from interlock.model.routing import Routing
+from interlock.render.haproxy import render_haproxy
+from interlock.render.nginx import render_nginx
+from interlock.testing.swarm_json import swarm_json
+from tests.nginx.test_haproxy_proxy import start_backend
+
+pytestmark = pytest.mark.nginx
+
+HTTP, HTTPS = 18180, 18543
+COMMON_KEYS = {
+    "time",
+    "request_id",
+    "cluster",
+    "client",
+    "host",
+    "method",
+    "uri",
+    "status",
+    "bytes_sent",
+    "upstream",
+    "service",
+    "upstream_addr",
+}
+HOSTILE_URI = '/api/x?q=%22&r="}{"status":999,"x":"\\'
+
+
+@pytest.fixture(scope="module")
+def backend() -> Iterator[int]:
+    port, proc = start_backend("first")
+    yield port
+    proc.terminate()
+    proc.wait(10)
+
+
+def routing(port: int) -> Routing:
+    def svc(name: str, **labels: str) -> dict[str, Any]:
+        labels = {"hosts": "demo.local", "port": str(port), **labels}
+        return {"name": name, "networks": ["n"], "labels": {f"com.docker.lb.{k}": v for k, v in labels.items()}}
+
+    document = swarm_json({"services": [svc("web"), svc("api", context_root="/api")]})
+    for task in document["tasks"]:
+        task["NetworksAttachments"][0]["Addresses"] = ["127.0.0.1/8"]
+    return build(snapshot_from_api(document)).routings[""]
+
+
+def request(host: str, path: str) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", HTTP, timeout=5)
+    try:
+        conn.request("GET", path, headers={"Host": host})
+        response = conn.getresponse()
+        response.read()
+        return response.status, response.getheader("x-request-id") or ""
+    finally:
+        conn.close()
+
+
+class _LoggedHAProxy(HAProxyController):
+    """The agent's controller, with HAProxy's log (its stdout) written to a file to read back."""
+
+    log_path: Path
+
+    async def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                self.nginx, "-W", "-db", "-f", str(self.live), stdout=log, stderr=subprocess.DEVNULL
+            )
+
+
+@pytest.fixture(params=["nginx", "haproxy"])
+async def proxy(request: pytest.FixtureRequest, tmp_path: Path, backend: int) -> AsyncIterator[Path]:
+    """A proxy of either kind serving `routing` with JSON request logs; yields the log file."""
+    log = tmp_path / "access.log"
+    settings = {"PidPath": str(tmp_path / "proxy.pid"), "AccessLogFormat": "json"}
+    control: NginxController
+    if request.param == "nginx":
+        binary = request.getfixturevalue("nginx")
+        ext = default_config(
+            TargetPort=HTTP, TargetSSLPort=HTTPS, Config={**settings, "AccessLogPath": str(log)}
+        ).extensions["default"]
+        rendered = render_nginx(routing(backend), ext)
+        control = NginxController(tmp_path / "work", nginx=binary, confirm_timeout=10)
+    else:
+        binary = request.getfixturevalue("haproxy")
+        ext = default_config(Kind="haproxy", TargetPort=HTTP, TargetSSLPort=HTTPS, Config=settings).extensions[
+            "default"
+        ]
+        rendered = render_haproxy(routing(backend), ext, certificates_dir=str(tmp_path / "certs"))
+        control = _LoggedHAProxy(
+            tmp_path / "work", haproxy=binary, secrets_dir=tmp_path, certificates_dir=tmp_path / "certs"
+        )
+        control.log_path = log
+    await control.install(rendered.text, rendered.config_id, rendered.targets, rendered.targets_id)
+    yield log
+    await control.stop(signal.SIGQUIT, timeout=15)
+
+
+def logged(log: Path, count: int) -> list[dict[str, Any]]:
+    """The first `count` request lines of the log, each parsed as JSON (polled: a proxy writes
+    its line once the request is done)."""
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [line for line in log.read_text().splitlines() if line.startswith("{")] if log.exists() else []
+        if len(lines) >= count or time.monotonic() > deadline:
+            return [json.loads(line) for line in lines]
+
+
+async def test_every_request_is_one_json_object_with_the_same_keys_on_both_kinds(proxy: Path) -> None:
+    status, request_id = await asyncio.to_thread(request, "demo.local", "/hello")
+    assert status == 200 and request_id
+    assert (await asyncio.to_thread(request, "demo.local", HOSTILE_URI))[0] == 200
+    assert (await asyncio.to_thread(request, "nobody.local", "/"))[0] == 503
+
+    first, hostile, unknown = (await asyncio.to_thread(logged, proxy, 3))[:3]
+    assert set(first) >= COMMON_KEYS, sorted(COMMON_KEYS - set(first))
+    assert first["request_id"] == request_id, "the id the client got back is the one logged"
+    assert (first["host"], first["method"], first["uri"], first["status"]) == ("demo.local", "GET", "/hello", 200)
+    assert (first["upstream"], first["service"]) == ("demo.local", "web")
+    assert first["upstream_addr"].startswith("127.0.0.1:")
+    assert isinstance(first["time"], float) and isinstance(first["bytes_sent"], int)
+
+    assert hostile["uri"] == HOSTILE_URI and hostile["status"] == 200, "escaped, not a forged field"
+    assert hostile["service"] == "api" and hostile["upstream"].startswith("demo.local__api")
+    assert (unknown["host"], unknown["status"], unknown["service"]) == ("nobody.local", 503, "-")
