@@ -121,10 +121,10 @@ def up(config_path: str | None, *, debug: bool, wait: float, say: Say = print) -
         for name, ext in config.extensions.items():
             service = config.proxy_service_name(name)
             say(f"waiting for the {ext.proxy_replicas} task(s) of {service} to answer on port {ext.published_port}")
-            where = wait_for_proxies(ops, config, name, deadline)
+            where = wait_for_proxies(ops, config, name, deadline, say)
             say(f"{service} answers at {', '.join(where) or '(no replicas)'}")
         say("waiting until every proxy serves its cluster's newest configuration")
-        wait_converged(ops, config, deadline)
+        wait_converged(ops, config, deadline, say)
     say("Interlock is up. Route a service with --label com.docker.lb.hosts=NAME --label com.docker.lb.port=PORT")
     return config
 
@@ -180,17 +180,18 @@ def answers(address: str) -> str:
         return f"{address}: {exc}"
 
 
-def wait_for_proxies(ops: SwarmOps, config: CoreConfig, name: str, deadline: float) -> list[str]:
+def wait_for_proxies(ops: SwarmOps, config: CoreConfig, name: str, deadline: float, say: Say = print) -> list[str]:
     """Poll until every proxy task of extension `name` answers where Swarm placed it."""
-    why = "not checked"
-    while time.monotonic() < deadline:
+    found: list[str] = []
+
+    def pending() -> str:
         addresses, why = proxy_addresses(ops, config, name)
-        if not why:
-            why = "; ".join(filter(None, (answers(a) for a in addresses)))
-            if not why:
-                return addresses
-        time.sleep(0.5)
-    raise OperatorError(f"{config.proxy_service_name(name)} did not answer in time: {why}; see `interlock status`")
+        why = why or "; ".join(filter(None, (answers(a) for a in addresses)))
+        found[:] = [] if why else addresses
+        return why
+
+    wait_until(pending, deadline, f"{config.proxy_service_name(name)} to answer", say)
+    return found
 
 
 def converged(ops: SwarmOps, config: CoreConfig, status: CoreStatus) -> str | None:
@@ -218,14 +219,10 @@ def converged(ops: SwarmOps, config: CoreConfig, status: CoreStatus) -> str | No
     return None
 
 
-def wait_converged(ops: SwarmOps, config: CoreConfig, deadline: float) -> None:
-    reason: str | None = "not checked"
-    while time.monotonic() < deadline:
-        reason = converged(ops, config, core_status(ops))
-        if reason is None:
-            return
-        time.sleep(0.5)
-    raise OperatorError(f"Interlock did not settle in time: {reason}; see `interlock status`")
+def wait_converged(ops: SwarmOps, config: CoreConfig, deadline: float, say: Say = print) -> None:
+    wait_until(
+        lambda: converged(ops, config, core_status(ops)) or "", deadline, "every proxy to serve the newest routes", say
+    )
 
 
 def down(*, say: Say = print, timeout: float = 90.0) -> None:
@@ -238,7 +235,7 @@ def down(*, say: Say = print, timeout: float = 90.0) -> None:
         say(f"removing {CORE_SERVICE}")
         ops.remove_service(core["ID"])
         # A core task that is still stopping would recreate what it owns: wait until it is gone.
-        _wait(_gone(ops, core["ID"]), deadline, "the core to stop")
+        wait_until(_still_running(ops, core["ID"], CORE_SERVICE), deadline, "the core to stop", say)
     # A status probe left by an interrupted `interlock status` holds the control network.
     owned = ops.services(label=f"{LABEL_OWNER}={CORE_SERVICE}") + ops.services(
         label=f"{LABEL_ROLE}={STATUS_PROBE_ROLE}"
@@ -246,9 +243,15 @@ def down(*, say: Say = print, timeout: float = 90.0) -> None:
     for service in owned:
         say(f"removing {service['Spec']['Name']}")
         ops.remove_service(service["ID"])
-    _wait(lambda: not ops.services(label=f"{LABEL_OWNER}={CORE_SERVICE}"), deadline, "owned services to go")
+    wait_until(
+        lambda: ", ".join(s["Spec"]["Name"] for s in ops.services(label=f"{LABEL_OWNER}={CORE_SERVICE}")),
+        deadline,
+        "the core's services to go",
+        say,
+    )
     for service in owned:
-        _wait(_gone(ops, service["ID"]), deadline, f"{service['Spec']['Name']}'s tasks to stop")
+        name = service["Spec"]["Name"]
+        wait_until(_still_running(ops, service["ID"], name), deadline, f"{name}'s tasks to stop", say)
     for label in (f"{LABEL_OWNER}={CORE_SERVICE}", f"{LABEL_MANAGED}={MANAGED_BY_UP}"):
         # Configs, secrets and the network can go once no task uses them.
         for config in ops.configs(label=label):
@@ -259,28 +262,52 @@ def down(*, say: Say = print, timeout: float = 90.0) -> None:
     if network is not None and ops.network_labels(network.id).get(LABEL_MANAGED) == MANAGED_BY_UP:
         say(f"removing network {CONTROL_NETWORK}")
         _retry(lambda: ops.remove_network(network.id), deadline)
-        _wait(lambda: ops.network(CONTROL_NETWORK) is None, deadline, f"network {CONTROL_NETWORK} to go")
+        wait_until(
+            lambda: "" if ops.network(CONTROL_NETWORK) is None else f"network {CONTROL_NETWORK} still exists",
+            deadline,
+            f"network {CONTROL_NETWORK} to go",
+            say,
+        )
     say("Interlock is down")
 
 
-def _gone(ops: SwarmOps, service_id: str) -> Callable[[], bool]:
-    """A check: no task of the service is starting or running any more."""
+def _still_running(ops: SwarmOps, service_id: str, name: str) -> Callable[[], str]:
+    """A check: how many tasks of the service are still starting or running ("" for none)."""
 
-    def check() -> bool:
+    def pending() -> str:
         # All tasks, filtered here: Docker refuses a service filter naming a removed service.
-        return not any(t["ServiceID"] == service_id and t["Status"]["State"] in _LIVE for t in ops.all_tasks())
+        live = sum(t["ServiceID"] == service_id and t["Status"]["State"] in _LIVE for t in ops.all_tasks())
+        return f"{live} task(s) of {name} still running" if live else ""
 
-    return check
+    return pending
 
 
 _LIVE = frozenset({"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"})
 
 
-def _wait(done: Callable[[], bool], deadline: float, what: str) -> None:
-    while not done():
-        if time.monotonic() > deadline:
-            raise OperatorError(f"timed out waiting for {what}")
-        time.sleep(0.2)
+def wait_until(
+    pending: Callable[[], str],
+    deadline: float,
+    what: str,
+    say: Say,
+    *,
+    interval: float = 0.5,
+    repeat_after: float = 10.0,
+) -> None:
+    """Poll `pending` (what is still awaited, "" once done) until it is done or `deadline`
+    passes (OperatorError naming `what` and the last reason). Says what is awaited each time it
+    changes, and again every `repeat_after` seconds it does not, with the time waited so far, so
+    an operator always sees what `up` or `down` is waiting for."""
+    started = time.monotonic()
+    said, said_at = "", started
+    while reason := pending():
+        now = time.monotonic()
+        if now > deadline:
+            raise OperatorError(f"timed out waiting for {what}: {reason}; see `interlock status`")
+        if reason != said or now - said_at >= repeat_after:
+            say(f"  ... {reason} ({now - started:.0f} s)")
+            said, said_at = reason, now
+        time.sleep(interval)
 
 
 def _retry(action: Callable[[], None], deadline: float) -> None:
