@@ -22,7 +22,11 @@ EXPECTED = Path(__file__).parent / "haproxy"
 
 def as_haproxy(ext: ExtensionConfig) -> ExtensionConfig:
     """The case's extension as the HAProxy kind: HAProxy's defaults, and the keys both kinds share."""
-    shared = {"AccessLogFormat": ext.nginx.access_log_format, "HideInfoHeaders": ext.nginx.hide_info_headers}
+    shared = {
+        "AccessLogFormat": ext.nginx.access_log_format,
+        "HideInfoHeaders": ext.nginx.hide_info_headers,
+        "HTTP2": ext.nginx.http2,
+    }
     return ext.model_copy(update={"kind": "haproxy", "config": HAProxyConfig(**shared), "template": ""})
 
 

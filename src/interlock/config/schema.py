@@ -211,6 +211,8 @@ class NginxConfig(_Section):
     underscores_in_headers: bool = Field(False, alias="UnderscoresInHeaders")
     hide_info_headers: bool = Field(False, alias="HideInfoHeaders")
     access_log_format: AccessLogFormat = Field("text", alias="AccessLogFormat")
+    http2: bool = Field(True, alias="HTTP2")
+    """Offer HTTP/2 (ALPN h2) on the TLS listeners, beside HTTP/1.1."""
     server_names_hash_bucket_size: Annotated[int, Field(ge=32, le=65536)] = Field(
         128, alias="ServerNamesHashBucketSize"
     )
@@ -274,6 +276,8 @@ class HAProxyConfig(_Section):
     """Seconds an old process may keep serving its connections after a reload."""
     hide_info_headers: bool = Field(False, alias="HideInfoHeaders")
     access_log_format: AccessLogFormat = Field("text", alias="AccessLogFormat")
+    http2: bool = Field(True, alias="HTTP2")
+    """Offer HTTP/2 (ALPN h2) on the TLS listeners, beside HTTP/1.1."""
 
 
 DEFAULT_IMAGE = f"interlock:{__version__}"

@@ -220,6 +220,11 @@ class _View(ListenerView):
         return _criteria([h for h in hosts if not h.is_default]) or [Token("always_false")]
 
     @property
+    def alpn(self) -> Token:
+        """What the TLS listener offers in ALPN: HTTP/2 and HTTP/1.1, or (HTTP2 = false) 1.1."""
+        return Token(" alpn h2,http/1.1" if self.cfg.http2 else " alpn http/1.1")
+
+    @property
     def json_log_format(self) -> Token:
         return haproxy_json_format(self.routing)
 

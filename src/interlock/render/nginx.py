@@ -220,6 +220,11 @@ class _View(ListenerView):
         return _power_of_two_at_least(max(512, 4 * len(self.routing.upstreams)))
 
     @property
+    def http2(self) -> Token:
+        """` http2` on the TLS listeners (nginx 1.22 takes it as a `listen` parameter)."""
+        return Token(" http2" if self.ext.nginx.http2 else "")
+
+    @property
     def json_log_format(self) -> Token:
         return nginx_json_format(self.routing)
 
