@@ -256,3 +256,40 @@ def test_websocket_endpoints_share_their_hosts_upstream() -> None:
     assert len(routing.upstreams) == 40
     assert sum(len(h.routes) for h in routing.hosts) == 40 * 21
     assert {r.upstream for r in routing.hosts[0].routes} == {"h0.example"}
+
+
+def test_grpc_backends_refuse_what_grpc_cannot_be_and_warn_without_tls() -> None:
+    """backend_protocol=grpc makes an upstream that speaks HTTP/2 to its tasks; passthrough, a
+    rewrite or websocket paths with it exclude the service (nothing else), and without ssl_cert
+    a warning says clients will not get HTTP/2."""
+    grpc = {"port": "50051", "backend_protocol": "grpc"}
+    result = build(
+        snapshot_from_api(
+            swarm_json(
+                {
+                    "services": [
+                        service("ok", hosts="ok.local", ssl_cert="ok.pem", **grpc),
+                        service("plain", hosts="plain.local", **grpc),
+                        service("pass", hosts="pass.local", ssl_passthrough="true", **grpc),
+                        service(
+                            "cut",
+                            hosts="cut.local",
+                            ssl_cert="c.pem",
+                            context_root="/v1",
+                            context_root_rewrite="true",
+                            **grpc,
+                        ),
+                        service("ws", hosts="ws.local", ssl_cert="w.pem", websocket_endpoints="/ws", **grpc),
+                    ]
+                }
+            )
+        )
+    )
+    routed = {u.name: u.grpc for u in result.routings[""].upstreams}
+    assert routed == {"ok.local": True, "plain.local": True}
+    assert sorted((p.service, p.label.rsplit(".", 1)[1], p.severity.value) for p in result.problems) == [
+        ("cut", "context_root_rewrite", "error"),
+        ("pass", "backend_protocol", "error"),
+        ("plain", "backend_protocol", "warning"),
+        ("ws", "websocket_endpoints", "error"),
+    ]

@@ -78,6 +78,7 @@ class _RouteOptions:
     tls: bool
     tls_verify: bool
     vip: bool
+    grpc: bool = False
 
 
 @dataclass(slots=True)
@@ -401,6 +402,7 @@ def _route_paths(labels: ServiceLabels) -> dict[str, _RouteOptions]:
         tls=labels.ssl_backend,
         tls_verify=labels.ssl_backend and labels.ssl_backend_tls_verify == "required",
         vip=labels.backend_mode == "vip",
+        grpc=labels.backend_protocol == "grpc",
     )
     paths = {labels.context_root: base}
     for endpoint in labels.websocket_endpoints:
@@ -581,7 +583,7 @@ def _freeze_host(
         if not route.servers:
             continue
         o = route.options
-        content = Upstream("", _merged(route.servers), o.balance, o.cookie, o.tls, o.tls_verify)
+        content = Upstream("", _merged(route.servers), o.balance, o.cookie, o.tls, o.tls_verify, o.grpc)
         upstream_ref = shared.get(content)
         if upstream_ref is None:
             upstream_ref = shared[content] = upstream_name(name, path)

@@ -146,6 +146,15 @@ LABELS: tuple[LabelSpec, ...] = (
         grammar.one_of("none", "required"),
     ),
     LabelSpec(
+        "backend_protocol",
+        "http or grpc",
+        "http",
+        "What the proxy speaks to the tasks: HTTP/1.1, or gRPC (HTTP/2; in clear, or TLS with ssl_backend). "
+        "gRPC clients reach the host over TLS (ssl_cert), where the proxy speaks HTTP/2.",
+        "grpc",
+        grammar.one_of("http", "grpc"),
+    ),
+    LabelSpec(
         "ssl_passthrough",
         _BOOL,
         "false",
@@ -248,6 +257,7 @@ class ServiceLabels:
     ssl_only: bool = False
     ssl_backend: bool = False
     ssl_backend_tls_verify: str = "none"
+    backend_protocol: str = "http"
     ssl_passthrough: bool = False
     websocket_endpoints: tuple[str, ...] = ()
     sticky_session_cookie: str = ""
@@ -373,6 +383,7 @@ def _check_combinations(labels: ServiceLabels, reader: _Reader) -> None:
             ("sticky_session_cookie", labels.sticky_session_cookie),
             ("websocket_endpoints", labels.websocket_endpoints),
             ("redirects", labels.redirects),
+            ("backend_protocol", labels.backend_protocol == "grpc"),
         ):
             if value:
                 reader.report(
@@ -393,6 +404,20 @@ def _check_combinations(labels: ServiceLabels, reader: _Reader) -> None:
         reader.report("ssl_only", "needs ssl_cert or ssl_passthrough=true: there is no TLS to redirect to")
     if LABEL_PREFIX + "ssl_backend_tls_verify" in present and not labels.ssl_backend:
         reader.report("ssl_backend_tls_verify", "ignored without ssl_backend=true", Severity.WARNING)
+    if labels.backend_protocol == "grpc":
+        if labels.websocket_endpoints:
+            reader.report("websocket_endpoints", "cannot be combined with backend_protocol=grpc: gRPC is not HTTP/1.1")
+        if labels.context_root_rewrite:
+            reader.report(
+                "context_root_rewrite",
+                "cannot be combined with backend_protocol=grpc: a gRPC method's path is its name, not to be cut",
+            )
+        if not labels.ssl_cert and not labels.ssl_passthrough:
+            reader.report(
+                "backend_protocol",
+                "grpc without ssl_cert: gRPC clients need HTTP/2, which the proxy speaks on TLS only",
+                Severity.WARNING,
+            )
     if labels.context_root_rewrite and labels.context_root == "/":
         reader.report("context_root_rewrite", "ignored without a context_root", Severity.WARNING)
     if labels.ip_hash and labels.sticky_session_cookie:

@@ -45,6 +45,8 @@ class Upstream:
     tls: bool = False
     """Speak TLS to the servers (`ssl_backend`)."""
     tls_verify: bool = False
+    grpc: bool = False
+    """Speak gRPC (HTTP/2) to the servers (`backend_protocol=grpc`)."""
 
 
 @dataclass(frozen=True, slots=True)

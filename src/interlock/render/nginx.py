@@ -48,6 +48,10 @@ _WEBSOCKET_HEADERS = Token(
     _HEADERS + "            proxy_set_header Upgrade $http_upgrade;\n"
     "            proxy_set_header Connection $connection_upgrade;\n"
 )
+# gRPC runs over HTTP/2, whose `:authority` nginx sends as the Host; the rest as for HTTP.
+_GRPC_HEADERS = Token(
+    _HEADERS.replace("            proxy_set_header Host $http_host;\n", "").replace("proxy_set_header", "grpc_set_header")
+)
 STATUS_PAGE = "/nginx_status"
 _WORDS = re.compile(r"^[A-Za-z0-9.]+( [A-Za-z0-9.]+)*$")
 
@@ -159,6 +163,7 @@ class _View(ListenerView):
                 self.default_tls_host = default_view
 
     proxy_headers = _PROXY_HEADERS
+    grpc_headers = _GRPC_HEADERS
     websocket_headers = _WEBSOCKET_HEADERS
     terminator_port = TERMINATOR_PORT
     passthrough_port = PASSTHROUGH_PORT
