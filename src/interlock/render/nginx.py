@@ -50,7 +50,9 @@ _WEBSOCKET_HEADERS = Token(
 )
 # gRPC runs over HTTP/2, whose `:authority` nginx sends as the Host; the rest as for HTTP.
 _GRPC_HEADERS = Token(
-    _HEADERS.replace("            proxy_set_header Host $http_host;\n", "").replace("proxy_set_header", "grpc_set_header")
+    _HEADERS.replace("            proxy_set_header Host $http_host;\n", "").replace(
+        "proxy_set_header", "grpc_set_header"
+    )
 )
 STATUS_PAGE = "/nginx_status"
 _WORDS = re.compile(r"^[A-Za-z0-9.]+( [A-Za-z0-9.]+)*$")
