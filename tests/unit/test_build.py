@@ -262,15 +262,16 @@ def test_grpc_backends_refuse_what_grpc_cannot_be_and_warn_without_tls() -> None
     """backend_protocol=grpc makes an upstream that speaks HTTP/2 to its tasks; passthrough, a
     rewrite or websocket paths with it exclude the service (nothing else), and without ssl_cert
     a warning says clients will not get HTTP/2."""
-    grpc = {"port": "50051", "backend_protocol": "grpc"}
     result = build(
         snapshot_from_api(
             swarm_json(
                 {
                     "services": [
-                        service("ok", hosts="ok.local", ssl_cert="ok.pem", **grpc),
-                        service("plain", hosts="plain.local", **grpc),
-                        service("pass", hosts="pass.local", ssl_passthrough="true", **grpc),
+                        service("ok", hosts="ok.local", ssl_cert="ok.pem", port="50051", backend_protocol="grpc"),
+                        service("plain", hosts="plain.local", port="50051", backend_protocol="grpc"),
+                        service(
+                            "pass", hosts="pass.local", ssl_passthrough="true", port="50051", backend_protocol="grpc"
+                        ),
                         service(
                             "cut",
                             hosts="cut.local",
@@ -279,7 +280,14 @@ def test_grpc_backends_refuse_what_grpc_cannot_be_and_warn_without_tls() -> None
                             context_root_rewrite="true",
                             **grpc,
                         ),
-                        service("ws", hosts="ws.local", ssl_cert="w.pem", websocket_endpoints="/ws", **grpc),
+                        service(
+                            "ws",
+                            hosts="ws.local",
+                            ssl_cert="w.pem",
+                            websocket_endpoints="/ws",
+                            port="50051",
+                            backend_protocol="grpc",
+                        ),
                     ]
                 }
             )
