@@ -278,7 +278,8 @@ def test_grpc_backends_refuse_what_grpc_cannot_be_and_warn_without_tls() -> None
                             ssl_cert="c.pem",
                             context_root="/v1",
                             context_root_rewrite="true",
-                            **grpc,
+                            port="50051",
+                            backend_protocol="grpc",
                         ),
                         service(
                             "ws",
