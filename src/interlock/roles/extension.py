@@ -61,6 +61,8 @@ class Extension:
     cluster: str = ""
     current: ProxyConfig | None = None
     validation_error: str = ""
+    state_version: int = 0
+    """The newest state `current` reflects: reported, so the core can time its changes."""
     left_out: dict[str, str] = field(default_factory=dict)
     """Service -> nginx's complaint: left out of the served configuration by bisection."""
     proxies: dict[str, tuple[float, ProxyReport]] = field(default_factory=dict)
@@ -152,6 +154,7 @@ class Extension:
         else:
             RENDERS.labels("ok").inc()
             self.validation_error = ""
+            self.state_version = state.version
             if self.current is None or self.current.digest != rendered.digest:
                 self.current = proxy_config(state.version, routing, rendered)
                 log.info(
@@ -178,6 +181,7 @@ class Extension:
                 self.validation_error,
                 tuple(r for _, r in sorted(self.proxies.values(), key=lambda v: v[1].proxy)),
                 tuple(sorted(self.left_out.items())),
+                self.state_version,
             )
             try:
                 await self.core.post(f"/v1/clusters/{self.name}/report", encode(report))

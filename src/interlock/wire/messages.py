@@ -90,6 +90,9 @@ class ExtensionReport:
     left_out: tuple[tuple[str, str], ...] = ()
     """(service, what nginx -t said with it): services whose routes made the configuration fail,
     found by bisection and left out of `config`; the core then leaves them out of the state."""
+    state_version: int = 0
+    """The newest ClusterState `config` reflects (a state that changed nothing in the rendered
+    configuration keeps `config` and still counts); 0 before the first."""
     schema: int = SCHEMA
 
 

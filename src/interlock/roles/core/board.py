@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 from interlock.config import CoreConfig
 from interlock.edges.clock import Clock, SystemClock
@@ -49,6 +49,25 @@ def damaged(config: ProxyConfig) -> str:
 
 PUBLISHED = Counter("interlock_core_states_published_total", "New cluster states published", ["cluster"])
 PROBLEMS = Gauge("interlock_core_problems", "Current label problems", ["severity"])
+CONVERGENCE = Histogram(
+    "interlock_core_convergence_seconds",
+    "From the core publishing a cluster's new state (a Docker change) to every proxy of the cluster "
+    "serving a configuration that reflects it",
+    ["cluster"],
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
+STATE_VERSION = Gauge("interlock_core_state_version", "Newest published state of the cluster", ["cluster"])
+SERVED_VERSION = Gauge(
+    "interlock_core_served_state_version", "Newest state every proxy of the cluster serves", ["cluster"]
+)
+PROXY_RELOADS = Gauge("interlock_proxy_reloads", "Reloads of the proxy, as it reported them", ["cluster", "proxy"])
+PROXY_MOVES = Gauge(
+    "interlock_proxy_target_updates",
+    "Task moves the proxy took without a reload (reloads avoided), as it reported them",
+    ["cluster", "proxy"],
+)
+_WAITING_KEPT = 256
+"""Published versions a cluster's proxies may be behind before the oldest stop being timed."""
 
 
 @dataclass
@@ -60,6 +79,8 @@ class ClusterSlot:
     state: ClusterState | None = None
     report: ExtensionReport | None = None
     reported_at: float = 0.0
+    waiting: dict[int, float] = field(default_factory=dict)
+    """Published state version -> when (monotonic), until every proxy serves it."""
 
 
 class Board:
@@ -129,6 +150,10 @@ class Board:
                 epoch=self.epoch,
             )
             PUBLISHED.labels(slot.cluster).inc()
+            STATE_VERSION.labels(slot.cluster).set(version)
+            slot.waiting[version] = self.clock.monotonic()
+            for stale in sorted(slot.waiting)[:-_WAITING_KEPT]:
+                del slot.waiting[stale]
             log.info("cluster %r: state %d (%d hosts)", slot.cluster, version, len(routing.hosts))
             changed = True
         return changed
@@ -163,10 +188,29 @@ class Board:
             report = replace(report, config=kept, validation_error=f"configuration not kept by the core: {damage}")
         first_config = report.config is not None and (slot.report is None or slot.report.config is None)
         slot.report, slot.reported_at = report, self.clock.wall()
+        self._note_served(slot, report)
         refused = self._note_refused_secrets(report)
         if (self._note_left_out(report) or refused) and self.snapshot is not None:
             await self.publish_and_notify(self.snapshot)
         return first_config
+
+    def _note_served(self, slot: ClusterSlot, report: ExtensionReport) -> None:
+        """The proxies' counters, and the convergence time of every published state the
+        cluster's proxies now all serve (all report the configuration that reflects it)."""
+        live = [p for p in report.proxies if not p.leaving]
+        for proxy in live:
+            PROXY_RELOADS.labels(slot.cluster, proxy.proxy).set(proxy.reloads)
+            PROXY_MOVES.labels(slot.cluster, proxy.proxy).set(proxy.target_updates)
+        config = report.config
+        if config is None or not live or not report.state_version:
+            return
+        newest = (config.config_id, config.targets_id or "")
+        if not all(p.ok and (p.config_id, p.targets_id or "") == newest for p in live):
+            return
+        SERVED_VERSION.labels(slot.cluster).set(report.state_version)
+        now = self.clock.monotonic()
+        for version in [v for v in slot.waiting if v <= report.state_version]:
+            CONVERGENCE.labels(slot.cluster).observe(now - slot.waiting.pop(version))
 
     def _note_left_out(self, report: ExtensionReport) -> bool:
         """Remember the services the report's bisection left out; True when any is new."""
