@@ -33,30 +33,27 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
-def rss_mb(pids: list[int]) -> float:
+def _summed_kb(pids: list[int], proc_file: str, key: str) -> float:
+    """The kB figure `key` of /proc/PID/`proc_file`, summed over `pids` (gone ones skipped), in MB."""
     total = 0
     for pid in pids:
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+            for line in Path(f"/proc/{pid}/{proc_file}").read_text().splitlines():
+                if line.startswith(key):
                     total += int(line.split()[1])
         except FileNotFoundError:
             continue
     return total / 1024
+
+
+def rss_mb(pids: list[int]) -> float:
+    return _summed_kb(pids, "status", "VmRSS:")
 
 
 def pss_mb(pids: list[int]) -> float:
     """The proportional set size of `pids` together: a page a master shares with its workers
     counts once, not once a process as in a sum of RSS."""
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-        except FileNotFoundError:
-            continue
-    return total / 1024
+    return _summed_kb(pids, "smaps_rollup", "Pss:")
 
 
 def children(pid: int) -> list[int]:

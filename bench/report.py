@@ -214,19 +214,26 @@ before any byte of a response) is a failed request, counted in "failed" and show
 }
 
 
-def rolling_hap_section(result: dict[str, Any]) -> str:
-    """The HAProxy cluster alone, long enough for the 100,000 requests of issue 11's target."""
+def _rolling_variant(result: dict[str, Any], *, script: str, arguments: str, reloads: str) -> str:
+    """`rolling_section` of another run of bench/rolling.py (without the drain contrast and the
+    main run's closing paragraph): how it was run and what its reloads column counts."""
     short = {k: v for k, v in result.items() if k != "drain_contrast"}
     _title, rest = rolling_section(short).split("\n", 1)
     rest = rest.replace(
         "`bench/rolling.py`, once per cluster",
-        "`bench/rolling_hap.py` (`bench/rolling.py --clusters hap --no-retry`), once per cluster",
+        f"`bench/{script}` (`bench/rolling.py {arguments}`), once per cluster",
         1,
-    ).replace("| nginx reloads |", "| HAProxy reloads |")
-    rest = rest.split("\nTarget (issues 4 and 11)")[0]
+    ).replace("| nginx reloads |", f"| {reloads} |")
+    return rest.split("\nTarget (issues 4 and 11)")[0]
+
+
+def rolling_hap_section(result: dict[str, Any]) -> str:
+    """The HAProxy cluster alone, long enough for the 100,000 requests of issue 11's target."""
     return (
         "## Rolling updates on HAProxy, 100,000 requests, a client that never retries\n"
-        + rest
+        + _rolling_variant(
+            result, script="rolling_hap.py", arguments="--clusters hap --no-retry", reloads="HAProxy reloads"
+        )
         + """
 Target (issue 11): 0 failed in at least 100,000, counted by a client that never retries.
 **Reloads avoided**: the last column, task moves HAProxy took through its runtime API; it
@@ -263,16 +270,10 @@ task" counts requests nginx had to retry on another task because the first one w
 def rolling_kinds_section(result: dict[str, Any]) -> str:
     """The same benchmark, shorter, on the nginx and HAProxy clusters in one run (its drain
     contrast, if any, is the main section's)."""
-    short = {k: v for k, v in result.items() if k != "drain_contrast"}
-    _title, rest = rolling_section(short).split("\n", 1)
-    rest = rest.replace(
-        "`bench/rolling.py`, once per cluster",
-        "`bench/rolling_kinds.py` (`bench/rolling.py --clusters default east hap`), once per cluster",
-        1,
-    ).replace("| nginx reloads |", "| proxy reloads |")
+    arguments = "--clusters default east hap" + ("" if result.get("retry", True) else " --no-retry")
     return (
         "## Rolling updates: nginx and HAProxy side by side (one run)\n"
-        + rest
+        + _rolling_variant(result, script="rolling_kinds.py", arguments=arguments, reloads="proxy reloads")
         + """
 A shorter run than the one above, so each cluster's requests stay under the 100,000 of the
 target; it compares the kinds on one machine state, with a client that never retries. HAProxy
@@ -280,7 +281,9 @@ target; it compares the kinds on one machine state, with a client that never ret
 in master-worker mode with the listening sockets handed over; its old process closes an idle
 keep-alive connection with the next response (`option idle-close-on-response`) instead of under
 a request, which is what a client that never retries needs. nginx closes the idle keep-alive
-connections of a retiring worker, so such a client can see a request fail on one.
+connections of a retiring worker, so such a client can see a request fail on one. **Reloads
+avoided**: the last column; the nginx cluster with dynamic upstreams takes task moves without a
+reload too, the static one reloads for every change, as Interlock does.
 """
     )
 

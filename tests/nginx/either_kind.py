@@ -3,6 +3,11 @@ proxy agent's own controller: what the tests that hold for both kinds install th
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +20,25 @@ from interlock.render.nginx import render_nginx
 
 HTTP, HTTPS = 18180, 18543
 KINDS = ["nginx", "haproxy"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_backend(name: str) -> tuple[int, subprocess.Popen[bytes]]:
+    port = free_port()
+    env = {**os.environ, "BACKEND_NAME": name}
+    proc = subprocess.Popen([sys.executable, "-m", "interlock.testing.backend", "--port", str(port)], env=env)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
+    return port, proc
 
 
 async def serve(

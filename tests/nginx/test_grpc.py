@@ -21,8 +21,7 @@ from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
 from interlock.model.routing import Routing
 from interlock.testing.swarm_json import swarm_json
-from tests.nginx.either_kind import HTTPS, KINDS, serve
-from tests.nginx.test_haproxy_proxy import free_port
+from tests.nginx.either_kind import HTTPS, KINDS, free_port, serve
 
 pytestmark = pytest.mark.nginx
 

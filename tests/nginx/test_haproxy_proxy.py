@@ -8,14 +8,10 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import os
 import signal
 import socket
 import ssl
-import subprocess
-import sys
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -35,42 +31,6 @@ from interlock.testing.swarm_json import swarm_json
 pytestmark = pytest.mark.nginx
 
 HTTP, HTTPS = 18180, 18543
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_backend(name: str) -> tuple[int, subprocess.Popen[bytes]]:
-    port = free_port()
-    env = {**os.environ, "BACKEND_NAME": name}
-    proc = subprocess.Popen([sys.executable, "-m", "interlock.testing.backend", "--port", str(port)], env=env)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.05)
-    return port, proc
-
-
-@pytest.fixture(scope="module")
-def backend() -> Iterator[int]:
-    """One demo backend on loopback; every route below points at it."""
-    port, proc = start_backend("first")
-    yield port
-    proc.terminate()
-    proc.wait(10)
-
-
-@pytest.fixture(scope="module")
-def second_backend() -> Iterator[int]:
-    port, proc = start_backend("second")
-    yield port
-    proc.terminate()
-    proc.wait(10)
 
 
 def extension(tmp_path: Path, **config: object) -> ExtensionConfig:

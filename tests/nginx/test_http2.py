@@ -8,7 +8,7 @@ import asyncio
 import json
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -16,19 +16,11 @@ import pytest
 from interlock.edges.nginx_control import NginxController
 from interlock.edges.role_tls import new_pair
 from tests.nginx.either_kind import HTTPS, KINDS, serve
-from tests.nginx.test_haproxy_proxy import routing, start_backend
+from tests.nginx.test_haproxy_proxy import routing
 
 pytestmark = pytest.mark.nginx
 
 Serve = Callable[[bool], Awaitable[None]]
-
-
-@pytest.fixture(scope="module")
-def backend() -> Iterator[int]:
-    port, proc = start_backend("first")
-    yield port
-    proc.terminate()
-    proc.wait(10)
 
 
 @pytest.fixture(params=KINDS)

@@ -11,7 +11,7 @@ import json
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,6 @@ from interlock.model.routing import Routing
 from interlock.render.haproxy import render_haproxy
 from interlock.render.nginx import render_nginx
 from interlock.testing.swarm_json import swarm_json
-from tests.nginx.test_haproxy_proxy import start_backend
 
 pytestmark = pytest.mark.nginx
 
@@ -46,14 +45,6 @@ COMMON_KEYS = {
     "upstream_addr",
 }
 HOSTILE_URI = '/api/x?q=%22&r="}{"status":999,"x":"\\'
-
-
-@pytest.fixture(scope="module")
-def backend() -> Iterator[int]:
-    port, proc = start_backend("first")
-    yield port
-    proc.terminate()
-    proc.wait(10)
 
 
 def routing(port: int) -> Routing:
