@@ -157,14 +157,19 @@ class _HostView:
         return bool(self.redirects_for(scheme)) or (scheme == "http" and self.ssl_only)
 
 
-def _criteria(hosts: list[_HostView]) -> list[Token]:
-    """ACL criteria matching the names of `hosts`: a few dozen names to a line, as HAProxy
-    takes at most 64 words on one line and indexes the names of each line in a tree."""
+def _criteria(hosts: list[_HostView], fetch: str = "var(txn.host)") -> list[Token]:
+    """ACL criteria matching the names of `hosts` with `fetch` (the request's host, or the TLS
+    hello's server name): a few dozen names to a line, as HAProxy takes at most 64 words on one
+    line and indexes the names of each line in a tree."""
     names = [user_token(h.name) for h in hosts]
     return [
-        Token("var(txn.host) -m str " + " ".join(names[i : i + _NAMES_PER_LINE]))
+        Token(f"{fetch} -m str " + " ".join(names[i : i + _NAMES_PER_LINE]))
         for i in range(0, len(names), _NAMES_PER_LINE)
     ]
+
+
+_SNI = "req_ssl_sni,lower"
+_PASSTHROUGH_PREFIX = "passthrough_"
 
 
 @dataclass(slots=True)
@@ -212,6 +217,27 @@ class _View(ListenerView):
         O(rules^2) when it reads the configuration (`proxy_adjust_all_maxconn`). Only names in
         the ACL are looked up, so a Host header can never name another backend."""
         return _criteria([h for h in hosts if h.direct and not h.redirected(scheme)])
+
+    @property
+    def terminated_sni(self) -> list[Token]:
+        """The criteria of `interlock_terminated`: the server names the SNI router hands to the
+        TLS frontend (one rule for all of them, as for hosts on HTTP)."""
+        return _criteria([h for h in self.tls_hosts if not h.is_default], _SNI)
+
+    @property
+    def passthrough_sni(self) -> list[Token]:
+        """The criteria of `interlock_passthrough`: server names whose backend is
+        `passthrough_NAME`, taken by one `use_backend passthrough_%[req_ssl_sni,lower]`."""
+        return _criteria([h for h in self.passthrough_hosts if self._named_passthrough(h)], _SNI)
+
+    @property
+    def other_passthrough_hosts(self) -> list[_HostView]:
+        """Passthrough hosts whose backend is not named after them: a rule each."""
+        return [h for h in self.passthrough_hosts if not self._named_passthrough(h)]
+
+    @staticmethod
+    def _named_passthrough(host: _HostView) -> bool:
+        return host.passthrough_upstream == _PASSTHROUGH_PREFIX + host.name
 
     @staticmethod
     def known(hosts: list[_HostView]) -> list[Token]:
