@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -130,6 +131,17 @@ def _power_of_two_at_least(value: int) -> int:
     return size
 
 
+def _hash_bucket_size(names: Iterable[str]) -> int:
+    """A bucket size for an nginx hash of `names` (server names, map keys): nginx stores each
+    name with a length byte and a pointer in a cache-line aligned bucket."""
+    longest = max((len(name) for name in names), default=0)
+    return _power_of_two_at_least(max(64, longest + 24))
+
+
+def _hash_max_size(count: int) -> int:
+    return _power_of_two_at_least(max(512, 4 * count))
+
+
 def _words(value: str) -> Token:
     if not _WORDS.fullmatch(value):
         raise UnsafeValue(f"refusing to print {value!r}: expected space-separated words of A-Z a-z 0-9 .")
@@ -208,23 +220,20 @@ class _View(ListenerView):
 
     @property
     def names_bucket_size(self) -> int:
-        longest = max((len(h.name) for h in self.routing.hosts), default=0)
-        # nginx stores each name with a length byte and a pointer in a cache-line aligned bucket.
-        needed = _power_of_two_at_least(max(64, longest + 24))
+        needed = _hash_bucket_size(h.name for h in self.routing.hosts)
         return max(needed, self.ext.nginx.server_names_hash_bucket_size)
 
     @property
     def names_max_size(self) -> int:
-        return _power_of_two_at_least(max(512, 4 * len(self.routing.hosts)))
+        return _hash_max_size(len(self.routing.hosts))
 
     @property
     def upstream_names_bucket_size(self) -> int:
-        longest = max((len(u.name) for u in self.routing.upstreams), default=0)
-        return _power_of_two_at_least(max(64, longest + 24))
+        return _hash_bucket_size(u.name for u in self.routing.upstreams)
 
     @property
     def upstream_names_max_size(self) -> int:
-        return _power_of_two_at_least(max(512, 4 * len(self.routing.upstreams)))
+        return _hash_max_size(len(self.routing.upstreams))
 
     @property
     def http2(self) -> Token:
