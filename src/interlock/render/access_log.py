@@ -23,30 +23,53 @@ def services_of(upstream: Upstream) -> Token:
     return Token(",".join(user_token(name) for name in sorted({s.service for s in upstream.servers})))
 
 
-def _cluster(routing: Routing) -> str:
-    return user_token(routing.cluster) if routing.cluster else ""
+_SHARED = (
+    # key, nginx's value, HAProxy's value, whether it is a JSON string (else a number). The
+    # cluster's value is the routing's own name, the same on both kinds.
+    ("time", "$msec", "%Ts.%ms", False),
+    ("request_id", "$request_id", "%ID", True),
+    ("cluster", "", "", True),
+    ("client", "$remote_addr", "%ci", True),
+    ("host", "$host", "%[var(txn.host),json(utf8s)]", True),
+    ("method", "$request_method", "%HM", True),
+    ("uri", "$request_uri", "%[capture.req.uri,json(utf8s)]", True),
+    ("status", "$status", "%ST", False),
+    ("bytes_sent", "$bytes_sent", "%B", False),
+    ("upstream", "$proxy_host", "%b", True),
+    ("service", "$interlock_service", "%[var(txn.service)]", True),
+    ("upstream_addr", "$upstream_addr", "%si:%sp", True),
+)
+"""The keys both kinds log, in order; each kind's own timings follow them."""
+_NGINX_TIMINGS = (
+    ("upstream_status", "$upstream_status", True),
+    ("request_time", "$request_time", False),
+    ("upstream_response_time", "$upstream_response_time", True),
+)
+_HAPROXY_TIMINGS = (
+    ("request_ms", "%Ta", False),
+    ("connect_ms", "%Tc", False),
+    ("response_ms", "%Tr", False),
+    ("termination", "%ts", True),
+)
+
+
+def _json_format(routing: Routing, fields: list[tuple[str, str, bool]]) -> Token:
+    cluster = user_token(routing.cluster) if routing.cluster else ""
+    members = (
+        f'"{key}":"{cluster if key == "cluster" else value}"' if quoted else f'"{key}":{value}'
+        for key, value, quoted in fields
+    )
+    return operator_string("{" + ",".join(members) + "}")
 
 
 def nginx_json_format(routing: Routing) -> Token:
     """The `log_format ... escape=json` string of nginx (its variables JSON-escaped by nginx)."""
-    return operator_string(
-        '{"time":$msec,"request_id":"$request_id","cluster":"' + _cluster(routing) + '",'
-        '"client":"$remote_addr","host":"$host","method":"$request_method","uri":"$request_uri",'
-        '"status":$status,"bytes_sent":$bytes_sent,"upstream":"$proxy_host","service":"$interlock_service",'
-        '"upstream_addr":"$upstream_addr","upstream_status":"$upstream_status",'
-        '"request_time":$request_time,"upstream_response_time":"$upstream_response_time"}'
-    )
+    return _json_format(routing, [(k, nginx, q) for k, nginx, _, q in _SHARED] + list(_NGINX_TIMINGS))
 
 
 def haproxy_json_format(routing: Routing) -> Token:
     """HAProxy's `log-format` string; the client's host and URI pass its `json` converter."""
-    return operator_string(
-        '{"time":%Ts.%ms,"request_id":"%ID","cluster":"' + _cluster(routing) + '",'
-        '"client":"%ci","host":"%[var(txn.host),json(utf8s)]","method":"%HM",'
-        '"uri":"%[capture.req.uri,json(utf8s)]","status":%ST,"bytes_sent":%B,"upstream":"%b",'
-        '"service":"%[var(txn.service)]","upstream_addr":"%si:%sp","request_ms":%Ta,"connect_ms":%Tc,'
-        '"response_ms":%Tr,"termination":"%ts"}'
-    )
+    return _json_format(routing, [(k, haproxy, q) for k, _, haproxy, q in _SHARED] + list(_HAPROXY_TIMINGS))
 
 
 __all__ = ["haproxy_json_format", "nginx_json_format", "services_of"]
