@@ -9,7 +9,6 @@ import asyncio
 import http.client
 import json
 import signal
-import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -69,18 +68,6 @@ def request(host: str, path: str) -> tuple[int, str]:
         conn.close()
 
 
-class _LoggedHAProxy(HAProxyController):
-    """The agent's controller, with HAProxy's log (its stdout) written to a file to read back."""
-
-    log_path: Path
-
-    async def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                self.nginx, "-W", "-db", "-f", str(self.live), stdout=log, stderr=subprocess.DEVNULL
-            )
-
-
 @pytest.fixture(params=["nginx", "haproxy"])
 async def proxy(request: pytest.FixtureRequest, tmp_path: Path, backend: int) -> AsyncIterator[Path]:
     """A proxy of either kind serving `routing` with JSON request logs; yields the log file."""
@@ -100,10 +87,9 @@ async def proxy(request: pytest.FixtureRequest, tmp_path: Path, backend: int) ->
             "default"
         ]
         rendered = render_haproxy(routing(backend), ext, certificates_dir=str(tmp_path / "certs"))
-        control = _LoggedHAProxy(
-            tmp_path / "work", haproxy=binary, secrets_dir=tmp_path, certificates_dir=tmp_path / "certs"
+        control = HAProxyController(
+            tmp_path / "work", haproxy=binary, secrets_dir=tmp_path, certificates_dir=tmp_path / "certs", log=log
         )
-        control.log_path = log
     await control.install(rendered.text, rendered.config_id, rendered.targets, rendered.targets_id)
     yield log
     await control.stop(signal.SIGQUIT, timeout=15)

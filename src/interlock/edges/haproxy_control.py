@@ -107,8 +107,12 @@ class HAProxyController(NginxController):
         certificates_dir: Path = Path(CERTIFICATES_DIR),
         confirm_timeout: float = 10.0,
         check_timeout: float = VALIDATION_TIMEOUT,
+        log: Path | None = None,
     ) -> None:
+        """`log`: a file HAProxy's log (its standard output: requests, reloads) is appended to;
+        None leaves it on the agent's standard output, where the container's log has it."""
         super().__init__(workdir, nginx=haproxy, confirm_timeout=confirm_timeout, check_timeout=check_timeout)
+        self.log = log
         self.live = workdir / "haproxy.cfg"
         self.good = workdir / "haproxy.cfg.good"
         self.secrets_dir = secrets_dir
@@ -194,7 +198,12 @@ class HAProxyController(NginxController):
         return answer.decode(errors="replace")
 
     async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(self.nginx, "-W", "-db", "-f", str(self.live))
+        arguments = (self.nginx, "-W", "-db", "-f", str(self.live))
+        if self.log is None:
+            self.process = await asyncio.create_subprocess_exec(*arguments)
+            return
+        with self.log.open("ab") as log:
+            self.process = await asyncio.create_subprocess_exec(*arguments, stdout=log, stderr=log)
 
     async def stop(self, sig: signal.Signals = signal.SIGQUIT, timeout: float = 30.0) -> None:
         await super().stop(_STOP_SIGNALS.get(sig, sig), timeout)
