@@ -14,9 +14,12 @@ from typing import Any
 from interlock.config import default_config
 from interlock.edges.haproxy_control import HAProxyController
 from interlock.edges.nginx_control import NginxController
+from interlock.model.build import build
+from interlock.model.docker_json import snapshot_from_api
 from interlock.model.routing import Routing
 from interlock.render.haproxy import render_haproxy
 from interlock.render.nginx import render_nginx
+from interlock.testing.swarm_json import swarm_json
 
 HTTP, HTTPS = 18180, 18543
 KINDS = ["nginx", "haproxy"]
@@ -39,6 +42,19 @@ def start_backend(name: str) -> tuple[int, subprocess.Popen[bytes]]:
                 break
         time.sleep(0.05)
     return port, proc
+
+
+def loopback_routing(services: dict[str, dict[str, str]]) -> Routing:
+    """The routing model of `services` (name -> its `com.docker.lb.*` labels, without the
+    prefix), one task each, every task on 127.0.0.1 (where the test's backends listen)."""
+    specs = [
+        {"name": name, "networks": ["n"], "labels": {f"com.docker.lb.{k}": v for k, v in labels.items()}}
+        for name, labels in services.items()
+    ]
+    document = swarm_json({"services": specs})
+    for task in document["tasks"]:
+        task["NetworksAttachments"][0]["Addresses"] = ["127.0.0.1/8"]
+    return build(snapshot_from_api(document)).routings[""]
 
 
 async def serve(

@@ -11,17 +11,13 @@ import subprocess
 from collections.abc import AsyncIterator, Iterator
 from concurrent import futures
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
 
 from interlock.edges.nginx_control import NginxController
-from interlock.model.build import build
-from interlock.model.docker_json import snapshot_from_api
 from interlock.model.routing import Routing
-from interlock.testing.swarm_json import swarm_json
-from tests.nginx.either_kind import HTTPS, KINDS, free_port, serve
+from tests.nginx.either_kind import HTTPS, KINDS, free_port, loopback_routing, serve
 
 pytestmark = pytest.mark.nginx
 
@@ -73,15 +69,7 @@ def certificate(directory: Path, name: str) -> bytes:
 
 def grpc_routing(port: int) -> Routing:
     labels = {"hosts": "grpc.local", "port": str(port), "backend_protocol": "grpc", "ssl_cert": "grpc.local.pem"}
-    service: dict[str, Any] = {
-        "name": "echo",
-        "networks": ["n"],
-        "labels": {f"com.docker.lb.{k}": v for k, v in labels.items()},
-    }
-    document = swarm_json({"services": [service]})
-    for task in document["tasks"]:
-        task["NetworksAttachments"][0]["Addresses"] = ["127.0.0.1/8"]
-    return build(snapshot_from_api(document)).routings[""]
+    return loopback_routing({"echo": labels})
 
 
 @pytest.fixture(params=KINDS)

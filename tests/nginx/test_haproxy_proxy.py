@@ -22,11 +22,9 @@ from interlock.config.schema import ExtensionConfig
 from interlock.edges.haproxy_control import HAProxyController
 from interlock.edges.role_tls import new_pair
 from interlock.errors import ConfigRejected
-from interlock.model.build import build
-from interlock.model.docker_json import snapshot_from_api
 from interlock.model.routing import Routing
 from interlock.render.haproxy import render_haproxy
-from interlock.testing.swarm_json import swarm_json
+from tests.nginx.either_kind import loopback_routing
 
 pytestmark = pytest.mark.nginx
 
@@ -41,19 +39,14 @@ def extension(tmp_path: Path, **config: object) -> ExtensionConfig:
 
 
 def routing(port: int, **extra: dict[str, str]) -> Routing:
-    def svc(name: str, **labels: str) -> dict[str, Any]:
-        return {"name": name, "networks": ["n"], "labels": {f"com.docker.lb.{k}": v for k, v in labels.items()}}
-
-    services = [
-        svc("web", hosts="web.local", port=str(port)),
-        svc("app", hosts="app.local", port=str(port), context_root="/app", context_root_rewrite="true"),
-        svc("tls", hosts="tls.local", port=str(port), ssl_cert="tls.pem"),
-        *(svc(name, **labels) for name, labels in extra.items()),
-    ]
-    document = swarm_json({"services": services})
-    for task in document["tasks"]:
-        task["NetworksAttachments"][0]["Addresses"] = ["127.0.0.1/8"]
-    return build(snapshot_from_api(document)).routings[""]
+    return loopback_routing(
+        {
+            "web": {"hosts": "web.local", "port": str(port)},
+            "app": {"hosts": "app.local", "port": str(port), "context_root": "/app", "context_root_rewrite": "true"},
+            "tls": {"hosts": "tls.local", "port": str(port), "ssl_cert": "tls.pem"},
+            **extra,
+        }
+    )
 
 
 @pytest.fixture

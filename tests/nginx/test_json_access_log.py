@@ -19,12 +19,10 @@ import pytest
 from interlock.config import default_config
 from interlock.edges.haproxy_control import HAProxyController
 from interlock.edges.nginx_control import NginxController
-from interlock.model.build import build
-from interlock.model.docker_json import snapshot_from_api
 from interlock.model.routing import Routing
 from interlock.render.haproxy import render_haproxy
 from interlock.render.nginx import render_nginx
-from interlock.testing.swarm_json import swarm_json
+from tests.nginx.either_kind import loopback_routing
 
 pytestmark = pytest.mark.nginx
 
@@ -47,14 +45,8 @@ HOSTILE_URI = '/api/x?q=%22&r="}{"status":999,"x":"\\'
 
 
 def routing(port: int) -> Routing:
-    def svc(name: str, **labels: str) -> dict[str, Any]:
-        labels = {"hosts": "demo.local", "port": str(port), **labels}
-        return {"name": name, "networks": ["n"], "labels": {f"com.docker.lb.{k}": v for k, v in labels.items()}}
-
-    document = swarm_json({"services": [svc("web"), svc("api", context_root="/api")]})
-    for task in document["tasks"]:
-        task["NetworksAttachments"][0]["Addresses"] = ["127.0.0.1/8"]
-    return build(snapshot_from_api(document)).routings[""]
+    demo = {"hosts": "demo.local", "port": str(port)}
+    return loopback_routing({"web": demo, "api": {**demo, "context_root": "/api"}})
 
 
 def request(host: str, path: str) -> tuple[int, str]:
