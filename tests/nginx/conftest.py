@@ -9,18 +9,20 @@ import pytest
 from tests.nginx.either_kind import start_backend
 
 
-@pytest.fixture(scope="module")
-def backend() -> Iterator[int]:
-    """One demo backend on loopback (answers as "first"); routes point at it."""
-    port, proc = start_backend("first")
+def _running(name: str) -> Iterator[int]:
+    """A demo backend answering as `name`, on a free loopback port, while the fixture lasts."""
+    port, proc = start_backend(name)
     yield port
     proc.terminate()
     proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def backend() -> Iterator[int]:
+    """One demo backend on loopback (answers as "first"); routes point at it."""
+    yield from _running("first")
 
 
 @pytest.fixture(scope="module")
 def second_backend() -> Iterator[int]:
-    port, proc = start_backend("second")
-    yield port
-    proc.terminate()
-    proc.wait(10)
+    yield from _running("second")
