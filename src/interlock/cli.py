@@ -27,7 +27,7 @@ from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
 from interlock.model.labels import LABELS
 from interlock.render.proxy import render_proxy
-from interlock.wire.status import ClusterStatus
+from interlock.wire.status import ClusterStatus, RouteRow
 
 EXIT_BAD_INPUT = 2
 
@@ -212,8 +212,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         if status.note:
             print(f"note: {status.note}", file=sys.stderr)
         if args.command == "routes":
-            rows = [msgspec.to_builtins(r) for r in status.routes]
-            print_table(rows, ["cluster", "host", "path", "services", "targets", "tls"])
+            rows = [{**msgspec.to_builtins(r), **traffic_cells(r)} for r in status.routes]
+            print_table(rows, ["cluster", "host", "path", "services", "targets", "tls", "rps", "5xx", "requests"])
         elif args.command == "problems":
             rows = [msgspec.to_builtins(p) for p in status.problems]
             print_table(rows, ["severity", "service", "label", "value", "reason"])
@@ -224,6 +224,15 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
 
     return _operator(action)
+
+
+def traffic_cells(row: RouteRow) -> dict[str, str]:
+    """The traffic columns of `interlock routes` (like `kubectl top`): requests a second over
+    the last 10 s, the share of them that were 5xx, and requests since the proxies started."""
+    if row.path.startswith("("):  # passthrough and redirects: not counted per route
+        return {"rps": "-", "5xx": "-", "requests": "-"}
+    share = f"{row.share_5xx * 100:.1f}%" if row.rps else "-"
+    return {"rps": f"{row.rps:g}", "5xx": share, "requests": str(row.requests)}
 
 
 def _print_cluster(cluster: ClusterStatus) -> None:
@@ -237,7 +246,7 @@ def _print_cluster(cluster: ClusterStatus) -> None:
         state = "ok" if proxy.ok else f"error: {proxy.error[:200]}"
         print(
             f"  proxy {proxy.proxy}: serving {proxy.serving_id or 'nothing'} ({state}, {proxy.reloads} reloads,"
-            f" {proxy.target_updates} target changes without a reload)"
+            f" {proxy.target_updates} target changes without a reload, {proxy.active_connections} connections)"
         )
 
 

@@ -44,7 +44,10 @@ TERMINATOR_PORT = 20443
 """127.0.0.1 only: TLS termination behind the SNI router (PROXY protocol)."""
 PASSTHROUGH_PORT = 20444
 """127.0.0.1 only: TLS passthrough behind the SNI router."""
-INTERNAL_PORTS = (TERMINATOR_PORT, PASSTHROUGH_PORT, STATUS_PORT)
+METRICS_PORT = 9180
+"""Every role serves Prometheus text here, plain HTTP, /metrics only: for a Prometheus on the
+monitoring network (`MonitoringNetwork`), never published."""
+INTERNAL_PORTS = (TERMINATOR_PORT, PASSTHROUGH_PORT, STATUS_PORT, METRICS_PORT)
 
 # -- labels on what Interlock creates ---------------------------------------------------------
 LABEL_OWNER = "com.docker.interlock.owner"

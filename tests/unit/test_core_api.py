@@ -16,6 +16,7 @@ from interlock.render.bundle import RenderedConfig
 from interlock.roles.core import Core
 from interlock.testing.fakes import FakeClock, FakeSwarm
 from interlock.wire.messages import ClusterState, ExtensionReport, ProxyConfig, ProxyReport, decode, encode
+from interlock.wire.traffic import RouteTraffic
 
 TOKEN = "extension-token-0123456789"
 OPERATOR = "operator-token-0123456789"
@@ -128,6 +129,7 @@ async def test_versions_change_only_when_routing_changes_and_long_poll_waits(cor
 
 
 async def test_status_shows_routes_problems_and_what_proxies_serve(core: Any) -> None:
+    """...and each route's traffic, summed over the cluster's proxies."""
     instance, source, client = core
     source.set_apps(
         {"services": [app_service("a"), {"name": "bad", "networks": ["n"], "labels": {"com.docker.lb.hosts": "x;y"}}]},
@@ -139,11 +141,32 @@ async def test_status_shows_routes_problems_and_what_proxies_serve(core: Any) ->
         "",
         ProxyConfig(1, RenderedConfig("# cfg1", "cfg1", "t", "tgt1").digest, "cfg1", "# cfg1", "t", "tgt1"),
         "",
-        (ProxyReport("proxy1", "cfg1", "d", True, targets_id="tgt1", target_updates=3),),
+        (
+            ProxyReport(
+                "proxy1",
+                "cfg1",
+                "d",
+                True,
+                targets_id="tgt1",
+                target_updates=3,
+                traffic=(RouteTraffic("a.local", "/", "a", (0, 5, 0, 0, 1), 900, 1, 0, 0.5, 0.1),),
+                active_connections=4,
+            ),
+            ProxyReport(
+                "proxy2",
+                "cfg1",
+                "d",
+                True,
+                traffic=(RouteTraffic("a.local", "/", "a", (0, 4, 0, 0, 0), 1, 0, 0, 0.5, 0.0),),
+            ),
+        ),
     )
     assert (await post(client, "/v1/clusters/default/report", encode(report))).status == 200
     status = await (await get(client, "/v1/status")).json()
     assert status["routes"][0]["host"] == "a.local"
+    assert status["routes"][0]["responses"] == [0, 9, 0, 0, 1]
+    assert status["routes"][0]["rps"] == 1.0
+    assert status["routes"][0]["share_5xx"] == 0.1
     assert status["problems"][0]["service"] == "bad"
     assert status["clusters"][0]["config_id"] == "cfg1"
     assert status["clusters"][0]["proxies"][0] == {
@@ -154,6 +177,7 @@ async def test_status_shows_routes_problems_and_what_proxies_serve(core: Any) ->
         "error": "",
         "reloads": 0,
         "target_updates": 3,
+        "active_connections": 4,
     }
 
 

@@ -213,6 +213,10 @@ class NginxConfig(_Section):
     access_log_format: AccessLogFormat = Field("text", alias="AccessLogFormat")
     http2: bool = Field(True, alias="HTTP2")
     """Offer HTTP/2 (ALPN h2) on the TLS listeners, beside HTTP/1.1."""
+    traffic_metrics: bool = Field(True, alias="TrafficMetrics")
+    """Send a short line a request to the proxy agent, which counts requests per route."""
+    traffic_socket: FilePath = Field("/var/lib/interlock/traffic.sock", alias="TrafficSocket")
+    """The agent's datagram socket for those lines (inside the proxy container)."""
     server_names_hash_bucket_size: Annotated[int, Field(ge=32, le=65536)] = Field(
         128, alias="ServerNamesHashBucketSize"
     )

@@ -175,7 +175,7 @@ class HAProxyController(NginxController):
         except ValueError as exc:
             raise ReloadFailed(f"targets {targets_id} not usable at run time: {exc}") from exc
         for line in command_lines(commands):
-            answer = await self._runtime(line)
+            answer = await self.runtime(line)
             refused = [said for said in answer.splitlines() if said.startswith(_REFUSALS)]
             if refused:
                 raise ReloadFailed(f"haproxy refused targets {targets_id}: {'; '.join(refused)[:500]}")
@@ -185,7 +185,7 @@ class HAProxyController(NginxController):
     async def _confirm_targets(self, targets_id: str) -> None:
         """Nothing to ask: an installed configuration carries its servers in its own text."""
 
-    async def _runtime(self, command: str) -> str:
+    async def runtime(self, command: str) -> str:
         """One command line to the runtime API; its whole answer."""
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(self.admin_socket)), 5)

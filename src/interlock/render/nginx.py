@@ -28,10 +28,12 @@ from interlock.render.access_log import nginx_json_format, services_of
 from interlock.render.bundle import RenderedConfig
 from interlock.render.quoting import (
     Token,
+    operator_string,
     user_token,
 )
 from interlock.render.targets import Targets, render_targets, shared_dict_kilobytes, targets_field
 from interlock.render.templating import CONFIG_ID_PLACEHOLDER, ListenerView, environment, render_custom
+from interlock.wire.traffic import NGINX_TRAFFIC_FIELDS
 
 DEFAULT_SECRETS_DIR = "/run/secrets"
 
@@ -243,6 +245,15 @@ class _View(ListenerView):
     @property
     def json_log_format(self) -> Token:
         return nginx_json_format(self.routing)
+
+    @property
+    def traffic_log_format(self) -> Token:
+        """The line a request the proxy agent counts (see `interlock.wire.traffic`)."""
+        return operator_string("|".join(NGINX_TRAFFIC_FIELDS))
+
+    @property
+    def traffic_log_target(self) -> Token:
+        return operator_string(f"syslog:server=unix:{self.ext.nginx.traffic_socket},nohostname,tag=interlock")
 
     @staticmethod
     def services_of(upstream: Upstream) -> Token:

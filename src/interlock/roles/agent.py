@@ -18,25 +18,38 @@ import signal
 import socket
 from pathlib import Path
 
-from interlock.constants import PROXY_TOKEN, SECRETS_DIR
+from prometheus_client import REGISTRY
+
+from interlock.constants import METRICS_PORT, PROXY_TOKEN, SECRETS_DIR
 from interlock.edges.certificates import CertificateVerdicts
 from interlock.edges.haproxy_control import HAProxyController
+from interlock.edges.metrics_http import serve_metrics
 from interlock.edges.nginx_control import NginxControl, NginxController
 from interlock.edges.peer_http import RETRY_FIRST, RETRY_MAX, Peer, PeerClient, read_token
 from interlock.edges.role_tls import mounted_peer_cert
+from interlock.edges.traffic_meter import TrafficCollector, TrafficMeter
 from interlock.errors import ConfigRejected, InterlockError, PeerUnavailable, ReloadFailed, WireError
 from interlock.wire.messages import ProxyConfig, ProxyReport, decode, encode
+from interlock.wire.traffic import RouteTraffic
 
 log = logging.getLogger("interlock.agent")
 
 
 class Agent:
     def __init__(
-        self, *, extension: Peer, nginx: NginxControl, name: str, secrets_dir: Path = Path(SECRETS_DIR)
+        self,
+        *,
+        extension: Peer,
+        nginx: NginxControl,
+        name: str,
+        secrets_dir: Path = Path(SECRETS_DIR),
+        meter: TrafficMeter | None = None,
     ) -> None:
         self.extension = extension
         self.nginx = nginx
         self.name = name
+        self.meter = meter or TrafficMeter()
+        self.reported_traffic: tuple[RouteTraffic, ...] = ()
         self.certificates = CertificateVerdicts(secrets_dir)
         self.digest = ""
         self.error = ""
@@ -71,9 +84,11 @@ class Agent:
             log.error("the mounted configuration is not usable; waiting for the extension: %s", exc)
             return
         try:
+            await self.meter.listen(config.names.socket)
             await self.nginx.install(
                 config.text, config.config_id, config.targets, config.targets_id, config.certificates
             )
+            self.meter.use(config.names)
             log.info("serving the mounted configuration %s", config.config_id)
         except (ConfigRejected, ReloadFailed) as exc:
             log.error("the mounted configuration is not usable; waiting for the extension: %s", exc)
@@ -118,6 +133,7 @@ class Agent:
                 return
             try:
                 await self.nginx.update_targets(config.targets, config.targets_id)
+                self.meter.use(config.names)
                 self.digest, self.error = config.digest, ""
                 log.info("serving targets %s (state %d) without a reload", config.targets_id, config.version)
                 return
@@ -134,16 +150,19 @@ class Agent:
             )
             return
         try:
+            # Listening before nginx loads a configuration that sends there, so no line is lost.
+            await self.meter.listen(config.names.socket)
             await self.nginx.install(
                 config.text, config.config_id, config.targets, config.targets_id, config.certificates
             )
-        except (ConfigRejected, ReloadFailed) as exc:
+        except (ConfigRejected, ReloadFailed, OSError) as exc:
             self.error = str(exc)[-2000:]
             # Remember the digest so the same bad configuration is not retried in a loop; a
             # newer one from the extension is tried as soon as it comes.
             self.digest = config.digest
             log.error("configuration %s refused, still serving %s: %s", config.config_id, self.nginx.config_id, exc)
             return
+        self.meter.use(config.names)
         self.digest, self.error = config.digest, ""
         log.info("serving configuration %s (state %d)", config.config_id, config.version)
 
@@ -159,11 +178,31 @@ class Agent:
             self.nginx.target_updates,
             leaving,
             tuple(sorted(self.refused_secrets.items())),
+            self.reported_traffic_now(),
+            self.meter.active_connections,
         )
         try:
             await self.extension.post("/v1/report", encode(report), timeout=2 if leaving else 5)
         except PeerUnavailable:
             pass
+
+    def reported_traffic_now(self) -> tuple[RouteTraffic, ...]:
+        traffic = self.meter.report()
+        self.reported_traffic = traffic
+        return traffic
+
+    async def traffic_loop(self) -> None:
+        """Read the proxy's counters each second; report when what it counted changed (rates
+        included, so a route's rate falls back to 0 in the reports too)."""
+        runtime = getattr(self.nginx, "runtime", None)
+        while True:
+            await asyncio.sleep(1)
+            if runtime is not None:
+                await self.meter.poll_haproxy(runtime)
+            else:
+                await self.meter.poll_nginx_connections()
+            if self.meter.report() != self.reported_traffic:
+                await self.report()
 
     async def report_loop(self) -> None:
         while True:
@@ -185,8 +224,10 @@ async def run_agent(
     mounted_config: str,
     kind: str = "nginx",
     secrets_dir: str = SECRETS_DIR,
+    metrics_port: int = METRICS_PORT,
 ) -> None:
-    """The proxy role: `kind` is the extension's (nginx or haproxy), which this agent runs."""
+    """The proxy role: `kind` is the extension's (nginx or haproxy), which this agent runs.
+    Its request counters are served as Prometheus text on `metrics_port` (0: not served)."""
     controller: NginxControl = (
         HAProxyController(Path("/var/lib/interlock/haproxy"), secrets_dir=Path(secrets_dir))
         if kind == "haproxy"
@@ -202,6 +243,8 @@ async def run_agent(
         name=socket.gethostname(),
         secrets_dir=Path(secrets_dir),
     )
+    REGISTRY.register(TrafficCollector(agent.meter))
+    metrics = await serve_metrics(metrics_port) if metrics_port else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGINT):
@@ -209,7 +252,9 @@ async def run_agent(
     await agent.boot(Path(mounted_config))
     # Now rather than with the first long-poll answer: what it serves, and any refused secret.
     await agent.report()
-    tasks = [asyncio.create_task(c) for c in (agent.follow(), agent.report_loop(), agent.watch_nginx())]
+    tasks = [
+        asyncio.create_task(c) for c in (agent.follow(), agent.report_loop(), agent.watch_nginx(), agent.traffic_loop())
+    ]
     await stop.wait()
     log.info("stopping: nginx finishes its requests (QUIT)")
     for task in tasks:
@@ -218,3 +263,6 @@ async def run_agent(
     await agent.report(leaving=True)
     await agent.extension.close()
     await agent.nginx.stop(signal.SIGQUIT)
+    agent.meter.close()
+    if metrics is not None:
+        await metrics.cleanup()

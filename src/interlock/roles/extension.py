@@ -26,7 +26,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from pydantic import ValidationError
 
 from interlock.config import ExtensionConfig
-from interlock.constants import EXTENSION_PORT, EXTENSION_TOKEN, PROXY_TOKEN, SECRETS_DIR
+from interlock.config.schema import NginxConfig
+from interlock.constants import EXTENSION_PORT, EXTENSION_TOKEN, METRICS_PORT, PROXY_TOKEN, SECRETS_DIR
+from interlock.edges.metrics_http import serve_metrics
 from interlock.edges.nginx_check import CheckResult
 from interlock.edges.peer_http import (
     RETRY_FIRST,
@@ -156,7 +158,7 @@ class Extension:
             self.validation_error = ""
             self.state_version = state.version
             if self.current is None or self.current.digest != rendered.digest:
-                self.current = proxy_config(state.version, routing, rendered)
+                self.current = proxy_config(state.version, routing, rendered, traffic_socket(ext))
                 log.info(
                     "state %d: configuration %s validated (%d hosts, %.0f ms)",
                     state.version,
@@ -226,6 +228,13 @@ class Extension:
         return web.json_response({"ok": True})
 
 
+def traffic_socket(ext: ExtensionConfig) -> str:
+    """Where the extension's nginx sends a line a request ("" for HAProxy, counted by its own
+    counters, or with `TrafficMetrics = false`)."""
+    config = ext.config
+    return config.traffic_socket if isinstance(config, NginxConfig) and config.traffic_metrics else ""
+
+
 def complaint(nginx_output: str) -> str:
     """nginx's reason in one line, without the scratch file's path: `duplicate location "/x"`."""
     lines = [line for line in nginx_output.splitlines() if line.strip()]
@@ -244,5 +253,6 @@ async def run_extension(*, name: str, core_url: str, secrets_dir: str = SECRETS_
     runner = web.AppRunner(extension.app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, None, EXTENSION_PORT, ssl_context=mounted_server_context(directory)).start()
+    await serve_metrics(METRICS_PORT)
     log.info("extension %s (%s) following the core at %s", name, socket.gethostname(), core_url)
     await asyncio.gather(extension.follow_core(), extension.report_to_core())

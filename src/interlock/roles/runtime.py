@@ -19,10 +19,12 @@ from contextlib import contextmanager
 from interlock.model.routing import Routing
 from interlock.render.bundle import RenderedConfig
 from interlock.wire.messages import ProxyConfig
+from interlock.wire.traffic import traffic_names
 
 
-def proxy_config(version: int, routing: Routing, rendered: RenderedConfig) -> ProxyConfig:
-    """What a proxy gets: `rendered` (of state `version`) and the certificate secrets it loads."""
+def proxy_config(version: int, routing: Routing, rendered: RenderedConfig, traffic_socket: str = "") -> ProxyConfig:
+    """What a proxy gets: `rendered` (of state `version`), the certificate secrets it loads,
+    and how its agent names the requests it counts (nginx sends them to `traffic_socket`)."""
     return ProxyConfig(
         version,
         rendered.digest,
@@ -31,6 +33,7 @@ def proxy_config(version: int, routing: Routing, rendered: RenderedConfig) -> Pr
         rendered.targets,
         rendered.targets_id,
         routing.certificate_pairs(),
+        traffic_names(routing, traffic_socket),
     )
 
 

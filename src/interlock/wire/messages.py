@@ -16,6 +16,7 @@ import msgspec
 from interlock.errors import WireError
 from interlock.model.routing import Routing
 from interlock.problems import Problem
+from interlock.wire.traffic import RouteTraffic, TrafficNames
 
 SCHEMA = 1
 
@@ -54,6 +55,8 @@ class ProxyConfig:
     targets_id: str = ""
     certificates: tuple[tuple[str, str], ...] = ()
     """(certificate secret, key secret) pairs `text` loads; the proxy checks them first."""
+    names: TrafficNames = field(default_factory=TrafficNames)
+    """How the agent names the requests it counts (routes, tasks, where nginx sends them)."""
     schema: int = SCHEMA
 
 
@@ -76,6 +79,10 @@ class ProxyReport:
     refused_secrets: tuple[tuple[str, str], ...] = ()
     """(secret name, why) for certificate secrets this proxy cannot load; the core leaves out
     the services that name them."""
+    traffic: tuple[RouteTraffic, ...] = ()
+    """Requests this proxy answered, by route and service, since its agent started."""
+    active_connections: int = 0
+    """Client connections open on the proxy now."""
     schema: int = SCHEMA
 
 

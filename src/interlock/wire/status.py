@@ -7,10 +7,11 @@ types, so the two sides cannot drift apart. Pure; wire layer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from interlock.model.routing import Routing, TLSMode, Upstream, VirtualHost
 from interlock.problems import Problem
+from interlock.wire.traffic import RouteTraffic
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,16 @@ class RouteRow:
     services: tuple[str, ...]
     targets: tuple[str, ...]
     tls: str
+    responses: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
+    """Responses by status class (1xx-5xx) the cluster's proxies counted since they started."""
+    rps: float = 0.0
+    """Requests a second over the last 10 s, all the cluster's proxies together."""
+    share_5xx: float = 0.0
+    """The share of those that were 5xx (0 to 1)."""
+
+    @property
+    def requests(self) -> int:
+        return sum(self.responses)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +61,7 @@ class ProxyStatus:
     error: str
     reloads: int
     target_updates: int
+    active_connections: int = 0
 
     @property
     def serving_id(self) -> str:
@@ -120,3 +132,25 @@ def routes_table(routing: Routing) -> tuple[RouteRow, ...]:
     hosts = [*routing.hosts, *([routing.default_host] if routing.default_host else [])]
     upstreams = {u.name: u for u in (*routing.upstreams, *routing.passthrough_upstreams)}
     return tuple(row for host in hosts for row in _rows(routing, host, upstreams))
+
+
+def with_traffic(rows: tuple[RouteRow, ...], traffic: dict[str, list[RouteTraffic]]) -> tuple[RouteRow, ...]:
+    """`rows` with what the proxies of each cluster (cluster -> the traffic every proxy of it
+    reported) counted for their host and path, summed over proxies and services."""
+    sums: dict[tuple[str, str, str], list[float]] = {}
+    for cluster, routes in traffic.items():
+        for route in routes:
+            total = sums.setdefault((cluster, route.host, route.path), [0.0] * 7)
+            for index, value in enumerate((*route.responses, route.rate, route.rate_5xx)):
+                total[index] += value
+    result = []
+    for row in rows:
+        found = sums.get((row.cluster, row.host, row.path))
+        if found is None:
+            result.append(row)
+            continue
+        c1, c2, c3, c4, c5 = (int(v) for v in found[:5])
+        rate, rate_5xx = found[5], found[6]
+        share = round(rate_5xx / rate, 3) if rate else 0.0
+        result.append(replace(row, responses=(c1, c2, c3, c4, c5), rps=round(rate, 2), share_5xx=share))
+    return tuple(result)

@@ -24,6 +24,7 @@ from interlock.constants import (
     CORE_IDENTITY,
     CORE_SERVICE,
     LABEL_OWNER,
+    METRICS_PORT,
     OPERATOR_TOKEN,
     SECRETS_DIR,
     SERVER_TLS,
@@ -32,6 +33,7 @@ from interlock.constants import (
 )
 from interlock.edges.clock import Clock, SystemClock
 from interlock.edges.docker_source import SwarmSource
+from interlock.edges.metrics_http import serve_metrics
 from interlock.edges.peer_http import read_token
 from interlock.edges.role_tls import ensure_identities, mounted_server_context
 from interlock.edges.swarm_ops import SwarmOps, SwarmWriter, ensure_tokens
@@ -166,5 +168,7 @@ async def run_core(config: CoreConfig, *, source: SwarmSource, ops: SwarmOps) ->
     await runner.setup()
     tls = mounted_server_context(token_dir)
     await web.TCPSite(runner, config.listen_host or None, config.listen_port, ssl_context=tls).start()
+    if config.listen_port != METRICS_PORT:
+        await serve_metrics(METRICS_PORT)
     log.info("core %s listening on %s; extensions reach it at %s", service_name, config.listen_addr, core_url)
     await core.run()

@@ -30,7 +30,15 @@ from interlock.problems import Problem, printable
 from interlock.render.bundle import RenderedConfig
 from interlock.roles.runtime import changed_within
 from interlock.wire.messages import ClusterState, ExtensionReport, ProxyConfig
-from interlock.wire.status import ClusterStatus, CoreInfo, CoreStatus, ProblemView, ProxyStatus, routes_table
+from interlock.wire.status import (
+    ClusterStatus,
+    CoreInfo,
+    CoreStatus,
+    ProblemView,
+    ProxyStatus,
+    routes_table,
+    with_traffic,
+)
 
 log = logging.getLogger("interlock.core")
 
@@ -249,7 +257,14 @@ class Board:
             ready=ready,
             core=CoreInfo(self.service_name, self.epoch, listen_addr),
             clusters=tuple(self._cluster_status(slot, now) for slot in self.slots.values()),
-            routes=tuple(row for s in self.slots.values() if s.state for row in routes_table(s.state.routing)),
+            routes=with_traffic(
+                tuple(row for s in self.slots.values() if s.state for row in routes_table(s.state.routing)),
+                {
+                    s.cluster: [t for p in s.report.proxies if not p.leaving for t in p.traffic]
+                    for s in self.slots.values()
+                    if s.report
+                },
+            ),
             problems=tuple(ProblemView.of(p) for p in self.problems),
         )
 
@@ -269,7 +284,16 @@ class Board:
             validation_error=report.validation_error if report else "",
             extension_seen_seconds_ago=round(now - slot.reported_at, 1) if slot.reported_at else None,
             proxies=tuple(
-                ProxyStatus(p.proxy, p.config_id, p.targets_id, p.ok, p.error, p.reloads, p.target_updates)
+                ProxyStatus(
+                    p.proxy,
+                    p.config_id,
+                    p.targets_id,
+                    p.ok,
+                    p.error,
+                    p.reloads,
+                    p.target_updates,
+                    p.active_connections,
+                )
                 for p in (report.proxies if report else ())
             ),
         )

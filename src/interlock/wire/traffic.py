@@ -1,0 +1,385 @@
+"""Traffic per route: how a proxy's requests are named and counted, and what the agent reports.
+
+A proxy agent counts the requests its proxy answers (nginx: one line a request on a datagram
+socket; HAProxy: its own per-server counters) under names Interlock chose, never under a value
+the client sent: `host` is the configured server name (`(default)` for the default host,
+`(unknown)` for a host no service routes), `path` the route's path, `service` the service whose
+task answered (found by the task's address in the upstream; "" when no task answered). So the
+number of series is bounded by the routing, not by clients.
+
+`TrafficNames` (made from the routing; it travels in `ProxyConfig`) turns what a proxy logs into
+those names; `Tally` keeps the counters since the proxy started, a latency histogram, and a
+10-second window of per-second buckets for the request rates. `now` is always an argument: no
+clock here. Pure; wire layer.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from interlock.model.routing import Routing
+
+DEFAULT_HOST = "(default)"
+UNKNOWN_HOST = "(unknown)"
+"""The host of requests for a host no service routes (answered by the proxy itself)."""
+UNKNOWN_BACKEND = "interlock_unknown_host"
+"""HAProxy's backend for those requests."""
+CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""Upper bounds (seconds) of the request-duration histogram; +Inf is implied."""
+WINDOW = 10
+"""Seconds the request rates are averaged over."""
+LINE_TAG = b"interlock: "
+"""What precedes the request's fields in the syslog datagram nginx sends (its `tag`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTraffic:
+    """What one proxy counted for one route and service since it started."""
+
+    host: str
+    path: str
+    service: str
+    responses: tuple[int, int, int, int, int]
+    """Responses by status class, 1xx to 5xx (a client that went away, nginx's 499, is a 4xx)."""
+    bytes_sent: int
+    upstream_errors: int
+    """Tries at a task that failed (refused, reset, timed out, or a 502/503/504 from it)."""
+    retries: int
+    """Tries at another task after one failed."""
+    rate: float
+    """Requests a second over the last `WINDOW` seconds."""
+    rate_5xx: float
+
+    @property
+    def requests(self) -> int:
+        return sum(self.responses)
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficNames:
+    """The names a proxy's requests are counted under: (upstream, host, path) for every route
+    and (upstream, address:port, service) for every task. On the wire in `ProxyConfig`."""
+
+    cluster: str = ""
+    socket: str = ""
+    """Where nginx sends a line a request (the agent listens there); "" when it sends none."""
+    routes: tuple[tuple[str, str, str], ...] = ()
+    addresses: tuple[tuple[str, str, str], ...] = ()
+
+
+def traffic_names(routing: Routing, socket: str = "") -> TrafficNames:
+    hosts = [*routing.hosts, *([routing.default_host] if routing.default_host else [])]
+    routes = sorted(
+        {
+            (route.upstream, DEFAULT_HOST if host.name == "_" else host.name, route.path)
+            for host in hosts
+            for route in host.routes
+        }
+    )
+    addresses = sorted({(u.name, f"{s.address}:{s.port}", s.service) for u in routing.upstreams for s in u.servers})
+    return TrafficNames(routing.cluster, socket, tuple(routes), tuple(addresses))
+
+
+class Namer:
+    """Looks up the names of a request from what the proxy logged about it."""
+
+    def __init__(self, names: TrafficNames) -> None:
+        self.cluster = names.cluster
+        self.by_host: dict[tuple[str, str], str] = {}
+        paths: dict[str, list[tuple[str, str]]] = {}
+        for upstream, host, path in names.routes:
+            key = (host, upstream)
+            # Two paths of one host to one upstream: counted under the first (shortest sorts first).
+            self.by_host.setdefault(key, path)
+            paths.setdefault(upstream, []).append((host, path))
+        # HAProxy counts per backend (an upstream), which may serve several hosts: named by all.
+        self.by_upstream = {
+            upstream: (",".join(sorted({h for h, _ in pairs})), ",".join(sorted({p for _, p in pairs})))
+            for upstream, pairs in paths.items()
+        }
+        self.services = {(upstream, address): service for upstream, address, service in names.addresses}
+        self.has_default = any(host == DEFAULT_HOST for _, host, _ in names.routes)
+
+    def route(self, server_name: str, upstream: str) -> tuple[str, str]:
+        """(host, path) of a request nginx logged with this server name and upstream."""
+        host = DEFAULT_HOST if server_name in ("_", "") else server_name
+        path = self.by_host.get((host, upstream))
+        if path is not None:
+            return host, path
+        if upstream in ("", "-"):
+            # Not proxied: a redirect, or the answer to a host no service routes.
+            return (UNKNOWN_HOST if host == DEFAULT_HOST and not self.has_default else host), ""
+        return host, self.by_upstream.get(upstream, ("", ""))[1]
+
+    def backend(self, upstream: str) -> tuple[str, str]:
+        """(host, path) of an HAProxy backend."""
+        if upstream == UNKNOWN_BACKEND:
+            return UNKNOWN_HOST, ""
+        return self.by_upstream.get(upstream, (upstream, ""))
+
+    def service(self, upstream: str, address: str) -> str:
+        return self.services.get((upstream, address), "")
+
+
+@dataclass(slots=True)
+class _Counts:
+    responses: list[int] = field(default_factory=lambda: [0, 0, 0, 0, 0])
+    bytes_sent: int = 0
+    upstream_errors: int = 0
+    retries: int = 0
+
+
+def status_class(status: int) -> int:
+    """Index in `CLASSES` (statuses outside 100-599 count as 5xx: the proxy gave no answer)."""
+    return status // 100 - 1 if 100 <= status < 600 else 4
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One request as nginx logged it, or a batch of them as HAProxy counted them."""
+
+    host: str
+    path: str
+    service: str
+    status_class: int
+    count: int = 1
+    bytes_sent: int = 0
+    upstream_errors: int = 0
+    retries: int = 0
+    seconds: float | None = None
+    """How long the request took (nginx's request_time); None when not known per request."""
+
+
+class Tally:
+    """Counters since the proxy agent started, a histogram of request durations by route, and
+    per-second buckets for the rates. Counters only grow (Prometheus counters)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str, str], _Counts] = {}
+        self.latency: dict[tuple[str, str], list[float]] = {}
+        """(host, path) -> [count per bucket (cumulative at read), ..., count, sum]."""
+        self.seconds: deque[tuple[int, dict[tuple[str, str, str], list[int]]]] = deque()
+        """(second, key -> [requests, 5xx]) for the last WINDOW seconds."""
+        self.lines = 0
+        self.unreadable = 0
+
+    def add(self, sample: Sample, now: float) -> None:
+        key = (sample.host, sample.path, sample.service)
+        counts = self.counts.get(key)
+        if counts is None:
+            counts = self.counts[key] = _Counts()
+        counts.responses[sample.status_class] += sample.count
+        counts.bytes_sent += sample.bytes_sent
+        counts.upstream_errors += sample.upstream_errors
+        counts.retries += sample.retries
+        if sample.seconds is not None:
+            self._observe((sample.host, sample.path), sample.seconds)
+        second = int(now)
+        if not self.seconds or self.seconds[-1][0] != second:
+            self.seconds.append((second, {}))
+            while self.seconds[0][0] <= second - WINDOW:
+                self.seconds.popleft()
+        bucket = self.seconds[-1][1].setdefault(key, [0, 0])
+        bucket[0] += sample.count
+        if sample.status_class == 4:
+            bucket[1] += sample.count
+
+    def _observe(self, route: tuple[str, str], seconds: float) -> None:
+        histogram = self.latency.get(route)
+        if histogram is None:
+            histogram = self.latency[route] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+        for index, bound in enumerate(LATENCY_BUCKETS):
+            if seconds <= bound:
+                histogram[index] += 1
+                break
+        else:
+            histogram[len(LATENCY_BUCKETS)] += 1
+        histogram[-1] += seconds
+
+    def histogram(self, route: tuple[str, str]) -> tuple[list[tuple[str, float]], float]:
+        """Cumulative (upper bound, count) pairs ending with +Inf, and the sum of durations."""
+        raw = self.latency[route]
+        pairs, running = [], 0.0
+        for bound, count in zip([*(str(b) for b in LATENCY_BUCKETS), "+Inf"], raw[:-1], strict=True):
+            running += count
+            pairs.append((bound, running))
+        return pairs, raw[-1]
+
+    def rates(self, now: float) -> dict[tuple[str, str, str], tuple[float, float]]:
+        """Requests and 5xx a second by route and service over the last WINDOW whole seconds."""
+        since = int(now) - WINDOW
+        totals: dict[tuple[str, str, str], list[int]] = {}
+        for second, buckets in self.seconds:
+            if second < since or second >= int(now):
+                continue
+            for key, (requests, errors) in buckets.items():
+                total = totals.setdefault(key, [0, 0])
+                total[0] += requests
+                total[1] += errors
+        return {key: (round(r / WINDOW, 2), round(e / WINDOW, 2)) for key, (r, e) in totals.items()}
+
+    def report(self, now: float) -> tuple[RouteTraffic, ...]:
+        rates = self.rates(now)
+        return tuple(
+            RouteTraffic(
+                host,
+                path,
+                service,
+                (c.responses[0], c.responses[1], c.responses[2], c.responses[3], c.responses[4]),
+                c.bytes_sent,
+                c.upstream_errors,
+                c.retries,
+                *rates.get((host, path, service), (0.0, 0.0)),
+            )
+            for (host, path, service), c in sorted(self.counts.items())
+        )
+
+
+_FAILED_TRY = {"502", "503", "504"}
+
+
+def nginx_sample(datagram: bytes, namer: Namer) -> Sample | None:
+    """The request in one syslog datagram of nginx's `interlock_traffic` format, or None.
+
+    The fields (`NGINX_TRAFFIC_FIELDS`), separated by `|` (no field can hold one): server name, upstream ($proxy_host),
+    status, bytes sent, request time, upstream addresses, upstream statuses. nginx separates
+    the tries at several tasks with ", " (and upstream groups with " : ")."""
+    start = datagram.find(LINE_TAG)
+    if start < 0:
+        return None
+    fields = datagram[start + len(LINE_TAG) :].decode(errors="replace").rstrip("\n").split("|")
+    if len(fields) != 7:
+        return None
+    server_name, upstream, status, sent, seconds, addresses, statuses = fields
+    try:
+        code, bytes_sent, duration = int(status), int(sent), float(seconds)
+    except ValueError:
+        return None
+    host, path = namer.route(server_name, upstream)
+    tries = [a for a in addresses.replace(" : ", ", ").split(", ") if a and a != "-"]
+    results = [s for s in statuses.replace(" : ", ", ").split(", ") if s and s != "-"]
+    failed = sum(1 for s in results if s in _FAILED_TRY)
+    return Sample(
+        host,
+        path,
+        namer.service(upstream, tries[-1]) if tries else "",
+        status_class(code),
+        1,
+        bytes_sent,
+        failed,
+        max(0, len(tries) - 1),
+        duration,
+    )
+
+
+_HRSP = ("hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx")
+_COUNTED = (*_HRSP, "bout", "econ", "eresp", "wretr", "wredis")
+_NOT_ROUTES = ("interlock_", "passthrough_", "stats")
+
+
+class HAProxyCounters:
+    """Turns HAProxy's own counters (`show stat` on its runtime API) into samples: what each
+    backend (an upstream) and each server slot (a task, by its address) counted since the
+    previous reading. A counter that went down means a new HAProxy worker (a reload): its
+    value is then all new. Answers HAProxy gave without a task (no server, 503) are the
+    backend's count less its servers'."""
+
+    def __init__(self) -> None:
+        self.previous: dict[tuple[str, str], tuple[int, ...]] = {}
+        self.active_connections = 0
+
+    def samples(self, stat_csv: str, namer: Namer) -> list[Sample]:
+        lines = stat_csv.strip().splitlines()
+        if not lines or not lines[0].startswith("#"):
+            return []
+        header = lines[0].lstrip("# ").split(",")
+        index = {name: i for i, name in enumerate(header) if name}
+        seen: dict[tuple[str, str], tuple[int, ...]] = {}
+        deltas: dict[str, dict[str, tuple[tuple[int, ...], str]]] = {}
+        active = 0
+        for line in lines[1:]:
+            row = line.split(",")
+            if len(row) < len(header) - 1:
+                continue
+            backend, slot, kind = row[index["pxname"]], row[index["svname"]], row[index["type"]]
+            if backend.startswith(_NOT_ROUTES) and backend != UNKNOWN_BACKEND:
+                continue
+            if kind == "0":
+                active += _int(row[index["scur"]])
+                continue
+            if kind not in ("1", "2"):
+                continue
+            values = tuple(_int(row[index[name]]) for name in _COUNTED)
+            before = self.previous.get((backend, slot))
+            seen[(backend, slot)] = values
+            if before is None or any(v < b for v, b in zip(values, before, strict=True)):
+                delta = values
+            else:
+                delta = tuple(v - b for v, b in zip(values, before, strict=True))
+            address = row[index["addr"]] if kind == "2" and "addr" in index else ""
+            deltas.setdefault(backend, {})["" if kind == "1" else slot] = (delta, address)
+        self.previous = seen
+        self.active_connections = active
+        samples: list[Sample] = []
+        for backend, rows in deltas.items():
+            host, path = namer.backend(backend)
+            total = rows.pop("", None)
+            by_service: dict[str, list[int]] = {}
+            for delta, address in rows.values():
+                service = namer.service(backend, address)
+                summed = by_service.setdefault(service, [0] * len(_COUNTED))
+                for i, value in enumerate(delta):
+                    summed[i] += value
+            if total is not None:
+                # What the backend counted beyond its servers: answered without a task.
+                servers = [sum(d[i] for d, _ in rows.values()) for i in range(len(_COUNTED))]
+                rest = by_service.setdefault("", [0] * len(_COUNTED))
+                for i, value in enumerate(total[0]):
+                    rest[i] += max(0, value - servers[i])
+            for service, counted in by_service.items():
+                responses, (sent, econ, eresp, wretr, wredis) = counted[:5], counted[5:]
+                for klass, count in enumerate(responses):
+                    if count:
+                        samples.append(Sample(host, path, service, klass, count))
+                if sent or econ or eresp or wretr or wredis:
+                    samples.append(Sample(host, path, service, 0, 0, sent, econ + eresp, wretr + wredis))
+        return samples
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return 0
+
+
+NGINX_TRAFFIC_FIELDS = (
+    "$server_name",
+    "$proxy_host",
+    "$status",
+    "$bytes_sent",
+    "$request_time",
+    "$upstream_addr",
+    "$upstream_status",
+)
+"""What nginx logs of a request for the agent, `|`-separated (`nginx_sample` reads them)."""
+
+
+__all__ = [
+    "CLASSES",
+    "DEFAULT_HOST",
+    "LATENCY_BUCKETS",
+    "NGINX_TRAFFIC_FIELDS",
+    "WINDOW",
+    "HAProxyCounters",
+    "Namer",
+    "RouteTraffic",
+    "Sample",
+    "Tally",
+    "TrafficNames",
+    "nginx_sample",
+    "status_class",
+    "traffic_names",
+]
