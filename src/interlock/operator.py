@@ -89,6 +89,10 @@ def up(config_path: str | None, *, debug: bool, wait: float, say: Say = print) -
             f"note: network {CONTROL_NETWORK} is attachable (made by an earlier version); "
             "`interlock down` then `up` remakes it"
         )
+    monitoring = None
+    if config.monitoring_network:
+        # Attachable: a Prometheus may run as a service or as a plain container.
+        monitoring = ops.ensure_overlay(config.monitoring_network, {**MANAGED, LABEL_ROLE: "monitoring"})
     tokens = ensure_tokens(ops, all_tokens(config), MANAGED)
     tls = ensure_identities(ops, tls_identities(config), MANAGED)
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -102,6 +106,7 @@ def up(config_path: str | None, *, debug: bool, wait: float, say: Say = print) -
         operator_token=tokens[OPERATOR_TOKEN],
         extension_tokens=[tokens[name] for name in core_tokens(config) if name != OPERATOR_TOKEN],
         tls=tls[CORE_IDENTITY].key,
+        monitoring_network=monitoring,
         constraints=config.core_constraints,
         debug=debug,
         image_id=identities[core_image],
@@ -258,6 +263,14 @@ def down(*, say: Say = print, timeout: float = 90.0) -> None:
             _retry(partial(ops.remove_config, config["ID"]), deadline)
         for secret in ops.secrets(label=label):
             _retry(partial(ops.remove_secret, secret["ID"]), deadline)
+    for other in ops.networks():
+        labels = other.get("Labels") or {}
+        if labels.get(LABEL_MANAGED) == MANAGED_BY_UP and labels.get(LABEL_ROLE) == "monitoring":
+            try:
+                ops.remove_network(other["Id"])
+                say(f"removed network {other['Name']}")
+            except DockerUnavailable as exc:
+                say(f"left network {other['Name']} in place: something else still uses it ({exc})")
     network = ops.network(CONTROL_NETWORK)
     if network is not None and ops.network_labels(network.id).get(LABEL_MANAGED) == MANAGED_BY_UP:
         say(f"removing network {CONTROL_NETWORK}")

@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from interlock.config import load_config
 from interlock.constants import LABEL_SPEC
+from interlock.errors import ConfigError
 from interlock.render.swarm_specs import (
     ClusterRefs,
     Ref,
@@ -205,3 +208,27 @@ def test_each_role_holds_its_own_tls_key_and_only_the_certificate_of_the_server_
     assert "x-key" not in {s["SecretName"] for s in proxy}
     core = a_core_spec(tls=Ref("k", "interlock-tls-c0-key"))["TaskTemplate"]["ContainerSpec"]["Secrets"]
     assert ("interlock-tls-c0-key", "interlock-tls.pem") in [(s["SecretName"], s["File"]["Name"]) for s in core]
+
+
+def test_the_monitoring_network_is_on_every_role_and_nothing_else_changes() -> None:
+    """`MonitoringNetwork`: the core, the extension and the proxy join it beside the control
+    network (and the proxy's app networks), so a Prometheus there reaches every role's :9180."""
+    monitoring = Ref("mon", "interlock-monitoring")
+    refs = replace(REFS, monitoring_network=monitoring)
+    networks = {
+        role: [n["Target"] for n in spec["TaskTemplate"]["Networks"]]
+        for role, spec in (
+            ("proxy", proxy_spec(CONFIG, "east", refs)),
+            ("extension", extension_spec(CONFIG, "east", refs)),
+            ("core", a_core_spec(monitoring_network=monitoring)),
+        )
+    }
+    assert networks == {"proxy": ["ctl", "mon", "n1", "n2"], "extension": ["ctl", "mon"], "core": ["n", "mon"]}
+    assert [n["Target"] for n in extension_spec(CONFIG, "east", REFS)["TaskTemplate"]["Networks"]] == ["ctl"]
+
+
+def test_the_monitoring_network_cannot_be_one_interlock_or_docker_keeps() -> None:
+    for name in ("interlock", "ingress", "host"):
+        with pytest.raises(ConfigError, match="MonitoringNetwork"):
+            load_config(f'MonitoringNetwork = "{name}"\n[Extensions.default]\n')
+    assert load_config('MonitoringNetwork = "mon"\n[Extensions.default]\n').monitoring_network == "mon"

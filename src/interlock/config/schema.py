@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field
 
 from interlock import __version__
 from interlock.config.durations import parse_duration
-from interlock.constants import INTERNAL_PORTS, MANAGER_CONSTRAINT
+from interlock.constants import CONTROL_NETWORK, INTERNAL_PORTS, MANAGER_CONSTRAINT
 
 
 def _pattern(regex: str, allowed: str) -> AfterValidator:
@@ -414,6 +414,11 @@ class CoreConfig(_Section):
     host_sharing: Literal["any", "stack"] = Field("any", alias="HostSharing")
     """Who may join a host and path another service routes (taking a share of its traffic):
     any service (Interlock's canary rule), or only services of the owner's stack."""
+    monitoring_network: Annotated[
+        str, _pattern(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,62})?", "a Docker network name: A-Z a-z 0-9 _ . -")
+    ] = Field("", alias="MonitoringNetwork")
+    """An overlay `interlock up` makes (attachable) and attaches every role to, so that a
+    Prometheus on it scrapes their metrics (port 9180) without joining the control network."""
     core_constraints: tuple[str, ...] = Field((MANAGER_CONSTRAINT,), alias="CoreConstraints")
     """Where `interlock up` may place the core; node.role==manager always holds (added if missing)."""
     extensions: dict[str, ExtensionConfig] = Field(default_factory=dict, alias="Extensions")
@@ -428,6 +433,16 @@ class CoreConfig(_Section):
                     f"(only a manager's API lists services), so CoreConstraints can only narrow which manager"
                 )
         return constraints
+
+    @field_validator("monitoring_network")
+    @classmethod
+    def _not_the_control_network(cls, name: str) -> str:
+        if name in (CONTROL_NETWORK, "ingress", "bridge", "host", "none", "docker_gwbridge"):
+            raise ValueError(
+                f"MonitoringNetwork = {name!r} is a network Interlock or Docker keeps for itself; "
+                "name an overlay of its own, such as 'interlock-monitoring'"
+            )
+        return name
 
     @model_validator(mode="after")
     def _clusters_are_consistent(self) -> CoreConfig:

@@ -109,7 +109,13 @@ def desired_services(config: CoreConfig, routings: Mapping[str, Routing | None],
         missing = [n for n in wanted if n not in facts.networks]
         if missing and ext.networks is not None:
             notes.append(f"Extensions.{name}.Networks names networks that do not exist: {', '.join(missing)}")
-        networks = tuple(Ref(facts.networks[n], n) for n in wanted if n in facts.networks and n != CONTROL_NETWORK)
+        monitoring = config.monitoring_network
+        if monitoring and monitoring not in facts.networks:
+            notes.append(f"MonitoringNetwork {monitoring!r} does not exist; `interlock up` makes it")
+        monitoring_ref = Ref(facts.networks[monitoring], monitoring) if monitoring in facts.networks else None
+        networks = tuple(
+            Ref(facts.networks[n], n) for n in wanted if n in facts.networks and n not in (CONTROL_NETWORK, monitoring)
+        )
         tls = tuple(Ref(facts.secrets[s], s) for s in (routing.secrets if routing else ()) if s in facts.secrets)
         refs = ClusterRefs(
             facts.control_network,
@@ -122,6 +128,7 @@ def desired_services(config: CoreConfig, routings: Mapping[str, Routing | None],
             image_ids=facts.image_ids,
             core_cert=facts.tls[CORE_IDENTITY].cert,
             extension_tls=facts.tls[extension_identity(name)],
+            monitoring_network=monitoring_ref,
         )
         clusters.append(DesiredCluster(name, extension_spec(config, name, refs), proxy_spec(config, name, refs), refs))
     return DesiredServices(tuple(clusters), notes=tuple(notes))

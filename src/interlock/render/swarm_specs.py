@@ -104,6 +104,13 @@ class ClusterRefs:
     """The core's certificate: the extension calls the core over TLS, pinned to it."""
     extension_tls: TLSPair | None = None
     """The extension's TLS identity: it serves its proxies over TLS, and they pin its certificate."""
+    monitoring_network: Ref | None = None
+    """`MonitoringNetwork`: where a Prometheus scrapes the roles' metrics."""
+
+    @property
+    def role_networks(self) -> list[Ref]:
+        """The networks every role of the cluster is on: control, and monitoring if any."""
+        return [self.control_network, *([self.monitoring_network] if self.monitoring_network else [])]
 
 
 def image_env(image: str, image_ids: Mapping[str, str]) -> list[str]:
@@ -192,7 +199,7 @@ def extension_spec(config: CoreConfig, name: str, refs: ClusterRefs) -> dict[str
                     ],
                 },
                 "Placement": _placement(ext.constraints, ext.placement_preferences),
-                "Networks": [{"Target": refs.control_network.id}],
+                "Networks": [{"Target": n.id} for n in refs.role_networks],
                 "RestartPolicy": {"Condition": "any", "Delay": 1_000_000_000},
             },
             "Mode": {"Replicated": {"Replicas": 1}},
@@ -212,7 +219,7 @@ def proxy_spec(config: CoreConfig, name: str, refs: ClusterRefs) -> dict[str, An
         LABEL_EXTENSION: name,
         LABEL_CLUSTER: ext.service_cluster,
     }
-    networks = [refs.control_network, *sorted(refs.app_networks, key=lambda r: r.name)]
+    networks = [*refs.role_networks, *sorted(refs.app_networks, key=lambda r: r.name)]
     peer = [secret_mount(refs.extension_tls.cert, PEER_CERT)] if refs.extension_tls else []
     secrets = [secret_mount(refs.proxy_token, PROXY_TOKEN), *peer] + [
         # 0400, root's: nginx's master reads certificates and keys; its workers cannot.
@@ -293,6 +300,7 @@ def core_spec(
     operator_token: Ref,
     extension_tokens: Sequence[Ref],
     tls: Ref | None = None,
+    monitoring_network: Ref | None = None,
     constraints: Sequence[str] = (MANAGER_CONSTRAINT,),
     debug: bool = False,
     image_id: str = "",
@@ -326,7 +334,9 @@ def core_spec(
                 "Placement": {
                     "Constraints": [MANAGER_CONSTRAINT, *(c for c in constraints if c != MANAGER_CONSTRAINT)]
                 },
-                "Networks": [{"Target": control_network.id}],
+                "Networks": [
+                    {"Target": n.id} for n in (control_network, *([monitoring_network] if monitoring_network else []))
+                ],
                 "RestartPolicy": {"Condition": "any", "Delay": 1_000_000_000},
             },
             "Mode": {"Replicated": {"Replicas": 1}},
