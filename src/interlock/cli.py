@@ -14,6 +14,8 @@ import json
 import logging
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
@@ -261,6 +263,23 @@ def print_table(rows: list[dict[str, Any]], columns: list[str], out: Any = sys.s
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip(), file=out)
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from interlock import operator
+    from interlock.dashboard.server import serve
+
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        print(f"--listen {args.listen!r}: give HOST:PORT, such as 127.0.0.1:8500", file=sys.stderr)
+        return 2
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"note: the dashboard has no login; anyone who reaches {host}:{port} sees it", file=sys.stderr)
+    try:
+        asyncio.run(serve(host, int(port), operator.follow_status))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def cmd_demo_app(args: argparse.Namespace) -> int:
     from interlock.testing.backend import serve
 
@@ -298,8 +317,27 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     config = read_config(args.config)
     host = config.listen_host
     address = host if host not in ("", "0.0.0.0", "::") else "127.0.0.1"
-    sys.stdout.buffer.write(local_get(address, config.listen_port, "/v1/status", token, peer_cert=pinned))
-    return 0
+    if not args.follow:
+        sys.stdout.buffer.write(local_get(address, config.listen_port, "/v1/status", token, peer_cert=pinned))
+        return 0
+    # `interlock dashboard` reads this through one `docker exec`: a line each time the status
+    # changes, asked of the core's own API (in its container) a few times a second.
+    # Docker keeps an exec running after its client went away, but closes its standard input:
+    # that ends this, rather than asking the core for ever.
+    threading.Thread(target=_exit_when_stdin_closes, daemon=True).start()
+    last = b""
+    while True:
+        status = local_get(address, config.listen_port, "/v1/status", token, peer_cert=pinned)
+        if status != last:
+            sys.stdout.buffer.write(status.replace(b"\n", b"") + b"\n")
+            sys.stdout.flush()
+            last = status
+        time.sleep(args.follow)
+
+
+def _exit_when_stdin_closes() -> None:
+    sys.stdin.buffer.read()
+    os._exit(0)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -353,6 +391,10 @@ def parser() -> argparse.ArgumentParser:
         show.add_argument("--json", action="store_true")
         show.set_defaults(func=cmd_show)
 
+    dashboard = sub.add_parser("dashboard", help="a live web page of clusters, proxies, routes, traffic and problems")
+    dashboard.add_argument("--listen", default="127.0.0.1:8500", help="HOST:PORT to serve it on (default %(default)s)")
+    dashboard.set_defaults(func=cmd_dashboard)
+
     demo = sub.add_parser("demo-app", help="a small echo web app for demos and tests (JSON, websockets, TLS)")
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--tls-cert")
@@ -366,6 +408,9 @@ def parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser("inspect", help=argparse.SUPPRESS)
     inspect.add_argument("-c", "--config", default="/config.toml")
     inspect.add_argument("--core", help="HOST:PORT of a core on the control network (from a status probe)")
+    inspect.add_argument(
+        "--follow", type=float, default=0.0, help="a line each change, asking every N s, until standard input closes"
+    )
     inspect.set_defaults(func=cmd_inspect)
 
     template = sub.add_parser("template", help="print the built-in nginx template (what a Template extends)")

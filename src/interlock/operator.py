@@ -15,7 +15,7 @@ import secrets
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -355,6 +355,37 @@ def core_status(ops: SwarmOps | None = None) -> CoreStatus:
             except (DockerUnavailable, msgspec.DecodeError):
                 continue
     return local_status(ops, core)
+
+
+def follow_status(ops: SwarmOps | None = None, interval: float = 0.25) -> Iterator[CoreStatus]:
+    """The core's status each time it changes, for as long as the caller reads.
+
+    Where the core runs on this node, one `docker exec` streams it (`interlock inspect --follow`
+    asks the core's API in its container every `interval` s), so a change shows within a
+    second. Elsewhere, or while the core is being replaced, `core_status` is asked once a second."""
+    ops = ops or SwarmOps.from_environment()
+    while True:
+        core = ops.service_named(CORE_SERVICE)
+        here = ops.local_node_id()
+        tasks = ops.tasks(core["ID"]) if core is not None else []
+        local = [
+            t
+            for t in sorted(tasks, key=lambda t: str(t.get("CreatedAt", "")), reverse=True)
+            if t["Status"]["State"] == "running" and t.get("DesiredState") == "running" and t["NodeID"] == here
+        ]
+        container = _container_id(local[0]) if local else ""
+        if container:
+            try:
+                for line in ops.exec_lines(container, ["interlock", "inspect", "--follow", str(interval)]):
+                    try:
+                        yield msgspec.json.decode(line, type=CoreStatus)
+                    except msgspec.DecodeError:
+                        continue
+            except DockerUnavailable:
+                pass
+        # The stream ended (the core task stopped) or the core is elsewhere: ask once, then look again.
+        yield core_status(ops)
+        time.sleep(1)
 
 
 def _container_id(task: dict[str, Any]) -> str:

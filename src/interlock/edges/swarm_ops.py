@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import docker
@@ -204,6 +204,20 @@ class SwarmOps:
             exec_id = self.client.exec_create(container_id, argv)["Id"]
             output = self.client.exec_start(exec_id)
             return int(self.client.exec_inspect(exec_id).get("ExitCode") or 0), bytes(output)
+        except _ERRORS as exc:
+            raise DockerUnavailable(f"exec in {container_id[:12]}: {exc}") from exc
+
+    def exec_lines(self, container_id: str, argv: list[str]) -> Iterator[bytes]:
+        """Run `argv` in a container on this node and yield its standard output line by line
+        while it runs (blocking; for a long-lived command). Its standard input is open while
+        this reads and closes when the reader goes away: the command can end then."""
+        try:
+            exec_id = self.client.exec_create(container_id, argv, stdout=True, stderr=False, stdin=True)["Id"]
+            pending = b""
+            for chunk in self.client.exec_start(exec_id, stream=True):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                yield from lines
         except _ERRORS as exc:
             raise DockerUnavailable(f"exec in {container_id[:12]}: {exc}") from exc
 
