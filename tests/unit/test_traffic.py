@@ -93,7 +93,10 @@ def test_haproxy_counters_become_samples_per_service_and_survive_a_reload() -> N
 
     read(
         [
-            "http,FRONTEND,7,0,0,0,0,0,0,0,0,0,0,0,,",
+            "interlock_http,FRONTEND,5,0,0,0,0,0,0,0,0,0,0,0,,",
+            "interlock_tls,FRONTEND,2,0,0,0,0,0,0,0,0,0,0,0,,",
+            "interlock_terminator,FRONTEND,2,0,0,0,0,0,0,0,0,0,0,0,,",
+            "interlock_status,FRONTEND,1,0,0,0,0,0,0,0,0,0,0,0,,",
             "shop,s1,0,100,0,0,0,0,2,0,10,0,0,0,10.0.0.5:80,",
             "shop,s2,0,50,1,0,1,0,2,0,5,0,0,0,10.0.0.6:80,",
             # The backend counts its servers' answers plus its own (two 503s without a task).

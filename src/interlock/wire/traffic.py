@@ -277,6 +277,7 @@ def nginx_sample(datagram: bytes, namer: Namer) -> Sample | None:
 _HRSP = ("hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx")
 _COUNTED = (*_HRSP, "bout", "econ", "eresp", "wretr", "wredis")
 _NOT_ROUTES = ("interlock_", "passthrough_", "stats")
+_PUBLIC_FRONTENDS = ("interlock_http", "interlock_tls")
 
 
 class HAProxyCounters:
@@ -304,10 +305,13 @@ class HAProxyCounters:
             if len(row) < len(header) - 1:
                 continue
             backend, slot, kind = row[index["pxname"]], row[index["svname"]], row[index["type"]]
-            if backend.startswith(_NOT_ROUTES) and backend != UNKNOWN_BACKEND:
-                continue
             if kind == "0":
-                active += _int(row[index["scur"]])
+                # Clients' connections: the public listeners' (not the status port's, nor the
+                # TLS terminator's, which holds a second leg of a connection already counted).
+                if backend in _PUBLIC_FRONTENDS:
+                    active += _int(row[index["scur"]])
+                continue
+            if backend.startswith(_NOT_ROUTES) and backend != UNKNOWN_BACKEND:
                 continue
             if kind not in ("1", "2"):
                 continue
