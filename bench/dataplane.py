@@ -6,9 +6,12 @@ nginx.conf) and with `DynamicUpstreams = true` (the server chosen per request by
 balancer), a minimal hand-written nginx reverse proxy, Interlock's generated HAProxy configuration
 (`Kind = "haproxy"`, also with `HideInfoHeaders = true`), a hand-written HAProxy doing the
 hand-written nginx's job (route the host, forward the client's address) and Caddy as a plain
-reverse proxy. Load: wrk, one thread, 32 keep-alive connections, each target measured `--rounds`
-times in alternation; medians reported, and for the key ratios the median of each round's ratio
-(targets measured seconds apart share the machine's mood). Every proxy
+reverse proxy. The generated nginx configurations count requests per route as by default
+(`TrafficMetrics`: Lua in each worker); one more runs with `TrafficMetrics = false`, to show what
+counting costs, and the counters are checked against what wrk sent. Load: wrk, one thread, 32
+keep-alive connections, each target measured `--rounds` times in alternation; medians reported,
+and for the key ratios the median of each round's ratio (targets measured seconds apart share
+the machine's mood). Every proxy
 runs one worker/thread pinned to CPU 1, while wrk and the backend share CPU 0, so the comparison
 is per core and the machine's other load moves all targets alike.
 
@@ -24,6 +27,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -35,7 +39,7 @@ from interlock.render.haproxy import render_haproxy
 from interlock.render.nginx import render_nginx
 
 BACKEND, INTERLOCK, NGINX, HAPROXY, CADDY, STATIC, GENERATED_HAPROXY = 18001, 18080, 18081, 18082, 18083, 18084, 18085
-GENERATED_HAPROXY_BARE = 18086
+GENERATED_HAPROXY_BARE, UNMETERED = 18086, 18087
 HOST = "bench.local"
 
 
@@ -58,8 +62,10 @@ http {{ access_log /dev/null;
 """
 
 
-def interlock_conf(tmp: Path, *, dynamic: bool) -> RenderedConfig:
-    port = INTERLOCK if dynamic else STATIC
+def interlock_conf(tmp: Path, *, dynamic: bool, metrics: bool = True) -> RenderedConfig:
+    """The generated nginx configuration, counting requests per route (`TrafficMetrics`, on by
+    default) unless `metrics` is false."""
+    port = INTERLOCK if dynamic else STATIC if metrics else UNMETERED
     ext = default_config(TargetPort=port, TargetSSLPort=port + 1000).extensions["default"]
     ext = ext.model_copy(
         update={
@@ -70,6 +76,7 @@ def interlock_conf(tmp: Path, *, dynamic: bool) -> RenderedConfig:
                     "error_log_path": "/dev/null",
                     "user": "nginx",
                     "dynamic_upstreams": dynamic,
+                    "traffic_metrics": metrics,
                 }
             )
         }
@@ -150,11 +157,12 @@ class WrkRun(TypedDict):
     p99_ms: float
     errors: str
     non2xx: int
+    requests: int
 
 
-def wrk(port: int, seconds: int, pid: int) -> WrkRun:
-    """wrk against `port`; also the CPU time the process `pid` (the proxy) spent per request."""
-    before = cpu_seconds(pid)
+def wrk(port: int, seconds: int, pids: tuple[int, ...]) -> WrkRun:
+    """wrk against `port`; also the CPU time the processes `pids` (the proxy) spent per request."""
+    before = sum(cpu_seconds(pid) for pid in pids)
     out = sh(
         "taskset",
         "-c",
@@ -169,8 +177,9 @@ def wrk(port: int, seconds: int, pid: int) -> WrkRun:
         f"http://127.0.0.1:{port}/",
         timeout=seconds + 60,
     )
-    cpu = cpu_seconds(pid) - before
+    cpu = sum(cpu_seconds(pid) for pid in pids) - before
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    sent = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
 
     def ms(label: str) -> float:
@@ -186,7 +195,15 @@ def wrk(port: int, seconds: int, pid: int) -> WrkRun:
         "p99_ms": ms("99%"),
         "errors": errors.group(1) if errors else "none",
         "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        "requests": sent,
     }
+
+
+def traffic_counted(status_port: int) -> int:
+    """Requests the configuration's counters hold for the benchmark's host (its status port)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{status_port}/interlock/traffic", timeout=5) as response:
+        lines = response.read().decode().splitlines()
+    return sum(int(float(line.rsplit("\t", 1)[1])) for line in lines if line.startswith(HOST) and "\tn\t" in line)
 
 
 def main() -> None:
@@ -199,12 +216,16 @@ def main() -> None:
         files = {
             "backend": backend_conf(tmp),
             "nginx": handwritten_conf(tmp),
-            # Both Interlock configurations run side by side: the static one's internal loopback
+            # The Interlock configurations run side by side: the static ones' internal loopback
             # ports move aside (they are constants of the renderer).
             "interlock-static": interlock_conf(tmp, dynamic=False)
             .text.replace(":20080", ":21080")
             .replace(":20443", ":21443")
             .replace(":20444", ":21444"),
+            "interlock-unmetered": interlock_conf(tmp, dynamic=False, metrics=False)
+            .text.replace(":20080", ":22080")
+            .replace(":20443", ":22443")
+            .replace(":20444", ":22444"),
             "haproxy": haproxy_conf(),
             "interlock-haproxy": interlock_haproxy_conf(tmp),
             "interlock-haproxy-bare": interlock_haproxy_conf(tmp, hide_info_headers=True),
@@ -248,30 +269,36 @@ def main() -> None:
                 stderr=subprocess.DEVNULL,
                 env={"GOMAXPROCS": "1", "HOME": tmp_name, "PATH": "/usr/bin:/bin"},
             ),
+            subprocess.Popen([*cpu1, "nginx", "-c", str(tmp / "interlock-unmetered.conf"), "-g", "daemon off;"]),
         ]
-        targets = {
-            "direct (backend)": (BACKEND, procs[0].pid),
-            "interlock (generated)": (STATIC, procs[3].pid),
-            "interlock (DynamicUpstreams)": (INTERLOCK, procs[2].pid),
-            "nginx (hand-written)": (NGINX, procs[1].pid),
-            "haproxy": (HAPROXY, procs[4].pid),
-            "interlock haproxy (generated)": (GENERATED_HAPROXY, procs[5].pid),
-            "interlock haproxy (generated, HideInfoHeaders)": (GENERATED_HAPROXY_BARE, procs[6].pid),
-            "caddy": (CADDY, procs[7].pid),
+        targets: dict[str, tuple[int, tuple[int, ...]]] = {
+            "direct (backend)": (BACKEND, (procs[0].pid,)),
+            "interlock (generated)": (STATIC, (procs[3].pid,)),
+            "interlock (generated, TrafficMetrics = false)": (UNMETERED, (procs[8].pid,)),
+            "interlock (DynamicUpstreams)": (INTERLOCK, (procs[2].pid,)),
+            "nginx (hand-written)": (NGINX, (procs[1].pid,)),
+            "haproxy": (HAPROXY, (procs[4].pid,)),
+            "interlock haproxy (generated)": (GENERATED_HAPROXY, (procs[5].pid,)),
+            "interlock haproxy (generated, HideInfoHeaders)": (GENERATED_HAPROXY_BARE, (procs[6].pid,)),
+            "caddy": (CADDY, (procs[7].pid,)),
         }
         try:
             for port, _ in targets.values():
                 wait_http(port, HOST)
             runs: dict[str, list[WrkRun]] = {name: [] for name in targets}
             for _ in range(args.rounds):
-                for name, (port, pid) in targets.items():
-                    runs[name].append(wrk(port, args.seconds, pid))
+                for name, (port, pids) in targets.items():
+                    runs[name].append(wrk(port, args.seconds, pids))
                     time.sleep(0.5)
+            # What the static configuration counted (its workers add up once a second).
+            time.sleep(1.5)
+            counted = traffic_counted(21080)
         finally:
             for proc in procs:
                 proc.send_signal(signal.SIGTERM)
             for proc in procs:
                 proc.wait(timeout=20)
+    sent = sum(r["requests"] for r in runs["interlock (generated)"])
     results: dict[str, dict[str, Any]] = {
         name: {
             "rps": statistics.median(r["rps"] for r in rs),
@@ -303,6 +330,16 @@ def main() -> None:
             / results["haproxy"]["rps"],
             "paired_generated_haproxy_to_handwritten_haproxy": paired("interlock haproxy (generated)", "haproxy"),
             "paired_interlock_to_handwritten": paired("interlock (generated)", "nginx (hand-written)"),
+            "paired_unmetered_to_handwritten": paired(
+                "interlock (generated, TrafficMetrics = false)", "nginx (hand-written)"
+            ),
+            "paired_metered_to_unmetered": paired(
+                "interlock (generated)", "interlock (generated, TrafficMetrics = false)"
+            ),
+            "cpu_unmetered_to_metered": results["interlock (generated, TrafficMetrics = false)"]["cpu_us_per_request"]
+            / results["interlock (generated)"]["cpu_us_per_request"],
+            "traffic_counted": counted,
+            "traffic_sent": sent,
             "paired_bare_haproxy_to_handwritten_haproxy": paired(
                 "interlock haproxy (generated, HideInfoHeaders)", "haproxy"
             ),

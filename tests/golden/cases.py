@@ -35,6 +35,7 @@ CONFIG_MARK = "---------- nginx.conf\n"
 TARGETS_MARK = "---------- targets\n"
 ROUTING_MARK = "---------- routing model\n"
 LUA_MARKER = "-- (interlock/render/lua/targets.lua, printed here in full)"
+TRAFFIC_LUA_MARKER = "-- (interlock/render/lua/traffic.lua, printed here in full)"
 PREAMBLE_CASE = "basic-host.txt"
 PREAMBLE_MARKER = f"# (the common preamble: main, events and http settings, in full in {PREAMBLE_CASE})\n"
 
@@ -59,7 +60,9 @@ class Case:
         problems = "".join(p.describe() + "\n" for p in self.result.problems)
         routing = json.dumps(msgspec.to_builtins(self.routing), indent=1) + "\n"
         rendered = render_nginx(self.routing, self.extension)
-        config = rendered.text.replace(lua_library(), LUA_MARKER)
+        config = rendered.text.replace(lua_library("targets.lua"), LUA_MARKER).replace(
+            lua_library("traffic.lua"), TRAFFIC_LUA_MARKER
+        )
         if self.path.name != PREAMBLE_CASE:
             config = config.replace(common_preamble(), PREAMBLE_MARKER)
         targets = f"{TARGETS_MARK}{rendered.targets}" if rendered.targets else ""

@@ -65,8 +65,6 @@ async def serve(
     settings = {"PidPath": str(tmp_path / "proxy.pid"), **config}
     control: NginxController
     if kind == "nginx":
-        # No agent listens for request lines unless the test starts one.
-        settings.setdefault("TrafficMetrics", False)
         ext = default_config(TargetPort=HTTP, TargetSSLPort=HTTPS, Config=settings).extensions["default"]
         control = NginxController(tmp_path / "work", nginx=binary, confirm_timeout=10)
         rendered = render_nginx(routing, ext, secrets_dir=str(secrets))

@@ -1,5 +1,5 @@
-"""Per-route traffic counters against a real nginx (a line a request on the agent's datagram
-socket) and a real HAProxy (its own counters): requests by host, path, the service whose task
+"""Per-route traffic counters against a real nginx (Lua counters in its workers, read on its
+status port) and a real HAProxy (its own counters): requests by host, path, the service whose task
 answered and status class; a canary's share seen per service; a task that is down counted as a
 5xx with an upstream error; a host no service routes counted apart; all of it as Prometheus text
 the way the agent serves it."""
@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -38,7 +36,7 @@ class Proxy:
         if self.kind == "haproxy":
             await self.meter.poll_haproxy(self.control.runtime)  # type: ignore[attr-defined]
         else:
-            await self.meter.poll_nginx_connections()
+            await self.meter.poll_nginx()
 
 
 @pytest.fixture(params=KINDS)
@@ -53,22 +51,12 @@ async def proxy(
             "down": {"hosts": "down.test", "port": str(free_port())},
         }
     )
-    # nginx's workers (not root) must reach the socket: pytest's own directories are private.
-    shared = Path(tempfile.mkdtemp(prefix="interlock-traffic-"))
-    shared.chmod(0o755)
-    socket_path = shared / "traffic.sock"
     meter = TrafficMeter()
-    config: dict[str, object] = {}
-    if request.param == "nginx":
-        config = {"TrafficMetrics": True, "TrafficSocket": str(socket_path)}
-        await meter.listen(str(socket_path))
     binary = request.getfixturevalue(request.param)
-    control = await serve(request.param, binary, routing, tmp_path, tmp_path, **config)
-    meter.use(traffic_names(routing, str(socket_path) if request.param == "nginx" else ""))
+    control = await serve(request.param, binary, routing, tmp_path, tmp_path)
+    meter.use(traffic_names(routing))
     yield Proxy(control, meter, request.param)
     await control.stop(signal.SIGTERM)
-    meter.close()
-    shutil.rmtree(shared)
 
 
 def get(host: str, path: str = "/") -> int:
@@ -94,7 +82,7 @@ async def counted(proxy: Proxy, want: int, deadline: float = 15.0) -> dict[tuple
         traffic = proxy.meter.report()
         if sum(t.requests for t in traffic) >= want or time.monotonic() > end:
             return by_key(traffic)
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.2)
 
 
 async def test_requests_are_counted_by_route_service_and_status_class(proxy: Proxy) -> None:

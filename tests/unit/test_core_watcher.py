@@ -158,3 +158,18 @@ async def test_an_answer_not_in_the_api_shape_is_reported_and_retried(rig: Rig) 
     rig.swarm.malformed = False
     await rig.clock.advance(5)
     assert rig.watcher.connected and rig.seen.services() == {"a", "b"}
+
+
+async def test_health_checks_in_containers_cause_no_relist(rig: Rig) -> None:
+    """Every task with a health check makes exec events each interval; they route nothing. (On
+    a quiet swarm with two such tasks they made the core list and rebuild ten times a second.)"""
+    await rig.clock.advance(MIN_SETTLE + 1)
+    lists = rig.swarm.lists
+    for _ in range(20):
+        for action in ("exec_create: python3 -m interlock.healthcheck", "exec_start: python3", "exec_die"):
+            rig.swarm.emit({"Type": "container", "Action": action, "Actor": {"ID": "c1"}})
+        await rig.clock.advance(0.1)
+    assert rig.swarm.lists - lists <= 1, "at most the periodic resync"
+    rig.swarm.emit({"Type": "container", "Action": "die", "Actor": {"ID": "c1"}})
+    await rig.clock.advance(0.05)
+    assert rig.swarm.lists - lists >= 1, "a container that stops is still a change"

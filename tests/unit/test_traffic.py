@@ -1,5 +1,5 @@
-"""How requests are named and counted (interlock.wire.traffic), on a fake clock: nginx's lines
-with retries across tasks, HAProxy's counters across a reload, the 10-second rates, and the
+"""How requests are named and counted (interlock.wire.traffic), on a fake clock: nginx's Lua
+counters with retries across tasks, HAProxy's counters across a reload, the 10-second rates, and the
 routes table of `interlock routes` with traffic summed over proxies."""
 
 from __future__ import annotations
@@ -8,48 +8,59 @@ from interlock.wire.status import RouteRow, with_traffic
 from interlock.wire.traffic import (
     HAProxyCounters,
     Namer,
+    NginxCounters,
     RouteTraffic,
     Sample,
     Tally,
     TrafficNames,
-    nginx_sample,
 )
 
 NAMES = TrafficNames(
     "edge",
-    "/sock",
     (("shop", "shop.test", "/"), ("api", "api.test", "/v1"), ("api", "www.test", "/api")),
     (("shop", "10.0.0.5:80", "stable"), ("shop", "10.0.0.6:80", "canary"), ("api", "10.0.0.7:8080", "api")),
 )
 
 
-def line(*fields: str) -> bytes:
-    return b"<190>Dec  3 09:07:43 interlock: " + "|".join(fields).encode()
+def counters(*lines: str) -> str:
+    return "".join(line.replace("|", "\t") + "\n" for line in lines)
 
 
-def test_an_nginx_line_names_host_path_and_the_service_whose_task_answered() -> None:
-    namer = Namer(NAMES)
-    sample = nginx_sample(line("shop.test", "shop", "200", "512", "0.004", "10.0.0.6:80", "200"), namer)
-    assert sample == Sample("shop.test", "/", "canary", 1, 1, 512, 0, 0, 0.004)
-    # One upstream on two hosts: the server name tells which route.
-    sample = nginx_sample(line("www.test", "api", "404", "10", "0.010", "10.0.0.7:8080", "404"), namer)
-    assert sample is not None and (sample.host, sample.path, sample.status_class) == ("www.test", "/api", 3)
-
-
-def test_a_retry_counts_the_failed_try_and_names_the_task_that_answered() -> None:
-    sample = nginx_sample(
-        line("shop.test", "shop", "200", "99", "0.2", "10.0.0.5:80, 10.0.0.6:80", "502, 200"), Namer(NAMES)
+def test_nginx_counters_name_host_path_and_the_service_whose_task_answered() -> None:
+    namer, tally, reader = Namer(NAMES), Tally(), NginxCounters()
+    reader.read(
+        counters(
+            "shop.test|shop|10.0.0.6:80|2|n|3",
+            "shop.test|shop|10.0.0.6:80|2|b|512",
+            "shop.test|shop|10.0.0.5:80|5|n|1",
+            "shop.test|shop|10.0.0.5:80|5|e|2",
+            "shop.test|shop|10.0.0.5:80|5|r|1",
+            # One upstream on two hosts: the server name tells which route.
+            "www.test|api|10.0.0.7:8080|4|n|2",
+            "_|-|-|5|n|4",
+        ),
+        namer,
+        tally,
+        1.0,
     )
-    assert sample is not None
-    assert (sample.service, sample.upstream_errors, sample.retries) == ("canary", 1, 1)
+    counts = {(t.host, t.path, t.service): t for t in tally.report(1.0)}
+    assert counts["shop.test", "/", "canary"].responses == (0, 3, 0, 0, 0)
+    assert counts["shop.test", "/", "canary"].bytes_sent == 512
+    stable = counts["shop.test", "/", "stable"]
+    assert (stable.responses, stable.upstream_errors, stable.retries) == ((0, 0, 0, 0, 1), 2, 1)
+    assert counts["www.test", "/api", "api"].responses == (0, 0, 0, 2, 0)
+    # A host no service routes: nginx's default server, no task.
+    assert counts["(unknown)", "", ""].responses == (0, 0, 0, 0, 4)
 
 
-def test_unknown_hosts_and_unreadable_lines() -> None:
-    namer = Namer(NAMES)
-    sample = nginx_sample(line("_", "-", "503", "190", "0.000", "-", "-"), namer)
-    assert sample is not None and (sample.host, sample.path, sample.service) == ("(unknown)", "", "")
-    assert nginx_sample(b"garbage", namer) is None
-    assert nginx_sample(line("shop.test", "shop", "x", "1", "0", "-", "-"), namer) is None
+def test_nginx_totals_become_increments_and_survive_an_eviction() -> None:
+    namer, tally, reader = Namer(NAMES), Tally(), NginxCounters()
+    for total in (5, 9, 2):  # the last: evicted from the shared dict, counted again from 0
+        reader.read(counters(f"shop.test|shop|10.0.0.5:80|2|n|{total}"), namer, tally, 1.0)
+    (traffic,) = tally.report(1.0)
+    assert traffic.responses == (0, 11, 0, 0, 0)
+    reader.read("garbage\nshop.test\tshop\tx\n", namer, tally, 1.0)
+    assert tally.unreadable == 2
 
 
 def test_rates_cover_the_last_ten_whole_seconds() -> None:
@@ -67,9 +78,14 @@ def test_rates_cover_the_last_ten_whole_seconds() -> None:
 
 
 def test_the_latency_histogram_is_cumulative() -> None:
-    tally = Tally()
-    for seconds in (0.001, 0.02, 0.02, 3.0, 60.0):
-        tally.add(Sample("shop.test", "/", "stable", 1, seconds=seconds), 1.0)
+    namer, tally, reader = Namer(NAMES), Tally(), NginxCounters()
+    reader.read(
+        counters("shop.test|shop|h1|1", "shop.test|shop|h3|2", "shop.test|shop|h10|1", "shop.test|shop|h12|1"),
+        namer,
+        tally,
+        1.0,
+    )
+    reader.read(counters("shop.test|shop|h1|1", "shop.test|shop|s|63.041"), namer, tally, 2.0)
     buckets, total = tally.histogram(("shop.test", "/"))
     assert dict(buckets)["0.005"] == 1 and dict(buckets)["0.025"] == 3 and dict(buckets)["5.0"] == 4
     assert buckets[-1] == ("+Inf", 5) and total == 63.041

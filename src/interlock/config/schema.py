@@ -214,9 +214,10 @@ class NginxConfig(_Section):
     http2: bool = Field(True, alias="HTTP2")
     """Offer HTTP/2 (ALPN h2) on the TLS listeners, beside HTTP/1.1."""
     traffic_metrics: bool = Field(True, alias="TrafficMetrics")
-    """Send a short line a request to the proxy agent, which counts requests per route."""
-    traffic_socket: FilePath = Field("/var/lib/interlock/traffic.sock", alias="TrafficSocket")
-    """The agent's datagram socket for those lines (inside the proxy container)."""
+    """Count requests per route in nginx (Lua, in each worker), for the proxy agent's metrics."""
+    traffic_dict_size: Size = Field("32m", alias="TrafficDictSize")
+    """The shared memory the counters are added up in (only pages in use are resident); a fixed
+    size, so that it outlives reloads."""
     server_names_hash_bucket_size: Annotated[int, Field(ge=32, le=65536)] = Field(
         128, alias="ServerNamesHashBucketSize"
     )

@@ -28,12 +28,10 @@ from interlock.render.access_log import nginx_json_format, services_of
 from interlock.render.bundle import RenderedConfig
 from interlock.render.quoting import (
     Token,
-    operator_string,
     user_token,
 )
 from interlock.render.targets import Targets, render_targets, shared_dict_kilobytes, targets_field
 from interlock.render.templating import CONFIG_ID_PLACEHOLDER, ListenerView, environment, render_custom
-from interlock.wire.traffic import NGINX_TRAFFIC_FIELDS
 
 DEFAULT_SECRETS_DIR = "/run/secrets"
 
@@ -246,14 +244,15 @@ class _View(ListenerView):
     def json_log_format(self) -> Token:
         return nginx_json_format(self.routing)
 
-    @property
-    def traffic_log_format(self) -> Token:
-        """The line a request the proxy agent counts (see `interlock.wire.traffic`)."""
-        return operator_string("|".join(NGINX_TRAFFIC_FIELDS))
+    @staticmethod
+    def traffic_route(host: _HostView, upstream: Upstream) -> Token:
+        """`$interlock_route` of a location: its host and upstream, tab-separated (what the Lua
+        counters count under), as one quoted nginx string."""
+        return Token(f'"{user_token(host.name)}\\t{user_token(upstream.name)}"')
 
     @property
-    def traffic_log_target(self) -> Token:
-        return operator_string(f"syslog:server=unix:{self.ext.nginx.traffic_socket},nohostname,tag=interlock")
+    def traffic_library(self) -> Token:
+        return lua_library("traffic.lua")
 
     @staticmethod
     def services_of(upstream: Upstream) -> Token:
@@ -280,7 +279,7 @@ class _View(ListenerView):
 
     @property
     def lua_library(self) -> Token:
-        return lua_library()
+        return lua_library("targets.lua")
 
     def lua_string(self, value: str) -> Token:
         """`value` as a Lua string literal; only the characters of the targets grammar pass."""
@@ -291,9 +290,10 @@ class _View(ListenerView):
 
 
 @cache
-def lua_library() -> Token:
-    """The balancer and control code printed into init_by_lua (constant text of ours)."""
-    return Token(resources.files("interlock.render").joinpath("lua/targets.lua").read_text().rstrip("\n"))
+def lua_library(name: str) -> Token:
+    """Lua code of ours printed into init_by_lua (constant text): `targets.lua`, the balancer
+    and its control endpoint; `traffic.lua`, the request counters."""
+    return Token(resources.files("interlock.render").joinpath(f"lua/{name}").read_text().rstrip("\n"))
 
 
 def render_nginx(

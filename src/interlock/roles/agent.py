@@ -84,7 +84,6 @@ class Agent:
             log.error("the mounted configuration is not usable; waiting for the extension: %s", exc)
             return
         try:
-            await self.meter.listen(config.names.socket)
             await self.nginx.install(
                 config.text, config.config_id, config.targets, config.targets_id, config.certificates
             )
@@ -150,12 +149,10 @@ class Agent:
             )
             return
         try:
-            # Listening before nginx loads a configuration that sends there, so no line is lost.
-            await self.meter.listen(config.names.socket)
             await self.nginx.install(
                 config.text, config.config_id, config.targets, config.targets_id, config.certificates
             )
-        except (ConfigRejected, ReloadFailed, OSError) as exc:
+        except (ConfigRejected, ReloadFailed) as exc:
             self.error = str(exc)[-2000:]
             # Remember the digest so the same bad configuration is not retried in a loop; a
             # newer one from the extension is tried as soon as it comes.
@@ -200,7 +197,7 @@ class Agent:
             if runtime is not None:
                 await self.meter.poll_haproxy(runtime)
             else:
-                await self.meter.poll_nginx_connections()
+                await self.meter.poll_nginx()
             if self.meter.report() != self.reported_traffic:
                 await self.report()
 
@@ -263,6 +260,5 @@ async def run_agent(
     await agent.report(leaving=True)
     await agent.extension.close()
     await agent.nginx.stop(signal.SIGQUIT)
-    agent.meter.close()
     if metrics is not None:
         await metrics.cleanup()

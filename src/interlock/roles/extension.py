@@ -26,7 +26,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from pydantic import ValidationError
 
 from interlock.config import ExtensionConfig
-from interlock.config.schema import NginxConfig
 from interlock.constants import EXTENSION_PORT, EXTENSION_TOKEN, METRICS_PORT, PROXY_TOKEN, SECRETS_DIR
 from interlock.edges.metrics_http import serve_metrics
 from interlock.edges.nginx_check import CheckResult
@@ -158,7 +157,7 @@ class Extension:
             self.validation_error = ""
             self.state_version = state.version
             if self.current is None or self.current.digest != rendered.digest:
-                self.current = proxy_config(state.version, routing, rendered, traffic_socket(ext))
+                self.current = proxy_config(state.version, routing, rendered)
                 log.info(
                     "state %d: configuration %s validated (%d hosts, %.0f ms)",
                     state.version,
@@ -226,13 +225,6 @@ class Extension:
         if previous is None or previous[1] != report:
             self.report_wake.set()
         return web.json_response({"ok": True})
-
-
-def traffic_socket(ext: ExtensionConfig) -> str:
-    """Where the extension's nginx sends a line a request ("" for HAProxy, counted by its own
-    counters, or with `TrafficMetrics = false`)."""
-    config = ext.config
-    return config.traffic_socket if isinstance(config, NginxConfig) and config.traffic_metrics else ""
 
 
 def complaint(nginx_output: str) -> str:

@@ -22,9 +22,9 @@ from interlock.wire.messages import ProxyConfig
 from interlock.wire.traffic import traffic_names
 
 
-def proxy_config(version: int, routing: Routing, rendered: RenderedConfig, traffic_socket: str = "") -> ProxyConfig:
+def proxy_config(version: int, routing: Routing, rendered: RenderedConfig) -> ProxyConfig:
     """What a proxy gets: `rendered` (of state `version`), the certificate secrets it loads,
-    and how its agent names the requests it counts (nginx sends them to `traffic_socket`)."""
+    and how its agent names the requests it counts."""
     return ProxyConfig(
         version,
         rendered.digest,
@@ -33,7 +33,7 @@ def proxy_config(version: int, routing: Routing, rendered: RenderedConfig, traff
         rendered.targets,
         rendered.targets_id,
         routing.certificate_pairs(),
-        traffic_names(routing, traffic_socket),
+        traffic_names(routing),
     )
 
 

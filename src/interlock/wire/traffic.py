@@ -1,14 +1,16 @@
 """Traffic per route: how a proxy's requests are named and counted, and what the agent reports.
 
-A proxy agent counts the requests its proxy answers (nginx: one line a request on a datagram
-socket; HAProxy: its own per-server counters) under names Interlock chose, never under a value
-the client sent: `host` is the configured server name (`(default)` for the default host,
-`(unknown)` for a host no service routes), `path` the route's path, `service` the service whose
-task answered (found by the task's address in the upstream; "" when no task answered). So the
-number of series is bounded by the routing, not by clients.
+A proxy agent counts the requests its proxy answers (nginx: counters kept by Lua in each worker
+and added up in a shared dict, `render/lua/traffic.lua`; HAProxy: its own per-server counters),
+reading the totals once a second, under names Interlock chose, never under a value the client
+sent: `host` is the configured server name (`(default)` for the default host, `(unknown)` for a
+host no service routes), `path` the route's path, `service` the service whose task answered
+(found by the task's address in the upstream; "" when no task answered). So the number of
+series is bounded by the routing, not by clients.
 
-`TrafficNames` (made from the routing; it travels in `ProxyConfig`) turns what a proxy logs into
-those names; `Tally` keeps the counters since the proxy started, a latency histogram, and a
+`TrafficNames` (made from the routing; it travels in `ProxyConfig`) turns what a proxy counts
+under into those names; `NginxCounters` and `HAProxyCounters` turn each reading of the totals
+into what changed since the previous one; `Tally` keeps the counters since the proxy started, a latency histogram, and a
 10-second window of per-second buckets for the request rates. `now` is always an argument: no
 clock here. Pure; wire layer.
 """
@@ -30,8 +32,6 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 """Upper bounds (seconds) of the request-duration histogram; +Inf is implied."""
 WINDOW = 10
 """Seconds the request rates are averaged over."""
-LINE_TAG = b"interlock: "
-"""What precedes the request's fields in the syslog datagram nginx sends (its `tag`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,13 +63,11 @@ class TrafficNames:
     and (upstream, address:port, service) for every task. On the wire in `ProxyConfig`."""
 
     cluster: str = ""
-    socket: str = ""
-    """Where nginx sends a line a request (the agent listens there); "" when it sends none."""
     routes: tuple[tuple[str, str, str], ...] = ()
     addresses: tuple[tuple[str, str, str], ...] = ()
 
 
-def traffic_names(routing: Routing, socket: str = "") -> TrafficNames:
+def traffic_names(routing: Routing) -> TrafficNames:
     hosts = [*routing.hosts, *([routing.default_host] if routing.default_host else [])]
     routes = sorted(
         {
@@ -79,7 +77,7 @@ def traffic_names(routing: Routing, socket: str = "") -> TrafficNames:
         }
     )
     addresses = sorted({(u.name, f"{s.address}:{s.port}", s.service) for u in routing.upstreams for s in u.servers})
-    return TrafficNames(routing.cluster, socket, tuple(routes), tuple(addresses))
+    return TrafficNames(routing.cluster, tuple(routes), tuple(addresses))
 
 
 class Namer:
@@ -103,7 +101,7 @@ class Namer:
         self.has_default = any(host == DEFAULT_HOST for _, host, _ in names.routes)
 
     def route(self, server_name: str, upstream: str) -> tuple[str, str]:
-        """(host, path) of a request nginx logged with this server name and upstream."""
+        """(host, path) of requests nginx counted under this server name and upstream."""
         host = DEFAULT_HOST if server_name in ("_", "") else server_name
         path = self.by_host.get((host, upstream))
         if path is not None:
@@ -138,7 +136,7 @@ def status_class(status: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One request as nginx logged it, or a batch of them as HAProxy counted them."""
+    """Requests of one route, service and status class counted since the previous reading."""
 
     host: str
     path: str
@@ -148,8 +146,6 @@ class Sample:
     bytes_sent: int = 0
     upstream_errors: int = 0
     retries: int = 0
-    seconds: float | None = None
-    """How long the request took (nginx's request_time); None when not known per request."""
 
 
 class Tally:
@@ -162,7 +158,6 @@ class Tally:
         """(host, path) -> [count per bucket (cumulative at read), ..., count, sum]."""
         self.seconds: deque[tuple[int, dict[tuple[str, str, str], list[int]]]] = deque()
         """(second, key -> [requests, 5xx]) for the last WINDOW seconds."""
-        self.lines = 0
         self.unreadable = 0
 
     def add(self, sample: Sample, now: float) -> None:
@@ -174,8 +169,6 @@ class Tally:
         counts.bytes_sent += sample.bytes_sent
         counts.upstream_errors += sample.upstream_errors
         counts.retries += sample.retries
-        if sample.seconds is not None:
-            self._observe((sample.host, sample.path), sample.seconds)
         second = int(now)
         if not self.seconds or self.seconds[-1][0] != second:
             self.seconds.append((second, {}))
@@ -186,16 +179,13 @@ class Tally:
         if sample.status_class == 4:
             bucket[1] += sample.count
 
-    def _observe(self, route: tuple[str, str], seconds: float) -> None:
+    def observe(self, route: tuple[str, str], bucket: int, count: float, seconds: float = 0.0) -> None:
+        """`count` more requests of `route` in histogram bucket `bucket` (an index of
+        LATENCY_BUCKETS, or its length for +Inf), `seconds` more in the sum of durations."""
         histogram = self.latency.get(route)
         if histogram is None:
             histogram = self.latency[route] = [0.0] * (len(LATENCY_BUCKETS) + 2)
-        for index, bound in enumerate(LATENCY_BUCKETS):
-            if seconds <= bound:
-                histogram[index] += 1
-                break
-        else:
-            histogram[len(LATENCY_BUCKETS)] += 1
+        histogram[bucket] += count
         histogram[-1] += seconds
 
     def histogram(self, route: tuple[str, str]) -> tuple[list[tuple[str, float]], float]:
@@ -235,43 +225,6 @@ class Tally:
             )
             for (host, path, service), c in sorted(self.counts.items())
         )
-
-
-_FAILED_TRY = {"502", "503", "504"}
-
-
-def nginx_sample(datagram: bytes, namer: Namer) -> Sample | None:
-    """The request in one syslog datagram of nginx's `interlock_traffic` format, or None.
-
-    The fields (`NGINX_TRAFFIC_FIELDS`), separated by `|` (no field can hold one): server name, upstream ($proxy_host),
-    status, bytes sent, request time, upstream addresses, upstream statuses. nginx separates
-    the tries at several tasks with ", " (and upstream groups with " : ")."""
-    start = datagram.find(LINE_TAG)
-    if start < 0:
-        return None
-    fields = datagram[start + len(LINE_TAG) :].decode(errors="replace").rstrip("\n").split("|")
-    if len(fields) != 7:
-        return None
-    server_name, upstream, status, sent, seconds, addresses, statuses = fields
-    try:
-        code, bytes_sent, duration = int(status), int(sent), float(seconds)
-    except ValueError:
-        return None
-    host, path = namer.route(server_name, upstream)
-    tries = [a for a in addresses.replace(" : ", ", ").split(", ") if a and a != "-"]
-    results = [s for s in statuses.replace(" : ", ", ").split(", ") if s and s != "-"]
-    failed = sum(1 for s in results if s in _FAILED_TRY)
-    return Sample(
-        host,
-        path,
-        namer.service(upstream, tries[-1]) if tries else "",
-        status_class(code),
-        1,
-        bytes_sent,
-        failed,
-        max(0, len(tries) - 1),
-        duration,
-    )
 
 
 _HRSP = ("hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx")
@@ -359,31 +312,75 @@ def _int(text: str) -> int:
         return 0
 
 
-NGINX_TRAFFIC_FIELDS = (
-    "$server_name",
-    "$proxy_host",
-    "$status",
-    "$bytes_sent",
-    "$request_time",
-    "$upstream_addr",
-    "$upstream_status",
-)
-"""What nginx logs of a request for the agent, `|`-separated (`nginx_sample` reads them)."""
+class NginxCounters:
+    """Turns a reading of nginx's counters (GET /interlock/traffic on its status port: lines of
+    "server<TAB>upstream<TAB>address<TAB>class<TAB>n|b|e|r<TAB>value" and
+    "server<TAB>upstream<TAB>hN|s<TAB>value", see `render/lua/traffic.lua`) into what changed
+    since the previous reading. The totals outlive reloads; a total that went down was evicted
+    from the shared dict and started again, so its value is all new."""
+
+    def __init__(self) -> None:
+        self.previous: dict[str, float] = {}
+
+    def read(self, text: str, namer: Namer, tally: Tally, now: float) -> None:
+        current: dict[str, float] = {}
+        counts: dict[tuple[str, str, str, str], dict[str, float]] = {}
+        for line in text.splitlines():
+            key, _, value = line.rpartition("\t")
+            try:
+                total = float(value)
+            except ValueError:
+                tally.unreadable += 1
+                continue
+            current[key] = total
+            before = self.previous.get(key, 0.0)
+            change = total if total < before else total - before
+            if not change:
+                continue
+            fields = key.split("\t")
+            if len(fields) == 5:
+                server, upstream, address, klass, what = fields
+                counts.setdefault((server, upstream, address, klass), {})[what] = change
+            elif len(fields) == 3 and fields[2][:1] in ("h", "s"):
+                server, upstream, what = fields
+                route = namer.route(server, upstream)
+                if what == "s":
+                    tally.observe(route, 0, 0.0, change)
+                elif what[1:].isdigit() and 1 <= int(what[1:]) <= len(LATENCY_BUCKETS) + 1:
+                    tally.observe(route, int(what[1:]) - 1, change)
+            else:
+                tally.unreadable += 1
+        self.previous = current
+        for (server, upstream, address, klass), changes in counts.items():
+            host, path = namer.route(server, upstream)
+            code = int(klass) - 1 if klass.isdigit() and 1 <= int(klass) <= 5 else 4
+            tally.add(
+                Sample(
+                    host,
+                    path,
+                    namer.service(upstream, address),
+                    code,
+                    int(changes.get("n", 0)),
+                    int(changes.get("b", 0)),
+                    int(changes.get("e", 0)),
+                    int(changes.get("r", 0)),
+                ),
+                now,
+            )
 
 
 __all__ = [
     "CLASSES",
     "DEFAULT_HOST",
     "LATENCY_BUCKETS",
-    "NGINX_TRAFFIC_FIELDS",
     "WINDOW",
     "HAProxyCounters",
     "Namer",
+    "NginxCounters",
     "RouteTraffic",
     "Sample",
     "Tally",
     "TrafficNames",
-    "nginx_sample",
     "status_class",
     "traffic_names",
 ]

@@ -113,6 +113,10 @@ class Watcher:
 
     def on_event(self, event: dict[str, Any]) -> None:
         EVENTS.inc()
+        if event.get("Type") == "container" and str(event.get("Action", "")).startswith("exec_"):
+            # A health check (or `docker exec`) in some container: every task with a health
+            # check makes these each interval, and they change nothing routed.
+            return
         if event.get("Type") == "service":
             self.service_events += 1
         elif event.get("Type") == "secret":
