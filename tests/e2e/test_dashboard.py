@@ -121,7 +121,8 @@ def test_the_page_follows_the_swarm_and_the_traffic_without_reloading(dashboard:
             f"{host}'s request count to rise past {first}",
             lambda d: int(cell(d, host, "requests")) >= first + 30,
         )
-        assert float(cell(browser, host, "rps")) > 0
+        # The rate covers the last ten whole seconds: it shows from the next reading on.
+        wait(browser, f"{host}'s request rate", lambda d: float(cell(d, host, "rps")) > 0)
         assert cell(browser, host, "share-5xx") == "0.0%"
 
     # Everything above happened in the page as first loaded.

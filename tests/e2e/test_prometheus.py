@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.e2e.swarm import HAP_HTTP, HTTP, get, lb, poll, service, sh, unique, until_routed
+from tests.e2e.swarm import HAP_HTTP, HTTP, INTERLOCK, get, lb, poll, service, sh, unique, until_routed
 
 MONITORING = "interlock-monitoring"
 PROMETHEUS_IMAGE = "interlock-prometheus:bookworm"
@@ -129,3 +129,14 @@ def test_a_promql_query_gives_the_request_rate_of_a_host(prometheus: str, port: 
         rate = f'sum(rate(interlock_requests_total{{host="{host}"}}[30s]))'
         result = poll(lambda: query(rate) or None, what=rate, timeout=30)
         assert float(result[0]["value"][1]) > 0, result
+
+        # `interlock routes` has the same counts, and the route's rate over the last 10 s.
+        def routed_traffic() -> dict[str, Any] | None:
+            rows = json.loads(sh(INTERLOCK, "routes", "--json"))
+            row = next((r for r in rows if r["host"] == host), None)
+            return row if row and sum(row["responses"]) >= 201 else None
+
+        row = poll(routed_traffic, what=f"interlock routes to count 201 requests for {host}", timeout=60)
+        assert row["responses"][1] >= 201 and row["responses"][4] == 0, row
+        table = sh(INTERLOCK, "routes")
+        assert table.splitlines()[0].split()[-3:] == ["RPS", "5XX", "REQUESTS"], table

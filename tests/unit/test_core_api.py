@@ -15,7 +15,16 @@ from interlock.edges.peer_http import signed_headers
 from interlock.render.bundle import RenderedConfig
 from interlock.roles.core import Core
 from interlock.testing.fakes import FakeClock, FakeSwarm
-from interlock.wire.messages import ClusterState, ExtensionReport, ProxyConfig, ProxyReport, decode, encode
+from interlock.wire.messages import (
+    ClusterState,
+    ClusterTraffic,
+    ExtensionReport,
+    ProxyConfig,
+    ProxyReport,
+    ProxyTraffic,
+    decode,
+    encode,
+)
 from interlock.wire.traffic import RouteTraffic
 
 TOKEN = "extension-token-0123456789"
@@ -142,26 +151,20 @@ async def test_status_shows_routes_problems_and_what_proxies_serve(core: Any) ->
         ProxyConfig(1, RenderedConfig("# cfg1", "cfg1", "t", "tgt1").digest, "cfg1", "# cfg1", "t", "tgt1"),
         "",
         (
-            ProxyReport(
-                "proxy1",
-                "cfg1",
-                "d",
-                True,
-                targets_id="tgt1",
-                target_updates=3,
-                traffic=(RouteTraffic("a.local", "/", "a", (0, 5, 0, 0, 1), 900, 1, 0, 0.5, 0.1),),
-                active_connections=4,
-            ),
-            ProxyReport(
-                "proxy2",
-                "cfg1",
-                "d",
-                True,
-                traffic=(RouteTraffic("a.local", "/", "a", (0, 4, 0, 0, 0), 1, 0, 0, 0.5, 0.0),),
-            ),
+            ProxyReport("proxy1", "cfg1", "d", True, targets_id="tgt1", target_updates=3),
+            ProxyReport("proxy2", "cfg1", "d", True),
         ),
     )
     assert (await post(client, "/v1/clusters/default/report", encode(report))).status == 200
+    traffic = ClusterTraffic(
+        (
+            ProxyTraffic("proxy1", (RouteTraffic("a.local", "/", "a", (0, 5, 0, 0, 1), 900, 1, 0, 0.5, 0.1),), 4),
+            ProxyTraffic("proxy2", (RouteTraffic("a.local", "/", "a", (0, 4, 0, 0, 0), 1, 0, 0, 0.5, 0.0),)),
+            # A proxy the extension no longer lists (gone) is not counted.
+            ProxyTraffic("gone", (RouteTraffic("a.local", "/", "a", (0, 99, 0, 0, 0), 1, 0, 0, 9.0, 0.0),)),
+        )
+    )
+    assert (await post(client, "/v1/clusters/default/traffic", encode(traffic))).status == 200
     status = await (await get(client, "/v1/status")).json()
     assert status["routes"][0]["host"] == "a.local"
     assert status["routes"][0]["responses"] == [0, 9, 0, 0, 1]

@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from interlock.edges.peer_http import PeerClient, signed_headers
 from interlock.roles.extension import Extension
 from interlock.wire.messages import ProxyReport, encode
+from interlock.wire.traffic import RouteTraffic
 
 TOKEN = "proxy-token-0123456789"
 
@@ -45,3 +46,17 @@ async def test_reports_need_the_proxy_token(extension: Any) -> None:
     response = await client.post("/v1/report", data=encode(ProxyReport("p1", "cfg", "d", True)))
     assert response.status == 401
     assert ext.proxies == {}
+
+
+async def test_traffic_travels_apart_from_the_state_report(extension: Any) -> None:
+    """A proxy whose counts change each second wakes only the small traffic message; the state
+    report (which carries the whole configuration) waits for a change of what proxies serve."""
+    ext, client = extension
+    await post(client, ProxyReport("p1", "cfg", "d", True))
+    ext.report_wake.clear()
+    ext.traffic_wake.clear()
+    counted = (RouteTraffic("a.local", "/", "a", (0, 5, 0, 0, 0), 10, 0, 0, 0.5, 0.0),)
+    await post(client, ProxyReport("p1", "cfg", "d", True, traffic=counted, active_connections=3))
+    assert ext.traffic_wake.is_set() and not ext.report_wake.is_set()
+    await post(client, ProxyReport("p1", "cfg2", "d2", True, traffic=counted, active_connections=3))
+    assert ext.report_wake.is_set()

@@ -7,8 +7,9 @@ A state whose nginx.conf is the one already validated (only targets moved) skips
 When `nginx -t` refuses a state, a bisection over its services finds those responsible; the
 others are served at once, and the report names the ones left out (the core makes them problems).
 Proxy agents long-poll `/v1/config` and report what they serve to `/v1/report`; the extension
-relays those reports to the core with its own. A proxy that stops says so and is forgotten at
-once; one that stops reporting (gone, or cut off) is forgotten after 30 s.
+relays those reports to the core with its own, and the request counts they carry apart, at most
+once a second (`ClusterTraffic`). A proxy that stops says so and is forgotten at once; one that
+stops reporting (gone, or cut off) is forgotten after 30 s.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import logging
 import re
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from aiohttp import web
@@ -46,7 +47,16 @@ from interlock.model.routing import Routing
 from interlock.render.bundle import RenderedConfig
 from interlock.render.proxy import render_proxy
 from interlock.roles.runtime import changed_within, proxy_config, quiet_gc, woken
-from interlock.wire.messages import ClusterState, ExtensionReport, ProxyConfig, ProxyReport, decode, encode
+from interlock.wire.messages import (
+    ClusterState,
+    ClusterTraffic,
+    ExtensionReport,
+    ProxyConfig,
+    ProxyReport,
+    ProxyTraffic,
+    decode,
+    encode,
+)
 
 log = logging.getLogger("interlock.extension")
 
@@ -71,6 +81,7 @@ class Extension:
     def __post_init__(self) -> None:
         self.changed = asyncio.Condition()
         self.report_wake = asyncio.Event()
+        self.traffic_wake = asyncio.Event()
 
     async def follow_core(self) -> None:
         etag = ""
@@ -180,7 +191,7 @@ class Extension:
                 self.cluster,
                 self.current,
                 self.validation_error,
-                tuple(r for _, r in sorted(self.proxies.values(), key=lambda v: v[1].proxy)),
+                tuple(_without_traffic(r) for _, r in sorted(self.proxies.values(), key=lambda v: v[1].proxy)),
                 tuple(sorted(self.left_out.items())),
                 self.state_version,
             )
@@ -188,6 +199,23 @@ class Extension:
                 await self.core.post(f"/v1/clusters/{self.name}/report", encode(report))
             except PeerUnavailable as exc:
                 log.debug("could not report to the core: %s", exc)
+
+    async def traffic_to_core(self) -> None:
+        """The proxies' request counts, on their own: at most once a second while they change
+        (and every 10 s anyway), so live rates never resend the configuration."""
+        while True:
+            await woken(self.traffic_wake, 10.0)
+            traffic = ClusterTraffic(
+                tuple(
+                    ProxyTraffic(r.proxy, r.traffic, r.active_connections)
+                    for _, r in sorted(self.proxies.values(), key=lambda v: v[1].proxy)
+                )
+            )
+            try:
+                await self.core.post(f"/v1/clusters/{self.name}/traffic", encode(traffic))
+            except PeerUnavailable as exc:
+                log.debug("could not send traffic to the core: %s", exc)
+            await asyncio.sleep(1.0)
 
     # -- API for proxies ----------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -222,9 +250,19 @@ class Extension:
             return web.json_response({"ok": True})
         previous = self.proxies.get(report.proxy)
         self.proxies[report.proxy] = (time.monotonic(), report)
-        if previous is None or previous[1] != report:
+        if previous is None or _without_traffic(previous[1]) != _without_traffic(report):
             self.report_wake.set()
+        if previous is None or (previous[1].traffic, previous[1].active_connections) != (
+            report.traffic,
+            report.active_connections,
+        ):
+            self.traffic_wake.set()
         return web.json_response({"ok": True})
+
+
+def _without_traffic(report: ProxyReport) -> ProxyReport:
+    """The report as its state goes to the core: its counts travel in `ClusterTraffic`."""
+    return replace(report, traffic=(), active_connections=0)
 
 
 def complaint(nginx_output: str) -> str:
@@ -247,4 +285,4 @@ async def run_extension(*, name: str, core_url: str, secrets_dir: str = SECRETS_
     await web.TCPSite(runner, None, EXTENSION_PORT, ssl_context=mounted_server_context(directory)).start()
     await serve_metrics(METRICS_PORT)
     log.info("extension %s (%s) following the core at %s", name, socket.gethostname(), core_url)
-    await asyncio.gather(extension.follow_core(), extension.report_to_core())
+    await asyncio.gather(extension.follow_core(), extension.report_to_core(), extension.traffic_to_core())

@@ -3,7 +3,8 @@
 core -> extension: `ClusterState` (the routing model of one cluster plus the extension's
 settings and the problems). extension -> proxy agent: `ProxyConfig` (validated nginx.conf and
 its targets document; the core also stores it as the Docker config proxies start from).
-agent -> extension and extension -> core: `ProxyReport`, `ExtensionReport`. Pure; wire layer.
+agent -> extension and extension -> core: `ProxyReport`, `ExtensionReport`, and the proxies'
+request counts in `ClusterTraffic`. Pure; wire layer.
 """
 
 from __future__ import annotations
@@ -100,6 +101,23 @@ class ExtensionReport:
     state_version: int = 0
     """The newest ClusterState `config` reflects (a state that changed nothing in the rendered
     configuration keeps `config` and still counts); 0 before the first."""
+    schema: int = SCHEMA
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyTraffic:
+    proxy: str
+    traffic: tuple[RouteTraffic, ...] = ()
+    active_connections: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterTraffic:
+    """extension -> core, once a second while it changes: what each proxy of the cluster
+    counted. Apart from `ExtensionReport`, which carries the whole configuration and is sent
+    only when the cluster's state changes."""
+
+    proxies: tuple[ProxyTraffic, ...] = ()
     schema: int = SCHEMA
 
 

@@ -1,5 +1,5 @@
 """The core's HTTP API on the control network: /health, /metrics; each cluster's state (long-poll)
-and its extension's reports, signed with that extension's own token (an extension cannot read or
+and its extension's reports and its proxies' request counts, signed with that extension's own token (an extension cannot read or
 report for another cluster); the status the operator reads, signed with the operator's token.
 
 Thin: it decodes, asks the board, encodes. A malformed request is a 400 naming what is wrong.
@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from interlock.edges.peer_http import long_poll_wait, require_token
 from interlock.errors import WireError
 from interlock.roles.core.board import Board
-from interlock.wire.messages import ExtensionReport, decode, encode
+from interlock.wire.messages import ClusterTraffic, ExtensionReport, decode, encode
 
 
 class CoreApi:
@@ -43,6 +43,7 @@ class CoreApi:
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/v1/clusters/{name}/state", require_token(self._cluster_token, self.get_state))
         app.router.add_post("/v1/clusters/{name}/report", require_token(self._cluster_token, self.post_report))
+        app.router.add_post("/v1/clusters/{name}/traffic", require_token(self._cluster_token, self.post_traffic))
         app.router.add_get("/v1/status", require_token(self.operator_token, self.get_status))
         return app
 
@@ -83,6 +84,15 @@ class CoreApi:
             return web.json_response({"error": str(exc)[:500]}, status=400)
         if await self.board.note_report(name, report):
             self.on_first_config()
+        return web.json_response({"ok": True})
+
+    async def post_traffic(self, request: web.Request) -> web.Response:
+        name = self._extension(request)
+        try:
+            traffic = decode(await request.read(), ClusterTraffic)
+        except WireError as exc:
+            return web.json_response({"error": str(exc)[:500]}, status=400)
+        self.board.note_traffic(name, traffic)
         return web.json_response({"ok": True})
 
     async def get_status(self, request: web.Request) -> web.Response:

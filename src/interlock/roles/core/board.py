@@ -29,7 +29,7 @@ from interlock.model.snapshot import Snapshot
 from interlock.problems import Problem, printable
 from interlock.render.bundle import RenderedConfig
 from interlock.roles.runtime import changed_within
-from interlock.wire.messages import ClusterState, ExtensionReport, ProxyConfig
+from interlock.wire.messages import ClusterState, ClusterTraffic, ExtensionReport, ProxyConfig, ProxyTraffic
 from interlock.wire.status import (
     ClusterStatus,
     CoreInfo,
@@ -89,6 +89,8 @@ class ClusterSlot:
     reported_at: float = 0.0
     waiting: dict[int, float] = field(default_factory=dict)
     """Published state version -> when (monotonic), until every proxy serves it."""
+    traffic: dict[str, ProxyTraffic] = field(default_factory=dict)
+    """Proxy -> what it counted, from the extension's newest `ClusterTraffic`."""
 
 
 class Board:
@@ -185,6 +187,9 @@ class Board:
         return slot.state
 
     # -- reports ----------------------------------------------------------------------------
+    def note_traffic(self, name: str, traffic: ClusterTraffic) -> None:
+        self.slots[name].traffic = {p.proxy: p for p in traffic.proxies}
+
     async def note_report(self, name: str, report: ExtensionReport) -> bool:
         """Keep an extension's report; True when it carries its first validated configuration
         (the proxy service can now be given it). A configuration that is not intact is not
@@ -259,14 +264,16 @@ class Board:
             clusters=tuple(self._cluster_status(slot, now) for slot in self.slots.values()),
             routes=with_traffic(
                 tuple(row for s in self.slots.values() if s.state for row in routes_table(s.state.routing)),
-                {
-                    s.cluster: [t for p in s.report.proxies if not p.leaving for t in p.traffic]
-                    for s in self.slots.values()
-                    if s.report
-                },
+                {s.cluster: [t for p in self._live_traffic(s) for t in p.traffic] for s in self.slots.values()},
             ),
             problems=tuple(ProblemView.of(p) for p in self.problems),
         )
+
+    @staticmethod
+    def _live_traffic(slot: ClusterSlot) -> list[ProxyTraffic]:
+        """The counts of the proxies the extension's newest report lists as serving."""
+        live = {p.proxy for p in slot.report.proxies if not p.leaving} if slot.report else set()
+        return [t for proxy, t in slot.traffic.items() if proxy in live]
 
     def _cluster_status(self, slot: ClusterSlot, now: float) -> ClusterStatus:
         report, state = slot.report, slot.state
@@ -292,7 +299,7 @@ class Board:
                     p.error,
                     p.reloads,
                     p.target_updates,
-                    p.active_connections,
+                    slot.traffic[p.proxy].active_connections if p.proxy in slot.traffic else 0,
                 )
                 for p in (report.proxies if report else ())
             ),
