@@ -62,10 +62,13 @@ http {{ access_log /dev/null;
 """
 
 
-def interlock_conf(tmp: Path, *, dynamic: bool, metrics: bool = True) -> RenderedConfig:
+def interlock_conf(
+    tmp: Path, *, dynamic: bool, metrics: bool = True, hide_info_headers: bool = False, port: int = 0
+) -> RenderedConfig:
     """The generated nginx configuration, counting requests per route (`TrafficMetrics`, on by
-    default) unless `metrics` is false."""
-    port = INTERLOCK if dynamic else STATIC if metrics else UNMETERED
+    default) unless `metrics` is false; `hide_info_headers`: without Interlock's five response
+    headers (`HideInfoHeaders = true`)."""
+    port = port or (INTERLOCK if dynamic else STATIC if metrics else UNMETERED)
     ext = default_config(TargetPort=port, TargetSSLPort=port + 1000).extensions["default"]
     ext = ext.model_copy(
         update={
@@ -77,6 +80,7 @@ def interlock_conf(tmp: Path, *, dynamic: bool, metrics: bool = True) -> Rendere
                     "user": "nginx",
                     "dynamic_upstreams": dynamic,
                     "traffic_metrics": metrics,
+                    "hide_info_headers": hide_info_headers,
                 }
             )
         }

@@ -19,6 +19,7 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.e2e.swarm import HTTP, INTERLOCK, get, lb, poll, service, unique, until_routed
@@ -71,6 +72,12 @@ def wait(driver: WebDriver, what: str, condition: Callable[[WebDriver], object],
     )
 
 
+def appears(driver: WebDriver, selector: str, what: str) -> WebElement:
+    """The element `selector` finds, once the page shows one."""
+    wait(driver, what, lambda d: d.find_elements(By.CSS_SELECTOR, selector))
+    return driver.find_element(By.CSS_SELECTOR, selector)
+
+
 def cell(driver: WebDriver, host: str, name: str) -> str:
     return str(driver.find_element(By.CSS_SELECTOR, f'tr.route[data-host="{host}"] td.{name}').text)
 
@@ -86,24 +93,14 @@ def test_the_page_follows_the_swarm_and_the_traffic_without_reloading(dashboard:
     host = f"{name}.local"
     with service(name, labels=lb(hosts=host, port="8080")):
         # A service created after the page opened appears among its routes.
-        wait(
-            browser,
-            f"{host} among the routes",
-            lambda d: d.find_elements(By.CSS_SELECTOR, f'tr.route[data-host="{host}"]'),
-        )
-        row = browser.find_element(By.CSS_SELECTOR, f'tr.route[data-host="{host}"]')
+        row = appears(browser, f'tr.route[data-host="{host}"]', f"{host} among the routes")
         assert name in row.text
 
         # A bad label appears as a problem; its value is shown as text, not as markup.
         bad = unique("dash-bad")
         hostile = "<b>x</b>;y"
         with service(bad, labels=lb(hosts=hostile, port="8080")):
-            wait(
-                browser,
-                f"{bad} among the problems",
-                lambda d: d.find_elements(By.CSS_SELECTOR, f'tr.problem[data-service="{bad}"]'),
-            )
-            problem = browser.find_element(By.CSS_SELECTOR, f'tr.problem[data-service="{bad}"]')
+            problem = appears(browser, f'tr.problem[data-service="{bad}"]', f"{bad} among the problems")
             assert hostile in problem.text and "not allowed" in problem.text, problem.text
             assert not problem.find_elements(By.TAG_NAME, "b")
 

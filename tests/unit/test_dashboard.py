@@ -33,6 +33,8 @@ def test_the_fragment_shows_clusters_proxies_routes_and_problems() -> None:
     assert '<tr class="route" data-cluster="" data-host="shop.test" data-path="/">' in html
     assert '<td class="num requests">12</td>' in html and '<td class="num rps">1.5</td>' in html
     assert 'data-service="bad"' in html and "is not allowed in a host name" in html
+    # p2 does not serve the cluster's newest configuration yet: its targets are pending.
+    assert '10.0.0.5:80 <span class="target-state muted">pending</span>' in html
 
 
 def test_a_label_value_is_text_in_the_page_never_markup() -> None:

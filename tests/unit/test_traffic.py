@@ -35,9 +35,11 @@ def test_nginx_counters_name_host_path_and_the_service_whose_task_answered() -> 
             "shop.test|shop|10.0.0.5:80|5|n|1",
             "shop.test|shop|10.0.0.5:80|5|e|2",
             "shop.test|shop|10.0.0.5:80|5|r|1",
+            # An upstream one service serves: no address read, the service is that one.
+            "api.test|api|*|2|n|6",
             # One upstream on two hosts: the server name tells which route.
             "www.test|api|10.0.0.7:8080|4|n|2",
-            "_|-|-|5|n|4",
+            "_|-|*|5|n|4",
         ),
         namer,
         tally,
@@ -49,6 +51,7 @@ def test_nginx_counters_name_host_path_and_the_service_whose_task_answered() -> 
     stable = counts["shop.test", "/", "stable"]
     assert (stable.responses, stable.upstream_errors, stable.retries) == ((0, 0, 0, 0, 1), 2, 1)
     assert counts["www.test", "/api", "api"].responses == (0, 0, 0, 2, 0)
+    assert counts["api.test", "/v1", "api"].responses == (0, 6, 0, 0, 0)
     # A host no service routes: nginx's default server, no task.
     assert counts["(unknown)", "", ""].responses == (0, 0, 0, 0, 4)
 

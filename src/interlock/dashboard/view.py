@@ -26,10 +26,30 @@ def _share(row: RouteRow) -> str:
     return f"{row.share_5xx * 100:.1f}%" if row.rps else "-"
 
 
+def target_states(status: CoreStatus) -> dict[str, str]:
+    """Cluster -> the state of its routes' targets: "serving" once every proxy of the cluster
+    serves its newest configuration, "pending" while one does not yet (a target just added is
+    not reached yet, one just removed may still be), "no proxy" before any reported."""
+    states = {}
+    for cluster in status.clusters:
+        if not cluster.proxies:
+            states[cluster.cluster] = "no proxy"
+        elif all(p.serving_id == cluster.serving_id for p in cluster.proxies):
+            states[cluster.cluster] = "serving"
+        else:
+            states[cluster.cluster] = "pending"
+    return states
+
+
 def fragment(status: CoreStatus | None, *, updated: str, error: str = "") -> str:
     """The live part of the page: core, clusters with their proxies, routes, problems."""
     return _ENV.get_template("status.html.j2").render(
-        status=status, updated=updated, error=error, rate=_rate, share=_share
+        status=status,
+        updated=updated,
+        error=error,
+        rate=_rate,
+        share=_share,
+        states=target_states(status) if status else {},
     )
 
 

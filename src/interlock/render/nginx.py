@@ -246,9 +246,12 @@ class _View(ListenerView):
 
     @staticmethod
     def traffic_route(host: _HostView, upstream: Upstream) -> Token:
-        """`$interlock_route` of a location: its host and upstream, tab-separated (what the Lua
-        counters count under), as one quoted nginx string."""
-        return Token(f'"{user_token(host.name)}\\t{user_token(upstream.name)}"')
+        """`$interlock_route` of a location, as one quoted nginx string: its host and upstream,
+        tab-separated (what the Lua counters count under), and `*` when at most one service
+        serves the upstream (the counters then need not read which task answered)."""
+        one = len({s.service for s in upstream.servers}) <= 1
+        suffix = "\\t*" if one else ""
+        return Token(f'"{user_token(host.name)}\\t{user_token(upstream.name)}{suffix}"')
 
     @property
     def traffic_library(self) -> Token:

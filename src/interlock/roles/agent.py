@@ -16,6 +16,7 @@ import asyncio
 import logging
 import signal
 import socket
+import time
 from pathlib import Path
 
 from prometheus_client import REGISTRY
@@ -190,16 +191,21 @@ class Agent:
 
     async def traffic_loop(self) -> None:
         """Read the proxy's counters each second; report when what it counted changed (rates
-        included, so a route's rate falls back to 0 in the reports too)."""
+        included, so a route's rate falls back to 0 in the reports too). Where reading takes
+        long (HAProxy's `show stat` lists every backend and task: about 0.2 s at 10,000 hosts),
+        it reads less often, so that it never takes more than a fifth of a CPU."""
         runtime = getattr(self.nginx, "runtime", None)
+        pause = 1.0
         while True:
-            await asyncio.sleep(1)
+            await asyncio.sleep(pause)
+            started = time.process_time()
             if runtime is not None:
                 await self.meter.poll_haproxy(runtime)
             else:
                 await self.meter.poll_nginx()
             if self.meter.report() != self.reported_traffic:
                 await self.report()
+            pause = max(1.0, 5 * (time.process_time() - started))
 
     async def report_loop(self) -> None:
         while True:

@@ -98,6 +98,11 @@ class Namer:
             for upstream, pairs in paths.items()
         }
         self.services = {(upstream, address): service for upstream, address, service in names.addresses}
+        by_upstream: dict[str, set[str]] = {}
+        for upstream, _, service in names.addresses:
+            by_upstream.setdefault(upstream, set()).add(service)
+        # nginx counts the requests of an upstream one service serves under the address "*".
+        self.only = {upstream: next(iter(found)) for upstream, found in by_upstream.items() if len(found) == 1}
         self.has_default = any(host == DEFAULT_HOST for _, host, _ in names.routes)
 
     def route(self, server_name: str, upstream: str) -> tuple[str, str]:
@@ -118,6 +123,8 @@ class Namer:
         return self.by_upstream.get(upstream, (upstream, ""))
 
     def service(self, upstream: str, address: str) -> str:
+        if address == "*":
+            return self.only.get(upstream, "")
         return self.services.get((upstream, address), "")
 
 

@@ -1,8 +1,9 @@
 -- Interlock's request counters (`TrafficMetrics`): what the proxy agent serves as per-route
 -- metrics.
 --
--- Each request is counted in its worker's own Lua table (no lock, no system call): by server
--- name, upstream, the address of the task that answered and status class, with the bytes sent,
+-- Each request is counted in its worker's own Lua table (no lock, no system call): by host,
+-- upstream, the address of the task that answered ("*" where one service serves the upstream,
+-- so that the address need not be read) and status class, with the bytes sent,
 -- the failed tries and the retries, and its duration in a histogram by server name and
 -- upstream. Once a second, and when the worker exits (a reload), a worker adds its counts to the
 -- shared dict, which outlives reloads; the agent reads the totals from the status port
@@ -10,7 +11,7 @@
 -- Interlock's, so the number of keys is bounded by the routing, not by clients.
 local shared = ngx.shared.interlock_traffic
 local var = ngx.var
-local sub, gmatch, floor = string.sub, string.gmatch, math.floor
+local sub, byte, gmatch, floor = string.sub, string.byte, string.gmatch, math.floor
 local now, start_time = ngx.now, ngx.req.start_time
 local BOUNDS = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 }
 local BUCKETS = #BOUNDS + 1
@@ -29,16 +30,16 @@ local function last_try(addresses)
 end
 
 function M.log()
-    -- "HOST<TAB>UPSTREAM", set by each location that proxies; unset for the proxy's own answers
-    -- (a host no service routes, a redirect).
+    -- "HOST<TAB>UPSTREAM<TAB>*" where one service serves the location, "HOST<TAB>UPSTREAM" where
+    -- several do (then the task's address tells which); set by each location that proxies,
+    -- unset for the proxy's own answers (a host no service routes, a redirect).
     local route = var.interlock_route
     if route == nil or route == "" then
-        route = var.server_name .. "\t-"
+        route = var.server_name .. "\t-\t*"
     end
-    local addresses = var.upstream_addr or "-"
     local failed, retries = 0, 0
     local statuses = var.upstream_status
-    if statuses and (#statuses > 3 or sub(statuses, 1, 1) == "5") then
+    if statuses and (#statuses > 3 or byte(statuses, 1) == 53) then -- several tries, or a 5xx
         local tries = 0
         for status in gmatch(statuses, "%d+") do
             tries = tries + 1
@@ -47,15 +48,25 @@ function M.log()
             end
         end
         retries = tries > 0 and tries - 1 or 0
+    end
+    local by_task = route
+    if byte(route, -1) ~= 42 then -- no "*": name the task that answered
+        local addresses = var.upstream_addr or "-"
         if retries > 0 then
             addresses = last_try(addresses)
         end
+        by_task = route .. "\t" .. addresses
     end
-    local key = route .. "\t" .. addresses .. "\t" .. floor(ngx.status / 100)
-    local count = counts[key]
+    local classes = counts[by_task]
+    if classes == nil then
+        classes = {}
+        counts[by_task] = classes
+    end
+    local class = floor(ngx.status / 100)
+    local count = classes[class]
     if count == nil then
         count = { 0, 0, 0, 0 }
-        counts[key] = count
+        classes[class] = count
     end
     count[1] = count[1] + 1
     count[2] = count[2] + (tonumber(var.bytes_sent) or 0)
@@ -82,17 +93,24 @@ local function flush(premature)
     -- Called each second, and once more (premature) when the worker exits.
     local pending_counts, pending_durations = counts, durations
     counts, durations = {}, {}
-    for key, count in pairs(pending_counts) do
-        shared:incr(key .. "\tn", count[1], 0)
-        shared:incr(key .. "\tb", count[2], 0)
-        if count[3] > 0 then
-            shared:incr(key .. "\te", count[3], 0)
-        end
-        if count[4] > 0 then
-            shared:incr(key .. "\tr", count[4], 0)
+    for by_task, classes in pairs(pending_counts) do
+        for class, count in pairs(classes) do
+            local key = by_task .. "\t" .. class
+            shared:incr(key .. "\tn", count[1], 0)
+            shared:incr(key .. "\tb", count[2], 0)
+            if count[3] > 0 then
+                shared:incr(key .. "\te", count[3], 0)
+            end
+            if count[4] > 0 then
+                shared:incr(key .. "\tr", count[4], 0)
+            end
         end
     end
     for route, histogram in pairs(pending_durations) do
+        -- The histogram is the route's, whichever task answered.
+        if byte(route, -1) == 42 then
+            route = sub(route, 1, -3)
+        end
         for index = 1, BUCKETS do
             if histogram[index] > 0 then
                 shared:incr(route .. "\th" .. index, histogram[index], 0)

@@ -1,6 +1,7 @@
-"""The core's HTTP API on the control network: /health, /metrics; each cluster's state (long-poll)
-and its extension's reports and its proxies' request counts, signed with that extension's own token (an extension cannot read or
-report for another cluster); the status the operator reads, signed with the operator's token.
+"""The core's HTTP API on the control network: /health, /metrics; each cluster's state (long-poll),
+its extension's reports and its proxies' request counts, signed with that extension's own token
+(an extension cannot read or report for another cluster); the status the operator reads, signed
+with the operator's token.
 
 Thin: it decodes, asks the board, encodes. A malformed request is a 400 naming what is wrong.
 """
