@@ -203,6 +203,14 @@ def wrk(port: int, seconds: int, pids: tuple[int, ...]) -> WrkRun:
     }
 
 
+def internal_ports_moved(text: str, step: int) -> str:
+    """A generated nginx.conf whose internal loopback ports (status 20080, TLS 20443 and 20444:
+    constants of the renderer) moved `step` thousand up, so that several run side by side."""
+    for port in (20080, 20443, 20444):
+        text = text.replace(f":{port}", f":{port + 1000 * step}")
+    return text
+
+
 def traffic_counted(status_port: int) -> int:
     """Requests the configuration's counters hold for the benchmark's host (its status port)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{status_port}/interlock/traffic", timeout=5) as response:
@@ -220,16 +228,9 @@ def main() -> None:
         files = {
             "backend": backend_conf(tmp),
             "nginx": handwritten_conf(tmp),
-            # The Interlock configurations run side by side: the static ones' internal loopback
-            # ports move aside (they are constants of the renderer).
-            "interlock-static": interlock_conf(tmp, dynamic=False)
-            .text.replace(":20080", ":21080")
-            .replace(":20443", ":21443")
-            .replace(":20444", ":21444"),
-            "interlock-unmetered": interlock_conf(tmp, dynamic=False, metrics=False)
-            .text.replace(":20080", ":22080")
-            .replace(":20443", ":22443")
-            .replace(":20444", ":22444"),
+            # The Interlock configurations run side by side.
+            "interlock-static": internal_ports_moved(interlock_conf(tmp, dynamic=False).text, 1),
+            "interlock-unmetered": internal_ports_moved(interlock_conf(tmp, dynamic=False, metrics=False).text, 2),
             "haproxy": haproxy_conf(),
             "interlock-haproxy": interlock_haproxy_conf(tmp),
             "interlock-haproxy-bare": interlock_haproxy_conf(tmp, hide_info_headers=True),

@@ -33,6 +33,7 @@ from dataplane import (
     backend_conf,
     handwritten_conf,
     interlock_conf,
+    internal_ports_moved,
     traffic_counted,
     wrk,
 )
@@ -56,13 +57,10 @@ def main() -> None:
         files = {
             "backend": backend_conf(tmp),
             "nginx": handwritten_conf(tmp),
-            "metered": interlock_conf(tmp, dynamic=False).text.replace(":20080", ":21080").replace(":20443", ":21443")
-            .replace(":20444", ":21444"),
-            "unmetered": interlock_conf(tmp, dynamic=False, metrics=False).text.replace(":20080", ":22080")
-            .replace(":20443", ":22443").replace(":20444", ":22444"),
-            "bare": interlock_conf(tmp, dynamic=False, hide_info_headers=True, port=BARE).text
-            .replace(":20080", ":23080").replace(":20443", ":23443").replace(":20444", ":23444"),
-        }  # fmt: skip
+            "metered": internal_ports_moved(interlock_conf(tmp, dynamic=False).text, 1),
+            "unmetered": internal_ports_moved(interlock_conf(tmp, dynamic=False, metrics=False).text, 2),
+            "bare": internal_ports_moved(interlock_conf(tmp, dynamic=False, hide_info_headers=True, port=BARE).text, 3),
+        }
         for name, text in files.items():
             (tmp / f"{name}.conf").write_text(text)
         cpu0, cpu1 = ["taskset", "-c", "0"], ["taskset", "-c", "1"]
