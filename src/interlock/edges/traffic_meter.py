@@ -9,11 +9,11 @@ grow. No Docker socket.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
+import aiohttp
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -54,26 +54,24 @@ class TrafficMeter:
 
     async def poll_nginx(self) -> None:
         """The counters, and `Active connections` from stub_status (both on loopback)."""
-        counters = await self._get("/interlock/traffic")
+        async with aiohttp.ClientSession() as session:
+            counters = await self._get(session, "/interlock/traffic")
+            status = await self._get(session, "/nginx_status")
         if counters is not None:
             self.nginx.read(counters, self.namer, self.tally, self.clock())
-        status = await self._get("/nginx_status")
         for line in (status or "").splitlines():
             if line.startswith("Active connections:"):
                 # The agent's own connection is one of them.
                 self.active_connections = max(0, int(line.split(":")[1]) - 1)
 
-    async def _get(self, path: str) -> str | None:
+    async def _get(self, session: aiohttp.ClientSession, path: str) -> str | None:
         """The body of a 200 from the status port; None otherwise (404: counting is off)."""
+        url = f"http://127.0.0.1:{self.status_port}{path}"
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", self.status_port), 2)
-            writer.write(f"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
-            answer = await asyncio.wait_for(reader.read(), 5)
-            writer.close()
-        except (OSError, TimeoutError):
+            async with session.get(url, timeout=aiohttp.ClientTimeout(total=5)) as response:
+                return await response.text(errors="replace") if response.status == 200 else None
+        except (aiohttp.ClientError, OSError, TimeoutError):
             return None
-        head, _, body = answer.partition(b"\r\n\r\n")
-        return body.decode(errors="replace") if head.startswith(b"HTTP/1.1 200") else None
 
     def report(self) -> tuple[RouteTraffic, ...]:
         return self.tally.report(self.clock())
