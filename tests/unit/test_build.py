@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from interlock.config import default_config
-from interlock.model.build import build
+from interlock.model.build import Exclusion, build
 from interlock.model.docker_json import snapshot_from_api
 from interlock.model.labels import parse_labels
 from interlock.model.routing import Routing
@@ -134,29 +134,30 @@ def test_host_mode_uses_the_ipv4_binding_of_each_task() -> None:
     assert [(s.address, s.port) for s in servers] == [("192.0.2.10", 32772)]
 
 
-def test_a_certificate_secret_a_proxy_refused_leaves_out_only_its_services() -> None:
+def test_an_exclusion_leaves_out_only_its_service_in_its_own_cluster() -> None:
     bad = service("bad", hosts="bad.local", port="80", ssl_cert="bad.crt", ssl_key="bad.key")
     shares_key = service("shares", hosts="shares.local", port="80", ssl_cert="ok.crt", ssl_key="bad.key")
     good = service("good", hosts="good.local", port="80", ssl_cert="good.crt", ssl_key="good.key")
     plain = service("plain", hosts="plain.local", port="80")
-    document = swarm_json({"services": [bad, shares_key, good, plain]})
-    result = build(
-        snapshot_from_api(document), refused_secrets={("bad.crt", ""): "not a PEM certificate: no certificate"}
-    )
+    other = service("other", hosts="other.local", port="80", ssl_cert="bad.crt", ssl_key="bad.key", service_cluster="b")
+    snapshot = snapshot_from_api(swarm_json({"services": [bad, shares_key, good, plain, other]}))
+    by_name = {s.name: s for s in snapshot.services}
+    exclusion = Exclusion("ssl_cert", "the proxy cannot load this certificate and key (not PEM); not routed", ("", ""))
+    result = build(snapshot, ("", "b"), exclusions={"": {by_name["bad"].label_key: exclusion}})
     routing = result.routings[""]
     assert [h.name for h in routing.hosts] == ["good.local", "plain.local", "shares.local"]
-    assert routing.certificate_pairs() == (("good.crt", "good.key"), ("ok.crt", "bad.key"))
+    assert [h.name for h in result.routings["b"].hosts] == ["other.local"], "another cluster's finding"
     (problem,) = result.problems
     assert (problem.service, problem.label) == ("bad", "com.docker.lb.ssl_cert")
-    assert "cannot use secret 'bad.crt' (not a PEM certificate" in problem.reason
-    assert "as a new secret" in problem.reason, "says how to fix it"
-    # A refused key leaves out every service using it, reported on ssl_key.
-    result = build(snapshot_from_api(document), refused_secrets={("bad.key", ""): "key values mismatch"})
-    assert [h.name for h in result.routings[""].hosts] == ["good.local", "plain.local"]
-    assert [(p.service, p.label.rsplit(".", 1)[1]) for p in result.problems] == [
-        ("bad", "ssl_key"),
-        ("shares", "ssl_key"),
-    ]
+    assert problem.reason == exclusion.reason
+    assert result.problems_of("b") == () and result.problems_of("") == (problem,)
+    # An exclusion one cluster keeps for a service of another does nothing.
+    result = build(snapshot, ("", "b"), exclusions={"": {by_name["other"].label_key: exclusion}})
+    assert [h.name for h in result.routings["b"].hosts] == ["other.local"]
+    # A secret made again under the same name (a new ID) is tried again.
+    stale = Exclusion("ssl_cert", "x", ("an-old-id", ""))
+    result = build(snapshot, ("", "b"), exclusions={"": {by_name["bad"].label_key: stale}})
+    assert "bad.local" in [h.name for h in result.routings[""].hosts]
 
 
 def test_certificate_pairs_name_the_certificate_for_a_combined_pem() -> None:

@@ -12,7 +12,7 @@ import pytest
 from interlock.edges.certificates import CertificateVerdicts, unusable_certificates
 from interlock.roles.agent import Agent
 from interlock.testing.fakes import FakeNginx, FakePeer
-from interlock.wire.messages import ProxyConfig
+from interlock.wire.messages import ProxyConfig, RefusedCertificate
 
 
 @pytest.fixture(scope="module")
@@ -47,16 +47,26 @@ def test_good_pairs_and_a_combined_pem_pass(secrets: Path) -> None:
     )
 
 
-def test_each_bad_secret_is_named_with_why(secrets: Path) -> None:
+def test_each_bad_pair_is_named_with_the_label_blamed_and_why(secrets: Path) -> None:
     refused = unusable_certificates(
         [("garbage", "a.key"), ("a.crt", "b.key"), ("b.crt", "encrypted.key"), ("a.key", "a.key")], secrets
     )
     assert refused == {
-        "garbage": "not a PEM certificate: no certificate or crl found",
-        "b.key": "not the unencrypted private key of 'a.crt': key values mismatch",
-        "encrypted.key": "not the unencrypted private key of 'b.crt': cannot read it (not PEM, or encrypted)",
-        "a.key": "not a PEM certificate: no certificate or crl found",
+        ("garbage", "a.key"): ("ssl_cert", "'garbage' is not a PEM certificate: no certificate or crl found"),
+        ("a.crt", "b.key"): ("ssl_key", "'b.key' is not the unencrypted private key of 'a.crt': key values mismatch"),
+        ("b.crt", "encrypted.key"): (
+            "ssl_key",
+            "'encrypted.key' is not the unencrypted private key of 'b.crt': cannot read it (not PEM, or encrypted)",
+        ),
+        ("a.key", "a.key"): ("ssl_cert", "'a.key' is not a PEM certificate: no certificate or crl found"),
     }
+
+
+def test_a_key_that_fits_one_certificate_and_not_another_is_refused_only_with_the_other(secrets: Path) -> None:
+    """The attack: naming a victim's key beside one's own certificate must not make the victim's
+    key a bad secret; the verdict is about the pair."""
+    refused = unusable_certificates([("a.crt", "b.key"), ("b.crt", "b.key")], secrets)
+    assert set(refused) == {("a.crt", "b.key")}
 
 
 def test_a_secret_not_mounted_yet_is_no_verdict(secrets: Path) -> None:
@@ -75,7 +85,7 @@ def test_a_pair_that_loaded_is_not_read_again(secrets: Path, tmp_path: Path) -> 
     assert verdicts.check([("a.crt", "a.key")]) == {}, "the first verdict stands"
     (tmp_path / "missing.crt").write_text("not a certificate\n")
     refused = verdicts.check([("missing.crt", "a.key"), ("garbage", "a.key")])
-    assert set(refused) == {"missing.crt", "garbage"}, "a file missing before had no verdict yet"
+    assert set(refused) == {("missing.crt", "a.key"), ("garbage", "a.key")}, "a file missing before had no verdict yet"
     assert verdicts.refused == refused
 
 
@@ -86,8 +96,12 @@ async def test_the_agent_keeps_serving_and_reports_a_refused_secret(secrets: Pat
     await agent.apply(ProxyConfig(2, "d2", "id2", "text2", certificates=(("a.crt", "a.key"), ("garbage", "b.key"))))
     assert fake.installs == ["id1"], "nginx never sees the configuration naming the bad secret"
     assert agent.digest == "d2", "not retried in a loop"
-    assert "garbage: not a PEM certificate" in agent.error
+    assert "'garbage' is not a PEM certificate" in agent.error
     # The configuration without the service comes next; the refusal is still reported.
     await agent.apply(ProxyConfig(3, "d3", "id3", "text3", certificates=(("a.crt", "a.key"),)))
     assert fake.installs == ["id1", "id3"] and agent.error == ""
-    assert agent.refused_secrets == {"garbage": "not a PEM certificate: no certificate or crl found"}
+    assert agent.refused_certificates == (
+        RefusedCertificate(
+            "garbage", "b.key", "ssl_cert", "'garbage' is not a PEM certificate: no certificate or crl found"
+        ),
+    )

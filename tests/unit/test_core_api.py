@@ -22,6 +22,7 @@ from interlock.wire.messages import (
     ProxyConfig,
     ProxyReport,
     ProxyTraffic,
+    RefusedCertificate,
     decode,
     encode,
 )
@@ -193,11 +194,11 @@ async def test_a_certificate_secret_a_proxy_refuses_leaves_out_its_service_for_g
     first = decode(await (await get(client, "/v1/clusters/default/state")).read(), ClusterState)
     assert [h.name for h in first.routing.hosts] == ["a.local", "t.local"]
 
-    def report(*refused: tuple[str, str]) -> bytes:
-        proxy = ProxyReport("proxy1", "cfg1", "d", not refused, refused_secrets=refused)
+    def report(*refused: RefusedCertificate) -> bytes:
+        proxy = ProxyReport("proxy1", "cfg1", "d", not refused, refused_certificates=refused)
         return encode(ExtensionReport("default", "", None, "", (proxy,)))
 
-    refusal = ("t.crt", "not a PEM certificate: no certificate or crl found")
+    refusal = RefusedCertificate("t.crt", "t.key", "ssl_cert", "'t.crt' is not a PEM certificate: no certificate")
     assert (await post(client, "/v1/clusters/default/report", report(refusal))).status == 200
     second = decode(
         await (await get(client, "/v1/clusters/default/state", {"after": first.tag})).read(),
@@ -205,7 +206,7 @@ async def test_a_certificate_secret_a_proxy_refuses_leaves_out_its_service_for_g
     )
     assert [h.name for h in second.routing.hosts] == ["a.local"]
     (problem,) = second.problems
-    assert problem.service == "t" and "cannot use secret 't.crt' (not a PEM certificate" in problem.reason
+    assert problem.service == "t" and "cannot load this certificate and key ('t.crt' is not a PEM" in problem.reason
     # The proxy no longer names it once it serves the configuration without the service; the
     # service stays out, and a resync does not bring it back.
     await post(client, "/v1/clusters/default/report", report())

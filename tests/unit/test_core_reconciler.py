@@ -14,7 +14,7 @@ from interlock.model.docker_json import snapshot_from_api
 from interlock.roles.core.board import Board
 from interlock.roles.core.reconciler import RESYNC, Reconciler
 from interlock.testing.fakes import FakeClock, FakeSwarm
-from interlock.wire.messages import ExtensionReport, ProxyConfig, ProxyReport
+from interlock.wire.messages import ExtensionReport, ProxyConfig, ProxyReport, RefusedCertificate
 
 CONFIG = load_config("""
 [Extensions.default]
@@ -146,11 +146,13 @@ async def test_a_refused_secret_leaves_out_its_service_until_made_again_under_a_
     board.publish(snapshot_from_api({**swarm.list_swarm(), "secrets": swarm.list_secrets()}))
     first = board.slots["default"].state
     assert first is not None and [h.name for h in first.routing.hosts] == ["shop.local"]
-    refusal = ProxyReport("p1", "", "", False, refused_secrets=(("shop.crt", "not a PEM certificate"),))
+    refused = RefusedCertificate("shop.crt", "shop.key", "ssl_cert", "'shop.crt' is not a PEM certificate")
+    refusal = ProxyReport("p1", "", "", False, refused_certificates=(refused,))
     await board.note_report("default", ExtensionReport("default", "", None, "", (refusal,)))
     second = board.slots["default"].state
     assert second is not None and second.routing.hosts == ()
-    assert "cannot use secret 'shop.crt'" in second.problems[0].reason
+    assert "cannot load this certificate and key ('shop.crt' is not a PEM" in second.problems[0].reason
+    assert second.problems[0].label == "com.docker.lb.ssl_cert"
     # The operator removes the secret and creates a good one under the same name: a new ID.
     swarm.secret_ids["shop.crt"] = "a-new-id"
     board.publish(snapshot_from_api({**swarm.list_swarm(), "secrets": swarm.list_secrets()}))

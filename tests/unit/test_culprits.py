@@ -6,7 +6,10 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from interlock.model.build import build
+from interlock.model.docker_json import snapshot_from_api
 from interlock.render.culprits import culprits
+from interlock.testing.swarm_json import swarm_json
 from tests.unit.test_build import routing_of, service
 
 NAMES = st.lists(st.text("abcdefghij", min_size=1, max_size=6), min_size=1, max_size=60, unique=True)
@@ -66,3 +69,23 @@ def test_a_routing_without_a_service_keeps_what_the_others_route() -> None:
     assert narrowed.service_names() == ("canary", "ws")
     assert routing.without(frozenset()) is routing
     assert routing.without(frozenset(routing.service_names())).hosts == ()
+
+
+def test_two_services_that_fail_only_together_cost_the_newer_one_whatever_their_names() -> None:
+    """The oldest service keeps its routes in every conflict: the bisection searches oldest
+    first, so `aaa` (created after `zzz`) is the one left out."""
+
+    def check_without(excluded: frozenset[str]) -> tuple[bool, str]:
+        return bool({"aaa", "zzz"} & excluded), 'duplicate location "/x"'
+
+    found = culprits(["zzz", "mid", "aaa"], check_without, 'duplicate location "/x"')
+    assert found == {"aaa": 'duplicate location "/x"'}
+
+
+def test_a_routing_lists_its_services_oldest_first() -> None:
+    services = [
+        {**service(n, hosts=f"{n}.local", port="80"), "created": age} for age, n in enumerate(("zzz", "aaa", "mmm"))
+    ]
+    routing = build(snapshot_from_api(swarm_json({"services": services}))).routings[""]
+    assert routing.services_oldest_first() == ("zzz", "aaa", "mmm")
+    assert routing.without(frozenset({"aaa"})).services_oldest_first() == ("zzz", "mmm")

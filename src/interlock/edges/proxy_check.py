@@ -25,4 +25,4 @@ def failing_services(routing: Routing, ext: ExtensionConfig, failed: CheckResult
         result = check_proxy_routing(routing.without(services), ext)
         return result.ok, result.output
 
-    return culprits(routing.service_names(), check_without, failed.output)
+    return culprits(routing.services_oldest_first(), check_without, failed.output)

@@ -30,10 +30,11 @@ from interlock.model.routing import (
     Upstream,
     VirtualHost,
 )
-from interlock.model.snapshot import LABEL_PREFIX, Network, Node, Service, Snapshot, Task
+from interlock.model.snapshot import LABEL_PREFIX, LabelKey, Network, Node, Service, Snapshot, Task
 from interlock.problems import Problem, Severity, sorted_problems
 
 DEFAULT_HOST = "_"
+CLUSTER_LABEL = LABEL_PREFIX + "service_cluster"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,34 @@ class BuildResult:
     """One routing table per requested service cluster."""
     problems: tuple[Problem, ...]
     """Every problem found, sorted; services of unknown clusters included."""
+    cluster_of: Mapping[str, str] = field(default_factory=dict)
+    """Service name -> the cluster its labels name ('' when none, or when the label does not
+    parse), for every service with labels: each cluster is told only its own problems."""
+
+    def problems_of(self, cluster: str) -> tuple[Problem, ...]:
+        """The problems of the services whose labels name `cluster`."""
+        return tuple(p for p in self.problems if self.cluster_of.get(p.service, "") == cluster)
+
+
+@dataclass(frozen=True, slots=True)
+class Exclusion:
+    """Why one service, as its labels and certificate secrets make it, is left out of its
+    cluster: what a role of that cluster found that only it can find (a proxy that cannot load
+    the service's certificate and key together, or nginx -t refusing its routes). It applies
+    while the service has the same labels (`Service.label_key`) and its certificate secrets the
+    same IDs, so a relabelled service, or a secret made again under the same name, is tried again."""
+
+    label: str
+    """The label blamed: `ssl_cert`, `ssl_key`, or `-` for the service as a whole."""
+    reason: str
+    secret_ids: tuple[str, ...] = ()
+    """IDs of the service's ssl_cert and ssl_key secrets when it was found."""
+
+
+def certificate_secret_ids(snapshot: Snapshot, labels: Mapping[str, str]) -> tuple[str, ...]:
+    """IDs of the secrets a service's ssl_cert and ssl_key labels name, as `Exclusion` keeps them."""
+    names = [labels.get(LABEL_PREFIX + k, "") for k in ("ssl_cert", "ssl_key")]
+    return tuple(snapshot.secret_id(n) if n else "" for n in names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +166,7 @@ def build(
     clusters: Sequence[str] = ("",),
     *,
     proxies: Mapping[str, str] | None = None,
-    refused_secrets: Mapping[tuple[str, str], str] | None = None,
-    left_out: Mapping[tuple[str, tuple[tuple[str, str], ...]], str] | None = None,
+    exclusions: Mapping[str, Mapping[LabelKey, Exclusion]] | None = None,
     host_sharing: str = "any",
 ) -> BuildResult:
     """Build the routing table of each cluster in `clusters` from `snapshot`.
@@ -148,12 +176,10 @@ def build(
     certificate secrets (read from the snapshot, see `proxy_attachments`); until then it is held
     back with a warning, while `Routing.networks` and `Routing.secrets` still list what the proxy
     needs, so the core attaches it. When the snapshot lists the swarm's secrets, a label naming
-    any other is an error. `refused_secrets` maps (secret name, secret ID) of the certificate
-    secrets a proxy found unusable (only proxies can read them) to why; a service naming one is
-    left out, so the proxies take the configuration of the others. A secret made again under the
-    same name has a new ID and is tried again. `left_out` maps `Service.label_key` of services
-    whose routes made `nginx -t` refuse their cluster's configuration (found by the extension's
-    bisection) to what nginx said: they stay out until their labels change.
+    any other is an error. `exclusions` maps each cluster to the services its own roles found
+    unroutable (`Exclusion`): a service is left out only by an exclusion of the cluster its
+    labels name, so one cluster's findings never touch another's services, and a finding about
+    one service never touches another that names the same secret.
 
     A service that joins a host and path another (older) service routes takes a share of its
     traffic (Interlock's canary rule): always said, as a warning; with `host_sharing="stack"`
@@ -162,10 +188,8 @@ def build(
     index = _Index(snapshot)
     existing_secrets = None if snapshot.secrets is None else frozenset(s.name for s in snapshot.secrets)
     own_secrets = frozenset(s.name for s in snapshot.secrets or () if s.interlocks_own)
-    refused = {
-        name: why for (name, secret_id), why in (refused_secrets or {}).items() if secret_id == snapshot.secret_id(name)
-    }
     problems: list[Problem] = []
+    cluster_of: dict[str, str] = {}
     per_cluster: dict[str, list[_Resolved]] = {name: [] for name in clusters}
     for service in sorted(snapshot.services, key=lambda s: (s.created_ns, s.id)):
         if not is_service_name(service.name):
@@ -177,6 +201,7 @@ def build(
                 problems.append(_problem(service, "-", reason))
             continue
         labels, found = parse_labels(service)
+        cluster_of[service.name] = labels.service_cluster if labels else service.label_map.get(CLUSTER_LABEL, "")
         problems.extend(found)
         problems.extend(_container_label_problems(service))
         if labels is None:
@@ -208,27 +233,9 @@ def build(
                 label = "ssl_cert" if labels.ssl_cert in missing else "ssl_key"
                 problems.append(_problem(service, label, f"no Docker secret named {missing[0]!r}; create it first"))
                 continue
-        if refused:
-            unusable = [s for s in (labels.ssl_cert, labels.ssl_key) if s and s in refused]
-            if unusable:
-                label = "ssl_cert" if unusable[0] == labels.ssl_cert else "ssl_key"
-                problems.append(
-                    _problem(
-                        service,
-                        label,
-                        f"the proxy cannot use secret {unusable[0]!r} ({refused[unusable[0]]}); not routed. "
-                        "A secret cannot be changed: create a good PEM (certificate chain, and its unencrypted "
-                        "private key) as a new secret and point the label at it",
-                    )
-                )
-                continue
-        refused_by_nginx = (left_out or {}).get(service.label_key)
-        if refused_by_nginx is not None:
-            reason = (
-                f"nginx -t refused its cluster's configuration with this service's routes ({refused_by_nginx}); "
-                "left out so the others are served. Change its labels to try again"
-            )
-            problems.append(_problem(service, "-", reason))
+        exclusion = (exclusions or {}).get(labels.service_cluster, {}).get(service.label_key)
+        if exclusion is not None and exclusion.secret_ids == certificate_secret_ids(snapshot, service.label_map):
+            problems.append(_problem(service, exclusion.label, exclusion.reason))
             continue
         resolved = _resolve(service, labels, index, problems)
         if resolved is not None:
@@ -243,7 +250,7 @@ def build(
         )
         for name, entries in per_cluster.items()
     }
-    return BuildResult(routings=routings, problems=sorted_problems(problems))
+    return BuildResult(routings=routings, problems=sorted_problems(problems), cluster_of=cluster_of)
 
 
 def _container_label_problems(service: Service) -> list[Problem]:
@@ -451,6 +458,7 @@ def _assemble(
 ) -> Routing:
     hosts: dict[str, _HostDraft] = {}
     default: _HostDraft | None = None
+    routed: list[str] = []
     needed_networks = {e.network for e in entries if e.network}
     needed_secrets = {
         s for e in entries if not e.labels.ssl_passthrough for s in (e.labels.ssl_cert, e.labels.ssl_key) if s
@@ -462,6 +470,7 @@ def _assemble(
             reason = f"waiting for every proxy task of cluster {cluster!r} to have {lacking}; routed then"
             problems.append(_problem(service, "-", reason, Severity.WARNING))
             continue
+        routed.append(service.name)
         if entry.labels.default_backend:
             if default is None:
                 default = _HostDraft(_host_options(entry.labels, DEFAULT_HOST), service.name)
@@ -494,6 +503,7 @@ def _assemble(
         passthrough_upstreams=tuple(passthrough[k] for k in sorted(passthrough)),
         networks=tuple(sorted(needed_networks)),
         secrets=tuple(sorted(needed_secrets)),
+        services_by_age=tuple(routed),
     )
 
 

@@ -99,6 +99,9 @@ class Routing:
     """Names of the networks the proxy must be attached to."""
     secrets: tuple[str, ...] = ()
     """Names of the secrets the proxy needs (certificates and keys)."""
+    services_by_age: tuple[str, ...] = ()
+    """The services considered for this cluster, oldest first (creation time, then ID): whom to
+    blame last when they only fail together."""
 
     def certificate_pairs(self) -> tuple[tuple[str, str], ...]:
         """(certificate secret, key secret) of every host whose TLS is terminated here, sorted;
@@ -125,6 +128,14 @@ class Routing:
         hosts = (*self.hosts, *((self.default_host,) if self.default_host else ()))
         names = {s.service for u in (*self.upstreams, *self.passthrough_upstreams) for s in u.servers}
         return tuple(sorted(names.union(*(h.services for h in hosts))))
+
+    def services_oldest_first(self) -> tuple[str, ...]:
+        """`service_names`, oldest first where the age is known (then by name)."""
+        names = self.service_names()
+        present = set(names)
+        known = [s for s in self.services_by_age if s in present]
+        aged = set(known)
+        return (*known, *(s for s in names if s not in aged))
 
     def without(self, services: frozenset[str]) -> Routing:
         """This routing as if `services` were not routed: their servers leave the upstreams, a
@@ -158,6 +169,7 @@ class Routing:
             default_host=narrowed(self.default_host),
             upstreams=tuple(upstreams.values()),
             passthrough_upstreams=tuple(passthrough.values()),
+            services_by_age=tuple(s for s in self.services_by_age if s not in services),
         )
 
 

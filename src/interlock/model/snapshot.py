@@ -66,6 +66,10 @@ class VirtualIP:
     address: str
 
 
+LabelKey = tuple[str, tuple[tuple[str, str], ...]]
+"""A service as its labels make it: its ID and its `com.docker.lb.*` labels."""
+
+
 @dataclass(frozen=True, slots=True)
 class Service:
     """A Swarm service: identity, `com.docker.lb.*` labels, networks and endpoint."""
@@ -93,7 +97,7 @@ class Service:
         return dict(self.labels)
 
     @property
-    def label_key(self) -> tuple[str, tuple[tuple[str, str], ...]]:
+    def label_key(self) -> LabelKey:
         """This service as its labels make it: the same until its labels change."""
         return (self.id, self.labels)
 

@@ -7,7 +7,8 @@ passing base. Those are left out (problems of theirs); every other change goes o
 culprits among n services this takes about 2·k·log2(n) checks; `budget` bounds them.
 
 Two services that only fail together (say two locations nginx calls duplicate) are found as the
-later of the two in the search order, with the older one kept. Pure: the check is injected.
+later of the two in the search order, with the earlier one kept: callers list the services
+oldest first, so the older service keeps its routes, as it does in every other conflict. Pure: the check is injected.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ DEFAULT_BUDGET = 48
 def culprits(
     services: Sequence[str], check_without: CheckWithout, failed_with: str, *, budget: int = DEFAULT_BUDGET
 ) -> dict[str, str] | None:
-    """Service -> what the checker said with it, for the services whose presence makes the
+    """Service -> what the checker said with it, for the services (in the order they are
+    searched: the first of two that fail together is kept) whose presence makes the
     configuration fail (it failed with all of `services`, saying `failed_with`); None when the
     failure is not a service's (it fails without any of them too) or the budget ran out."""
     everyone = frozenset(services)
@@ -57,7 +59,7 @@ def culprits(
     try:
         if not check(everyone)[0]:
             return None
-        search(sorted(everyone), failed_with)
+        search(list(dict.fromkeys(services)), failed_with)
         if not found or not check(frozenset(found))[0]:
             return None
     except _OutOfBudget:

@@ -4,8 +4,9 @@ At start it serves the configuration the swarm holds for this proxy (the Docker 
 at ProxyConfigPath), so a proxy task starting while the core or the extension is down still
 routes. It then follows the extension (long-poll), installs each new configuration through
 `NginxController` (nginx -t, atomic swap, graceful reload, confirmation), keeps the last good one
-on any failure, and reports what it serves. Certificate secrets are checked first: one it cannot
-load is reported by name, and the core leaves out the services naming it. A new configuration
+on any failure, and reports what it serves. Certificate secrets are checked first: a
+(certificate, key) pair it cannot load is reported, and the core leaves out the services of
+this cluster naming that pair. A new configuration
 whose nginx.conf is the one running and whose targets moved is applied without a reload. If the
 extension is unreachable it keeps serving. No Docker socket.
 """
@@ -30,7 +31,7 @@ from interlock.edges.peer_http import RETRY_FIRST, RETRY_MAX, Peer, PeerClient, 
 from interlock.edges.role_tls import mounted_peer_cert
 from interlock.edges.traffic_meter import TrafficCollector, TrafficMeter
 from interlock.errors import ConfigRejected, InterlockError, PeerUnavailable, ReloadFailed, WireError
-from interlock.wire.messages import ProxyConfig, ProxyReport, decode, encode
+from interlock.wire.messages import ProxyConfig, ProxyReport, RefusedCertificate, decode, encode
 from interlock.wire.traffic import RouteTraffic
 
 log = logging.getLogger("interlock.agent")
@@ -56,10 +57,13 @@ class Agent:
         self.error = ""
 
     @property
-    def refused_secrets(self) -> dict[str, str]:
-        """Certificate secrets found unusable, reported until the proxy stops (a secret cannot
+    def refused_certificates(self) -> tuple[RefusedCertificate, ...]:
+        """Certificate pairs found unusable, reported until the proxy stops (a secret cannot
         change, so the verdict holds)."""
-        return self.certificates.refused
+        return tuple(
+            RefusedCertificate(cert, key, label, why)
+            for (cert, key), (label, why) in sorted(self.certificates.refused.items())
+        )
 
     async def boot(self, mounted: Path) -> None:
         """Start nginx on the newest configuration at hand.
@@ -142,7 +146,7 @@ class Agent:
                 log.warning("targets %s not taken at run time (%s); reloading", config.targets_id, exc)
         refused = self.certificates.check(config.certificates)
         if refused:
-            self.error = "certificate secrets refused: " + "; ".join(f"{k}: {v}" for k, v in sorted(refused.items()))
+            self.error = "certificates refused: " + "; ".join(why for _, why in sorted(refused.values()))
             # Not retried: the core leaves out the services naming these and sends a new one.
             self.digest = config.digest
             log.error(
@@ -175,7 +179,7 @@ class Agent:
             self.nginx.targets_id,
             self.nginx.target_updates,
             leaving,
-            tuple(sorted(self.refused_secrets.items())),
+            self.refused_certificates,
             self.reported_traffic_now(),
             self.meter.active_connections,
         )

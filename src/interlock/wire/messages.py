@@ -61,6 +61,19 @@ class ProxyConfig:
     schema: int = SCHEMA
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class RefusedCertificate:
+    """A (certificate secret, key secret) pair a proxy cannot load together, and why. Said of
+    the pair, never of one secret: the core leaves out the services of the proxy's own cluster
+    that name this pair, and no other."""
+
+    cert: str
+    key: str
+    label: str
+    """The label blamed: `ssl_cert` (not a certificate) or `ssl_key` (not its key)."""
+    why: str
+
+
 @dataclass(frozen=True, slots=True)
 class ProxyReport:
     proxy: str
@@ -77,9 +90,9 @@ class ProxyReport:
     """Changes applied to the running nginx without a reload."""
     leaving: bool = False
     """The proxy is stopping: the extension forgets it now instead of when its reports stop."""
-    refused_secrets: tuple[tuple[str, str], ...] = ()
-    """(secret name, why) for certificate secrets this proxy cannot load; the core leaves out
-    the services that name them."""
+    refused_certificates: tuple[RefusedCertificate, ...] = ()
+    """Certificate pairs this proxy cannot load; the core leaves out the services of this
+    cluster that name them."""
     traffic: tuple[RouteTraffic, ...] = ()
     """Requests this proxy answered, by route and service, since its agent started."""
     active_connections: int = 0

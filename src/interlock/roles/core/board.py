@@ -1,12 +1,13 @@
 """The core's board: snapshot + refusals -> one versioned `ClusterState` per cluster, the
 extensions' reports, the long-poll on states, and the status the operator reads.
 
-A cluster's state gets a new version only when its routing or the problems changed. A report
-naming certificate secrets a proxy could not load is remembered by (name, ID) and the states are
-built again without the services naming them (`build` checks them against the snapshot's secret
-IDs, so a secret made again under the same name is tried again). Services an extension's
-bisection left out (their routes made `nginx -t` fail) are remembered by ID and labels and left
-out of the states until their labels change. The core keeps no configuration
+A cluster's state gets a new version only when its routing or its own problems changed (a
+cluster is told only the problems of its own services). What a cluster's roles find that only
+they can find becomes an `Exclusion` of that cluster, kept in its slot: a (certificate, key)
+pair its proxies cannot load leaves out the services of its routing that name that pair, and a
+service its extension's bisection found making `nginx -t` fail is left out. A report can only
+name services of its own cluster's routing; an exclusion lasts while the service keeps its
+labels and certificate secrets, and goes with the service. The core keeps no configuration
 text of its own: only what its cluster's extension (signing with that cluster's token) reports
 as validated, and only when it is intact (`damaged`).
 
@@ -24,12 +25,20 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from interlock.config import CoreConfig
 from interlock.edges.clock import Clock, SystemClock
-from interlock.model.build import build
-from interlock.model.snapshot import Snapshot
+from interlock.model.build import Exclusion, build, certificate_secret_ids
+from interlock.model.routing import Routing, TLSMode
+from interlock.model.snapshot import LabelKey, Service, Snapshot
 from interlock.problems import Problem, printable
 from interlock.render.bundle import RenderedConfig
 from interlock.roles.runtime import changed_within
-from interlock.wire.messages import ClusterState, ClusterTraffic, ExtensionReport, ProxyConfig, ProxyTraffic
+from interlock.wire.messages import (
+    ClusterState,
+    ClusterTraffic,
+    ExtensionReport,
+    ProxyConfig,
+    ProxyTraffic,
+    RefusedCertificate,
+)
 from interlock.wire.status import (
     ClusterStatus,
     CoreInfo,
@@ -91,6 +100,10 @@ class ClusterSlot:
     """Published state version -> when (monotonic), until every proxy serves it."""
     traffic: dict[str, ProxyTraffic] = field(default_factory=dict)
     """Proxy -> what it counted, from the extension's newest `ClusterTraffic`."""
+    exclusions: dict[LabelKey, Exclusion] = field(default_factory=dict)
+    """Services of this cluster its own roles found unroutable (see `Exclusion`)."""
+    metered: set[str] = field(default_factory=set)
+    """Proxies with metric series, removed when the proxy leaves the reports."""
 
 
 class Board:
@@ -118,23 +131,17 @@ class Board:
         self.changed = asyncio.Condition()
         self.snapshot: Snapshot | None = None
         self.problems: tuple[Problem, ...] = ()
-        self.refused_secrets: dict[tuple[str, str], str] = {}
-        """(secret name, its ID) -> why: certificate secrets a proxy could not load. Kept after
-        the proxies stop naming them (they stop once the services are left out)."""
-        self.left_out: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
-        """`Service.label_key` -> nginx's complaint: services an extension's bisection found
-        making its configuration fail. Kept until the service's labels change."""
 
     # -- states -----------------------------------------------------------------------------
     def publish(self, snapshot: Snapshot) -> bool:
         """Build every cluster's state from `snapshot`; True when any of them changed."""
         self.snapshot = snapshot
+        self._forget_gone(snapshot)
         result = build(
             snapshot,
             tuple(s.cluster for s in self.slots.values()),
             proxies=self.proxies,
-            refused_secrets=self.refused_secrets,
-            left_out=self.left_out,
+            exclusions={s.cluster: s.exclusions for s in self.slots.values()},
             host_sharing=self.config.host_sharing,
         )
         if result.problems != self.problems:
@@ -145,9 +152,9 @@ class Board:
         self.problems = result.problems
         changed = False
         for slot in self.slots.values():
-            routing = result.routings[slot.cluster]
+            routing, problems = result.routings[slot.cluster], result.problems_of(slot.cluster)
             previous = slot.state
-            if previous is not None and previous.routing == routing and previous.problems == result.problems:
+            if previous is not None and previous.routing == routing and previous.problems == problems:
                 continue
             version = previous.version + 1 if previous else 1
             slot.state = ClusterState(
@@ -156,7 +163,7 @@ class Board:
                 extension=slot.name,
                 routing=routing,
                 config=self.config.extensions[slot.name].model_dump(by_alias=True, mode="json"),
-                problems=result.problems,
+                problems=problems,
                 epoch=self.epoch,
             )
             PUBLISHED.labels(slot.cluster).inc()
@@ -202,10 +209,16 @@ class Board:
         first_config = report.config is not None and (slot.report is None or slot.report.config is None)
         slot.report, slot.reported_at = report, self.clock.wall()
         self._note_served(slot, report)
-        refused = self._note_refused_secrets(report)
-        if (self._note_left_out(report) or refused) and self.snapshot is not None:
+        if self._note_exclusions(slot, report) and self.snapshot is not None:
             await self.publish_and_notify(self.snapshot)
         return first_config
+
+    def _forget_gone(self, snapshot: Snapshot) -> None:
+        """Drop the exclusions of services that are gone, relabelled, or whose certificate
+        secrets were made again: what was found about them no longer holds."""
+        current = {s.label_key: certificate_secret_ids(snapshot, s.label_map) for s in snapshot.services}
+        for slot in self.slots.values():
+            slot.exclusions = {k: e for k, e in slot.exclusions.items() if current.get(k) == e.secret_ids}
 
     def _note_served(self, slot: ClusterSlot, report: ExtensionReport) -> None:
         """The proxies' counters, and the convergence time of every published state the
@@ -214,6 +227,10 @@ class Board:
         for proxy in live:
             PROXY_RELOADS.labels(slot.cluster, proxy.proxy).set(proxy.reloads)
             PROXY_MOVES.labels(slot.cluster, proxy.proxy).set(proxy.target_updates)
+        for gone in slot.metered - {p.proxy for p in live}:
+            PROXY_RELOADS.remove(slot.cluster, gone)
+            PROXY_MOVES.remove(slot.cluster, gone)
+        slot.metered = {p.proxy for p in live}
         config = report.config
         if config is None or not live or not report.state_version:
             return
@@ -225,34 +242,41 @@ class Board:
         for version in [v for v in slot.waiting if v <= report.state_version]:
             CONVERGENCE.labels(slot.cluster).observe(now - slot.waiting.pop(version))
 
-    def _note_left_out(self, report: ExtensionReport) -> bool:
-        """Remember the services the report's bisection left out; True when any is new."""
-        if not report.left_out or self.snapshot is None:
+    def _note_exclusions(self, slot: ClusterSlot, report: ExtensionReport) -> bool:
+        """Turn what the report found into exclusions of `slot`'s cluster; True when any is new.
+        Only services of the cluster's own routing can be named: a report naming another
+        cluster's service, or a pair none of its services names, changes nothing."""
+        snapshot, state = self.snapshot, slot.state
+        if snapshot is None or state is None:
             return False
-        by_name = {s.name: s for s in self.snapshot.services}
-        new = {
-            name: why
-            for name, why in report.left_out
-            if name in by_name and by_name[name].label_key not in self.left_out
-        }
-        for name, why in new.items():
-            log.warning("extension %r left out service %s: nginx -t said %s", report.extension, printable(name), why)
-            self.left_out[by_name[name].label_key] = why
-        return bool(new)
-
-    def _note_refused_secrets(self, report: ExtensionReport) -> bool:
-        """Remember the certificate secrets the report's proxies refused; True when any is new."""
-        snapshot = self.snapshot
-        secret_id = snapshot.secret_id if snapshot is not None else (lambda _name: "")
-        new = {
-            (name, secret_id(name)): why
-            for proxy in report.proxies
-            for name, why in proxy.refused_secrets
-            if (name, secret_id(name)) not in self.refused_secrets
-        }
-        for (name, _), why in new.items():
-            log.warning("a proxy of %r cannot use secret %r: %s", report.extension, name, why)
-        self.refused_secrets.update(new)
+        routed = set(state.routing.service_names())
+        ours = {s.name: s for s in snapshot.services if s.name in routed}
+        names = {s.label_key: s.name for s in ours.values()}
+        found: dict[LabelKey, Exclusion] = {}
+        for name, why in report.left_out:
+            if (service := ours.get(name)) is None:
+                log.warning(
+                    "extension %r named service %s, not one of its cluster; ignored", slot.name, printable(name)
+                )
+                continue
+            reason = (
+                f"nginx -t refused its cluster's configuration with this service's routes ({printable(why, 300)}); "
+                "left out so the others are served. Change its labels to try again"
+            )
+            found[service.label_key] = Exclusion("-", reason, certificate_secret_ids(snapshot, service.label_map))
+        for refusal in {r for proxy in report.proxies for r in proxy.refused_certificates}:
+            for service in _naming(ours, state.routing, refusal):
+                reason = (
+                    f"the proxy cannot load this certificate and key ({printable(refusal.why, 300)}); not routed. "
+                    "A secret cannot be changed: create a good PEM (certificate chain, and its unencrypted "
+                    "private key) as a new secret and point the label at it"
+                )
+                label = refusal.label if refusal.label in ("ssl_cert", "ssl_key") else "-"
+                found[service.label_key] = Exclusion(label, reason, certificate_secret_ids(snapshot, service.label_map))
+        new = {k: e for k, e in found.items() if slot.exclusions.get(k) != e}
+        for key, exclusion in new.items():
+            log.warning("cluster %r leaves out service %s: %s", slot.cluster, names[key], exclusion.reason)
+        slot.exclusions.update(new)
         return bool(new)
 
     # -- the operator's view ----------------------------------------------------------------
@@ -304,3 +328,15 @@ class Board:
                 for p in (report.proxies if report else ())
             ),
         )
+
+
+def _naming(services: dict[str, Service], routing: Routing, refusal: RefusedCertificate) -> list[Service]:
+    """The services among `services` whose hosts terminate TLS in `routing` with the refused pair."""
+    hosts = (*routing.hosts, *((routing.default_host,) if routing.default_host else ()))
+    names = {
+        name
+        for h in hosts
+        if h.tls is TLSMode.TERMINATE and (h.cert_secret, h.key_secret or h.cert_secret) == (refusal.cert, refusal.key)
+        for name in h.services
+    }
+    return [services[n] for n in sorted(names) if n in services]
