@@ -74,7 +74,7 @@ async def test_a_victims_key_named_beside_another_certificate_leaves_only_the_at
 
 
 async def test_a_cluster_cannot_leave_out_another_clusters_service() -> None:
-    swarm, board = board_with(BANK, NEIGHBOUR)
+    _, board = board_with(BANK, NEIGHBOUR)
     # Bisection results and refusals of the default cluster naming the bank's service or pair.
     report = ExtensionReport("default", "", None, "", left_out=(("bank", 'duplicate location "/"'),))
     assert not await board.note_report("default", report)
