@@ -12,7 +12,7 @@ from interlock.render.bundle import RenderedConfig
 from interlock.roles.core.board import Board
 from interlock.testing.fakes import FakeClock
 from interlock.testing.swarm_json import swarm_json
-from interlock.wire.messages import ExtensionReport, ProxyConfig, ProxyReport
+from interlock.wire.messages import ConfigRef, ExtensionReport, ProxyReport
 
 CLUSTER = {"cluster": ""}
 
@@ -26,9 +26,9 @@ def app(replicas: int) -> dict[str, object]:
     return {"name": "shop", "networks": ["apps"], "replicas": replicas, "labels": labels}
 
 
-def config(version: int, config_id: str) -> ProxyConfig:
+def config(version: int, config_id: str) -> ConfigRef:
     rendered = RenderedConfig(f"# {config_id}", config_id)
-    return ProxyConfig(version, rendered.digest, config_id, rendered.text)
+    return ConfigRef(version, rendered.digest, config_id)
 
 
 async def test_a_state_is_timed_until_every_proxy_serves_it() -> None:

@@ -18,6 +18,7 @@ from interlock.testing.fakes import FakeClock, FakeSwarm
 from interlock.wire.messages import (
     ClusterState,
     ClusterTraffic,
+    ConfigRef,
     ExtensionReport,
     ProxyConfig,
     ProxyReport,
@@ -149,7 +150,7 @@ async def test_status_shows_routes_problems_and_what_proxies_serve(core: Any) ->
     report = ExtensionReport(
         "default",
         "",
-        ProxyConfig(1, RenderedConfig("# cfg1", "cfg1", "t", "tgt1").digest, "cfg1", "# cfg1", "t", "tgt1"),
+        ConfigRef(1, RenderedConfig("# cfg1", "cfg1", "t", "tgt1").digest, "cfg1", "tgt1"),
         "",
         (
             ProxyReport("proxy1", "cfg1", "d", True, targets_id="tgt1", target_updates=3),
@@ -234,9 +235,36 @@ async def test_a_configuration_that_is_not_intact_is_not_kept(core: Any) -> None
     intact = ProxyConfig(1, good.digest, good.config_id, good.text)
     tampered = ProxyConfig(2, good.digest, good.config_id, text + "http { lua_code_cache off; }\n")
     no_id = ProxyConfig(3, RenderedConfig("events {}\n", "x").digest, "0123456789abcdef", "events {}\n")
-    await post(client, "/v1/clusters/default/report", encode(ExtensionReport("default", "", intact)))
+    assert (await post(client, "/v1/clusters/default/config", encode(intact))).status == 200
     for bad, why in ((tampered, "its digest is not that of its text"), (no_id, "does not carry its id")):
-        await post(client, "/v1/clusters/default/report", encode(ExtensionReport("default", "", bad)))
-        report = instance.board.slots["default"].report
-        assert report is not None and report.config == intact
-        assert why in report.validation_error
+        response = await post(client, "/v1/clusters/default/config", encode(bad))
+        assert response.status == 422 and why in (await response.json())["error"]
+        assert instance.board.slots["default"].config == intact
+        status = await (await get(client, "/v1/status")).json()
+        assert why in status["clusters"][0]["validation_error"]
+
+
+async def test_reports_name_the_configuration_and_the_core_asks_for_its_body_only_when_it_needs_one(
+    core: Any,
+) -> None:
+    """The first configuration an extension names is asked for at once, on the state long-poll
+    (202); a later one only when the core must store it; a body over the limit is a 413."""
+    instance, _, client = core
+    await instance.watcher.resync()
+    state = decode(await (await get(client, "/v1/clusters/default/state")).read(), ClusterState)
+    first = RenderedConfig("# c1\n", "c1")
+    ref = ConfigRef(1, first.digest, "c1", "", 10)
+    await post(client, "/v1/clusters/default/report", encode(ExtensionReport("default", "", ref)))
+    asked = await get(client, "/v1/clusters/default/state", {"after": state.tag, "wait": "5"})
+    assert asked.status == 202 and await asked.json() == {"send": "config"}
+    idle = await get(client, "/v1/clusters/default/state", {"after": state.tag, "wait": "0.1"})
+    assert idle.status == 304, "asked once"
+    body = encode(ProxyConfig(1, first.digest, "c1", first.text))
+    assert (await post(client, "/v1/clusters/default/config", body)).status == 200
+    second = RenderedConfig("# c2\n", "c2")
+    await post(
+        client, "/v1/clusters/default/report", encode(ExtensionReport("default", "", ConfigRef(2, second.digest, "c2")))
+    )
+    idle = await get(client, "/v1/clusters/default/state", {"after": state.tag, "wait": "0.1"})
+    assert idle.status == 304, "a newer configuration alone is not asked for"
+    assert instance.board.slots["default"].config_stale

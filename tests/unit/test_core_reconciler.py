@@ -12,9 +12,10 @@ from interlock.config import CoreConfig, load_config
 from interlock.constants import LABEL_SPEC
 from interlock.model.docker_json import snapshot_from_api
 from interlock.roles.core.board import Board
-from interlock.roles.core.reconciler import RESYNC, Reconciler
+from interlock.render.bundle import RenderedConfig
+from interlock.roles.core.reconciler import BODY_WAIT, RESYNC, Reconciler
 from interlock.testing.fakes import FakeClock, FakeSwarm
-from interlock.wire.messages import ExtensionReport, ProxyConfig, ProxyReport, RefusedCertificate
+from interlock.wire.messages import ConfigRef, ExtensionReport, ProxyConfig, ProxyReport, RefusedCertificate
 
 CONFIG = load_config("""
 [Extensions.default]
@@ -91,24 +92,50 @@ def test_a_rebuilt_image_under_the_same_tag_rolls_every_role() -> None:
     assert "INTERLOCK_IMAGE_ID=sha256:two" in env(swarm, "interlock-extension-east")
 
 
+def validated(version: int, config_id: str) -> ProxyConfig:
+    rendered = RenderedConfig(f"# {config_id}\nevents {{}}\n", config_id)
+    return ProxyConfig(version, rendered.digest, config_id, rendered.text)
+
+
 def test_a_proxy_updated_anyway_gets_the_newest_validated_configuration() -> None:
     swarm, board, reconciler = setup()
     round_trip(swarm, board, reconciler)
-    config = ProxyConfig(1, "d" * 64, "cfg1", "events {}")
-    board.slots["default"].report = ExtensionReport("default", "", config)
+    old, new = validated(1, "cfg1"), validated(2, "cfg2")
+    assert board.note_config("default", old)
+    board.slots["default"].report = ExtensionReport("default", "", ConfigRef.of(new, 100))
     assert round_trip(swarm, board, reconciler) == [], "a new configuration alone does not restart proxies"
-    # A new app on a new network: the proxy must join it, and is given the configuration then.
+    assert reconciler.to_ask == set(), "nor is its body asked for"
+    # A new app on a new network: the proxy must join it, and waits for the newest configuration.
     swarm.set_apps(
         {"services": [{**TLS_APP, "labels": {k: v for k, v in TLS_APP["labels"].items() if "ssl" not in k}}]}
     )
+    assert round_trip(swarm, board, reconciler) == []
+    assert reconciler.to_ask == {"default"}, "the core asks its extension for the body"
+    assert board.note_config("default", new)
     writes = round_trip(swarm, board, reconciler)
-    assert writes[0] == ("create-config", "interlock-proxy-default-dddddddddddd")
+    assert writes[0] == ("create-config", f"interlock-proxy-default-{new.digest[:12]}")
     assert ("update", "interlock-proxy") in writes
     proxy = swarm.service("interlock-proxy")
     assert proxy is not None
     mounted = proxy["Spec"]["TaskTemplate"]["ContainerSpec"]["Configs"]
-    assert [c["ConfigName"] for c in mounted] == ["interlock-proxy-default-dddddddddddd"]
+    assert [c["ConfigName"] for c in mounted] == [f"interlock-proxy-default-{new.digest[:12]}"]
     assert round_trip(swarm, board, reconciler) == [], "the stored configuration does not change the spec hash"
+
+
+def test_a_proxy_update_goes_on_with_the_configuration_held_when_the_newest_does_not_come() -> None:
+    swarm, board, reconciler = setup()
+    round_trip(swarm, board, reconciler)
+    old, new = validated(1, "cfg1"), validated(2, "cfg2")
+    board.note_config("default", old)
+    board.slots["default"].report = ExtensionReport("default", "", ConfigRef.of(new, 100))
+    swarm.set_apps(
+        {"services": [{**TLS_APP, "labels": {k: v for k, v in TLS_APP["labels"].items() if "ssl" not in k}}]}
+    )
+    assert round_trip(swarm, board, reconciler) == [] and reconciler.to_ask == {"default"}
+    assert isinstance(board.clock, FakeClock)
+    board.clock.now += BODY_WAIT + 1
+    writes = round_trip(swarm, board, reconciler)
+    assert writes[0] == ("create-config", f"interlock-proxy-default-{old.digest[:12]}")
 
 
 def test_an_extension_no_longer_configured_is_removed_with_its_proxy() -> None:

@@ -17,7 +17,7 @@ from interlock.roles import extension as extension_module
 from interlock.roles.agent import Agent
 from interlock.roles.extension import Extension
 from interlock.testing.fakes import FakeNginx, FakePeer
-from interlock.wire.messages import ClusterState, ProxyConfig, ProxyReport, decode, encode
+from interlock.wire.messages import ClusterState, ExtensionReport, ProxyConfig, ProxyReport, decode, encode
 from interlock.wire.traffic import TrafficNames
 
 SETTINGS = default_config().extensions["default"].model_dump(by_alias=True, mode="json")
@@ -62,6 +62,23 @@ async def test_a_bad_state_is_reported_and_the_last_good_configuration_kept() ->
     assert "not a valid ClusterState" in extension.validation_error
     assert extension.current is not None and extension.current.version == 1
     task.cancel()
+
+
+async def test_the_extension_sends_its_configuration_when_the_core_asks_and_reports_only_its_ids() -> None:
+    good = ClusterState(1, "", "default", Routing(cluster=""), SETTINGS, epoch="e")
+    core = FakePeer((200, encode(good)), (202, b'{"send": "config"}'))
+    extension = Extension(name="default", core=core, proxy_token="p" * 20)
+    follow = asyncio.create_task(extension.follow_core())
+    report = asyncio.create_task(extension.report_to_core())
+    await until(lambda: any(path.endswith("/config") for path, _ in core.posts), "the configuration sent")
+    follow.cancel()
+    report.cancel()
+    sent = {path: body for path, body in core.posts}
+    assert decode(sent["/v1/clusters/default/config"], ProxyConfig) == extension.current
+    said = decode(sent["/v1/clusters/default/report"], ExtensionReport)
+    assert said.config is not None and extension.current is not None
+    assert (said.config.digest, said.config.size) == (extension.current.digest, len(encode(extension.current)))
+    assert len(sent["/v1/clusters/default/report"]) < 1000
 
 
 async def test_the_agent_goes_on_after_a_malformed_configuration() -> None:

@@ -14,7 +14,14 @@ from aiohttp import web
 from aiohttp.test_utils import BaseTestServer, TestServer
 from yarl import URL
 
-from interlock.edges.peer_http import SIGNATURE_WINDOW, PeerClient, require_token, signed_headers
+from interlock.edges.peer_http import (
+    SIGNATURE_WINDOW,
+    PeerClient,
+    ReplayGuard,
+    request_body,
+    require_token,
+    signed_headers,
+)
 from interlock.edges.role_tls import new_pair, server_context
 from interlock.errors import PeerUnavailable
 
@@ -164,3 +171,45 @@ async def test_calls_are_private_on_the_wire_and_only_the_pinned_key_is_talked_t
         await real_runner.cleanup()
         await impostor_runner.cleanup()
     assert seen == []
+
+
+async def test_a_captured_request_replayed_within_the_window_is_refused(real: BaseTestServer) -> None:
+    import aiohttp
+
+    headers = signed_headers(TOKEN, "GET", "/v1/state")
+    async with aiohttp.ClientSession() as session:
+        statuses = []
+        for _ in range(2):
+            async with session.get(real.make_url("/v1/state"), headers=headers) as response:
+                statuses.append(response.status)
+    assert statuses == [200, 401]
+
+
+async def test_a_body_over_the_endpoints_limit_is_a_signed_413_naming_it_and_never_read() -> None:
+    taken: list[bytes] = []
+
+    async def note(request: web.Request) -> web.Response:
+        taken.append(request_body(request))
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/v1/note", require_token(TOKEN, note, max_body=1000))
+    async with TestServer(app) as server:
+        client = PeerClient(str(server.make_url("")), TOKEN)
+        try:
+            assert await client.post("/v1/note", b"x" * 1000) == (200, b'{"ok": true}')
+            status, body = await client.post("/v1/note", b"x" * 1001)
+        finally:
+            await client.close()
+    assert status == 413 and b"larger than this endpoint takes (1000 bytes)" in body
+    assert taken == [b"x" * 1000]
+
+
+def test_the_replay_guard_forgets_nonces_after_the_window_and_past_its_capacity() -> None:
+    guard = ReplayGuard(capacity=3)
+    assert guard.first_use("a", now=0) and not guard.first_use("a", now=1)
+    assert guard.first_use("b", now=2 * SIGNATURE_WINDOW + 1), "a's window is over"
+    assert guard.first_use("a", now=2 * SIGNATURE_WINDOW + 2), "forgotten with its window"
+    for nonce in "cdef":
+        guard.first_use(nonce, now=2 * SIGNATURE_WINDOW + 3)
+    assert len(guard._seen) == 3

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from interlock.errors import WireError
-from interlock.wire.messages import ClusterState, ExtensionReport, ProxyConfig, ProxyReport, decode, encode
+from interlock.wire.messages import ClusterState, ConfigRef, ExtensionReport, ProxyConfig, ProxyReport, decode, encode
 from tests.golden.cases import CASES, load_case
 
 
@@ -29,7 +29,7 @@ def test_cluster_state_round_trip(case: str) -> None:
 
 def test_reports_round_trip() -> None:
     report = ExtensionReport(
-        "default", "", ProxyConfig(3, "d" * 64, "id", "text"), "", (ProxyReport("p1", "id", "d", True),)
+        "default", "", ConfigRef(3, "d" * 64, "id", "", 4), "", (ProxyReport("p1", "id", "d", True),)
     )
     assert decode(encode(report), ExtensionReport) == report
 

@@ -5,8 +5,11 @@ a request carries an HMAC-SHA256 of its method, path, time, a fresh nonce and it
 answer carries an HMAC of that nonce, its status and its body. So a server checks its caller, a
 caller checks that the answer comes from a holder of the token (an impostor on the control
 network answering for the core learns nothing and cannot serve a configuration), and a
-captured request is useless after SIGNATURE_WINDOW. Comparison is constant-time. A call without
-a valid signature gets 401 and nothing else.
+captured request is useless after SIGNATURE_WINDOW, and within it a second time (each signed
+nonce is kept for the window, `ReplayGuard`). Comparison is constant-time. A call without a valid
+signature gets 401 and nothing else. The signature's headers are checked before any of the body
+is read, and every endpoint states how large a body it takes (`require_token(max_body=...)`): a
+larger one is a 413 naming the limit, never a silent default.
 """
 
 from __future__ import annotations
@@ -69,39 +72,115 @@ def answer_signature(token: str, nonce: str, status: int, body: bytes) -> str:
     return _mac(token, "answer", nonce, str(status), _body_digest(body))
 
 
-def authorized(request: web.Request, token: str | None, body: bytes, *, now: float | None = None) -> bool:
-    """A request signed with `token`, within SIGNATURE_WINDOW of now; never without a token."""
-    if not token:
-        return False
+def plausibly_signed(request: web.Request, *, now: float | None = None) -> bool:
+    """The request carries signature headers of the right shape, stamped within SIGNATURE_WINDOW
+    of now: checked before its body is read."""
     header = request.headers.get("Authorization", "")
     stamp, nonce = request.headers.get("X-Interlock-Time", ""), request.headers.get("X-Interlock-Nonce", "")
     if not header.startswith(_AUTH_SCHEME) or not stamp.isdigit() or not 16 <= len(nonce) <= 64:
         return False
-    if abs((time.time() if now is None else now) - int(stamp)) > SIGNATURE_WINDOW:
+    return abs((time.time() if now is None else now) - int(stamp)) <= SIGNATURE_WINDOW
+
+
+def authorized(request: web.Request, token: str | None, body: bytes, *, now: float | None = None) -> bool:
+    """A request signed with `token`, within SIGNATURE_WINDOW of now; never without a token."""
+    if not token or not plausibly_signed(request, now=now):
         return False
+    stamp, nonce = request.headers["X-Interlock-Time"], request.headers["X-Interlock-Nonce"]
     expected = _mac(token, request.method.upper(), request.raw_path, stamp, nonce, _body_digest(body))
-    return hmac.compare_digest(header[len(_AUTH_SCHEME) :].encode(), expected.encode())
+    return hmac.compare_digest(request.headers["Authorization"][len(_AUTH_SCHEME) :].encode(), expected.encode())
+
+
+class ReplayGuard:
+    """The nonces of signed requests taken within SIGNATURE_WINDOW: a captured request sent again
+    inside the window is refused. Only requests whose signature held are remembered, so nobody
+    without a token can fill it; past `capacity` the oldest go first."""
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self.capacity = capacity
+        self._seen: dict[str, float] = {}
+
+    def first_use(self, nonce: str, *, now: float | None = None) -> bool:
+        """True the first time `nonce` is seen within the window (and remembers it)."""
+        moment = time.time() if now is None else now
+        if nonce in self._seen:
+            return False
+        self._seen[nonce] = moment
+        if len(self._seen) > self.capacity or next(iter(self._seen.values())) < moment - 2 * SIGNATURE_WINDOW:
+            # Insertion order is time order: drop from the front while expired (or too many).
+            for old in list(self._seen):
+                if len(self._seen) <= self.capacity and self._seen[old] >= moment - 2 * SIGNATURE_WINDOW:
+                    break
+                del self._seen[old]
+        return True
+
+
+SMALL_BODY = 64 * 1024
+"""The limit of an endpoint that takes no real body (GETs, and small notes)."""
+
+
+async def read_limited(request: web.Request, limit: int) -> bytes | None:
+    """The body, or None when it is larger than `limit` bytes (said or found while reading)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    body = await request.content.read(limit + 1)
+    while len(body) <= limit and not request.content.at_eof():
+        more = await request.content.read(limit + 1 - len(body))
+        if not more:
+            break
+        body += more
+    return None if len(body) > limit else body
 
 
 TokenFor = Callable[[web.Request], str | None]
 """The token a request must be signed with, chosen by what it asks for (a cluster's own)."""
 
 
-def require_token(token: str | TokenFor, handler: Handler) -> Handler:
-    """`handler` for requests signed with `token` (or the token `token(request)` names) only;
+_REPLAYS = ReplayGuard()
+
+
+def require_token(
+    token: str | TokenFor, handler: Handler, *, max_body: int = SMALL_BODY, replays: ReplayGuard | None = None
+) -> Handler:
+    """`handler` for requests signed with `token` (or the token `token(request)` names) only,
+    each taken once, with a body of at most `max_body` bytes (then in `request_body(request)`);
     its answer signed with the same token for the caller's nonce."""
+    guard = replays or _REPLAYS
 
     async def guarded(request: web.Request) -> web.StreamResponse:
         key = token if isinstance(token, str) else token(request)
-        if key is None or not authorized(request, key, await request.read()):
+        if key is None or not plausibly_signed(request):
             return web.json_response({"error": "unauthorized"}, status=401)
-        response = await handler(request)
-        body = response.body if isinstance(response, web.Response) and isinstance(response.body, bytes) else b""
+        body = await read_limited(request, max_body)
+        if body is None:
+            # Signed, so the caller (which may hold the token) can trust what it is told.
+            answer = web.json_response(
+                {"error": f"the body is larger than this endpoint takes ({max_body} bytes)"}, status=413
+            )
+            return _signed(answer, key, request)
         nonce = request.headers["X-Interlock-Nonce"]
-        response.headers["X-Interlock-Signature"] = answer_signature(key, nonce, response.status, body)
-        return response
+        if not authorized(request, key, body) or not guard.first_use(nonce):
+            return web.json_response({"error": "unauthorized"}, status=401)
+        request[_BODY] = body
+        return _signed(await handler(request), key, request)
 
     return guarded
+
+
+_BODY = web.RequestKey("interlock.body", bytes)
+
+
+def request_body(request: web.Request) -> bytes:
+    """The body `require_token` read and checked."""
+    body: bytes = request.get(_BODY, b"")
+    return body
+
+
+def _signed(response: web.StreamResponse, key: str, request: web.Request) -> web.StreamResponse:
+    body = response.body if isinstance(response, web.Response) and isinstance(response.body, bytes) else b""
+    nonce = request.headers["X-Interlock-Nonce"]
+    response.headers["X-Interlock-Signature"] = answer_signature(key, nonce, response.status, body)
+    return response
 
 
 def check_answer(token: str, nonce: str, status: int, body: bytes, signature: str, what: str) -> None:

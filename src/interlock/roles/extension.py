@@ -8,7 +8,10 @@ When `nginx -t` refuses a state, a bisection over its services finds those respo
 others are served at once, and the report names the ones left out (the core makes them problems).
 Proxy agents long-poll `/v1/config` and report what they serve to `/v1/report`; the extension
 relays those reports to the core with its own, and the request counts they carry apart, at most
-once a second (`ClusterTraffic`). A proxy that stops says so and is forgotten at once; one that
+once a second (`ClusterTraffic`). Its reports name the served configuration by its ids; the whole
+configuration goes to the core only when the core asks (a 202 on the state long-poll). A report
+that does not arrive is logged with its cause and counted (`interlock_role_report_failures_total`).
+A proxy that stops says so and is forgotten at once; one that
 stops reporting (gone, or cut off) is forgotten after 30 s.
 """
 
@@ -37,6 +40,7 @@ from interlock.edges.peer_http import (
     PeerClient,
     long_poll_wait,
     read_token,
+    request_body,
     require_token,
 )
 from interlock.edges.proxy_check import check_proxy_routing, failing_services
@@ -44,12 +48,14 @@ from interlock.edges.role_tls import mounted_peer_cert, mounted_server_context
 from interlock.edges.template_guard import render_with_limits
 from interlock.errors import InterlockError, PeerUnavailable, TemplateFailed, WireError
 from interlock.model.routing import Routing
+from interlock.problems import printable
 from interlock.render.bundle import RenderedConfig
 from interlock.render.proxy import render_proxy
-from interlock.roles.runtime import changed_within, proxy_config, quiet_gc, woken
+from interlock.roles.runtime import REPORT_FAILURES, changed_within, proxy_config, quiet_gc, woken
 from interlock.wire.messages import (
     ClusterState,
     ClusterTraffic,
+    ConfigRef,
     ExtensionReport,
     ProxyConfig,
     ProxyReport,
@@ -61,6 +67,8 @@ from interlock.wire.messages import (
 log = logging.getLogger("interlock.extension")
 
 RENDERS = Counter("interlock_extension_renders_total", "Configurations rendered and validated", ["result"])
+PROXY_REPORT_LIMIT = 32 << 20
+"""A proxy's report: ids, refusals and its request counts by route (about 150 bytes a route)."""
 RENDER_SECONDS = Histogram("interlock_extension_render_seconds", "Render + nginx -t time")
 
 
@@ -71,6 +79,7 @@ class Extension:
     proxy_token: str
     cluster: str = ""
     current: ProxyConfig | None = None
+    _encoded: tuple[ProxyConfig | None, bytes] = (None, b"")
     validation_error: str = ""
     state_version: int = 0
     """The newest state `current` reflects: reported, so the core can time its changes."""
@@ -82,6 +91,13 @@ class Extension:
         self.changed = asyncio.Condition()
         self.report_wake = asyncio.Event()
         self.traffic_wake = asyncio.Event()
+
+    @property
+    def current_body(self) -> bytes:
+        """`current` as encoded (once): what proxies and the core are sent."""
+        if self._encoded[0] is not self.current:
+            self._encoded = (self.current, encode(self.current) if self.current else b"")
+        return self._encoded[1]
 
     async def follow_core(self) -> None:
         etag = ""
@@ -98,6 +114,9 @@ class Extension:
                 continue
             backoff = RETRY_FIRST
             if status == 304:
+                continue
+            if status == 202:
+                await self.send_config()
                 continue
             if status != 200:
                 log.warning("core answered %d: %s", status, body[:200])
@@ -189,16 +208,38 @@ class Extension:
             report = ExtensionReport(
                 self.name,
                 self.cluster,
-                self.current,
+                ConfigRef.of(self.current, len(self.current_body)) if self.current else None,
                 self.validation_error,
                 tuple(_without_traffic(r) for _, r in sorted(self.proxies.values(), key=lambda v: v[1].proxy)),
                 tuple(sorted(self.left_out.items())),
                 self.state_version,
             )
-            try:
-                await self.core.post(f"/v1/clusters/{self.name}/report", encode(report))
-            except PeerUnavailable as exc:
-                log.debug("could not report to the core: %s", exc)
+            await self._send("report", f"/v1/clusters/{self.name}/report", encode(report))
+
+    async def send_config(self) -> None:
+        """The whole current configuration, which the core asked for to store it."""
+        if self.current is not None:
+            await self._send("config", f"/v1/clusters/{self.name}/config", self.current_body, timeout=60)
+
+    async def _send(self, message: str, path: str, body: bytes, *, timeout: float = 10) -> bool:
+        """POST `body` to the core; a failure is logged with its cause and counted, never dropped silently."""
+        try:
+            status, answer = await self.core.post(path, body, timeout=timeout)
+        except PeerUnavailable as exc:
+            REPORT_FAILURES.labels(message, "unreachable").inc()
+            log.warning("the core did not take the %s (%d bytes): %s", message, len(body), exc)
+            return False
+        if status != 200:
+            REPORT_FAILURES.labels(message, str(status)).inc()
+            log.warning(
+                "the core refused the %s (%d bytes) with %d: %s",
+                message,
+                len(body),
+                status,
+                printable(answer.decode("utf-8", "replace"), 300),
+            )
+            return False
+        return True
 
     async def traffic_to_core(self) -> None:
         """The proxies' request counts, on their own: at most once a second while they change
@@ -211,19 +252,18 @@ class Extension:
                     for _, r in sorted(self.proxies.values(), key=lambda v: v[1].proxy)
                 )
             )
-            try:
-                await self.core.post(f"/v1/clusters/{self.name}/traffic", encode(traffic))
-            except PeerUnavailable as exc:
-                log.debug("could not send traffic to the core: %s", exc)
+            await self._send("traffic", f"/v1/clusters/{self.name}/traffic", encode(traffic))
             await asyncio.sleep(1.0)
 
     # -- API for proxies ----------------------------------------------------------------------
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(client_max_size=PROXY_REPORT_LIMIT)
         app.router.add_get("/health", self.health)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/v1/config", require_token(self.proxy_token, self.get_config))
-        app.router.add_post("/v1/report", require_token(self.proxy_token, self.post_report))
+        app.router.add_post(
+            "/v1/report", require_token(self.proxy_token, self.post_report, max_body=PROXY_REPORT_LIMIT)
+        )
         return app
 
     async def health(self, request: web.Request) -> web.Response:
@@ -237,11 +277,11 @@ class Extension:
         wait = long_poll_wait(request)
         if not await changed_within(self.changed, lambda: self.current is None or self.current.digest == after, wait):
             return web.Response(status=304 if self.current else 503)
-        return web.Response(body=encode(self.current), content_type="application/json")
+        return web.Response(body=self.current_body, content_type="application/json")
 
     async def post_report(self, request: web.Request) -> web.Response:
         try:
-            report = decode(await request.read(), ProxyReport)
+            report = decode(request_body(request), ProxyReport)
         except WireError as exc:
             return web.json_response({"error": str(exc)}, status=400)
         if report.leaving:

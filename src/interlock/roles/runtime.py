@@ -1,5 +1,6 @@
-"""Process-level helpers the roles and the CLI share: pausing the collector, waiting, and the
-proxy configuration message made from a render (the core stores it, the extension serves it).
+"""Process-level helpers the roles and the CLI share: pausing the collector, waiting, the
+proxy configuration message made from a render (the core stores it, the extension serves it),
+and the count of reports another role did not take.
 
 `quiet_gc` pauses the cyclic garbage collector around a rebuild: the pure pipeline allocates
 hundreds of thousands of small objects but makes no reference cycles, so reference counting
@@ -16,10 +17,18 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from prometheus_client import Counter
+
 from interlock.model.routing import Routing
 from interlock.render.bundle import RenderedConfig
 from interlock.wire.messages import ProxyConfig
 from interlock.wire.traffic import traffic_names
+
+REPORT_FAILURES = Counter(
+    "interlock_role_report_failures_total",
+    "Reports, counts and configurations another role did not take, by what was sent and why",
+    ["message", "cause"],
+)
 
 
 def proxy_config(version: int, routing: Routing, rendered: RenderedConfig) -> ProxyConfig:

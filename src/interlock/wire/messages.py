@@ -3,8 +3,9 @@
 core -> extension: `ClusterState` (the routing model of one cluster plus the extension's
 settings and the problems). extension -> proxy agent: `ProxyConfig` (validated nginx.conf and
 its targets document; the core also stores it as the Docker config proxies start from).
-agent -> extension and extension -> core: `ProxyReport`, `ExtensionReport`, and the proxies'
-request counts in `ClusterTraffic`. Pure; wire layer.
+agent -> extension and extension -> core: `ProxyReport`, `ExtensionReport` (sized by the
+change: the configuration only by `ConfigRef`; the core asks for the whole `ProxyConfig` only
+when it must store one), and the proxies' request counts in `ClusterTraffic`. Pure; wire layer.
 """
 
 from __future__ import annotations
@@ -61,6 +62,22 @@ class ProxyConfig:
     schema: int = SCHEMA
 
 
+@dataclass(frozen=True, slots=True)
+class ConfigRef:
+    """A `ProxyConfig` by its ids: what a report says of the configuration it is about."""
+
+    version: int
+    digest: str
+    config_id: str
+    targets_id: str = ""
+    size: int = 0
+    """Bytes of the whole `ProxyConfig` as encoded, for operators and the core's storage."""
+
+    @classmethod
+    def of(cls, config: ProxyConfig, size: int) -> ConfigRef:
+        return cls(config.version, config.digest, config.config_id, config.targets_id, size)
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class RefusedCertificate:
     """A (certificate secret, key secret) pair a proxy cannot load together, and why. Said of
@@ -104,8 +121,9 @@ class ProxyReport:
 class ExtensionReport:
     extension: str
     cluster: str
-    config: ProxyConfig | None
-    """The newest configuration that passed validation."""
+    config: ConfigRef | None
+    """The newest configuration that passed validation (the core asks for its body when it
+    must store one)."""
     validation_error: str = ""
     proxies: tuple[ProxyReport, ...] = field(default_factory=tuple)
     left_out: tuple[tuple[str, str], ...] = ()
@@ -127,8 +145,8 @@ class ProxyTraffic:
 @dataclass(frozen=True, slots=True)
 class ClusterTraffic:
     """extension -> core, once a second while it changes: what each proxy of the cluster
-    counted. Apart from `ExtensionReport`, which carries the whole configuration and is sent
-    only when the cluster's state changes."""
+    counted. Apart from `ExtensionReport`, which is sent when the cluster's state or a proxy's
+    changes."""
 
     proxies: tuple[ProxyTraffic, ...] = ()
     schema: int = SCHEMA

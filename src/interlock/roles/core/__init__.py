@@ -84,7 +84,7 @@ class Core:
             extension_tokens=extension_tokens,
             operator_token=operator_token,
             is_ready=lambda: self.watcher.ready,
-            on_first_config=self.wake_reconciler,
+            on_config=self.wake_reconciler,
             listen_addr=config.listen_addr,
         )
 

@@ -1,7 +1,8 @@
 """The core's HTTP API on the control network: /health, /metrics; each cluster's state (long-poll),
-its extension's reports and its proxies' request counts, signed with that extension's own token
-(an extension cannot read or report for another cluster); the status the operator reads, signed
-with the operator's token.
+its extension's reports, its configuration (sent when the core asks, answering the long-poll
+with 202) and its proxies' request counts, signed with that extension's own token (an extension
+cannot read or report for another cluster); the status the operator reads, signed with the
+operator's token. Every endpoint states the largest body it takes.
 
 Thin: it decodes, asks the board, encodes. A malformed request is a 400 naming what is wrong.
 """
@@ -14,10 +15,17 @@ import msgspec
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from interlock.edges.peer_http import long_poll_wait, require_token
+from interlock.edges.peer_http import long_poll_wait, request_body, require_token
 from interlock.errors import WireError
 from interlock.roles.core.board import Board
-from interlock.wire.messages import ClusterTraffic, ExtensionReport, decode, encode
+from interlock.wire.messages import ClusterTraffic, ExtensionReport, ProxyConfig, decode, encode
+
+REPORT_LIMIT = 8 << 20
+"""An extension's report: ids, counts and refusals of each of its proxies (a few hundred bytes each)."""
+TRAFFIC_LIMIT = 64 << 20
+"""Every proxy's request counts by route: about 150 bytes a route a proxy."""
+CONFIG_LIMIT = 256 << 20
+"""A whole proxy configuration (nginx.conf and targets: about 1 kB a host)."""
 
 
 class CoreApi:
@@ -28,23 +36,28 @@ class CoreApi:
         extension_tokens: Mapping[str, str],
         operator_token: str,
         is_ready: Callable[[], bool],
-        on_first_config: Callable[[], None],
+        on_config: Callable[[], None],
         listen_addr: str = "",
     ) -> None:
         self.board = board
         self.extension_tokens = dict(extension_tokens)
         self.operator_token = operator_token
         self.is_ready = is_ready
-        self.on_first_config = on_first_config
+        self.on_config = on_config
         self.listen_addr = listen_addr
 
     def app(self) -> web.Application:
-        app = web.Application()
+        # require_token reads each body under its own limit; the app's is the largest of them.
+        app = web.Application(client_max_size=CONFIG_LIMIT)
+        token = self._cluster_token
         app.router.add_get("/health", self.health)
         app.router.add_get("/metrics", self.metrics)
-        app.router.add_get("/v1/clusters/{name}/state", require_token(self._cluster_token, self.get_state))
-        app.router.add_post("/v1/clusters/{name}/report", require_token(self._cluster_token, self.post_report))
-        app.router.add_post("/v1/clusters/{name}/traffic", require_token(self._cluster_token, self.post_traffic))
+        app.router.add_get("/v1/clusters/{name}/state", require_token(token, self.get_state))
+        app.router.add_post("/v1/clusters/{name}/report", require_token(token, self.post_report, max_body=REPORT_LIMIT))
+        app.router.add_post("/v1/clusters/{name}/config", require_token(token, self.post_config, max_body=CONFIG_LIMIT))
+        app.router.add_post(
+            "/v1/clusters/{name}/traffic", require_token(token, self.post_traffic, max_body=TRAFFIC_LIMIT)
+        )
         app.router.add_get("/v1/status", require_token(self.operator_token, self.get_status))
         return app
 
@@ -73,6 +86,8 @@ class CoreApi:
     async def get_state(self, request: web.Request) -> web.Response:
         name = self._extension(request)
         state = await self.board.state_after(name, request.query.get("after", ""), long_poll_wait(request))
+        if self.board.take_want(name):
+            return web.json_response({"send": "config"}, status=202)
         if state is None:
             return web.Response(status=304)
         return web.Response(body=encode(state), content_type="application/json")
@@ -80,17 +95,27 @@ class CoreApi:
     async def post_report(self, request: web.Request) -> web.Response:
         name = self._extension(request)
         try:
-            report = decode(await request.read(), ExtensionReport)
+            report = decode(request_body(request), ExtensionReport)
         except WireError as exc:
             return web.json_response({"error": str(exc)[:500]}, status=400)
-        if await self.board.note_report(name, report):
-            self.on_first_config()
+        await self.board.note_report(name, report)
+        return web.json_response({"ok": True})
+
+    async def post_config(self, request: web.Request) -> web.Response:
+        name = self._extension(request)
+        try:
+            config = decode(request_body(request), ProxyConfig)
+        except WireError as exc:
+            return web.json_response({"error": str(exc)[:500]}, status=400)
+        if not self.board.note_config(name, config):
+            return web.json_response({"error": self.board.slots[name].config_error}, status=422)
+        self.on_config()
         return web.json_response({"ok": True})
 
     async def post_traffic(self, request: web.Request) -> web.Response:
         name = self._extension(request)
         try:
-            traffic = decode(await request.read(), ClusterTraffic)
+            traffic = decode(request_body(request), ClusterTraffic)
         except WireError as exc:
             return web.json_response({"error": str(exc)[:500]}, status=400)
         self.board.note_traffic(name, traffic)

@@ -8,8 +8,10 @@ pair its proxies cannot load leaves out the services of its routing that name th
 service its extension's bisection found making `nginx -t` fail is left out. A report can only
 name services of its own cluster's routing; an exclusion lasts while the service keeps its
 labels and certificate secrets, and goes with the service. The core keeps no configuration
-text of its own: only what its cluster's extension (signing with that cluster's token) reports
-as validated, and only when it is intact (`damaged`).
+text of its own: reports name the extension's newest validated configuration by its ids
+(`ConfigRef`), and the core asks the extension for the whole of it (`want_config`, answered on
+the state long-poll) only when it must store one for new proxy tasks; it keeps a body only when
+it is intact (`damaged`).
 
 Pure bookkeeping plus an asyncio condition; no Docker, no HTTP. Time from an injected `Clock`.
 """
@@ -19,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -104,6 +106,18 @@ class ClusterSlot:
     """Services of this cluster its own roles found unroutable (see `Exclusion`)."""
     metered: set[str] = field(default_factory=set)
     """Proxies with metric series, removed when the proxy leaves the reports."""
+    config: ProxyConfig | None = None
+    """The newest whole configuration the extension sent (on request), intact."""
+    config_error: str = ""
+    """Why the last configuration the extension sent was not kept ('' when it was)."""
+    wanted: bool = False
+    """The core wants the body of the extension's newest configuration; said on the long-poll."""
+
+    @property
+    def config_stale(self) -> bool:
+        """The extension reports a configuration newer than the body held (or none is held)."""
+        ref = self.report.config if self.report else None
+        return ref is not None and (self.config is None or self.config.digest != ref.digest)
 
 
 class Board:
@@ -187,31 +201,52 @@ class Board:
 
     async def state_after(self, name: str, after: str, wait: float) -> ClusterState | None:
         """The long-poll: the state of extension `name` once its tag is not `after`, or None
-        when `wait` seconds pass first (or there is no state yet)."""
+        when `wait` seconds pass first (or there is no state yet), or as soon as the core wants
+        the extension's configuration (`take_want` says so)."""
         slot = self.slots[name]
-        if not await changed_within(self.changed, lambda: slot.state is None or slot.state.tag == after, wait):
+
+        def unchanged() -> bool:
+            return (slot.state is None or slot.state.tag == after) and not slot.wanted
+
+        if not await changed_within(self.changed, unchanged, wait) or slot.wanted:
             return None
         return slot.state
+
+    async def want_config(self, name: str) -> None:
+        """Ask extension `name` for its newest configuration (it learns on its long-poll)."""
+        self.slots[name].wanted = True
+        await self.notify()
+
+    def take_want(self, name: str) -> bool:
+        """Whether the core wants extension `name`'s configuration, once."""
+        slot = self.slots[name]
+        wanted, slot.wanted = slot.wanted, False
+        return wanted
+
+    def note_config(self, name: str, config: ProxyConfig) -> bool:
+        """Keep a configuration the extension sent if it is intact; True when kept."""
+        slot = self.slots[name]
+        if damage := damaged(config):
+            slot.config_error = f"configuration not kept by the core: {damage}"
+            log.error("extension %r sent a configuration that is not intact (%s); not kept", name, damage)
+            return False
+        slot.config, slot.config_error = config, ""
+        return True
 
     # -- reports ----------------------------------------------------------------------------
     def note_traffic(self, name: str, traffic: ClusterTraffic) -> None:
         self.slots[name].traffic = {p.proxy: p for p in traffic.proxies}
 
-    async def note_report(self, name: str, report: ExtensionReport) -> bool:
-        """Keep an extension's report; True when it carries its first validated configuration
-        (the proxy service can now be given it). A configuration that is not intact is not
-        kept: the previous one stays, and the report's error says why."""
+    async def note_report(self, name: str, report: ExtensionReport) -> None:
+        """Keep an extension's report. The first configuration it names is asked for at once
+        (a proxy service can then be given it); later ones when the reconciler must store one."""
         slot = self.slots[name]
-        if report.config is not None and (damage := damaged(report.config)):
-            log.error("extension %r reported a configuration that is not intact (%s); not kept", name, damage)
-            kept = slot.report.config if slot.report else None
-            report = replace(report, config=kept, validation_error=f"configuration not kept by the core: {damage}")
-        first_config = report.config is not None and (slot.report is None or slot.report.config is None)
         slot.report, slot.reported_at = report, self.clock.wall()
         self._note_served(slot, report)
         if self._note_exclusions(slot, report) and self.snapshot is not None:
             await self.publish_and_notify(self.snapshot)
-        return first_config
+        if slot.config is None and slot.config_stale and not slot.wanted:
+            await self.want_config(name)
 
     def _forget_gone(self, snapshot: Snapshot) -> None:
         """Drop the exclusions of services that are gone, relabelled, or whose certificate
@@ -312,7 +347,7 @@ class Board:
             config_version=config.version if config else None,
             config_id=config.config_id if config else None,
             targets_id=config.targets_id if config else None,
-            validation_error=report.validation_error if report else "",
+            validation_error=(report.validation_error if report else "") or slot.config_error,
             extension_seen_seconds_ago=round(now - slot.reported_at, 1) if slot.reported_at else None,
             proxies=tuple(
                 ProxyStatus(

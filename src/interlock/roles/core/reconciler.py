@@ -5,7 +5,9 @@ Each round looks up the control network, secrets, networks and image identities 
 pure function what should run, and creates, updates (only when a spec hash differs) or removes
 (owned, no longer configured) services. A proxy that is created or updated anyway also gets the
 newest configuration its extension validated, stored as a Docker config, so a proxy task starting
-while the core or the extension is down still routes; configs no service uses are removed.
+while the core or the extension is down still routes; configs no service uses are removed. The
+core holds that configuration's body only when it asked for it: a proxy update waits (up to
+BODY_WAIT) for the extension to send the newest one, then goes on with what it has.
 
 Thin: every decision is in `desired_services`; this module only reads and writes.
 """
@@ -34,6 +36,9 @@ log = logging.getLogger("interlock.core")
 
 RESYNC = 5.0
 """Seconds between rounds when nothing wakes the reconciler (a deleted service comes back)."""
+BODY_WAIT = 10.0
+"""Seconds a proxy update waits for the newest configuration's body before it goes on with the
+one the core holds (the extension may be down; new tasks then ask the extension anyway)."""
 MAX_DOCKER_CONFIG = 900_000
 """Docker refuses configs over 1,000 KiB (after base64 in the API); keep a margin."""
 
@@ -50,6 +55,10 @@ class Reconciler:
         self.owner = owner
         self.core_url = core_url
         self.wake = asyncio.Event()
+        self.asked: dict[str, float] = {}
+        """Extension -> when (monotonic) this reconciler asked for its configuration's body."""
+        self.to_ask: set[str] = set()
+        """Extensions whose newest configuration a proxy update is waiting for."""
 
     async def run(self, clock: Clock, is_ready: Callable[[], bool], offload: Offload = asyncio.to_thread) -> None:
         """Reconcile when woken (a new state, a first validated configuration) and every
@@ -63,6 +72,9 @@ class Reconciler:
                 await offload(self.reconcile_once)
             except InterlockError as exc:
                 log.warning("reconcile failed, retrying: %s", exc)
+            for name in sorted(self.to_ask):
+                await self.board.want_config(name)
+            self.to_ask.clear()
 
     def facts(self) -> SwarmFacts:
         ops = self.ops
@@ -93,6 +105,8 @@ class Reconciler:
             current = owned.get(cluster.proxy["Name"])
             if current is not None and spec_hash(current["Spec"]) == spec_hash(cluster.proxy):
                 continue
+            if self._waiting_for_body(cluster.name):
+                continue
             spec = proxy_with_config(self.config, cluster, self._store_proxy_config(cluster))
             self._ensure(current, spec, "proxy")
         for name, stale in owned.items():
@@ -114,20 +128,39 @@ class Reconciler:
             return
         SERVICE_UPDATES.labels(role).inc()
 
+    def _waiting_for_body(self, name: str) -> bool:
+        """Whether a proxy update of extension `name` should wait for the body of its newest
+        configuration: asked for now (the reconciler is woken when it comes), or asked for
+        less than BODY_WAIT ago."""
+        if not self.board.slots[name].config_stale:
+            self.asked.pop(name, None)
+            return False
+        now = self.board.clock.monotonic()
+        asked = self.asked.get(name)
+        if asked is None:
+            self.asked[name] = now
+            self.to_ask.add(name)
+            return True
+        if now - asked < BODY_WAIT:
+            return True
+        log.warning("extension %r did not send its newest configuration; the proxy gets the one held", name)
+        self.asked.pop(name, None)
+        return False
+
     def _store_proxy_config(self, cluster: DesiredCluster) -> Ref | None:
         """The newest configuration the extension validated, as a Docker config; None before
         there is one (the proxy then waits for its extension)."""
-        report = self.board.slots[cluster.name].report
-        if report is None or report.config is None:
+        config = self.board.slots[cluster.name].config
+        if config is None:
             return None
-        data = encode(report.config)
+        data = encode(config)
         if len(data) > MAX_DOCKER_CONFIG:
             log.warning(
                 "proxy configuration of %s is %d bytes, over Docker's config limit; not stored", cluster.name, len(data)
             )
             return None
         labels = {LABEL_OWNER: self.owner, LABEL_ROLE: "proxy-config", LABEL_EXTENSION: cluster.name}
-        return self.ops.create_config(f"interlock-proxy-{cluster.name}-{report.config.digest[:12]}", data, labels)
+        return self.ops.create_config(f"interlock-proxy-{cluster.name}-{config.digest[:12]}", data, labels)
 
     def _collect_configs(self) -> None:
         mine = f"{LABEL_OWNER}={self.owner}"
