@@ -11,8 +11,8 @@ import pytest
 from interlock.config import CoreConfig, load_config
 from interlock.constants import LABEL_SPEC
 from interlock.model.docker_json import snapshot_from_api
-from interlock.roles.core.board import Board
 from interlock.render.bundle import RenderedConfig
+from interlock.roles.core.board import Board
 from interlock.roles.core.reconciler import BODY_WAIT, RESYNC, Reconciler
 from interlock.testing.fakes import FakeClock, FakeSwarm
 from interlock.wire.messages import ConfigRef, ExtensionReport, ProxyConfig, ProxyReport, RefusedCertificate
