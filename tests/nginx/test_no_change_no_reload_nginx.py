@@ -32,11 +32,11 @@ async def test_extension_validates_only_a_new_nginx_conf(nginx: str, monkeypatch
 
     checked: list[int] = []
 
-    def counting_check(routing: Routing, ext: ExtensionConfig) -> CheckResult:
+    def counting_check(text: str, routing: Routing, ext: ExtensionConfig) -> CheckResult:
         checked.append(1)
-        return nginx_check.check_routing(routing, ext)
+        return nginx_check.check_rendered(text, routing, ext)
 
-    monkeypatch.setattr(module, "check_proxy_routing", counting_check)
+    monkeypatch.setattr(module, "check_proxy_rendered", counting_check)
     extension = Extension(name="default", core=PeerClient("http://unused", "t" * 20), proxy_token="p" * 20)
     await extension.apply(state(1, ext=DYNAMIC))
     await extension.apply(state(2, replicas=3, ext=DYNAMIC))  # one more task: targets only

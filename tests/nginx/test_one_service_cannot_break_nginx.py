@@ -47,8 +47,8 @@ def test_ipv6_targets_and_a_sub_second_fail_timeout_pass_nginx_t(nginx: str, tmp
     ],
 )
 def test_an_app_path_named_like_the_status_page_is_the_apps(labels: dict[str, str], nginx: str, tmp_path: Path) -> None:
-    """The built-in /nginx_status gives way on a host whose app claims that path: no duplicate
-    location for nginx to refuse, and the path reaches the app."""
+    """/nginx_status is the app's on a public host: nginx's status is only on its loopback
+    status port, so no duplicate location for nginx to refuse, and the path reaches the app."""
     base = {"com.docker.lb.hosts": "app.example", "com.docker.lb.port": "8080"}
     document = swarm_json({"services": [{"name": "app", "networks": ["apps"], "labels": base | labels}]})
     result = build(snapshot_from_api(document))
@@ -59,3 +59,15 @@ def test_an_app_path_named_like_the_status_page_is_the_apps(labels: dict[str, st
     assert checked.ok, checked.output + "\n" + text
     server = text.split("server_name app.example;", 1)[1].split("\n    }\n", 1)[0]
     assert "stub_status" not in server, server
+
+
+def test_the_status_page_is_on_the_loopback_status_port_only(nginx: str, tmp_path: Path) -> None:
+    """nginx's counters are nobody's business on the public listeners: neither a routed host nor
+    an unknown one answers /nginx_status; the agent reads it on 127.0.0.1."""
+    base = {"com.docker.lb.hosts": "app.example", "com.docker.lb.port": "8080"}
+    routing = build(
+        snapshot_from_api(swarm_json({"services": [{"name": "app", "networks": ["apps"], "labels": base}]}))
+    )
+    text = render_nginx(routing.routings[""], EXTENSION).text
+    status_server = text.split("listen 127.0.0.1:", 1)[1].split("\n    }\n", 1)[0]
+    assert text.count("stub_status") == 1 and "stub_status" in status_server, text

@@ -84,6 +84,14 @@ def test_hook_blocks_add_lines_where_they_belong() -> None:
             "printed a value that is not quoted",
         ),
         ('{% extends "nginx.conf.j2" %}{% block http %}{{ view.__class__ }}{% endblock %}', "SecurityError"),
+        # Jinja2's own ways to mark a value safe are no quoting for nginx.
+        *(
+            (
+                '{% extends "nginx.conf.j2" %}{% block http_server %}# {{ host.name' + how + " }}{% endblock %}",
+                "marks it safe for HTML",
+            )
+            for how in ("|safe", "|e", "|forceescape", "|tojson", "|string|safe")
+        ),
         ('{% extends "nginx.conf.j2" %}{% block http %}{{ nothing.here }}{% endblock %}', "UndefinedError"),
         ('{% extends "no-such.j2" %}', "TemplateNotFound"),
         ("events {}\nhttp {}\n", "does not print {{ view.config_id }}"),

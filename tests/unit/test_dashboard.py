@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from interlock.dashboard.server import Dashboard
+from interlock.dashboard.server import Dashboard, allowed_hosts
 from interlock.dashboard.view import fragment, page
 from interlock.wire.status import ClusterStatus, CoreInfo, CoreStatus, ProblemView, ProxyStatus, RouteRow
 
@@ -78,3 +78,13 @@ async def test_each_change_reaches_an_open_event_stream() -> None:
         second = await asyncio.wait_for(next_event(), 10)
         assert '<td class="num requests">2</td>' in second
         assert dashboard.version == 2
+
+
+async def test_the_page_answers_only_to_its_own_address_not_a_rebound_name() -> None:
+    dashboard = Dashboard(lambda: iter(()), allowed_hosts("127.0.0.1", 8500))
+    async with TestClient(TestServer(dashboard.app())) as client:
+        own = await client.get("/", headers={"Host": "127.0.0.1:8500"})
+        local = await client.get("/", headers={"Host": "localhost:8500"})
+        rebound = await client.get("/", headers={"Host": "attacker.example:8500"})
+        assert (own.status, local.status, rebound.status) == (200, 200, 421)
+        assert "answers only to" in await rebound.text()

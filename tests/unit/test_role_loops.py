@@ -34,7 +34,7 @@ async def until(check: Callable[[], bool], what: str) -> None:
 @pytest.fixture(autouse=True)
 def no_nginx_t(monkeypatch: pytest.MonkeyPatch) -> None:
     """Validation itself is tested with real nginx elsewhere; here it always passes."""
-    monkeypatch.setattr(extension_module, "check_proxy_routing", lambda routing, ext: CheckResult(True, ""))
+    monkeypatch.setattr(extension_module, "check_proxy_rendered", lambda text, routing, ext: CheckResult(True, ""))
 
 
 async def test_the_extension_goes_on_after_a_malformed_or_invalid_state() -> None:

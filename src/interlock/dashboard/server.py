@@ -4,7 +4,9 @@ now, GET /events pushes each new rendering to the open pages (server-sent events
 One thread follows the core's status (`operator.follow_status`: a `docker exec` stream where the
 core runs on this node) and hands each status to the event loop; nothing else talks to Docker.
 It listens on loopback unless told otherwise: like `kubectl port-forward`, it is the operator's
-own view, with no login of its own.
+own view, with no login of its own. So that a web page elsewhere cannot read it through a name
+that resolves to loopback (DNS rebinding), it answers only requests whose Host header names the
+address it listens on, or localhost, with its port; any other is a 421.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from interlock.dashboard.view import fragment, page
 from interlock.errors import InterlockError
@@ -27,9 +30,18 @@ KEEPALIVE = 15.0
 """Seconds between comments on an idle event stream (so proxies and browsers keep it open)."""
 
 
+def allowed_hosts(host: str, port: int) -> frozenset[str]:
+    """The Host headers the dashboard listening on `host`:`port` answers."""
+    names = {host, "localhost", "127.0.0.1", "[::1]"} if host in ("127.0.0.1", "localhost", "::1") else {host}
+    shown = {f"[{n}]" if ":" in n and not n.startswith("[") else n for n in names}
+    return frozenset(f"{n}:{port}".lower() for n in shown)
+
+
 class Dashboard:
-    def __init__(self, statuses: Callable[[], Iterator[CoreStatus]]) -> None:
+    def __init__(self, statuses: Callable[[], Iterator[CoreStatus]], hosts: frozenset[str] = frozenset()) -> None:
+        """`hosts`: the Host headers answered (`allowed_hosts`); empty answers any (tests)."""
         self.statuses = statuses
+        self.hosts = hosts
         self.body = fragment(None, updated="")
         self.version = 0
         self.changed = asyncio.Condition()
@@ -55,10 +67,16 @@ class Dashboard:
             self.changed.notify_all()
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._host_check])
         app.router.add_get("/", self.index)
         app.router.add_get("/events", self.events)
         return app
+
+    @web.middleware
+    async def _host_check(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self.hosts and request.headers.get("Host", "").lower() not in self.hosts:
+            return web.Response(status=421, text="this dashboard answers only to " + ", ".join(sorted(self.hosts)))
+        return await handler(request)
 
     async def index(self, request: web.Request) -> web.Response:
         return web.Response(text=page(self.body), content_type="text/html", headers={"Cache-Control": "no-store"})
@@ -86,7 +104,7 @@ def _without_time(body: str) -> str:
 
 
 async def serve(host: str, port: int, statuses: Callable[[], Iterator[CoreStatus]]) -> None:
-    dashboard = Dashboard(statuses)
+    dashboard = Dashboard(statuses, allowed_hosts(host, port))
     loop = asyncio.get_running_loop()
     threading.Thread(target=dashboard.follow, args=(loop,), name="core-status", daemon=True).start()
     runner = web.AppRunner(dashboard.app(), access_log=None)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from interlock.config.schema import ExtensionConfig
 from interlock.edges.nginx_check import CheckResult, run_check, stand_in_pem
+from interlock.edges.template_guard import render_with_limits
 from interlock.model.routing import Routing
-from interlock.render.haproxy import render_haproxy
+from interlock.render.haproxy import CERTIFICATES_DIR
 
 
 def haproxy_binary() -> str | None:
@@ -33,14 +34,21 @@ def check_haproxy_text(text: str, *, workdir: Path, haproxy: str | None = None) 
     return run_check([binary, "-c", "-q", "-f", str(path)], "haproxy -c")
 
 
-def check_haproxy_routing(
-    routing: Routing, ext: ExtensionConfig, *, workdir: Path | None = None, haproxy: str | None = None
+def check_haproxy_rendered(
+    text: str, routing: Routing, ext: ExtensionConfig, *, workdir: Path | None = None, haproxy: str | None = None
 ) -> CheckResult:
-    """Render `routing` with a stand-in certificate and `haproxy -c` it in a private directory."""
+    """`haproxy -c` of `text`, the configuration as it is served, with its certificates directory
+    (the one change) pointed at a private one holding a stand-in certificate."""
     with tempfile.TemporaryDirectory(prefix="interlock-check-") as scratch:
         base = Path(workdir or scratch)
         certificates = base / "certs"
         certificates.mkdir(parents=True, exist_ok=True)
         (certificates / "stand-in.pem").write_text(stand_in_pem())
-        rendered = render_haproxy(routing, ext, certificates_dir=str(certificates))
-        return check_haproxy_text(rendered.text, workdir=base, haproxy=haproxy)
+        return check_haproxy_text(text.replace(CERTIFICATES_DIR, str(certificates)), workdir=base, haproxy=haproxy)
+
+
+def check_haproxy_routing(
+    routing: Routing, ext: ExtensionConfig, *, workdir: Path | None = None, haproxy: str | None = None
+) -> CheckResult:
+    """Render `routing` as it would be served and `check_haproxy_rendered` it."""
+    return check_haproxy_rendered(render_with_limits(routing, ext).text, routing, ext, workdir=workdir, haproxy=haproxy)

@@ -17,8 +17,9 @@ from functools import cache
 from pathlib import Path
 
 from interlock.config.schema import ExtensionConfig
+from interlock.edges.template_guard import render_with_limits
 from interlock.model.routing import Routing
-from interlock.render.nginx import render_nginx
+from interlock.render.nginx import DEFAULT_SECRETS_DIR
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,23 +96,30 @@ def run_check(command: list[str], what: str) -> CheckResult:
     return CheckResult(proc.returncode == 0, (proc.stdout + proc.stderr).strip())
 
 
-def check_routing(
-    routing: Routing, ext: ExtensionConfig, *, workdir: Path | None = None, nginx: str | None = None
+def check_rendered(
+    text: str, routing: Routing, ext: ExtensionConfig, *, workdir: Path | None = None, nginx: str | None = None
 ) -> CheckResult:
-    """Render `routing` with stand-in certificates and `nginx -t` it in a private directory."""
+    """`nginx -t` of `text`, the configuration as it is served, in a private directory. The one
+    change: the certificate secrets it loads from /run/secrets, and the DH-params file of the
+    proxy's image, are stood in for there, so what is checked is what the proxy gets."""
     with tempfile.TemporaryDirectory(prefix="interlock-check-") as scratch:
         base = Path(workdir or scratch)
         secrets = base / "secrets"
         secrets.mkdir(parents=True, exist_ok=True)
         pem, dhparam = _stand_ins()
         for name in routing.secrets:
-            # The renderer points cert and key labels at files named after the secrets; a
-            # combined cert+key PEM stands in for either.
+            # Cert and key labels point at files named after the secrets; a combined cert+key
+            # PEM stands in for either.
             (secrets / name).write_text(pem)
+        checked = text.replace(f"{DEFAULT_SECRETS_DIR}/", f"{secrets}/")
         if ext.nginx.ssl_default_dh_param_path:
-            # The DH-params file lives in the proxy's image; stand in for it here too.
-            ext = ext.model_copy(
-                update={"config": ext.nginx.model_copy(update={"ssl_default_dh_param_path": str(dhparam)})}
-            )
-        rendered = render_nginx(routing, ext, secrets_dir=str(secrets))
-        return check_text(rendered.text, workdir=base, nginx=nginx)
+            checked = checked.replace(ext.nginx.ssl_default_dh_param_path, str(dhparam))
+        return check_text(checked, workdir=base, nginx=nginx)
+
+
+def check_routing(
+    routing: Routing, ext: ExtensionConfig, *, workdir: Path | None = None, nginx: str | None = None
+) -> CheckResult:
+    """Render `routing` as it would be served (an operator's template under the guard's limits)
+    and `check_rendered` it."""
+    return check_rendered(render_with_limits(routing, ext).text, routing, ext, workdir=workdir, nginx=nginx)

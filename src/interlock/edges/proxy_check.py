@@ -5,15 +5,23 @@ step a real check of that kind. Wraps the two checks only."""
 from __future__ import annotations
 
 from interlock.config.schema import ExtensionConfig
-from interlock.edges.haproxy_check import check_haproxy_routing
-from interlock.edges.nginx_check import CheckResult, check_routing
+from interlock.edges.haproxy_check import check_haproxy_rendered, check_haproxy_routing
+from interlock.edges.nginx_check import CheckResult, check_rendered, check_routing
 from interlock.model.routing import Routing
 from interlock.render.culprits import culprits
 
 
 def check_proxy_routing(routing: Routing, ext: ExtensionConfig) -> CheckResult:
-    """Render `routing` for `ext`'s kind with stand-in certificates and check it with that proxy."""
+    """Render `routing` for `ext`'s kind as it would be served and check it with that proxy."""
     return check_haproxy_routing(routing, ext) if ext.kind == "haproxy" else check_routing(routing, ext)
+
+
+def check_proxy_rendered(text: str, routing: Routing, ext: ExtensionConfig) -> CheckResult:
+    """Check `text`, rendered from `routing` for `ext`'s kind, exactly as it will be served
+    (certificates stood in for)."""
+    if ext.kind == "haproxy":
+        return check_haproxy_rendered(text, routing, ext)
+    return check_rendered(text, routing, ext)
 
 
 def failing_services(routing: Routing, ext: ExtensionConfig, failed: CheckResult) -> dict[str, str] | None:

@@ -55,7 +55,6 @@ _GRPC_HEADERS = Token(
         "proxy_set_header", "grpc_set_header"
     )
 )
-STATUS_PAGE = "/nginx_status"
 _WORDS = re.compile(r"^[A-Za-z0-9.]+( [A-Za-z0-9.]+)*$")
 
 
@@ -103,7 +102,6 @@ class _HostView:
         "name",
         "passthrough_upstream",
         "ssl_only",
-        "status_page",
     )
 
     def __init__(self, host: VirtualHost, upstreams: dict[str, Upstream], *, is_default: bool = False) -> None:
@@ -112,9 +110,6 @@ class _HostView:
         self.name = host.name
         self.locations = _locations(host, upstreams)
         self.has_root = any(r.path == "/" for r in host.routes)
-        # Interlock's /nginx_status on every host gives way where the host's app claims the
-        # path: two `location = /nginx_status` would fail nginx -t for the whole cluster.
-        self.status_page = all(r.path != STATUS_PAGE for r in host.routes)
         self.ssl_only = host.ssl_only
         self.cert_secret = host.cert_secret
         self.key_secret = host.key_secret

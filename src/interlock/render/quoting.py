@@ -74,9 +74,16 @@ def operator_line(value: object) -> Token:
 
 
 def finalize(value: object) -> object:
-    """Jinja2 `finalize`: only tokens and integers may be printed."""
-    if isinstance(value, Markup):
+    """Jinja2 `finalize`: only tokens and integers may be printed. Jinja2's own Markup (what
+    `|safe`, `|e`, `|forceescape` and `|tojson` return) is not a token: HTML escaping
+    is no quoting for a proxy configuration, so it is refused like any raw value."""
+    if isinstance(value, Token):
         return value
+    if isinstance(value, Markup):
+        raise UnsafeValue(
+            f"template tried to print {str(value)[:80]!r} through a filter that marks it safe for HTML "
+            "(|safe, |e, |forceescape, |tojson); that is no quoting for a proxy configuration"
+        )
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if isinstance(value, Undefined):

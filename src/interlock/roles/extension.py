@@ -43,7 +43,7 @@ from interlock.edges.peer_http import (
     request_body,
     require_token,
 )
-from interlock.edges.proxy_check import check_proxy_routing, failing_services
+from interlock.edges.proxy_check import check_proxy_rendered, failing_services
 from interlock.edges.role_tls import mounted_peer_cert, mounted_server_context
 from interlock.edges.template_guard import render_with_limits
 from interlock.errors import InterlockError, PeerUnavailable, TemplateFailed, WireError
@@ -146,7 +146,8 @@ class Extension:
                 # The same nginx.conf passed already: only the targets moved, and those need
                 # no nginx -t (the proxy's nginx checks their grammar when it takes them).
                 return rendered, CheckResult(True, "")
-            return rendered, await asyncio.to_thread(check_proxy_routing, routing, ext)
+            # The text checked is the text served (certificates stood in for), not a second render.
+            return rendered, await asyncio.to_thread(check_proxy_rendered, rendered.text, routing, ext)
 
     async def apply(self, state: ClusterState) -> None:
         started = time.perf_counter()
