@@ -93,3 +93,9 @@ def is_interlocks_secret_name(name: str) -> bool:
 
 def extension_identity(extension: str) -> str:
     return f"extension-{extension}"
+
+
+CONTROL_SUBNETS = "INTERLOCK_CONTROL_SUBNETS"
+"""Environment: the control network's subnets, where a role's API and metrics listen."""
+MONITORING_SUBNETS = "INTERLOCK_MONITORING_SUBNETS"
+"""Environment: the monitoring network's subnets, where a role's metrics also listen."""

@@ -91,8 +91,18 @@ def up(config_path: str | None, *, debug: bool, wait: float, say: Say = print) -
         )
     monitoring = None
     if config.monitoring_network:
-        # Attachable: a Prometheus may run as a service or as a plain container.
-        monitoring = ops.ensure_overlay(config.monitoring_network, {**MANAGED, LABEL_ROLE: "monitoring"})
+        # Attachable only when the operator asks (a Prometheus run as a plain container).
+        monitoring = ops.ensure_overlay(
+            config.monitoring_network,
+            {**MANAGED, LABEL_ROLE: "monitoring"},
+            attachable=config.monitoring_attachable,
+        )
+        if ops.network_attachable(monitoring.id) != config.monitoring_attachable:
+            say(
+                f"note: network {config.monitoring_network} is "
+                f"{'' if not config.monitoring_attachable else 'not '}attachable, unlike MonitoringAttachable = "
+                f"{str(config.monitoring_attachable).lower()}; `interlock down` then `up` remakes it"
+            )
     tokens = ensure_tokens(ops, all_tokens(config), MANAGED)
     tls = ensure_identities(ops, tls_identities(config), MANAGED)
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -418,8 +418,13 @@ class CoreConfig(_Section):
     monitoring_network: Annotated[
         str, _pattern(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,62})?", "a Docker network name: A-Z a-z 0-9 _ . -")
     ] = Field("", alias="MonitoringNetwork")
-    """An overlay `interlock up` makes (attachable) and attaches every role to, so that a
-    Prometheus on it scrapes their metrics (port 9180) without joining the control network."""
+    """An overlay `interlock up` makes and attaches every role to, so that a Prometheus on it
+    scrapes their metrics (port 9180) without joining the control network. The roles' APIs do
+    not listen on it; only their metrics do."""
+    monitoring_attachable: bool = Field(False, alias="MonitoringAttachable")
+    """Make the monitoring network attachable, so a plain `docker run --network` container (a
+    Prometheus not run as a service) can join it. Off by default: then only services, which need
+    a manager's API, can."""
     core_constraints: tuple[str, ...] = Field((MANAGER_CONSTRAINT,), alias="CoreConstraints")
     """Where `interlock up` may place the core; node.role==manager always holds (added if missing)."""
     extensions: dict[str, ExtensionConfig] = Field(default_factory=dict, alias="Extensions")

@@ -22,6 +22,12 @@ from interlock.render.swarm_specs import Ref
 _ERRORS = (docker.errors.DockerException, requests.RequestException, OSError)
 
 
+def network_subnets(network: Mapping[str, Any]) -> tuple[str, ...]:
+    """The subnets of a network as the Engine API lists it (IPAM.Config[].Subnet)."""
+    configs = (network.get("IPAM") or {}).get("Config") or ()
+    return tuple(str(c["Subnet"]) for c in configs if isinstance(c, Mapping) and c.get("Subnet"))
+
+
 class SwarmWriter(Protocol):
     """The Docker reads and writes the core's reconciler needs; `SwarmOps` in production,
     `interlock.testing.fakes.FakeSwarm` in unit tests."""
@@ -130,7 +136,7 @@ class SwarmOps:
     def network(self, name: str) -> Ref | None:
         for network in self._call("GET", "/networks", params={"filters": json.dumps({"name": [name]})}):
             if network["Name"] == name:
-                return Ref(network["Id"], name)
+                return Ref(network["Id"], name, network_subnets(network))
         return None
 
     def ensure_overlay(self, name: str, labels: Mapping[str, str], *, attachable: bool = True) -> Ref:
@@ -144,7 +150,8 @@ class SwarmOps:
             "Labels": dict(labels),
             "CheckDuplicate": True,
         }
-        return Ref(str(self._call("POST", "/networks/create", body=body)["Id"]), name)
+        created = str(self._call("POST", "/networks/create", body=body)["Id"])
+        return self.network(name) or Ref(created, name)
 
     def network_attachable(self, network_id: str) -> bool:
         return bool(self._call("GET", f"/networks/{network_id}").get("Attachable"))

@@ -37,6 +37,8 @@ class SwarmFacts:
     """Secret name -> ID."""
     networks: Mapping[str, str]
     """Network name -> ID."""
+    subnets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Network name -> the subnets Swarm allocated it (control and monitoring matter)."""
     image_ids: Mapping[str, str] = field(default_factory=dict)
     """Image reference -> what it resolves to on the manager."""
     owner: str = "interlock"
@@ -112,7 +114,11 @@ def desired_services(config: CoreConfig, routings: Mapping[str, Routing | None],
         monitoring = config.monitoring_network
         if monitoring and monitoring not in facts.networks:
             notes.append(f"MonitoringNetwork {monitoring!r} does not exist; `interlock up` makes it")
-        monitoring_ref = Ref(facts.networks[monitoring], monitoring) if monitoring in facts.networks else None
+        monitoring_ref = (
+            Ref(facts.networks[monitoring], monitoring, facts.subnets.get(monitoring, ()))
+            if monitoring in facts.networks
+            else None
+        )
         networks = tuple(
             Ref(facts.networks[n], n) for n in wanted if n in facts.networks and n not in (CONTROL_NETWORK, monitoring)
         )

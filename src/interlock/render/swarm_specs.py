@@ -18,6 +18,7 @@ from typing import Any
 from interlock.config.durations import parse_duration
 from interlock.config.schema import DEBUG_ARGS, CoreConfig, ExtensionConfig
 from interlock.constants import (
+    CONTROL_SUBNETS,
     DOCKER_SOCKET,
     EXTENSION_PORT,
     EXTENSION_TOKEN,
@@ -33,6 +34,7 @@ from interlock.constants import (
     LABEL_TLS_PART,
     MANAGED_BY_UP,
     MANAGER_CONSTRAINT,
+    MONITORING_SUBNETS,
     PEER_CERT,
     PROXY_TOKEN,
     PROXY_TYPE,
@@ -47,6 +49,8 @@ class Ref:
 
     id: str
     name: str
+    subnets: tuple[str, ...] = ()
+    """For a network: the subnets Swarm allocated it (where roles find their address on it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +115,15 @@ class ClusterRefs:
     def role_networks(self) -> list[Ref]:
         """The networks every role of the cluster is on: control, and monitoring if any."""
         return [self.control_network, *([self.monitoring_network] if self.monitoring_network else [])]
+
+
+def listen_env(control: Ref, monitoring: Ref | None) -> list[str]:
+    """Where a role may listen (`edges.listen`): the subnets of the control and monitoring
+    networks, when Swarm has allocated them."""
+    env = [f"{CONTROL_SUBNETS}={','.join(control.subnets)}"] if control.subnets else []
+    if env and monitoring is not None and monitoring.subnets:
+        env.append(f"{MONITORING_SUBNETS}={','.join(monitoring.subnets)}")
+    return env
 
 
 def image_env(image: str, image_ids: Mapping[str, str]) -> list[str]:
@@ -189,6 +202,7 @@ def extension_spec(config: CoreConfig, name: str, refs: ClusterRefs) -> dict[str
                         f"INTERLOCK_CORE_URL={refs.core_url}",
                         f"INTERLOCK_EXTENSION={name}",
                         *image_env(ext.image, refs.image_ids),
+                        *listen_env(refs.control_network, refs.monitoring_network),
                     ],
                     "Labels": dict(ext.container_labels),
                     "Secrets": [
@@ -234,6 +248,7 @@ def proxy_spec(config: CoreConfig, name: str, refs: ClusterRefs) -> dict[str, An
             f"INTERLOCK_PROXY_CONFIG={ext.proxy_config_path}",
             *([f"INTERLOCK_PROXY_KIND={ext.kind}"] if ext.kind != "nginx" else []),
             *image_env(ext.proxy_image, refs.image_ids),
+            *listen_env(refs.control_network, refs.monitoring_network),
         ],
         "Labels": dict(ext.proxy_container_labels),
         "StopSignal": ext.proxy_stop_signal,
@@ -316,7 +331,11 @@ def core_spec(
                 "ContainerSpec": {
                     "Image": image,
                     "Args": [*(["-D"] if debug else []), "run", "-c", "/config.toml"],
-                    "Env": [f"INTERLOCK_SERVICE_NAME={name}", *image_env(image, {image: image_id})],
+                    "Env": [
+                        f"INTERLOCK_SERVICE_NAME={name}",
+                        *image_env(image, {image: image_id}),
+                        *listen_env(control_network, monitoring_network),
+                    ],
                     "Mounts": [{"Type": "bind", "Source": DOCKER_SOCKET, "Target": DOCKER_SOCKET}],
                     "Configs": [
                         {

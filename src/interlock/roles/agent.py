@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import time
@@ -25,6 +26,7 @@ from prometheus_client import REGISTRY
 from interlock.constants import METRICS_PORT, PROXY_TOKEN, SECRETS_DIR
 from interlock.edges.certificates import CertificateVerdicts
 from interlock.edges.haproxy_control import HAProxyController
+from interlock.edges.listen import role_listeners
 from interlock.edges.metrics_http import serve_metrics
 from interlock.edges.nginx_control import NginxControl, NginxController
 from interlock.edges.peer_http import RETRY_FIRST, RETRY_MAX, Peer, PeerClient, read_token
@@ -264,7 +266,8 @@ async def run_agent(
         secrets_dir=Path(secrets_dir),
     )
     REGISTRY.register(TrafficCollector(agent.meter))
-    metrics = await serve_metrics(metrics_port) if metrics_port else None
+    # Loopback, the control and the monitoring network; never the apps' networks it is on.
+    metrics = await serve_metrics(metrics_port, role_listeners(os.environ).metrics) if metrics_port else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGINT):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import socket
 import time
@@ -26,12 +27,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
 from interlock.config import ExtensionConfig
 from interlock.constants import EXTENSION_PORT, EXTENSION_TOKEN, METRICS_PORT, PROXY_TOKEN, SECRETS_DIR
-from interlock.edges.metrics_http import serve_metrics
+from interlock.edges.listen import role_listeners
+from interlock.edges.metrics_http import metrics_response, serve_metrics
 from interlock.edges.nginx_check import CheckResult
 from interlock.edges.peer_http import (
     RETRY_FIRST,
@@ -271,7 +273,7 @@ class Extension:
         return web.json_response({"status": "ok", "config_id": self.current.config_id if self.current else None})
 
     async def metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return await metrics_response()
 
     async def get_config(self, request: web.Request) -> web.Response:
         after = request.query.get("after", "")
@@ -323,7 +325,16 @@ async def run_extension(*, name: str, core_url: str, secrets_dir: str = SECRETS_
     )
     runner = web.AppRunner(extension.app(), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, None, EXTENSION_PORT, ssl_context=mounted_server_context(directory)).start()
-    await serve_metrics(METRICS_PORT)
-    log.info("extension %s (%s) following the core at %s", name, socket.gethostname(), core_url)
+    listeners = role_listeners(os.environ)
+    tls = mounted_server_context(directory)
+    for host in listeners.api:
+        await web.TCPSite(runner, host, EXTENSION_PORT, ssl_context=tls).start()
+    await serve_metrics(METRICS_PORT, listeners.metrics)
+    log.info(
+        "extension %s (%s) listening on %s, following the core at %s",
+        name,
+        socket.gethostname(),
+        ", ".join(listeners.api),
+        core_url,
+    )
     await asyncio.gather(extension.follow_core(), extension.report_to_core(), extension.traffic_to_core())

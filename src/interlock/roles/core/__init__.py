@@ -33,6 +33,7 @@ from interlock.constants import (
 )
 from interlock.edges.clock import Clock, SystemClock
 from interlock.edges.docker_source import SwarmSource
+from interlock.edges.listen import role_listeners
 from interlock.edges.metrics_http import serve_metrics
 from interlock.edges.peer_http import read_token
 from interlock.edges.role_tls import ensure_identities, mounted_server_context
@@ -167,8 +168,17 @@ async def run_core(config: CoreConfig, *, source: SwarmSource, ops: SwarmOps) ->
     runner = web.AppRunner(core.api.app(), access_log=None)
     await runner.setup()
     tls = mounted_server_context(token_dir)
-    await web.TCPSite(runner, config.listen_host or None, config.listen_port, ssl_context=tls).start()
+    # An explicit ListenAddr host is the operator's; otherwise loopback and the control network.
+    listeners = role_listeners(os.environ)
+    for host in (config.listen_host,) if config.listen_host else listeners.api:
+        await web.TCPSite(runner, host, config.listen_port, ssl_context=tls).start()
     if config.listen_port != METRICS_PORT:
-        await serve_metrics(METRICS_PORT)
-    log.info("core %s listening on %s; extensions reach it at %s", service_name, config.listen_addr, core_url)
+        await serve_metrics(METRICS_PORT, listeners.metrics)
+    log.info(
+        "core %s listening on %s (%s); extensions reach it at %s",
+        service_name,
+        config.listen_addr,
+        ", ".join(listeners.api),
+        core_url,
+    )
     await core.run()

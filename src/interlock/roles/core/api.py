@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 
 import msgspec
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from interlock.edges.metrics_http import metrics_response
 from interlock.edges.peer_http import long_poll_wait, request_body, require_token
 from interlock.errors import WireError
 from interlock.roles.core.board import Board
@@ -68,7 +68,7 @@ class CoreApi:
         )
 
     async def metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return await metrics_response()
 
     def _cluster_token(self, request: web.Request) -> str | None:
         """The token of the extension the path names; None for a name not configured (401)."""

@@ -24,7 +24,7 @@ from prometheus_client import Counter
 from interlock.config import CoreConfig
 from interlock.constants import CONTROL_NETWORK, LABEL_EXTENSION, LABEL_OWNER, LABEL_ROLE
 from interlock.edges.clock import Clock
-from interlock.edges.swarm_ops import SwarmWriter
+from interlock.edges.swarm_ops import SwarmWriter, network_subnets
 from interlock.errors import DockerUnavailable, InterlockError
 from interlock.render.desired import DesiredCluster, SwarmFacts, desired_services, images, proxy_with_config
 from interlock.render.swarm_specs import Ref, spec_hash, tls_pairs
@@ -78,14 +78,17 @@ class Reconciler:
 
     def facts(self) -> SwarmFacts:
         ops = self.ops
-        networks = {n["Name"]: n.get("Id") or n.get("ID", "") for n in ops.networks()}
+        listed = ops.networks()
+        networks = {n["Name"]: n.get("Id") or n.get("ID", "") for n in listed}
+        subnets = {n["Name"]: network_subnets(n) for n in listed}
         control = networks.get(CONTROL_NETWORK)
         secrets = ops.secrets()
         return SwarmFacts(
-            control_network=Ref(control, CONTROL_NETWORK) if control else None,
+            control_network=Ref(control, CONTROL_NETWORK, subnets[CONTROL_NETWORK]) if control else None,
             secrets={s["Spec"]["Name"]: s["ID"] for s in secrets},
             tls=tls_pairs(secrets),
             networks=networks,
+            subnets=subnets,
             image_ids={image: ops.image_identity(image) for image in images(self.config)},
             owner=self.owner,
             core_url=self.core_url,

@@ -1,0 +1,28 @@
+"""Where a role listens: loopback and its control-network address for its API, the monitoring
+network's too for its metrics, never an application network's; everywhere when run by hand."""
+
+from __future__ import annotations
+
+from interlock.edges.listen import EVERYWHERE, Listeners, local_ipv4_addresses, role_listeners
+from interlock.render.swarm_specs import Ref, listen_env
+
+OWN = ["127.0.0.1", "10.0.1.5", "10.0.9.7", "10.0.5.3"]
+"""Loopback, the control network, an application network, the monitoring network."""
+
+
+def test_the_api_listens_on_loopback_and_the_control_network_metrics_on_monitoring_too() -> None:
+    env = dict(
+        e.split("=", 1) for e in listen_env(Ref("c", "interlock", ("10.0.1.0/24",)), Ref("m", "mon", ("10.0.5.0/24",)))
+    )
+    assert role_listeners(env, OWN) == Listeners(("127.0.0.1", "10.0.1.5"), ("127.0.0.1", "10.0.1.5", "10.0.5.3"))
+
+
+def test_without_subnets_or_with_subnets_matching_nothing_a_role_listens_everywhere() -> None:
+    assert role_listeners({}, OWN) == Listeners(EVERYWHERE, EVERYWHERE)
+    assert listen_env(Ref("c", "interlock"), None) == [], "Swarm allocated no subnet: nothing to say"
+    unmatched = {"INTERLOCK_CONTROL_SUBNETS": "192.0.2.0/24"}
+    assert role_listeners(unmatched, OWN) == Listeners(EVERYWHERE, EVERYWHERE)
+
+
+def test_this_machine_has_a_loopback_address() -> None:
+    assert "127.0.0.1" in local_ipv4_addresses()
