@@ -151,7 +151,7 @@ def test_ssl_backend_speaks_tls_to_the_tasks(certificates: dict[str, str], clust
 
 def test_a_bad_certificate_secret_leaves_out_only_its_service(certificates: dict[str, str]) -> None:
     # Only the proxy can read a secret, so only it can tell the certificate is no certificate.
-    # It reports the secret; the core leaves that service out and every other change goes on.
+    # It reports the pair; the core leaves that service out and every other change goes on.
     bad, good = unique("badcert"), unique("good")
     secret = f"not-a-cert-{bad}"
     subprocess.run(["docker", "secret", "create", secret, "-"], input=b"not a certificate\n", check=True)
@@ -166,7 +166,7 @@ def test_a_bad_certificate_secret_leaves_out_only_its_service(certificates: dict
 
             (problem,) = poll(refusal_reported, what="the refused secret reported as a problem", timeout=120)
             assert problem["label"] == "com.docker.lb.ssl_cert"
-            assert f"cannot use secret '{secret}' (not a PEM certificate" in problem["reason"]
+            assert f"cannot load this certificate and key ('{secret}' is not a PEM certificate" in problem["reason"]
             until_routed(f"{good}.local", what="the other service routed")
             # Polled: the proxy task is replaced twice here (to mount the secret, then to let it
             # go once the service is left out), and in host mode with one replica a connection
@@ -178,3 +178,54 @@ def test_a_bad_certificate_secret_leaves_out_only_its_service(certificates: dict
             poll(routed(f"{good}.local"), what=f"{good}.local still routed once settled", timeout=30)
     finally:
         subprocess.run(["docker", "secret", "rm", secret], capture_output=True, check=False)
+
+
+def test_naming_a_victims_key_beside_another_certificate_leaves_only_the_attacker_out(
+    certificates: dict[str, str],
+) -> None:
+    """A label author names another tenant's key secret beside a certificate it does not fit:
+    the proxy refuses that pair, the core leaves out the attacker's service alone, and the
+    victim's TLS host is served before, during and after, also once the attacker is gone."""
+    victim, attacker = unique("victim"), unique("attacker")
+    victim_labels = lb(
+        hosts="a.tls.local",
+        port="8080",
+        ssl_cert=certificates["a.tls.local.crt"],
+        ssl_key=certificates["a.tls.local.key"],
+    )
+    attack = lb(
+        hosts=f"{attacker}.local",
+        port="8080",
+        ssl_cert=certificates["b.tls.local.crt"],
+        ssl_key=certificates["a.tls.local.key"],
+    )
+
+    def victim_served() -> bool | None:
+        try:
+            status, _, subject, _ = curl_tls("a.tls.local", ca=certificates["a.tls.local.path"])
+        except AssertionError:
+            return None  # the proxy task is being replaced (host mode, one replica)
+        return True if status == 200 and "a.tls.local" in subject else None
+
+    with service(victim, labels=victim_labels):
+        poll(victim_served, what="the victim's TLS host served", timeout=120)
+        with service(attacker, labels=attack):
+
+            def attacker_left_out() -> list[dict[str, str]]:
+                problems = json.loads(sh(INTERLOCK, "problems", "--json"))
+                return [p for p in problems if p["service"] == attacker and p["severity"] == "error"]
+
+            (problem,) = poll(attacker_left_out, what="the attacker's pair refused", timeout=120)
+            assert problem["label"] == "com.docker.lb.ssl_key", problem
+            assert not [p for p in json.loads(sh(INTERLOCK, "problems", "--json")) if p["service"] == victim]
+            settled(HTTP)
+            poll(victim_served, what="the victim still served beside the attacker", timeout=60)
+        poll(
+            lambda: (
+                not [p for p in json.loads(sh(INTERLOCK, "problems", "--json")) if p["service"] == attacker] or None
+            ),
+            what="the attacker's problem gone with it",
+            timeout=60,
+        )
+        settled(HTTP)
+        poll(victim_served, what="the victim served once the attacker is gone", timeout=60)
