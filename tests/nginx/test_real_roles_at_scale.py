@@ -70,7 +70,7 @@ async def test_ten_thousand_hosts_through_the_real_roles(
         Kind=kind, TargetPort=HTTP, TargetSSLPort=HTTPS, Config={"PidPath": str(tmp_path / "proxy.pid")}
     )
     services = [*apps(HOSTS, backend), *BAD, tls_app(backend)]
-    swarm = MemorySwarm(services, port=backend, secrets=["one.crt", "other.key"])
+    swarm = MemorySwarm(services, secrets=["one.crt", "other.key"])
     binary = haproxy if kind == "haproxy" else nginx
     async with real_roles(config, swarm, tmp_path / "work", secrets_dir=secrets, proxy_binary=binary) as roles:
         await roles.served("the first configuration served")

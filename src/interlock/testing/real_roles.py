@@ -39,19 +39,25 @@ OPERATOR_TOKEN = "operator-token-0123456789"
 
 
 class MemorySwarm:
-    """A swarm's lists in memory, as the Engine API returns them; every task at 127.0.0.1 on
-    `port` (where the test's backend listens). The core's rounds are driven by the caller."""
+    """A swarm's lists in memory, as the Engine API returns them; every task on loopback: at
+    127.0.0.1 (where the test's backend listens), or with `distinct`, each task at an address of
+    its own in 127.0.0.0/8 (so a task added is a target added). The caller drives the core."""
 
-    def __init__(self, services: Sequence[Mapping[str, Any]], *, port: int, secrets: Sequence[str] = ()) -> None:
-        self.port = port
+    def __init__(
+        self, services: Sequence[Mapping[str, Any]], *, secrets: Sequence[str] = (), distinct: bool = False
+    ) -> None:
         self.secrets = list(secrets)
+        self.distinct = distinct
         self.set_services(services)
 
     def set_services(self, services: Sequence[Mapping[str, Any]]) -> None:
         raw = swarm_json({"services": list(services)})
         for task in raw["tasks"]:
+            # From the task's ID, so a task keeps its address when others come and go.
+            index = int(str(task["ID"])[:6], 16) if self.distinct else 1
+            address = f"127.{index >> 16 & 255}.{index >> 8 & 255}.{index & 255 or 1}"
             for attachment in task.get("NetworksAttachments") or ():
-                attachment["Addresses"] = ["127.0.0.1/8"]
+                attachment["Addresses"] = [f"{address}/8"]
         self.raw = raw
 
     def list_swarm(self) -> dict[str, list[dict[str, Any]]]:
