@@ -15,6 +15,7 @@ from interlock.edges.peer_http import signed_headers
 from interlock.render.bundle import RenderedConfig
 from interlock.roles.core import Core
 from interlock.testing.fakes import FakeClock, FakeSwarm
+from interlock.wire.delta import ClusterStateDelta, apply_delta
 from interlock.wire.messages import (
     ClusterState,
     ClusterTraffic,
@@ -268,3 +269,22 @@ async def test_reports_name_the_configuration_and_the_core_asks_for_its_body_onl
     idle = await get(client, "/v1/clusters/default/state", {"after": state.tag, "wait": "0.1"})
     assert idle.status == 304, "a newer configuration alone is not asked for"
     assert instance.board.slots["default"].config_stale
+
+
+async def test_an_extension_holding_the_state_before_gets_only_the_change(core: Any) -> None:
+    instance, source, client = core
+    source.set_apps({"services": [app_service(f"a{i}") for i in range(50)]}, event=False)
+    await instance.watcher.resync()
+    first = decode(await (await get(client, "/v1/clusters/default/state")).read(), ClusterState)
+    source.set_apps({"services": [app_service(f"a{i}") for i in range(51)]}, event=False)
+    await instance.watcher.resync()
+    whole = await get(client, "/v1/clusters/default/state", {"after": first.tag})
+    change = await get(client, "/v1/clusters/default/state", {"after": first.tag, "delta": "1"})
+    assert (whole.status, change.status) == (200, 226)
+    newest = decode(await whole.read(), ClusterState)
+    delta = decode(await change.read(), ClusterStateDelta)
+    assert [h.name for h in delta.hosts] == ["a50.local"]
+    assert apply_delta(first, delta) == newest
+    # One that holds an older state than the one before gets the whole state.
+    older = await get(client, "/v1/clusters/default/state", {"after": "e.0", "delta": "1"})
+    assert older.status == 200

@@ -54,6 +54,7 @@ from interlock.problems import printable
 from interlock.render.bundle import RenderedConfig
 from interlock.render.proxy import render_proxy
 from interlock.roles.runtime import REPORT_FAILURES, changed_within, proxy_config, quiet_gc, woken
+from interlock.wire.delta import ClusterStateDelta, apply_delta
 from interlock.wire.messages import (
     ClusterState,
     ClusterTraffic,
@@ -102,13 +103,14 @@ class Extension:
         return self._encoded[1]
 
     async def follow_core(self) -> None:
-        etag = ""
+        """Long-poll the core for this cluster's state; once it holds one, the core answers with
+        the change from it (226), which is applied to the state held."""
+        held: ClusterState | None = None
         backoff = RETRY_FIRST
         while True:
+            params = {"after": held.tag, "wait": "25", "delta": "1"} if held else {"after": "", "wait": "25"}
             try:
-                status, body = await self.core.get(
-                    f"/v1/clusters/{self.name}/state", params={"after": etag, "wait": "25"}, timeout=35
-                )
+                status, body = await self.core.get(f"/v1/clusters/{self.name}/state", params=params, timeout=35)
             except PeerUnavailable as exc:
                 log.warning("core unavailable, retrying in %.1fs: %s", backoff, exc)
                 await asyncio.sleep(backoff)
@@ -120,13 +122,21 @@ class Extension:
             if status == 202:
                 await self.send_config()
                 continue
-            if status != 200:
+            if status not in (200, 226):
                 log.warning("core answered %d: %s", status, body[:200])
                 await asyncio.sleep(1)
                 continue
             try:
-                state = decode(body, ClusterState)
-                etag = state.tag
+                if status == 226 and held is not None:
+                    try:
+                        state = apply_delta(held, decode(body, ClusterStateDelta))
+                    except WireError as exc:
+                        log.warning("the core's change did not fit the state held (%s); asking for the whole", exc)
+                        held = None
+                        continue
+                else:
+                    state = decode(body, ClusterState)
+                held = state
                 self.cluster = state.cluster
                 await self.apply(state)
             except InterlockError as exc:

@@ -1,4 +1,5 @@
-"""The core's HTTP API on the control network: /health, /metrics; each cluster's state (long-poll),
+"""The core's HTTP API on the control network: /health, /metrics; each cluster's state (long-poll;
+to an extension that holds the state before, only the change: 226 and a `ClusterStateDelta`),
 its extension's reports, its configuration (sent when the core asks, answering the long-poll
 with 202) and its proxies' request counts, signed with that extension's own token (an extension
 cannot read or report for another cluster); the status the operator reads, signed with the
@@ -90,6 +91,11 @@ class CoreApi:
             return web.json_response({"send": "config"}, status=202)
         if state is None:
             return web.Response(status=304)
+        slot = self.board.slots[name]
+        after = request.query.get("after", "")
+        if request.query.get("delta") == "1" and slot.previous is not None and slot.previous.tag == after:
+            # 226 IM Used (RFC 3229): the answer is the change from the state the caller holds.
+            return web.Response(status=226, body=slot.encoded_delta(), content_type="application/json")
         return web.Response(body=encode(state), content_type="application/json")
 
     async def post_report(self, request: web.Request) -> web.Response:

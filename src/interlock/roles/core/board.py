@@ -33,6 +33,7 @@ from interlock.model.snapshot import LabelKey, Service, Snapshot
 from interlock.problems import Problem, printable
 from interlock.render.bundle import RenderedConfig
 from interlock.roles.runtime import changed_within
+from interlock.wire.delta import state_delta
 from interlock.wire.messages import (
     ClusterState,
     ClusterTraffic,
@@ -40,6 +41,7 @@ from interlock.wire.messages import (
     ProxyConfig,
     ProxyTraffic,
     RefusedCertificate,
+    encode,
 )
 from interlock.wire.status import (
     ClusterStatus,
@@ -112,6 +114,16 @@ class ClusterSlot:
     """Why the last configuration the extension sent was not kept ('' when it was)."""
     wanted: bool = False
     """The core wants the body of the extension's newest configuration; said on the long-poll."""
+    previous: ClusterState | None = None
+    """The state before `state`: an extension holding it is sent the change (`state_delta`)."""
+    _delta: tuple[ClusterState, bytes] | None = None
+
+    def encoded_delta(self) -> bytes:
+        """`state` as a change from `previous`, encoded once per state."""
+        assert self.state is not None and self.previous is not None
+        if self._delta is None or self._delta[0] is not self.state:
+            self._delta = (self.state, encode(state_delta(self.previous, self.state)))
+        return self._delta[1]
 
     @property
     def config_stale(self) -> bool:
@@ -171,6 +183,7 @@ class Board:
             if previous is not None and previous.routing == routing and previous.problems == problems:
                 continue
             version = previous.version + 1 if previous else 1
+            slot.previous = previous
             slot.state = ClusterState(
                 version=version,
                 cluster=slot.cluster,
