@@ -89,6 +89,9 @@ async def test_ten_thousand_hosts_through_the_real_roles(
         config_bytes = len(encode(roles.extension.current))
         assert config_bytes > 1 << 20
         assert reports < 64 << 10, roles.counts
+        # The state and the configuration travel as changes (226): all of it under 64 kB.
+        assert sum(roles.counts.values()) < 64 << 10, roles.counts
+        print(f"{kind}, one service added to {HOSTS:,}: {dict(roles.counts)}")
         assert not any(what.endswith("/config") for what in roles.counts if what.startswith("POST")), (
             "the core asked for no configuration"
         )

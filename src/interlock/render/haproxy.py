@@ -160,12 +160,16 @@ class _HostView:
 def _criteria(hosts: list[_HostView], fetch: str = "var(txn.host)") -> list[Token]:
     """ACL criteria matching the names of `hosts` with `fetch` (the request's host, or the TLS
     hello's server name): a few dozen names to a line, as HAProxy takes at most 64 words on one
-    line and indexes the names of each line in a tree."""
-    names = [user_token(h.name) for h in hosts]
-    return [
-        Token(f"{fetch} -m str " + " ".join(names[i : i + _NAMES_PER_LINE]))
-        for i in range(0, len(names), _NAMES_PER_LINE)
-    ]
+    line and indexes the names of each line in a tree. A line ends where its last name says
+    (its hash), or at _NAMES_PER_LINE: so a host that comes or goes changes its own line, not
+    every line after it (what a proxy is sent is the lines that changed)."""
+    lines: list[list[str]] = [[]]
+    for host in hosts:
+        name = user_token(host.name)
+        lines[-1].append(name)
+        if len(lines[-1]) == _NAMES_PER_LINE or hashlib.sha1(name.encode()).digest()[0] < 256 // 24:
+            lines.append([])
+    return [Token(f"{fetch} -m str " + " ".join(line)) for line in lines if line]
 
 
 _SNI = "req_ssl_sni,lower"

@@ -34,6 +34,7 @@ from interlock.edges.role_tls import mounted_peer_cert
 from interlock.edges.traffic_meter import TrafficCollector, TrafficMeter
 from interlock.errors import ConfigRejected, InterlockError, PeerUnavailable, ReloadFailed, WireError
 from interlock.problems import printable
+from interlock.render.config_delta import ProxyConfigDelta, apply_config_delta
 from interlock.roles.runtime import REPORT_FAILURES
 from interlock.wire.messages import ProxyConfig, ProxyReport, RefusedCertificate, decode, encode
 from interlock.wire.traffic import RouteTraffic
@@ -59,6 +60,8 @@ class Agent:
         self.certificates = CertificateVerdicts(secrets_dir)
         self.digest = ""
         self.error = ""
+        self.held: ProxyConfig | None = None
+        """The newest configuration received: the base of the next change the extension sends."""
 
     @property
     def refused_certificates(self) -> tuple[RefusedCertificate, ...]:
@@ -79,7 +82,7 @@ class Agent:
         try:
             status, body = await self.extension.get("/v1/config", params={"wait": "0"}, timeout=3)
             if status == 200:
-                await self.apply(decode(body, ProxyConfig))
+                await self.apply(self._received(status, body))
                 if self.nginx.running:
                     return
         except PeerUnavailable as exc:
@@ -104,10 +107,11 @@ class Agent:
     async def follow(self) -> None:
         backoff = RETRY_FIRST
         while True:
+            params = {"after": self.digest, "wait": "25"}
+            if self.held is not None and self.held.digest == self.digest:
+                params["delta"] = "1"  # the extension may answer with the change from it (226)
             try:
-                status, body = await self.extension.get(
-                    "/v1/config", params={"after": self.digest, "wait": "25"}, timeout=35
-                )
+                status, body = await self.extension.get("/v1/config", params=params, timeout=35)
             except PeerUnavailable as exc:
                 log.warning(
                     "extension unavailable (still serving %s), retrying in %.1fs: %s",
@@ -119,9 +123,9 @@ class Agent:
                 backoff = min(backoff * 2, RETRY_MAX)
                 continue
             backoff = RETRY_FIRST
-            if status == 200:
+            if status in (200, 226):
                 try:
-                    await self.apply(decode(body, ProxyConfig))
+                    await self.apply(self._received(status, body))
                 except InterlockError as exc:
                     # The loop's boundary: say so, keep serving, take the next one.
                     self.error = str(exc)[-2000:]
@@ -133,6 +137,20 @@ class Agent:
             elif status == 503:
                 await asyncio.sleep(0.5)
             await self.report()
+
+    def _received(self, status: int, body: bytes) -> ProxyConfig:
+        """The configuration an answer carries: whole (200), or as a change from the one held
+        (226), rebuilt and checked against its digest; held as the base of the next change."""
+        if status == 226 and self.held is not None:
+            try:
+                config = apply_config_delta(self.held, decode(body, ProxyConfigDelta))
+            except WireError:
+                self.held, self.digest = None, ""  # ask for the whole configuration
+                raise
+        else:
+            config = decode(body, ProxyConfig)
+        self.held = config
+        return config
 
     async def apply(self, config: ProxyConfig) -> None:
         if config.config_id == self.nginx.config_id:
