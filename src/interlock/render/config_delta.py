@@ -7,9 +7,9 @@ are), so an inserted host block shifts no other chunk; a change is the chunks th
 by `difflib` over the chunks (about 0.3 s at 10,000 hosts, where over lines it takes minutes;
 chunks seen more than once are not matched on, which keeps it fast). The request-naming tables
 are sorted tuples, sent as the entries removed and added. The agent rebuilds the configuration
-and checks it against the digest the extension computed from its own text (`RenderedConfig.digest`); one that does not match is never used, and
-the agent asks for the whole configuration. Pure; render layer (beside `RenderedConfig`, whose
-digest it checks).
+and checks it against the digest the extension computed from its own text
+(`RenderedConfig.digest`); one that does not match is never used, and the agent asks for the
+whole configuration. Pure; render layer (beside `RenderedConfig`, whose digest it checks).
 """
 
 from __future__ import annotations
