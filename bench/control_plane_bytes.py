@@ -18,8 +18,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -123,11 +125,18 @@ def main() -> None:
     parser.add_argument("--hosts", default="1000,10000")
     parser.add_argument("--changes", type=int, default=3)
     args = parser.parse_args()
-    results = [
-        asyncio.run(measure(int(count), args.changes, dynamic=dynamic))
-        for count in args.hosts.split(",")
-        for dynamic in (False, True)
-    ]
+    # nginx, our child, logs to its standard output: keep it off the JSON this prints.
+    json_out = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        results = [
+            asyncio.run(measure(int(count), args.changes, dynamic=dynamic))
+            for count in args.hosts.split(",")
+            for dynamic in (False, True)
+        ]
+    finally:
+        sys.stdout.flush()
+        os.dup2(json_out, 1)
     dump({"results": results})
 
 

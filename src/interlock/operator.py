@@ -77,6 +77,12 @@ def up(config_path: str | None, *, debug: bool, wait: float, say: Say = print) -
             say("this kernel has no IPVS, so Swarm's routing mesh cannot answer: publishing the proxy in host mode")
         text = default_config_text(host_mode=host_mode, replicas=max(1, min(2, len(ready))))
     config = load_config(text, source=config_path or "default config")
+    for name, ext in config.extensions.items():
+        if ext.kind == "haproxy" and ext.haproxy.admin_pass:
+            say(
+                f"note: Extensions.{name}.Config.AdminPass is kept in clear text in the core's configuration; "
+                "put the password in a Docker secret and name it in AdminPassSecret instead"
+            )
     identities = {image: ops.image_identity(image) for image in images(config)}
     for image, identity in identities.items():
         if not identity:

@@ -219,3 +219,33 @@ async def test_many_task_moves_at_once_are_applied_in_lines_haproxy_accepts(
         status, body = await asyncio.to_thread(get, host)
         assert status == 200 and isinstance(body, dict) and body["task"] == "second", (host, body)
     assert controller.reloads == reloads
+
+
+async def test_the_stats_page_password_comes_from_a_secret_never_from_the_configuration(
+    controller: HAProxyController, backend: int, tmp_path: Path
+) -> None:
+    """`AdminPassSecret`: the password is mounted into the proxy and handed to HAProxy in its
+    environment; haproxy.cfg (what travels and is stored) names only the variable."""
+    import base64
+    import urllib.error
+    import urllib.request
+
+    (controller.secrets_dir / "interlock-admin-pass").write_text("s3cret-pass\n")
+    ext = extension(tmp_path, AdminUser="admin", AdminPassSecret="stats-password")
+    await install(controller, routing(backend), ext)
+    text = controller.live.read_text()
+    assert "s3cret-pass" not in text and 'stats auth "admin:${INTERLOCK_ADMIN_PASS}"' in text
+
+    def status(password: str | None) -> int:
+        request = urllib.request.Request("http://127.0.0.1:20080/haproxy_status")
+        if password is not None:
+            request.add_header("Authorization", "Basic " + base64.b64encode(f"admin:{password}".encode()).decode())
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert await asyncio.to_thread(status, None) == 401
+    assert await asyncio.to_thread(status, "wrong") == 401
+    assert await asyncio.to_thread(status, "s3cret-pass") == 200

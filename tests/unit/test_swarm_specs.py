@@ -232,3 +232,18 @@ def test_the_monitoring_network_cannot_be_one_interlock_or_docker_keeps() -> Non
         with pytest.raises(ConfigError, match="MonitoringNetwork"):
             load_config(f'MonitoringNetwork = "{name}"\n[Extensions.default]\n')
     assert load_config('MonitoringNetwork = "mon"\n[Extensions.default]\n').monitoring_network == "mon"
+
+
+def test_the_haproxy_stats_password_secret_is_mounted_into_the_proxy_only() -> None:
+    config = load_config(
+        '[Extensions.hap]\nKind = "haproxy"\n[Extensions.hap.Config]\nAdminUser = "admin"\nAdminPassSecret = "pw"\n'
+    )
+    refs = replace(REFS, admin_pass=Ref("s9", "pw"))
+    proxy = proxy_spec(config, "hap", refs)["TaskTemplate"]["ContainerSpec"]
+    extension = extension_spec(config, "hap", refs)["TaskTemplate"]["ContainerSpec"]
+    assert ("pw", "interlock-admin-pass") in [(s["SecretName"], s["File"]["Name"]) for s in proxy["Secrets"]]
+    assert "pw" not in [s["SecretName"] for s in extension["Secrets"]]
+    with pytest.raises(ConfigError, match="AdminPass and AdminPassSecret both set"):
+        load_config(
+            '[Extensions.hap]\nKind = "haproxy"\n[Extensions.hap.Config]\nAdminPass = "x"\nAdminPassSecret = "pw"\n'
+        )

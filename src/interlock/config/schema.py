@@ -246,6 +246,12 @@ class HAProxyConfig(_Section):
     """`[Extensions.NAME.Config]` for the HAProxy extension (`Kind = "haproxy"`): Interlock's
     HAProxy keys, with its defaults, plus a few of ours."""
 
+    @model_validator(mode="after")
+    def _one_password(self) -> HAProxyConfig:
+        if self.admin_pass and self.admin_pass_secret:
+            raise ValueError("AdminPass and AdminPassSecret both set; keep the password in the secret only")
+        return self
+
     pid_path: FilePath = Field("/var/run/proxy.pid", alias="PidPath")
     max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = Field(1024, alias="MaxConnections")
     connect_timeout: Annotated[int, Field(ge=1, le=3600)] = Field(5, alias="ConnectTimeout")
@@ -260,6 +266,12 @@ class HAProxyConfig(_Section):
     admin_pass: Annotated[str, _pattern(r"[A-Za-z0-9._~!@%^*+=-]{0,128}", "up to 128 of A-Z a-z 0-9 ._~!@%^*+=-")] = (
         Field("", alias="AdminPass")
     )
+    """In clear text in the core's configuration; `AdminPassSecret` keeps it in a Docker secret."""
+    admin_pass_secret: Annotated[str, _pattern(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,63})?", "a Docker secret name")] = Field(
+        "", alias="AdminPassSecret"
+    )
+    """A Docker secret holding the stats page's password: mounted into the proxy only, handed to
+    HAProxy in its environment, never in a configuration or on the wire."""
     ssl_opts: Annotated[
         str, _pattern(r"[a-z0-9-]+( [a-z0-9-]+)*|", "space-separated bind options such as no-tls-tickets")
     ] = Field("", alias="SSLOpts")

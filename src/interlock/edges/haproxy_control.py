@@ -19,6 +19,7 @@ import os
 import signal
 from pathlib import Path
 
+from interlock.constants import ADMIN_PASS_ENV, ADMIN_PASS_FILE
 from interlock.edges.nginx_check import VALIDATION_TIMEOUT
 from interlock.edges.nginx_control import NginxController
 from interlock.errors import ConfigRejected, ReloadFailed
@@ -95,6 +96,17 @@ def command_lines(commands: list[str], limit: int = _LINE_BYTES) -> list[str]:
 
 _STOP_SIGNALS = {signal.SIGQUIT: signal.SIGUSR1, signal.SIGTERM: signal.SIGUSR1}
 """nginx's graceful stop (QUIT) is HAProxy's soft stop (USR1): finish, then exit."""
+
+
+def admin_env(secrets_dir: Path) -> dict[str, str]:
+    """HAProxy's environment: the agent's, and the stats page's password from `AdminPassSecret`
+    (mounted as ADMIN_PASS_FILE) where there is one; haproxy.cfg names the variable, never the
+    password."""
+    env = dict(os.environ)
+    secret = secrets_dir / ADMIN_PASS_FILE
+    if secret.is_file():
+        env[ADMIN_PASS_ENV] = secret.read_text().strip()
+    return env
 
 
 class HAProxyController(NginxController):
@@ -199,11 +211,12 @@ class HAProxyController(NginxController):
 
     async def start(self) -> None:
         arguments = (self.nginx, "-W", "-db", "-f", str(self.live))
+        env = admin_env(self.secrets_dir)
         if self.log is None:
-            self.process = await asyncio.create_subprocess_exec(*arguments)
+            self.process = await asyncio.create_subprocess_exec(*arguments, env=env)
             return
         with self.log.open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(*arguments, stdout=log, stderr=log)
+            self.process = await asyncio.create_subprocess_exec(*arguments, stdout=log, stderr=log, env=env)
 
     async def stop(self, sig: signal.Signals = signal.SIGQUIT, timeout: float = 30.0) -> None:
         await super().stop(_STOP_SIGNALS.get(sig, sig), timeout)

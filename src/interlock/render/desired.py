@@ -123,6 +123,9 @@ def desired_services(config: CoreConfig, routings: Mapping[str, Routing | None],
             Ref(facts.networks[n], n) for n in wanted if n in facts.networks and n not in (CONTROL_NETWORK, monitoring)
         )
         tls = tuple(Ref(facts.secrets[s], s) for s in (routing.secrets if routing else ()) if s in facts.secrets)
+        admin = ext.haproxy.admin_pass_secret if ext.kind == "haproxy" else ""
+        if admin and admin not in facts.secrets:
+            notes.append(f"Extensions.{name}.Config.AdminPassSecret names no Docker secret {admin!r}; create it")
         refs = ClusterRefs(
             facts.control_network,
             Ref(facts.secrets[extension_token_secret(name)], extension_token_secret(name)),
@@ -135,6 +138,7 @@ def desired_services(config: CoreConfig, routings: Mapping[str, Routing | None],
             core_cert=facts.tls[CORE_IDENTITY].cert,
             extension_tls=facts.tls[extension_identity(name)],
             monitoring_network=monitoring_ref,
+            admin_pass=Ref(facts.secrets[admin], admin) if admin in facts.secrets else None,
         )
         clusters.append(DesiredCluster(name, extension_spec(config, name, refs), proxy_spec(config, name, refs), refs))
     return DesiredServices(tuple(clusters), notes=tuple(notes))

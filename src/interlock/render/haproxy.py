@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from interlock import __version__
 from interlock.config.schema import ExtensionConfig, HAProxyConfig
-from interlock.constants import INTERNAL_PORTS, STATUS_PORT, TERMINATOR_PORT
+from interlock.constants import ADMIN_PASS_ENV, INTERNAL_PORTS, STATUS_PORT, TERMINATOR_PORT
 from interlock.errors import UnsafeValue
 from interlock.model.routing import RedirectRule, Routing, Server, TLSMode, Upstream, VirtualHost
 from interlock.render.access_log import haproxy_json_format, services_of
@@ -276,6 +276,9 @@ class _View(ListenerView):
 
     @property
     def stats_auth(self) -> Token:
+        if self.cfg.admin_pass_secret:
+            # HAProxy reads the password from its environment, where the agent puts the secret.
+            return Token(f'"{self.cfg.admin_user}:${{{ADMIN_PASS_ENV}}}"')
         return Token(f"{self.cfg.admin_user}:{self.cfg.admin_pass}")
 
     @property

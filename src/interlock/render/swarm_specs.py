@@ -18,6 +18,7 @@ from typing import Any
 from interlock.config.durations import parse_duration
 from interlock.config.schema import DEBUG_ARGS, CoreConfig, ExtensionConfig
 from interlock.constants import (
+    ADMIN_PASS_FILE,
     CONTROL_SUBNETS,
     DOCKER_SOCKET,
     EXTENSION_PORT,
@@ -110,6 +111,8 @@ class ClusterRefs:
     """The extension's TLS identity: it serves its proxies over TLS, and they pin its certificate."""
     monitoring_network: Ref | None = None
     """`MonitoringNetwork`: where a Prometheus scrapes the roles' metrics."""
+    admin_pass: Ref | None = None
+    """HAProxy's `AdminPassSecret`: mounted into the proxy only."""
 
     @property
     def role_networks(self) -> list[Ref]:
@@ -235,7 +238,8 @@ def proxy_spec(config: CoreConfig, name: str, refs: ClusterRefs) -> dict[str, An
     }
     networks = [*refs.role_networks, *sorted(refs.app_networks, key=lambda r: r.name)]
     peer = [secret_mount(refs.extension_tls.cert, PEER_CERT)] if refs.extension_tls else []
-    secrets = [secret_mount(refs.proxy_token, PROXY_TOKEN), *peer] + [
+    admin = [secret_mount(refs.admin_pass, ADMIN_PASS_FILE)] if refs.admin_pass else []
+    secrets = [secret_mount(refs.proxy_token, PROXY_TOKEN), *peer, *admin] + [
         # 0400, root's: nginx's master reads certificates and keys; its workers cannot.
         secret_mount(s)
         for s in sorted(refs.tls_secrets, key=lambda r: r.name)
