@@ -41,7 +41,8 @@ from interlock.errors import DockerUnavailable, OperatorError
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
 from interlock.render.desired import all_tokens, core_tokens, images, tls_identities
-from interlock.render.swarm_specs import STATUS_PROBE_ROLE, Ref, core_spec, spec_hash, status_probe_spec, tls_pairs
+from interlock.render.swarm_records import Ref
+from interlock.render.swarm_specs import STATUS_PROBE_ROLE, core_spec, spec_hash, status_probe_spec, tls_pairs
 from interlock.wire.status import CoreInfo, CoreStatus, ProblemView, routes_table
 
 MANAGED = {LABEL_MANAGED: MANAGED_BY_UP}
@@ -127,11 +128,11 @@ def up(config_path: str | None, *, debug: bool, wait: float, say: Say = print) -
         debug=debug,
         image_id=identities[core_image],
     )
-    current = ops.service_named(CORE_SERVICE)
+    current = ops.service_record(CORE_SERVICE)
     if current is None:
         say(f"creating the core service {CORE_SERVICE}")
         ops.create_service(spec)
-    elif spec_hash(current["Spec"]) != spec_hash(spec):
+    elif current.spec_hash != spec_hash(spec):
         say(f"updating the core service {CORE_SERVICE}")
         ops.update_service(current, spec)
     else:
@@ -151,10 +152,10 @@ def up(config_path: str | None, *, debug: bool, wait: float, say: Say = print) -
 
 
 def _remove_unused_core_configs(ops: SwarmOps, keep: Ref) -> None:
-    for config in ops.configs(label=f"{LABEL_MANAGED}={MANAGED_BY_UP}"):
-        if config["ID"] != keep.id and config["Spec"]["Name"].startswith("interlock-config-"):
+    for config in ops.config_records(label=f"{LABEL_MANAGED}={MANAGED_BY_UP}"):
+        if config.id != keep.id and config.name.startswith("interlock-config-"):
             try:
-                ops.remove_config(config["ID"])
+                ops.remove_config(config.id)
             except DockerUnavailable:
                 pass  # still in use by a task being replaced
 
@@ -426,7 +427,7 @@ def _probe(ops: SwarmOps, core: dict[str, Any], task: dict[str, Any], here: str,
     token = next((s for s in mounted if s["SecretName"] == OPERATOR_TOKEN), None)
     # The probe pins the certificate of the key pair the core serves with.
     key = next((s["SecretID"] for s in mounted if s["File"]["Name"] == SERVER_TLS), None)
-    pair = next((p for p in tls_pairs(ops.secrets()).values() if p.key.id == key), None)
+    pair = next((p for p in tls_pairs(ops.secret_records()).values() if p.key.id == key), None)
     core_cert = pair.cert if pair is not None else None
     network = (template.get("Networks") or [{}])[0].get("Target")
     address = next(

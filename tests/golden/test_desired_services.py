@@ -20,7 +20,8 @@ from interlock.constants import CONTROL_NETWORK
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
 from interlock.render.desired import SwarmFacts, all_tokens, desired_services, tls_identities
-from interlock.render.swarm_specs import Ref, TLSPair
+from interlock.render.swarm_records import Ref
+from interlock.render.swarm_specs import TLSPair
 from interlock.testing.swarm_json import fake_id, swarm_json
 
 CASES = sorted((Path(__file__).parent / "services").glob("*.txt"))

@@ -10,9 +10,9 @@ import pytest
 from interlock.config import load_config
 from interlock.constants import LABEL_SPEC
 from interlock.errors import ConfigError
+from interlock.render.swarm_records import Ref
 from interlock.render.swarm_specs import (
     ClusterRefs,
-    Ref,
     TLSPair,
     core_spec,
     extension_spec,

@@ -58,7 +58,7 @@ def new_pair(common_name: str) -> tuple[bytes, bytes]:
 def ensure_identities(ops: SwarmWriter, identities: Sequence[str], labels: Mapping[str, str]) -> dict[str, TLSPair]:
     """Identity -> its TLS pair of secrets, made where an identity has none (a pair is only ever
     used whole: a key secret without its certificate secret, left by a failed run, is ignored)."""
-    pairs = tls_pairs(ops.secrets())
+    pairs = tls_pairs(ops.secret_records())
     for identity in identities:
         if identity in pairs:
             continue

@@ -17,7 +17,8 @@ import docker.errors
 import requests
 
 from interlock.errors import DockerUnavailable
-from interlock.render.swarm_specs import Ref
+from interlock.render.swarm_records import NetworkRecord, Ref, SecretRecord, ServiceRecord
+from interlock.render.swarm_specs import secret_mount, spec_hash
 
 _ERRORS = (docker.errors.DockerException, requests.RequestException, OSError)
 
@@ -28,21 +29,46 @@ def network_subnets(network: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(str(c["Subnet"]) for c in configs if isinstance(c, Mapping) and c.get("Subnet"))
 
 
+def service_record(raw: Mapping[str, Any]) -> ServiceRecord:
+    spec = raw.get("Spec") or {}
+    container = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
+    return ServiceRecord(
+        id=str(raw["ID"]),
+        name=str(spec.get("Name", "")),
+        version=int((raw.get("Version") or {}).get("Index", 0)),
+        spec_hash=spec_hash(spec),
+        config_ids=tuple(str(c["ConfigID"]) for c in container.get("Configs") or () if c.get("ConfigID")),
+    )
+
+
+def secret_record(raw: Mapping[str, Any]) -> SecretRecord:
+    """A secret (or a config: the same shape) without its data."""
+    spec = raw.get("Spec") or {}
+    return SecretRecord(
+        str(raw["ID"]), str(spec.get("Name", "")), dict(spec.get("Labels") or {}), str(raw.get("CreatedAt", ""))
+    )
+
+
+def network_record(raw: Mapping[str, Any]) -> NetworkRecord:
+    return NetworkRecord(str(raw.get("Id") or raw.get("ID", "")), str(raw.get("Name", "")), network_subnets(raw))
+
+
 class SwarmWriter(Protocol):
-    """The Docker reads and writes the core's reconciler needs; `SwarmOps` in production,
+    """The Docker reads and writes the core's reconciler and token bootstrap need, as typed
+    records (no Engine JSON past this module); `SwarmOps` in production,
     `interlock.testing.fakes.FakeSwarm` in unit tests."""
 
-    def networks(self) -> list[dict[str, Any]]: ...
-    def secrets(self, label: str | None = None) -> list[dict[str, Any]]: ...
-    def configs(self, label: str | None = None) -> list[dict[str, Any]]: ...
+    def network_records(self) -> list[NetworkRecord]: ...
+    def secret_records(self, label: str | None = None) -> list[SecretRecord]: ...
+    def config_records(self, label: str | None = None) -> list[SecretRecord]: ...
     def image_identity(self, reference: str) -> str: ...
-    def services(self, *, label: str | None = None, name: str | None = None) -> list[dict[str, Any]]: ...
+    def service_records(self, *, label: str | None = None, name: str | None = None) -> list[ServiceRecord]: ...
     def create_service(self, spec: Mapping[str, Any]) -> str: ...
-    def update_service(self, service: Mapping[str, Any], spec: Mapping[str, Any]) -> None: ...
+    def update_service(self, service: ServiceRecord, spec: Mapping[str, Any]) -> None: ...
     def remove_service(self, service_id: str) -> None: ...
+    def mount_secrets(self, service_name: str, mounts: Sequence[tuple[Ref, str]]) -> bool: ...
     def create_config(self, name: str, data: bytes, labels: Mapping[str, str]) -> Ref: ...
     def remove_config(self, config_id: str) -> None: ...
-    def service_named(self, name: str) -> dict[str, Any] | None: ...
     def secret(self, name: str) -> Ref | None: ...
     def create_secret(self, name: str, data: bytes, labels: Mapping[str, str]) -> Ref: ...
 
@@ -104,13 +130,31 @@ class SwarmOps:
     def service_named(self, name: str) -> dict[str, Any] | None:
         return next((s for s in self.services(name=name) if s["Spec"]["Name"] == name), None)
 
+    def service_records(self, *, label: str | None = None, name: str | None = None) -> list[ServiceRecord]:
+        return [service_record(s) for s in self.services(label=label, name=name)]
+
+    def service_record(self, name: str) -> ServiceRecord | None:
+        return next((s for s in self.service_records(name=name) if s.name == name), None)
+
+    def mount_secrets(self, service_name: str, mounts: Sequence[tuple[Ref, str]]) -> bool:
+        """Mount each (secret, file name) into service `service_name`, replacing what is mounted
+        under that file name; False when there is no such service. Swarm replaces its tasks."""
+        service = self.service_named(service_name)
+        if service is None:
+            return False
+        spec = service["Spec"]
+        container = spec["TaskTemplate"]["ContainerSpec"]
+        for ref, target in mounts:
+            kept = [m for m in container.get("Secrets") or () if m["File"]["Name"] != target]
+            container["Secrets"] = [*kept, secret_mount(ref, target)]
+        self.update_service(service_record(service), spec)
+        return True
+
     def create_service(self, spec: Mapping[str, Any]) -> str:
         return str(self._call("POST", "/services/create", body=spec)["ID"])
 
-    def update_service(self, service: Mapping[str, Any], spec: Mapping[str, Any]) -> None:
-        self._call(
-            "POST", f"/services/{service['ID']}/update", params={"version": service["Version"]["Index"]}, body=spec
-        )
+    def update_service(self, service: ServiceRecord, spec: Mapping[str, Any]) -> None:
+        self._call("POST", f"/services/{service.id}/update", params={"version": service.version}, body=spec)
 
     def remove_service(self, service_id: str) -> None:
         self._call("DELETE", f"/services/{service_id}", expect_json=False)
@@ -132,6 +176,9 @@ class SwarmOps:
 
     def networks(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "/networks"))
+
+    def network_records(self) -> list[NetworkRecord]:
+        return [network_record(n) for n in self.networks()]
 
     def network(self, name: str) -> Ref | None:
         for network in self._call("GET", "/networks", params={"filters": json.dumps({"name": [name]})}):
@@ -169,6 +216,12 @@ class SwarmOps:
 
     def configs(self, label: str | None = None) -> list[dict[str, Any]]:
         return self._objects("configs", label)
+
+    def secret_records(self, label: str | None = None) -> list[SecretRecord]:
+        return [secret_record(s) for s in self.secrets(label)]
+
+    def config_records(self, label: str | None = None) -> list[SecretRecord]:
+        return [secret_record(c) for c in self.configs(label)]
 
     def secret(self, name: str) -> Ref | None:
         return next((Ref(s["ID"], name) for s in self.secrets() if s["Spec"]["Name"] == name), None)

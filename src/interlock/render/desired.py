@@ -25,7 +25,8 @@ from interlock.constants import (
     proxy_token_secret,
 )
 from interlock.model.routing import Routing
-from interlock.render.swarm_specs import ClusterRefs, Ref, TLSPair, extension_spec, proxy_spec
+from interlock.render.swarm_records import Ref
+from interlock.render.swarm_specs import ClusterRefs, TLSPair, extension_spec, proxy_spec
 
 
 @dataclass(frozen=True, slots=True)

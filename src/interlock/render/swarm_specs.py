@@ -42,16 +42,7 @@ from interlock.constants import (
     SERVER_TLS,
     STATUS_PORT,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Ref:
-    """A Docker object by ID and name."""
-
-    id: str
-    name: str
-    subnets: tuple[str, ...] = ()
-    """For a network: the subnets Swarm allocated it (where roles find their address on it)."""
+from interlock.render.swarm_records import Ref, SecretRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,23 +54,21 @@ class TLSPair:
     cert: Ref
 
 
-def tls_pairs(secrets: Sequence[Mapping[str, Any]]) -> dict[str, TLSPair]:
-    """Identity -> its TLS pair, from the swarm's secrets (`GET /secrets`): a key and a cert
-    secret of one identity with the same fingerprint; the newest pair when there are several."""
+def tls_pairs(secrets: Sequence[SecretRecord]) -> dict[str, TLSPair]:
+    """Identity -> its TLS pair, from the swarm's secrets: a key and a cert secret of one
+    identity with the same fingerprint; the newest pair when there are several."""
     parts: dict[tuple[str, str], dict[str, Ref]] = {}
     order: dict[tuple[str, str], str] = {}
     for secret in secrets:
-        labels = (secret.get("Spec") or {}).get("Labels") or {}
+        labels = secret.labels
         identity, part, fingerprint = (
             labels.get(LABEL_TLS),
             labels.get(LABEL_TLS_PART),
             labels.get(LABEL_TLS_FINGERPRINT),
         )
         if identity and part in ("key", "cert") and fingerprint:
-            parts.setdefault((identity, fingerprint), {})[part] = Ref(secret["ID"], secret["Spec"]["Name"])
-            order[(identity, fingerprint)] = max(
-                order.get((identity, fingerprint), ""), str(secret.get("CreatedAt", ""))
-            )
+            parts.setdefault((identity, fingerprint), {})[part] = secret.ref
+            order[(identity, fingerprint)] = max(order.get((identity, fingerprint), ""), secret.created)
     pairs: dict[str, TLSPair] = {}
     for key in sorted(parts, key=lambda k: order[k]):
         found = parts[key]

@@ -16,7 +16,7 @@ import base64
 import copy
 import heapq
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from interlock.constants import (
@@ -31,8 +31,10 @@ from interlock.constants import (
     extension_token_secret,
     proxy_token_secret,
 )
+from interlock.edges.swarm_ops import network_record, secret_record, service_record
 from interlock.errors import ConfigRejected, DockerUnavailable
-from interlock.render.swarm_specs import Ref
+from interlock.render.swarm_records import NetworkRecord, Ref, SecretRecord, ServiceRecord
+from interlock.render.swarm_specs import secret_mount
 from interlock.testing.swarm_json import fake_id, swarm_json
 
 T = TypeVar("T")
@@ -261,10 +263,10 @@ class FakeSwarm:
         self.writes.append(("create", name))
         return service_id
 
-    def update_service(self, service: Mapping[str, Any], spec: Mapping[str, Any]) -> None:
+    def update_service(self, service: ServiceRecord, spec: Mapping[str, Any]) -> None:
         self._check()
         current = self.owned.get(spec["Name"])
-        if current is None or current["Version"]["Index"] != service["Version"]["Index"]:
+        if current is None or current["Version"]["Index"] != service.version:
             raise DockerUnavailable("POST /services/update: 500 update out of sequence")
         self.index += 1
         current["Version"] = {"Index": self.index}
@@ -281,6 +283,31 @@ class FakeSwarm:
 
     def service_named(self, name: str) -> dict[str, Any] | None:
         return next(iter(self.services(name=name)), None)
+
+    # The typed reads the core uses (`SwarmWriter`), made from the JSON above by the real edge.
+    def service_records(self, *, label: str | None = None, name: str | None = None) -> list[ServiceRecord]:
+        return [service_record(s) for s in self.services(label=label, name=name)]
+
+    def network_records(self) -> list[NetworkRecord]:
+        return [network_record(n) for n in self.networks()]
+
+    def secret_records(self, label: str | None = None) -> list[SecretRecord]:
+        return [secret_record(s) for s in self.secrets(label)]
+
+    def config_records(self, label: str | None = None) -> list[SecretRecord]:
+        return [secret_record(c) for c in self.configs(label)]
+
+    def mount_secrets(self, service_name: str, mounts: Sequence[tuple[Ref, str]]) -> bool:
+        current = self.owned.get(service_name)
+        if current is None:
+            return False
+        spec = copy.deepcopy(current["Spec"])
+        container = spec["TaskTemplate"]["ContainerSpec"]
+        for ref, target in mounts:
+            kept = [m for m in container.get("Secrets") or () if m["File"]["Name"] != target]
+            container["Secrets"] = [*kept, secret_mount(ref, target)]
+        self.update_service(service_record(current), spec)
+        return True
 
     def secret(self, name: str) -> Ref | None:
         self._check()

@@ -41,7 +41,6 @@ from interlock.edges.swarm_ops import SwarmOps, SwarmWriter, ensure_tokens
 from interlock.errors import DockerUnavailable, InterlockError
 from interlock.model.snapshot import Snapshot
 from interlock.render.desired import all_tokens, core_tokens, tls_identities
-from interlock.render.swarm_specs import secret_mount
 from interlock.roles.core.api import CoreApi
 from interlock.roles.core.board import Board
 from interlock.roles.core.reconciler import Reconciler
@@ -124,23 +123,13 @@ def bootstrap_tokens(ops: SwarmWriter, service_name: str, config: CoreConfig) ->
     """Started without its control tokens or TLS key mounted (a manual install, or an extension
     added to the configuration): create every token and TLS secret `config` needs and update our
     own service to mount the core's; Swarm then replaces this task."""
-    service = ops.service_named(service_name)
-    if service is None:
-        raise InterlockError(f"control tokens are not mounted and service {service_name!r} was not found")
-    spec = service["Spec"]
-    container = spec["TaskTemplate"]["ContainerSpec"]
-    mounted = {s["SecretName"] for s in container.get("Secrets") or ()}
     labels = {LABEL_OWNER: service_name}
     tokens = ensure_tokens(ops, all_tokens(config), labels)
     tls = ensure_identities(ops, tls_identities(config), labels)[CORE_IDENTITY].key
     wanted = [(tokens[name], name) for name in core_tokens(config)] + [(tls, SERVER_TLS)]
-    mounted_files = {s["File"]["Name"] for s in container.get("Secrets") or ()}
-    for ref, target in wanted:
-        if ref.name not in mounted or target not in mounted_files:
-            container["Secrets"] = [s for s in container.get("Secrets") or () if s["File"]["Name"] != target]
-            container["Secrets"].append(secret_mount(ref, target))
     log.info("mounting control tokens into %s; Swarm restarts this task", service_name)
-    ops.update_service(service, spec)
+    if not ops.mount_secrets(service_name, wanted):
+        raise InterlockError(f"control tokens are not mounted and service {service_name!r} was not found")
 
 
 def core_url_for(config: CoreConfig, service_name: str) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import Counter
@@ -24,10 +24,11 @@ from prometheus_client import Counter
 from interlock.config import CoreConfig
 from interlock.constants import CONTROL_NETWORK, LABEL_EXTENSION, LABEL_OWNER, LABEL_ROLE
 from interlock.edges.clock import Clock
-from interlock.edges.swarm_ops import SwarmWriter, network_subnets
+from interlock.edges.swarm_ops import SwarmWriter
 from interlock.errors import DockerUnavailable, InterlockError
 from interlock.render.desired import DesiredCluster, SwarmFacts, desired_services, images, proxy_with_config
-from interlock.render.swarm_specs import Ref, spec_hash, tls_pairs
+from interlock.render.swarm_records import Ref, ServiceRecord
+from interlock.render.swarm_specs import spec_hash, tls_pairs
 from interlock.roles.core.board import Board
 from interlock.roles.core.watcher import Offload
 from interlock.wire.messages import encode
@@ -78,14 +79,14 @@ class Reconciler:
 
     def facts(self) -> SwarmFacts:
         ops = self.ops
-        listed = ops.networks()
-        networks = {n["Name"]: n.get("Id") or n.get("ID", "") for n in listed}
-        subnets = {n["Name"]: network_subnets(n) for n in listed}
+        listed = ops.network_records()
+        networks = {n.name: n.id for n in listed}
+        subnets = {n.name: n.subnets for n in listed}
         control = networks.get(CONTROL_NETWORK)
-        secrets = ops.secrets()
+        secrets = ops.secret_records()
         return SwarmFacts(
             control_network=Ref(control, CONTROL_NETWORK, subnets[CONTROL_NETWORK]) if control else None,
-            secrets={s["Spec"]["Name"]: s["ID"] for s in secrets},
+            secrets={s.name: s.id for s in secrets},
             tls=tls_pairs(secrets),
             networks=networks,
             subnets=subnets,
@@ -102,11 +103,11 @@ class Reconciler:
         if desired.missing:
             log.warning("%s", desired.missing)
             return
-        owned = {s["Spec"]["Name"]: s for s in self.ops.services(label=f"{LABEL_OWNER}={self.owner}")}
+        owned = {s.name: s for s in self.ops.service_records(label=f"{LABEL_OWNER}={self.owner}")}
         for cluster in desired.clusters:
             self._ensure(owned.get(cluster.extension["Name"]), cluster.extension, "extension")
             current = owned.get(cluster.proxy["Name"])
-            if current is not None and spec_hash(current["Spec"]) == spec_hash(cluster.proxy):
+            if current is not None and current.spec_hash == spec_hash(cluster.proxy):
                 continue
             if self._waiting_for_body(cluster.name):
                 continue
@@ -115,17 +116,15 @@ class Reconciler:
         for name, stale in owned.items():
             if name not in desired.names:
                 log.info("removing %s: its extension is no longer configured", name)
-                self.ops.remove_service(stale["ID"])
+                self.ops.remove_service(stale.id)
         self._collect_configs()
 
-    def _ensure(self, current: Mapping[str, Any] | None, spec: dict[str, Any], role: str) -> None:
+    def _ensure(self, current: ServiceRecord | None, spec: dict[str, Any], role: str) -> None:
         if current is None:
             log.info("creating %s service %s", role, spec["Name"])
             self.ops.create_service(spec)
-        elif spec_hash(current["Spec"]) != spec_hash(spec):
-            log.info(
-                "updating %s service %s (%s -> %s)", role, spec["Name"], spec_hash(current["Spec"]), spec_hash(spec)
-            )
+        elif current.spec_hash != spec_hash(spec):
+            log.info("updating %s service %s (%s -> %s)", role, current.name, current.spec_hash, spec_hash(spec))
             self.ops.update_service(current, spec)
         else:
             return
@@ -167,14 +166,10 @@ class Reconciler:
 
     def _collect_configs(self) -> None:
         mine = f"{LABEL_OWNER}={self.owner}"
-        in_use = {
-            c.get("ConfigID")
-            for s in self.ops.services(label=mine)
-            for c in s["Spec"]["TaskTemplate"]["ContainerSpec"].get("Configs") or ()
-        }
-        for config in self.ops.configs(label=mine):
-            if config["ID"] not in in_use:
+        in_use = {config_id for s in self.ops.service_records(label=mine) for config_id in s.config_ids}
+        for config in self.ops.config_records(label=mine):
+            if config.id not in in_use:
                 try:
-                    self.ops.remove_config(config["ID"])
+                    self.ops.remove_config(config.id)
                 except DockerUnavailable:
                     pass  # still used by a task that is shutting down; next round

@@ -1,0 +1,56 @@
+"""The Swarm objects the core's reconciler and token bootstrap read, as small typed records: what
+`edges/swarm_ops.py` makes of the Engine API's JSON, so no Docker JSON travels past the edge
+(only the specs we send, which `swarm_specs` builds), and `Ref`, a Docker object by ID and
+name. Pure; render layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A Docker object by ID and name."""
+
+    id: str
+    name: str
+    subnets: tuple[str, ...] = ()
+    """For a network: the subnets Swarm allocated it (where roles find their address on it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRecord:
+    """A service as the reconciler needs it: to compare its spec and update or remove it."""
+
+    id: str
+    name: str
+    version: int
+    """The object version an update must name (Swarm's optimistic locking)."""
+    spec_hash: str
+    """`com.docker.interlock.spec` of its spec: what we last sent it ('' for another's)."""
+    config_ids: tuple[str, ...] = ()
+    """The Docker configs its tasks mount."""
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkRecord:
+    id: str
+    name: str
+    subnets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRecord:
+    """A secret's identity and labels (never its data), or a config's."""
+
+    id: str
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    created: str = ""
+    """When it was made (the Engine's timestamp): the newest of several TLS pairs wins."""
+
+    @property
+    def ref(self) -> Ref:
+        return Ref(self.id, self.name)
