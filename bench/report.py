@@ -704,6 +704,12 @@ def main() -> None:
         sections.append(section(rolling_kinds_section, "rolling_kinds.py", "--seconds", "20" if quick else "60"))
         sections.append(section(rolling_hap_section, "rolling_hap.py", "--seconds", "20" if quick else "420"))
         sections.append(section(node_loss_section, "node_loss.py", "--trials", "1" if quick else "3"))
+    else:
+        # Not measured now: the swarm's sections stay as they were, with their own dates.
+        sections += [
+            kept_section(script)
+            for script in ("convergence.py", "rolling.py", "rolling_kinds.py", "rolling_hap.py", "node_loss.py")
+        ]
     text = (
         "# Benchmarks\n\nWritten by `bench/run`; do not edit by hand. Machines here are noisy: compare the\n"
         "ratios to the baselines measured in the same run, not absolute times across runs.\n\n"
