@@ -18,7 +18,6 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
@@ -41,7 +40,7 @@ from interlock.errors import DockerUnavailable, OperatorError
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
 from interlock.render.desired import all_tokens, core_tokens, images, tls_identities
-from interlock.render.swarm_records import Ref
+from interlock.render.swarm_records import Ref, ServiceRecord, TaskRecord
 from interlock.render.swarm_specs import STATUS_PROBE_ROLE, core_spec, spec_hash, status_probe_spec, tls_pairs
 from interlock.wire.status import CoreInfo, CoreStatus, ProblemView, routes_table
 
@@ -72,7 +71,7 @@ def up(config_path: str | None, *, debug: bool, wait: float, say: Say = print) -
     if config_path:
         text = Path(config_path).read_text()
     else:
-        ready = [n for n in ops.nodes() if (n.get("Status") or {}).get("State") == "ready"]
+        ready = [n for n in ops.node_records() if n.state == "ready"]
         host_mode = not has_ipvs()
         if host_mode:
             say("this kernel has no IPVS, so Swarm's routing mesh cannot answer: publishing the proxy in host mode")
@@ -160,14 +159,16 @@ def _remove_unused_core_configs(ops: SwarmOps, keep: Ref) -> None:
                 pass  # still in use by a task being replaced
 
 
-def _proxy_tasks(ops: SwarmOps, config: CoreConfig, name: str) -> tuple[dict[str, Any] | None, list[Any], list[Any]]:
+def _proxy_tasks(
+    ops: SwarmOps, config: CoreConfig, name: str
+) -> tuple[ServiceRecord | None, list[TaskRecord], list[TaskRecord]]:
     """Extension `name`'s proxy service (None when it does not exist yet), its tasks Swarm wants
     running, and those of them that run."""
-    service = ops.service_named(config.proxy_service_name(name))
+    service = ops.service_record(config.proxy_service_name(name))
     if service is None:
         return None, [], []
-    tasks = [t for t in ops.tasks(service["ID"]) if t["DesiredState"] == "running"]
-    return service, tasks, [t for t in tasks if t["Status"]["State"] == "running"]
+    tasks = [t for t in ops.task_records(service.id) if t.desired_state == "running"]
+    return service, tasks, [t for t in tasks if t.running]
 
 
 def proxy_addresses(ops: SwarmOps, config: CoreConfig, name: str) -> tuple[list[str], str]:
@@ -183,9 +184,9 @@ def proxy_addresses(ops: SwarmOps, config: CoreConfig, name: str) -> tuple[list[
     if ext.publish_mode != "host":
         return [f"127.0.0.1:{ext.published_port}"], ""
     here = ops.local_node_id()
-    nodes = {n["ID"]: (n.get("Status") or {}).get("Addr", "") for n in ops.nodes()}
+    nodes = {n.id: n.address for n in ops.node_records()}
     return sorted(
-        f"{'127.0.0.1' if t['NodeID'] == here else nodes.get(t['NodeID'], '?')}:{ext.published_port}" for t in running
+        f"{'127.0.0.1' if t.node_id == here else nodes.get(t.node_id, '?')}:{ext.published_port}" for t in running
     ), ""
 
 
@@ -228,14 +229,14 @@ def converged(ops: SwarmOps, config: CoreConfig, status: CoreStatus) -> str | No
         service, tasks, running = _proxy_tasks(ops, config, name)
         if service is None:
             return f"proxy service {config.proxy_service_name(name)} does not exist yet"
-        if ((service.get("UpdateStatus") or {}).get("State") or "completed") not in ("completed", "rollback_completed"):
+        if (service.update_state or "completed") not in ("completed", "rollback_completed"):
             return f"{config.proxy_service_name(name)} is still updating"
         if len(running) != ext.proxy_replicas or len(tasks) != ext.proxy_replicas:
             return f"{config.proxy_service_name(name)}: {len(running)} of {ext.proxy_replicas} tasks running"
         newest = (cluster.config_id, cluster.targets_id or "")
         serving = {p.proxy: (p.config_id, p.targets_id or "") for p in cluster.proxies}
         for task in running:
-            container = _container_id(task)[:12]
+            container = task.container_id[:12]
             if serving.get(container) != newest:
                 return f"proxy {container} does not serve {cluster.serving_id} yet"
     return None
@@ -252,42 +253,40 @@ def down(*, say: Say = print, timeout: float = 90.0) -> None:
     after cannot find a network or secret that is still being removed."""
     ops = SwarmOps.from_environment()
     deadline = time.monotonic() + timeout
-    core = ops.service_named(CORE_SERVICE)
-    if core is not None and core["Spec"].get("Labels", {}).get(LABEL_MANAGED) == MANAGED_BY_UP:
+    core = ops.service_record(CORE_SERVICE)
+    if core is not None and core.labels.get(LABEL_MANAGED) == MANAGED_BY_UP:
         say(f"removing {CORE_SERVICE}")
-        ops.remove_service(core["ID"])
+        ops.remove_service(core.id)
         # A core task that is still stopping would recreate what it owns: wait until it is gone.
-        wait_until(_still_running(ops, core["ID"], CORE_SERVICE), deadline, "the core to stop", say)
+        wait_until(_still_running(ops, core.id, CORE_SERVICE), deadline, "the core to stop", say)
     # A status probe left by an interrupted `interlock status` holds the control network.
-    owned = ops.services(label=f"{LABEL_OWNER}={CORE_SERVICE}") + ops.services(
+    owned = ops.service_records(label=f"{LABEL_OWNER}={CORE_SERVICE}") + ops.service_records(
         label=f"{LABEL_ROLE}={STATUS_PROBE_ROLE}"
     )
     for service in owned:
-        say(f"removing {service['Spec']['Name']}")
-        ops.remove_service(service["ID"])
+        say(f"removing {service.name}")
+        ops.remove_service(service.id)
     wait_until(
-        lambda: ", ".join(s["Spec"]["Name"] for s in ops.services(label=f"{LABEL_OWNER}={CORE_SERVICE}")),
+        lambda: ", ".join(s.name for s in ops.service_records(label=f"{LABEL_OWNER}={CORE_SERVICE}")),
         deadline,
         "the core's services to go",
         say,
     )
     for service in owned:
-        name = service["Spec"]["Name"]
-        wait_until(_still_running(ops, service["ID"], name), deadline, f"{name}'s tasks to stop", say)
+        wait_until(_still_running(ops, service.id, service.name), deadline, f"{service.name}'s tasks to stop", say)
     for label in (f"{LABEL_OWNER}={CORE_SERVICE}", f"{LABEL_MANAGED}={MANAGED_BY_UP}"):
         # Configs, secrets and the network can go once no task uses them.
-        for config in ops.configs(label=label):
-            _retry(partial(ops.remove_config, config["ID"]), deadline)
-        for secret in ops.secrets(label=label):
-            _retry(partial(ops.remove_secret, secret["ID"]), deadline)
-    for other in ops.networks():
-        labels = other.get("Labels") or {}
-        if labels.get(LABEL_MANAGED) == MANAGED_BY_UP and labels.get(LABEL_ROLE) == "monitoring":
+        for config in ops.config_records(label=label):
+            _retry(partial(ops.remove_config, config.id), deadline)
+        for secret in ops.secret_records(label=label):
+            _retry(partial(ops.remove_secret, secret.id), deadline)
+    for other in ops.network_records():
+        if other.labels.get(LABEL_MANAGED) == MANAGED_BY_UP and other.labels.get(LABEL_ROLE) == "monitoring":
             try:
-                ops.remove_network(other["Id"])
-                say(f"removed network {other['Name']}")
+                ops.remove_network(other.id)
+                say(f"removed network {other.name}")
             except DockerUnavailable as exc:
-                say(f"left network {other['Name']} in place: something else still uses it ({exc})")
+                say(f"left network {other.name} in place: something else still uses it ({exc})")
     network = ops.network(CONTROL_NETWORK)
     if network is not None and ops.network_labels(network.id).get(LABEL_MANAGED) == MANAGED_BY_UP:
         say(f"removing network {CONTROL_NETWORK}")
@@ -306,7 +305,7 @@ def _still_running(ops: SwarmOps, service_id: str, name: str) -> Callable[[], st
 
     def pending() -> str:
         # All tasks, filtered here: Docker refuses a service filter naming a removed service.
-        live = sum(t["ServiceID"] == service_id and t["Status"]["State"] in _LIVE for t in ops.all_tasks())
+        live = sum(t.service_id == service_id and t.state in _LIVE for t in ops.all_task_records())
         return f"{live} task(s) of {name} still running" if live else ""
 
     return pending
@@ -356,17 +355,17 @@ def core_status(ops: SwarmOps | None = None) -> CoreStatus:
     node, else by a one-shot job on the control network (the API is on that network only); when
     neither answers, routes and problems computed here, with a note saying so."""
     ops = ops or SwarmOps.from_environment()
-    core = ops.service_named(CORE_SERVICE)
+    core = ops.service_record(CORE_SERVICE)
     if core is not None:
         here = ops.local_node_id()
         # While the core is updated (start-first) the old one still runs for a moment, with the
         # old configuration: ask the newest task Swarm wants running.
-        tasks = sorted(ops.tasks(core["ID"]), key=lambda t: str(t.get("CreatedAt", "")), reverse=True)
+        tasks = sorted(ops.task_records(core.id), key=lambda t: t.created, reverse=True)
         for task in tasks:
-            if task["Status"]["State"] != "running" or task.get("DesiredState") != "running":
+            if not task.running:
                 continue
             try:
-                output = _inspect_here(ops, task) if task["NodeID"] == here else _probe(ops, core, task, here)
+                output = _inspect_here(ops, task) if task.node_id == here else _probe(ops, core, task, here)
                 if output:
                     return msgspec.json.decode(output, type=CoreStatus)
             except (DockerUnavailable, msgspec.DecodeError):
@@ -382,15 +381,11 @@ def follow_status(ops: SwarmOps | None = None, interval: float = 0.25) -> Iterat
     second. Elsewhere, or while the core is being replaced, `core_status` is asked once a second."""
     ops = ops or SwarmOps.from_environment()
     while True:
-        core = ops.service_named(CORE_SERVICE)
+        core = ops.service_record(CORE_SERVICE)
         here = ops.local_node_id()
-        tasks = ops.tasks(core["ID"]) if core is not None else []
-        local = [
-            t
-            for t in sorted(tasks, key=lambda t: str(t.get("CreatedAt", "")), reverse=True)
-            if t["Status"]["State"] == "running" and t.get("DesiredState") == "running" and t["NodeID"] == here
-        ]
-        container = _container_id(local[0]) if local else ""
+        tasks = ops.task_records(core.id) if core is not None else []
+        local = [t for t in sorted(tasks, key=lambda t: t.created, reverse=True) if t.running and t.node_id == here]
+        container = local[0].container_id if local else ""
         if container:
             try:
                 for line in ops.exec_lines(container, ["interlock", "inspect", "--follow", str(interval)]):
@@ -405,46 +400,31 @@ def follow_status(ops: SwarmOps | None = None, interval: float = 0.25) -> Iterat
         time.sleep(1)
 
 
-def _container_id(task: dict[str, Any]) -> str:
-    """The ID of a task's container, '' while it has none."""
-    return str(((task.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID") or "")
-
-
-def _inspect_here(ops: SwarmOps, task: dict[str, Any]) -> bytes | None:
-    container = _container_id(task)
-    if not container:
+def _inspect_here(ops: SwarmOps, task: TaskRecord) -> bytes | None:
+    if not task.container_id:
         return None
-    code, output = ops.exec_in(container, ["interlock", "inspect"])
+    code, output = ops.exec_in(task.container_id, ["interlock", "inspect"])
     return output if code == 0 else None
 
 
-def _probe(ops: SwarmOps, core: dict[str, Any], task: dict[str, Any], here: str, timeout: float = 30.0) -> bytes | None:
+def _probe(ops: SwarmOps, core: ServiceRecord, task: TaskRecord, here: str, timeout: float = 30.0) -> bytes | None:
     """The status of the core task `task` (on another node), printed by a status probe job
     that runs on this node."""
     config = core_config(ops, core)
-    template = core["Spec"]["TaskTemplate"]
-    mounted = template["ContainerSpec"].get("Secrets") or []
-    token = next((s for s in mounted if s["SecretName"] == OPERATOR_TOKEN), None)
+    token = next((m.secret for m in core.secrets if m.secret.name == OPERATOR_TOKEN), None)
     # The probe pins the certificate of the key pair the core serves with.
-    key = next((s["SecretID"] for s in mounted if s["File"]["Name"] == SERVER_TLS), None)
+    key = next((m.secret.id for m in core.secrets if m.file == SERVER_TLS), None)
     pair = next((p for p in tls_pairs(ops.secret_records()).values() if p.key.id == key), None)
     core_cert = pair.cert if pair is not None else None
-    network = (template.get("Networks") or [{}])[0].get("Target")
-    address = next(
-        (
-            a["Addresses"][0].split("/")[0]
-            for a in task.get("NetworksAttachments") or []
-            if a["Network"]["ID"] == network and a.get("Addresses")
-        ),
-        None,
-    )
+    network = core.network_ids[0] if core.network_ids else None
+    address = task.address_on(network) if network else None
     if config is None or token is None or network is None or address is None or (key and core_cert is None):
         return None
     spec = status_probe_spec(
         name=f"interlock-status-{secrets.token_hex(4)}",
-        image=template["ContainerSpec"]["Image"],
+        image=core.image,
         control_network=Ref(network, CONTROL_NETWORK),
-        operator_token=Ref(token["SecretID"], token["SecretName"]),
+        operator_token=token,
         core_cert=core_cert,
         core_address=f"{address}:{config.listen_port}",
         node_id=here,
@@ -453,10 +433,10 @@ def _probe(ops: SwarmOps, core: dict[str, Any], task: dict[str, Any], here: str,
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for job in ops.tasks(probe):
-                if job["Status"]["State"] == "complete" and (container := _container_id(job)):
-                    return ops.container_output(container)
-                if job["Status"]["State"] in ("failed", "rejected"):
+            for job in ops.task_records(probe):
+                if job.state == "complete" and job.container_id:
+                    return ops.container_output(job.container_id)
+                if job.state in ("failed", "rejected"):
                     return None
             time.sleep(0.2)
         return None
@@ -464,13 +444,13 @@ def _probe(ops: SwarmOps, core: dict[str, Any], task: dict[str, Any], here: str,
         ops.remove_service(probe)
 
 
-def core_config(ops: SwarmOps, core: dict[str, Any] | None) -> CoreConfig | None:
+def core_config(ops: SwarmOps, core: ServiceRecord | None) -> CoreConfig | None:
     """The configuration the core service runs with (its Docker config)."""
-    configs = core["Spec"]["TaskTemplate"]["ContainerSpec"].get("Configs") or [] if core else []
-    return load_config(ops.config_data(configs[0]["ConfigID"]).decode()) if configs else None
+    configs = core.config_ids if core else ()
+    return load_config(ops.config_data(configs[0]).decode()) if configs else None
 
 
-def local_status(ops: SwarmOps, core: dict[str, Any] | None) -> CoreStatus:
+def local_status(ops: SwarmOps, core: ServiceRecord | None) -> CoreStatus:
     """Routes and problems computed here from the Docker API (the core was not reachable)."""
     config = core_config(ops, core)
     clusters = tuple(e.service_cluster for e in config.extensions.values()) if config else ("",)

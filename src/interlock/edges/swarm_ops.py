@@ -17,7 +17,15 @@ import docker.errors
 import requests
 
 from interlock.errors import DockerUnavailable
-from interlock.render.swarm_records import NetworkRecord, Ref, SecretRecord, ServiceRecord
+from interlock.render.swarm_records import (
+    NetworkRecord,
+    NodeRecord,
+    Ref,
+    SecretMount,
+    SecretRecord,
+    ServiceRecord,
+    TaskRecord,
+)
 from interlock.render.swarm_specs import secret_mount, spec_hash
 
 _ERRORS = (docker.errors.DockerException, requests.RequestException, OSError)
@@ -31,14 +39,49 @@ def network_subnets(network: Mapping[str, Any]) -> tuple[str, ...]:
 
 def service_record(raw: Mapping[str, Any]) -> ServiceRecord:
     spec = raw.get("Spec") or {}
-    container = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
+    template = spec.get("TaskTemplate") or {}
+    container = template.get("ContainerSpec") or {}
     return ServiceRecord(
         id=str(raw["ID"]),
         name=str(spec.get("Name", "")),
         version=int((raw.get("Version") or {}).get("Index", 0)),
         spec_hash=spec_hash(spec),
         config_ids=tuple(str(c["ConfigID"]) for c in container.get("Configs") or () if c.get("ConfigID")),
+        labels=dict(spec.get("Labels") or {}),
+        image=str(container.get("Image", "")),
+        secrets=tuple(
+            SecretMount(
+                Ref(str(m.get("SecretID", "")), str(m.get("SecretName", ""))),
+                str((m.get("File") or {}).get("Name", "")),
+            )
+            for m in container.get("Secrets") or ()
+        ),
+        network_ids=tuple(str(n.get("Target", "")) for n in template.get("Networks") or ()),
+        update_state=str((raw.get("UpdateStatus") or {}).get("State") or ""),
     )
+
+
+def task_record(raw: Mapping[str, Any]) -> TaskRecord:
+    status = raw.get("Status") or {}
+    return TaskRecord(
+        id=str(raw.get("ID", "")),
+        service_id=str(raw.get("ServiceID", "")),
+        node_id=str(raw.get("NodeID", "")),
+        state=str(status.get("State", "")),
+        desired_state=str(raw.get("DesiredState", "")),
+        created=str(raw.get("CreatedAt", "")),
+        container_id=str((status.get("ContainerStatus") or {}).get("ContainerID") or ""),
+        addresses=tuple(
+            (str(a["Network"]["ID"]), str(a["Addresses"][0]).split("/")[0])
+            for a in raw.get("NetworksAttachments") or ()
+            if a.get("Addresses") and (a.get("Network") or {}).get("ID")
+        ),
+    )
+
+
+def node_record(raw: Mapping[str, Any]) -> NodeRecord:
+    status = raw.get("Status") or {}
+    return NodeRecord(str(raw.get("ID", "")), str(status.get("Addr", "")), str(status.get("State", "")))
 
 
 def secret_record(raw: Mapping[str, Any]) -> SecretRecord:
@@ -50,7 +93,12 @@ def secret_record(raw: Mapping[str, Any]) -> SecretRecord:
 
 
 def network_record(raw: Mapping[str, Any]) -> NetworkRecord:
-    return NetworkRecord(str(raw.get("Id") or raw.get("ID", "")), str(raw.get("Name", "")), network_subnets(raw))
+    return NetworkRecord(
+        str(raw.get("Id") or raw.get("ID", "")),
+        str(raw.get("Name", "")),
+        network_subnets(raw),
+        dict(raw.get("Labels") or {}),
+    )
 
 
 class SwarmWriter(Protocol):
@@ -158,6 +206,15 @@ class SwarmOps:
 
     def remove_service(self, service_id: str) -> None:
         self._call("DELETE", f"/services/{service_id}", expect_json=False)
+
+    def task_records(self, service_id: str) -> list[TaskRecord]:
+        return [task_record(t) for t in self.tasks(service_id)]
+
+    def all_task_records(self) -> list[TaskRecord]:
+        return [task_record(t) for t in self.all_tasks()]
+
+    def node_records(self) -> list[NodeRecord]:
+        return [node_record(n) for n in self.nodes()]
 
     def tasks(self, service_id: str) -> list[dict[str, Any]]:
         try:

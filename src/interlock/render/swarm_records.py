@@ -21,8 +21,17 @@ class Ref:
 
 
 @dataclass(frozen=True, slots=True)
+class SecretMount:
+    """A secret a service mounts, and the file name it has in the tasks."""
+
+    secret: Ref
+    file: str
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceRecord:
-    """A service as the reconciler needs it: to compare its spec and update or remove it."""
+    """A service as the core and the operator need it: to compare its spec, update or remove
+    it, and find what its tasks mount."""
 
     id: str
     name: str
@@ -32,6 +41,39 @@ class ServiceRecord:
     """`com.docker.interlock.spec` of its spec: what we last sent it ('' for another's)."""
     config_ids: tuple[str, ...] = ()
     """The Docker configs its tasks mount."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    image: str = ""
+    secrets: tuple[SecretMount, ...] = ()
+    network_ids: tuple[str, ...] = ()
+    update_state: str = ""
+    """Swarm's UpdateStatus.State ('' before any update)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    id: str
+    service_id: str
+    node_id: str
+    state: str
+    desired_state: str
+    created: str = ""
+    container_id: str = ""
+    addresses: tuple[tuple[str, str], ...] = ()
+    """(network ID, address without its prefix length) of each attachment."""
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running" and self.desired_state == "running"
+
+    def address_on(self, network_id: str) -> str | None:
+        return next((a for n, a in self.addresses if n == network_id), None)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    id: str
+    address: str
+    state: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +81,7 @@ class NetworkRecord:
     id: str
     name: str
     subnets: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
