@@ -32,6 +32,7 @@ from common import dump
 from interlock.config import default_config
 from interlock.testing.real_roles import MemorySwarm, real_roles
 from interlock.testing.swarm_json import swarm_json
+from reload_scale import services as services_of
 
 HTTP, HTTPS = 18480, 18843
 MESSAGES = {
@@ -44,18 +45,6 @@ MESSAGES = {
 }
 
 
-def apps(count: int, *, bump: int | None = None) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": f"app{i}",
-            "networks": [f"net{i % 10}"],
-            "replicas": 2 + (1 if i == bump else 0),
-            "labels": {"com.docker.lb.hosts": f"app{i}.example.com", "com.docker.lb.port": "8080"},
-        }
-        for i in range(count)
-    ]
-
-
 async def measure(hosts: int, changes: int, *, dynamic: bool) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="interlock-bench-"))
     config = default_config(
@@ -65,7 +54,7 @@ async def measure(hosts: int, changes: int, *, dynamic: bool) -> dict[str, Any]:
     )
     secrets = work / "secrets"
     secrets.mkdir()
-    swarm = MemorySwarm(apps(hosts), distinct=True)
+    swarm = MemorySwarm(services_of(hosts), distinct=True)
     per_change: list[Counter[str]] = []
     core_cpu: list[float] = []
     baseline: list[float] = []
@@ -83,7 +72,7 @@ async def measure(hosts: int, changes: int, *, dynamic: bool) -> dict[str, Any]:
             board.note_report = timed_note_report  # type: ignore[method-assign]
             await roles.served("the first configuration", timeout=600)
             for index in range(changes):
-                services = apps(hosts + index + 1) if not dynamic else apps(hosts, bump=index)
+                services = services_of(hosts + index + 1) if not dynamic else services_of(hosts, bump=index)
                 text = json.dumps(swarm_json({"services": services}))
                 started = time.process_time()
                 json.loads(text)

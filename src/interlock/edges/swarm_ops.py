@@ -26,7 +26,7 @@ from interlock.render.swarm_records import (
     ServiceRecord,
     TaskRecord,
 )
-from interlock.render.swarm_specs import secret_mount, spec_hash
+from interlock.render.swarm_specs import spec_hash, with_secrets
 
 _ERRORS = (docker.errors.DockerException, requests.RequestException, OSError)
 
@@ -190,12 +190,7 @@ class SwarmOps:
         service = self.service_named(service_name)
         if service is None:
             return False
-        spec = service["Spec"]
-        container = spec["TaskTemplate"]["ContainerSpec"]
-        for ref, target in mounts:
-            kept = [m for m in container.get("Secrets") or () if m["File"]["Name"] != target]
-            container["Secrets"] = [*kept, secret_mount(ref, target)]
-        self.update_service(service_record(service), spec)
+        self.update_service(service_record(service), with_secrets(service["Spec"], mounts))
         return True
 
     def create_service(self, spec: Mapping[str, Any]) -> str:

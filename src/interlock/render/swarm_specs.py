@@ -155,6 +155,17 @@ def secret_mount(ref: Ref, target: str | None = None, mode: int = 0o400) -> dict
     }
 
 
+def with_secrets(spec: Mapping[str, Any], mounts: Sequence[tuple[Ref, str]]) -> dict[str, Any]:
+    """A copy of service `spec` mounting each (secret, file name), in place of whatever it
+    mounted under that file name."""
+    copied = json.loads(json.dumps(spec))
+    container = copied["TaskTemplate"]["ContainerSpec"]
+    for ref, target in mounts:
+        kept = [m for m in container.get("Secrets") or () if m["File"]["Name"] != target]
+        container["Secrets"] = [*kept, secret_mount(ref, target)]
+    return dict(copied)
+
+
 def _placement(constraints: Sequence[str], preferences: Sequence[str]) -> dict[str, Any]:
     spread = [{"Spread": {"SpreadDescriptor": p.split("=", 1)[1]}} for p in preferences if p.startswith("spread=")]
     return {"Constraints": list(constraints), "Preferences": spread}

@@ -34,7 +34,7 @@ from interlock.constants import (
 from interlock.edges.swarm_ops import network_record, secret_record, service_record
 from interlock.errors import ConfigRejected, DockerUnavailable
 from interlock.render.swarm_records import NetworkRecord, Ref, SecretRecord, ServiceRecord
-from interlock.render.swarm_specs import secret_mount
+from interlock.render.swarm_specs import with_secrets
 from interlock.testing.swarm_json import fake_id, swarm_json
 
 T = TypeVar("T")
@@ -301,12 +301,7 @@ class FakeSwarm:
         current = self.owned.get(service_name)
         if current is None:
             return False
-        spec = copy.deepcopy(current["Spec"])
-        container = spec["TaskTemplate"]["ContainerSpec"]
-        for ref, target in mounts:
-            kept = [m for m in container.get("Secrets") or () if m["File"]["Name"] != target]
-            container["Secrets"] = [*kept, secret_mount(ref, target)]
-        self.update_service(service_record(current), spec)
+        self.update_service(service_record(current), with_secrets(current["Spec"], mounts))
         return True
 
     def secret(self, name: str) -> Ref | None:
