@@ -197,6 +197,13 @@ async def test_task_moves_go_through_the_runtime_api_without_a_reload(
     assert status == 200 and isinstance(body, dict) and body["task"] == "second"
     assert controller.reloads == reloads and controller.target_updates == 1
     assert controller.process is not None and controller.process.pid == pid
+    # HAProxy restarting (the agent starts it again on the live file) serves the moved task.
+    assert controller.live.read_text() == two.text
+    await controller.stop(signal.SIGQUIT, timeout=15)
+    await controller.start()
+    await controller.confirm(two.config_id)
+    status, body = await asyncio.to_thread(get, "web.local")
+    assert status == 200 and isinstance(body, dict) and body["task"] == "second", "the restart kept the move"
 
 
 async def test_many_task_moves_at_once_are_applied_in_lines_haproxy_accepts(

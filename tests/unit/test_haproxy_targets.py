@@ -3,12 +3,20 @@ then fills and empties server slots through the runtime API), and the commands i
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from interlock.config import default_config
 from interlock.edges.haproxy_control import command_lines, runtime_commands
-from interlock.render.haproxy import render_haproxy, slot_count
+from interlock.model.build import build
+from interlock.model.docker_json import snapshot_from_api
+from interlock.render.haproxy import render_haproxy, slot_count, with_targets
+from interlock.testing.swarm_json import swarm_json
 from tests.unit.test_build import routing_of, service
+from tests.unit.test_state_delta import SWARMS
 
 EXT = default_config(Kind="haproxy").extensions["default"]
 
@@ -52,3 +60,25 @@ def test_many_commands_are_split_into_lines_within_the_limit() -> None:
     assert ";".join(lines).split(";") == commands
     assert command_lines([]) == []
     assert command_lines(["one", "two"]) == ["one;two"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(SWARMS, st.data())
+def test_a_configuration_with_moved_targets_is_what_rendering_them_prints(services: list[Any], data: Any) -> None:
+    """What the agent keeps as HAProxy's live file after a run-time move: the text of the
+    routing whose tasks moved, byte for byte, so a restart serves the servers it served."""
+    moved = [{**s, "replicas": data.draw(st.integers(0, 3))} for s in services]
+    ext = default_config(Kind="haproxy").extensions["default"]
+    before = render_haproxy(build(snapshot_from_api(swarm_json({"services": services}))).routings[""], ext)
+    after = render_haproxy(build(snapshot_from_api(swarm_json({"services": moved}))).routings[""], ext)
+    if before.config_id == after.config_id:
+        assert with_targets(before.text, after.targets) == after.text
+
+
+def test_a_task_that_came_and_one_that_went_are_in_the_kept_file() -> None:
+    ext = default_config(Kind="haproxy").extensions["default"]
+    before = render_haproxy(routing_of(service("web", replicas=2, hosts="web.local", port="80")), ext)
+    after = render_haproxy(routing_of(service("web", replicas=3, hosts="web.local", port="80")), ext)
+    assert before.config_id == after.config_id and before.text != after.text
+    assert with_targets(before.text, after.targets) == after.text
+    assert with_targets(after.text, before.targets) == before.text

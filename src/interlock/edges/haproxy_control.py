@@ -23,7 +23,7 @@ from interlock.constants import ADMIN_PASS_ENV, ADMIN_PASS_FILE
 from interlock.edges.nginx_check import VALIDATION_TIMEOUT
 from interlock.edges.nginx_control import NginxController
 from interlock.errors import ConfigRejected, ReloadFailed
-from interlock.render.haproxy import ADMIN_SOCKET, CERTIFICATES_DIR, TARGETS_HEADER, slot_count
+from interlock.render.haproxy import ADMIN_SOCKET, CERTIFICATES_DIR, TARGETS_HEADER, slot_count, with_targets
 
 _REFUSALS = ("No such", "Invalid", "Require", "Unknown", "Permission", "Can't", "Cannot")
 """How the runtime API's answers to `set server` begin when it did not do it."""
@@ -176,7 +176,8 @@ class HAProxyController(NginxController):
 
     async def update_targets(self, targets: str, targets_id: str) -> None:
         """Move tasks without a reload: fill, change or empty server slots of the running
-        HAProxy through its runtime API (`set server ... addr`, `state ready|maint`). The
+        HAProxy through its runtime API (`set server ... addr`, `state ready|maint`), and write
+        them into the live file too (`with_targets`), for a restart. The
         configuration's id is unchanged, so every backend has the slots it had; anything the
         API refuses is a ReloadFailed (the agent then reloads with the whole configuration). Many
         moves at once go as several command lines, each within HAProxy's line buffer."""
@@ -193,6 +194,11 @@ class HAProxyController(NginxController):
                 raise ReloadFailed(f"haproxy refused targets {targets_id}: {'; '.join(refused)[:500]}")
         self.targets_id, self.targets_text = targets_id, targets
         self.target_updates += 1
+        # The live file follows, so an HAProxy that restarts serves these servers, not the last reload's.
+        if self.live.exists():
+            candidate = self.live.with_name(self.live.name + ".next")
+            candidate.write_text(with_targets(self.live.read_text(), targets))
+            os.replace(candidate, self.live)
 
     async def _confirm_targets(self, targets_id: str) -> None:
         """Nothing to ask: an installed configuration carries its servers in its own text."""

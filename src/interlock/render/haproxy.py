@@ -42,6 +42,35 @@ _SERVER_SLOT = re.compile(r"^(\s+server s\d+) \S+(.*?)(?: disabled)?$", re.MULTI
 """A server slot's line: what stays of it once its address and whether it is filled are left out."""
 
 
+_SLOT_LINE = re.compile(r"^(?P<prefix>\s+server s(?P<index>\d+)) \S+(?P<options>.*?)(?: disabled)?$")
+
+
+def with_targets(text: str, targets: str) -> str:
+    """`text`, a rendered haproxy.cfg, with its server slots filled from `targets` (a targets
+    document of the same configuration id): exactly what rendering the routing of `targets`
+    prints. The agent keeps this as the live file after moving tasks at run time, so an HAProxy
+    that restarts comes back with the servers it was serving, not those of the last reload."""
+    filled: dict[str, list[str]] = {}
+    for line in targets.splitlines()[1:]:
+        if line.strip():
+            name, *addresses = line.split()
+            filled[name] = addresses
+    out: list[str] = []
+    backend: list[str] | None = None
+    for line in text.split("\n"):
+        if line.startswith("backend "):
+            backend = filled.get(line.split()[1])
+        elif backend is not None and (slot := _SLOT_LINE.match(line)):
+            index = int(slot["index"])
+            if index < len(backend):
+                out.append(f"{slot['prefix']} {backend[index]}{slot['options']}")
+            else:
+                out.append(f"{slot['prefix']} {_SPARE_ADDRESS}{slot['options']} disabled")
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
 def slot_count(servers: int) -> int:
     """Server slots of a backend with `servers` servers: the next power of two, at least 4.
     Tasks that come and go within it move through the runtime API; crossing a power of two
