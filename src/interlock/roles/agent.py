@@ -33,9 +33,8 @@ from interlock.edges.peer_http import RETRY_FIRST, RETRY_MAX, Peer, PeerClient, 
 from interlock.edges.role_tls import mounted_peer_cert
 from interlock.edges.traffic_meter import TrafficCollector, TrafficMeter
 from interlock.errors import ConfigRejected, InterlockError, PeerUnavailable, ReloadFailed, WireError
-from interlock.problems import printable
 from interlock.render.config_delta import ProxyConfigDelta, apply_config_delta
-from interlock.roles.runtime import REPORT_FAILURES
+from interlock.roles.runtime import post_counted
 from interlock.wire.messages import ProxyConfig, ProxyReport, RefusedCertificate, decode, encode
 from interlock.wire.traffic import RouteTraffic
 
@@ -205,21 +204,15 @@ class Agent:
             self.reported_traffic_now(),
             self.meter.active_connections,
         )
-        body = encode(report)
-        try:
-            status, answer = await self.extension.post("/v1/report", body, timeout=2 if leaving else 5)
-        except PeerUnavailable as exc:
-            REPORT_FAILURES.labels("proxy-report", "unreachable").inc()
-            log.warning("the extension did not take the report (%d bytes): %s", len(body), exc)
-            return
-        if status != 200:
-            REPORT_FAILURES.labels("proxy-report", str(status)).inc()
-            log.warning(
-                "the extension refused the report (%d bytes) with %d: %s",
-                len(body),
-                status,
-                printable(answer.decode("utf-8", "replace"), 300),
-            )
+        await post_counted(
+            self.extension,
+            "/v1/report",
+            encode(report),
+            message="proxy-report",
+            to="extension",
+            log=log,
+            timeout=2 if leaving else 5,
+        )
 
     def reported_traffic_now(self) -> tuple[RouteTraffic, ...]:
         traffic = self.meter.report()

@@ -11,8 +11,8 @@ relays those reports to the core with its own, and the request counts they carry
 once a second (`ClusterTraffic`). Its reports name the served configuration by its ids; the whole
 configuration goes to the core only when the core asks (a 202 on the state long-poll). A report
 that does not arrive is logged with its cause and counted (`interlock_role_report_failures_total`).
-A proxy that stops says so and is forgotten at once; one that
-stops reporting (gone, or cut off) is forgotten after 30 s.
+A proxy that stops says so and is forgotten at once; one that stops reporting (gone, or cut off)
+is forgotten after 30 s.
 """
 
 from __future__ import annotations
@@ -50,11 +50,10 @@ from interlock.edges.role_tls import mounted_peer_cert, mounted_server_context
 from interlock.edges.template_guard import render_with_limits
 from interlock.errors import InterlockError, PeerUnavailable, TemplateFailed, WireError
 from interlock.model.routing import Routing
-from interlock.problems import printable
 from interlock.render.bundle import RenderedConfig
 from interlock.render.config_delta import config_delta
 from interlock.render.proxy import render_proxy
-from interlock.roles.runtime import REPORT_FAILURES, changed_within, proxy_config, quiet_gc, woken
+from interlock.roles.runtime import changed_within, post_counted, proxy_config, quiet_gc, woken
 from interlock.wire.delta import ClusterStateDelta, apply_delta
 from interlock.wire.messages import (
     ClusterState,
@@ -232,12 +231,16 @@ class Extension:
                 tuple(sorted(self.left_out.items())),
                 self.state_version,
             )
-            await send_to_core(self.core, "report", f"/v1/clusters/{self.name}/report", encode(report))
+            await self._to_core("report", "report", encode(report))
 
     async def send_config(self) -> None:
         """The whole current configuration, which the core asked for to store it."""
         if self.current is not None:
-            await send_to_core(self.core, "config", f"/v1/clusters/{self.name}/config", self.current_body, timeout=60)
+            await self._to_core("config", "config", self.current_body, timeout=60)
+
+    async def _to_core(self, endpoint: str, message: str, body: bytes, *, timeout: float = 10) -> bool:
+        path = f"/v1/clusters/{self.name}/{endpoint}"
+        return await post_counted(self.core, path, body, message=message, to="core", log=log, timeout=timeout)
 
     async def traffic_to_core(self) -> None:
         """The proxies' request counts, on their own: at most once a second while they change
@@ -250,7 +253,7 @@ class Extension:
                     for _, r in sorted(self.proxies.values(), key=lambda v: v[1].proxy)
                 )
             )
-            await send_to_core(self.core, "traffic", f"/v1/clusters/{self.name}/traffic", encode(traffic))
+            await self._to_core("traffic", "traffic", encode(traffic))
             await asyncio.sleep(1.0)
 
     # -- API for proxies ----------------------------------------------------------------------
@@ -316,27 +319,6 @@ class Extension:
 def _without_traffic(report: ProxyReport) -> ProxyReport:
     """The report as its state goes to the core: its counts travel in `ClusterTraffic`."""
     return replace(report, traffic=(), active_connections=0)
-
-
-async def send_to_core(core: Peer, message: str, path: str, body: bytes, *, timeout: float = 10) -> bool:
-    """POST `body` to the core; a failure is logged with its cause and counted, never dropped silently."""
-    try:
-        status, answer = await core.post(path, body, timeout=timeout)
-    except PeerUnavailable as exc:
-        REPORT_FAILURES.labels(message, "unreachable").inc()
-        log.warning("the core did not take the %s (%d bytes): %s", message, len(body), exc)
-        return False
-    if status != 200:
-        REPORT_FAILURES.labels(message, str(status)).inc()
-        log.warning(
-            "the core refused the %s (%d bytes) with %d: %s",
-            message,
-            len(body),
-            status,
-            printable(answer.decode("utf-8", "replace"), 300),
-        )
-        return False
-    return True
 
 
 def complaint(nginx_output: str) -> str:

@@ -13,13 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from prometheus_client import Counter
 
+from interlock.edges.peer_http import Peer
+from interlock.errors import PeerUnavailable
 from interlock.model.routing import Routing
+from interlock.problems import printable
 from interlock.render.bundle import RenderedConfig
 from interlock.wire.messages import ProxyConfig
 from interlock.wire.traffic import traffic_names
@@ -29,6 +33,25 @@ REPORT_FAILURES = Counter(
     "Reports, counts and configurations another role did not take, by what was sent and why",
     ["message", "cause"],
 )
+
+
+async def post_counted(
+    peer: Peer, path: str, body: bytes, *, message: str, to: str, log: logging.Logger, timeout: float = 10
+) -> bool:
+    """POST `body` (a `message`) to `peer` (the role called `to`); a failure is logged at warning
+    level with its cause and counted in REPORT_FAILURES, never dropped silently."""
+    try:
+        status, answer = await peer.post(path, body, timeout=timeout)
+    except PeerUnavailable as exc:
+        REPORT_FAILURES.labels(message, "unreachable").inc()
+        log.warning("the %s did not take the %s (%d bytes): %s", to, message, len(body), exc)
+        return False
+    if status != 200:
+        REPORT_FAILURES.labels(message, str(status)).inc()
+        shown = printable(answer.decode("utf-8", "replace"), 300)
+        log.warning("the %s refused the %s (%d bytes) with %d: %s", to, message, len(body), status, shown)
+        return False
+    return True
 
 
 def proxy_config(version: int, routing: Routing, rendered: RenderedConfig) -> ProxyConfig:
