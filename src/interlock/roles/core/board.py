@@ -264,9 +264,15 @@ class Board:
     def _forget_gone(self, snapshot: Snapshot) -> None:
         """Drop the exclusions of services that are gone, relabelled, or whose certificate
         secrets were made again: what was found about them no longer holds."""
-        current = {s.label_key: certificate_secret_ids(snapshot, s.label_map) for s in snapshot.services}
+        if not any(slot.exclusions for slot in self.slots.values()):
+            return  # the usual case: nothing to look up (secret IDs are a scan of the secrets)
+        services = {s.label_key: s for s in snapshot.services}
         for slot in self.slots.values():
-            slot.exclusions = {k: e for k, e in slot.exclusions.items() if current.get(k) == e.secret_ids}
+            slot.exclusions = {
+                key: exclusion
+                for key, exclusion in slot.exclusions.items()
+                if key in services and certificate_secret_ids(snapshot, services[key].label_map) == exclusion.secret_ids
+            }
 
     def _note_served(self, slot: ClusterSlot, report: ExtensionReport) -> None:
         """The proxies' counters, and the convergence time of every published state the
@@ -295,8 +301,9 @@ class Board:
         Only services of the cluster's own routing can be named: a report naming another
         cluster's service, or a pair none of its services names, changes nothing."""
         snapshot, state = self.snapshot, slot.state
-        if snapshot is None or state is None:
-            return False
+        refusals = {r for proxy in report.proxies for r in proxy.refused_certificates}
+        if snapshot is None or state is None or not (report.left_out or refusals):
+            return False  # most reports: nothing found, and no need to index the routing
         routed = set(state.routing.service_names())
         ours = {s.name: s for s in snapshot.services if s.name in routed}
         names = {s.label_key: s.name for s in ours.values()}
@@ -312,7 +319,7 @@ class Board:
                 "left out so the others are served. Change its labels to try again"
             )
             found[service.label_key] = Exclusion("-", reason, certificate_secret_ids(snapshot, service.label_map))
-        for refusal in {r for proxy in report.proxies for r in proxy.refused_certificates}:
+        for refusal in refusals:
             for service in _naming(ours, state.routing, refusal):
                 reason = (
                     f"the proxy cannot load this certificate and key ({printable(refusal.why, 300)}); not routed. "
