@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -162,7 +163,7 @@ class Board:
     def publish(self, snapshot: Snapshot) -> bool:
         """Build every cluster's state from `snapshot`; True when any of them changed."""
         self.snapshot = snapshot
-        self._forget_gone(snapshot)
+        _forget_gone(self.slots.values(), snapshot)
         result = build(
             snapshot,
             tuple(s.cluster for s in self.slots.values()),
@@ -260,19 +261,6 @@ class Board:
             await self.publish_and_notify(self.snapshot)
         if slot.config is None and slot.config_stale and not slot.wanted:
             await self.want_config(name)
-
-    def _forget_gone(self, snapshot: Snapshot) -> None:
-        """Drop the exclusions of services that are gone, relabelled, or whose certificate
-        secrets were made again: what was found about them no longer holds."""
-        if not any(slot.exclusions for slot in self.slots.values()):
-            return  # the usual case: nothing to look up (secret IDs are a scan of the secrets)
-        services = {s.label_key: s for s in snapshot.services}
-        for slot in self.slots.values():
-            slot.exclusions = {
-                key: exclusion
-                for key, exclusion in slot.exclusions.items()
-                if key in services and certificate_secret_ids(snapshot, services[key].label_map) == exclusion.secret_ids
-            }
 
     def _note_served(self, slot: ClusterSlot, report: ExtensionReport) -> None:
         """The proxies' counters, and the convergence time of every published state the
@@ -395,3 +383,17 @@ def _naming(services: dict[str, Service], routing: Routing, refusal: RefusedCert
         for name in h.services
     }
     return [services[n] for n in sorted(names) if n in services]
+
+
+def _forget_gone(slots: Collection[ClusterSlot], snapshot: Snapshot) -> None:
+    """Drop the exclusions of services that are gone, relabelled, or whose certificate
+    secrets were made again: what was found about them no longer holds."""
+    if not any(slot.exclusions for slot in slots):
+        return  # the usual case: nothing to look up (secret IDs are a scan of the secrets)
+    services = {s.label_key: s for s in snapshot.services}
+    for slot in slots:
+        slot.exclusions = {
+            key: exclusion
+            for key, exclusion in slot.exclusions.items()
+            if key in services and certificate_secret_ids(snapshot, services[key].label_map) == exclusion.secret_ids
+        }
