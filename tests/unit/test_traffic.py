@@ -146,3 +146,23 @@ def test_routes_get_the_traffic_of_every_proxy_of_their_cluster() -> None:
     edge, other = with_traffic(rows, {"edge": [proxy1, proxy2]})
     assert (edge.responses, edge.requests, edge.rps, edge.share_5xx) == ((0, 18, 0, 0, 2), 20, 4.0, 0.125)
     assert other.requests == 0 and other.rps == 0.0
+
+
+def test_a_reading_taken_while_tasks_move_names_the_tasks_of_both_configurations() -> None:
+    moved = TrafficNames("edge", NAMES.routes, (("shop", "10.0.0.9:80", "stable"), ("api", "10.0.0.7:8080", "api")))
+    counters, tally = HAProxyCounters(), Tally()
+    # The agent names the new configuration's tasks before the proxy takes it: a request the old
+    # task answered, read after the move, and one the new task answered, read before the agent
+    # heard back from the proxy, both keep their service.
+    namer = Namer(moved, previous=Namer(NAMES))
+    rows = [
+        "shop,s1,0,10,0,0,0,0,2,0,1,0,0,0,10.0.0.5:80,",
+        "shop,s2,0,10,0,0,0,0,2,0,1,0,0,0,10.0.0.9:80,",
+        "shop,BACKEND,0,20,0,0,0,0,1,0,2,0,0,0,,",
+    ]
+    for sample in counters.samples(stat(rows), namer):
+        tally.add(sample, 1.0)
+    assert {(t.service, t.responses) for t in tally.report(1.0)} == {("stable", (0, 2, 0, 0, 0))}
+    # One level only: the configuration before the previous one names nothing any more.
+    assert Namer(NAMES, previous=namer).service("shop", "10.0.0.5:80") == "stable"
+    assert Namer(moved, previous=Namer(moved, previous=Namer(NAMES))).service("shop", "10.0.0.5:80") == ""

@@ -37,8 +37,10 @@ class TrafficMeter:
         self.active_connections = 0
 
     def use(self, names: TrafficNames) -> None:
-        """Name requests after `names` from now on (those of the configuration now served)."""
-        self.namer = Namer(names)
+        """Name requests after `names` from now on: called before the proxy takes a new
+        configuration or new targets, so that no reading sees a task it cannot name; the tasks
+        of the configuration served until then are still named."""
+        self.namer = Namer(names, previous=self.namer)
 
     async def poll_haproxy(self, runtime: Runtime) -> None:
         try:

@@ -36,7 +36,7 @@ from interlock.errors import ConfigRejected, InterlockError, PeerUnavailable, Re
 from interlock.render.config_delta import ProxyConfigDelta, apply_config_delta
 from interlock.roles.runtime import post_counted
 from interlock.wire.messages import ProxyConfig, ProxyReport, RefusedCertificate, decode, encode
-from interlock.wire.traffic import RouteTraffic
+from interlock.wire.traffic import RouteTraffic, TrafficNames
 
 log = logging.getLogger("interlock.agent")
 
@@ -61,6 +61,7 @@ class Agent:
         self.error = ""
         self.held: ProxyConfig | None = None
         """The newest configuration received: the base of the next change the extension sends."""
+        self.served_names = TrafficNames()
 
     @property
     def refused_certificates(self) -> tuple[RefusedCertificate, ...]:
@@ -95,10 +96,11 @@ class Agent:
             log.error("the mounted configuration is not usable; waiting for the extension: %s", exc)
             return
         try:
+            self.meter.use(config.names)
             await self.nginx.install(
                 config.text, config.config_id, config.targets, config.targets_id, config.certificates
             )
-            self.meter.use(config.names)
+            self.served_names = config.names
             log.info("serving the mounted configuration %s", config.config_id)
         except (ConfigRejected, ReloadFailed) as exc:
             log.error("the mounted configuration is not usable; waiting for the extension: %s", exc)
@@ -157,12 +159,14 @@ class Agent:
                 self.digest = config.digest
                 return
             try:
-                await self.nginx.update_targets(config.targets, config.targets_id)
                 self.meter.use(config.names)
+                await self.nginx.update_targets(config.targets, config.targets_id)
+                self.served_names = config.names
                 self.digest, self.error = config.digest, ""
                 log.info("serving targets %s (state %d) without a reload", config.targets_id, config.version)
                 return
             except ReloadFailed as exc:
+                self.meter.use(self.served_names)
                 # The running nginx did not take them; a reload loads them from the file.
                 log.warning("targets %s not taken at run time (%s); reloading", config.targets_id, exc)
         refused = self.certificates.check(config.certificates)
@@ -175,17 +179,19 @@ class Agent:
             )
             return
         try:
+            self.meter.use(config.names)
             await self.nginx.install(
                 config.text, config.config_id, config.targets, config.targets_id, config.certificates
             )
         except (ConfigRejected, ReloadFailed) as exc:
+            self.meter.use(self.served_names)
             self.error = str(exc)[-2000:]
             # Remember the digest so the same bad configuration is not retried in a loop; a
             # newer one from the extension is tried as soon as it comes.
             self.digest = config.digest
             log.error("configuration %s refused, still serving %s: %s", config.config_id, self.nginx.config_id, exc)
             return
-        self.meter.use(config.names)
+        self.served_names = config.names
         self.digest, self.error = config.digest, ""
         log.info("serving configuration %s (state %d)", config.config_id, config.version)
 

@@ -83,8 +83,11 @@ def traffic_names(routing: Routing) -> TrafficNames:
 class Namer:
     """Looks up the names of a request from what the proxy logged about it."""
 
-    def __init__(self, names: TrafficNames) -> None:
+    def __init__(self, names: TrafficNames, previous: Namer | None = None) -> None:
         self.cluster = names.cluster
+        # The tasks of the configuration served before: a reading taken while the proxy moves
+        # from one to the other counts requests of both (one level only, so it never grows).
+        self.previous_services: dict[tuple[str, str], str] = previous.services if previous is not None else {}
         self.by_host: dict[tuple[str, str], str] = {}
         paths: dict[str, list[tuple[str, str]]] = {}
         for upstream, host, path in names.routes:
@@ -97,7 +100,9 @@ class Namer:
             upstream: (",".join(sorted({h for h, _ in pairs})), ",".join(sorted({p for _, p in pairs})))
             for upstream, pairs in paths.items()
         }
-        self.services = {(upstream, address): service for upstream, address, service in names.addresses}
+        self.services: dict[tuple[str, str], str] = {
+            (upstream, address): service for upstream, address, service in names.addresses
+        }
         by_upstream: dict[str, set[str]] = {}
         for upstream, _, service in names.addresses:
             by_upstream.setdefault(upstream, set()).add(service)
@@ -125,7 +130,8 @@ class Namer:
     def service(self, upstream: str, address: str) -> str:
         if address == "*":
             return self.only.get(upstream, "")
-        return self.services.get((upstream, address), "")
+        key = (upstream, address)
+        return self.services.get(key) or self.previous_services.get(key, "")
 
 
 @dataclass(slots=True)
