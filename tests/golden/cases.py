@@ -60,19 +60,21 @@ class Case:
         problems = "".join(p.describe() + "\n" for p in self.result.problems)
         routing = json.dumps(msgspec.to_builtins(self.routing), indent=1) + "\n"
         rendered = render_nginx(self.routing, self.extension)
-        config = rendered.text.replace(lua_library("targets.lua"), LUA_MARKER).replace(
-            lua_library("traffic.lua"), TRAFFIC_LUA_MARKER
-        )
+        config = _without_lua(rendered.text)
         if self.path.name != PREAMBLE_CASE:
             config = config.replace(common_preamble(), PREAMBLE_MARKER)
         targets = f"{TARGETS_MARK}{rendered.targets}" if rendered.targets else ""
         return f"{self.source}{PROBLEMS_MARK}{problems}{ROUTING_MARK}{routing}{CONFIG_MARK}{config}{targets}"
 
 
+def _without_lua(text: str) -> str:
+    return text.replace(lua_library("targets.lua"), LUA_MARKER).replace(lua_library("traffic.lua"), TRAFFIC_LUA_MARKER)
+
+
 def common_preamble() -> str:
     """What every static nginx.conf of the default configuration holds before its own servers:
     from `load_module` to the status server."""
-    text = render_nginx(Routing(cluster=""), default_config().extensions["default"]).text
+    text = _without_lua(render_nginx(Routing(cluster=""), default_config().extensions["default"]).text)
     start = text.index("load_module ")
     return text[start : text.index("    # Interlock's own status")]
 

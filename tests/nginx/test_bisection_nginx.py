@@ -44,7 +44,8 @@ SNAPSHOT = swarm_json(
 
 
 def extension_config(template: str = BREAKS_ONE_HOST, **settings: object) -> ExtensionConfig:
-    return default_config(Template=template, Config=settings).extensions["default"]
+    # A server block per host, for the template to break one: without run-time routing.
+    return default_config(Template=template, Config={"RuntimeRouting": False, **settings}).extensions["default"]
 
 
 def new_extension() -> Extension:

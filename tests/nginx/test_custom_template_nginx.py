@@ -16,7 +16,10 @@ pytestmark = pytest.mark.nginx
 
 
 def test_an_extended_template_passes_nginx_t(nginx: str) -> None:
-    result = check_routing(routing(), ext_with(HOOKS), nginx=nginx)
+    result = check_routing(routing(), ext_with(HOOKS, RuntimeRouting=False), nginx=nginx)
+    assert result.ok, result.output
+    catch_all = HOOKS.replace("plain server for {{ host.name|q }}", "the catch-all server")
+    result = check_routing(routing(), ext_with(catch_all), nginx=nginx)
     assert result.ok, result.output
 
 
@@ -26,7 +29,7 @@ async def test_the_extension_keeps_its_last_good_configuration_on_a_bad_template
     def state(version: int, ext: ExtensionConfig) -> ClusterState:
         return ClusterState(version, "", "default", routing(), ext.model_dump(by_alias=True, mode="json"), epoch="e")
 
-    await extension.apply(state(1, ext_with(HOOKS)))
+    await extension.apply(state(1, ext_with(HOOKS, RuntimeRouting=False)))
     good = extension.current
     assert good is not None and "X-Interlock-Template" in good.text
     await extension.apply(

@@ -44,6 +44,8 @@ def render(tmp_path: Path, ports: tuple[int, ...], *, balance: Balance = Balance
             "access_log_path": "/dev/null",
             "worker_processes": 2,
             "dynamic_upstreams": True,
+            # Upstream blocks named in nginx.conf, servers at run time: without run-time routing.
+            "runtime_routing": False,
         }
     )
     return render_nginx(Routing("", hosts=(host,), upstreams=(upstream,)), ext.model_copy(update={"config": config}))
@@ -186,7 +188,12 @@ def render_two(tmp_path: Path, app_ports: tuple[int, ...], extra_host: bool = Fa
     hosts = tuple(VirtualHost(n, routes=(Route("/", n),), services=(n,)) for n in names)
     ext = default_config(TargetPort=18180, TargetSSLPort=18543).extensions["default"]
     config = ext.nginx.model_copy(
-        update={"pid_path": str(tmp_path / "nginx.pid"), "access_log_path": "/dev/null", "dynamic_upstreams": True}
+        update={
+            "pid_path": str(tmp_path / "nginx.pid"),
+            "access_log_path": "/dev/null",
+            "dynamic_upstreams": True,
+            "runtime_routing": False,
+        }
     )
     return render_nginx(Routing("", hosts=hosts, upstreams=upstreams), ext.model_copy(update={"config": config}))
 

@@ -13,7 +13,12 @@ from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
 from interlock.render.nginx import render_nginx
 from interlock.testing.swarm_json import swarm_json
-from tests.unit.test_render_properties import EXTENSION
+from tests.unit.test_render_properties import EXTENSION as DEFAULT_EXTENSION
+
+# These check the server blocks nginx.conf holds per host: without run-time routing.
+EXTENSION = DEFAULT_EXTENSION.model_copy(
+    update={"config": DEFAULT_EXTENSION.nginx.model_copy(update={"runtime_routing": False})}
+)
 
 pytestmark = pytest.mark.nginx
 

@@ -25,9 +25,9 @@ def snapshot_file(tmp_path: Path) -> Path:
 
 
 def test_render_prints_config_and_problems(snapshot_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["render", "--snapshot", str(snapshot_file)]) == 0
+    assert main(["render", "--snapshot", str(snapshot_file), "--targets"]) == 0
     out, err = capsys.readouterr()
-    assert "server_name web.local;" in out
+    assert "host web.local 0 0" in out, "run-time routing: the hosts are in the targets document"
     assert "bad;host" not in out
     assert "error: service bad: com.docker.lb.hosts='bad;host'" in err
 
@@ -40,7 +40,7 @@ def test_render_targets_prints_the_servers_of_each_upstream(
     assert main(["render", "--snapshot", str(snapshot_file), "-c", str(config), "--targets"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("interlock targets 1 ")
-    assert "upstream web.local round_robin -" in lines
+    assert "upstream web.local round_robin - web" in lines
     assert any(line.startswith("server ") for line in lines)
 
 
@@ -49,7 +49,7 @@ def test_render_json(snapshot_file: Path, capsys: pytest.CaptureFixture[str]) ->
     document = json.loads(capsys.readouterr().out)
     assert document["cluster"] == ""
     assert len(document["digest"]) == 64
-    assert document["targets"] == "", "static upstreams (the default): the servers are in the config"
+    assert "\nhost web.local 0 0\n" in document["targets"], "run-time routing (the default): hosts in the targets"
     assert document["problems"][0] | {"reason": ""} == {
         "service": "bad",
         "label": "com.docker.lb.hosts",
@@ -62,8 +62,8 @@ def test_render_json(snapshot_file: Path, capsys: pytest.CaptureFixture[str]) ->
 def test_render_selects_cluster(snapshot_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "config.toml"
     config.write_text("[Extensions.a]\nServiceCluster='east'\n[Extensions.b]\nPublishedPort=81\nPublishedSSLPort=444\n")
-    assert main(["render", "--snapshot", str(snapshot_file), "-c", str(config), "--cluster", ""]) == 0
-    assert "server_name web.local;" in capsys.readouterr().out
+    assert main(["render", "--snapshot", str(snapshot_file), "-c", str(config), "--cluster", "", "--targets"]) == 0
+    assert "host web.local 0 0" in capsys.readouterr().out
     assert main(["render", "--snapshot", str(snapshot_file), "-c", str(config), "--cluster", "west"]) == 2
     assert "--cluster 'west' is not configured; configured clusters: 'east', ''" in capsys.readouterr().err
 

@@ -65,7 +65,8 @@ def test_extending_without_overriding_anything_prints_the_built_in_configuration
 
 
 def test_hook_blocks_add_lines_where_they_belong() -> None:
-    text = render_nginx(routing(), ext_with(HOOKS)).text
+    # A server block per host: without run-time routing.
+    text = render_nginx(routing(), ext_with(HOOKS, RuntimeRouting=False)).text
     main, rest = text.split("events {", 1)
     http, stream = rest.split("\nstream {", 1)
     assert "# main hook" in main
@@ -99,8 +100,16 @@ def test_hook_blocks_add_lines_where_they_belong() -> None:
 )
 def test_a_template_that_cannot_render_safely_produces_no_configuration(template: str, expected: str) -> None:
     with pytest.raises(TemplateFailed, match="Template") as caught:
-        render_nginx(routing(), ext_with(template))
+        render_nginx(routing(), ext_with(template, RuntimeRouting=False))
     assert expected in str(caught.value)
+
+
+def test_with_run_time_routing_the_http_hook_is_in_the_one_catch_all_server() -> None:
+    hooks = HOOKS.replace("plain server for {{ host.name|q }}", "catch-all {{ view.http_port }}")
+    text = render_nginx(routing(), ext_with(hooks)).text
+    http = text.split("events {", 1)[1].split("\nstream {", 1)[0]
+    assert http.count("        # catch-all 80") == 1
+    assert "        # tls server for tls.local" in http, "the TLS servers are still one per host"
 
 
 def test_a_template_that_does_not_parse_is_refused_with_the_configuration() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from interlock.errors import UnsafeValue
-from interlock.model.routing import Balance, Routing, Server, Upstream
-from interlock.render.targets import fail_timeout_ms, render_targets, targets_delta
+from interlock.model.routing import Balance, RedirectRule, Route, Routing, Server, TLSMode, Upstream, VirtualHost
+from interlock.render.targets import check_targets, fail_timeout_ms, render_targets, targets_delta
 
 
 def routing(**servers: tuple[str, ...]) -> Routing:
@@ -30,15 +30,15 @@ def test_document_lists_every_upstream_with_its_rule_and_servers() -> None:
     header, *lines = text.splitlines()
     assert header.startswith("interlock targets 1 ")
     assert lines == [
-        "upstream a.local round_robin -",
+        "upstream a.local round_robin - a",
         "server 10.0.0.2 80 3 120000",
-        "upstream b.local cookie sid",
+        "upstream b.local cookie sid b",
         "server 10.0.0.3 81 1 10000",
     ]
 
 
 def test_ip_hash_setting_applies_to_round_robin_upstreams() -> None:
-    assert "upstream a ip_hash -" in render_targets(routing(a=("10.0.0.2",)), ip_hash=True).text
+    assert "upstream a ip_hash - a" in render_targets(routing(a=("10.0.0.2",)), ip_hash=True).text
 
 
 def test_the_id_follows_the_servers() -> None:
@@ -51,10 +51,10 @@ def test_delta_holds_only_changed_new_and_removed_upstreams() -> None:
     new = render_targets(routing(a=("10.0.0.2",), b=("10.0.0.5", "10.0.0.6"), d=("10.0.0.7",)))
     assert targets_delta(old, new.text).splitlines() == [
         f"interlock targets 1 {new.targets_id} delta",
-        "upstream b round_robin -",
+        "upstream b round_robin - b",
         "server 10.0.0.5 8080 1 10000",
         "server 10.0.0.6 8080 1 10000",
-        "upstream d round_robin -",
+        "upstream d round_robin - d",
         "server 10.0.0.7 8080 1 10000",
         "remove c",
     ]
@@ -78,3 +78,58 @@ def test_fail_timeout_in_milliseconds(value: str | None, ms: int) -> None:
 def test_a_value_outside_the_grammar_stops_the_render() -> None:
     with pytest.raises(UnsafeValue):
         render_targets(routing(**{"a b": ("10.0.0.2",)}))
+
+
+def test_with_routes_every_host_is_a_block_of_its_routes_and_redirects() -> None:
+    upstreams = (
+        Upstream("app", (Server("10.0.0.2", 80, "app"), Server("10.0.0.3", 80, "canary")), grpc=True),
+        Upstream("web", (Server("10.0.0.4", 80, "web"),), tls=True, tls_verify=True),
+    )
+    hosts = (
+        VirtualHost(
+            "web.test",
+            TLSMode.TERMINATE,
+            "c",
+            "k",
+            ssl_only=True,
+            redirects=(RedirectRule("http", "https://new.test"),),
+            routes=(Route("/", "web", websocket=True), Route("/app", "app", rewrite=True)),
+        ),
+    )
+    default = VirtualHost("_", routes=(Route("/", "web"),))
+    text = render_targets(Routing("", hosts=hosts, default_host=default, upstreams=upstreams), routes=True).text
+    assert text.splitlines()[-6:] == [
+        "host web.test 1 1",
+        "redirect http https://new.test",
+        "route / web https-verify wo",
+        "route /app app grpc r",
+        "host _ 0 0",
+        "route / web https-verify o",
+    ]
+    check_targets(text)
+
+
+def test_a_delta_sets_upstreams_before_hosts_and_removes_last() -> None:
+    def doc(*names: str) -> str:
+        upstreams = tuple(Upstream(n, (Server("10.0.0.2", 80, n),)) for n in names)
+        hosts = tuple(VirtualHost(f"{n}.test", routes=(Route("/", n),)) for n in names)
+        return render_targets(Routing("", hosts=hosts, upstreams=upstreams), routes=True).text
+
+    assert targets_delta(doc("a", "b"), doc("b", "c")).splitlines()[1:] == [
+        "upstream c round_robin - c",
+        "server 10.0.0.2 80 1 10000",
+        "host c.test 0 0",
+        "route / c http o",
+        "drop a.test",
+        "remove a",
+    ]
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["route / a http o", "host a 2 0", "upstream a round_robin -", "server 1.2.3.4 80 1 1", "route x a http o"],
+)
+def test_the_schema_check_names_a_line_out_of_place_or_of_shape(line: str) -> None:
+    body = "host h 0 0\n" if line.startswith("route x") else ""
+    with pytest.raises(ValueError, match="line"):
+        check_targets(f"interlock targets 1 00\n{body}{line}\n")

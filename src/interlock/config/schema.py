@@ -234,6 +234,9 @@ class NginxConfig(_Section):
     proxy_next_upstream_tries: Annotated[int, Field(ge=0, le=10)] = Field(2, alias="ProxyNextUpstreamTries")
     upstream_keepalive: Annotated[int, Field(ge=0, le=10000)] = Field(32, alias="UpstreamKeepalive")
     dynamic_upstreams: bool = Field(False, alias="DynamicUpstreams")
+    # Hosts, routes and tasks change in the running nginx (render/lua/targets.lua); a reload
+    # only for listeners, the passthrough set, certificates and global settings.
+    runtime_routing: bool = Field(True, alias="RuntimeRouting")
     lua_module_paths: tuple[
         Annotated[str, _pattern(r"/[A-Za-z0-9._/-]*", "an absolute path to an nginx module")], ...
     ] = Field(

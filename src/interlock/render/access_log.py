@@ -62,9 +62,11 @@ def _json_format(routing: Routing, fields: list[tuple[str, str, bool]]) -> Token
     return operator_string("{" + ",".join(members) + "}")
 
 
-def nginx_json_format(routing: Routing) -> Token:
-    """The `log_format ... escape=json` string of nginx (its variables JSON-escaped by nginx)."""
-    return _json_format(routing, [(k, nginx, q) for k, nginx, _, q in _SHARED] + list(_NGINX_TIMINGS))
+def nginx_json_format(routing: Routing, *, upstream: str = "$proxy_host") -> Token:
+    """The `log_format ... escape=json` string of nginx (its variables JSON-escaped by nginx);
+    `upstream` is the variable naming the upstream (the router's, with run-time routing)."""
+    fields = [(k, upstream if k == "upstream" else nginx, q) for k, nginx, _, q in _SHARED]
+    return _json_format(routing, fields + list(_NGINX_TIMINGS))
 
 
 def haproxy_json_format(routing: Routing) -> Token:

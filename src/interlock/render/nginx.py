@@ -55,6 +55,13 @@ _GRPC_HEADERS = Token(
         "proxy_set_header", "grpc_set_header"
     )
 )
+# Run-time routing: one location for every route, so the websocket headers are the router's
+# variables (empty, so not sent, unless the route is a websocket endpoint).
+_ROUTED_HEADERS = Token(
+    _HEADERS + "            proxy_set_header Upgrade $interlock_upgrade;\n"
+    "            proxy_set_header Connection $interlock_connection;"
+)
+_ROUTED_GRPC_HEADERS = Token(_GRPC_HEADERS.rstrip("\n"))
 _WORDS = re.compile(r"^[A-Za-z0-9.]+( [A-Za-z0-9.]+)*$")
 
 
@@ -172,12 +179,43 @@ class _View(ListenerView):
                 self.default_tls_host = default_view
 
     proxy_headers = _PROXY_HEADERS
+    routed_headers = _ROUTED_HEADERS
+    routed_grpc_headers = _ROUTED_GRPC_HEADERS
     grpc_headers = _GRPC_HEADERS
     websocket_headers = _WEBSOCKET_HEADERS
     terminator_port = TERMINATOR_PORT
     passthrough_port = PASSTHROUGH_PORT
     status_port = STATUS_PORT
     config_id = CONFIG_ID_PLACEHOLDER
+
+    @property
+    def runtime(self) -> bool:
+        """Run-time routing: hosts and routes in the targets document, not in nginx.conf."""
+        return self.ext.nginx.runtime_routing
+
+    @property
+    def dynamic(self) -> bool:
+        """Upstream members in the targets document (run-time routing implies it)."""
+        return self.ext.nginx.dynamic_upstreams or self.ext.nginx.runtime_routing
+
+    @property
+    def upstream_blocks(self) -> tuple[Upstream, ...]:
+        return () if self.runtime else self.routing.upstreams
+
+    @property
+    def http_servers(self) -> list[_HostView | None]:
+        """The HTTP server blocks: one per host, or the one catch-all of run-time routing."""
+        return [None] if self.runtime else list(self.http_hosts)
+
+    @staticmethod
+    def lua_bool(value: bool) -> Token:
+        return Token("true" if value else "false")
+
+    @staticmethod
+    def scheme_token(scheme: str) -> Token:
+        if scheme not in ("http", "https"):
+            raise UnsafeValue(f"refusing scheme {scheme!r}")
+        return Token(scheme)
 
     @property
     def worker_processes(self) -> Token | int:
@@ -237,7 +275,7 @@ class _View(ListenerView):
 
     @property
     def json_log_format(self) -> Token:
-        return nginx_json_format(self.routing)
+        return nginx_json_format(self.routing, upstream="$interlock_upstream" if self.runtime else "$proxy_host")
 
     @staticmethod
     def traffic_route(host: _HostView, upstream: Upstream) -> Token:
@@ -310,8 +348,9 @@ def render_nginx(
         raise UnsafeValue(f"TargetPort/TargetSSLPort may not use Interlock's internal ports {INTERNAL_PORTS}")
     if not secrets_dir.startswith("/") or not re.fullmatch(r"[A-Za-z0-9._/-]+", secrets_dir):
         raise UnsafeValue(f"secrets directory {secrets_dir!r} must be an absolute plain path")
-    dynamic = ext.nginx.dynamic_upstreams
-    targets = render_targets(routing, ip_hash=ext.nginx.ip_hash) if dynamic else Targets("", "")
+    runtime = ext.nginx.runtime_routing
+    dynamic = ext.nginx.dynamic_upstreams or runtime
+    targets = render_targets(routing, ip_hash=ext.nginx.ip_hash, routes=runtime) if dynamic else Targets("", "")
     view = _View(routing, ext, secrets_dir, version, targets)
     upstreams: dict[str, Upstream] = {u.name: u for u in routing.upstreams}
     context = {"routing": routing, "cfg": ext.nginx, "view": view, "upstreams": upstreams}

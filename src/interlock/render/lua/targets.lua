@@ -1,13 +1,16 @@
--- Interlock's run-time upstream members ("dynamic upstreams").
+-- Interlock's run-time routing: hosts, routes and upstream members that change without a reload.
 --
--- nginx.conf names each HTTP upstream but lists none of its servers; the servers live in the
--- targets document (see interlock/render/targets.py for its grammar). When nginx loads its
--- configuration, the master reads the whole document from <prefix>/targets into the shared
--- dict, one entry per upstream under a new generation (workers of the previous configuration
--- keep reading theirs while they finish). Afterwards the proxy agent posts only the upstreams
--- that changed to the loopback status port, so a change that only moves tasks needs no reload
--- and costs in proportion to what changed. Each request reads one number, its upstream's
--- serial, and a worker re-parses an upstream only when that moved. Balancing follows nginx:
+-- With run-time routing nginx.conf holds only listeners and global settings, and one
+-- catch-all server per listener whose access phase calls `route`; with dynamic upstreams
+-- nginx.conf names each HTTP upstream but lists none of its servers. What nginx.conf leaves out
+-- lives in the targets document (see interlock/render/targets.py for its grammar). When nginx
+-- loads its configuration, the master reads the whole document from <prefix>/targets into the
+-- shared dict, one entry per upstream and per host under a new generation (workers of the
+-- previous configuration keep reading theirs while they finish). Afterwards the proxy agent
+-- posts only the blocks that changed to the loopback status port, so a routing change needs no
+-- reload and costs in proportion to what changed. Each request reads one number from the
+-- shared dict, the document's version; a worker reads a block again only when the version
+-- moved, and parses it again only when its text changed. Balancing follows nginx:
 -- round robin, a consistent hash on a cookie or on the client address, max_fails and
 -- fail_timeout, and one more try on another server (proxy_next_upstream).
 local balancer = require "ngx.balancer"
@@ -18,8 +21,9 @@ local crc32 = ngx.crc32_long
 local now = ngx.now
 local var = ngx.var
 
-local M = { generation = 0 }
+local M = { generation = 0, unknown_host_status = 503, https_port_suffix = "", log_names = false }
 local upstreams = {}
+local hosts = {}
 local failures = {}
 
 local function read_file(path)
@@ -36,30 +40,43 @@ local function key(kind, name)
     return kind .. M.generation .. ":" .. name
 end
 
--- A document as { id = ID, delta = bool, blocks = { NAME = "BALANCE COOKIE\nADDRESS PORT
--- MAX_FAILS FAIL_TIMEOUT_MS\n..." }, removed = { NAME, ... } }; each line is checked here, so
--- what is stored parses.
+-- A document as { id = ID, delta = bool, upstreams = { NAME = "BALANCE COOKIE SERVICES\nADDRESS
+-- PORT MAX_FAILS FAIL_TIMEOUT_MS\n..." }, hosts = { NAME = "TLS SSL_ONLY\nredirect ...\nroute
+-- ..." }, removed = { NAME, ... } (upstreams), dropped = { NAME, ... } (hosts) }; each line is
+-- checked here, so what is stored parses.
 local function split(text)
-    local document = { blocks = {}, removed = {} }
-    local name, lines
+    local document = { upstreams = {}, hosts = {}, removed = {}, dropped = {} }
+    local lines, block_kind
     for line in string.gmatch(text, "[^\n]+") do
         local kind, rest = string.match(line, "^(%l+) (.*)$")
-        if kind == "server" and lines then
+        if kind == "server" and block_kind == "upstream" then
             if not string.match(rest, "^%S+ %d+ %d+ %d+$") then
                 return nil, "malformed server line: " .. line
             end
             lines[#lines + 1] = rest
+        elseif (kind == "route" or kind == "redirect") and block_kind == "host" then
+            if not (string.match(rest, "^/%S* %S+ %l[%l-]* [%l-]+$") or string.match(rest, "^https? %S+$")) then
+                return nil, "malformed " .. kind .. " line: " .. line
+            end
+            lines[#lines + 1] = line
         elseif kind == "upstream" then
-            local balance, cookie
-            name, balance, cookie = string.match(rest, "^(%S+) (%S+) (%S+)$")
+            local name, balance, cookie, services = string.match(rest, "^(%S+) (%S+) (%S+) (%S+)$")
             if not name then
                 return nil, "malformed upstream line: " .. line
             end
-            lines = { balance .. " " .. cookie }
-            document.blocks[name] = lines
-        elseif kind == "remove" and string.match(rest, "^%S+$") then
-            document.removed[#document.removed + 1] = rest
-            lines = nil
+            lines, block_kind = { balance .. " " .. cookie .. " " .. services }, kind
+            document.upstreams[name] = lines
+        elseif kind == "host" then
+            local name, tls, ssl_only = string.match(rest, "^(%S+) ([01]) ([01])$")
+            if not name then
+                return nil, "malformed host line: " .. line
+            end
+            lines, block_kind = { tls .. " " .. ssl_only }, kind
+            document.hosts[name] = lines
+        elseif (kind == "remove" or kind == "drop") and string.match(rest, "^%S+$") then
+            local list = kind == "remove" and document.removed or document.dropped
+            list[#list + 1] = rest
+            lines, block_kind = nil, nil
         elseif kind == "interlock" and not document.id then
             local id, delta = string.match(rest, "^targets 1 (%x+)( ?%l*)$")
             if not id or (delta ~= "" and delta ~= " delta") then
@@ -73,25 +90,32 @@ local function split(text)
     if not document.id then
         return nil, "no 'interlock targets 1 ID' header"
     end
-    for block_name, block in pairs(document.blocks) do
-        document.blocks[block_name] = table.concat(block, "\n")
+    for _, blocks in ipairs({ document.upstreams, document.hosts }) do
+        for block_name, block in pairs(blocks) do
+            blocks[block_name] = table.concat(block, "\n")
+        end
     end
     return document
 end
 
--- Store the upstreams of `document` (every one for a whole document, the changed and removed
--- ones for a delta) in the current generation; returns the document id, or nil and why not.
+-- Store `document` (every block for a whole document, the changed and removed ones for a
+-- delta) in the current generation; returns the document id, or nil and why not. Upstreams
+-- first, then hosts, then what is gone, the version last: a worker that reads a block it has
+-- not cached while this runs finds the upstreams of any host it reads.
 local function store(document)
-    for name, block in pairs(document.blocks) do
-        local ok, err = shared:safe_set(key("u", name), block)
-        if not ok then
-            return nil, "shared dict interlock_targets: " .. err
+    for _, kind in ipairs({ "u", "h" }) do
+        for name, block in pairs(kind == "u" and document.upstreams or document.hosts) do
+            local ok, err = shared:safe_set(key(kind, name), block)
+            if not ok then
+                return nil, "shared dict interlock_targets: " .. err
+            end
         end
-        shared:incr(key("s", name), 1, 0)
+    end
+    for _, name in ipairs(document.dropped) do
+        shared:delete(key("h", name))
     end
     for _, name in ipairs(document.removed) do
         shared:delete(key("u", name))
-        shared:incr(key("s", name), 1, 0)
     end
     shared:set(key("v", "version"), document.id)
     return document.id
@@ -124,16 +148,40 @@ function M.init()
     M.token = token and string.match(token, "^%s*(%S+)%s*$")
 end
 
--- The worker's parsed copy of one upstream, read again from the shared dict when its serial
--- moved; nil when the document has no such upstream.
-local function load(name, serial_key, serial)
-    local block = shared:get(key("u", name))
+-- The worker's parsed copies of blocks, checked against the document's version: a request
+-- reads one number (the version, in `refresh`); a block is read again from the shared dict
+-- only after the version moved, and parsed again only when its text changed. Only blocks that
+-- exist are kept, so that Host headers no host has cost no memory.
+local version_key
+local seen_version
+
+local function refresh()
+    version_key = version_key or key("v", "version")
+    seen_version = shared:get(version_key)
+end
+
+local function cached(cache, kind, name, parse)
+    local entry = cache[name]
+    if entry and entry.version == seen_version then
+        return entry.value
+    end
+    local block = shared:get(key(kind, name))
     if not block then
-        upstreams[name] = nil
+        cache[name] = nil
         return nil
     end
-    local balance, cookie = string.match(block, "^(%S+) (%S+)")
-    local upstream = { balance = balance, peers = {}, serial = serial, serial_key = serial_key }
+    if entry and entry.block == block then
+        entry.version = seen_version
+        return entry.value
+    end
+    local value = parse(name, block)
+    cache[name] = { version = seen_version, block = block, value = value }
+    return value
+end
+
+local function parse_upstream(name, block)
+    local balance, cookie, services = string.match(block, "^(%S+) (%S+) (%S+)")
+    local upstream = { name = name, balance = balance, peers = {}, services = services }
     if cookie ~= "-" then
         upstream.cookie = "cookie_" .. cookie
     end
@@ -149,20 +197,51 @@ local function load(name, serial_key, serial)
     end
     -- Workers start round robin at different servers.
     upstream.rr = ngx.worker.pid() % math.max(#peers, 1)
-    upstreams[name] = upstream
     return upstream
 end
 
-local function current(name)
-    local upstream = upstreams[name]
-    local serial_key = upstream and upstream.serial_key or key("s", name)
-    local serial = shared:get(serial_key)
-    if upstream and upstream.serial == serial then
-        return upstream
-    end
-    return load(name, serial_key, serial)
+local function by_length(a, b)
+    return #a.path > #b.path
 end
 
+local function parse_host(name, block)
+    local tls, ssl_only = string.match(block, "^(%d) (%d)")
+    local host = {
+        name = name,
+        tls = tls == "1",
+        ssl_only = ssl_only == "1",
+        redirect = {},
+        routes = {},
+        -- What the counters count this host's own answers under (redirects, 404).
+        count = name .. "\t-\t*",
+    }
+    for scheme, target in string.gmatch(block, "\nredirect (%S+) (%S+)") do
+        host.redirect[scheme] = host.redirect[scheme] or target
+    end
+    local routes = host.routes
+    for path, upstream, protocol, flags in string.gmatch(block, "\nroute (%S+) (%S+) (%S+) (%S+)") do
+        routes[#routes + 1] = {
+            path = path,
+            prefix = path == "/" and "/" or path .. "/",
+            upstream = upstream,
+            protocol = protocol,
+            rewrite = string.find(flags, "r", 1, true) ~= nil,
+            websocket = string.find(flags, "w", 1, true) ~= nil,
+            count = name .. "\t" .. upstream .. (string.find(flags, "o", 1, true) and "\t*" or ""),
+        }
+    end
+    -- Longest first: the route nginx's own prefix locations would choose.
+    table.sort(routes, by_length)
+    if #routes == 1 and routes[1].path == "/" then
+        host.only = routes[1] -- no need to read the URI
+    end
+    return host
+end
+
+local function current(name)
+    refresh()
+    return cached(upstreams, "u", name, parse_upstream)
+end
 local function usable(peer, tried, t)
     if tried and tried[peer.key] then
         return false
@@ -261,10 +340,7 @@ local function find_peer(peers, key)
     return nil
 end
 
--- balancer_by_lua: choose the server for this try of this request. Each upstream block passes
--- its own name (reading an nginx variable here costs more than the rest of this function).
-function M.balance(name)
-    local upstream = current(name)
+local function balance_with(upstream, name)
     local peers = upstream and upstream.peers
     local count = peers and #peers or 0
     local peer
@@ -300,6 +376,138 @@ function M.balance(name)
     end
 end
 
+-- balancer_by_lua of an upstream block of nginx.conf (dynamic upstreams): choose the server
+-- for this try of this request. Each upstream block passes its own name (reading an nginx
+-- variable here costs more than the rest of this function).
+function M.balance(name)
+    return balance_with(current(name), name)
+end
+
+-- balancer_by_lua of the one upstream block of run-time routing: the upstream `route` chose
+-- (kept in ngx.ctx, so every try of a request uses the table it was routed with), or after a
+-- jump to a named location, which empties ngx.ctx, the one it named in a variable.
+function M.balance_routed()
+    local upstream = ngx.ctx.interlock_upstream
+    if upstream then
+        return balance_with(upstream, upstream.name)
+    end
+    local name = var.interlock_upstream or ""
+    return balance_with(current(name), name)
+end
+
+-- Named locations for what nginx cannot choose with a variable: verifying the task's
+-- certificate, and gRPC.
+local JUMPS = {
+    ["https-verify"] = "@interlock_https_verify",
+    grpc = "@interlock_grpc",
+    grpcs = "@interlock_grpcs",
+    ["grpcs-verify"] = "@interlock_grpcs_verify",
+}
+
+-- An answer of the proxy's own (a redirect, a 404, an unknown host): counted under `count`
+-- (nil: the unknown host), logged with no service.
+local function answered_here(ctx, count)
+    ctx.interlock_route = count
+    if M.log_names then
+        var.interlock_service = "-"
+    end
+end
+
+local function match(routes, uri)
+    for i = 1, #routes do
+        local route = routes[i]
+        local path = route.path
+        if path == "/" then
+            return route, false
+        end
+        if uri == path then
+            return route, true
+        end
+        local prefix = route.prefix
+        if string.sub(uri, 1, #prefix) == prefix then
+            return route, false
+        end
+    end
+    return nil
+end
+
+-- access_by_lua of the catch-all servers (run-time routing): find the host (the Host header;
+-- on the TLS terminator only hosts whose TLS ends here), answer its redirects, choose the
+-- route as nginx's locations would (exact path, then the longest prefix), cut a rewritten
+-- context root, and leave the upstream for the balancer. `scheme` is the listener's.
+function M.route(scheme)
+    refresh()
+    local https = scheme == "https"
+    local name = var.host
+    local host = cached(hosts, "h", name, parse_host)
+    if host and https and not host.tls then
+        host = nil
+    end
+    if not host then
+        host = cached(hosts, "h", "_", parse_host)
+        if not host or (https and not host.tls) then
+            answered_here(ngx.ctx, nil)
+            return ngx.exit(M.unknown_host_status)
+        end
+    end
+    local ctx = ngx.ctx
+    local target = host.redirect[scheme]
+    if target then
+        answered_here(ctx, host.count)
+        return ngx.redirect(target .. var.request_uri, 302)
+    end
+    if host.ssl_only and not https then
+        answered_here(ctx, host.count)
+        local to = host.name == "_" and name or host.name
+        return ngx.redirect("https://" .. to .. M.https_port_suffix .. var.request_uri, 302)
+    end
+    local route = host.only
+    if not route then
+        local uri = var.uri
+        local exact
+        route, exact = match(host.routes, uri)
+        if not route then
+            answered_here(ctx, host.count)
+            return ngx.exit(404)
+        end
+        if route.rewrite then
+            if exact then
+                answered_here(ctx, host.count)
+                local args = var.args
+                return ngx.redirect(route.path .. "/" .. (args and "?" .. args or ""), 301)
+            end
+            ngx.req.set_uri(string.sub(uri, #route.path + 1))
+        end
+    end
+    local upstream = cached(upstreams, "u", route.upstream, parse_upstream)
+    if not upstream then
+        ngx.log(ngx.ERR, "interlock: route to unknown upstream ", route.upstream)
+        return ngx.exit(503)
+    end
+    ctx.interlock_upstream = upstream
+    ctx.interlock_route = route.count
+    if M.log_names then
+        var.interlock_upstream = upstream.name
+        var.interlock_service = upstream.services
+    end
+    if route.websocket then
+        local upgrade = var.http_upgrade
+        if upgrade then
+            var.interlock_upgrade = upgrade
+            var.interlock_connection = "upgrade"
+        else
+            var.interlock_connection = "close"
+        end
+    end
+    local protocol = route.protocol
+    if protocol == "https" then
+        var.interlock_backend_tls = "1"
+    elseif protocol ~= "http" then
+        var.interlock_upstream = upstream.name
+        var.interlock_route = route.count
+        return ngx.exec(JUMPS[protocol])
+    end
+end
 -- content_by_lua on the loopback status port: GET answers the id of the document in use; POST
 -- (with the agent's bearer token) applies a delta (changed and removed upstreams) without a
 -- reload and answers the new id.

@@ -33,7 +33,9 @@ function M.log()
     -- "HOST<TAB>UPSTREAM<TAB>*" where one service serves the location, "HOST<TAB>UPSTREAM" where
     -- several do (then the task's address tells which); set by each location that proxies,
     -- unset for the proxy's own answers (a host no service routes, a redirect).
-    local route = var.interlock_route
+    -- With run-time routing the router leaves it in ngx.ctx (cheaper than a variable), or in
+    -- the variable after a jump to a named location.
+    local route = ngx.ctx.interlock_route or var.interlock_route
     if route == nil or route == "" then
         route = var.server_name .. "\t-\t*"
     end
