@@ -133,3 +133,14 @@ def test_the_schema_check_names_a_line_out_of_place_or_of_shape(line: str) -> No
     body = "host h 0 0\n" if line.startswith("route x") else ""
     with pytest.raises(ValueError, match="line"):
         check_targets(f"interlock targets 1 00\n{body}{line}\n")
+
+
+def test_the_extension_refuses_a_document_outside_the_grammar_without_nginx() -> None:
+    from interlock.config import default_config
+    from interlock.edges.proxy_check import check_proxy_targets
+
+    ext = default_config().extensions["default"]
+    good = render_targets(routing(a=("10.0.0.2",)), routes=True).text
+    assert check_proxy_targets(good, ext).ok
+    bad = check_proxy_targets(good + "route / a http o\n", ext)
+    assert not bad.ok and "targets document: line not understood here: 'route / a http o'" in bad.output

@@ -9,6 +9,7 @@ from interlock.edges.haproxy_check import check_haproxy_rendered, check_haproxy_
 from interlock.edges.nginx_check import CheckResult, check_rendered, check_routing
 from interlock.model.routing import Routing
 from interlock.render.culprits import culprits
+from interlock.render.targets import check_targets
 
 
 def check_proxy_routing(routing: Routing, ext: ExtensionConfig) -> CheckResult:
@@ -22,6 +23,19 @@ def check_proxy_rendered(text: str, routing: Routing, ext: ExtensionConfig) -> C
     if ext.kind == "haproxy":
         return check_haproxy_rendered(text, routing, ext)
     return check_rendered(text, routing, ext)
+
+
+def check_proxy_targets(targets: str, ext: ExtensionConfig) -> CheckResult:
+    """Check a run-time document alone (the configuration's text passed already): nginx's
+    targets document against its grammar, with no `nginx -t`; HAProxy's server slots are
+    checked by its runtime API as it takes them."""
+    if ext.kind == "haproxy" or not targets:
+        return CheckResult(True, "")
+    try:
+        check_targets(targets)
+    except ValueError as exc:
+        return CheckResult(False, f"targets document: {exc}")
+    return CheckResult(True, "")
 
 
 def failing_services(routing: Routing, ext: ExtensionConfig, failed: CheckResult) -> dict[str, str] | None:

@@ -45,7 +45,7 @@ from interlock.edges.peer_http import (
     request_body,
     require_token,
 )
-from interlock.edges.proxy_check import check_proxy_rendered, failing_services
+from interlock.edges.proxy_check import check_proxy_rendered, check_proxy_targets, failing_services
 from interlock.edges.role_tls import mounted_peer_cert, mounted_server_context
 from interlock.edges.template_guard import render_with_limits
 from interlock.errors import InterlockError, PeerUnavailable, TemplateFailed, WireError
@@ -159,9 +159,9 @@ class Extension:
             else:
                 rendered = render_proxy(routing, ext)
             if self.current is not None and rendered.config_id == self.current.config_id:
-                # The same nginx.conf passed already: only the targets moved, and those need
-                # no nginx -t (the proxy's nginx checks their grammar when it takes them).
-                return rendered, CheckResult(True, "")
+                # The same nginx.conf passed already: only the run-time document changed
+                # (hosts, routes, tasks), checked by its own grammar, with no nginx -t.
+                return rendered, check_proxy_targets(rendered.targets, ext)
             # The text checked is the text served (certificates stood in for), not a second render.
             return rendered, await asyncio.to_thread(check_proxy_rendered, rendered.text, routing, ext)
 

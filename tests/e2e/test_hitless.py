@@ -1,0 +1,110 @@
+"""Routing changes cost no request, on both kinds: while five hosts are created and removed and a
+3-task service rolls, a keep-alive client that never retries (like Python `requests`) sees
+only 200s. nginx is not reloaded at all (the same worker processes before and after); HAProxy
+reloads for a new host (seamlessly) and moves tasks through its runtime API."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from contextlib import ExitStack
+
+import requests
+
+from tests.e2e.swarm import (
+    Cluster,
+    get,
+    lb,
+    poll,
+    routed,
+    service,
+    settled,
+    sh,
+    unique,
+    until_routed,
+)
+
+CLIENT_SECONDS = 300
+CLIENT_REQUESTS = 150_000
+
+
+class NeverRetryingClient:
+    """One keep-alive connection, GETs one after the other, no retry of any kind: every reset,
+    refused connection or non-200 counts as a failure. Bounded in time and in count."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.outcomes: Counter[str] = Counter()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + CLIENT_SECONDS
+        with requests.Session() as session:
+            while not self.stop.is_set() and time.monotonic() < deadline:
+                if sum(self.outcomes.values()) >= CLIENT_REQUESTS:
+                    break
+                try:
+                    self.outcomes[str(get(self.host, port=self.port, session=session).status_code)] += 1
+                except requests.RequestException as exc:
+                    self.outcomes[type(exc).__name__] += 1
+
+    def __enter__(self) -> NeverRetryingClient:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join(30)
+
+
+def nginx_workers() -> dict[str, set[str]]:
+    """The nginx worker processes of every running proxy task of the cluster (a reload or a
+    restart starts new ones)."""
+    found = {}
+    label = "label=com.docker.swarm.service.name=interlock-proxy"
+    for container in sh("docker", "ps", "-q", "--filter", label).split():
+        script = 'for p in /proc/[0-9]*; do grep -qa "nginx: worker" $p/cmdline 2>/dev/null && echo ${p#/proc/}; done'
+        found[container] = set(sh("docker", "exec", container, "sh", "-c", script).split())
+    return found
+
+
+def test_hosts_come_and_go_and_a_service_rolls_without_a_failed_request(cluster: Cluster) -> None:
+    name = unique("steady")
+    host = f"{name}.local"
+    port = cluster.http
+    # Stop-first, one task at a time: the proxy stops sending to a task before it is stopped.
+    roll = ("--update-parallelism", "1", "--update-order", "stop-first")
+    with service(name, labels=lb(hosts=host, port="8080") | cluster.labels, replicas=3, extra=roll):
+        until_routed(host, port=port, what=f"{host} routed")
+        poll(lambda: len({get(host, port=port).headers["x-upstream-addr"] for _ in range(12)}) == 3, what="3 tasks")
+        before = settled(port)["proxies"]
+        processes = nginx_workers()
+        assert all(processes.values()) or cluster.kind != "nginx", processes
+        with NeverRetryingClient(host, port) as client:
+            others = [unique("churn") for _ in range(5)]
+            with ExitStack() as stack:
+                for other in others:
+                    stack.enter_context(service(other, labels=lb(hosts=f"{other}.local", port="8080") | cluster.labels))
+                for other in others:
+                    poll(routed(f"{other}.local", port=port), what=f"{other}.local routed", timeout=120)
+            for other in others:
+                poll(routed(f"{other}.local", port=port, status=503), what=f"{other}.local gone")
+            sh("docker", "service", "update", "-d", "--force", name)
+            poll(
+                lambda: (
+                    sh("docker", "service", "inspect", "-f", "{{.UpdateStatus.State}}", name).strip() == "completed"
+                ),
+                what="the rolling update",
+                timeout=180,
+            )
+            settled(port)
+        outcomes = client.outcomes
+        after = settled(port)["proxies"]
+        assert set(outcomes) == {"200"}, f"a client that never retries saw {dict(outcomes)}"
+        assert outcomes["200"] > 500, outcomes
+        assert sum(p["target_updates"] for p in after) > sum(p["target_updates"] for p in before)
+        if cluster.kind == "nginx":
+            assert sum(p["reloads"] for p in after) == sum(p["reloads"] for p in before), "no reload"
+            assert nginx_workers() == processes, "the same nginx workers served throughout"
