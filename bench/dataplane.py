@@ -79,6 +79,9 @@ def interlock_conf(
                     "error_log_path": "/dev/null",
                     "user": "nginx",
                     "dynamic_upstreams": dynamic,
+                    # The designs with a server block per host; run-time routing (the
+                    # default) has its own benchmark, hot_path.py.
+                    "runtime_routing": False,
                     "traffic_metrics": metrics,
                     "hide_info_headers": hide_info_headers,
                 }

@@ -7,9 +7,13 @@ port answers the new configuration's id; "settled" until the previous workers st
 connections), a task move (one service gains a task) and the memory of master + workers
 (PSS: a page the master shares with its workers counts once; the sum of their RSS beside it).
 
-- nginx, static upstreams (the default): a task move is a reload.
-- nginx, `DynamicUpstreams = true`: the task move is the targets delta posted to the running
-  nginx, until it answers.
+- nginx, run-time routing (the default, `RuntimeRouting = true`): nginx.conf does not change
+  with the hosts; a host added and a task move are each the targets delta posted to the running
+  nginx, until it answers (the reloads timed are of the same nginx.conf: what a change of a
+  listener or a certificate costs).
+- nginx, static upstreams (`RuntimeRouting = false`): a task move is a reload.
+- nginx, `DynamicUpstreams = true` (and `RuntimeRouting = false`): the task move is the targets
+  delta posted to the running nginx, until it answers.
 - HAProxy (`Kind = "haproxy"`), through the proxy agent's own controller: SIGUSR2 to the
   master-worker process, and the task move through the runtime API, no reload.
 
@@ -126,6 +130,7 @@ def result(
     settled: list[float],
     moves: list[float],
     memory: tuple[float, float],
+    host_adds: list[float] | None = None,
 ) -> dict[str, object]:
     """One row: the configuration's size and the medians of what was timed (seconds)."""
     return {
@@ -139,12 +144,14 @@ def result(
         "reload_s_max": round(max(reloads), 3),
         "reload_settled_s_median": round(statistics.median(settled), 3),
         "task_move_s_median": round(statistics.median(moves), 4) if moves else None,
+        # A host added without a reload (run-time routing): the delta posted until nginx answers.
+        "host_add_s_median": round(statistics.median(host_adds), 4) if host_adds else None,
         "pss_mb": round(memory[0], 1),
         "rss_mb": round(memory[1], 1),
     }
 
 
-def nginx_scale(hosts: int, tmp: Path, *, dynamic: bool, reloads: int) -> dict[str, object]:
+def nginx_scale(hosts: int, tmp: Path, *, dynamic: bool, reloads: int, runtime: bool = False) -> dict[str, object]:
     base = default_config(TargetPort=HTTP, TargetSSLPort=HTTPS).extensions["default"]
     ext: ExtensionConfig = base.model_copy(
         update={
@@ -154,6 +161,7 @@ def nginx_scale(hosts: int, tmp: Path, *, dynamic: bool, reloads: int) -> dict[s
                     "access_log_path": "/dev/null",
                     "error_log_path": str(tmp / "error.log"),
                     "dynamic_upstreams": dynamic,
+                    "runtime_routing": runtime,
                 }
             )
         }
@@ -161,6 +169,8 @@ def nginx_scale(hosts: int, tmp: Path, *, dynamic: bool, reloads: int) -> dict[s
     first, one_more_host, moved = three(lambda routing: render_nginx(routing, ext), hosts)
     if dynamic and moved.config_id != first.config_id:
         raise RuntimeError("one more task should change only the targets")
+    if runtime and one_more_host.config_id != first.config_id:
+        raise RuntimeError("one more host should change only the targets")
     token = "bench-token-0123456789"
     (tmp / "control-token").write_text(token + "\n")
     path = tmp / "nginx.conf"
@@ -188,19 +198,25 @@ def nginx_scale(hosts: int, tmp: Path, *, dynamic: bool, reloads: int) -> dict[s
         settled.append(time.perf_counter() - t0)
         time.sleep(0.3)
     memory = footprint(master.pid)
-    moves = []
-    live = first
-    for config in [moved, first] * (reloads // 2) if dynamic else ():
-        delta = targets_delta(live.targets, config.targets)
-        t0 = time.perf_counter()
-        if post_targets(delta, token) != config.targets_id:
-            raise RuntimeError("nginx did not take the targets")
-        moves.append(time.perf_counter() - t0)
-        live = config
+
+    def post_all(configs: list[RenderedConfig]) -> list[float]:
+        took, live = [], first
+        for config in configs:
+            delta = targets_delta(live.targets, config.targets)
+            t0 = time.perf_counter()
+            if post_targets(delta, token) != config.targets_id:
+                raise RuntimeError("nginx did not take the targets")
+            took.append(time.perf_counter() - t0)
+            live = config
+        return took
+
+    moves = post_all([moved, first] * (reloads // 2)) if dynamic or runtime else []
+    host_adds = post_all([one_more_host, first] * (reloads // 2)) if runtime else []
+    memory = max(memory, footprint(master.pid))
     master.send_signal(signal.SIGQUIT)
     master.wait(timeout=120)
     return result(
-        "nginx, dynamic" if dynamic else "nginx, static",
+        "nginx, run-time routing" if runtime else "nginx, dynamic" if dynamic else "nginx, static",
         hosts,
         first,
         check_s=check_s,
@@ -209,6 +225,7 @@ def nginx_scale(hosts: int, tmp: Path, *, dynamic: bool, reloads: int) -> dict[s
         settled=settled,
         moves=moves,
         memory=memory,
+        host_adds=host_adds,
     )
 
 
@@ -282,7 +299,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--hosts", default="100,1000,5000,10000")
     parser.add_argument("--reloads", type=int, default=4)
-    parser.add_argument("--kinds", default="haproxy,static,dynamic", help="of haproxy, static, dynamic")
+    parser.add_argument(
+        "--kinds", default="haproxy,runtime,static,dynamic", help="of haproxy, runtime, static, dynamic"
+    )
     args = parser.parse_args()
     rows = []
     for hosts in (int(n) for n in args.hosts.split(",")):
@@ -291,7 +310,11 @@ def main() -> None:
                 if kind == "haproxy":
                     rows.append(asyncio.run(haproxy_scale(hosts, Path(tmp), reloads=args.reloads)))
                 else:
-                    rows.append(nginx_scale(hosts, Path(tmp), dynamic=kind == "dynamic", reloads=args.reloads))
+                    rows.append(
+                        nginx_scale(
+                            hosts, Path(tmp), dynamic=kind == "dynamic", runtime=kind == "runtime", reloads=args.reloads
+                        )
+                    )
     dump({"rows": rows})
 
 
