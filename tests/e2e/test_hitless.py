@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from contextlib import ExitStack
 
+import pytest
 import requests
 
 from tests.e2e.swarm import (
@@ -24,6 +25,8 @@ from tests.e2e.swarm import (
     unique,
     until_routed,
 )
+
+pytestmark = pytest.mark.usefixtures("interlock")
 
 CLIENT_SECONDS = 300
 CLIENT_REQUESTS = 150_000

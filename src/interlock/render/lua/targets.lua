@@ -154,10 +154,21 @@ end
 -- exist are kept, so that Host headers no host has cost no memory.
 local version_key
 local seen_version
+local versions_seen = 0
 
 local function refresh()
     version_key = version_key or key("v", "version")
-    seen_version = shared:get(version_key)
+    local version = shared:get(version_key)
+    if version ~= seen_version then
+        seen_version = version
+        versions_seen = versions_seen + 1
+        -- A host or upstream removed stays cached until someone asks for it again: now and
+        -- then the caches start afresh (refilled block by block on demand), so a worker that
+        -- lives through much churn does not keep every block it ever parsed.
+        if versions_seen % 64 == 0 then
+            upstreams, hosts = {}, {}
+        end
+    end
 end
 
 local function cached(cache, kind, name, parse)

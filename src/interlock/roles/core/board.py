@@ -85,7 +85,7 @@ SERVED_VERSION = Gauge(
 PROXY_RELOADS = Gauge("interlock_proxy_reloads", "Reloads of the proxy, as it reported them", ["cluster", "proxy"])
 PROXY_MOVES = Gauge(
     "interlock_proxy_target_updates",
-    "Task moves the proxy took without a reload (reloads avoided), as it reported them",
+    "Routing and task changes the proxy took at run time, without a reload, as it reported them",
     ["cluster", "proxy"],
 )
 _WAITING_KEPT = 256
