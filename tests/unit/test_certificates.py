@@ -91,7 +91,7 @@ def test_a_pair_that_loaded_is_not_read_again(secrets: Path, tmp_path: Path) -> 
 
 async def test_the_agent_keeps_serving_and_reports_a_refused_secret(secrets: Path) -> None:
     fake = FakeNginx()
-    agent = Agent(extension=FakePeer(), nginx=fake, name="p1", secrets_dir=secrets)
+    agent = Agent(extension=FakePeer(), proxy=fake, name="p1", secrets_dir=secrets)
     await agent.apply(ProxyConfig(1, "d1", "id1", "text", certificates=(("a.crt", "a.key"),)))
     await agent.apply(ProxyConfig(2, "d2", "id2", "text2", certificates=(("a.crt", "a.key"), ("garbage", "b.key"))))
     assert fake.installs == ["id1"], "nginx never sees the configuration naming the bad secret"

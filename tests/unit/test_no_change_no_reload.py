@@ -33,7 +33,7 @@ def state(version: int, replicas: int = 1, ext: object = EXT) -> ClusterState:
 
 async def test_agent_does_not_reload_for_the_configuration_it_serves(tmp_path: Path) -> None:
     fake = FakeNginx()
-    agent = Agent(extension=FakePeer(), nginx=fake, name="p1")
+    agent = Agent(extension=FakePeer(), proxy=fake, name="p1")
     config = ProxyConfig(1, "d1", "id1", "text")
     await agent.apply(config)
     await agent.apply(replace(config, version=2))
@@ -43,7 +43,7 @@ async def test_agent_does_not_reload_for_the_configuration_it_serves(tmp_path: P
 
 async def test_agent_applies_a_targets_only_change_without_a_reload() -> None:
     fake = FakeNginx()
-    agent = Agent(extension=FakePeer(), nginx=fake, name="p1")
+    agent = Agent(extension=FakePeer(), proxy=fake, name="p1")
     await agent.apply(ProxyConfig(1, "d1", "id1", "text", "targets-a", "ta"))
     await agent.apply(ProxyConfig(2, "d2", "id1", "text", "targets-b", "tb"))
     await agent.apply(ProxyConfig(3, "d3", "id1", "text", "targets-b", "tb"))

@@ -84,7 +84,7 @@ async def test_the_extension_sends_its_configuration_when_the_core_asks_and_repo
 async def test_the_agent_goes_on_after_a_malformed_configuration() -> None:
     nginx = FakeNginx()
     extension = FakePeer((200, b"[1, 2]"), (200, encode(ProxyConfig(1, "d1", "id1", "text"))))
-    agent = Agent(extension=extension, nginx=nginx, name="p1")
+    agent = Agent(extension=extension, proxy=nginx, name="p1")
     task = asyncio.create_task(agent.follow())
     await until(lambda: nginx.installs == ["id1"], "the good configuration installed")
     assert agent.error == ""
@@ -95,7 +95,7 @@ async def test_the_agent_goes_on_after_a_malformed_configuration() -> None:
 
 async def test_the_agent_keeps_serving_when_nginx_refuses_a_configuration() -> None:
     nginx = FakeNginx()
-    agent = Agent(extension=FakePeer(), nginx=nginx, name="p1")
+    agent = Agent(extension=FakePeer(), proxy=nginx, name="p1")
     await agent.apply(ProxyConfig(1, "d1", "id1", "text"))
     nginx.refuse = "nginx: [emerg] unknown directive"
     await agent.apply(ProxyConfig(2, "d2", "id2", "bad"))
@@ -106,7 +106,7 @@ async def test_the_agent_reports_what_its_meter_counted() -> None:
     """Each report carries the traffic counted so far (what `interlock routes` sums up)."""
     names = TrafficNames("edge", (("shop", "shop.test", "/"),), (("shop", "10.0.0.5:80", "stable"),))
     extension = FakePeer()
-    agent = Agent(extension=extension, nginx=FakeNginx(), name="p1")
+    agent = Agent(extension=extension, proxy=FakeNginx(), name="p1")
     await agent.apply(ProxyConfig(1, "d1", "id1", "text", names=names))
     counters = "shop.test\tshop\t10.0.0.5:80\t2\tn\t2\nshop.test\tshop\t10.0.0.5:80\t5\tn\t1\n"
     agent.meter.nginx.read(counters, agent.meter.namer, agent.meter.tally, 100.0)

@@ -22,6 +22,7 @@ from pathlib import Path
 from interlock.constants import ADMIN_PASS_ENV, ADMIN_PASS_FILE
 from interlock.edges.nginx_check import VALIDATION_TIMEOUT
 from interlock.edges.nginx_control import NginxController
+from interlock.edges.traffic_meter import TrafficMeter
 from interlock.errors import ConfigRejected, ReloadFailed
 from interlock.render.haproxy import ADMIN_SOCKET, CERTIFICATES_DIR, TARGETS_HEADER, slot_count, with_targets
 
@@ -110,6 +111,8 @@ def admin_env(secrets_dir: Path) -> dict[str, str]:
 
 
 class HAProxyController(NginxController):
+    kind = "HAProxy"
+
     def __init__(
         self,
         workdir: Path,
@@ -206,6 +209,10 @@ class HAProxyController(NginxController):
 
     async def _confirm_targets(self, targets_id: str) -> None:
         """Nothing to ask: an installed configuration carries its servers in its own text."""
+
+    async def poll_traffic(self, meter: TrafficMeter) -> None:
+        """Read HAProxy's own counters (`show stat` on its runtime API)."""
+        await meter.poll_haproxy(self.runtime)
 
     async def runtime(self, command: str) -> str:
         """One command line to the runtime API; its whole answer."""

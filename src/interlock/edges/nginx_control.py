@@ -24,7 +24,7 @@ import secrets
 import signal
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -32,6 +32,9 @@ from interlock.constants import STATUS_PORT
 from interlock.edges.nginx_check import VALIDATION_TIMEOUT
 from interlock.errors import ConfigRejected, ReloadFailed
 from interlock.render.targets import targets_delta
+
+if TYPE_CHECKING:
+    from interlock.edges.traffic_meter import TrafficMeter
 
 log = logging.getLogger("interlock.nginx")
 
@@ -62,35 +65,9 @@ def accepting_workers(master: int) -> set[int]:
     return pids
 
 
-class NginxControl(Protocol):
-    """What the proxy agent needs of its nginx; `NginxController` in production, a recording
-    fake (`interlock.testing.fakes.FakeNginx`) in tests."""
-
-    config_id: str
-    targets_id: str
-    reloads: int
-    target_updates: int
-
-    @property
-    def running(self) -> bool: ...
-
-    @property
-    def exited(self) -> bool: ...
-
-    async def install(
-        self,
-        text: str,
-        config_id: str,
-        targets: str = "",
-        targets_id: str = "",
-        certificates: tuple[tuple[str, str], ...] = (),
-    ) -> None: ...
-    async def update_targets(self, targets: str, targets_id: str) -> None: ...
-    async def start(self) -> None: ...
-    async def stop(self, sig: signal.Signals = signal.SIGQUIT, timeout: float = 30.0) -> None: ...
-
-
 class NginxController:
+    kind = "nginx"
+
     def __init__(
         self,
         workdir: Path,
@@ -189,6 +166,10 @@ class NginxController:
         await self._old_workers_stopped_accepting(old_workers)
         self.config_id, self.targets_id, self.targets_text = config_id, targets_id, targets
         self.reloads += 1
+
+    async def poll_traffic(self, meter: TrafficMeter) -> None:
+        """Read nginx's request counters (its Lua counters on the loopback status port)."""
+        await meter.poll_nginx()
 
     async def update_targets(self, targets: str, targets_id: str) -> None:
         """Hand a new targets document to the running nginx without a reload (only the

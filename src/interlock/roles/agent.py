@@ -1,13 +1,16 @@
-"""The proxy agent: runs nginx in the proxy container and keeps it on the newest good config.
+"""The proxy agent: runs the proxy (nginx or HAProxy) in the proxy container and keeps it on the
+newest good configuration.
 
 At start it serves the configuration the swarm holds for this proxy (the Docker config mounted
 at ProxyConfigPath), so a proxy task starting while the core or the extension is down still
-routes. It then follows the extension (long-poll), installs each new configuration through
-`NginxController` (nginx -t, atomic swap, graceful reload, confirmation), keeps the last good one
+routes. It then follows the extension (long-poll), installs each new configuration through the
+kind's controller (`edges/proxy_control.py`: check, atomic swap, graceful reload, confirmation),
+never asking which kind it runs, keeps the last good one
 on any failure, and reports what it serves. Certificate secrets are checked first: a
 (certificate, key) pair it cannot load is reported, and the core leaves out the services of
 this cluster naming that pair. A new configuration
-whose nginx.conf is the one running and whose targets moved is applied without a reload. If the
+whose text is the one running and whose run-time document (targets) changed is applied without
+a reload. If the
 extension is unreachable it keeps serving. No Docker socket.
 """
 
@@ -25,11 +28,10 @@ from prometheus_client import REGISTRY
 
 from interlock.constants import METRICS_PORT, PROXY_TOKEN, SECRETS_DIR
 from interlock.edges.certificates import CertificateVerdicts
-from interlock.edges.haproxy_control import HAProxyController
 from interlock.edges.listen import role_listeners
 from interlock.edges.metrics_http import serve_metrics
-from interlock.edges.nginx_control import NginxControl, NginxController
 from interlock.edges.peer_http import RETRY_FIRST, RETRY_MAX, Peer, PeerClient, read_token
+from interlock.edges.proxy_control import ProxyControl, new_controller
 from interlock.edges.role_tls import mounted_peer_cert
 from interlock.edges.traffic_meter import TrafficCollector, TrafficMeter
 from interlock.errors import ConfigRejected, InterlockError, PeerUnavailable, ReloadFailed, WireError
@@ -46,13 +48,13 @@ class Agent:
         self,
         *,
         extension: Peer,
-        nginx: NginxControl,
+        proxy: ProxyControl,
         name: str,
         secrets_dir: Path = Path(SECRETS_DIR),
         meter: TrafficMeter | None = None,
     ) -> None:
         self.extension = extension
-        self.nginx = nginx
+        self.proxy = proxy
         self.name = name
         self.meter = meter or TrafficMeter()
         self.reported_traffic: tuple[RouteTraffic, ...] = ()
@@ -73,7 +75,7 @@ class Agent:
         )
 
     async def boot(self, mounted: Path) -> None:
-        """Start nginx on the newest configuration at hand.
+        """Start the proxy on the newest configuration at hand.
 
         The extension's is the newest; the one the swarm mounted may be older (it is refreshed
         only when the proxy service is updated anyway), so it is the fallback when the extension
@@ -83,7 +85,7 @@ class Agent:
             status, body = await self.extension.get("/v1/config", params={"wait": "0"}, timeout=3)
             if status == 200:
                 await self.apply(self._received(status, body))
-                if self.nginx.running:
+                if self.proxy.running:
                     return
         except PeerUnavailable as exc:
             log.info("extension not reachable at start (%s); using the mounted configuration", exc)
@@ -97,7 +99,7 @@ class Agent:
             return
         try:
             self.meter.use(config.names)
-            await self.nginx.install(
+            await self.proxy.install(
                 config.text, config.config_id, config.targets, config.targets_id, config.certificates
             )
             self.served_names = config.names
@@ -116,7 +118,7 @@ class Agent:
             except PeerUnavailable as exc:
                 log.warning(
                     "extension unavailable (still serving %s), retrying in %.1fs: %s",
-                    self.nginx.config_id or "nothing",
+                    self.proxy.config_id or "nothing",
                     backoff,
                     exc,
                 )
@@ -130,7 +132,7 @@ class Agent:
                 except InterlockError as exc:
                     # The loop's boundary: say so, keep serving, take the next one.
                     self.error = str(exc)[-2000:]
-                    log.error("configuration not used, still serving %s: %s", self.nginx.config_id or "nothing", exc)
+                    log.error("configuration not used, still serving %s: %s", self.proxy.config_id or "nothing", exc)
                     await asyncio.sleep(1)
             elif status not in (304, 503):
                 log.warning("extension answered %d", status)
@@ -154,20 +156,20 @@ class Agent:
         return config
 
     async def apply(self, config: ProxyConfig) -> None:
-        if config.config_id == self.nginx.config_id:
-            if config.targets_id == self.nginx.targets_id:
+        if config.config_id == self.proxy.config_id:
+            if config.targets_id == self.proxy.targets_id:
                 self.digest = config.digest
                 return
             try:
                 self.meter.use(config.names)
-                await self.nginx.update_targets(config.targets, config.targets_id)
+                await self.proxy.update_targets(config.targets, config.targets_id)
                 self.served_names = config.names
                 self.digest, self.error = config.digest, ""
                 log.info("serving targets %s (state %d) without a reload", config.targets_id, config.version)
                 return
             except ReloadFailed as exc:
                 self.meter.use(self.served_names)
-                # The running nginx did not take them; a reload loads them from the file.
+                # The running proxy did not take them; a reload loads them from the file.
                 log.warning("targets %s not taken at run time (%s); reloading", config.targets_id, exc)
         refused = self.certificates.check(config.certificates)
         if refused:
@@ -175,12 +177,12 @@ class Agent:
             # Not retried: the core leaves out the services naming these and sends a new one.
             self.digest = config.digest
             log.error(
-                "configuration %s not used, still serving %s: %s", config.config_id, self.nginx.config_id, self.error
+                "configuration %s not used, still serving %s: %s", config.config_id, self.proxy.config_id, self.error
             )
             return
         try:
             self.meter.use(config.names)
-            await self.nginx.install(
+            await self.proxy.install(
                 config.text, config.config_id, config.targets, config.targets_id, config.certificates
             )
         except (ConfigRejected, ReloadFailed) as exc:
@@ -189,7 +191,7 @@ class Agent:
             # Remember the digest so the same bad configuration is not retried in a loop; a
             # newer one from the extension is tried as soon as it comes.
             self.digest = config.digest
-            log.error("configuration %s refused, still serving %s: %s", config.config_id, self.nginx.config_id, exc)
+            log.error("configuration %s refused, still serving %s: %s", config.config_id, self.proxy.config_id, exc)
             return
         self.served_names = config.names
         self.digest, self.error = config.digest, ""
@@ -198,13 +200,13 @@ class Agent:
     async def report(self, *, leaving: bool = False) -> None:
         report = ProxyReport(
             self.name,
-            self.nginx.config_id,
+            self.proxy.config_id,
             self.digest,
             not self.error,
             self.error,
-            self.nginx.reloads,
-            self.nginx.targets_id,
-            self.nginx.target_updates,
+            self.proxy.reloads,
+            self.proxy.targets_id,
+            self.proxy.target_updates,
             leaving,
             self.refused_certificates,
             self.reported_traffic_now(),
@@ -230,15 +232,11 @@ class Agent:
         included, so a route's rate falls back to 0 in the reports too). Where reading takes
         long (HAProxy's `show stat` lists every backend and task: about 0.2 s at 10,000 hosts),
         it reads less often, so that it never takes more than a fifth of a CPU."""
-        runtime = getattr(self.nginx, "runtime", None)
         pause = 1.0
         while True:
             await asyncio.sleep(pause)
             started = time.process_time()
-            if runtime is not None:
-                await self.meter.poll_haproxy(runtime)
-            else:
-                await self.meter.poll_nginx()
+            await self.proxy.poll_traffic(self.meter)
             if self.meter.report() != self.reported_traffic:
                 await self.report()
             pause = max(1.0, 5 * (time.process_time() - started))
@@ -248,13 +246,13 @@ class Agent:
             await asyncio.sleep(10)
             await self.report()
 
-    async def watch_nginx(self) -> None:
-        """nginx should never exit on its own; if it does, start it again on the live file."""
+    async def watch_proxy(self) -> None:
+        """The proxy should never exit on its own; if it does, start it again on the live file."""
         while True:
             await asyncio.sleep(1)
-            if self.nginx.exited:
-                log.error("nginx exited; starting it again")
-                await self.nginx.start()
+            if self.proxy.exited:
+                log.error("%s exited; starting it again", self.proxy.kind)
+                await self.proxy.start()
 
 
 async def run_agent(
@@ -267,18 +265,14 @@ async def run_agent(
 ) -> None:
     """The proxy role: `kind` is the extension's (nginx or haproxy), which this agent runs.
     Its request counters are served as Prometheus text on `metrics_port` (0: not served)."""
-    controller: NginxControl = (
-        HAProxyController(Path("/var/lib/interlock/haproxy"), secrets_dir=Path(secrets_dir))
-        if kind == "haproxy"
-        else NginxController(Path("/var/lib/interlock/nginx"))
-    )
+    controller = new_controller(kind, Path("/var/lib/interlock"), Path(secrets_dir))
     agent = Agent(
         extension=PeerClient(
             extension_url,
             read_token(Path(secrets_dir) / PROXY_TOKEN),
             peer_cert=mounted_peer_cert(Path(secrets_dir)),
         ),
-        nginx=controller,
+        proxy=controller,
         name=socket.gethostname(),
         secrets_dir=Path(secrets_dir),
     )
@@ -293,15 +287,15 @@ async def run_agent(
     # Now rather than with the first long-poll answer: what it serves, and any refused secret.
     await agent.report()
     tasks = [
-        asyncio.create_task(c) for c in (agent.follow(), agent.report_loop(), agent.watch_nginx(), agent.traffic_loop())
+        asyncio.create_task(c) for c in (agent.follow(), agent.report_loop(), agent.watch_proxy(), agent.traffic_loop())
     ]
     await stop.wait()
-    log.info("stopping: nginx finishes its requests (QUIT)")
+    log.info("stopping: %s finishes its requests (QUIT)", controller.kind)
     for task in tasks:
         task.cancel()
     # So that `interlock status` stops listing this proxy now rather than in 30 s.
     await agent.report(leaving=True)
     await agent.extension.close()
-    await agent.nginx.stop(signal.SIGQUIT)
+    await agent.proxy.stop(signal.SIGQUIT)
     if metrics is not None:
         await metrics.cleanup()

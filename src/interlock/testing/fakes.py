@@ -337,8 +337,10 @@ class FakeSwarm:
 
 
 class FakeNginx:
-    """An `NginxControl` that records what it was asked to install; `refuse` makes the next
+    """A `ProxyControl` that records what it was asked to install; `refuse` makes the next
     installs fail as `nginx -t` would."""
+
+    kind = "nginx"
 
     def __init__(self) -> None:
         self.config_id = ""
@@ -376,6 +378,9 @@ class FakeNginx:
         self.target_changes.append(targets_id)
         self.targets_id = targets_id
         self.target_updates += 1
+
+    async def poll_traffic(self, meter: object) -> None:
+        return None
 
     async def start(self) -> None:
         self.started = True

@@ -26,8 +26,9 @@ from aiohttp import web
 from interlock.config import CoreConfig
 from interlock.edges.docker_source import EventStream
 from interlock.edges.haproxy_control import HAProxyController
-from interlock.edges.nginx_control import NginxControl, NginxController
+from interlock.edges.nginx_control import NginxController
 from interlock.edges.peer_http import PeerClient
+from interlock.edges.proxy_control import ProxyControl
 from interlock.roles.agent import Agent
 from interlock.roles.core import Core
 from interlock.roles.extension import Extension
@@ -113,7 +114,7 @@ class RealRoles:
                 state is not None
                 and current is not None
                 and self.extension.state_version == state.version
-                and self.agent.nginx.config_id == current.config_id
+                and self.agent.proxy.config_id == current.config_id
                 and report is not None
                 and report.state_version == state.version
                 and any(p.config_id == current.config_id and p.ok for p in report.proxies)
@@ -159,7 +160,7 @@ async def real_roles(
         name="default", core=CountingClient(core_url, EXTENSION_TOKEN, counts), proxy_token=PROXY_TOKEN
     )
     extension_runner, extension_url = await _serve(extension.app())
-    controller: NginxControl = (
+    controller: ProxyControl = (
         HAProxyController(
             workdir / "haproxy",
             haproxy=proxy_binary,
@@ -171,7 +172,7 @@ async def real_roles(
     )
     agent = Agent(
         extension=CountingClient(extension_url, PROXY_TOKEN, counts),
-        nginx=controller,
+        proxy=controller,
         name="proxy-1",
         secrets_dir=secrets_dir,
     )
@@ -183,7 +184,7 @@ async def real_roles(
             for c in (extension.follow_core(), extension.report_to_core(), extension.traffic_to_core())
         ]
         await agent.boot(workdir / "no-mounted-config")
-        tasks += [asyncio.create_task(c) for c in (agent.follow(), agent.report_loop(), agent.watch_nginx())]
+        tasks += [asyncio.create_task(c) for c in (agent.follow(), agent.report_loop(), agent.watch_proxy())]
         yield RealRoles(core, extension, agent, swarm, counts)
     finally:
         for task in tasks:
