@@ -11,7 +11,7 @@ InterlockError
     OperatorError       something the operator must fix before `up`/`down`/`status` can go on
   DockerUnavailable   the Docker API did not answer or refused a call
   PeerUnavailable     another role (core, extension) did not answer
-  ConfigRejected      nginx refused a configuration (`nginx -t` failed)
+  ConfigRejected      the proxy refused a configuration (`nginx -t` or `haproxy -c` failed)
   ReloadFailed        nginx did not confirm a new configuration after a reload
 
 Each role loop catches `InterlockError` at its boundary, reports it and goes on; the CLI turns
@@ -67,7 +67,7 @@ class PeerUnavailable(InterlockError):
 
 
 class ConfigRejected(InterlockError):
-    """nginx refused a configuration."""
+    """The proxy refused a configuration (its check failed)."""
 
 
 class ReloadFailed(InterlockError):

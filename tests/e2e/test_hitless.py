@@ -68,7 +68,9 @@ def nginx_workers() -> dict[str, set[str]]:
     found = {}
     label = "label=com.docker.swarm.service.name=interlock-proxy"
     for container in sh("docker", "ps", "-q", "--filter", label).split():
-        script = 'for p in /proc/[0-9]*; do grep -qa "nginx: worker" $p/cmdline 2>/dev/null && echo ${p#/proc/}; done'
+        # "nginx[:]" so that this script and its grep, whose command lines hold the pattern, do
+        # not match it themselves.
+        script = 'for p in /proc/[0-9]*; do grep -qa "nginx[:] worker" $p/cmdline 2>/dev/null && echo ${p#/proc/}; done'
         found[container] = set(sh("docker", "exec", container, "sh", "-c", script).split())
     return found
 

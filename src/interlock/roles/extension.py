@@ -182,7 +182,7 @@ class Extension:
                     routing, left_out = routing.without(frozenset(found)), {k: complaint(v) for k, v in found.items()}
                     rendered, result = await self._render_and_check(routing, ext)
                     log.error(
-                        "state %d: nginx -t refused the configuration; left out %s",
+                        "state %d: the proxy's check refused the configuration; left out %s",
                         state.version,
                         "; ".join(f"{name}: {why}" for name, why in left_out.items()),
                     )

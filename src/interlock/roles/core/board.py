@@ -303,8 +303,8 @@ class Board:
                 )
                 continue
             reason = (
-                f"nginx -t refused its cluster's configuration with this service's routes ({printable(why, 300)}); "
-                "left out so the others are served. Change its labels to try again"
+                "the proxy's check refused its cluster's configuration with this service's routes "
+                f"({printable(why, 300)}); left out so the others are served. Change its labels to try again"
             )
             found[service.label_key] = Exclusion("-", reason, certificate_secret_ids(snapshot, service.label_map))
         for refusal in refusals:
