@@ -41,8 +41,8 @@ def _summed_kb(pids: list[int], proc_file: str, key: str) -> float:
             for line in Path(f"/proc/{pid}/{proc_file}").read_text().splitlines():
                 if line.startswith(key):
                     total += int(line.split()[1])
-        except FileNotFoundError:
-            continue
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a worker that finished exiting meanwhile
     return total / 1024
 
 

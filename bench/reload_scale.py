@@ -179,42 +179,47 @@ def nginx_scale(hosts: int, tmp: Path, *, dynamic: bool, reloads: int, runtime: 
     check_s = timed("nginx", "-t", "-q", "-p", f"{tmp}/", "-c", str(path))
     started = time.perf_counter()
     master = subprocess.Popen(["nginx", "-p", f"{tmp}/", "-c", str(path), "-g", "daemon off;"])
-    confirm(first.config_id)
-    start_s = time.perf_counter() - started
-    times, settled = [], []
-    for config in [one_more_host, first] * (reloads // 2):
-        path.write_text(config.text)
-        (tmp / "targets").write_text(config.targets)
-        old_workers = accepting_workers(master.pid)
-        t0 = time.perf_counter()
-        master.send_signal(signal.SIGHUP)
-        confirm(config.config_id)
-        if dynamic:
-            confirm(config.targets_id, "/interlock/targets")
-        times.append(time.perf_counter() - t0)
-        # Until the old workers stop accepting, some connections still get the old configuration.
-        while old_workers & accepting_workers(master.pid):
-            time.sleep(0.002)
-        settled.append(time.perf_counter() - t0)
-        time.sleep(0.3)
-    memory = footprint(master.pid)
-
-    def post_all(configs: list[RenderedConfig]) -> list[float]:
-        took, live = [], first
-        for config in configs:
-            delta = targets_delta(live.targets, config.targets)
+    try:
+        confirm(first.config_id)
+        start_s = time.perf_counter() - started
+        times, settled = [], []
+        for config in [one_more_host, first] * (reloads // 2):
+            path.write_text(config.text)
+            (tmp / "targets").write_text(config.targets)
+            old_workers = accepting_workers(master.pid)
             t0 = time.perf_counter()
-            if post_targets(delta, token) != config.targets_id:
-                raise RuntimeError("nginx did not take the targets")
-            took.append(time.perf_counter() - t0)
-            live = config
-        return took
+            master.send_signal(signal.SIGHUP)
+            confirm(config.config_id)
+            if dynamic or runtime:
+                confirm(config.targets_id, "/interlock/targets")
+            times.append(time.perf_counter() - t0)
+            # Until the old workers stop accepting, some connections still get the old configuration.
+            while old_workers & accepting_workers(master.pid):
+                time.sleep(0.002)
+            settled.append(time.perf_counter() - t0)
+            time.sleep(0.3)
+        memory = footprint(master.pid)
 
-    moves = post_all([moved, first] * (reloads // 2)) if dynamic or runtime else []
-    host_adds = post_all([one_more_host, first] * (reloads // 2)) if runtime else []
-    memory = max(memory, footprint(master.pid))
-    master.send_signal(signal.SIGQUIT)
-    master.wait(timeout=120)
+        def post_all(configs: list[RenderedConfig]) -> list[float]:
+            took, live = [], first
+            for config in configs:
+                delta = targets_delta(live.targets, config.targets)
+                t0 = time.perf_counter()
+                if post_targets(delta, token) != config.targets_id:
+                    raise RuntimeError("nginx did not take the targets")
+                took.append(time.perf_counter() - t0)
+                live = config
+            return took
+
+        moves = post_all([moved, first] * (reloads // 2)) if dynamic or runtime else []
+        host_adds = post_all([one_more_host, first] * (reloads // 2)) if runtime else []
+        memory = max(memory, footprint(master.pid))
+        master.send_signal(signal.SIGQUIT)
+        master.wait(timeout=120)
+    finally:
+        # A failure above must not leave nginx running (it holds our output pipe open).
+        if master.poll() is None:
+            master.kill()
     return result(
         "nginx, run-time routing" if runtime else "nginx, dynamic" if dynamic else "nginx, static",
         hosts,

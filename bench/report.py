@@ -749,7 +749,7 @@ def main() -> None:
             reload_scale_section,
             "reload_scale.py",
             "--hosts",
-            "100,1000" if quick else "100,1000,5000,10000",
+            "100,1000" if quick else "100,1000,10000",
             "--reloads",
             "2" if quick else "4",
         )

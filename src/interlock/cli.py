@@ -356,7 +356,9 @@ def parser() -> argparse.ArgumentParser:
     render.add_argument("--cluster", help="service cluster to render (default: the first extension's)")
     render.add_argument("--json", action="store_true", help="print config, targets, digest and problems as JSON")
     render.add_argument(
-        "--targets", action="store_true", help="print the targets document (servers of the HTTP upstreams) instead"
+        "--targets",
+        action="store_true",
+        help="print the targets document (hosts, routes and the servers of their upstreams) instead",
     )
     render.set_defaults(func=cmd_render)
 
