@@ -576,6 +576,8 @@ Goal (issue 21): nginx at 10,000 hosts under 400 MB and a host added in under 10
 reload. At {r["hosts"]:,} hosts run-time routing takes {r["pss_mb"]:,.0f} MB (PSS) and adds a host in
 {ms(r["host_add_s_median"], 1)} ms (the delta posted until nginx answers; each worker parses the
 new host block on its next request to it); nginx.conf is {r["config_mb"]} MB whatever the hosts.
+The memory is measured before any request: the hosts and upstreams are then in the shared dict
+only, and each worker adds a parsed copy of a host and its upstream on the first request to it.
 """
             for r in runtime
             if r["hosts"] == largest

@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from interlock.config import default_config
 from interlock.config.schema import ExtensionConfig
 from interlock.edges.nginx_control import NginxController
 from interlock.edges.role_tls import new_pair
-from interlock.model.routing import Routing
+from interlock.model.routing import Route, Routing, Server, Upstream, VirtualHost
 from interlock.render.nginx import render_nginx
 from tests.nginx.either_kind import loopback_routing
 
@@ -187,3 +188,24 @@ async def test_hosts_come_and_go_without_a_reload(controller: NginxController, b
         assert (await asyncio.to_thread(get, "web.local", "/v2/x"))[0] == 200
         assert (await asyncio.to_thread(get, "web.local", "/x"))[0] == 404
     assert workers(controller) == before and controller.reloads == reloads, "nothing was reloaded"
+
+
+async def test_an_ipv6_task_is_reached(controller: NginxController, tmp_path: Path) -> None:
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(text="v6")
+
+    app = web.Application()
+    app.router.add_get("/", answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "::1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        upstream = Upstream("v6.local", (Server("::1", port, "v6"),))
+        host = VirtualHost("v6.local", routes=(Route("/", "v6.local"),), services=("v6",))
+        await install(controller, Routing("", hosts=(host,), upstreams=(upstream,)), extension(tmp_path), tmp_path)
+        status, _, body = await asyncio.to_thread(get, "v6.local")
+        assert (status, body) == (200, "v6")
+    finally:
+        await runner.cleanup()

@@ -198,6 +198,9 @@ local function parse_upstream(name, block)
     end
     local peers = upstream.peers
     for host, port, max_fails, fail_timeout in string.gmatch(block, "\n(%S+) (%d+) (%d+) (%d+)") do
+        if string.find(host, ":", 1, true) and string.byte(host, 1) ~= 91 then
+            host = "[" .. host .. "]" -- IPv6: nginx reads an unbracketed one's last group as the port
+        end
         peers[#peers + 1] = {
             host = host,
             port = tonumber(port),
