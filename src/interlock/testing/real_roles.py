@@ -114,10 +114,13 @@ class RealRoles:
                 state is not None
                 and current is not None
                 and self.extension.state_version == state.version
-                and self.agent.proxy.config_id == current.config_id
+                and (self.agent.proxy.config_id, self.agent.proxy.targets_id) == (current.config_id, current.targets_id)
                 and report is not None
                 and report.state_version == state.version
-                and any(p.config_id == current.config_id and p.ok for p in report.proxies)
+                and any(
+                    (p.config_id, p.targets_id) == (current.config_id, current.targets_id) and p.ok
+                    for p in report.proxies
+                )
             )
 
         await until(done, what, timeout)
