@@ -775,7 +775,7 @@ def main() -> None:
     if not args.no_swarm:
         sections.append(section(convergence_section, "convergence.py", "--trials", "5" if quick else "30"))
         sections.append(section(rolling_section, "rolling.py", "--rate", "1000", "--seconds", "20" if quick else "220"))
-        sections.append(section(rolling_kinds_section, "rolling_kinds.py", "--seconds", "20" if quick else "110"))
+        sections.append(section(rolling_kinds_section, "rolling_kinds.py", "--seconds", "20" if quick else "170"))
         sections.append(section(rolling_hap_section, "rolling_hap.py", "--seconds", "20" if quick else "420"))
         sections.append(section(node_loss_section, "node_loss.py", "--trials", "1" if quick else "3"))
     else:

@@ -4,7 +4,7 @@ per host; hap: the HAProxy kind) in one run, so the kinds are compared on the sa
 state, with a client that never retries (`--no-retry`): a request that fails on a reused
 keep-alive connection is a failed request, as for Python's http.client.
 
-Usage: python bench/rolling_kinds.py [--rate 1000] [--seconds 110] [--operations 100]
+Usage: python bench/rolling_kinds.py [--rate 1000] [--seconds 170] [--operations 100]
 """
 
 from __future__ import annotations
@@ -14,6 +14,6 @@ import sys
 import rolling
 
 if __name__ == "__main__":
-    defaults = ["--rate", "1000", "--seconds", "110", "--operations", "100"]
+    defaults = ["--rate", "1000", "--seconds", "170", "--operations", "100"]
     sys.argv = [sys.argv[0], *defaults, *sys.argv[1:], "--clusters", "default", "east", "hap", "--no-retry"]
     rolling.main()
