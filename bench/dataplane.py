@@ -63,11 +63,18 @@ http {{ access_log /dev/null;
 
 
 def interlock_conf(
-    tmp: Path, *, dynamic: bool, metrics: bool = True, hide_info_headers: bool = False, port: int = 0
+    tmp: Path,
+    *,
+    dynamic: bool,
+    metrics: bool = True,
+    hide_info_headers: bool = False,
+    port: int = 0,
+    runtime: bool = False,
 ) -> RenderedConfig:
     """The generated nginx configuration, counting requests per route (`TrafficMetrics`, on by
     default) unless `metrics` is false; `hide_info_headers`: without Interlock's five response
-    headers (`HideInfoHeaders = true`)."""
+    headers (`HideInfoHeaders = true`); `runtime`: with run-time routing (measured in
+    hot_path.py; here the server-block designs)."""
     port = port or (INTERLOCK if dynamic else STATIC if metrics else UNMETERED)
     ext = default_config(TargetPort=port, TargetSSLPort=port + 1000).extensions["default"]
     ext = ext.model_copy(
@@ -79,9 +86,7 @@ def interlock_conf(
                     "error_log_path": "/dev/null",
                     "user": "nginx",
                     "dynamic_upstreams": dynamic,
-                    # The designs with a server block per host; run-time routing (the
-                    # default) has its own benchmark, hot_path.py.
-                    "runtime_routing": False,
+                    "runtime_routing": runtime,
                     "traffic_metrics": metrics,
                     "hide_info_headers": hide_info_headers,
                 }

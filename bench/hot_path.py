@@ -31,11 +31,8 @@ import time
 from pathlib import Path
 
 from common import dump, wait_http
-from dataplane import BACKEND, HOST, WrkRun, backend_conf, internal_ports_moved, wrk
-from interlock.config import default_config
-from interlock.model.routing import Route, Routing, Server, Upstream, VirtualHost
+from dataplane import BACKEND, HOST, WrkRun, backend_conf, interlock_conf, internal_ports_moved, wrk
 from interlock.render.bundle import RenderedConfig
-from interlock.render.nginx import render_nginx
 
 PLAIN, HEADERS, RUNTIME, STATIC, TRAEFIK = 18181, 18182, 18183, 18184, 18185
 
@@ -63,23 +60,7 @@ http {{ access_log off;
 
 
 def generated(tmp: Path, port: int, *, runtime: bool) -> RenderedConfig:
-    ext = default_config(TargetPort=port, TargetSSLPort=port + 1000).extensions["default"]
-    ext = ext.model_copy(
-        update={
-            "config": ext.nginx.model_copy(
-                update={
-                    "pid_path": f"{tmp}/interlock-{port}.pid",
-                    "access_log_path": "/dev/null",
-                    "error_log_path": "/dev/null",
-                    "user": "nginx",
-                    "runtime_routing": runtime,
-                }
-            )
-        }
-    )
-    upstream = Upstream(HOST, (Server("127.0.0.1", BACKEND, "backend"),))
-    host = VirtualHost(HOST, routes=(Route("/", HOST),), services=("backend",))
-    return render_nginx(Routing(cluster="", hosts=(host,), upstreams=(upstream,)), ext)
+    return interlock_conf(tmp, dynamic=False, port=port, runtime=runtime)
 
 
 def traefik(tmp: Path) -> subprocess.Popen[bytes]:
