@@ -69,8 +69,11 @@ def nginx_workers() -> dict[str, set[str]]:
     label = "label=com.docker.swarm.service.name=interlock-proxy"
     for container in sh("docker", "ps", "-q", "--filter", label).split():
         # "nginx[:]" so that this script and its grep, whose command lines hold the pattern, do
-        # not match it themselves.
-        script = 'for p in /proc/[0-9]*; do grep -qa "nginx[:] worker" $p/cmdline 2>/dev/null && echo ${p#/proc/}; done'
+        # not match it themselves; `true`: the last grep's miss is not the script's failure.
+        script = (
+            'for p in /proc/[0-9]*; do grep -qa "nginx[:] worker" $p/cmdline 2>/dev/null && echo ${p#/proc/}; done;'
+            " true"
+        )
         found[container] = set(sh("docker", "exec", container, "sh", "-c", script).split())
     return found
 
