@@ -3,8 +3,10 @@ proxy agent's own controller: what the tests that hold for both kinds install th
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -29,6 +31,22 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class LoopbackTLS(http.client.HTTPSConnection):
+    """HTTPS to the proxy's TLS listener on 127.0.0.1 that names `host` in its TLS hello (SNI),
+    as a browser would."""
+
+    def connect(self) -> None:
+        sock = socket.create_connection(("127.0.0.1", HTTPS), timeout=self.timeout)
+        self.sock = ssl._create_unverified_context().wrap_socket(sock, server_hostname=self.host)
+
+
+def workers(controller: NginxController) -> set[int]:
+    """The worker processes of the controller's running nginx (a reload starts new ones)."""
+    assert controller.process is not None
+    children = Path(f"/proc/{controller.process.pid}/task/{controller.process.pid}/children").read_text()
+    return {int(pid) for pid in children.split()}
 
 
 def start_backend(name: str) -> tuple[int, subprocess.Popen[bytes]]:

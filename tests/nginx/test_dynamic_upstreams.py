@@ -21,6 +21,7 @@ from interlock.errors import ReloadFailed
 from interlock.model.routing import Balance, Route, Routing, Server, Upstream, VirtualHost
 from interlock.render.bundle import RenderedConfig
 from interlock.render.nginx import render_nginx
+from tests.nginx.either_kind import workers
 
 pytestmark = pytest.mark.nginx
 
@@ -89,12 +90,6 @@ async def served_by(count: int, cookies: dict[str, str] | None = None) -> Counte
                 assert response.status == 200, await response.text()
                 seen[int(await response.text())] += 1
     return seen
-
-
-def workers(controller: NginxController) -> set[int]:
-    assert controller.process is not None
-    children = Path(f"/proc/{controller.process.pid}/task/{controller.process.pid}/children").read_text()
-    return {int(pid) for pid in children.split()}
 
 
 async def test_moving_targets_needs_no_reload(controller: NginxController, tmp_path: Path) -> None:

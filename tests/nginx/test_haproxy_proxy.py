@@ -9,8 +9,6 @@ import asyncio
 import http.client
 import json
 import signal
-import socket
-import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ from interlock.edges.role_tls import new_pair
 from interlock.errors import ConfigRejected
 from interlock.model.routing import Routing
 from interlock.render.haproxy import render_haproxy
-from tests.nginx.either_kind import loopback_routing
+from tests.nginx.either_kind import LoopbackTLS, loopback_routing
 
 pytestmark = pytest.mark.nginx
 
@@ -69,18 +67,10 @@ async def install(control: HAProxyController, routing: Routing, ext: ExtensionCo
     )
 
 
-class _LoopbackTLS(http.client.HTTPSConnection):
-    """HTTPS to 127.0.0.1 that names `host` in its TLS hello (SNI), as a browser would."""
-
-    def connect(self) -> None:
-        sock = socket.create_connection(("127.0.0.1", HTTPS), timeout=self.timeout)
-        self.sock = ssl._create_unverified_context().wrap_socket(sock, server_hostname=self.host)
-
-
 def get(host: str, path: str = "/", *, tls: bool = False, sni: str = "") -> tuple[int, dict[str, Any] | str]:
     """GET with Host `host`; over TLS, naming `sni` (else `host`) in the hello."""
     if tls:
-        conn: http.client.HTTPConnection = _LoopbackTLS(sni or host, HTTPS, timeout=5)
+        conn: http.client.HTTPConnection = LoopbackTLS(sni or host, HTTPS, timeout=5)
     else:
         conn = http.client.HTTPConnection("127.0.0.1", HTTP, timeout=5)
     try:

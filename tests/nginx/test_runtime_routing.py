@@ -9,8 +9,6 @@ import asyncio
 import http.client
 import json
 import signal
-import socket
-import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,11 +22,9 @@ from interlock.edges.nginx_control import NginxController
 from interlock.edges.role_tls import new_pair
 from interlock.model.routing import Route, Routing, Server, Upstream, VirtualHost
 from interlock.render.nginx import render_nginx
-from tests.nginx.either_kind import loopback_routing
+from tests.nginx.either_kind import HTTP, HTTPS, LoopbackTLS, loopback_routing, workers
 
 pytestmark = pytest.mark.nginx
-
-HTTP, HTTPS = 18180, 18543
 
 
 def extension(tmp_path: Path, **config: object) -> ExtensionConfig:
@@ -80,18 +76,12 @@ async def install(control: NginxController, routing: Routing, ext: ExtensionConf
     return rendered.config_id
 
 
-class _LoopbackTLS(http.client.HTTPSConnection):
-    def connect(self) -> None:
-        sock = socket.create_connection(("127.0.0.1", HTTPS), timeout=self.timeout)
-        self.sock = ssl._create_unverified_context().wrap_socket(sock, server_hostname=self.host)
-
-
 def get(
     host: str, path: str = "/", *, tls: bool = False, headers: dict[str, str] | None = None
 ) -> tuple[int, dict[str, str], Any]:
     """GET with Host `host`: the status, the response headers and the body (JSON when it is)."""
     conn: http.client.HTTPConnection
-    conn = _LoopbackTLS(host, HTTPS, timeout=5) if tls else http.client.HTTPConnection("127.0.0.1", HTTP, timeout=5)
+    conn = LoopbackTLS(host, HTTPS, timeout=5) if tls else http.client.HTTPConnection("127.0.0.1", HTTP, timeout=5)
     try:
         conn.request("GET", path, headers={"Host": host, **(headers or {})})
         response = conn.getresponse()
@@ -104,12 +94,6 @@ def get(
         return response.status, {k.lower(): v for k, v in response.getheaders()}, parsed
     finally:
         conn.close()
-
-
-def workers(control: NginxController) -> set[int]:
-    assert control.process is not None
-    pid = control.process.pid
-    return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
 
 
 async def test_the_catch_all_servers_route_what_the_labels_say(

@@ -48,6 +48,11 @@ class Upstream:
     grpc: bool = False
     """Speak gRPC (HTTP/2) to the servers (`backend_protocol=grpc`)."""
 
+    @property
+    def service_names(self) -> tuple[str, ...]:
+        """The services whose tasks are its servers, each once, sorted."""
+        return tuple(sorted({s.service for s in self.servers}))
+
 
 @dataclass(frozen=True, slots=True)
 class Route:

@@ -20,7 +20,7 @@ from interlock.render.quoting import Token, operator_string, user_token
 
 def services_of(upstream: Upstream) -> Token:
     """The services whose tasks serve `upstream`, comma-separated ("" when none runs)."""
-    return Token(",".join(user_token(name) for name in sorted({s.service for s in upstream.servers})))
+    return Token(",".join(user_token(name) for name in upstream.service_names))
 
 
 _SHARED = (

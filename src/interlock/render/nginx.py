@@ -196,7 +196,7 @@ class _View(ListenerView):
     @property
     def dynamic(self) -> bool:
         """Upstream members in the targets document (run-time routing implies it)."""
-        return self.ext.nginx.dynamic_upstreams or self.ext.nginx.runtime_routing
+        return bool(self.targets.targets_id)
 
     @property
     def upstream_blocks(self) -> tuple[Upstream, ...]:
@@ -282,7 +282,7 @@ class _View(ListenerView):
         """`$interlock_route` of a location, as one quoted nginx string: its host and upstream,
         tab-separated (what the Lua counters count under), and `*` when at most one service
         serves the upstream (the counters then need not read which task answered)."""
-        one = len({s.service for s in upstream.servers}) <= 1
+        one = len(upstream.service_names) <= 1
         suffix = "\\t*" if one else ""
         return Token(f'"{user_token(host.name)}\\t{user_token(upstream.name)}{suffix}"')
 

@@ -52,17 +52,15 @@ class Targets:
     targets_id: str
 
 
-def targets_field(value: str) -> str:
-    """`value` if it is made only of characters the targets grammar (and a Lua string) allows."""
-    if not _FIELD.fullmatch(value):
-        raise UnsafeValue(f"refusing to write {value!r} into the targets document")
-    return value
-
-
 def _checked(pattern: re.Pattern[str], value: str, what: str) -> str:
     if not pattern.fullmatch(value):
         raise UnsafeValue(f"refusing to write {what} {value!r} into the targets document")
     return value
+
+
+def targets_field(value: str) -> str:
+    """`value` if it is made only of characters the targets grammar (and a Lua string) allows."""
+    return _checked(_FIELD, value, "field")
 
 
 def fail_timeout_ms(value: str | None) -> int:
@@ -87,7 +85,7 @@ def _upstream_lines(upstream: Upstream, ip_hash_everywhere: bool) -> list[str]:
     if balance is Balance.ROUND_ROBIN and ip_hash_everywhere:
         balance = Balance.IP_HASH
     cookie = targets_field(upstream.cookie) if balance is Balance.COOKIE else "-"
-    services = ",".join(sorted({s.service for s in upstream.servers}))
+    services = ",".join(upstream.service_names)
     services = _checked(_SERVICES, services, "services") if services else "-"
     lines = [f"upstream {targets_field(upstream.name)} {balance.value} {cookie} {services}"]
     lines.extend(_server_line(server) for server in upstream.servers)
@@ -106,7 +104,7 @@ def _route_line(route: Route, upstream: Upstream) -> str:
             ("r", route.rewrite),
             ("w", route.websocket),
             # The counters need not read which task answered when one service serves it.
-            ("o", len({s.service for s in upstream.servers}) <= 1),
+            ("o", len(upstream.service_names) <= 1),
         )
         if on
     )

@@ -118,7 +118,7 @@ def _rows(routing: Routing, host: VirtualHost, upstreams: dict[str, Upstream]) -
     rows = []
     for route in host.routes:
         upstream = upstreams[route.upstream]
-        services = tuple(sorted({s.service for s in upstream.servers}))
+        services = upstream.service_names
         targets = tuple(f"{s.address}:{s.port}" for s in upstream.servers)
         rows.append(RouteRow(routing.cluster, name, route.path, services, targets, tls))
     for rule in host.redirects:
