@@ -240,11 +240,11 @@ class _TimedHAProxy(HAProxyController):
     signalled = 0.0
     old_workers: frozenset[int] = frozenset()
 
-    def _reload(self) -> set[int]:
+    def _reload(self) -> None:
         assert self.process is not None
         self.old_workers = frozenset(children(self.process.pid))
         self.signalled = time.perf_counter()
-        return super()._reload()
+        super()._reload()
 
 
 async def haproxy_scale(hosts: int, tmp: Path, *, reloads: int) -> dict[str, object]:

@@ -24,11 +24,11 @@ from typing import Any
 from interlock import __version__
 from interlock.config import CoreConfig, default_config, load_config
 from interlock.constants import OPERATOR_TOKEN, PEER_CERT, SECRETS_DIR, SERVER_TLS
+from interlock.edges.proxy_kinds import render_proxy
 from interlock.errors import BadInput, ConfigError, DockerUnavailable, SnapshotFormatError, TemplateFailed
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
 from interlock.model.labels import LABELS
-from interlock.render.proxy import render_proxy
 from interlock.wire.status import ClusterStatus, RouteRow
 
 EXIT_BAD_INPUT = 2

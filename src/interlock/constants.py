@@ -40,6 +40,10 @@ CORE_IDENTITY = "core"
 # -- ports inside a proxy container -----------------------------------------------------------
 STATUS_PORT = 20080
 """127.0.0.1 only: the loaded configuration's id, and the targets control endpoint."""
+VALIDATION_TIMEOUT = 120.0
+"""Seconds a proxy's own configuration check (`nginx -t`, `haproxy -c`) may take: one that does
+not finish in time is a refusal (a configuration the proxy cannot even check in that time would
+not load in time either)."""
 TERMINATOR_PORT = 20443
 """127.0.0.1 only: TLS termination behind the SNI router (PROXY protocol)."""
 PASSTHROUGH_PORT = 20444

@@ -39,9 +39,9 @@ from interlock.edges.swarm_ops import SwarmOps, ensure_tokens
 from interlock.errors import DockerUnavailable, OperatorError
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
-from interlock.render.desired import all_tokens, core_tokens, images, tls_identities
-from interlock.render.swarm_records import Ref, ServiceRecord, TaskRecord
-from interlock.render.swarm_specs import STATUS_PROBE_ROLE, core_spec, spec_hash, status_probe_spec, tls_pairs
+from interlock.swarm.desired import all_tokens, core_tokens, images, tls_identities
+from interlock.swarm.records import Ref, ServiceRecord, TaskRecord
+from interlock.swarm.specs import STATUS_PROBE_ROLE, core_spec, spec_hash, status_probe_spec, tls_pairs
 from interlock.wire.status import CoreInfo, CoreStatus, ProblemView, routes_table
 
 MANAGED = {LABEL_MANAGED: MANAGED_BY_UP}
@@ -78,7 +78,7 @@ def up(config_path: str | None, *, debug: bool, wait: float, say: Say = print) -
         text = default_config_text(host_mode=host_mode, replicas=max(1, min(2, len(ready))))
     config = load_config(text, source=config_path or "default config")
     for name, ext in config.extensions.items():
-        if ext.kind == "haproxy" and ext.haproxy.admin_pass:
+        if ext.config.clear_text_password:
             say(
                 f"note: Extensions.{name}.Config.AdminPass is kept in clear text in the core's configuration; "
                 "put the password in a Docker secret and name it in AdminPassSecret instead"

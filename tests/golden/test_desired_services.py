@@ -19,9 +19,9 @@ from interlock.config import default_config, load_config
 from interlock.constants import CONTROL_NETWORK
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
-from interlock.render.desired import SwarmFacts, all_tokens, desired_services, tls_identities
-from interlock.render.swarm_records import Ref
-from interlock.render.swarm_specs import TLSPair
+from interlock.swarm.desired import SwarmFacts, all_tokens, desired_services, tls_identities
+from interlock.swarm.records import Ref
+from interlock.swarm.specs import TLSPair
 from interlock.testing.swarm_json import fake_id, swarm_json
 
 CASES = sorted((Path(__file__).parent / "services").glob("*.txt"))

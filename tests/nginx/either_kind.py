@@ -23,6 +23,9 @@ from interlock.render.haproxy import render_haproxy
 from interlock.render.nginx import render_nginx
 from interlock.testing.swarm_json import swarm_json
 
+Controller = NginxController | HAProxyController
+"""A real proxy of either kind, as the agent runs it."""
+
 HTTP, HTTPS = 18180, 18543
 KINDS = ["nginx", "haproxy"]
 
@@ -42,7 +45,7 @@ class LoopbackTLS(http.client.HTTPSConnection):
         self.sock = ssl._create_unverified_context().wrap_socket(sock, server_hostname=self.host)
 
 
-def workers(controller: NginxController) -> set[int]:
+def workers(controller: Controller) -> set[int]:
     """The worker processes of the controller's running nginx (a reload starts new ones)."""
     assert controller.process is not None
     children = Path(f"/proc/{controller.process.pid}/task/{controller.process.pid}/children").read_text()
@@ -75,13 +78,11 @@ def loopback_routing(services: dict[str, dict[str, str]]) -> Routing:
     return build(snapshot_from_api(document)).routings[""]
 
 
-async def serve(
-    kind: str, binary: str, routing: Routing, tmp_path: Path, secrets: Path, **config: Any
-) -> NginxController:
+async def serve(kind: str, binary: str, routing: Routing, tmp_path: Path, secrets: Path, **config: Any) -> Controller:
     """Start (or reload) a proxy of `kind` on HTTP/HTTPS serving `routing`, its certificate
     secrets read from `secrets`; `config` adds keys of the extension's Config table."""
     settings = {"PidPath": str(tmp_path / "proxy.pid"), **config}
-    control: NginxController
+    control: Controller
     if kind == "nginx":
         ext = default_config(TargetPort=HTTP, TargetSSLPort=HTTPS, Config=settings).extensions["default"]
         control = NginxController(tmp_path / "work", nginx=binary, confirm_timeout=10)

@@ -114,7 +114,7 @@ async def test_a_restart_serves_the_last_targets(controller: NginxController, tm
     await controller.update_targets(moved.targets, moved.targets_id)
     await controller.stop()
     await controller.start()
-    await controller.confirm(moved.config_id)
+    await controller.proxy.confirm(moved.config_id)
     assert set(await served_by(4)) == {PORTS[2]}
 
 

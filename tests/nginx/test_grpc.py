@@ -15,9 +15,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from interlock.edges.nginx_control import NginxController
 from interlock.model.routing import Routing
-from tests.nginx.either_kind import HTTPS, KINDS, free_port, loopback_routing, serve
+from tests.nginx.either_kind import HTTPS, KINDS, Controller, free_port, loopback_routing, serve
 
 pytestmark = pytest.mark.nginx
 
@@ -79,7 +78,7 @@ async def channel(request: pytest.FixtureRequest, tmp_path: Path, grpc_task: int
     secrets.mkdir()
     trusted = certificate(secrets, "grpc.local")
     binary = request.getfixturevalue(request.param)
-    control: NginxController = await serve(request.param, binary, grpc_routing(grpc_task), tmp_path, secrets)
+    control: Controller = await serve(request.param, binary, grpc_routing(grpc_task), tmp_path, secrets)
     options = (("grpc.ssl_target_name_override", "grpc.local"), ("grpc.default_authority", "grpc.local"))
     credentials = grpc.ssl_channel_credentials(root_certificates=trusted)
     with grpc.secure_channel(f"127.0.0.1:{HTTPS}", credentials, options=options) as opened:

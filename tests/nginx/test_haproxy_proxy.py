@@ -191,7 +191,7 @@ async def test_task_moves_go_through_the_runtime_api_without_a_reload(
     assert controller.live.read_text() == two.text
     await controller.stop(signal.SIGQUIT, timeout=15)
     await controller.start()
-    await controller.confirm(two.config_id)
+    await controller.proxy.confirm(two.config_id)
     status, body = await asyncio.to_thread(get, "web.local")
     assert status == 200 and isinstance(body, dict) and body["task"] == "second", "the restart kept the move"
 

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from interlock.edges.nginx_control import NginxController
 from interlock.edges.role_tls import new_pair
-from tests.nginx.either_kind import HTTPS, KINDS, serve
+from tests.nginx.either_kind import HTTPS, KINDS, Controller, serve
 from tests.nginx.test_haproxy_proxy import routing
 
 pytestmark = pytest.mark.nginx
@@ -30,7 +29,7 @@ async def serve_h2(request: pytest.FixtureRequest, tmp_path: Path, backend: int)
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     (secrets / "tls.pem").write_bytes(new_pair("tls.local")[0])
-    controllers: list[NginxController] = []
+    controllers: list[Controller] = []
 
     async def install(http2: bool) -> None:
         binary = request.getfixturevalue(request.param)

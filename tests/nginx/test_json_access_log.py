@@ -65,7 +65,7 @@ async def proxy(request: pytest.FixtureRequest, tmp_path: Path, backend: int) ->
     """A proxy of either kind serving `routing` with JSON request logs; yields the log file."""
     log = tmp_path / "access.log"
     settings = {"PidPath": str(tmp_path / "proxy.pid"), "AccessLogFormat": "json"}
-    control: NginxController
+    control: NginxController | HAProxyController
     if request.param == "nginx":
         binary = request.getfixturevalue("nginx")
         ext = default_config(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from interlock.config import ExtensionConfig
-from interlock.edges.nginx_check import CheckResult
+from interlock.edges.offline_check import CheckResult
 from interlock.edges.peer_http import PeerClient
 from interlock.model.routing import Routing
 from interlock.roles.extension import Extension

@@ -17,26 +17,22 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from interlock.edges.nginx_control import NginxController
 from interlock.edges.traffic_meter import TrafficCollector, TrafficMeter
 from interlock.wire.traffic import RouteTraffic, traffic_names
-from tests.nginx.either_kind import HTTP, KINDS, free_port, loopback_routing, serve
+from tests.nginx.either_kind import HTTP, KINDS, Controller, free_port, loopback_routing, serve
 
 pytestmark = pytest.mark.nginx
 
 
 @dataclass
 class Proxy:
-    control: NginxController
+    control: Controller
     meter: TrafficMeter
     kind: str
 
     async def poll(self) -> None:
         """What the agent does each second."""
-        if self.kind == "haproxy":
-            await self.meter.poll_haproxy(self.control.runtime)  # type: ignore[attr-defined]
-        else:
-            await self.meter.poll_nginx()
+        await self.control.poll_traffic(self.meter)
 
 
 @pytest.fixture(params=KINDS)

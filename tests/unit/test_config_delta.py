@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given, settings
 
 from interlock.config import default_config
+from interlock.edges.proxy_kinds import render_proxy
 from interlock.errors import WireError
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
 from interlock.render.config_delta import TextDelta, apply_config_delta, config_delta
-from interlock.render.proxy import render_proxy
 from interlock.roles.runtime import proxy_config
 from interlock.testing.swarm_json import swarm_json
 from interlock.wire.messages import ProxyConfig, encode

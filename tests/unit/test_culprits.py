@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from interlock.model.build import build
+from interlock.model.culprits import culprits
 from interlock.model.docker_json import snapshot_from_api
-from interlock.render.culprits import culprits
 from interlock.testing.swarm_json import swarm_json
 from tests.unit.test_build import routing_of, service
 

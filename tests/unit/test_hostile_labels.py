@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 
 from interlock.config import default_config
+from interlock.edges.proxy_kinds import render_proxy
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
 from interlock.model.labels import LABELS
 from interlock.problems import Severity
-from interlock.render.proxy import render_proxy
 from interlock.testing.swarm_json import swarm_json
 from tests.unit.hostile import PAYLOADS
 

@@ -4,8 +4,8 @@ network's too for its metrics, never an application network's; everywhere when r
 from __future__ import annotations
 
 from interlock.edges.listen import EVERYWHERE, Listeners, local_ipv4_addresses, role_listeners
-from interlock.render.swarm_records import Ref
-from interlock.render.swarm_specs import listen_env
+from interlock.swarm.records import Ref
+from interlock.swarm.specs import listen_env
 
 OWN = ["127.0.0.1", "10.0.1.5", "10.0.9.7", "10.0.5.3"]
 """Loopback, the control network, an application network, the monitoring network."""

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from interlock.config import default_config
-from interlock.edges.nginx_check import CheckResult
+from interlock.edges.offline_check import CheckResult
 from interlock.errors import PeerUnavailable
 from interlock.model.routing import Routing
 from interlock.roles import extension as extension_module

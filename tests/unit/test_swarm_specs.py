@@ -10,8 +10,8 @@ import pytest
 from interlock.config import load_config
 from interlock.constants import LABEL_SPEC
 from interlock.errors import ConfigError
-from interlock.render.swarm_records import Ref
-from interlock.render.swarm_specs import (
+from interlock.swarm.records import Ref
+from interlock.swarm.specs import (
     ClusterRefs,
     TLSPair,
     core_spec,

@@ -137,7 +137,7 @@ def test_the_schema_check_names_a_line_out_of_place_or_of_shape(line: str) -> No
 
 def test_the_extension_refuses_a_document_outside_the_grammar_without_nginx() -> None:
     from interlock.config import default_config
-    from interlock.edges.proxy_check import check_proxy_targets
+    from interlock.edges.proxy_kinds import check_proxy_targets
 
     ext = default_config().extensions["default"]
     good = render_targets(routing(a=("10.0.0.2",)), routes=True).text

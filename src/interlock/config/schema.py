@@ -11,7 +11,7 @@ import re
 from typing import Annotated, Any, Literal
 
 import jinja2
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from interlock import __version__
 from interlock.config.durations import parse_duration
@@ -137,7 +137,6 @@ class _Section(BaseModel):
     def _match_keys(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        data = {k: v for k, v in data.items() if k != KIND_MARK}
         canonical = {}
         for name, info in cls.model_fields.items():
             alias = info.alias or name
@@ -156,6 +155,8 @@ class _Section(BaseModel):
 class NginxConfig(_Section):
     """`[Extensions.NAME.Config]` for the nginx extension (Interlock's keys, plus a few of ours)."""
 
+    kind: Literal["nginx"] = Field("nginx", alias="Kind")
+    """The extension's `Kind`, copied here by `ExtensionConfig` to say which keys the table has."""
     version: str = Field("", alias="Version")
     http_version: Literal["1.0", "1.1"] = Field("1.1", alias="HTTPVersion")
     user: Annotated[str, _pattern(r"[a-z_][a-z0-9_-]{0,31}", "a user name of a-z 0-9 _ -")] = Field(
@@ -244,10 +245,28 @@ class NginxConfig(_Section):
         alias="LuaModulePaths",
     )
 
+    @property
+    def admin_pass_secret(self) -> str:
+        """nginx has no stats page: no password secret to mount."""
+        return ""
+
+    @property
+    def clear_text_password(self) -> bool:
+        """nginx reads no AdminPass (Interlock's key, accepted and unused)."""
+        return False
+
 
 class HAProxyConfig(_Section):
     """`[Extensions.NAME.Config]` for the HAProxy extension (`Kind = "haproxy"`): Interlock's
     HAProxy keys, with its defaults, plus a few of ours."""
+
+    kind: Literal["haproxy"] = Field("haproxy", alias="Kind")
+    """The extension's `Kind`, copied here by `ExtensionConfig` to say which keys the table has."""
+
+    @property
+    def clear_text_password(self) -> bool:
+        """The stats page's password is in the core's configuration, not in a secret."""
+        return bool(self.admin_pass)
 
     @model_validator(mode="after")
     def _one_password(self) -> HAProxyConfig:
@@ -304,17 +323,6 @@ DEFAULT_IMAGE = f"interlock:{__version__}"
 DEFAULT_CONSTRAINTS = ("node.platform.os==linux",)
 
 
-KIND_MARK = "\0kind"
-"""Put into a `Config` table by `ExtensionConfig` (never by a user: TOML keys have no NUL) so
-that the table is read as its extension's kind."""
-
-
-def _config_kind(value: Any) -> str:
-    if isinstance(value, (NginxConfig, HAProxyConfig)):
-        return "haproxy" if isinstance(value, HAProxyConfig) else "nginx"
-    return str(value.get(KIND_MARK, "nginx")) if isinstance(value, dict) else "nginx"
-
-
 class ExtensionConfig(_Section):
     """`[Extensions.NAME]`: one extension + proxy pair (a service cluster)."""
 
@@ -352,9 +360,9 @@ class ExtensionConfig(_Section):
     target_ssl_port: Port = Field(443, alias="TargetSSLPort")
     template: Annotated[str, AfterValidator(_template)] = Field("", alias="Template")
     """Replaces the built-in nginx template (Jinja2; see docs/CONFIGURATION.md)."""
-    config: Annotated[
-        Annotated[NginxConfig, Tag("nginx")] | Annotated[HAProxyConfig, Tag("haproxy")], Discriminator(_config_kind)
-    ] = Field(default_factory=NginxConfig, alias="Config")
+    config: Annotated[NginxConfig | HAProxyConfig, Field(discriminator="kind")] = Field(
+        default_factory=NginxConfig, alias="Config"
+    )
     """The keys of its `Kind`: `NginxConfig` or `HAProxyConfig` (read them as `.nginx`, `.haproxy`)."""
     networks: tuple[str, ...] | None = Field(None, alias="Networks")
     hitless_service_update: bool = Field(False, alias="HitlessServiceUpdate")
@@ -364,7 +372,7 @@ class ExtensionConfig(_Section):
     @model_validator(mode="before")
     @classmethod
     def _config_of_its_kind(cls, data: Any) -> Any:
-        """Mark `Config` with the extension's kind, so it is read with that kind's keys."""
+        """Copy the extension's kind into `Config`, so it is read with that kind's keys."""
         if not isinstance(data, dict):
             return data
         keys = {str(k).lower(): k for k in data}
@@ -376,7 +384,11 @@ class ExtensionConfig(_Section):
         config_key = keys.get("config", "Config")
         config = data.get(config_key, {})
         if isinstance(config, dict):
-            data = {**data, config_key: {**config, KIND_MARK: kind}}
+            own = {k: v for k, v in config.items() if str(k).lower() != "kind"}
+            said = [v for k, v in config.items() if str(k).lower() == "kind"]
+            if said and said[0] != kind:
+                raise ValueError(f"Config.Kind is {said[0]!r} but the extension's Kind is {kind!r}; set Kind once")
+            data = {**data, config_key: {**own, "Kind": kind}}
         return data
 
     @property

@@ -4,20 +4,21 @@ Like `nginx_check`: the configuration is rendered into a private directory whose
 directory holds one throwaway combined PEM (the validating process never holds real keys), so
 it tests syntax, keywords and what this HAProxy build supports, not the real certificates (the
 proxy agent checks those before its own `haproxy -c`). `haproxy -c` binds nothing. Wraps
-haproxy only.
+haproxy only; imports no other kind.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
 from interlock.config.schema import ExtensionConfig
-from interlock.edges.nginx_check import CheckResult, run_check, stand_in_pem
+from interlock.edges.offline_check import CheckResult, run_check, stand_in_pem
 from interlock.edges.template_guard import render_with_limits
 from interlock.model.routing import Routing
-from interlock.render.haproxy import CERTIFICATES_DIR
+from interlock.render.haproxy import CERTIFICATES_DIR, render_haproxy
 
 
 def haproxy_binary() -> str | None:
@@ -31,7 +32,7 @@ def check_haproxy_text(text: str, *, workdir: Path, haproxy: str | None = None) 
         return CheckResult(False, "haproxy is not installed")
     path = workdir / "haproxy.cfg"
     path.write_text(text)
-    return run_check([binary, "-c", "-q", "-f", str(path)], "haproxy -c")
+    return run_check([binary, "-c", "-f", str(path)], "haproxy -c")
 
 
 def check_haproxy_rendered(
@@ -51,4 +52,16 @@ def check_haproxy_routing(
     routing: Routing, ext: ExtensionConfig, *, workdir: Path | None = None, haproxy: str | None = None
 ) -> CheckResult:
     """Render `routing` as it would be served and `check_haproxy_rendered` it."""
-    return check_haproxy_rendered(render_with_limits(routing, ext).text, routing, ext, workdir=workdir, haproxy=haproxy)
+    return check_haproxy_rendered(
+        render_with_limits(render_haproxy, routing, ext).text, routing, ext, workdir=workdir, haproxy=haproxy
+    )
+
+
+def haproxy_complaint(output: str) -> str:
+    """HAProxy's reason in one line, without its process number or the scratch file's path:
+    `'server' : unknown keyword 'bogus'`."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    line = next((x for x in lines if "[ALERT]" in x), lines[0] if lines else "refused")
+    reason = re.sub(r"^\[[A-Z]+\]\s*\(\d+\)\s*:\s*(config\s*:\s*)?", "", line)
+    reason = re.sub(r"^parsing \[[^]]*\]\s*:\s*", "", reason)
+    return reason[:300]

@@ -1,6 +1,6 @@
 """Run HAProxy beside the proxy agent and change its configuration safely (`Kind = "haproxy"`).
 
-The same contract as `NginxController`, whose install, confirm and restore steps it reuses:
+The same contract as `NginxController`, and the same install sequence (`ProxyProcess.install`):
 the new file is written beside the live one and checked with `haproxy -c`, swapped in with an
 atomic rename, and made live by a reload; the reload is confirmed by asking the status frontend
 for the configuration's id; on any failure the last good file is put back. HAProxy runs in
@@ -9,7 +9,7 @@ start a new worker on the live file, which takes over the listening sockets (`ex
 listeners` on the admin socket, so no connection is refused meanwhile), while the old worker
 finishes its connections (bounded by `hard-stop-after`). HAProxy needs each certificate with its
 key in one PEM: before the check, the certificate and key secrets of the configuration are
-combined into the directory the configuration loads. Wraps haproxy only.
+combined into the directory the configuration loads. Wraps haproxy only; imports no other kind.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ import os
 import signal
 from pathlib import Path
 
-from interlock.constants import ADMIN_PASS_ENV, ADMIN_PASS_FILE
-from interlock.edges.nginx_check import VALIDATION_TIMEOUT
-from interlock.edges.nginx_control import NginxController
+from interlock.constants import ADMIN_PASS_ENV, ADMIN_PASS_FILE, VALIDATION_TIMEOUT
+from interlock.edges.proxy_process import KeptFile, ProxyCommands, ProxyProcess
 from interlock.edges.traffic_meter import TrafficMeter
 from interlock.errors import ConfigRejected, ReloadFailed
 from interlock.render.haproxy import ADMIN_SOCKET, CERTIFICATES_DIR, TARGETS_HEADER, slot_count, with_targets
@@ -95,10 +94,6 @@ def command_lines(commands: list[str], limit: int = _LINE_BYTES) -> list[str]:
     return lines
 
 
-_STOP_SIGNALS = {signal.SIGQUIT: signal.SIGUSR1, signal.SIGTERM: signal.SIGUSR1}
-"""nginx's graceful stop (QUIT) is HAProxy's soft stop (USR1): finish, then exit."""
-
-
 def admin_env(secrets_dir: Path) -> dict[str, str]:
     """HAProxy's environment: the agent's, and the stats page's password from `AdminPassSecret`
     (mounted as ADMIN_PASS_FILE) where there is one; haproxy.cfg names the variable, never the
@@ -110,7 +105,23 @@ def admin_env(secrets_dir: Path) -> dict[str, str]:
     return env
 
 
-class HAProxyController(NginxController):
+def _haproxy_commands(binary: str) -> ProxyCommands:
+    return ProxyCommands(
+        name="haproxy",
+        binary=binary,
+        run=lambda live: ("-W", "-db", "-f", str(live)),
+        check=lambda path: ("-c", "-f", str(path)),
+        # The master starts a new worker on the live file; the old one stops accepting at once
+        # (the new one has the sockets) and finishes its connections.
+        reload=signal.SIGUSR2,
+        # nginx's graceful stop (QUIT) is HAProxy's soft stop (USR1): finish, then exit.
+        stop_signals={signal.SIGQUIT: signal.SIGUSR1, signal.SIGTERM: signal.SIGUSR1},
+    )
+
+
+class HAProxyController:
+    """HAProxy as the agent's `ProxyControl`: its process and file through `ProxyProcess`."""
+
     kind = "HAProxy"
 
     def __init__(
@@ -126,16 +137,41 @@ class HAProxyController(NginxController):
     ) -> None:
         """`log`: a file HAProxy's log (its standard output: requests, reloads) is appended to;
         None leaves it on the agent's standard output, where the container's log has it."""
-        super().__init__(workdir, nginx=haproxy, confirm_timeout=confirm_timeout, check_timeout=check_timeout)
+        self.workdir = workdir
+        self.confirm_timeout = confirm_timeout
+        self.proxy = ProxyProcess(
+            _haproxy_commands(haproxy),
+            KeptFile(workdir / "haproxy.cfg"),
+            confirm_timeout=confirm_timeout,
+            check_timeout=check_timeout,
+        )
         self.log = log
-        self.live = workdir / "haproxy.cfg"
-        self.good = workdir / "haproxy.cfg.good"
         self.secrets_dir = secrets_dir
         self.certificates_dir = certificates_dir
         self.admin_socket = Path(ADMIN_SOCKET)
+        self.config_id = ""
+        self.targets_id = ""
+        self.targets_text = ""
+        """The servers HAProxy is confirmed to use."""
+        self.reloads = 0
+        self.target_updates = 0
+        """Task moves applied through the runtime API: the reloads avoided."""
 
-    def _check_arguments(self, path: Path) -> tuple[str, ...]:
-        return ("-c", "-q", "-f", str(path))
+    @property
+    def live(self) -> Path:
+        return self.proxy.config.path
+
+    @property
+    def process(self) -> asyncio.subprocess.Process | None:
+        return self.proxy.process
+
+    @property
+    def running(self) -> bool:
+        return self.proxy.running
+
+    @property
+    def exited(self) -> bool:
+        return self.proxy.exited
 
     async def install(
         self,
@@ -146,9 +182,24 @@ class HAProxyController(NginxController):
         certificates: tuple[tuple[str, str], ...] = (),
     ) -> None:
         """Combine the certificate pairs into PEMs (and remove those no longer named: a running
-        process keeps what it loaded), then install as nginx's controller does."""
+        process keeps what it loaded), then check, swap, reload and confirm `text`, which carries
+        its servers in its own text."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self._write_certificates(certificates)
-        await super().install(text, config_id, targets, targets_id, certificates)
+
+        async def go_live() -> None:
+            if self.running:
+                self._reload()
+            else:
+                await self.start()
+            await self.proxy.confirm(config_id)
+
+        await self.proxy.install(text, go_live=go_live)
+        self.config_id, self.targets_id, self.targets_text = config_id, targets_id, targets
+        self.reloads += 1
+
+    def _reload(self) -> None:
+        self.proxy.reload()
 
     def _write_certificates(self, certificates: tuple[tuple[str, str], ...]) -> None:
         self.certificates_dir.mkdir(parents=True, exist_ok=True)
@@ -170,12 +221,6 @@ class HAProxyController(NginxController):
         for stale in self.certificates_dir.glob("*.pem"):
             if stale.name not in wanted:
                 stale.unlink(missing_ok=True)
-
-    def _reload(self) -> set[int]:
-        """SIGUSR2: the master starts a new worker on the live file; the old one stops accepting
-        at once (the new one has the sockets) and finishes its connections."""
-        self._signal(signal.SIGUSR2)
-        return set()
 
     async def update_targets(self, targets: str, targets_id: str) -> None:
         """Move tasks without a reload: fill, change or empty server slots of the running
@@ -207,9 +252,6 @@ class HAProxyController(NginxController):
             candidate.write_text(with_targets(self.live.read_text(), targets))
             os.replace(candidate, self.live)
 
-    async def _confirm_targets(self, targets_id: str) -> None:
-        """Nothing to ask: an installed configuration carries its servers in its own text."""
-
     async def poll_traffic(self, meter: TrafficMeter) -> None:
         """Read HAProxy's own counters (`show stat` on its runtime API)."""
         await meter.poll_haproxy(self.runtime)
@@ -227,13 +269,8 @@ class HAProxyController(NginxController):
         return answer.decode(errors="replace")
 
     async def start(self) -> None:
-        arguments = (self.nginx, "-W", "-db", "-f", str(self.live))
-        env = admin_env(self.secrets_dir)
-        if self.log is None:
-            self.process = await asyncio.create_subprocess_exec(*arguments, env=env)
-            return
-        with self.log.open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(*arguments, stdout=log, stderr=log, env=env)
+        await self.proxy.start(env=admin_env(self.secrets_dir), log_file=self.log)
 
     async def stop(self, sig: signal.Signals = signal.SIGQUIT, timeout: float = 30.0) -> None:
-        await super().stop(_STOP_SIGNALS.get(sig, sig), timeout)
+        """Graceful stop: HAProxy's soft stop lets connections finish."""
+        await self.proxy.stop(sig, timeout)

@@ -1,78 +1,29 @@
-"""Validate a rendered nginx configuration with a real `nginx -t`, away from any live proxy.
+"""Validate a rendered nginx configuration with a real `nginx -t`, away from any live proxy,
+and say in one line why nginx refused one.
 
 The check renders into a private directory where every certificate secret is stood in for by
 a throwaway self-signed pair (the validating process must never hold real keys), so it tests
 syntax, directives and modules, not the real certificates; the proxy agent checks those
 (edges/certificates.py) and runs its own `nginx -t` before it swaps. `nginx -t` does not bind
-the listen sockets, so nothing served is touched. Wraps nginx and openssl only.
+the listen sockets, so nothing served is touched. Wraps nginx only; imports no other kind.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
-import subprocess
 import tempfile
-from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 from interlock.config.schema import ExtensionConfig
+from interlock.edges.offline_check import CheckResult, run_check, stand_ins
 from interlock.edges.template_guard import render_with_limits
 from interlock.model.routing import Routing
-from interlock.render.nginx import DEFAULT_SECRETS_DIR
-
-
-@dataclass(frozen=True, slots=True)
-class CheckResult:
-    ok: bool
-    output: str
+from interlock.render.nginx import DEFAULT_SECRETS_DIR, render_nginx
 
 
 def nginx_binary() -> str | None:
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
-
-
-@cache
-def _stand_ins() -> tuple[str, Path]:
-    """A throwaway self-signed cert+key PEM and a DH-params file, made once per process."""
-    directory = Path(tempfile.mkdtemp(prefix="interlock-stand-ins-"))
-    cert, key, dhparam = directory / "cert.pem", directory / "key.pem", directory / "dhparam.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "3650",
-            "-subj",
-            "/CN=interlock-validation",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    subprocess.run(
-        ["openssl", "dhparam", "-dsaparam", "-out", str(dhparam), "2048"],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return cert.read_text() + key.read_text(), dhparam
-
-
-def stand_in_pem() -> str:
-    """A throwaway self-signed certificate and its key, in one PEM (made once per process)."""
-    return _stand_ins()[0]
-
-
-VALIDATION_TIMEOUT = 120.0
 
 
 def check_text(text: str, *, workdir: Path, nginx: str | None = None) -> CheckResult:
@@ -85,17 +36,6 @@ def check_text(text: str, *, workdir: Path, nginx: str | None = None) -> CheckRe
     return run_check([binary, "-t", "-q", "-p", str(workdir), "-c", str(path)], "nginx -t")
 
 
-def run_check(command: list[str], what: str) -> CheckResult:
-    """A proxy's own configuration check; one that does not finish within VALIDATION_TIMEOUT
-    is a refusal (a configuration the proxy cannot even check in that time would not load in
-    time either)."""
-    try:
-        proc = subprocess.run(command, check=False, capture_output=True, text=True, timeout=VALIDATION_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        return CheckResult(False, f"{what} did not finish within {VALIDATION_TIMEOUT:.0f} s; refused")
-    return CheckResult(proc.returncode == 0, (proc.stdout + proc.stderr).strip())
-
-
 def check_rendered(
     text: str, routing: Routing, ext: ExtensionConfig, *, workdir: Path | None = None, nginx: str | None = None
 ) -> CheckResult:
@@ -106,7 +46,7 @@ def check_rendered(
         base = Path(workdir or scratch)
         secrets = base / "secrets"
         secrets.mkdir(parents=True, exist_ok=True)
-        pem, dhparam = _stand_ins()
+        pem, dhparam = stand_ins()
         for name in routing.secrets:
             # Cert and key labels point at files named after the secrets; a combined cert+key
             # PEM stands in for either.
@@ -122,4 +62,14 @@ def check_routing(
 ) -> CheckResult:
     """Render `routing` as it would be served (an operator's template under the guard's limits)
     and `check_rendered` it."""
-    return check_rendered(render_with_limits(routing, ext).text, routing, ext, workdir=workdir, nginx=nginx)
+    return check_rendered(
+        render_with_limits(render_nginx, routing, ext).text, routing, ext, workdir=workdir, nginx=nginx
+    )
+
+
+def nginx_complaint(output: str) -> str:
+    """nginx's reason in one line, without the scratch file's path: `duplicate location "/x"`."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    line = next((x for x in lines if "[emerg]" in x), lines[0] if lines else "refused")
+    reason = re.sub(r"^\d+#\d+: ", "", line.split("] ", 1)[-1])
+    return reason.rsplit(" in /", 1)[0][:300]

@@ -1,18 +1,15 @@
-"""What the proxy agent needs of the proxy it runs (`ProxyControl`), and the one place that
-names the controllers of the proxy kinds (`new_controller`): the agent holds "the proxy" and
-never asks which kind it is. Imports the kinds' controllers; no Docker socket.
+"""What the proxy agent needs of the proxy it runs (`ProxyControl`): the agent holds "the proxy"
+and never asks which kind it is (`proxy_kinds.new_controller` makes it). Imports no kind; no
+Docker socket.
 """
 
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable
-from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from interlock.edges.haproxy_control import HAProxyController
-from interlock.edges.nginx_control import NginxController
-from interlock.edges.traffic_meter import TrafficMeter
+if TYPE_CHECKING:
+    from interlock.edges.traffic_meter import TrafficMeter
 
 
 class ProxyControl(Protocol):
@@ -44,23 +41,3 @@ class ProxyControl(Protocol):
     async def poll_traffic(self, meter: TrafficMeter) -> None: ...
     async def start(self) -> None: ...
     async def stop(self, sig: signal.Signals = signal.SIGQUIT, timeout: float = 30.0) -> None: ...
-
-
-def _nginx(workdir: Path, secrets_dir: Path) -> ProxyControl:
-    return NginxController(workdir / "nginx")
-
-
-def _haproxy(workdir: Path, secrets_dir: Path) -> ProxyControl:
-    return HAProxyController(workdir / "haproxy", secrets_dir=secrets_dir)
-
-
-CONTROLLERS: dict[str, Callable[[Path, Path], ProxyControl]] = {"nginx": _nginx, "haproxy": _haproxy}
-"""The controller of each proxy kind (the extension's `Kind`), by name."""
-
-
-def new_controller(kind: str, workdir: Path, secrets_dir: Path) -> ProxyControl:
-    try:
-        make = CONTROLLERS[kind]
-    except KeyError:
-        raise ValueError(f"no proxy kind {kind!r}; known: {', '.join(sorted(CONTROLLERS))}") from None
-    return make(workdir, secrets_dir)

@@ -28,7 +28,7 @@ from interlock.constants import (
 )
 from interlock.edges.swarm_ops import SwarmWriter
 from interlock.errors import InterlockError
-from interlock.render.swarm_specs import TLSPair, tls_pairs
+from interlock.swarm.specs import TLSPair, tls_pairs
 
 VALID_DAYS = 36500
 """The pinned certificate is the identity itself; it is replaced by making a new pair, not by

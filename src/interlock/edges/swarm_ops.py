@@ -1,6 +1,6 @@
 """Docker writes for the core and `interlock up`/`down`: services, networks, secrets, configs.
 
-Specs are built by `interlock.render.swarm_specs` in the Engine API's JSON shape and sent as they
+Specs are built by `interlock.swarm.specs` in the Engine API's JSON shape and sent as they
 are. Every failure becomes `DockerUnavailable` with Docker's own message.
 """
 
@@ -17,7 +17,7 @@ import docker.errors
 import requests
 
 from interlock.errors import DockerUnavailable
-from interlock.render.swarm_records import (
+from interlock.swarm.records import (
     NetworkRecord,
     NodeRecord,
     Ref,
@@ -26,7 +26,7 @@ from interlock.render.swarm_records import (
     ServiceRecord,
     TaskRecord,
 )
-from interlock.render.swarm_specs import spec_hash, with_secrets
+from interlock.swarm.specs import spec_hash, with_secrets
 
 _ERRORS = (docker.errors.DockerException, requests.RequestException, OSError)
 

@@ -31,7 +31,8 @@ from interlock.edges.certificates import CertificateVerdicts
 from interlock.edges.listen import role_listeners
 from interlock.edges.metrics_http import serve_metrics
 from interlock.edges.peer_http import RETRY_FIRST, RETRY_MAX, Peer, PeerClient, read_token
-from interlock.edges.proxy_control import ProxyControl, new_controller
+from interlock.edges.proxy_control import ProxyControl
+from interlock.edges.proxy_kinds import new_controller
 from interlock.edges.role_tls import mounted_peer_cert
 from interlock.edges.traffic_meter import TrafficCollector, TrafficMeter
 from interlock.errors import ConfigRejected, InterlockError, PeerUnavailable, ReloadFailed, WireError

@@ -1,10 +1,11 @@
 """The extension: follows its cluster's state from the core, renders and validates the proxy
 configuration, and serves the validated configuration to its proxies. No Docker socket.
 
-Validation runs `nginx -t` here, in the extension's own container, with stand-in certificates:
-a configuration nginx refuses never reaches a proxy, and the last good one keeps being served.
-A state whose nginx.conf is the one already validated (only targets moved) skips `nginx -t`.
-When `nginx -t` refuses a state, a bisection over its services finds those responsible; the
+Validation runs the proxy's own check (`nginx -t`, `haproxy -c`) here, in the extension's own
+container, with stand-in certificates: a configuration the proxy refuses never reaches a proxy,
+and the last good one keeps being served. A state whose configuration text is the one already
+validated (only the run-time document changed) is checked by that document's own schema. When
+the proxy's check refuses a state, a bisection over its services finds those responsible; the
 others are served at once, and the report names the ones left out (the core makes them problems).
 Proxy agents long-poll `/v1/config` and report what they serve to `/v1/report`; the extension
 relays those reports to the core with its own, and the request counts they carry apart, at most
@@ -20,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import socket
 import time
 from dataclasses import dataclass, field, replace
@@ -34,7 +34,7 @@ from interlock.config import ExtensionConfig
 from interlock.constants import EXTENSION_PORT, EXTENSION_TOKEN, METRICS_PORT, PROXY_TOKEN, SECRETS_DIR
 from interlock.edges.listen import role_listeners
 from interlock.edges.metrics_http import metrics_response, serve_metrics
-from interlock.edges.nginx_check import CheckResult
+from interlock.edges.offline_check import CheckResult
 from interlock.edges.peer_http import (
     RETRY_FIRST,
     RETRY_MAX,
@@ -45,14 +45,19 @@ from interlock.edges.peer_http import (
     request_body,
     require_token,
 )
-from interlock.edges.proxy_check import check_proxy_rendered, check_proxy_targets, failing_services
+from interlock.edges.proxy_kinds import (
+    check_proxy_rendered,
+    check_proxy_targets,
+    failing_services,
+    proxy_complaint,
+    render_guarded,
+    render_proxy,
+)
 from interlock.edges.role_tls import mounted_peer_cert, mounted_server_context
-from interlock.edges.template_guard import render_with_limits
 from interlock.errors import InterlockError, PeerUnavailable, TemplateFailed, WireError
 from interlock.model.routing import Routing
 from interlock.render.bundle import RenderedConfig
 from interlock.render.config_delta import config_delta
-from interlock.render.proxy import render_proxy
 from interlock.roles.runtime import changed_within, post_counted, proxy_config, quiet_gc, woken
 from interlock.wire.delta import ClusterStateDelta, apply_delta
 from interlock.wire.messages import (
@@ -72,7 +77,7 @@ log = logging.getLogger("interlock.extension")
 RENDERS = Counter("interlock_extension_renders_total", "Configurations rendered and validated", ["result"])
 PROXY_REPORT_LIMIT = 32 << 20
 """A proxy's report: ids, refusals and its request counts by route (about 150 bytes a route)."""
-RENDER_SECONDS = Histogram("interlock_extension_render_seconds", "Render + nginx -t time")
+RENDER_SECONDS = Histogram("interlock_extension_render_seconds", "Render + the proxy's check time")
 
 
 @dataclass
@@ -90,7 +95,7 @@ class Extension:
     state_version: int = 0
     """The newest state `current` reflects: reported, so the core can time its changes."""
     left_out: dict[str, str] = field(default_factory=dict)
-    """Service -> nginx's complaint: left out of the served configuration by bisection."""
+    """Service -> the proxy's complaint: left out of the served configuration by bisection."""
     proxies: dict[str, tuple[float, ProxyReport]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -155,12 +160,12 @@ class Extension:
     async def _render_and_check(self, routing: Routing, ext: ExtensionConfig) -> tuple[RenderedConfig, CheckResult]:
         with quiet_gc():
             if ext.template:  # the operator's template: in a child process, under limits
-                rendered = await asyncio.to_thread(render_with_limits, routing, ext)
+                rendered = await asyncio.to_thread(render_guarded, routing, ext)
             else:
                 rendered = render_proxy(routing, ext)
             if self.current is not None and rendered.config_id == self.current.config_id:
-                # The same nginx.conf passed already: only the run-time document changed
-                # (hosts, routes, tasks), checked by its own grammar, with no nginx -t.
+                # The same configuration text passed already: only the run-time document
+                # changed (hosts, routes, tasks), checked on its own, with no full check.
                 return rendered, check_proxy_targets(rendered.targets, ext)
             # The text checked is the text served (certificates stood in for), not a second render.
             return rendered, await asyncio.to_thread(check_proxy_rendered, rendered.text, routing, ext)
@@ -175,11 +180,14 @@ class Extension:
         try:
             rendered, result = await self._render_and_check(routing, ext)
             if not result.ok:
-                # The safety net: find the services without which nginx takes the configuration,
+                # The safety net: find the services without which the proxy takes the configuration,
                 # serve the others, and say which (the core leaves them out of the next state).
                 found = await asyncio.to_thread(failing_services, routing, ext, result)
                 if found:
-                    routing, left_out = routing.without(frozenset(found)), {k: complaint(v) for k, v in found.items()}
+                    routing, left_out = (
+                        routing.without(frozenset(found)),
+                        {k: proxy_complaint(v, ext) for k, v in found.items()},
+                    )
                     rendered, result = await self._render_and_check(routing, ext)
                     log.error(
                         "state %d: the proxy's check refused the configuration; left out %s",
@@ -319,14 +327,6 @@ class Extension:
 def _without_traffic(report: ProxyReport) -> ProxyReport:
     """The report as its state goes to the core: its counts travel in `ClusterTraffic`."""
     return replace(report, traffic=(), active_connections=0)
-
-
-def complaint(nginx_output: str) -> str:
-    """nginx's reason in one line, without the scratch file's path: `duplicate location "/x"`."""
-    lines = [line for line in nginx_output.splitlines() if line.strip()]
-    line = next((x for x in lines if "[emerg]" in x), lines[0] if lines else "refused")
-    reason = re.sub(r"^\d+#\d+: ", "", line.split("] ", 1)[-1])
-    return reason.rsplit(" in /", 1)[0][:300]
 
 
 async def run_extension(*, name: str, core_url: str, secrets_dir: str = SECRETS_DIR) -> None:

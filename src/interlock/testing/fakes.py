@@ -33,8 +33,8 @@ from interlock.constants import (
 )
 from interlock.edges.swarm_ops import network_record, secret_record, service_record
 from interlock.errors import ConfigRejected, DockerUnavailable
-from interlock.render.swarm_records import NetworkRecord, Ref, SecretRecord, ServiceRecord
-from interlock.render.swarm_specs import with_secrets
+from interlock.swarm.records import NetworkRecord, Ref, SecretRecord, ServiceRecord
+from interlock.swarm.specs import with_secrets
 from interlock.testing.swarm_json import fake_id, swarm_json
 
 T = TypeVar("T")

@@ -40,11 +40,11 @@ from interlock.edges.role_tls import ensure_identities, mounted_server_context
 from interlock.edges.swarm_ops import SwarmOps, SwarmWriter, ensure_tokens
 from interlock.errors import DockerUnavailable, InterlockError
 from interlock.model.snapshot import Snapshot
-from interlock.render.desired import all_tokens, core_tokens, tls_identities
 from interlock.roles.core.api import CoreApi
 from interlock.roles.core.board import Board
 from interlock.roles.core.reconciler import Reconciler
 from interlock.roles.core.watcher import Offload, Watcher
+from interlock.swarm.desired import all_tokens, core_tokens, tls_identities
 
 log = logging.getLogger("interlock.core")
 

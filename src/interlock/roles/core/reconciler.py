@@ -26,11 +26,11 @@ from interlock.constants import CONTROL_NETWORK, LABEL_EXTENSION, LABEL_OWNER, L
 from interlock.edges.clock import Clock
 from interlock.edges.swarm_ops import SwarmWriter
 from interlock.errors import DockerUnavailable, InterlockError
-from interlock.render.desired import DesiredCluster, SwarmFacts, desired_services, images, proxy_with_config
-from interlock.render.swarm_records import Ref, ServiceRecord
-from interlock.render.swarm_specs import spec_hash, tls_pairs
 from interlock.roles.core.board import Board
 from interlock.roles.core.watcher import Offload
+from interlock.swarm.desired import DesiredCluster, SwarmFacts, desired_services, images, proxy_with_config
+from interlock.swarm.records import Ref, ServiceRecord
+from interlock.swarm.specs import spec_hash, tls_pairs
 from interlock.wire.messages import encode
 
 log = logging.getLogger("interlock.core")

@@ -1,7 +1,7 @@
 """The Swarm objects the core's reconciler and token bootstrap read, as small typed records: what
 `edges/swarm_ops.py` makes of the Engine API's JSON, so no Docker JSON travels past the edge
-(only the specs we send, which `swarm_specs` builds), and `Ref`, a Docker object by ID and
-name. Pure; render layer.
+(only the specs we send, which `specs` builds), and `Ref`, a Docker object by ID and
+name. Pure; swarm layer.
 """
 
 from __future__ import annotations

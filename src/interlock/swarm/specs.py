@@ -3,7 +3,7 @@
 `interlock up` deploys the core from `core_spec`; the core deploys one extension and one proxy
 per `[Extensions.NAME]` from `extension_spec` and `proxy_spec`. Every spec carries a hash of
 itself in a label, so reconciling is "update when the hash differs" and an unchanged cluster is
-never touched. Only the core spec mounts the Docker socket. Pure; render layer (IDs of networks,
+never touched. Only the core spec mounts the Docker socket. Pure; swarm layer (IDs of networks,
 secrets and configs are resolved by the caller).
 """
 
@@ -42,7 +42,7 @@ from interlock.constants import (
     SERVER_TLS,
     STATUS_PORT,
 )
-from interlock.render.swarm_records import Ref, SecretRecord
+from interlock.swarm.records import Ref, SecretRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +250,7 @@ def proxy_spec(config: CoreConfig, name: str, refs: ClusterRefs) -> dict[str, An
         "Env": [
             f"INTERLOCK_EXTENSION_URL=http://tasks.{config.extension_service_name(name)}:{EXTENSION_PORT}",
             f"INTERLOCK_PROXY_CONFIG={ext.proxy_config_path}",
-            *([f"INTERLOCK_PROXY_KIND={ext.kind}"] if ext.kind != "nginx" else []),
+            f"INTERLOCK_PROXY_KIND={ext.kind}",
             *image_env(ext.proxy_image, refs.image_ids),
             *listen_env(refs.control_network, refs.monitoring_network),
         ],

@@ -5,7 +5,7 @@ from the configuration, each cluster's routing, and the Docker objects the core 
 core's reconciler compares its output with the services it owns and applies the difference. The
 proxy spec comes without the Docker config holding the newest validated proxy configuration:
 that is stored only when the proxy is created or updated anyway (`proxy_with_config`), so it
-never causes an update by itself. Pure; render layer.
+never causes an update by itself. Pure; swarm layer.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from interlock.constants import (
     proxy_token_secret,
 )
 from interlock.model.routing import Routing
-from interlock.render.swarm_records import Ref
-from interlock.render.swarm_specs import ClusterRefs, TLSPair, extension_spec, proxy_spec
+from interlock.swarm.records import Ref
+from interlock.swarm.specs import ClusterRefs, TLSPair, extension_spec, proxy_spec
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +124,7 @@ def desired_services(config: CoreConfig, routings: Mapping[str, Routing | None],
             Ref(facts.networks[n], n) for n in wanted if n in facts.networks and n not in (CONTROL_NETWORK, monitoring)
         )
         tls = tuple(Ref(facts.secrets[s], s) for s in (routing.secrets if routing else ()) if s in facts.secrets)
-        admin = ext.haproxy.admin_pass_secret if ext.kind == "haproxy" else ""
+        admin = ext.config.admin_pass_secret
         if admin and admin not in facts.secrets:
             notes.append(f"Extensions.{name}.Config.AdminPassSecret names no Docker secret {admin!r}; create it")
         refs = ClusterRefs(
