@@ -287,6 +287,24 @@ def create_backend(
     )
 
 
+def force_update(name: str, order: str) -> None:
+    """Roll every task of `name` (`docker service update --force`), one at a time, `order`
+    being stop-first or start-first; returns when Swarm says the update is done."""
+    sh(
+        "docker",
+        "service",
+        "update",
+        "--quiet",
+        "--force",
+        "--update-order",
+        order,
+        "--update-parallelism",
+        "1",
+        name,
+        timeout=300,
+    )
+
+
 def wait_replicas(name: str, replicas: int, timeout: float = 60, interval: float = 0.2) -> None:
     """Until `docker service ls` shows the service at `replicas/replicas` (polled every
     `interval` s: each poll is a docker CLI process, which costs CPU under load)."""

@@ -528,6 +528,46 @@ CPU per request (hand-written's CPU / generated's, median of the rounds' ratios)
     )
 
 
+def traefik_swarm_section(result: dict[str, Any]) -> str:
+    converge, rolls = result["create_to_first_200"], result["rolling_updates"]
+
+    def ms(who: str) -> str:
+        figures = converge[who]
+        return f"{figures['p50']:,.0f} | {figures['p95']:,.0f} | {figures['max']:,.0f}"
+
+    def load(who: str) -> str:
+        figures = rolls[who]
+        return f"{figures['sent']:,} | {figures['failed']:,} | {figures['stale_keepalive_failures']:,}"
+
+    done = ", ".join(f"{n} {order}" for order, n in sorted(rolls["rolls"].items()))
+    return f"""## Traefik beside Interlock on the same swarm
+
+`bench/traefik_swarm.py`: Traefik {result["traefik"]} as a Swarm service the way its docs deploy it
+(Swarm provider on the manager's Docker socket, `exposedByDefault=false`, otherwise its defaults:
+the provider polls the swarm every 15 s, no retry middleware), host-mode published, beside
+Interlock's `default` cluster (nginx, run-time routing). Every app carries both routers' labels,
+so each row is the same app through both proxies.
+
+Create -> first 200 ({converge["trials"]} services, one after the other; from the `docker service create`
+command's return; Swarm itself had the task running after {converge["swarm_task_running_ms"]["p50"]:,.0f} ms
+at the median):
+
+| proxy | p50 ms | p95 ms | max ms |
+|---|---|---|---|
+| Interlock (nginx) | {ms("interlock_ms")} |
+| Traefik | {ms("traefik_ms")} |
+
+Rolling updates of a 3-task app ({done}, one task at a time) while a client that never retries
+sends {rolls["rate_per_proxy"]:,.0f} GET/s through each proxy at once ({rolls["seconds"]:,.0f} s; half
+keep-alive, half a new connection per request):
+
+| proxy | requests | failed | of which on a reused keep-alive connection |
+|---|---|---|---|
+| Interlock (nginx) | {load("interlock")} |
+| Traefik | {load("traefik")} |
+"""
+
+
 def reload_scale_section(result: dict[str, Any]) -> str:
     def ms(value: float | None, digits: int = 0) -> str:
         return "a reload" if value is None else f"{value * 1000:,.{digits}f}"
@@ -733,7 +773,7 @@ def main() -> None:
         )
     )
     sections.append(
-        section(hot_path_section, "hot_path.py", "--seconds", "3" if quick else "6", "--rounds", "1" if quick else "3")
+        section(hot_path_section, "hot_path.py", "--seconds", "3" if quick else "4", "--rounds", "1" if quick else "7")
     )
     sections.append(section(control_plane_section, "control_plane.py", "--changes", "5" if quick else "20"))
     sections.append(
@@ -756,7 +796,7 @@ def main() -> None:
             "2" if quick else "4",
         )
     )
-    swarm_benchmarks = {"convergence", "rolling", "rolling_kinds", "rolling_hap", "node_loss"}
+    swarm_benchmarks = {"convergence", "rolling", "rolling_kinds", "rolling_hap", "node_loss", "traefik_swarm"}
     # The swarm's clusters are brought up only for a swarm benchmark that runs now; the others'
     # sections are reused as they are.
     if not args.no_swarm and (not ONLY or ONLY & swarm_benchmarks):
@@ -778,11 +818,28 @@ def main() -> None:
         sections.append(section(rolling_kinds_section, "rolling_kinds.py", "--seconds", "20" if quick else "170"))
         sections.append(section(rolling_hap_section, "rolling_hap.py", "--seconds", "20" if quick else "420"))
         sections.append(section(node_loss_section, "node_loss.py", "--trials", "1" if quick else "3"))
+        sections.append(
+            section(
+                traefik_swarm_section,
+                "traefik_swarm.py",
+                "--trials",
+                "2" if quick else "5",
+                "--rolls",
+                "2" if quick else "6",
+            )
+        )
     else:
         # Not measured now: the swarm's sections stay as they were, with their own dates.
         sections += [
             kept_section(script)
-            for script in ("convergence.py", "rolling.py", "rolling_kinds.py", "rolling_hap.py", "node_loss.py")
+            for script in (
+                "convergence.py",
+                "rolling.py",
+                "rolling_kinds.py",
+                "rolling_hap.py",
+                "node_loss.py",
+                "traefik_swarm.py",
+            )
         ]
     text = (
         "# Benchmarks\n\nWritten by `bench/run`; do not edit by hand. Machines here are noisy: compare the\n"

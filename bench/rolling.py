@@ -35,6 +35,7 @@ from common import (
     counters_delta,
     create_backend,
     dump,
+    force_update,
     proxy_counters,
     sh,
     wait_replicas,
@@ -63,19 +64,7 @@ def roll(stop: threading.Event, counts: dict[str, int], rolled: dict[str, str]) 
         for name, order in rolled.items():
             if stop.is_set():
                 return
-            sh(
-                "docker",
-                "service",
-                "update",
-                "--quiet",
-                "--force",
-                "--update-order",
-                order,
-                "--update-parallelism",
-                "1",
-                name,
-                timeout=300,
-            )
+            force_update(name, order)
             counts[order] += 1
 
 
