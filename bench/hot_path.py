@@ -4,8 +4,9 @@ In one run, on loopback, every proxy one worker pinned to CPU 1 (wrk and the bac
 - nginx, hand-written: a plain reverse proxy for one host (the floor);
 - nginx, hand-written with Interlock's headers: the same plus what Interlock adds to every
   request and response (x-request-id to the task, X-Real-IP, X-Forwarded-For and -Proto, and the
-  five info headers on the response) — the baseline of the target, so that the ratio measures the
-  design, not the features;
+  five info headers on the response) and its request log line (`MainLogFormat`, written to
+  /dev/null as the generated ones are) — the baseline of the target, so that the ratio measures
+  the design, not the features;
 - Interlock's nginx, run-time routing (the default: the host and route found in Lua, the task
   picked by the Lua balancer, requests counted per route);
 - Interlock's nginx with `RuntimeRouting = false` (a server block per host, servers in nginx.conf);
@@ -32,9 +33,13 @@ from pathlib import Path
 
 from common import dump, wait_http
 from dataplane import BACKEND, HOST, WrkRun, backend_conf, interlock_conf, internal_ports_moved, wrk
+from interlock.config.schema import NginxConfig
 from interlock.render.bundle import RenderedConfig
+from interlock.render.quoting import operator_string
 
 PLAIN, HEADERS, RUNTIME, STATIC, TRAEFIK = 18181, 18182, 18183, 18184, 18185
+MAIN_LOG_FORMAT = str(operator_string(NginxConfig().main_log_format))
+"""The request log line Interlock's nginx writes by default (`MainLogFormat`)."""
 
 
 def handwritten(tmp: Path, port: int, *, headers: bool) -> str:
@@ -48,9 +53,11 @@ def handwritten(tmp: Path, port: int, *, headers: bool) -> str:
         if headers
         else ""
     )
+    # Interlock logs every request (to /dev/null here, as the generated ones): so does the baseline.
+    log = f"log_format main {MAIN_LOG_FORMAT}; access_log /dev/null main;" if headers else "access_log off;"
     return f"""worker_processes 1; pid {tmp}/hand-{port}.pid; error_log /dev/null;
 events {{ worker_connections 4096; }}
-http {{ access_log off;
+http {{ {log}
   upstream backend {{ server 127.0.0.1:{BACKEND}; keepalive 32; }}
   server {{ listen 127.0.0.1:{port}; server_name {HOST};
     location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";

@@ -409,9 +409,10 @@ function M.balance_routed()
     return balance_with(current(name), name)
 end
 
--- Named locations for what nginx cannot choose with a variable: verifying the task's
--- certificate, and gRPC.
+-- Named locations for every protocol to the task but plain HTTP (`location /` itself): HTTPS,
+-- verifying the task's certificate or not, and gRPC.
 local JUMPS = {
+    https = "@interlock_https",
     ["https-verify"] = "@interlock_https_verify",
     grpc = "@interlock_grpc",
     grpcs = "@interlock_grpcs",
@@ -514,9 +515,7 @@ function M.route(scheme)
         end
     end
     local protocol = route.protocol
-    if protocol == "https" then
-        var.interlock_backend_tls = "1"
-    elseif protocol ~= "http" then
+    if protocol ~= "http" then
         var.interlock_upstream = upstream.name
         var.interlock_route = route.count
         return ngx.exec(JUMPS[protocol])
