@@ -9,6 +9,8 @@ import asyncio
 import http.client
 import json
 import signal
+import socket
+import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -193,3 +195,44 @@ async def test_an_ipv6_task_is_reached(controller: NginxController, tmp_path: Pa
         assert (status, body) == (200, "v6")
     finally:
         await runner.cleanup()
+
+
+async def test_a_retry_to_ipv6_tasks_leaves_out_the_task_that_failed(
+    controller: NginxController, tmp_path: Path
+) -> None:
+    """With `IPHash`, every request of one client goes to the same task; when that task is gone
+    the retry must go to another one. nginx names IPv6 tasks `[addr]:port` in $upstream_addr:
+    the balancer must read them so, or it retries the same dead task."""
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(text="alive")
+
+    app = web.Application()
+    app.router.add_get("/", answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "::1", 0)
+    await site.start()
+    try:
+        alive = runner.addresses[0][1]
+        # A port nothing listens on whose task the client's hash prefers (rendezvous hashing on
+        # "client|[addr]:port", CRC-32 as nginx's), so that every first try goes to it.
+        dead = next(p for p in range(20200, 20400) if p != alive and score(p) > score(alive) and not listening(p))
+        upstream = Upstream("v6.local", (Server("::1", alive, "v6"), Server("::1", dead, "v6")))
+        host = VirtualHost("v6.local", routes=(Route("/", "v6.local"),), services=("v6",))
+        routing = Routing("", hosts=(host,), upstreams=(upstream,))
+        await install(controller, routing, extension(tmp_path, IPHash=True), tmp_path)
+        answers = [await asyncio.to_thread(get, "v6.local") for _ in range(6)]
+        assert [(status, body) for status, _, body in answers] == [(200, "alive")] * 6
+    finally:
+        await runner.cleanup()
+
+
+def score(port: int) -> int:
+    """The rendezvous score of the task `[::1]:port` for the client 127.0.0.1, as the balancer's."""
+    return zlib.crc32(f"127.0.0.1|[::1]:{port}".encode())
+
+
+def listening(port: int) -> bool:
+    with socket.socket(socket.AF_INET6) as probe:
+        return probe.connect_ex(("::1", port)) == 0

@@ -334,13 +334,17 @@ local function note_failure(peer)
     end
 end
 
--- The servers this request already tried, from $upstream_addr ("a:p, b:p : c:p"); read only
--- when nginx retries, because reading a variable costs more than the rest of a pick.
+-- The servers this request already tried, from $upstream_addr ("a:p, [v6]:p : c:p": a comma
+-- between tries, a lone colon across an internal redirect; an IPv6 task bracketed, as the
+-- peers' keys are); read only when nginx retries, because reading a variable costs more than
+-- the rest of a pick.
 local function tried_peers()
     local tried, last = {}, nil
-    for address in string.gmatch(var.upstream_addr or "", "[^%s,:]+:%d+") do
-        tried[address] = true
-        last = address
+    for address in string.gmatch(var.upstream_addr or "", "[^%s,]+") do
+        if address ~= ":" then
+            tried[address] = true
+            last = address
+        end
     end
     return tried, last
 end

@@ -21,10 +21,13 @@ local counts = {}
 local durations = {}
 
 local function last_try(addresses)
-    -- "A, B" (a retry) or "A : B" (an internal redirect): the last one answered.
+    -- "A, B" (a retry) or "A : B" (an internal redirect): the last one answered. An IPv6 task
+    -- is "[addr]:port", so a lone colon, not any colon, separates redirects.
     local last = addresses
-    for address in gmatch(addresses, "[^,: ]+:%d+") do
-        last = address
+    for address in gmatch(addresses, "[^, ]+") do
+        if address ~= ":" then
+            last = address
+        end
     end
     return last
 end
