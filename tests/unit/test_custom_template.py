@@ -166,3 +166,11 @@ def test_an_haproxy_template_extends_the_built_in_one_through_its_hooks() -> Non
     with pytest.raises(TemplateFailed, match="printed a value that is not quoted"):
         bad = '{% extends "haproxy.cfg.j2" %}{% block http_frontend %}# {{ view.http_hosts[0].name }}{% endblock %}'
         render_haproxy(routing(), default_config(Kind="haproxy", Template=bad).extensions["default"])
+
+
+def test_a_template_that_needs_a_server_per_host_is_told_to_turn_run_time_routing_off() -> None:
+    template = '{% extends "nginx.conf.j2" %}{% block http_server %}        # {{ host.name|q }}\n{% endblock %}'
+    with pytest.raises(TemplateFailed, match="set RuntimeRouting = false for a server block per host"):
+        render_nginx(routing(), ext_with(template))
+    text = render_nginx(routing(), ext_with(template, RuntimeRouting=False)).text
+    assert "        # web.local\n" in text

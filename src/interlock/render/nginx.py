@@ -355,7 +355,15 @@ def render_nginx(
     upstreams: dict[str, Upstream] = {u.name: u for u in routing.upstreams}
     context = {"routing": routing, "cfg": ext.nginx, "view": view, "upstreams": upstreams}
     if ext.template:
-        text = render_custom(ext.template, context, extends="nginx.conf.j2")
+        try:
+            text = render_custom(ext.template, context, extends="nginx.conf.j2")
+        except TemplateFailed as exc:
+            if view.runtime and "'None' has no attribute" in str(exc):
+                raise TemplateFailed(
+                    f"{exc}: with RuntimeRouting = true (the default) the http_server block is in the one "
+                    "catch-all server, where `host` is none; set RuntimeRouting = false for a server block per host"
+                ) from exc
+            raise
     else:
         text = environment().get_template("nginx.conf.j2").render(context)
     config_id = hashlib.sha256(text.encode()).hexdigest()[:16]
