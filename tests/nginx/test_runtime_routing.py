@@ -6,6 +6,7 @@ the same nginx workers serving: no reload."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import signal
@@ -176,25 +177,31 @@ async def test_hosts_come_and_go_without_a_reload(controller: NginxController, b
     assert workers(controller) == before and controller.reloads == reloads, "nothing was reloaded"
 
 
-async def test_an_ipv6_task_is_reached(controller: NginxController, tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def ipv6_task(text: str) -> AsyncIterator[int]:
+    """A task on [::1] that answers `text`; its port."""
+
     async def answer(request: web.Request) -> web.Response:
-        return web.Response(text="v6")
+        return web.Response(text=text)
 
     app = web.Application()
     app.router.add_get("/", answer)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "::1", 0)
-    await site.start()
+    await web.TCPSite(runner, "::1", 0).start()
     try:
-        port = runner.addresses[0][1]
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
+async def test_an_ipv6_task_is_reached(controller: NginxController, tmp_path: Path) -> None:
+    async with ipv6_task("v6") as port:
         upstream = Upstream("v6.local", (Server("::1", port, "v6"),))
         host = VirtualHost("v6.local", routes=(Route("/", "v6.local"),), services=("v6",))
         await install(controller, Routing("", hosts=(host,), upstreams=(upstream,)), extension(tmp_path), tmp_path)
         status, _, body = await asyncio.to_thread(get, "v6.local")
         assert (status, body) == (200, "v6")
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_retry_to_ipv6_tasks_leaves_out_the_task_that_failed(
@@ -203,18 +210,7 @@ async def test_a_retry_to_ipv6_tasks_leaves_out_the_task_that_failed(
     """With `IPHash`, every request of one client goes to the same task; when that task is gone
     the retry must go to another one. nginx names IPv6 tasks `[addr]:port` in $upstream_addr:
     the balancer must read them so, or it retries the same dead task."""
-
-    async def answer(request: web.Request) -> web.Response:
-        return web.Response(text="alive")
-
-    app = web.Application()
-    app.router.add_get("/", answer)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "::1", 0)
-    await site.start()
-    try:
-        alive = runner.addresses[0][1]
+    async with ipv6_task("alive") as alive:
         # A port nothing listens on whose task the client's hash prefers (rendezvous hashing on
         # "client|[addr]:port", CRC-32 as nginx's), so that every first try goes to it.
         dead = next(p for p in range(20200, 20400) if p != alive and score(p) > score(alive) and not listening(p))
@@ -224,8 +220,6 @@ async def test_a_retry_to_ipv6_tasks_leaves_out_the_task_that_failed(
         await install(controller, routing, extension(tmp_path, IPHash=True), tmp_path)
         answers = [await asyncio.to_thread(get, "v6.local") for _ in range(6)]
         assert [(status, body) for status, _, body in answers] == [(200, "alive")] * 6
-    finally:
-        await runner.cleanup()
 
 
 def score(port: int) -> int:
