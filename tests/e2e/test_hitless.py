@@ -39,6 +39,8 @@ class NeverRetryingClient:
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
         self.outcomes: Counter[str] = Counter()
+        self.failures: list[str] = []
+        """When each failed request failed (UTC, ms) and how, to set beside the proxy's log."""
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -52,6 +54,7 @@ class NeverRetryingClient:
                     self.outcomes[str(get(self.host, port=self.port, session=session).status_code)] += 1
                 except requests.RequestException as exc:
                     self.outcomes[type(exc).__name__] += 1
+                    self.failures.append(f"{time.strftime('%H:%M:%S')}.{int(time.time() * 1000) % 1000:03d} {exc!r}")
 
     def __enter__(self) -> NeverRetryingClient:
         self.thread.start()
@@ -90,6 +93,7 @@ def test_hosts_come_and_go_and_a_service_rolls_without_a_failed_request(cluster:
         before = settled(port)["proxies"]
         processes = nginx_workers()
         assert all(processes.values()) or cluster.kind != "nginx", processes
+        started = int(time.time())
         with NeverRetryingClient(host, port) as client:
             others = [unique("churn") for _ in range(5)]
             with ExitStack() as stack:
@@ -110,9 +114,21 @@ def test_hosts_come_and_go_and_a_service_rolls_without_a_failed_request(cluster:
             settled(port)
         outcomes = client.outcomes
         after = settled(port)["proxies"]
-        assert set(outcomes) == {"200"}, f"a client that never retries saw {dict(outcomes)}"
+        assert set(outcomes) == {"200"}, (
+            f"a client that never retries saw {dict(outcomes)}; failures: {client.failures}; "
+            f"the proxy's log meanwhile, but its 200s:\n{proxy_log_without_200s(cluster, started)}"
+        )
         assert outcomes["200"] > 500, outcomes
         assert sum(p["target_updates"] for p in after) > sum(p["target_updates"] for p in before)
         if cluster.kind == "nginx":
             assert sum(p["reloads"] for p in after) == sum(p["reloads"] for p in before), "no reload"
             assert nginx_workers() == processes, "the same nginx workers served throughout"
+
+
+def proxy_log_without_200s(cluster: Cluster, since: int) -> str:
+    """The cluster's proxy log since `since` (epoch seconds), without the lines of 200 answers:
+    reloads, worker exits, and the requests that did not end well."""
+    name = cluster.labels.get("com.docker.lb.service_cluster", "")
+    service_name = f"interlock-proxy-{name}" if name else "interlock-proxy"
+    log = sh("docker", "service", "logs", "--timestamps", "--since", str(since), service_name, check=False)
+    return "\n".join(line for line in log.splitlines() if " 200 " not in line)[-20000:]
