@@ -41,7 +41,15 @@ from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
 from interlock.swarm.desired import all_tokens, core_tokens, images, tls_identities
 from interlock.swarm.records import Ref, ServiceRecord, TaskRecord
-from interlock.swarm.specs import STATUS_PROBE_ROLE, core_spec, spec_hash, status_probe_spec, tls_pairs
+from interlock.swarm.specs import (
+    STATUS_PROBE_ROLE,
+    certificate_mounts,
+    core_spec,
+    spec_hash,
+    status_probe_spec,
+    tls_pairs,
+    with_certificates,
+)
 from interlock.wire.status import CoreInfo, CoreStatus, ProblemView, routes_table
 
 MANAGED = {LABEL_MANAGED: MANAGED_BY_UP}
@@ -133,7 +141,10 @@ def up(config_path: str | None, *, debug: bool, wait: float, say: Say = print) -
         ops.create_service(spec)
     elif current.spec_hash != spec_hash(spec):
         say(f"updating the core service {CORE_SERVICE}")
-        ops.update_service(current, spec)
+        # The certificate secrets the core mounted for the routed hosts stay mounted.
+        running = ops.service_named(CORE_SERVICE)
+        kept = certificate_mounts(running["Spec"]) if running else []
+        ops.update_service(current, with_certificates(spec, kept))
     else:
         say(f"the core service {CORE_SERVICE} is up to date")
     _remove_unused_core_configs(ops, keep=config_ref)

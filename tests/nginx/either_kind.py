@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from interlock.config import default_config
+from interlock.edges.certificates import CertificateShelf
 from interlock.edges.haproxy_control import HAProxyController
 from interlock.edges.nginx_control import NginxController
 from interlock.model.build import build
@@ -22,6 +23,7 @@ from interlock.model.routing import Routing
 from interlock.render.haproxy import render_haproxy
 from interlock.render.nginx import render_nginx
 from interlock.testing.swarm_json import swarm_json
+from interlock.wire.certificates import CertificateBundle, bundle_for
 
 Controller = NginxController | HAProxyController
 """A real proxy of either kind, as the agent runs it."""
@@ -79,14 +81,15 @@ def loopback_routing(services: dict[str, dict[str, str]]) -> Routing:
 
 
 async def serve(kind: str, binary: str, routing: Routing, tmp_path: Path, secrets: Path, **config: Any) -> Controller:
-    """Start (or reload) a proxy of `kind` on HTTP/HTTPS serving `routing`, its certificate
-    secrets read from `secrets`; `config` adds keys of the extension's Config table."""
+    """Start (or reload) a proxy of `kind` on HTTP/HTTPS serving `routing`, with the certificates
+    of its TLS hosts read from `secrets` (as the core reads them) and handed to the proxy as the
+    agent does; `config` adds keys of the extension's Config table."""
     settings = {"PidPath": str(tmp_path / "proxy.pid"), **config}
     control: Controller
     if kind == "nginx":
         ext = default_config(TargetPort=HTTP, TargetSSLPort=HTTPS, Config=settings).extensions["default"]
         control = NginxController(tmp_path / "work", nginx=binary, confirm_timeout=10)
-        rendered = render_nginx(routing, ext, secrets_dir=str(secrets))
+        rendered = render_nginx(routing, ext)
     else:
         ext = default_config(Kind="haproxy", TargetPort=HTTP, TargetSSLPort=HTTPS, Config=settings).extensions[
             "default"
@@ -96,7 +99,13 @@ async def serve(kind: str, binary: str, routing: Routing, tmp_path: Path, secret
             tmp_path / "work", haproxy=binary, secrets_dir=secrets, certificates_dir=certificates
         )
         rendered = render_haproxy(routing, ext, certificates_dir=str(certificates))
-    await control.install(
-        rendered.text, rendered.config_id, rendered.targets, rendered.targets_id, routing.certificate_pairs()
-    )
+    await control.update_certificates(certificates_of(routing, secrets))
+    await control.install(rendered.text, rendered.config_id, rendered.targets, rendered.targets_id)
     return control
+
+
+def certificates_of(routing: Routing, secrets: Path, previous: CertificateBundle | None = None) -> CertificateBundle:
+    """The certificates the core would send for `routing`, its secrets read from `secrets`."""
+    shelf = CertificateShelf(secrets)
+    shelf.read(routing.terminated_pairs().values())
+    return bundle_for(routing, shelf.loaded, previous)

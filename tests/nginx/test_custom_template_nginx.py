@@ -19,6 +19,7 @@ def test_an_extended_template_passes_nginx_t(nginx: str) -> None:
     result = check_routing(routing(), ext_with(HOOKS, RuntimeRouting=False), nginx=nginx)
     assert result.ok, result.output
     catch_all = HOOKS.replace("plain server for {{ host.name|q }}", "the catch-all server")
+    catch_all = catch_all.replace("tls server for {{ host.name|q }}", "the TLS catch-all server")
     result = check_routing(routing(), ext_with(catch_all), nginx=nginx)
     assert result.ok, result.output
 

@@ -22,7 +22,7 @@ from interlock.edges.role_tls import new_pair
 from interlock.errors import ConfigRejected
 from interlock.model.routing import Routing
 from interlock.render.haproxy import render_haproxy
-from tests.nginx.either_kind import LoopbackTLS, loopback_routing
+from tests.nginx.either_kind import LoopbackTLS, certificates_of, loopback_routing
 
 pytestmark = pytest.mark.nginx
 
@@ -62,9 +62,8 @@ async def controller(tmp_path: Path, haproxy: str) -> AsyncIterator[HAProxyContr
 
 async def install(control: HAProxyController, routing: Routing, ext: ExtensionConfig) -> None:
     rendered = render_haproxy(routing, ext, certificates_dir=str(control.certificates_dir))
-    await control.install(
-        rendered.text, rendered.config_id, rendered.targets, rendered.targets_id, routing.certificate_pairs()
-    )
+    await control.update_certificates(certificates_of(routing, control.secrets_dir))
+    await control.install(rendered.text, rendered.config_id, rendered.targets, rendered.targets_id)
 
 
 def get(host: str, path: str = "/", *, tls: bool = False, sni: str = "") -> tuple[int, dict[str, Any] | str]:

@@ -25,7 +25,7 @@ from interlock.edges.nginx_control import NginxController
 from interlock.edges.role_tls import new_pair
 from interlock.model.routing import Route, Routing, Server, Upstream, VirtualHost
 from interlock.render.nginx import render_nginx
-from tests.nginx.either_kind import HTTP, HTTPS, LoopbackTLS, loopback_routing, workers
+from tests.nginx.either_kind import HTTP, HTTPS, LoopbackTLS, certificates_of, loopback_routing, workers
 
 pytestmark = pytest.mark.nginx
 
@@ -69,13 +69,12 @@ async def controller(tmp_path: Path, nginx: str) -> AsyncIterator[NginxControlle
 
 
 async def install(control: NginxController, routing: Routing, ext: ExtensionConfig, tmp_path: Path) -> str:
-    rendered = render_nginx(routing, ext, secrets_dir=str(tmp_path / "secrets"))
+    rendered = render_nginx(routing, ext)
+    await control.update_certificates(certificates_of(routing, tmp_path / "secrets"))
     if control.config_id == rendered.config_id:
         await control.update_targets(rendered.targets, rendered.targets_id)
     else:
-        await control.install(
-            rendered.text, rendered.config_id, rendered.targets, rendered.targets_id, routing.certificate_pairs()
-        )
+        await control.install(rendered.text, rendered.config_id, rendered.targets, rendered.targets_id)
     return rendered.config_id
 
 

@@ -1,5 +1,6 @@
-"""A service is routed only once every proxy task can reach it (network) and holds its
-certificate (secret); until then it is held back with a warning."""
+"""A service is routed only once every proxy task can reach it (network); until then it is held
+back with a warning. A certificate is never waited for: the proxies mount none (the core sends
+them), so a TLS service is routed as soon as its network is attached."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def test_attachments_are_what_every_proxy_task_and_the_spec_share() -> None:
     document = _with_proxy(swarm_json({"services": [APP]}), [["apps", "other"], ["other"]], ["apps", "other"], ["x"])
     attached = proxy_attachments(snapshot_from_api(document), "interlock-proxy")
     # An old task without "apps" is still running: wait for it to be replaced.
-    assert attached == ProxyAttachments(frozenset({"other"}), frozenset({"x"}))
+    assert attached == ProxyAttachments(frozenset({"other"}))
 
 
 def _secrets(*names: str) -> list[dict[str, Any]]:
@@ -66,10 +67,9 @@ def test_held_back_until_attached_then_routed() -> None:
     assert routing.hosts == ()
     assert routing.networks == ("apps",) and routing.secrets == ("tls.pem",)
     assert {p.service for p in waiting.problems if "waiting for every proxy task" in p.reason} == {"app", "tls"}
-    partly = build(snapshot_from_api(_with_proxy(document, [["apps"]], ["apps"], [])), proxies=proxies)
-    assert [h.name for h in partly.routings[""].hosts] == ["app.local"]
-    ready = build(snapshot_from_api(_with_proxy(document, [["apps"]], ["apps"], ["tls.pem"])), proxies=proxies)
-    assert [h.name for h in ready.routings[""].hosts] == ["app.local", "tls.local"]
+    ready = build(snapshot_from_api(_with_proxy(document, [["apps"]], ["apps"], [])), proxies=proxies)
+    assert [h.name for h in ready.routings[""].hosts] == ["app.local", "tls.local"], "no secret waited for"
+    assert ready.routings[""].secrets == ("tls.pem",), "what the core mounts"
 
 
 def test_missing_secret_is_an_error_naming_it() -> None:

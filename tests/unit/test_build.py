@@ -162,7 +162,7 @@ def test_an_exclusion_leaves_out_only_its_service_in_its_own_cluster() -> None:
 
 def test_certificate_pairs_name_the_certificate_for_a_combined_pem() -> None:
     routing = routing_of(service("c", hosts="c.local", port="80", ssl_cert="combined.pem"))
-    assert routing.certificate_pairs() == (("combined.pem", "combined.pem"),)
+    assert set(routing.terminated_pairs().values()) == {("combined.pem", "combined.pem")}
 
 
 def test_labels_only_on_the_container_are_a_warning_naming_the_right_place() -> None:

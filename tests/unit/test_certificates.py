@@ -1,6 +1,6 @@
-"""The proxy's own check of certificate secrets, with real PEM files made by openssl, and the
-agent refusing a configuration that names an unusable one (the core then leaves its services
-out: tests/unit/test_core_api.py)."""
+"""The core's reading of certificate secrets (real PEM files made by openssl), the bundle it
+sends each cluster, and the agent handing certificates to its proxy (the core leaving out the
+services of a refused pair: tests/unit/test_core_api.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from interlock.edges.certificates import CertificateVerdicts, unusable_certificates
+from interlock.edges.certificates import CertificateShelf
+from interlock.model.routing import Routing, TLSMode, VirtualHost
 from interlock.roles.agent import Agent
 from interlock.testing.fakes import FakeNginx, FakePeer
-from interlock.wire.messages import ProxyConfig, RefusedCertificate
+from interlock.wire.certificates import Certificate, CertificateBundle, bundle_for
+from interlock.wire.messages import encode
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +43,18 @@ def secrets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-def test_good_pairs_and_a_combined_pem_pass(secrets: Path) -> None:
-    assert (
-        unusable_certificates([("a.crt", "a.key"), ("b.crt", "b.key"), ("combined.pem", "combined.pem")], secrets) == {}
-    )
+def test_good_pairs_and_a_combined_pem_load_with_chain_and_key_apart(secrets: Path) -> None:
+    shelf = CertificateShelf(secrets)
+    assert shelf.read([("a.crt", "a.key"), ("b.crt", "b.key"), ("combined.pem", "combined.pem")]) == {}
+    combined = shelf.loaded[("combined.pem", "combined.pem")]
+    assert combined == shelf.loaded[("a.crt", "a.key")], "the same certificate and key: the same id"
+    assert combined.chain.startswith("-----BEGIN CERTIFICATE-----") and "PRIVATE KEY" not in combined.chain
+    assert "PRIVATE KEY-----" in combined.key and "CERTIFICATE" not in combined.key
 
 
 def test_each_bad_pair_is_named_with_the_label_blamed_and_why(secrets: Path) -> None:
-    refused = unusable_certificates(
-        [("garbage", "a.key"), ("a.crt", "b.key"), ("b.crt", "encrypted.key"), ("a.key", "a.key")], secrets
+    refused = CertificateShelf(secrets).read(
+        [("garbage", "a.key"), ("a.crt", "b.key"), ("b.crt", "encrypted.key"), ("a.key", "a.key")]
     )
     assert refused == {
         ("garbage", "a.key"): ("ssl_cert", "'garbage' is not a PEM certificate: no certificate or crl found"),
@@ -65,43 +70,70 @@ def test_each_bad_pair_is_named_with_the_label_blamed_and_why(secrets: Path) -> 
 def test_a_key_that_fits_one_certificate_and_not_another_is_refused_only_with_the_other(secrets: Path) -> None:
     """The attack: naming a victim's key beside one's own certificate must not make the victim's
     key a bad secret; the verdict is about the pair."""
-    refused = unusable_certificates([("a.crt", "b.key"), ("b.crt", "b.key")], secrets)
+    shelf = CertificateShelf(secrets)
+    refused = shelf.read([("a.crt", "b.key"), ("b.crt", "b.key")])
     assert set(refused) == {("a.crt", "b.key")}
+    assert ("b.crt", "b.key") in shelf.loaded
 
 
-def test_a_secret_not_mounted_yet_is_no_verdict(secrets: Path) -> None:
-    # Swarm mounts a new secret only when the proxy task restarts; until then nginx -t decides.
-    assert unusable_certificates([("missing.crt", "missing.key"), ("a.crt", "missing.key")], secrets) == {}
-
-
-def test_a_pair_that_loaded_is_not_read_again(secrets: Path, tmp_path: Path) -> None:
-    # A mounted secret cannot change while the proxy task runs; each configuration names every
-    # certificate again, and re-reading them all would cost every reload.
-    for name in ("a.crt", "a.key", "garbage"):
+def test_a_secret_not_mounted_yet_is_no_verdict_and_a_pair_is_read_once(secrets: Path, tmp_path: Path) -> None:
+    # Swarm mounts a new secret into the core when it replaces the core's task; a mounted secret
+    # cannot change while the task runs, so a pair read once is not read again.
+    for name in ("a.crt", "a.key"):
         (tmp_path / name).write_bytes((secrets / name).read_bytes())
-    verdicts = CertificateVerdicts(tmp_path)
-    assert verdicts.check([("a.crt", "a.key"), ("missing.crt", "a.key")]) == {}
+    shelf = CertificateShelf(tmp_path)
+    assert shelf.read([("a.crt", "a.key"), ("missing.crt", "a.key")]) == {}
+    assert set(shelf.loaded) == {("a.crt", "a.key")}
     (tmp_path / "a.crt").write_text("not a certificate any more\n")
-    assert verdicts.check([("a.crt", "a.key")]) == {}, "the first verdict stands"
+    assert shelf.read([("a.crt", "a.key")]) == {}, "the first reading stands"
     (tmp_path / "missing.crt").write_text("not a certificate\n")
-    refused = verdicts.check([("missing.crt", "a.key"), ("garbage", "a.key")])
-    assert set(refused) == {("missing.crt", "a.key"), ("garbage", "a.key")}, "a file missing before had no verdict yet"
-    assert verdicts.refused == refused
+    assert set(shelf.read([("missing.crt", "a.key")])) == {("missing.crt", "a.key")}, "mounted now: read now"
 
 
-async def test_the_agent_keeps_serving_and_reports_a_refused_secret(secrets: Path) -> None:
-    fake = FakeNginx()
-    agent = Agent(extension=FakePeer(), proxy=fake, name="p1", secrets_dir=secrets)
-    await agent.apply(ProxyConfig(1, "d1", "id1", "text", certificates=(("a.crt", "a.key"),)))
-    await agent.apply(ProxyConfig(2, "d2", "id2", "text2", certificates=(("a.crt", "a.key"), ("garbage", "b.key"))))
-    assert fake.installs == ["id1"], "nginx never sees the configuration naming the bad secret"
-    assert agent.digest == "d2", "not retried in a loop"
-    assert "'garbage' is not a PEM certificate" in agent.error
-    # The configuration without the service comes next; the refusal is still reported.
-    await agent.apply(ProxyConfig(3, "d3", "id3", "text3", certificates=(("a.crt", "a.key"),)))
-    assert fake.installs == ["id1", "id3"] and agent.error == ""
-    assert agent.refused_certificates == (
-        RefusedCertificate(
-            "garbage", "b.key", "ssl_cert", "'garbage' is not a PEM certificate: no certificate or crl found"
+def test_a_certificate_never_prints_its_key() -> None:
+    certificate = Certificate.of("CHAIN", "-----BEGIN PRIVATE KEY-----\nsecret\n")
+    assert "secret" not in repr(certificate) and "secret" not in repr(CertificateBundle("", (), (certificate,)))
+
+
+def tls_routing(**hosts: tuple[str, str]) -> Routing:
+    return Routing(
+        cluster="",
+        hosts=tuple(
+            VirtualHost(name, TLSMode.TERMINATE, cert_secret=cert, key_secret=key)
+            for name, (cert, key) in sorted(hosts.items())
         ),
     )
+
+
+def test_a_host_whose_new_pair_is_not_read_yet_keeps_its_certificate(secrets: Path) -> None:
+    """A rotation: the label names a new secret before the core has it mounted; the host keeps
+    serving the certificate it had, and gets the new one once it is read."""
+    shelf = CertificateShelf(secrets)
+    shelf.read([("a.crt", "a.key"), ("b.crt", "b.key")])
+    first = bundle_for(tls_routing(**{"x.local": ("a.crt", "a.key")}), shelf.loaded)
+    rotated = tls_routing(**{"x.local": ("new.crt", "new.key"), "y.local": ("b.crt", "b.key")})
+    kept = bundle_for(rotated, shelf.loaded, first)
+    assert kept.by_host()["x.local"] == shelf.loaded[("a.crt", "a.key")]
+    assert kept.by_host()["y.local"] == shelf.loaded[("b.crt", "b.key")]
+    assert kept.tag != first.tag
+    shelf.loaded[("new.crt", "new.key")] = shelf.loaded[("b.crt", "b.key")]
+    now = bundle_for(rotated, shelf.loaded, kept)
+    assert now.by_host()["x.local"] == shelf.loaded[("b.crt", "b.key")]
+    assert [c.id for c in now.certificates] == [shelf.loaded[("b.crt", "b.key")].id], "each certificate once"
+    assert bundle_for(tls_routing(), shelf.loaded, now).hosts == (), "a host gone takes its certificate along"
+
+
+async def test_the_agent_hands_each_new_bundle_to_the_proxy_and_reports_its_tag(secrets: Path) -> None:
+    shelf = CertificateShelf(secrets)
+    shelf.read([("a.crt", "a.key")])
+    bundle = bundle_for(tls_routing(**{"x.local": ("a.crt", "a.key")}), shelf.loaded)
+    fake = FakeNginx()
+    peer = FakePeer((200, encode(bundle)), (503, b""))
+    agent = Agent(extension=peer, proxy=fake, name="p1")
+    await agent.boot(secrets / "no-mounted-config")
+    assert fake.certificates == [bundle], "fetched before the proxy starts"
+    assert agent.certificates_tag == bundle.tag
+    fake.refuse = "no room in the shared dict"
+    await agent.apply_certificates(bundle_for(tls_routing(), shelf.loaded))
+    assert agent.certificates_tag == bundle.tag, "a refused bundle leaves the one served"
+    assert "no room" in agent.certificates_error

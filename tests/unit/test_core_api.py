@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,9 +13,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from interlock.config import default_config, load_config
 from interlock.edges.peer_http import signed_headers
+from interlock.edges.role_tls import new_pair
 from interlock.render.bundle import RenderedConfig
 from interlock.roles.core import Core
 from interlock.testing.fakes import FakeClock, FakeSwarm
+from interlock.wire.certificates import CertificateBundle
 from interlock.wire.delta import ClusterStateDelta, apply_delta
 from interlock.wire.messages import (
     ClusterState,
@@ -24,7 +27,6 @@ from interlock.wire.messages import (
     ProxyConfig,
     ProxyReport,
     ProxyTraffic,
-    RefusedCertificate,
     decode,
     encode,
 )
@@ -44,8 +46,9 @@ def app_service(name: str, replicas: int = 1) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def core() -> AsyncIterator[tuple[Core, FakeSwarm, TestClient[Any, Any]]]:
+async def core(tmp_path: Path) -> AsyncIterator[tuple[Core, FakeSwarm, TestClient[Any, Any]]]:
     source = FakeSwarm(secrets=("t.crt", "t.key"))
+    (tmp_path / "certificates").mkdir()
     core = Core(
         default_config(),
         source,
@@ -55,6 +58,7 @@ async def core() -> AsyncIterator[tuple[Core, FakeSwarm, TestClient[Any, Any]]]:
         operator_token=OPERATOR,
         core_url="http://tasks.interlock:8080",
         clock=FakeClock(),
+        certificates_dir=tmp_path / "certificates",
     )
     client = TestClient(TestServer(core.api.app()))
     await client.start_server()
@@ -187,34 +191,47 @@ async def test_status_shows_routes_problems_and_what_proxies_serve(core: Any) ->
     }
 
 
-async def test_a_certificate_secret_a_proxy_refuses_leaves_out_its_service_for_good(core: Any) -> None:
+def tls_service(name: str) -> dict[str, Any]:
+    service = app_service(name)
+    service["labels"] = {**service["labels"], "com.docker.lb.ssl_cert": "t.crt", "com.docker.lb.ssl_key": "t.key"}
+    return service
+
+
+async def test_a_certificate_pair_the_core_cannot_load_leaves_out_its_service_for_good(core: Any) -> None:
     instance, source, client = core
-    tls = app_service("t")
-    tls["labels"] = {**tls["labels"], "com.docker.lb.ssl_cert": "t.crt", "com.docker.lb.ssl_key": "t.key"}
-    source.set_apps({"services": [app_service("a"), tls]}, event=False)
+    (instance.certificates.shelf.directory / "t.crt").write_text("not a certificate\n")
+    (instance.certificates.shelf.directory / "t.key").write_text("not a key\n")
+    source.set_apps({"services": [app_service("a"), tls_service("t")]}, event=False)
     await instance.watcher.resync()
-    first = decode(await (await get(client, "/v1/clusters/default/state")).read(), ClusterState)
-    assert [h.name for h in first.routing.hosts] == ["a.local", "t.local"]
-
-    def report(*refused: RefusedCertificate) -> bytes:
-        proxy = ProxyReport("proxy1", "cfg1", "d", not refused, refused_certificates=refused)
-        return encode(ExtensionReport("default", "", None, "", (proxy,)))
-
-    refusal = RefusedCertificate("t.crt", "t.key", "ssl_cert", "'t.crt' is not a PEM certificate: no certificate")
-    assert (await post(client, "/v1/clusters/default/report", report(refusal))).status == 200
-    second = decode(
-        await (await get(client, "/v1/clusters/default/state", {"after": first.tag})).read(),
-        ClusterState,
-    )
-    assert [h.name for h in second.routing.hosts] == ["a.local"]
-    (problem,) = second.problems
-    assert problem.service == "t" and "cannot load this certificate and key ('t.crt' is not a PEM" in problem.reason
-    # The proxy no longer names it once it serves the configuration without the service; the
-    # service stays out, and a resync does not bring it back.
-    await post(client, "/v1/clusters/default/report", report())
+    state = decode(await (await get(client, "/v1/clusters/default/state")).read(), ClusterState)
+    assert [h.name for h in state.routing.hosts] == ["a.local"]
+    (problem,) = state.problems
+    assert problem.service == "t" and problem.label == "com.docker.lb.ssl_cert"
+    assert "cannot be loaded ('t.crt' is not a PEM certificate" in problem.reason
+    # The service stays out, and a resync does not bring it back.
     await instance.watcher.resync()
-    unchanged = await get(client, "/v1/clusters/default/state", {"after": second.tag, "wait": "0.2"})
+    unchanged = await get(client, "/v1/clusters/default/state", {"after": state.tag, "wait": "0.2"})
     assert unchanged.status == 304
+
+
+async def test_certificates_go_to_their_extension_over_tls_only_and_as_they_change(core: Any) -> None:
+    instance, source, client = core
+    both, _ = new_pair("t.local")
+    (instance.certificates.shelf.directory / "t.crt").write_bytes(both)
+    (instance.certificates.shelf.directory / "t.key").write_bytes(both)
+    source.set_apps({"services": [app_service("a"), tls_service("t")]}, event=False)
+    await instance.watcher.resync()
+    refused = await get(client, "/v1/clusters/default/certificates")
+    assert refused.status == 403 and "over TLS only" in await refused.text()
+    instance.api.plain_keys = True  # as if over the pinned-TLS listener
+    bundle = decode(await (await get(client, "/v1/clusters/default/certificates")).read(), CertificateBundle)
+    assert [host for host, _ in bundle.hosts] == ["t.local"]
+    (certificate,) = bundle.certificates
+    assert certificate.chain.startswith("-----BEGIN CERTIFICATE-----") and "PRIVATE KEY" in certificate.key
+    unchanged = await get(client, "/v1/clusters/default/certificates", {"after": bundle.tag, "wait": "0.2"})
+    assert unchanged.status == 304
+    other = await get(client, "/v1/clusters/default/certificates", token="not-the-extension-token-000")
+    assert other.status == 401
 
 
 @pytest.mark.parametrize("wait", ["nan", "inf", "-1", "soon"])

@@ -15,7 +15,7 @@ from interlock.render.bundle import RenderedConfig
 from interlock.roles.core.board import Board
 from interlock.roles.core.reconciler import BODY_WAIT, RESYNC, Reconciler
 from interlock.testing.fakes import FakeClock, FakeSwarm
-from interlock.wire.messages import ConfigRef, ExtensionReport, ProxyConfig, ProxyReport, RefusedCertificate
+from interlock.wire.messages import ConfigRef, ExtensionReport, ProxyConfig
 
 CONFIG = load_config("""
 [Extensions.default]
@@ -156,29 +156,54 @@ def test_nothing_is_deployed_without_the_control_network_or_tokens() -> None:
     assert round_trip(swarm, board, reconciler) == []
 
 
-def test_certificate_secrets_are_attached_before_the_service_is_routed() -> None:
+def test_the_core_mounts_the_certificate_secrets_hosts_name_and_the_proxy_none() -> None:
+    """A new TLS service replaces no proxy task: it is routed at once, the core mounts its
+    secrets (Swarm replaces the core's task, which costs no request) and sends the certificate."""
     swarm, board, reconciler = setup(apps=[TLS_APP])
+    core = {
+        "Name": "interlock",
+        "Labels": {},
+        "TaskTemplate": {"ContainerSpec": {"Secrets": [{"File": {"Name": "x"}}]}},
+    }
+    swarm.create_service(core)
+    round_trip(swarm, board, reconciler)  # the proxy joins the app's network
     round_trip(swarm, board, reconciler)
     state = board.slots["default"].state
-    assert state is not None and state.routing.hosts == (), "held back until the proxy has the secrets"
+    assert state is not None and [h.name for h in state.routing.hosts] == ["shop.local"], "routed at once"
     proxy = swarm.service("interlock-proxy")
     assert proxy is not None
-    secrets = {s["SecretName"]: s["File"]["Mode"] for s in proxy["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"]}
-    assert {"shop.crt", "shop.key"} <= set(secrets)
+    mounted = [s["SecretName"] for s in proxy["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"]]
+    assert not {"shop.crt", "shop.key"} & set(mounted), "the proxy mounts no certificate"
+    own = swarm.service("interlock")
+    assert own is not None
+    assert [
+        (m["SecretName"], m["File"]["Name"], m["File"]["Mode"])
+        for m in own["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"][1:]
+    ] == [
+        ("shop.crt", "certificates/shop.crt", 0o400),
+        ("shop.key", "certificates/shop.key", 0o400),
+    ]
+    assert ("update", "interlock") not in round_trip(swarm, board, reconciler), "mounted once"
+    # The service goes: the core lets go of its secrets (they can then be removed).
+    swarm.set_apps({"services": []})
+    assert ("update", "interlock") in round_trip(swarm, board, reconciler)
+    own = swarm.service("interlock")
+    assert own is not None and len(own["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"]) == 1
 
 
-async def test_a_refused_secret_leaves_out_its_service_until_made_again_under_a_new_id() -> None:
+async def test_a_refused_pair_leaves_out_its_service_until_made_again_under_a_new_id() -> None:
     swarm, board, _ = setup(config=load_config("[Extensions.default]\n"), apps=[TLS_APP])
     board.proxies = None  # routed at once: this test is about refusals, not attachments
     board.publish(snapshot_from_api({**swarm.list_swarm(), "secrets": swarm.list_secrets()}))
     first = board.slots["default"].state
     assert first is not None and [h.name for h in first.routing.hosts] == ["shop.local"]
-    refused = RefusedCertificate("shop.crt", "shop.key", "ssl_cert", "'shop.crt' is not a PEM certificate")
-    refusal = ProxyReport("p1", "", "", False, refused_certificates=(refused,))
-    await board.note_report("default", ExtensionReport("default", "", None, "", (refusal,)))
+    assert board.note_refused_certificates(
+        {("shop.crt", "shop.key"): ("ssl_cert", "'shop.crt' is not a PEM certificate")}
+    )
+    board.publish(snapshot_from_api({**swarm.list_swarm(), "secrets": swarm.list_secrets()}))
     second = board.slots["default"].state
     assert second is not None and second.routing.hosts == ()
-    assert "cannot load this certificate and key ('shop.crt' is not a PEM" in second.problems[0].reason
+    assert "cannot be loaded ('shop.crt' is not a PEM" in second.problems[0].reason
     assert second.problems[0].label == "com.docker.lb.ssl_cert"
     # The operator removes the secret and creates a good one under the same name: a new ID.
     swarm.secret_ids["shop.crt"] = "a-new-id"

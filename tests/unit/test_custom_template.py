@@ -104,12 +104,13 @@ def test_a_template_that_cannot_render_safely_produces_no_configuration(template
     assert expected in str(caught.value)
 
 
-def test_with_run_time_routing_the_http_hook_is_in_the_one_catch_all_server() -> None:
+def test_with_run_time_routing_the_server_hooks_are_in_the_catch_all_servers() -> None:
     hooks = HOOKS.replace("plain server for {{ host.name|q }}", "catch-all {{ view.http_port }}")
+    hooks = hooks.replace("tls server for {{ host.name|q }}", "tls catch-all")
     text = render_nginx(routing(), ext_with(hooks)).text
     http = text.split("events {", 1)[1].split("\nstream {", 1)[0]
     assert http.count("        # catch-all 80") == 1
-    assert "        # tls server for tls.local" in http, "the TLS servers are still one per host"
+    assert http.count("        # tls catch-all") == 1, "one TLS server: certificates by SNI, routes by the router"
 
 
 def test_a_template_that_does_not_parse_is_refused_with_the_configuration() -> None:

@@ -50,7 +50,6 @@ REFS = ClusterRefs(
     proxy_token=Ref("pt", "interlock-proxy-token-east"),
     core_url="http://tasks.interlock:8080",
     app_networks=(Ref("n2", "zeta"), Ref("n1", "alpha")),
-    tls_secrets=(Ref("s1", "a.crt"),),
 )
 
 
@@ -72,12 +71,13 @@ def test_proxy_spec_follows_the_config() -> None:
     assert [p["PublishedPort"] for p in spec["EndpointSpec"]["Ports"]] == [80, 443]
     assert {p["PublishMode"] for p in spec["EndpointSpec"]["Ports"]} == {"host"}
     assert [n["Target"] for n in spec["TaskTemplate"]["Networks"]] == ["ctl", "n1", "n2"]
+    # Its token only: no certificate secret (they come from the core), no Docker socket.
     assert [(s["SecretName"], s["File"]["Name"]) for s in container["Secrets"]] == [
         ("interlock-proxy-token-east", "interlock-proxy-token"),
-        ("a.crt", "a.crt"),
     ]
     assert "INTERLOCK_EXTENSION_URL=http://tasks.ext-east:8080" in container["Env"]
-    assert "Mounts" not in container
+    # Its work files (certificates and keys among them) in memory only.
+    assert container["Mounts"] == [{"Type": "tmpfs", "Target": "/var/lib/interlock", "TmpfsOptions": {"Mode": 0o700}}]
 
 
 def test_extension_spec_has_no_socket_and_the_extension_settings() -> None:

@@ -1,7 +1,8 @@
 """One tenant cannot hurt another: what a cluster's roles report acts only on that cluster's own
-services, a refused certificate is blamed on the pair that formed it (never on a key another
-service uses), findings go with the service that caused them, and each cluster is told only
-its own problems. On the real core's board, with a fake swarm."""
+services (and a report cannot name certificates at all: the core reads them itself), a refused
+certificate is blamed on the pair that formed it (never on a key another service uses),
+findings go with the service that caused them, and each cluster is told only its own problems.
+On the real core's board, with a fake swarm."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from interlock.config import load_config
 from interlock.model.docker_json import snapshot_from_api
 from interlock.roles.core.board import Board
 from interlock.testing.fakes import FakeClock, FakeSwarm
-from interlock.wire.messages import ExtensionReport, ProxyReport, RefusedCertificate
+from interlock.wire.messages import ExtensionReport
 
 CONFIG = load_config(
     "[Extensions.default]\n[Extensions.bank]\nServiceCluster = 'bank'\nPublishedPort = 81\nPublishedSSLPort = 444\n"
@@ -50,19 +51,18 @@ def hosts(board: Board, extension: str) -> list[str]:
     return [h.name for h in state.routing.hosts]
 
 
-def refusal(extension: str, cert: str, key: str, label: str = "ssl_key") -> ExtensionReport:
-    refused = RefusedCertificate(cert, key, label, f"{key!r} is not the unencrypted private key of {cert!r}")
-    return ExtensionReport(
-        extension, "", None, "", (ProxyReport("p1", "", "", False, refused_certificates=(refused,)),)
-    )
+def refuse(board: Board, swarm: FakeSwarm, cert: str, key: str) -> None:
+    """The core could not load `cert` with `key` (as `Core.read_certificates` finds)."""
+    if board.note_refused_certificates({(cert, key): ("ssl_key", f"{key!r} is not the private key of {cert!r}")}):
+        publish(swarm, board)
 
 
 async def test_a_victims_key_named_beside_another_certificate_leaves_only_the_attacker_out() -> None:
     for attacker, extension in ((ATTACKER, "default"), (ATTACKER_HERE, "bank")):
         swarm, board = board_with(BANK, NEIGHBOUR, attacker)
         assert "attacker.example" in hosts(board, extension)
-        # The attacker's proxy cannot load attacker.crt with bank.key, and says so.
-        await board.note_report(extension, refusal(extension, "attacker.crt", "bank.key"))
+        # The core cannot load attacker.crt with bank.key.
+        refuse(board, swarm, "attacker.crt", "bank.key")
         assert "attacker.example" not in hosts(board, extension)
         assert "bank.example" in hosts(board, "bank"), "the victim's TLS host is still routed"
         assert "neighbour.example" in hosts(board, "default")
@@ -75,10 +75,9 @@ async def test_a_victims_key_named_beside_another_certificate_leaves_only_the_at
 
 async def test_a_cluster_cannot_leave_out_another_clusters_service() -> None:
     _, board = board_with(BANK, NEIGHBOUR)
-    # Bisection results and refusals of the default cluster naming the bank's service or pair.
+    # Bisection results of the default cluster naming the bank's service.
     report = ExtensionReport("default", "", None, "", left_out=(("bank", 'duplicate location "/"'),))
     await board.note_report("default", report)
-    await board.note_report("default", refusal("default", "bank.crt", "bank.key"))
     assert hosts(board, "bank") == ["bank.example"]
     assert not board.slots["default"].exclusions and not board.slots["bank"].exclusions
     # The bank's own extension can.

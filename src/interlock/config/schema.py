@@ -219,6 +219,9 @@ class NginxConfig(_Section):
     traffic_dict_size: Size = Field("32m", alias="TrafficDictSize")
     """The shared memory the counters are added up in (only pages in use are resident); a fixed
     size, so that it outlives reloads."""
+    certificates_dict_size: Size = Field("32m", alias="CertificatesDictSize")
+    """The shared memory the TLS certificates and keys are held in (about 5 kB a certificate;
+    only pages in use are resident). Also the largest certificates document the agent may post."""
     server_names_hash_bucket_size: Annotated[int, Field(ge=32, le=65536)] = Field(
         128, alias="ServerNamesHashBucketSize"
     )

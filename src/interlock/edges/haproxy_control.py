@@ -7,9 +7,11 @@ for the configuration's id; on any failure the last good file is put back. HAPro
 master-worker mode in the foreground (`-W -db`), as the agent's child: SIGUSR2 makes the master
 start a new worker on the live file, which takes over the listening sockets (`expose-fd
 listeners` on the admin socket, so no connection is refused meanwhile), while the old worker
-finishes its connections (bounded by `hard-stop-after`). HAProxy needs each certificate with its
-key in one PEM: before the check, the certificate and key secrets of the configuration are
-combined into the directory the configuration loads. Wraps haproxy only; imports no other kind.
+finishes its connections (bounded by `hard-stop-after`). Certificates come apart from the
+configuration (`update_certificates`): one combined PEM a host and the crt-list the TLS frontend
+binds, 0400 files in the proxy's tmpfs that every reload and restart reads, and, in the running
+HAProxy, the same change through the runtime API (`new`/`set`/`commit ssl cert`, `add`/`del ssl
+crt-list`): no reload. Wraps haproxy only; imports no other kind.
 """
 
 from __future__ import annotations
@@ -20,10 +22,20 @@ import signal
 from pathlib import Path
 
 from interlock.constants import ADMIN_PASS_ENV, ADMIN_PASS_FILE, VALIDATION_TIMEOUT
+from interlock.edges.offline_check import stand_in_pem
 from interlock.edges.proxy_process import KeptFile, ProxyCommands, ProxyProcess
 from interlock.edges.traffic_meter import TrafficMeter
-from interlock.errors import ConfigRejected, ReloadFailed
+from interlock.errors import ReloadFailed
 from interlock.render.haproxy import ADMIN_SOCKET, CERTIFICATES_DIR, TARGETS_HEADER, slot_count, with_targets
+from interlock.render.haproxy_certificates import (
+    CRT_LIST,
+    FALLBACK_PEM,
+    combined_pem,
+    crt_list,
+    crt_list_line,
+    pem_name,
+)
+from interlock.wire.certificates import DEFAULT_TLS_HOST, CertificateBundle
 
 _REFUSALS = ("No such", "Invalid", "Require", "Unknown", "Permission", "Can't", "Cannot")
 """How the runtime API's answers to `set server` begin when it did not do it."""
@@ -156,6 +168,8 @@ class HAProxyController:
         self.reloads = 0
         self.target_updates = 0
         """Task moves applied through the runtime API: the reloads avoided."""
+        self.certificates: CertificateBundle | None = None
+        """The certificates the files hold and the running HAProxy serves."""
 
     @property
     def live(self) -> Path:
@@ -173,19 +187,11 @@ class HAProxyController:
     def exited(self) -> bool:
         return self.proxy.exited
 
-    async def install(
-        self,
-        text: str,
-        config_id: str,
-        targets: str = "",
-        targets_id: str = "",
-        certificates: tuple[tuple[str, str], ...] = (),
-    ) -> None:
-        """Combine the certificate pairs into PEMs (and remove those no longer named: a running
-        process keeps what it loaded), then check, swap, reload and confirm `text`, which carries
-        its servers in its own text."""
+    async def install(self, text: str, config_id: str, targets: str = "", targets_id: str = "") -> None:
+        """Check, swap, reload and confirm `text`, which carries its servers in its own text
+        (and loads the certificates the files hold)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._write_certificates(certificates)
+        self._write_certificate_files(self.certificates)
 
         async def go_live() -> None:
             if self.running:
@@ -201,26 +207,64 @@ class HAProxyController:
     def _reload(self) -> None:
         self.proxy.reload()
 
-    def _write_certificates(self, certificates: tuple[tuple[str, str], ...]) -> None:
-        self.certificates_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.certificates_dir, 0o700)
-        wanted = set()
-        for cert, key in certificates:
-            try:
-                pem = (self.secrets_dir / cert).read_text()
-                if key != cert:
-                    pem = pem.rstrip("\n") + "\n" + (self.secrets_dir / key).read_text()
-            except OSError as exc:
-                raise ConfigRejected(f"certificate secret {cert!r} or its key {key!r} is not readable: {exc}") from exc
-            target = self.certificates_dir / f"{cert}.pem"
-            wanted.add(target.name)
-            fd = os.open(target.with_suffix(".next"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(pem)
-            os.replace(target.with_suffix(".next"), target)
-        for stale in self.certificates_dir.glob("*.pem"):
-            if stale.name not in wanted:
+    @property
+    def certificates_tag(self) -> str:
+        return self.certificates.tag if self.certificates else ""
+
+    def _write_certificate_files(self, bundle: CertificateBundle | None) -> None:
+        """The PEM of every host of `bundle`, the fallback and the crt-list, 0400 (the master reads
+        them as root), in a directory only root may enter; PEMs of hosts gone are removed."""
+        directory = self.certificates_dir
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)
+        if not (directory / FALLBACK_PEM).exists():
+            _write_private(directory / FALLBACK_PEM, stand_in_pem())
+        by_host = bundle.by_host() if bundle else {}
+        wanted = {FALLBACK_PEM, CRT_LIST}
+        for host, certificate in by_host.items():
+            wanted.add(pem_name(host))
+            _write_private(directory / pem_name(host), combined_pem(certificate))
+        _write_private(directory / CRT_LIST, crt_list(bundle, str(directory)))
+        for stale in directory.iterdir():
+            if stale.name not in wanted and not stale.name.endswith(".next"):
                 stale.unlink(missing_ok=True)
+
+    async def update_certificates(self, bundle: CertificateBundle) -> None:
+        """Write the files of `bundle` (for every later reload and restart), then change the
+        running HAProxy's certificates through its runtime API: a rotated certificate is
+        replaced in place, a new host's is added to the crt-list and a removed host's taken out.
+        A running configuration without a TLS frontend has no crt-list: the files are enough."""
+        before = self.certificates.by_host() if self.certificates else {}
+        after = bundle.by_host()
+        self._write_certificate_files(bundle)
+        self.certificates = bundle
+        if not self.running:
+            return
+        directory = str(self.certificates_dir)
+        listed = f"{directory}/{CRT_LIST}"
+        for host, certificate in after.items():
+            if host in before and before[host].id == certificate.id:
+                continue
+            path = f"{directory}/{pem_name(host)}"
+            if host not in before:
+                answer = await self.runtime(f"new ssl cert {path}")
+                if "rror" in answer and "already exists" not in answer:
+                    raise ReloadFailed(f"haproxy refused certificate of {host}: {answer.strip()[:300]}")
+            await self._runtime_ok(f"set ssl cert {path} <<\n{combined_pem(certificate)}\n", host)
+            await self._runtime_ok(f"commit ssl cert {path}", host)
+            if host not in before and host != DEFAULT_TLS_HOST:
+                answer = await self.runtime(f"add ssl crt-list {listed} <<\n{crt_list_line(directory, host)}\n")
+                if "rror" in answer and "crt-list" not in answer:
+                    raise ReloadFailed(f"haproxy did not list the certificate of {host}: {answer.strip()[:300]}")
+        for host in before.keys() - after.keys():
+            path = f"{directory}/{pem_name(host)}"
+            await self.runtime(f"del ssl crt-list {listed} {path}")
+            await self.runtime(f"del ssl cert {path}")
+
+    async def _runtime_ok(self, command: str, host: str) -> None:
+        answer = await self.runtime(command)
+        if "rror" in answer or "Can't" in answer or "nknown" in answer:
+            raise ReloadFailed(f"haproxy refused the certificate of {host}: {answer.strip()[:300]}")
 
     async def update_targets(self, targets: str, targets_id: str) -> None:
         """Move tasks without a reload: fill, change or empty server slots of the running
@@ -274,3 +318,13 @@ class HAProxyController:
     async def stop(self, sig: signal.Signals = signal.SIGQUIT, timeout: float = 30.0) -> None:
         """Graceful stop: HAProxy's soft stop lets connections finish."""
         await self.proxy.stop(sig, timeout)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Replace `path` with `text`, readable by root alone, atomically."""
+    staged = path.with_name(path.name + ".next")
+    staged.unlink(missing_ok=True)
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o400)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(staged, path)

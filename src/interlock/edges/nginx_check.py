@@ -1,10 +1,10 @@
 """Validate a rendered nginx configuration with a real `nginx -t`, away from any live proxy,
 and say in one line why nginx refused one.
 
-The check renders into a private directory where every certificate secret is stood in for by
-a throwaway self-signed pair (the validating process must never hold real keys), so it tests
-syntax, directives and modules, not the real certificates; the proxy agent checks those
-(edges/certificates.py) and runs its own `nginx -t` before it swaps. `nginx -t` does not bind
+The check renders into a private directory where the fallback certificate nginx.conf names is a
+throwaway self-signed pair; no real certificate is ever in nginx.conf (they are served at run
+time by SNI, and the core checks each pair: edges/certificates.py). The proxy agent runs its own
+`nginx -t` before it swaps. `nginx -t` does not bind
 the listen sockets, so nothing served is touched. Wraps nginx only; imports no other kind.
 """
 
@@ -19,7 +19,7 @@ from interlock.config.schema import ExtensionConfig
 from interlock.edges.offline_check import CheckResult, run_check, stand_ins
 from interlock.edges.template_guard import render_with_limits
 from interlock.model.routing import Routing
-from interlock.render.nginx import DEFAULT_SECRETS_DIR, render_nginx
+from interlock.render.nginx import FALLBACK_CERTIFICATE, render_nginx
 
 
 def nginx_binary() -> str | None:
@@ -39,19 +39,15 @@ def check_text(text: str, *, workdir: Path, nginx: str | None = None) -> CheckRe
 def check_rendered(
     text: str, routing: Routing, ext: ExtensionConfig, *, workdir: Path | None = None, nginx: str | None = None
 ) -> CheckResult:
-    """`nginx -t` of `text`, the configuration as it is served, in a private directory. The one
-    change: the certificate secrets it loads from /run/secrets, and the DH-params file of the
-    proxy's image, are stood in for there, so what is checked is what the proxy gets."""
+    """`nginx -t` of `text`, the configuration as it is served, in a private directory with a
+    stand-in fallback certificate beside it. The one change: the DH-params file of the proxy's
+    image is stood in for there, so what is checked is what the proxy gets."""
     with tempfile.TemporaryDirectory(prefix="interlock-check-") as scratch:
         base = Path(workdir or scratch)
-        secrets = base / "secrets"
-        secrets.mkdir(parents=True, exist_ok=True)
+        base.mkdir(parents=True, exist_ok=True)
         pem, dhparam = stand_ins()
-        for name in routing.secrets:
-            # Cert and key labels point at files named after the secrets; a combined cert+key
-            # PEM stands in for either.
-            (secrets / name).write_text(pem)
-        checked = text.replace(f"{DEFAULT_SECRETS_DIR}/", f"{secrets}/")
+        (base / FALLBACK_CERTIFICATE).write_text(pem)
+        checked = text
         if ext.nginx.ssl_default_dh_param_path:
             checked = checked.replace(ext.nginx.ssl_default_dh_param_path, str(dhparam))
         return check_text(checked, workdir=base, nginx=nginx)

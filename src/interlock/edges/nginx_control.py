@@ -11,8 +11,11 @@ reloaded if it had been swapped), so nginx always serves a configuration that pa
 
 The hosts, routes and servers are in a separate targets document: `install` writes it beside
 nginx.conf (nginx loads it with the configuration), and `update_targets` hands a new one to the
-running nginx through the status port, with no reload. nginx runs with the work directory as its
-prefix, where the Lua code finds the document and the control token. Imports no other kind.
+running nginx through the status port, with no reload. The certificates are a document of their
+own (`update_certificates`): a 0400 file in the work directory (the proxy's tmpfs) for nginx's
+next start, and posted to the running nginx, which serves them by SNI from the next handshake.
+nginx runs with the work directory as its prefix, where the Lua code finds the documents, the
+control token and the fallback certificate. Imports no other kind.
 """
 
 from __future__ import annotations
@@ -29,12 +32,16 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from interlock.constants import STATUS_PORT, VALIDATION_TIMEOUT
+from interlock.edges.offline_check import stand_in_pem
 from interlock.edges.proxy_process import KeptFile, ProxyCommands, ProxyProcess
 from interlock.errors import ReloadFailed
+from interlock.render.nginx import FALLBACK_CERTIFICATE
+from interlock.render.nginx_certificates import CERTIFICATES_FILE, certificates_document
 from interlock.render.targets import targets_delta
 
 if TYPE_CHECKING:
     from interlock.edges.traffic_meter import TrafficMeter
+    from interlock.wire.certificates import CertificateBundle
 
 log = logging.getLogger("interlock.nginx")
 
@@ -104,6 +111,8 @@ class NginxController:
         self.reloads = 0
         self.target_updates = 0
         """Target-only changes applied without a reload: the reloads avoided."""
+        self.certificates_tag = ""
+        """The certificates the running nginx serves ('' before the first)."""
         self._token = ""
 
     @property
@@ -123,26 +132,18 @@ class NginxController:
         return self.proxy.exited
 
     def _prepare(self) -> None:
-        """The work directory and the token that authenticates our target updates. nginx's
-        master reads the token (root only) when it loads its configuration."""
+        """The work directory, the token that authenticates our updates and the fallback
+        certificate. nginx's master reads the token (root only) when it loads its configuration."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        token_file = self.workdir / "control-token"
         if not self._token:
             self._token = secrets.token_urlsafe(32)
-            fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(self._token + "\n")
+            _write_private(self.workdir / "control-token", (self._token + "\n").encode())
+        fallback = self.workdir / FALLBACK_CERTIFICATE
+        if not fallback.exists():
+            _write_private(fallback, stand_in_pem().encode())
 
-    async def install(
-        self,
-        text: str,
-        config_id: str,
-        targets: str = "",
-        targets_id: str = "",
-        certificates: tuple[tuple[str, str], ...] = (),
-    ) -> None:
-        """Make `text` (and its targets document) live, or raise with the live ones unchanged.
-        (nginx reads the `certificates` pairs from the mounted secrets itself.)"""
+    async def install(self, text: str, config_id: str, targets: str = "", targets_id: str = "") -> None:
+        """Make `text` (and its targets document) live, or raise with the live ones unchanged."""
         self._prepare()
         old_workers: set[int] = set()
 
@@ -178,26 +179,42 @@ class NginxController:
             raise ReloadFailed(f"targets {targets_id} not usable: {exc}") from exc
         self._prepare()
         self.targets.replace(targets)
-        url = f"http://127.0.0.1:{STATUS_PORT}/interlock/targets"
-        try:
-            async with (
-                aiohttp.ClientSession() as session,
-                session.post(
-                    url,
-                    data=delta.encode(),
-                    headers={"Authorization": f"Bearer {self._token}"},
-                    timeout=aiohttp.ClientTimeout(total=self.confirm_timeout),
-                ) as response,
-            ):
-                answer = (await response.text()).strip()
-                status = response.status
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            answer, status = str(exc), 0
+        status, answer = await self._post("/interlock/targets", delta.encode())
         if status != 200 or answer != targets_id:
             self.targets.put_back()
             raise ReloadFailed(f"nginx did not take targets {targets_id}: {status} {answer[:500]}")
         self.targets_id, self.targets_text = targets_id, targets
         self.target_updates += 1
+
+    async def update_certificates(self, bundle: CertificateBundle) -> None:
+        """Keep `bundle` for nginx's next start (a 0400 file its master reads) and hand it to the
+        running nginx, which serves it from the next handshake: no reload. A configuration
+        without TLS servers has no certificates endpoint (404): the file is read when one comes."""
+        self._prepare()
+        document = certificates_document(bundle)
+        _write_private(self.workdir / CERTIFICATES_FILE, document)
+        if self.running:
+            status, answer = await self._post("/interlock/certificates", document)
+            if status != 404 and (status != 200 or answer != bundle.tag):
+                raise ReloadFailed(f"nginx did not take certificates {bundle.tag}: {status} {answer[:500]}")
+        self.certificates_tag = bundle.tag
+
+    async def _post(self, path: str, body: bytes) -> tuple[int, str]:
+        """POST `body` to nginx's loopback status port with our token: (status, answer); status
+        0 when nginx did not answer."""
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(
+                    f"http://127.0.0.1:{STATUS_PORT}{path}",
+                    data=body,
+                    headers={"Authorization": f"Bearer {self._token}"},
+                    timeout=aiohttp.ClientTimeout(total=self.confirm_timeout),
+                ) as response,
+            ):
+                return response.status, (await response.text()).strip()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            return 0, str(exc)
 
     async def _confirm_targets(self, targets_id: str) -> None:
         seen = await self.proxy.poll_status("/interlock/targets", targets_id)
@@ -224,3 +241,13 @@ class NginxController:
     async def stop(self, sig: signal.Signals = signal.SIGQUIT, timeout: float = 30.0) -> None:
         """Graceful stop: QUIT lets workers finish their requests."""
         await self.proxy.stop(sig, timeout)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Replace `path` with `data`, readable by root alone (nginx's master), atomically."""
+    staged = path.with_name(path.name + ".next")
+    staged.unlink(missing_ok=True)
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o400)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(staged, path)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from interlock.edges.traffic_meter import TrafficMeter
+    from interlock.wire.certificates import CertificateBundle
 
 
 class ProxyControl(Protocol):
@@ -29,15 +30,14 @@ class ProxyControl(Protocol):
     @property
     def exited(self) -> bool: ...
 
-    async def install(
-        self,
-        text: str,
-        config_id: str,
-        targets: str = "",
-        targets_id: str = "",
-        certificates: tuple[tuple[str, str], ...] = (),
-    ) -> None: ...
+    async def install(self, text: str, config_id: str, targets: str = "", targets_id: str = "") -> None: ...
     async def update_targets(self, targets: str, targets_id: str) -> None: ...
+    async def update_certificates(self, bundle: CertificateBundle) -> None:
+        """Serve `bundle` from the next handshake on, with no reload or restart; kept (on a 0400
+        file in the proxy's tmpfs) for the proxy's next start. ReloadFailed when the running
+        proxy refuses it (it keeps the certificates it had)."""
+        ...
+
     async def poll_traffic(self, meter: TrafficMeter) -> None: ...
     async def start(self) -> None: ...
     async def stop(self, sig: signal.Signals = signal.SIGQUIT, timeout: float = 30.0) -> None: ...

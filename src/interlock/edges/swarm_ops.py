@@ -26,7 +26,7 @@ from interlock.swarm.records import (
     ServiceRecord,
     TaskRecord,
 )
-from interlock.swarm.specs import spec_hash, with_secrets
+from interlock.swarm.specs import certificate_mounts, spec_hash, with_certificates, with_secrets
 
 _ERRORS = (docker.errors.DockerException, requests.RequestException, OSError)
 
@@ -115,6 +115,7 @@ class SwarmWriter(Protocol):
     def update_service(self, service: ServiceRecord, spec: Mapping[str, Any]) -> None: ...
     def remove_service(self, service_id: str) -> None: ...
     def mount_secrets(self, service_name: str, mounts: Sequence[tuple[Ref, str]]) -> bool: ...
+    def mount_certificates(self, service_name: str, certificates: Sequence[Ref]) -> bool: ...
     def create_config(self, name: str, data: bytes, labels: Mapping[str, str]) -> Ref: ...
     def remove_config(self, config_id: str) -> None: ...
     def secret(self, name: str) -> Ref | None: ...
@@ -188,9 +189,17 @@ class SwarmOps:
         """Mount each (secret, file name) into service `service_name`, replacing what is mounted
         under that file name; False when there is no such service. Swarm replaces its tasks."""
         service = self.service_named(service_name)
-        if service is None:
+        if service is not None:
+            self.update_service(service_record(service), with_secrets(service["Spec"], mounts))
+        return service is not None
+
+    def mount_certificates(self, service_name: str, certificates: Sequence[Ref]) -> bool:
+        """Make service `service_name` (the core's) mount exactly `certificates` under
+        CERTIFICATES_MOUNT; True when its spec changed (Swarm then replaces its task)."""
+        service = self.service_named(service_name)
+        if service is None or certificate_mounts(service["Spec"]) == sorted(certificates, key=lambda r: r.name):
             return False
-        self.update_service(service_record(service), with_secrets(service["Spec"], mounts))
+        self.update_service(service_record(service), with_certificates(service["Spec"], certificates))
         return True
 
     def create_service(self, spec: Mapping[str, Any]) -> str:

@@ -42,7 +42,6 @@ class ProxyAttachments:
     """What every running proxy task of a cluster can use right now."""
 
     networks: frozenset[str]
-    secrets: frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +140,7 @@ class _Index:
 
 
 def proxy_attachments(snapshot: Snapshot, proxy_service: str) -> ProxyAttachments:
-    """Networks and secrets that every current and coming task of `proxy_service` has.
+    """Networks that every current and coming task of `proxy_service` is on.
 
     Tasks are made from the service's spec, so the spec stands for the tasks still to come; each
     task whose desired state is `running` counts with its own spec. During a rolling update the
@@ -150,15 +149,11 @@ def proxy_attachments(snapshot: Snapshot, proxy_service: str) -> ProxyAttachment
     names = {n.id: n.name for n in snapshot.networks}
     service = next((s for s in snapshot.services if s.name == proxy_service), None)
     if service is None:
-        return ProxyAttachments(frozenset(), frozenset())
-    members = [(service.network_ids, service.secret_names)] + [
-        (t.network_ids, t.secret_names)
-        for t in snapshot.tasks
-        if t.service_id == service.id and t.desired_state == "running"
+        return ProxyAttachments(frozenset())
+    members = [service.network_ids] + [
+        t.network_ids for t in snapshot.tasks if t.service_id == service.id and t.desired_state == "running"
     ]
-    networks = frozenset.intersection(*(frozenset(names.get(i, i) for i in ids) for ids, _ in members))
-    secrets = frozenset.intersection(*(frozenset(s) for _, s in members))
-    return ProxyAttachments(networks, secrets)
+    return ProxyAttachments(frozenset.intersection(*(frozenset(names.get(i, i) for i in ids) for ids in members)))
 
 
 def build(
@@ -172,11 +167,13 @@ def build(
     """Build the routing table of each cluster in `clusters` from `snapshot`.
 
     With `proxies` (cluster -> its proxy service; the running core passes them), a service is
-    routed only once every proxy task of its cluster is on the service's network and holds its
-    certificate secrets (read from the snapshot, see `proxy_attachments`); until then it is held
-    back with a warning, while `Routing.networks` and `Routing.secrets` still list what the proxy
-    needs, so the core attaches it. When the snapshot lists the swarm's secrets, a label naming
-    any other is an error. `exclusions` maps each cluster to the services its own roles found
+    routed only once every proxy task of its cluster is on the service's network (read from the
+    snapshot, see `proxy_attachments`); until then it is held back with a warning, while
+    `Routing.networks` still lists what the proxy needs, so the core attaches it.
+    `Routing.secrets` lists the certificate and key secrets the hosts name: the core mounts them
+    and sends the certificates to the proxies, which mount none. When the snapshot lists the
+    swarm's secrets, a label naming any other is an error. `exclusions` maps each cluster to
+    the services its own roles found
     unroutable (`Exclusion`): a service is left out only by an exclusion of the cluster its
     labels name, so one cluster's findings never touch another's services, and a finding about
     one service never touches another that names the same secret.
@@ -443,9 +440,6 @@ def _waiting_for(entry: _Resolved, attached: ProxyAttachments) -> str | None:
     """What the proxy still lacks to reach this service, if anything."""
     if entry.network and entry.network not in attached.networks:
         return f"network {entry.network}"
-    for secret in (entry.labels.ssl_cert, entry.labels.ssl_key):
-        if secret and secret not in attached.secrets:
-            return f"secret {secret}"
     return None
 
 

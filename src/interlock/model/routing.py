@@ -103,24 +103,20 @@ class Routing:
     networks: tuple[str, ...] = ()
     """Names of the networks the proxy must be attached to."""
     secrets: tuple[str, ...] = ()
-    """Names of the secrets the proxy needs (certificates and keys)."""
+    """Names of the certificate and key secrets the hosts name (the core mounts them)."""
     services_by_age: tuple[str, ...] = ()
     """The services considered for this cluster, oldest first (creation time, then ID): whom to
     blame last when they only fail together."""
 
-    def certificate_pairs(self) -> tuple[tuple[str, str], ...]:
-        """(certificate secret, key secret) of every host whose TLS is terminated here, sorted;
-        the key secret is the certificate's own for a combined PEM."""
+    def terminated_pairs(self) -> dict[str, tuple[str, str]]:
+        """Host -> (certificate secret, key secret) of every host whose TLS is terminated here
+        (`_` for the default host); the key secret is the certificate's own for a combined PEM."""
         hosts = (*self.hosts, *((self.default_host,) if self.default_host else ()))
-        return tuple(
-            sorted(
-                {
-                    (h.cert_secret, h.key_secret or h.cert_secret)
-                    for h in hosts
-                    if h.tls is TLSMode.TERMINATE and h.cert_secret
-                }
-            )
-        )
+        return {
+            h.name: (h.cert_secret, h.key_secret or h.cert_secret)
+            for h in hosts
+            if h.tls is TLSMode.TERMINATE and h.cert_secret
+        }
 
     def upstream(self, name: str) -> Upstream:
         for candidate in (*self.upstreams, *self.passthrough_upstreams):

@@ -50,7 +50,6 @@ class ProxyConfigDelta:
     text: TextDelta
     targets: TextDelta
     targets_id: str
-    certificates: tuple[tuple[str, str], ...]
     cluster: str
     routes: SortedDelta
     addresses: SortedDelta
@@ -110,7 +109,6 @@ def config_delta(old: ProxyConfig, new: ProxyConfig) -> ProxyConfigDelta:
         text=text_delta(old.text, new.text),
         targets=text_delta(old.targets, new.targets),
         targets_id=new.targets_id,
-        certificates=new.certificates,
         cluster=new.names.cluster,
         routes=_sorted_delta(old.names.routes, new.names.routes),
         addresses=_sorted_delta(old.names.addresses, new.names.addresses),
@@ -131,6 +129,4 @@ def apply_config_delta(old: ProxyConfig, delta: ProxyConfigDelta) -> ProxyConfig
         _apply_sorted(old.names.routes, delta.routes),
         _apply_sorted(old.names.addresses, delta.addresses),
     )
-    return ProxyConfig(
-        delta.version, delta.digest, delta.config_id, text, targets, delta.targets_id, delta.certificates, names
-    )
+    return ProxyConfig(delta.version, delta.digest, delta.config_id, text, targets, delta.targets_id, names)

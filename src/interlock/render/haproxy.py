@@ -6,8 +6,9 @@ prints it, through the same quoting filters and `finalize` guard. The layout mir
 an HTTP frontend on TargetPort; an SNI router on TargetSSLPort (mode tcp) that sends
 passthrough hosts to their servers and terminated ones over loopback with the PROXY protocol to
 the TLS frontend on 127.0.0.1:{TERMINATOR_PORT}, whose certificates are combined PEMs the proxy
-agent writes into one directory; a status frontend on 127.0.0.1:{STATUS_PORT} for the agent
-(configuration id, HAProxy's Prometheus exporter, the stats page). An extension's `Template`
+agent writes into one directory and names in a crt-list (render/haproxy_certificates.py); a
+status frontend on 127.0.0.1:{STATUS_PORT} for the agent (configuration id, HAProxy's
+Prometheus exporter, the stats page). An extension's `Template`
 may extend `haproxy.cfg.j2` (hook blocks: global, defaults, http_frontend, tls_frontend). Pure;
 render layer.
 """

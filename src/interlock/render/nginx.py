@@ -33,7 +33,10 @@ from interlock.render.quoting import (
 from interlock.render.targets import Targets, render_targets, shared_dict_kilobytes, targets_field
 from interlock.render.templating import CONFIG_ID_PLACEHOLDER, ListenerView, environment, render_custom
 
-DEFAULT_SECRETS_DIR = "/run/secrets"
+FALLBACK_CERTIFICATE = "interlock-fallback.pem"
+"""A throwaway self-signed certificate and key, beside nginx.conf (a relative path is read from
+the configuration's directory): nginx wants one on an `ssl` listener, and the Lua certificates
+(lua/certificates.lua) replace it in every handshake."""
 
 
 _HEADERS = """\
@@ -154,7 +157,6 @@ def _words(value: str) -> Token:
 class _View(ListenerView):
     routing: Routing
     ext: ExtensionConfig
-    secrets_dir: str
     version: str
     targets: Targets
     http_hosts: list[_HostView] = field(default_factory=list)
@@ -197,6 +199,30 @@ class _View(ListenerView):
     def dynamic(self) -> bool:
         """Upstream members in the targets document (run-time routing implies it)."""
         return bool(self.targets.targets_id)
+
+    @property
+    def live_certificates(self) -> bool:
+        """TLS certificates from the Lua certificates store (always with run-time routing, so
+        the first TLS host changes nothing in nginx.conf; else when a host terminates TLS)."""
+        return self.runtime or bool(self.tls_hosts) or self.default_tls_host is not None
+
+    @property
+    def lua(self) -> bool:
+        return self.dynamic or self.ext.nginx.traffic_metrics or self.live_certificates
+
+    @property
+    def certificates_library(self) -> Token:
+        return lua_library("certificates.lua")
+
+    fallback_certificate = Token(FALLBACK_CERTIFICATE)
+
+    @property
+    def tls_servers(self) -> list[_HostView | None]:
+        """The TLS server blocks: the one catch-all of run-time routing; else the default one
+        (the default TLS host, or None: handshakes refused) and one per TLS host."""
+        if self.runtime:
+            return [None]
+        return [self.default_tls_host, *self.tls_hosts]
 
     @property
     def upstream_blocks(self) -> tuple[Upstream, ...]:
@@ -321,14 +347,12 @@ class _View(ListenerView):
         """`value` as a Lua string literal; only the characters of the targets grammar pass."""
         return Token(f'"{targets_field(value)}"')
 
-    def secret_path(self, secret: str) -> Token:
-        return Token(f"{self.secrets_dir.rstrip('/')}/{user_token(secret)}")
-
 
 @cache
 def lua_library(name: str) -> Token:
     """Lua code of ours printed into init_by_lua (constant text): `targets.lua`, the balancer
-    and its control endpoint; `traffic.lua`, the request counters."""
+    and its control endpoint; `traffic.lua`, the request counters; `certificates.lua`, the
+    certificates served by SNI."""
     return Token(resources.files("interlock.render").joinpath(f"lua/{name}").read_text().rstrip("\n"))
 
 
@@ -336,7 +360,6 @@ def render_nginx(
     routing: Routing,
     ext: ExtensionConfig,
     *,
-    secrets_dir: str = DEFAULT_SECRETS_DIR,
     version: str = __version__,
 ) -> RenderedConfig:
     """Render the nginx configuration of one service cluster.
@@ -346,12 +369,10 @@ def render_nginx(
     """
     if ext.target_port in INTERNAL_PORTS or ext.target_ssl_port in INTERNAL_PORTS:
         raise UnsafeValue(f"TargetPort/TargetSSLPort may not use Interlock's internal ports {INTERNAL_PORTS}")
-    if not secrets_dir.startswith("/") or not re.fullmatch(r"[A-Za-z0-9._/-]+", secrets_dir):
-        raise UnsafeValue(f"secrets directory {secrets_dir!r} must be an absolute plain path")
     runtime = ext.nginx.runtime_routing
     dynamic = ext.nginx.dynamic_upstreams or runtime
     targets = render_targets(routing, ip_hash=ext.nginx.ip_hash, routes=runtime) if dynamic else Targets("", "")
-    view = _View(routing, ext, secrets_dir, version, targets)
+    view = _View(routing, ext, version, targets)
     upstreams: dict[str, Upstream] = {u.name: u for u in routing.upstreams}
     context = {"routing": routing, "cfg": ext.nginx, "view": view, "upstreams": upstreams}
     if ext.template:
@@ -360,8 +381,9 @@ def render_nginx(
         except TemplateFailed as exc:
             if view.runtime and "'None' has no attribute" in str(exc):
                 raise TemplateFailed(
-                    f"{exc}: with RuntimeRouting = true (the default) the http_server block is in the one "
-                    "catch-all server, where `host` is none; set RuntimeRouting = false for a server block per host"
+                    f"{exc}: with RuntimeRouting = true (the default) the http_server and tls_server blocks are "
+                    "in the catch-all servers, where `host` is none; set RuntimeRouting = false for a server "
+                    "block per host"
                 ) from exc
             raise
     else:

@@ -6,12 +6,12 @@ at ProxyConfigPath), so a proxy task starting while the core or the extension is
 routes. It then follows the extension (long-poll), installs each new configuration through the
 kind's controller (`edges/proxy_control.py`: check, atomic swap, graceful reload, confirmation),
 never asking which kind it runs, keeps the last good one
-on any failure, and reports what it serves. Certificate secrets are checked first: a
-(certificate, key) pair it cannot load is reported, and the core leaves out the services of
-this cluster naming that pair. A new configuration
-whose text is the one running and whose run-time document (targets) changed is applied without
-a reload. If the
-extension is unreachable it keeps serving. No Docker socket.
+on any failure, and reports what it serves. A new configuration whose text is the one running
+and whose run-time document (targets) changed is applied without a reload. The certificates
+(with their keys) come on a long-poll of their own, over the pinned-TLS channel, and are handed
+to the running proxy without a reload or a restart (`update_certificates`); at start they are
+fetched before the proxy starts, so it never serves TLS without them. If the extension is
+unreachable it keeps serving. No Docker socket; no certificate secret mounted.
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
-from interlock.constants import METRICS_PORT, PROXY_TOKEN, SECRETS_DIR
-from interlock.edges.certificates import CertificateVerdicts
+from interlock.constants import METRICS_PORT, PROXY_TOKEN, PROXY_WORKDIR, SECRETS_DIR
 from interlock.edges.listen import role_listeners
 from interlock.edges.metrics_http import serve_metrics
 from interlock.edges.peer_http import RETRY_FIRST, RETRY_MAX, Peer, PeerClient, read_token
@@ -38,7 +37,8 @@ from interlock.edges.traffic_meter import TrafficCollector, TrafficMeter
 from interlock.errors import ConfigRejected, InterlockError, PeerUnavailable, ReloadFailed, WireError
 from interlock.render.config_delta import ProxyConfigDelta, apply_config_delta
 from interlock.roles.runtime import post_counted
-from interlock.wire.messages import ProxyConfig, ProxyReport, RefusedCertificate, decode, encode
+from interlock.wire.certificates import CertificateBundle
+from interlock.wire.messages import ProxyConfig, ProxyReport, decode, encode
 from interlock.wire.traffic import RouteTraffic, TrafficNames
 
 log = logging.getLogger("interlock.agent")
@@ -51,7 +51,6 @@ class Agent:
         extension: Peer,
         proxy: ProxyControl,
         name: str,
-        secrets_dir: Path = Path(SECRETS_DIR),
         meter: TrafficMeter | None = None,
     ) -> None:
         self.extension = extension
@@ -59,29 +58,29 @@ class Agent:
         self.name = name
         self.meter = meter or TrafficMeter()
         self.reported_traffic: tuple[RouteTraffic, ...] = ()
-        self.certificates = CertificateVerdicts(secrets_dir)
+        self.certificates_tag = ""
+        """The tag of the certificates the proxy holds ('' before the first)."""
+        self.certificates_error = ""
         self.digest = ""
         self.error = ""
         self.held: ProxyConfig | None = None
         """The newest configuration received: the base of the next change the extension sends."""
         self.served_names = TrafficNames()
 
-    @property
-    def refused_certificates(self) -> tuple[RefusedCertificate, ...]:
-        """Certificate pairs found unusable, reported until the proxy stops (a secret cannot
-        change, so the verdict holds)."""
-        return tuple(
-            RefusedCertificate(cert, key, label, why)
-            for (cert, key), (label, why) in sorted(self.certificates.refused.items())
-        )
-
     async def boot(self, mounted: Path) -> None:
         """Start the proxy on the newest configuration at hand.
 
         The extension's is the newest; the one the swarm mounted may be older (it is refreshed
         only when the proxy service is updated anyway), so it is the fallback when the extension
-        does not answer within a few seconds.
+        does not answer within a few seconds. The certificates come first, so the proxy starts
+        with them.
         """
+        try:
+            status, body = await self.extension.get("/v1/certificates", params={"wait": "0"}, timeout=3)
+            if status == 200:
+                await self.apply_certificates(decode(body, CertificateBundle))
+        except (PeerUnavailable, WireError) as exc:
+            log.info("certificates not at hand at start (%s); they follow", exc)
         try:
             status, body = await self.extension.get("/v1/config", params={"wait": "0"}, timeout=3)
             if status == 200:
@@ -100,9 +99,7 @@ class Agent:
             return
         try:
             self.meter.use(config.names)
-            await self.proxy.install(
-                config.text, config.config_id, config.targets, config.targets_id, config.certificates
-            )
+            await self.proxy.install(config.text, config.config_id, config.targets, config.targets_id)
             self.served_names = config.names
             log.info("serving the mounted configuration %s", config.config_id)
         except (ConfigRejected, ReloadFailed) as exc:
@@ -172,20 +169,9 @@ class Agent:
                 self.meter.use(self.served_names)
                 # The running proxy did not take them; a reload loads them from the file.
                 log.warning("targets %s not taken at run time (%s); reloading", config.targets_id, exc)
-        refused = self.certificates.check(config.certificates)
-        if refused:
-            self.error = "certificates refused: " + "; ".join(why for _, why in sorted(refused.values()))
-            # Not retried: the core leaves out the services naming these and sends a new one.
-            self.digest = config.digest
-            log.error(
-                "configuration %s not used, still serving %s: %s", config.config_id, self.proxy.config_id, self.error
-            )
-            return
         try:
             self.meter.use(config.names)
-            await self.proxy.install(
-                config.text, config.config_id, config.targets, config.targets_id, config.certificates
-            )
+            await self.proxy.install(config.text, config.config_id, config.targets, config.targets_id)
         except (ConfigRejected, ReloadFailed) as exc:
             self.meter.use(self.served_names)
             self.error = str(exc)[-2000:]
@@ -198,20 +184,62 @@ class Agent:
         self.digest, self.error = config.digest, ""
         log.info("serving configuration %s (state %d)", config.config_id, config.version)
 
+    async def apply_certificates(self, bundle: CertificateBundle) -> None:
+        """Hand `bundle` to the proxy (running or not: it starts with them); on a refusal keep
+        the ones it has and say why (the next bundle is tried as it comes)."""
+        try:
+            await self.proxy.update_certificates(bundle)
+        except ReloadFailed as exc:
+            self.certificates_error = f"certificates {bundle.tag} not taken: {exc}"[:2000]
+            log.error("%s", self.certificates_error)
+            return
+        self.certificates_tag, self.certificates_error = bundle.tag, ""
+        log.info("serving certificates %s (%d hosts) without a reload", bundle.tag, len(bundle.hosts))
+
+    async def follow_certificates(self) -> None:
+        """Long-poll the extension for the cluster's certificates and hand each new bundle to
+        the proxy."""
+        backoff = RETRY_FIRST
+        while True:
+            params = {"after": self.certificates_tag, "wait": "25"}
+            try:
+                status, body = await self.extension.get("/v1/certificates", params=params, timeout=35)
+            except PeerUnavailable as exc:
+                log.warning("extension unavailable for certificates, retrying in %.1fs: %s", backoff, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RETRY_MAX)
+                continue
+            backoff = RETRY_FIRST
+            if status == 200:
+                try:
+                    bundle = decode(body, CertificateBundle)
+                except WireError as exc:
+                    log.error("certificates not usable: %s", exc)
+                    await asyncio.sleep(1)
+                    continue
+                if bundle.tag != self.certificates_tag:
+                    await self.apply_certificates(bundle)
+                    await self.report()
+                if self.certificates_error:
+                    await asyncio.sleep(1)
+            elif status != 304:
+                await asyncio.sleep(1 if status != 503 else 0.5)
+
     async def report(self, *, leaving: bool = False) -> None:
+        error = "; ".join(e for e in (self.error, self.certificates_error) if e)
         report = ProxyReport(
             self.name,
             self.proxy.config_id,
             self.digest,
-            not self.error,
-            self.error,
+            not error,
+            error,
             self.proxy.reloads,
             self.proxy.targets_id,
             self.proxy.target_updates,
             leaving,
-            self.refused_certificates,
             self.reported_traffic_now(),
             self.meter.active_connections,
+            self.certificates_tag,
         )
         await post_counted(
             self.extension,
@@ -266,7 +294,7 @@ async def run_agent(
 ) -> None:
     """The proxy role: `kind` is the extension's (nginx or haproxy), which this agent runs.
     Its request counters are served as Prometheus text on `metrics_port` (0: not served)."""
-    controller = new_controller(kind, Path("/var/lib/interlock"), Path(secrets_dir))
+    controller = new_controller(kind, Path(PROXY_WORKDIR), Path(secrets_dir))
     agent = Agent(
         extension=PeerClient(
             extension_url,
@@ -275,7 +303,6 @@ async def run_agent(
         ),
         proxy=controller,
         name=socket.gethostname(),
-        secrets_dir=Path(secrets_dir),
     )
     REGISTRY.register(TrafficCollector(agent.meter))
     # Loopback, the control and the monitoring network; never the apps' networks it is on.
@@ -285,10 +312,17 @@ async def run_agent(
     for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await agent.boot(Path(mounted_config))
-    # Now rather than with the first long-poll answer: what it serves, and any refused secret.
+    # Now rather than with the first long-poll answer: what it serves.
     await agent.report()
     tasks = [
-        asyncio.create_task(c) for c in (agent.follow(), agent.report_loop(), agent.watch_proxy(), agent.traffic_loop())
+        asyncio.create_task(c)
+        for c in (
+            agent.follow(),
+            agent.follow_certificates(),
+            agent.report_loop(),
+            agent.watch_proxy(),
+            agent.traffic_loop(),
+        )
     ]
     await stop.wait()
     log.info("stopping: %s finishes its requests (QUIT)", controller.kind)

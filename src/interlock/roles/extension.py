@@ -7,7 +7,9 @@ and the last good one keeps being served. A state whose configuration text is th
 validated (only the run-time document changed) is checked by that document's own schema. When
 the proxy's check refuses a state, a bisection over its services finds those responsible; the
 others are served at once, and the report names the ones left out (the core makes them problems).
-Proxy agents long-poll `/v1/config` and report what they serve to `/v1/report`; the extension
+Proxy agents long-poll `/v1/config` and report what they serve to `/v1/report`; the cluster's
+certificates (with their keys) come from the core on a long-poll of their own and go to the
+proxies on `/v1/certificates`, over TLS only, untouched and never logged; the extension
 relays those reports to the core with its own, and the request counts they carry apart, at most
 once a second (`ClusterTraffic`). Its reports name the served configuration by its ids; the whole
 configuration goes to the core only when the core asks (a 202 on the state long-poll). A report
@@ -58,6 +60,7 @@ from interlock.errors import InterlockError, PeerUnavailable, TemplateFailed, Wi
 from interlock.model.routing import Routing
 from interlock.render.bundle import RenderedConfig
 from interlock.render.config_delta import config_delta
+from interlock.roles.certificate_relay import CertificateRelay
 from interlock.roles.runtime import changed_within, post_counted, proxy_config, quiet_gc, woken
 from interlock.wire.delta import ClusterStateDelta, apply_delta
 from interlock.wire.messages import (
@@ -97,9 +100,12 @@ class Extension:
     left_out: dict[str, str] = field(default_factory=dict)
     """Service -> the proxy's complaint: left out of the served configuration by bisection."""
     proxies: dict[str, tuple[float, ProxyReport]] = field(default_factory=dict)
+    plain_keys: bool = False
+    """Send certificates to proxies over plain HTTP too: only for tests on loopback."""
 
     def __post_init__(self) -> None:
         self.changed = asyncio.Condition()
+        self.certificates = CertificateRelay(self.name, self.core, plain_keys=self.plain_keys)
         self.delta_lock = asyncio.Lock()
         self.report_wake = asyncio.Event()
         self.traffic_wake = asyncio.Event()
@@ -270,6 +276,7 @@ class Extension:
         app.router.add_get("/health", self.health)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/v1/config", require_token(self.proxy_token, self.get_config))
+        app.router.add_get("/v1/certificates", require_token(self.proxy_token, self.certificates.get))
         app.router.add_post(
             "/v1/report", require_token(self.proxy_token, self.post_report, max_body=PROXY_REPORT_LIMIT)
         )
@@ -350,4 +357,9 @@ async def run_extension(*, name: str, core_url: str, secrets_dir: str = SECRETS_
         ", ".join(listeners.api),
         core_url,
     )
-    await asyncio.gather(extension.follow_core(), extension.report_to_core(), extension.traffic_to_core())
+    await asyncio.gather(
+        extension.follow_core(),
+        extension.certificates.follow_core(),
+        extension.report_to_core(),
+        extension.traffic_to_core(),
+    )

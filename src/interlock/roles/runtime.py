@@ -55,8 +55,8 @@ async def post_counted(
 
 
 def proxy_config(version: int, routing: Routing, rendered: RenderedConfig) -> ProxyConfig:
-    """What a proxy gets: `rendered` (of state `version`), the certificate secrets it loads,
-    and how its agent names the requests it counts."""
+    """What a proxy gets: `rendered` (of state `version`), and how its agent names the requests
+    it counts."""
     return ProxyConfig(
         version,
         rendered.digest,
@@ -64,7 +64,6 @@ def proxy_config(version: int, routing: Routing, rendered: RenderedConfig) -> Pr
         rendered.text,
         rendered.targets,
         rendered.targets_id,
-        routing.certificate_pairs(),
         traffic_names(routing),
     )
 

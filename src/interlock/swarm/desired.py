@@ -96,8 +96,7 @@ def images(config: CoreConfig) -> tuple[str, ...]:
 
 def desired_services(config: CoreConfig, routings: Mapping[str, Routing | None], facts: SwarmFacts) -> DesiredServices:
     """The extension and proxy specs of every configured extension; `routings` by extension
-    name (None before its first state) say which networks and certificate secrets the proxy
-    needs."""
+    name (None before its first state) say which networks the proxy needs."""
     # The operator's token is the core's alone: the services deployed here mount the others.
     lacking = [t for t in all_tokens(config) if t != OPERATOR_TOKEN and t not in facts.secrets]
     lacking += [f"TLS identity {i}" for i in tls_identities(config) if i not in facts.tls]
@@ -123,7 +122,6 @@ def desired_services(config: CoreConfig, routings: Mapping[str, Routing | None],
         networks = tuple(
             Ref(facts.networks[n], n) for n in wanted if n in facts.networks and n not in (CONTROL_NETWORK, monitoring)
         )
-        tls = tuple(Ref(facts.secrets[s], s) for s in (routing.secrets if routing else ()) if s in facts.secrets)
         admin = ext.config.admin_pass_secret
         if admin and admin not in facts.secrets:
             notes.append(f"Extensions.{name}.Config.AdminPassSecret names no Docker secret {admin!r}; create it")
@@ -133,7 +131,6 @@ def desired_services(config: CoreConfig, routings: Mapping[str, Routing | None],
             Ref(facts.secrets[proxy_token_secret(name)], proxy_token_secret(name)),
             facts.core_url,
             networks,
-            tls,
             owner=facts.owner,
             image_ids=facts.image_ids,
             core_cert=facts.tls[CORE_IDENTITY].cert,
@@ -143,6 +140,13 @@ def desired_services(config: CoreConfig, routings: Mapping[str, Routing | None],
         )
         clusters.append(DesiredCluster(name, extension_spec(config, name, refs), proxy_spec(config, name, refs), refs))
     return DesiredServices(tuple(clusters), notes=tuple(notes))
+
+
+def certificate_secrets(routings: Mapping[str, Routing | None], facts: SwarmFacts) -> tuple[Ref, ...]:
+    """The certificate and key secrets the core mounts: every one a routed host names (sorted;
+    the ones that exist)."""
+    names = {s for routing in routings.values() if routing for s in routing.secrets}
+    return tuple(Ref(facts.secrets[n], n) for n in sorted(names) if n in facts.secrets)
 
 
 def proxy_with_config(config: CoreConfig, cluster: DesiredCluster, stored: Ref | None) -> dict[str, Any]:

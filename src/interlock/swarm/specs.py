@@ -19,6 +19,7 @@ from interlock.config.durations import parse_duration
 from interlock.config.schema import DEBUG_ARGS, CoreConfig, ExtensionConfig
 from interlock.constants import (
     ADMIN_PASS_FILE,
+    CERTIFICATES_MOUNT,
     CONTROL_SUBNETS,
     DOCKER_SOCKET,
     EXTENSION_PORT,
@@ -39,6 +40,7 @@ from interlock.constants import (
     PEER_CERT,
     PROXY_TOKEN,
     PROXY_TYPE,
+    PROXY_WORKDIR,
     SERVER_TLS,
     STATUS_PORT,
 )
@@ -88,7 +90,6 @@ class ClusterRefs:
     """This cluster's own proxy token (`proxy_token_secret`)."""
     core_url: str
     app_networks: tuple[Ref, ...] = ()
-    tls_secrets: tuple[Ref, ...] = ()
     proxy_config: Ref | None = None
     owner: str = "interlock"
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -153,6 +154,36 @@ def secret_mount(ref: Ref, target: str | None = None, mode: int = 0o400) -> dict
         "SecretID": ref.id,
         "SecretName": ref.name,
     }
+
+
+def certificate_mount_target(name: str) -> str:
+    """Where the core mounts certificate secret `name`: under SECRETS_DIR/CERTIFICATES_MOUNT."""
+    return f"{CERTIFICATES_MOUNT}/{name}"
+
+
+def with_certificates(spec: Mapping[str, Any], certificates: Sequence[Ref]) -> dict[str, Any]:
+    """A copy of the core's service `spec` mounting exactly `certificates` (the secrets the
+    routed hosts name) under CERTIFICATES_MOUNT, after its own secrets, sorted by name."""
+    copied = json.loads(json.dumps(spec))
+    container = copied["TaskTemplate"]["ContainerSpec"]
+    own = [m for m in container.get("Secrets") or () if not m["File"]["Name"].startswith(CERTIFICATES_MOUNT + "/")]
+    mounts = [secret_mount(ref, certificate_mount_target(ref.name)) for ref in sorted(certificates, key=_by_name)]
+    container["Secrets"] = [*own, *mounts]
+    return dict(copied)
+
+
+def certificate_mounts(spec: Mapping[str, Any]) -> list[Ref]:
+    """The certificate secrets the core's service `spec` mounts."""
+    container = spec["TaskTemplate"]["ContainerSpec"]
+    return [
+        Ref(m["SecretID"], m["SecretName"])
+        for m in container.get("Secrets") or ()
+        if m["File"]["Name"].startswith(CERTIFICATES_MOUNT + "/")
+    ]
+
+
+def _by_name(ref: Ref) -> str:
+    return ref.name
 
 
 def with_secrets(spec: Mapping[str, Any], mounts: Sequence[tuple[Ref, str]]) -> dict[str, Any]:
@@ -239,11 +270,9 @@ def proxy_spec(config: CoreConfig, name: str, refs: ClusterRefs) -> dict[str, An
     networks = [*refs.role_networks, *sorted(refs.app_networks, key=lambda r: r.name)]
     peer = [secret_mount(refs.extension_tls.cert, PEER_CERT)] if refs.extension_tls else []
     admin = [secret_mount(refs.admin_pass, ADMIN_PASS_FILE)] if refs.admin_pass else []
-    secrets = [secret_mount(refs.proxy_token, PROXY_TOKEN), *peer, *admin] + [
-        # 0400, root's: nginx's master reads certificates and keys; its workers cannot.
-        secret_mount(s)
-        for s in sorted(refs.tls_secrets, key=lambda r: r.name)
-    ]
+    # No certificate secret: certificates come from the core over the control channel, so a new,
+    # rotated or removed one never replaces a proxy task.
+    secrets = [secret_mount(refs.proxy_token, PROXY_TOKEN), *peer, *admin]
     container: dict[str, Any] = {
         "Image": ext.proxy_image,
         "Args": [*_debug(ext.proxy_args), "proxy"],
@@ -258,6 +287,8 @@ def proxy_spec(config: CoreConfig, name: str, refs: ClusterRefs) -> dict[str, An
         "StopSignal": ext.proxy_stop_signal,
         "StopGracePeriod": _ns(ext.proxy_stop_grace_period),
         "Secrets": secrets,
+        # The proxy's work files (configuration, certificates and their keys) live in memory only.
+        "Mounts": [{"Type": "tmpfs", "Target": PROXY_WORKDIR, "TmpfsOptions": {"Mode": 0o700}}],
         "Healthcheck": _health(f"http://127.0.0.1:{STATUS_PORT}/interlock/config"),
     }
     if ext.proxy_sysctls:

@@ -32,10 +32,11 @@ from interlock.constants import (
     proxy_token_secret,
 )
 from interlock.edges.swarm_ops import network_record, secret_record, service_record
-from interlock.errors import ConfigRejected, DockerUnavailable
+from interlock.errors import ConfigRejected, DockerUnavailable, ReloadFailed
 from interlock.swarm.records import NetworkRecord, Ref, SecretRecord, ServiceRecord
-from interlock.swarm.specs import with_secrets
+from interlock.swarm.specs import certificate_mounts, with_certificates, with_secrets
 from interlock.testing.swarm_json import fake_id, swarm_json
+from interlock.wire.certificates import CertificateBundle
 
 T = TypeVar("T")
 
@@ -304,6 +305,15 @@ class FakeSwarm:
         self.update_service(service_record(current), with_secrets(current["Spec"], mounts))
         return True
 
+    def mount_certificates(self, service_name: str, certificates: Sequence[Ref]) -> bool:
+        current = self.owned.get(service_name)
+        if current is None:
+            return False
+        if certificate_mounts(current["Spec"]) == sorted(certificates, key=lambda r: r.name):
+            return False
+        self.update_service(service_record(current), with_certificates(current["Spec"], certificates))
+        return True
+
     def secret(self, name: str) -> Ref | None:
         self._check()
         return Ref(self.secret_ids[name], name) if name in self.secret_ids else None
@@ -351,6 +361,8 @@ class FakeNginx:
         self.target_changes: list[str] = []
         self.refuse = ""
         self.started = False
+        self.certificates: list[CertificateBundle] = []
+        """Every bundle handed over, in order."""
 
     @property
     def running(self) -> bool:
@@ -360,14 +372,7 @@ class FakeNginx:
     def exited(self) -> bool:
         return False
 
-    async def install(
-        self,
-        text: str,
-        config_id: str,
-        targets: str = "",
-        targets_id: str = "",
-        certificates: tuple[tuple[str, str], ...] = (),
-    ) -> None:
+    async def install(self, text: str, config_id: str, targets: str = "", targets_id: str = "") -> None:
         if self.refuse:
             raise ConfigRejected(self.refuse)
         self.installs.append(config_id)
@@ -378,6 +383,11 @@ class FakeNginx:
         self.target_changes.append(targets_id)
         self.targets_id = targets_id
         self.target_updates += 1
+
+    async def update_certificates(self, bundle: CertificateBundle) -> None:
+        if self.refuse:
+            raise ReloadFailed(self.refuse)
+        self.certificates.append(bundle)
 
     async def poll_traffic(self, meter: object) -> None:
         return None

@@ -1,8 +1,10 @@
 """The real roles on loopback, in one process: the core (its board, watcher and API) on a swarm
 held in memory, the extension (render, real `nginx -t` or `haproxy -c`, its API) and one proxy
 agent driving a real nginx or HAProxy, talking to each other over HTTP exactly as on a swarm
-(signed calls; no TLS, which `tests/unit/test_signed_calls.py` covers). Every byte they send each
-other is counted by what it was for, so tests and benchmarks can see what one change costs.
+(signed calls; no TLS, which `tests/unit/test_signed_calls.py` covers, so certificates are let
+through plain HTTP here: `plain_keys`). The core reads the certificate secrets from
+`secrets_dir`. Every byte they send each other is counted by what it was for, so tests and
+benchmarks can see what one change costs.
 
 For the tests that check the control plane at scale (tests/nginx/test_real_roles_at_scale.py)
 and bench/control_plane_bytes.py. Only loopback: every task of the swarm is at 127.0.0.1.
@@ -157,10 +159,15 @@ async def real_roles(
         extension_tokens={"default": EXTENSION_TOKEN},
         operator_token=OPERATOR_TOKEN,
         core_url="unused",
+        certificates_dir=secrets_dir,
+        plain_keys=True,
     )
     core_runner, core_url = await _serve(core.api.app())
     extension = Extension(
-        name="default", core=CountingClient(core_url, EXTENSION_TOKEN, counts), proxy_token=PROXY_TOKEN
+        name="default",
+        core=CountingClient(core_url, EXTENSION_TOKEN, counts),
+        proxy_token=PROXY_TOKEN,
+        plain_keys=True,
     )
     extension_runner, extension_url = await _serve(extension.app())
     controller: ProxyControl = (
@@ -168,6 +175,7 @@ async def real_roles(
             workdir / "haproxy",
             haproxy=proxy_binary,
             secrets_dir=secrets_dir,
+            certificates_dir=workdir / "haproxy" / "certs",
             log=workdir / "haproxy.log",
         )
         if kind == "haproxy"
@@ -177,17 +185,24 @@ async def real_roles(
         extension=CountingClient(extension_url, PROXY_TOKEN, counts),
         proxy=controller,
         name="proxy-1",
-        secrets_dir=secrets_dir,
     )
     tasks: list[asyncio.Task[Any]] = []
     try:
         await core.watcher.resync()
         tasks += [
             asyncio.create_task(c)
-            for c in (extension.follow_core(), extension.report_to_core(), extension.traffic_to_core())
+            for c in (
+                extension.follow_core(),
+                extension.certificates.follow_core(),
+                extension.report_to_core(),
+                extension.traffic_to_core(),
+            )
         ]
         await agent.boot(workdir / "no-mounted-config")
-        tasks += [asyncio.create_task(c) for c in (agent.follow(), agent.report_loop(), agent.watch_proxy())]
+        tasks += [
+            asyncio.create_task(c)
+            for c in (agent.follow(), agent.follow_certificates(), agent.report_loop(), agent.watch_proxy())
+        ]
         yield RealRoles(core, extension, agent, swarm, counts)
     finally:
         for task in tasks:

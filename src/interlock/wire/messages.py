@@ -55,8 +55,6 @@ class ProxyConfig:
     targets: str = ""
     """The servers of the HTTP upstreams (dynamic upstreams); empty when they are in `text`."""
     targets_id: str = ""
-    certificates: tuple[tuple[str, str], ...] = ()
-    """(certificate secret, key secret) pairs `text` loads; the proxy checks them first."""
     names: TrafficNames = field(default_factory=TrafficNames)
     """How the agent names the requests it counts (routes, tasks, where nginx sends them)."""
     schema: int = SCHEMA
@@ -78,19 +76,6 @@ class ConfigRef:
         return cls(config.version, config.digest, config.config_id, config.targets_id, size)
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class RefusedCertificate:
-    """A (certificate secret, key secret) pair a proxy cannot load together, and why. Said of
-    the pair, never of one secret: the core leaves out the services of the proxy's own cluster
-    that name this pair, and no other."""
-
-    cert: str
-    key: str
-    label: str
-    """The label blamed: `ssl_cert` (not a certificate) or `ssl_key` (not its key)."""
-    why: str
-
-
 @dataclass(frozen=True, slots=True)
 class ProxyReport:
     proxy: str
@@ -107,13 +92,12 @@ class ProxyReport:
     """Changes applied to the running nginx without a reload."""
     leaving: bool = False
     """The proxy is stopping: the extension forgets it now instead of when its reports stop."""
-    refused_certificates: tuple[RefusedCertificate, ...] = ()
-    """Certificate pairs this proxy cannot load; the core leaves out the services of this
-    cluster that name them."""
     traffic: tuple[RouteTraffic, ...] = ()
     """Requests this proxy answered, by route and service, since its agent started."""
     active_connections: int = 0
     """Client connections open on the proxy now."""
+    certificates: str = ""
+    """Tag of the certificates the proxy serves ('' before the first)."""
     schema: int = SCHEMA
 
 

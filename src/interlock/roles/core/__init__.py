@@ -21,6 +21,7 @@ from aiohttp import web
 
 from interlock.config import CoreConfig
 from interlock.constants import (
+    CERTIFICATES_MOUNT,
     CORE_IDENTITY,
     CORE_SERVICE,
     LABEL_OWNER,
@@ -42,6 +43,7 @@ from interlock.errors import DockerUnavailable, InterlockError
 from interlock.model.snapshot import Snapshot
 from interlock.roles.core.api import CoreApi
 from interlock.roles.core.board import Board
+from interlock.roles.core.certificates import CertificateDesk
 from interlock.roles.core.reconciler import Reconciler
 from interlock.roles.core.watcher import Offload, Watcher
 from interlock.swarm.desired import all_tokens, core_tokens, tls_identities
@@ -68,11 +70,14 @@ class Core:
         core_url: str,
         clock: Clock | None = None,
         offload: Offload = asyncio.to_thread,
+        certificates_dir: Path = Path(SECRETS_DIR) / CERTIFICATES_MOUNT,
+        plain_keys: bool = False,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
         self.offload = offload
         self._notifying: set[asyncio.Task[None]] = set()
         self.board = Board(config, gate_on_proxies=ops is not None, service_name=service_name, clock=self.clock)
+        self.certificates = CertificateDesk(self.board, certificates_dir)
         self.watcher = Watcher(
             source, self._on_snapshot, poll_interval=config.poll_interval_seconds, clock=self.clock, offload=offload
         )
@@ -81,15 +86,18 @@ class Core:
         )
         self.api = CoreApi(
             self.board,
+            self.certificates,
             extension_tokens=extension_tokens,
             operator_token=operator_token,
             is_ready=lambda: self.watcher.ready,
             on_config=self.wake_reconciler,
             listen_addr=config.listen_addr,
+            plain_keys=plain_keys,
         )
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
-        if self.board.publish(snapshot):
+        changed = self.board.publish(snapshot)
+        if self.certificates.read() or changed:
             # Waking the long-polls needs the condition's lock, so it runs as a task; kept
             # referenced until done (the loop holds tasks only weakly).
             task = asyncio.get_running_loop().create_task(self.board.notify())

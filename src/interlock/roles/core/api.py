@@ -1,8 +1,9 @@
 """The core's HTTP API on the control network: /health, /metrics; each cluster's state (long-poll;
 to an extension that holds the state before, only the change: 226 and a `ClusterStateDelta`),
-its extension's reports, its configuration (sent when the core asks, answering the long-poll
-with 202) and its proxies' request counts, signed with that extension's own token (an extension
-cannot read or report for another cluster); the status the operator reads, signed with the
+its certificates (long-poll, over TLS only), its extension's reports, its configuration (sent
+when the core asks, answering the long-poll with 202) and its proxies' request counts, signed
+with that extension's own token (an extension cannot read or report for another cluster);
+the status the operator reads, signed with the
 operator's token. Every endpoint states the largest body it takes.
 
 Thin: it decodes, asks the board, encodes. A malformed request is a 400 naming what is wrong.
@@ -19,6 +20,7 @@ from interlock.edges.metrics_http import metrics_response
 from interlock.edges.peer_http import long_poll_wait, request_body, require_token
 from interlock.errors import WireError
 from interlock.roles.core.board import Board
+from interlock.roles.core.certificates import CertificateDesk
 from interlock.wire.messages import ClusterTraffic, ExtensionReport, ProxyConfig, decode, encode
 
 REPORT_LIMIT = 8 << 20
@@ -33,14 +35,20 @@ class CoreApi:
     def __init__(
         self,
         board: Board,
+        certificates: CertificateDesk,
         *,
         extension_tokens: Mapping[str, str],
         operator_token: str,
         is_ready: Callable[[], bool],
         on_config: Callable[[], None],
         listen_addr: str = "",
+        plain_keys: bool = False,
     ) -> None:
+        """`plain_keys`: send certificates (keys) over plain HTTP too; only for tests, where
+        every role is a process on loopback."""
         self.board = board
+        self.certificates = certificates
+        self.plain_keys = plain_keys
         self.extension_tokens = dict(extension_tokens)
         self.operator_token = operator_token
         self.is_ready = is_ready
@@ -54,6 +62,7 @@ class CoreApi:
         app.router.add_get("/health", self.health)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/v1/clusters/{name}/state", require_token(token, self.get_state))
+        app.router.add_get("/v1/clusters/{name}/certificates", require_token(token, self.get_certificates))
         app.router.add_post("/v1/clusters/{name}/report", require_token(token, self.post_report, max_body=REPORT_LIMIT))
         app.router.add_post("/v1/clusters/{name}/config", require_token(token, self.post_config, max_body=CONFIG_LIMIT))
         app.router.add_post(
@@ -97,6 +106,17 @@ class CoreApi:
             # 226 IM Used (RFC 3229): the answer is the change from the state the caller holds.
             return web.Response(status=226, body=slot.encoded_delta(), content_type="application/json")
         return web.Response(body=encode(state), content_type="application/json")
+
+    async def get_certificates(self, request: web.Request) -> web.Response:
+        """The long-poll of the cluster's certificates (with their keys): on the pinned-TLS
+        listener only, to the cluster's own extension only (its token)."""
+        name = self._extension(request)
+        if not request.secure and not self.plain_keys:
+            return web.json_response({"error": "certificates are sent over TLS only"}, status=403)
+        bundle = await self.certificates.after(name, request.query.get("after", ""), long_poll_wait(request))
+        if bundle is None:
+            return web.Response(status=304)
+        return web.Response(body=encode(bundle), content_type="application/json")
 
     async def post_report(self, request: web.Request) -> web.Response:
         name = self._extension(request)

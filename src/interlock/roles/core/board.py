@@ -4,8 +4,9 @@ extensions' reports, the long-poll on states, and the status the operator reads.
 A cluster's state gets a new version only when its routing or its own problems changed (a
 cluster is told only the problems of its own services). What a cluster's roles find that only
 they can find becomes an `Exclusion` of that cluster, kept in its slot: a (certificate, key)
-pair its proxies cannot load leaves out the services of its routing that name that pair, and a
-service its extension's bisection found making `nginx -t` fail is left out. A report can only
+pair the core cannot load (`note_refused_certificates`) leaves out the services of its routing
+that name that pair, and a service its extension's bisection found making `nginx -t` fail is
+left out (the core's certificate desk, `certificates.py`, finds the refused pairs). A report can only
 name services of its own cluster's routing; an exclusion lasts while the service keeps its
 labels and certificate secrets, and goes with the service. The core keeps no configuration
 text of its own: reports name the extension's newest validated configuration by its ids
@@ -34,6 +35,7 @@ from interlock.model.snapshot import LabelKey, Service, Snapshot
 from interlock.problems import Problem, printable
 from interlock.render.bundle import RenderedConfig
 from interlock.roles.runtime import changed_within
+from interlock.wire.certificates import Pair
 from interlock.wire.delta import state_delta
 from interlock.wire.messages import (
     ClusterState,
@@ -41,7 +43,6 @@ from interlock.wire.messages import (
     ExtensionReport,
     ProxyConfig,
     ProxyTraffic,
-    RefusedCertificate,
     encode,
 )
 from interlock.wire.status import (
@@ -285,16 +286,13 @@ class Board:
             CONVERGENCE.labels(slot.cluster).observe(now - slot.waiting.pop(version))
 
     def _note_exclusions(self, slot: ClusterSlot, report: ExtensionReport) -> bool:
-        """Turn what the report found into exclusions of `slot`'s cluster; True when any is new.
-        Only services of the cluster's own routing can be named: a report naming another
-        cluster's service, or a pair none of its services names, changes nothing."""
+        """Turn the services the report's bisection left out into exclusions of `slot`'s
+        cluster; True when any is new. Only services of the cluster's own routing can be named:
+        a report naming another cluster's service changes nothing."""
         snapshot, state = self.snapshot, slot.state
-        refusals = {r for proxy in report.proxies for r in proxy.refused_certificates}
-        if snapshot is None or state is None or not (report.left_out or refusals):
+        if snapshot is None or state is None or not report.left_out:
             return False  # most reports: nothing found, and no need to index the routing
-        routed = set(state.routing.service_names())
-        ours = {s.name: s for s in snapshot.services if s.name in routed}
-        names = {s.label_key: s.name for s in ours.values()}
+        ours = _routed_services(snapshot, state.routing)
         found: dict[LabelKey, Exclusion] = {}
         for name, why in report.left_out:
             if (service := ours.get(name)) is None:
@@ -307,20 +305,32 @@ class Board:
                 f"({printable(why, 300)}); left out so the others are served. Change its labels to try again"
             )
             found[service.label_key] = Exclusion("-", reason, certificate_secret_ids(snapshot, service.label_map))
-        for refusal in refusals:
-            for service in _naming(ours, state.routing, refusal):
-                reason = (
-                    f"the proxy cannot load this certificate and key ({printable(refusal.why, 300)}); not routed. "
-                    "A secret cannot be changed: create a good PEM (certificate chain, and its unencrypted "
-                    "private key) as a new secret and point the label at it"
-                )
-                label = refusal.label if refusal.label in ("ssl_cert", "ssl_key") else "-"
-                found[service.label_key] = Exclusion(label, reason, certificate_secret_ids(snapshot, service.label_map))
-        new = {k: e for k, e in found.items() if slot.exclusions.get(k) != e}
-        for key, exclusion in new.items():
-            log.warning("cluster %r leaves out service %s: %s", slot.cluster, names[key], exclusion.reason)
-        slot.exclusions.update(new)
-        return bool(new)
+        return _exclude(slot, found, ours)
+
+    def note_refused_certificates(self, refused: dict[Pair, tuple[str, str]]) -> bool:
+        """Leave out, in every cluster, the services whose hosts terminate TLS with a pair the
+        core could not load ((label blamed, why) by pair); True when any exclusion is new (the
+        caller then publishes again)."""
+        snapshot = self.snapshot
+        if snapshot is None or not refused:
+            return False
+        new = False
+        for slot in self.slots.values():
+            if slot.state is None:
+                continue
+            ours = _routed_services(snapshot, slot.state.routing)
+            found: dict[LabelKey, Exclusion] = {}
+            for pair, (label, why) in refused.items():
+                for service in _naming(ours, slot.state.routing, pair):
+                    reason = (
+                        f"this certificate and key cannot be loaded ({printable(why, 300)}); not routed. "
+                        "A secret cannot be changed: create a good PEM (certificate chain, and its unencrypted "
+                        "private key) as a new secret and point the label at it"
+                    )
+                    exclusion = Exclusion(label, reason, certificate_secret_ids(snapshot, service.label_map))
+                    found[service.label_key] = exclusion
+            new = _exclude(slot, found, ours) or new
+        return new
 
     # -- the operator's view ----------------------------------------------------------------
     def status(self, *, ready: bool, listen_addr: str = "") -> CoreStatus:
@@ -373,13 +383,29 @@ class Board:
         )
 
 
-def _naming(services: dict[str, Service], routing: Routing, refusal: RefusedCertificate) -> list[Service]:
-    """The services among `services` whose hosts terminate TLS in `routing` with the refused pair."""
+def _exclude(slot: ClusterSlot, found: dict[LabelKey, Exclusion], ours: dict[str, Service]) -> bool:
+    """Add to `slot` the exclusions of `found` it lacks; True when any is new."""
+    names = {s.label_key: s.name for s in ours.values()}
+    new = {k: e for k, e in found.items() if slot.exclusions.get(k) != e}
+    for key, exclusion in new.items():
+        log.warning("cluster %r leaves out service %s: %s", slot.cluster, names[key], exclusion.reason)
+    slot.exclusions.update(new)
+    return bool(new)
+
+
+def _routed_services(snapshot: Snapshot, routing: Routing) -> dict[str, Service]:
+    """The services of `snapshot` that `routing` routes, by name."""
+    routed = set(routing.service_names())
+    return {s.name: s for s in snapshot.services if s.name in routed}
+
+
+def _naming(services: dict[str, Service], routing: Routing, pair: Pair) -> list[Service]:
+    """The services among `services` whose hosts terminate TLS in `routing` with `pair`."""
     hosts = (*routing.hosts, *((routing.default_host,) if routing.default_host else ()))
     names = {
         name
         for h in hosts
-        if h.tls is TLSMode.TERMINATE and (h.cert_secret, h.key_secret or h.cert_secret) == (refusal.cert, refusal.key)
+        if h.tls is TLSMode.TERMINATE and (h.cert_secret, h.key_secret or h.cert_secret) == pair
         for name in h.services
     }
     return [services[n] for n in sorted(names) if n in services]

@@ -7,7 +7,10 @@ pure function what should run, and creates, updates (only when a spec hash diffe
 newest configuration its extension validated, stored as a Docker config, so a proxy task starting
 while the core or the extension is down still routes; configs no service uses are removed. The
 core holds that configuration's body only when it asked for it: a proxy update waits (up to
-BODY_WAIT) for the extension to send the newest one, then goes on with what it has.
+BODY_WAIT) for the extension to send the newest one, then goes on with what it has. The core's
+own service mounts exactly the certificate secrets the routed hosts name (the core reads them
+and sends the certificates to the proxies): when that set changes, the core updates its own
+spec and Swarm replaces its task, which costs no request.
 
 Thin: every decision is in `desired_services`; this module only reads and writes.
 """
@@ -26,9 +29,17 @@ from interlock.constants import CONTROL_NETWORK, LABEL_EXTENSION, LABEL_OWNER, L
 from interlock.edges.clock import Clock
 from interlock.edges.swarm_ops import SwarmWriter
 from interlock.errors import DockerUnavailable, InterlockError
+from interlock.model.routing import Routing
 from interlock.roles.core.board import Board
 from interlock.roles.core.watcher import Offload
-from interlock.swarm.desired import DesiredCluster, SwarmFacts, desired_services, images, proxy_with_config
+from interlock.swarm.desired import (
+    DesiredCluster,
+    SwarmFacts,
+    certificate_secrets,
+    desired_services,
+    images,
+    proxy_with_config,
+)
 from interlock.swarm.records import Ref, ServiceRecord
 from interlock.swarm.specs import spec_hash, tls_pairs
 from interlock.wire.messages import encode
@@ -97,7 +108,8 @@ class Reconciler:
 
     def reconcile_once(self) -> None:
         routings = {n: (s.state.routing if s.state else None) for n, s in self.board.slots.items()}
-        desired = desired_services(self.config, routings, self.facts())
+        facts = self.facts()
+        desired = desired_services(self.config, routings, facts)
         for note in desired.notes:
             log.warning("%s", note)
         if desired.missing:
@@ -118,6 +130,20 @@ class Reconciler:
                 log.info("removing %s: its extension is no longer configured", name)
                 self.ops.remove_service(stale.id)
         self._collect_configs()
+        self._mount_certificates(routings, facts)
+
+    def _mount_certificates(self, routings: dict[str, Routing | None], facts: SwarmFacts) -> None:
+        """Mount into the core's own task the certificate secrets the routed hosts name, and
+        only those (a secret no host names any more can be removed from the swarm)."""
+        if any(r is None for r in routings.values()):
+            return  # not every cluster has a state yet: what is needed is not known
+        wanted = certificate_secrets(routings, facts)
+        if self.ops.mount_certificates(self.owner, wanted):
+            log.info(
+                "mounting certificate secrets %s into %s; Swarm replaces this task",
+                ", ".join(r.name for r in wanted) or "(none)",
+                self.owner,
+            )
 
     def _ensure(self, current: ServiceRecord | None, spec: dict[str, Any], role: str) -> None:
         if current is None:

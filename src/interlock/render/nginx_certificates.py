@@ -1,0 +1,27 @@
+"""The certificates document nginx's Lua (lua/certificates.lua) reads: the proxy agent writes
+it to a 0400 file on the proxy's tmpfs for nginx's next start and posts it to the running nginx.
+
+    interlock certificates 1 TAG
+    host NAME ID                      (NAME `_`: the default TLS host)
+    certificate ID CHAIN_BYTES KEY_BYTES
+    <the PEM chain><the PEM key>
+
+Lengths rather than delimiters: a PEM is opaque here. Pure; render layer; nginx only.
+"""
+
+from __future__ import annotations
+
+from interlock.wire.certificates import CertificateBundle
+
+CERTIFICATES_FILE = "certificates"
+"""The document's file name in nginx's prefix (the proxy's tmpfs work directory)."""
+
+
+def certificates_document(bundle: CertificateBundle) -> bytes:
+    lines = [f"interlock certificates 1 {bundle.tag}".encode()]
+    lines += [f"host {host} {cert}".encode() for host, cert in bundle.hosts]
+    document = b"\n".join(lines) + b"\n"
+    for certificate in bundle.certificates:
+        chain, key = certificate.chain.encode(), certificate.key.encode()
+        document += f"certificate {certificate.id} {len(chain)} {len(key)}\n".encode() + chain + key
+    return document

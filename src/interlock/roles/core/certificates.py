@@ -1,0 +1,60 @@
+"""The core's certificate desk: reads the certificate pairs the clusters' routings name (as
+mounted into the core's task), has the board leave out the services that name a pair that does
+not load, and keeps each cluster's `CertificateBundle` for its extension's long-poll.
+
+A host whose pair is not mounted yet keeps the certificate it had (`bundle_for`): a rotation
+never leaves a host without one. No Docker, no HTTP; the files through `CertificateShelf`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from interlock.edges.certificates import CertificateShelf
+from interlock.roles.core.board import Board
+from interlock.roles.runtime import changed_within
+from interlock.wire.certificates import CertificateBundle, bundle_for
+
+log = logging.getLogger("interlock.core")
+
+
+class CertificateDesk:
+    def __init__(self, board: Board, directory: Path) -> None:
+        self.board = board
+        self.shelf = CertificateShelf(directory)
+        self.bundles: dict[str, CertificateBundle] = {}
+        """Extension -> the certificates its proxies serve (absent until first read)."""
+
+    def read(self) -> bool:
+        """Read the pairs the routings name (those mounted so far), leave out the services that
+        name a pair that does not load, and update each cluster's bundle; True when a state or a
+        bundle changed (the caller then wakes the long-polls with `Board.notify`)."""
+        board = self.board
+        pairs = {p for s in board.slots.values() if s.state for p in s.state.routing.terminated_pairs().values()}
+        self.shelf.read(sorted(pairs))
+        refused = {p: self.shelf.refused[p] for p in pairs if p in self.shelf.refused}
+        changed = False
+        if board.note_refused_certificates(refused) and board.snapshot is not None:
+            changed = board.publish(board.snapshot)
+        for name, slot in board.slots.items():
+            if slot.state is None:
+                continue
+            bundle = bundle_for(slot.state.routing, self.shelf.loaded, self.bundles.get(name))
+            if self.bundles.get(name) != bundle:
+                self.bundles[name] = bundle
+                log.info("cluster %r: certificates %s (%d hosts)", slot.cluster, bundle.tag, len(bundle.hosts))
+                changed = True
+        return changed
+
+    async def after(self, name: str, after: str, wait: float) -> CertificateBundle | None:
+        """The long-poll: extension `name`'s bundle once its tag is not `after`, or None when
+        `wait` seconds pass first (or the core has not read them yet)."""
+
+        def unchanged() -> bool:
+            bundle = self.bundles.get(name)
+            return bundle is None or bundle.tag == after
+
+        if not await changed_within(self.board.changed, unchanged, wait):
+            return None
+        return self.bundles.get(name)

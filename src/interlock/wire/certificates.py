@@ -1,0 +1,80 @@
+"""The certificates a cluster's proxies serve, as the core sends them: `CertificateBundle`
+(host -> certificate, each certificate with its chain and key once), and `bundle_for`, which
+makes a cluster's bundle from its routing and the pairs the core could read.
+
+Keys travel only in this message, only on the pinned-TLS control channel (core -> extension ->
+proxy agent), never in a `ClusterState`, a Docker config or a log: `Certificate`'s repr leaves
+the key out. A host whose pair the core cannot read yet (the secret is not mounted in the core
+yet) keeps the certificate it had, so rotating a certificate never leaves a moment without one.
+Pure; wire layer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from interlock.model.routing import Routing
+from interlock.wire.messages import SCHEMA
+
+DEFAULT_TLS_HOST = "_"
+"""The host name of the default backend: its certificate answers a handshake whose name (SNI)
+no other host has, or that has none."""
+
+Pair = tuple[str, str]
+"""(certificate secret, key secret); the key is the certificate's own for a combined PEM."""
+
+
+@dataclass(frozen=True, slots=True)
+class Certificate:
+    id: str
+    """Content id: a digest of the chain and the key (a rotation is a new id)."""
+    chain: str
+    """PEM: the certificate, then its intermediates."""
+    key: str = field(repr=False)
+    """PEM: the unencrypted private key. Never printed."""
+
+    @classmethod
+    def of(cls, chain: str, key: str) -> Certificate:
+        digest = hashlib.sha256(chain.encode() + b"\0" + key.encode()).hexdigest()[:16]
+        return cls(digest, chain, key)
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateBundle:
+    cluster: str
+    hosts: tuple[tuple[str, str], ...] = ()
+    """(host, certificate id), sorted; `_` is the default TLS host."""
+    certificates: tuple[Certificate, ...] = ()
+    """Every certificate a host names, once, sorted by id."""
+    schema: int = SCHEMA
+
+    @property
+    def tag(self) -> str:
+        """Names the bundle's content: which host has which certificate."""
+        text = "\n".join(f"{host} {cert}" for host, cert in self.hosts)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def by_host(self) -> dict[str, Certificate]:
+        certificates = {c.id: c for c in self.certificates}
+        return {host: certificates[cert] for host, cert in self.hosts if cert in certificates}
+
+
+def bundle_for(
+    routing: Routing, loaded: Mapping[Pair, Certificate], previous: CertificateBundle | None = None
+) -> CertificateBundle:
+    """The bundle of `routing`'s cluster: each terminated host with the certificate of its pair
+    in `loaded`; a host whose pair is not loaded keeps its certificate from `previous`."""
+    kept = previous.by_host() if previous is not None else {}
+    chosen: dict[str, Certificate] = {}
+    for host, pair in routing.terminated_pairs().items():
+        certificate = loaded.get(pair) or kept.get(host)
+        if certificate is not None:
+            chosen[host] = certificate
+    unique = {c.id: c for c in chosen.values()}
+    return CertificateBundle(
+        routing.cluster,
+        tuple(sorted((host, c.id) for host, c in chosen.items())),
+        tuple(unique[i] for i in sorted(unique)),
+    )
