@@ -119,9 +119,11 @@ async def check_the_views(roles: RealRoles) -> None:
     sent = roles.counts["POST /v1/clusters/default/config"]
     await roles.core.board.want_config("default")
     await until(
-        lambda: roles.counts["POST /v1/clusters/default/config"] > sent
-        and slot.config is not None
-        and slot.config.digest == current.digest,
+        lambda: (
+            roles.counts["POST /v1/clusters/default/config"] > sent
+            and slot.config is not None
+            and slot.config.digest == current.digest
+        ),
         "the body asked for and stored",
         60,
     )
