@@ -1,0 +1,168 @@
+"""Certificates without restarts, on both kinds: a TLS service with new secrets added, its
+certificate rotated (a new secret, the label updated) and the service removed leave every proxy
+task as it was, while a TLS client that never retries, on a keep-alive connection to another
+TLS host, sees only 200s. The core alone mounts the secrets (Swarm replaces the core's task to
+mount a new one) and sends the certificates to the proxies over the control channel."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.swarm import Cluster, lb, poll, service, sh, unique
+
+pytestmark = pytest.mark.usefixtures("interlock")
+
+CLIENT_SECONDS = 400
+CLIENT_REQUESTS = 150_000
+
+
+def make_secret_pair(directory: Path, host: str, tag: str) -> tuple[str, str, str]:
+    """A self-signed certificate for `host` and its key as Docker secrets: (cert secret, key
+    secret, the certificate's SHA-256 fingerprint as openssl prints it)."""
+    cert, key = directory / f"{tag}.crt", directory / f"{tag}.key"
+    sh(
+        *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"),
+        *("-days", "2", "-subj", f"/CN={host}", "-addext", f"subjectAltName=DNS:{host}"),
+        *("-keyout", str(key), "-out", str(cert)),
+    )
+    fingerprint = sh("openssl", "x509", "-in", str(cert), "-noout", "-fingerprint", "-sha256").split("=", 1)[1]
+    names = (f"{tag}.crt", f"{tag}.key")
+    for name, path in zip(names, (cert, key), strict=True):
+        sh("docker", "secret", "create", name, str(path))
+    return names[0], names[1], fingerprint.strip().replace(":", "").lower()
+
+
+def served_fingerprint(host: str, port: int) -> str | None:
+    """The SHA-256 of the certificate the proxy presents for SNI `host` ('' when it refuses the
+    handshake; None when the port does not answer)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+    except ssl.SSLError:
+        return ""
+    except OSError:
+        return None
+    return hashlib.sha256(der or b"").hexdigest()
+
+
+class SNIConnection(http.client.HTTPSConnection):
+    """HTTPS to 127.0.0.1:`port` that names `sni` in its TLS hello, as a browser would."""
+
+    def __init__(self, sni: str, port: int) -> None:
+        super().__init__("127.0.0.1", port, timeout=10)
+        self.sni = sni
+
+    def connect(self) -> None:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout)
+        self.sock = ssl._create_unverified_context().wrap_socket(sock, server_hostname=self.sni)
+
+
+class TLSKeepAliveClient:
+    """One keep-alive TLS connection (SNI and Host `host`), GETs one after the other, never
+    retried: every error or non-200 counts. Bounded in time and in count."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.outcomes: Counter[str] = Counter()
+        self.failures: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + CLIENT_SECONDS
+        connection = SNIConnection(self.host, self.port)
+        while not self.stop.is_set() and time.monotonic() < deadline and sum(self.outcomes.values()) < CLIENT_REQUESTS:
+            try:
+                connection.request("GET", "/", headers={"Host": self.host})
+                response = connection.getresponse()
+                response.read()
+                self.outcomes[str(response.status)] += 1
+                if response.getheader("connection", "").lower() == "close":
+                    connection.close()
+            except (OSError, http.client.HTTPException) as exc:
+                self.outcomes[type(exc).__name__] += 1
+                self.failures.append(f"{time.strftime('%H:%M:%S')} {exc!r}")
+                connection.close()
+
+    def __enter__(self) -> TLSKeepAliveClient:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join(30)
+
+
+def proxy_tasks(cluster: Cluster) -> set[str]:
+    name = cluster.labels.get("com.docker.lb.service_cluster", "")
+    proxy = f"interlock-proxy-{name}" if name else "interlock-proxy"
+    return set(sh("docker", "service", "ps", "-q", "--filter", "desired-state=running", proxy).split())
+
+
+def secret_removed(name: str) -> bool | None:
+    done = subprocess.run(["docker", "secret", "rm", name], capture_output=True, check=False).returncode == 0
+    return done or None
+
+
+@contextmanager
+def secrets_removed_after(*names: str) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for name in names:
+            # The core lets go of a secret once no host names it (a task replacement later).
+            poll(lambda name=name: secret_removed(name), what=f"secret {name} removed", timeout=120)  # type: ignore[misc]
+
+
+def test_certificates_come_rotate_and_go_without_a_proxy_restart_or_a_failed_request(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    name = unique("live")
+    steady_host, live_host = f"{name}-steady.local", f"{name}.local"
+    steady = make_secret_pair(tmp_path, steady_host, f"{name}-steady")
+    first = make_secret_pair(tmp_path, live_host, f"{name}-first")
+    second = make_secret_pair(tmp_path, live_host, f"{name}-second")
+    port = cluster.https
+    with secrets_removed_after(*steady[:2], *first[:2], *second[:2]):
+        steady_labels = lb(hosts=steady_host, port="8080", ssl_cert=steady[0], ssl_key=steady[1]) | cluster.labels
+        with service(f"{name}-steady", labels=steady_labels):
+            poll(
+                lambda: served_fingerprint(steady_host, port) == steady[2] or None, what="the steady host", timeout=120
+            )
+            before = proxy_tasks(cluster)
+            assert before
+            with TLSKeepAliveClient(steady_host, port) as client:
+                live_labels = lb(hosts=live_host, port="8080", ssl_cert=first[0], ssl_key=first[1]) | cluster.labels
+                with service(name, labels=live_labels):
+                    poll(lambda: served_fingerprint(live_host, port) == first[2] or None, what="added", timeout=120)
+                    sh(
+                        *("docker", "service", "update", "-d", "--label-add"),
+                        f"com.docker.lb.ssl_cert={second[0]}",
+                        *("--label-add", f"com.docker.lb.ssl_key={second[1]}", name),
+                    )
+                    poll(lambda: served_fingerprint(live_host, port) == second[2] or None, what="rotated", timeout=120)
+                poll(lambda: served_fingerprint(live_host, port) == "" or None, what="removed", timeout=120)
+            after = proxy_tasks(cluster)
+    assert after == before, "no proxy task was replaced"
+    assert set(client.outcomes) == {"200"}, (
+        f"a TLS client that never retries saw {dict(client.outcomes)}: {client.failures}"
+    )
+    assert client.outcomes["200"] > 200, client.outcomes
