@@ -586,6 +586,55 @@ keep-alive, half a new connection per request):
 """
 
 
+def certificates_section(result: dict[str, Any]) -> str:
+    def row(kind: str) -> str:
+        figures = result["kinds"][kind]["summary"]
+
+        def cell(key: str) -> str:
+            return f"{figures[key]['p50']:.2f} / {figures[key]['max']:.2f}"
+
+        keys = (
+            "create_to_http_200",
+            "create_to_handshake",
+            "core_start_to_handshake",
+            "rotate_to_handshake",
+            "rotate_core_start_to_handshake",
+            "remove_to_refused",
+        )
+        return (
+            f"| {kind} | " + " | ".join(cell(k) for k in keys) + f" | {result['kinds'][kind]['proxy_tasks_replaced']} |"
+        )
+
+    columns = [
+        "kind",
+        "create -> HTTP 200 (baseline)",
+        "create -> handshake with its certificate",
+        "core started -> handshake",
+        "label updated -> handshake with the new certificate",
+        "core started -> handshake (rotation)",
+        "removed -> handshake refused",
+        "proxy tasks replaced",
+    ]
+    header = "| " + " | ".join(columns) + " |\n" + "|---" * len(columns) + "|"
+    return f"""## Certificates: from a secret to the first TLS handshake, no proxy restarted
+
+`bench/certificates.py` ({result["trials"]} trials a kind, on the swarm of tests/e2e/interlock.toml): a service
+with a new certificate secret is created (its labels name it), then its certificate is rotated (a
+new secret, the labels updated), then the service is removed. Seconds, p50 / max. Baseline, in
+the same trials: the same service's first 200 over plain HTTP (routing alone). A new certificate
+secret makes the core mount it (Swarm replaces the core's task; the proxies mount none): "after
+the core started" is from the new core task's `running` timestamp to the handshake (the core
+reads the secret, checks the pair, and the certificate travels to every proxy).
+
+{header}
+{row("nginx")}
+{row("haproxy")}
+
+Goal (issue 22): no proxy task replaced when a certificate is added, rotated or removed, and the
+new certificate served within a second of the core seeing it.
+"""
+
+
 def reload_scale_section(result: dict[str, Any]) -> str:
     def ms(value: float | None, digits: int = 0) -> str:
         return "a reload" if value is None else f"{value * 1000:,.{digits}f}"
@@ -814,7 +863,15 @@ def main() -> None:
             "2" if quick else "4",
         )
     )
-    swarm_benchmarks = {"convergence", "rolling", "rolling_kinds", "rolling_hap", "node_loss", "traefik_swarm"}
+    swarm_benchmarks = {
+        "convergence",
+        "rolling",
+        "rolling_kinds",
+        "rolling_hap",
+        "node_loss",
+        "traefik_swarm",
+        "certificates",
+    }
     # The swarm's clusters are brought up only for a swarm benchmark that runs now; the others'
     # sections are reused as they are.
     if not args.no_swarm and (not ONLY or ONLY & swarm_benchmarks):
@@ -846,6 +903,7 @@ def main() -> None:
                 "2" if quick else "6",
             )
         )
+        sections.append(section(certificates_section, "certificates.py", "--trials", "1" if quick else "3"))
     else:
         # Not measured now: the swarm's sections stay as they were, with their own dates.
         sections += [
@@ -857,6 +915,7 @@ def main() -> None:
                 "rolling_hap.py",
                 "node_loss.py",
                 "traefik_swarm.py",
+                "certificates.py",
             )
         ]
     text = (

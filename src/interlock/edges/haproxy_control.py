@@ -39,6 +39,9 @@ from interlock.wire.certificates import DEFAULT_TLS_HOST, CertificateBundle
 
 _REFUSALS = ("No such", "Invalid", "Require", "Unknown", "Permission", "Can't", "Cannot")
 """How the runtime API's answers to `set server` begin when it did not do it."""
+_CERTIFICATE_REFUSALS = ("Can't", "unable", "Unknown command", "No ongoing", "does not exist", "already exists", "rror")
+"""What the runtime API's answers to the `ssl cert` and `ssl crt-list` commands say when it did
+not do it."""
 
 
 def _backend_lines(document: str) -> list[str]:
@@ -234,12 +237,20 @@ class HAProxyController:
         running HAProxy's certificates through its runtime API: a rotated certificate is
         replaced in place, a new host's is added to the crt-list and a removed host's taken out.
         A running configuration without a TLS frontend has no crt-list: the files are enough."""
-        before = self.certificates.by_host() if self.certificates else {}
-        after = bundle.by_host()
+        previous = self.certificates
         self._write_certificate_files(bundle)
+        if self.running:
+            try:
+                await self._change_certificates(previous, bundle)
+            except ReloadFailed:
+                # What every later reload or restart reads stays what the running HAProxy has.
+                self._write_certificate_files(previous)
+                raise
         self.certificates = bundle
-        if not self.running:
-            return
+
+    async def _change_certificates(self, previous: CertificateBundle | None, bundle: CertificateBundle) -> None:
+        before = previous.by_host() if previous else {}
+        after = bundle.by_host()
         directory = str(self.certificates_dir)
         listed = f"{directory}/{CRT_LIST}"
         for host, certificate in after.items():
@@ -247,24 +258,26 @@ class HAProxyController:
                 continue
             path = f"{directory}/{pem_name(host)}"
             if host not in before:
-                answer = await self.runtime(f"new ssl cert {path}")
-                if "rror" in answer and "already exists" not in answer:
-                    raise ReloadFailed(f"haproxy refused certificate of {host}: {answer.strip()[:300]}")
-            await self._runtime_ok(f"set ssl cert {path} <<\n{combined_pem(certificate)}\n", host)
+                await self._runtime_ok(f"new ssl cert {path}", host, fine="already exists")
+            # A payload ends at an empty line: the PEM's last line, then the one runtime() adds.
+            await self._runtime_ok(f"set ssl cert {path} <<\n{combined_pem(certificate).rstrip()}\n", host)
             await self._runtime_ok(f"commit ssl cert {path}", host)
             if host not in before and host != DEFAULT_TLS_HOST:
-                answer = await self.runtime(f"add ssl crt-list {listed} <<\n{crt_list_line(directory, host)}\n")
-                if "rror" in answer and "crt-list" not in answer:
-                    raise ReloadFailed(f"haproxy did not list the certificate of {host}: {answer.strip()[:300]}")
+                # No crt-list yet (the running configuration has no TLS host): the files suffice.
+                line = crt_list_line(directory, host)
+                await self._runtime_ok(f"add ssl crt-list {listed} <<\n{line}\n", host, fine="does not exist")
         for host in before.keys() - after.keys():
             path = f"{directory}/{pem_name(host)}"
             await self.runtime(f"del ssl crt-list {listed} {path}")
             await self.runtime(f"del ssl cert {path}")
 
-    async def _runtime_ok(self, command: str, host: str) -> None:
+    async def _runtime_ok(self, command: str, host: str, *, fine: str = "") -> None:
+        """`command` through the runtime API; ReloadFailed when HAProxy did not do it (an answer
+        holding `fine` is no refusal)."""
         answer = await self.runtime(command)
-        if "rror" in answer or "Can't" in answer or "nknown" in answer:
-            raise ReloadFailed(f"haproxy refused the certificate of {host}: {answer.strip()[:300]}")
+        if any(word in answer for word in _CERTIFICATE_REFUSALS) and not (fine and fine in answer):
+            said, what = " ".join(answer.split())[:300], command.split(" <<", maxsplit=1)[0]
+            raise ReloadFailed(f"haproxy refused the certificate of {host} ({what}): {said}")
 
     async def update_targets(self, targets: str, targets_id: str) -> None:
         """Move tasks without a reload: fill, change or empty server slots of the running

@@ -192,10 +192,14 @@ class NginxController:
         without TLS servers has no certificates endpoint (404): the file is read when one comes."""
         self._prepare()
         document = certificates_document(bundle)
-        _write_private(self.workdir / CERTIFICATES_FILE, document)
+        kept = self.workdir / CERTIFICATES_FILE
+        previous = kept.read_bytes() if kept.exists() else b""
+        _write_private(kept, document)
         if self.running:
             status, answer = await self._post("/interlock/certificates", document)
             if status != 404 and (status != 200 or answer != bundle.tag):
+                # What nginx's next start reads stays what the running nginx serves.
+                _write_private(kept, previous)
                 raise ReloadFailed(f"nginx did not take certificates {bundle.tag}: {status} {answer[:500]}")
         self.certificates_tag = bundle.tag
 

@@ -61,7 +61,7 @@ from interlock.model.routing import Routing
 from interlock.render.bundle import RenderedConfig
 from interlock.render.config_delta import config_delta
 from interlock.roles.certificate_relay import CertificateRelay
-from interlock.roles.runtime import changed_within, post_counted, proxy_config, quiet_gc, woken
+from interlock.roles.runtime import changed_within, post_counted, proxy_config, quiet_gc, until_stopped, woken
 from interlock.wire.delta import ClusterStateDelta, apply_delta
 from interlock.wire.messages import (
     ClusterState,
@@ -357,7 +357,7 @@ async def run_extension(*, name: str, core_url: str, secrets_dir: str = SECRETS_
         ", ".join(listeners.api),
         core_url,
     )
-    await asyncio.gather(
+    await until_stopped(
         extension.follow_core(),
         extension.certificates.follow_core(),
         extension.report_to_core(),

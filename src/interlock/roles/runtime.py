@@ -1,6 +1,6 @@
-"""Process-level helpers the roles and the CLI share: pausing the collector, waiting, the
-proxy configuration message made from a render (the core stores it, the extension serves it),
-and the count of reports another role did not take.
+"""Process-level helpers the roles and the CLI share: pausing the collector, waiting, running
+until Swarm stops the task, the proxy configuration message made from a render (the core stores
+it, the extension serves it), and the count of reports another role did not take.
 
 `quiet_gc` pauses the cyclic garbage collector around a rebuild: the pure pipeline allocates
 hundreds of thousands of small objects but makes no reference cycles, so reference counting
@@ -14,8 +14,9 @@ import asyncio
 import contextlib
 import gc
 import logging
+import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
 from prometheus_client import Counter
@@ -100,3 +101,24 @@ async def changed_within(condition: asyncio.Condition, unchanged: Callable[[], b
             except TimeoutError:
                 return False
     return True
+
+
+async def until_stopped(*parts: Awaitable[object]) -> None:
+    """Run `parts` until one ends or SIGTERM/SIGINT comes, then cancel the rest. A role is its
+    container's process 1, which ignores a signal it has no handler for: without this, Swarm
+    would wait out the stop grace period (10 s) and kill it, and its replacement (a core
+    mounting a new certificate secret) would wait that long too."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.ensure_future(part) for part in (*parts, stop.wait())]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -46,6 +46,7 @@ from interlock.roles.core.board import Board
 from interlock.roles.core.certificates import CertificateDesk
 from interlock.roles.core.reconciler import Reconciler
 from interlock.roles.core.watcher import Offload, Watcher
+from interlock.roles.runtime import until_stopped
 from interlock.swarm.desired import all_tokens, core_tokens, tls_identities
 
 log = logging.getLogger("interlock.core")
@@ -178,4 +179,4 @@ async def run_core(config: CoreConfig, *, source: SwarmSource, ops: SwarmOps) ->
         ", ".join(listeners.api),
         core_url,
     )
-    await core.run()
+    await until_stopped(core.run())

@@ -1,0 +1,176 @@
+"""Certificates changed in a running proxy, both kinds, through the agent's controllers: a
+rotated certificate is served from the next handshake with no reload and by the same process; a
+new TLS host's certificate is served whether it comes before or after the routing that names
+it; a removed host's handshake is refused; a proxy that starts again serves what it had (from
+the 0400 file on its tmpfs); a certificate the proxy cannot take leaves the old one served."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import socket
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from interlock.config import default_config
+from interlock.edges.role_tls import new_pair
+from interlock.errors import ReloadFailed
+from interlock.model.routing import Routing
+from interlock.render.haproxy import render_haproxy
+from interlock.render.nginx import render_nginx
+from interlock.wire.certificates import Certificate, CertificateBundle
+from tests.nginx.either_kind import HTTP, HTTPS, KINDS, Controller, LoopbackTLS, certificates_of, loopback_routing
+
+pytestmark = pytest.mark.nginx
+
+
+def fingerprint(host: str) -> str:
+    """SHA-256 of the certificate the proxy presents for SNI `host` ('' when it refuses)."""
+    context = ssl._create_unverified_context()
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", HTTPS), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            return hashlib.sha256(tls.getpeercert(binary_form=True) or b"").hexdigest()
+    except (ssl.SSLError, ConnectionError):
+        return ""
+
+
+def der_fingerprint(pem: bytes) -> str:
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem.decode())).hexdigest()
+
+
+def https_status(host: str) -> int:
+    connection = LoopbackTLS(host, HTTPS, timeout=5)
+    try:
+        connection.request("GET", "/", headers={"Host": host})
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+class Proxy:
+    """A proxy of one kind on loopback, changed as the agent changes it."""
+
+    def __init__(self, kind: str, binary: str, tmp_path: Path) -> None:
+        self.kind, self.tmp_path = kind, tmp_path
+        settings = {"PidPath": str(tmp_path / "proxy.pid")}
+        if kind == "nginx":
+            from interlock.edges.nginx_control import NginxController
+
+            self.ext = default_config(TargetPort=HTTP, TargetSSLPort=HTTPS, Config=settings).extensions["default"]
+            self.control: Controller = NginxController(tmp_path / "work", nginx=binary, confirm_timeout=10)
+        else:
+            from interlock.edges.haproxy_control import HAProxyController
+
+            self.ext = default_config(Kind="haproxy", TargetPort=HTTP, TargetSSLPort=HTTPS, Config=settings).extensions[
+                "default"
+            ]
+            self.control = HAProxyController(tmp_path / "work", haproxy=binary, certificates_dir=tmp_path / "certs")
+
+    async def route(self, routing: Routing) -> None:
+        """Install `routing` (without a reload when only the targets changed)."""
+        if self.kind == "nginx":
+            rendered = render_nginx(routing, self.ext)
+        else:
+            rendered = render_haproxy(routing, self.ext, certificates_dir=str(self.tmp_path / "certs"))
+        if rendered.config_id == self.control.config_id:
+            await self.control.update_targets(rendered.targets, rendered.targets_id)
+        else:
+            await self.control.install(rendered.text, rendered.config_id, rendered.targets, rendered.targets_id)
+
+    @property
+    def pid(self) -> int:
+        assert self.control.process is not None
+        return self.control.process.pid
+
+
+@pytest.fixture(params=KINDS)
+async def proxy(request: pytest.FixtureRequest, nginx: str, haproxy: str, tmp_path: Path) -> AsyncIterator[Proxy]:
+    kind = request.param
+    running = Proxy(kind, haproxy if kind == "haproxy" else nginx, tmp_path)
+    yield running
+    await running.control.stop(signal.SIGQUIT, timeout=15)
+
+
+async def test_certificates_come_rotate_go_and_outlive_a_restart_without_a_reload(
+    proxy: Proxy, backend: int, tmp_path: Path
+) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    pems = {name: new_pair(host) for name, host in (("a1", "a.local"), ("a2", "a.local"), ("b", "b.local"))}
+    for name, (both, _) in pems.items():
+        (secrets / f"{name}.pem").write_bytes(both)
+
+    def routing(**hosts: str) -> Routing:
+        return loopback_routing(
+            {"plain": {"hosts": "plain.local", "port": str(backend)}}
+            | {h: {"hosts": f"{h}.local", "port": str(backend), "ssl_cert": f"{pem}.pem"} for h, pem in hosts.items()}
+        )
+
+    first = routing(a="a1")
+    bundle = certificates_of(first, secrets)
+    await proxy.control.update_certificates(bundle)
+    await proxy.route(first)
+    assert fingerprint("a.local") == der_fingerprint(pems["a1"][1])
+    assert https_status("a.local") == 200
+    pid, reloads = proxy.pid, proxy.control.reloads
+
+    # Rotated: the same host, a new secret; no reload, the same process.
+    rotated = routing(a="a2")
+    bundle = certificates_of(rotated, secrets, bundle)
+    await proxy.control.update_certificates(bundle)
+    await proxy.route(rotated)
+    assert fingerprint("a.local") == der_fingerprint(pems["a2"][1])
+    assert (proxy.pid, proxy.control.reloads) == (pid, reloads), "no reload, no restart"
+
+    # A new TLS host whose certificate comes before its routes, then one whose routes come first.
+    both = routing(a="a2", b="b")
+    bundle = certificates_of(both, secrets, bundle)
+    await proxy.control.update_certificates(bundle)
+    await proxy.route(both)
+    assert fingerprint("b.local") == der_fingerprint(pems["b"][1])
+    assert https_status("b.local") == 200
+    assert fingerprint("a.local") == der_fingerprint(pems["a2"][1])
+
+    # A host removed: its name gets no certificate any more (the routes go first, as they may).
+    only_b = routing(b="b")
+    await proxy.route(only_b)
+    bundle = certificates_of(only_b, secrets, bundle)
+    await proxy.control.update_certificates(bundle)
+    assert fingerprint("a.local") == ""
+    assert fingerprint("b.local") == der_fingerprint(pems["b"][1])
+
+    # The proxy starts again: it serves the certificates it had, from its own file.
+    await proxy.control.stop(signal.SIGQUIT, timeout=15)
+    await proxy.control.start()
+    await proxy.control.proxy.confirm(proxy.control.config_id)
+    assert fingerprint("b.local") == der_fingerprint(pems["b"][1])
+
+
+async def test_a_certificate_the_proxy_cannot_take_leaves_the_one_it_serves(
+    proxy: Proxy, backend: int, tmp_path: Path
+) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    good, _ = new_pair("a.local")
+    (secrets / "a.pem").write_bytes(good)
+    routing = loopback_routing({"a": {"hosts": "a.local", "port": str(backend), "ssl_cert": "a.pem"}})
+    bundle = certificates_of(routing, secrets)
+    await proxy.control.update_certificates(bundle)
+    await proxy.route(routing)
+    served = fingerprint("a.local")
+    assert served
+    broken = Certificate.of("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n", "no key\n")
+    with pytest.raises(ReloadFailed):
+        await proxy.control.update_certificates(CertificateBundle("", (("a.local", broken.id),), (broken,)))
+    assert fingerprint("a.local") == served
+    # Nor does the proxy's next start read the refused one.
+    await proxy.control.stop(signal.SIGQUIT, timeout=15)
+    await proxy.control.start()
+    await proxy.control.proxy.confirm(proxy.control.config_id)
+    assert fingerprint("a.local") == served
