@@ -103,8 +103,8 @@ async def test_certificates_come_rotate_go_and_outlive_a_restart_without_a_reloa
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     pems = {name: new_pair(host) for name, host in (("a1", "a.local"), ("a2", "a.local"), ("b", "b.local"))}
-    for name, (both, _) in pems.items():
-        (secrets / f"{name}.pem").write_bytes(both)
+    for name, (pem, _) in pems.items():
+        (secrets / f"{name}.pem").write_bytes(pem)
 
     def routing(**hosts: str) -> Routing:
         return loopback_routing(
@@ -128,7 +128,7 @@ async def test_certificates_come_rotate_go_and_outlive_a_restart_without_a_reloa
     assert fingerprint("a.local") == der_fingerprint(pems["a2"][1])
     assert (proxy.pid, proxy.control.reloads) == (pid, reloads), "no reload, no restart"
 
-    # A new TLS host whose certificate comes before its routes, then one whose routes come first.
+    # A new TLS host, its certificate before its routes.
     both = routing(a="a2", b="b")
     bundle = certificates_of(both, secrets, bundle)
     await proxy.control.update_certificates(bundle)
