@@ -33,10 +33,11 @@ from typing import Any, TypedDict
 
 from common import cpu_seconds, dump, sh, wait_http
 from interlock.config import default_config
+from interlock.edges.offline_check import stand_in_pem
 from interlock.model.routing import Route, Routing, Server, Upstream, VirtualHost
 from interlock.render.bundle import RenderedConfig
 from interlock.render.haproxy import render_haproxy
-from interlock.render.nginx import render_nginx
+from interlock.render.nginx import FALLBACK_CERTIFICATE, render_nginx
 
 BACKEND, INTERLOCK, NGINX, HAPROXY, CADDY, STATIC, GENERATED_HAPROXY = 18001, 18080, 18081, 18082, 18083, 18084, 18085
 GENERATED_HAPROXY_BARE, UNMETERED = 18086, 18087
@@ -246,12 +247,14 @@ def main() -> None:
         }
         for name, text in files.items():
             (tmp / f"{name}.conf").write_text(text)
+        (tmp / FALLBACK_CERTIFICATE).write_text(stand_in_pem())
         # The dynamic configuration runs as the proxy agent runs it: its work directory is the
         # prefix, where the Lua code finds the targets document.
         dynamic = interlock_conf(tmp, dynamic=True)
         prefix = tmp / "interlock"
         prefix.mkdir()
         (prefix / "nginx.conf").write_text(dynamic.text)
+        (prefix / FALLBACK_CERTIFICATE).write_text(stand_in_pem())
         (prefix / "targets").write_text(dynamic.targets)
         cpu0, cpu1 = ["taskset", "-c", "0"], ["taskset", "-c", "1"]
         procs = [

@@ -36,7 +36,9 @@ from pathlib import Path
 from common import dump, wait_http
 from dataplane import BACKEND, HOST, WrkRun, backend_conf, interlock_conf, internal_ports_moved, wrk
 from interlock.config.schema import NginxConfig
+from interlock.edges.offline_check import stand_in_pem
 from interlock.render.bundle import RenderedConfig
+from interlock.render.nginx import FALLBACK_CERTIFICATE
 from interlock.render.quoting import operator_string
 
 PLAIN, HEADERS, RUNTIME, STATIC, TRAEFIK, UNCOUNTED = 18181, 18182, 18183, 18184, 18185, 18186
@@ -108,6 +110,7 @@ def start(prefix: Path, text: str, targets: str = "") -> subprocess.Popen[bytes]
     prefix.mkdir()
     (prefix / "nginx.conf").write_text(text)
     (prefix / "targets").write_text(targets)
+    (prefix / FALLBACK_CERTIFICATE).write_text(stand_in_pem())
     command = ["taskset", "-c", "1", "nginx", "-p", f"{prefix}/", "-c", str(prefix / "nginx.conf")]
     return subprocess.Popen([*command, "-g", "daemon off;"])
 

@@ -42,12 +42,13 @@ from interlock.config.schema import ExtensionConfig
 from interlock.constants import STATUS_PORT
 from interlock.edges.haproxy_control import HAProxyController
 from interlock.edges.nginx_control import accepting_workers
+from interlock.edges.offline_check import stand_in_pem
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
 from interlock.model.routing import Routing
 from interlock.render.bundle import RenderedConfig
 from interlock.render.haproxy import render_haproxy
-from interlock.render.nginx import render_nginx
+from interlock.render.nginx import FALLBACK_CERTIFICATE, render_nginx
 from interlock.render.targets import targets_delta
 from interlock.roles.runtime import quiet_gc
 from interlock.testing.swarm_json import swarm_json
@@ -175,6 +176,7 @@ def nginx_scale(hosts: int, tmp: Path, *, dynamic: bool, reloads: int, runtime: 
     (tmp / "control-token").write_text(token + "\n")
     path = tmp / "nginx.conf"
     path.write_text(first.text)
+    (tmp / FALLBACK_CERTIFICATE).write_text(stand_in_pem())
     (tmp / "targets").write_text(first.targets)
     check_s = timed("nginx", "-t", "-q", "-p", f"{tmp}/", "-c", str(path))
     started = time.perf_counter()

@@ -37,6 +37,8 @@ from dataplane import (
     traffic_counted,
     wrk,
 )
+from interlock.edges.offline_check import stand_in_pem
+from interlock.render.nginx import FALLBACK_CERTIFICATE
 
 TARGETS = (
     "nginx (hand-written)",
@@ -63,6 +65,7 @@ def main() -> None:
         }
         for name, text in files.items():
             (tmp / f"{name}.conf").write_text(text)
+        (tmp / FALLBACK_CERTIFICATE).write_text(stand_in_pem())
         cpu0, cpu1 = ["taskset", "-c", "0"], ["taskset", "-c", "1"]
         procs = [
             subprocess.Popen([*cpu, "nginx", "-c", str(tmp / f"{name}.conf"), "-g", "daemon off;"])

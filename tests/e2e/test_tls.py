@@ -150,8 +150,8 @@ def test_ssl_backend_speaks_tls_to_the_tasks(certificates: dict[str, str], clust
 
 
 def test_a_bad_certificate_secret_leaves_out_only_its_service(certificates: dict[str, str]) -> None:
-    # Only the proxy can read a secret, so only it can tell the certificate is no certificate.
-    # It reports the pair; the core leaves that service out and every other change goes on.
+    # The core reads the secret (it alone mounts certificate secrets) and finds it is no
+    # certificate: it leaves that service out and every other change goes on.
     bad, good = unique("badcert"), unique("good")
     secret = f"not-a-cert-{bad}"
     subprocess.run(["docker", "secret", "create", secret, "-"], input=b"not a certificate\n", check=True)
@@ -160,17 +160,14 @@ def test_a_bad_certificate_secret_leaves_out_only_its_service(certificates: dict
         with service(bad, labels=labels), service(good, labels=lb(hosts=f"{good}.local", port="8080")):
 
             def refusal_reported() -> list[dict[str, str]]:
-                # Before it, a warning says the service waits for the proxy to have the secret.
+                # Before it (until the core's task that mounts the secret runs), none is said.
                 problems = json.loads(sh(INTERLOCK, "problems", "--json"))
                 return [p for p in problems if p["service"] == bad and p["severity"] == "error"]
 
             (problem,) = poll(refusal_reported, what="the refused secret reported as a problem", timeout=120)
             assert problem["label"] == "com.docker.lb.ssl_cert"
-            assert f"cannot load this certificate and key ('{secret}' is not a PEM certificate" in problem["reason"]
+            assert f"cannot be loaded ('{secret}' is not a PEM certificate" in problem["reason"]
             until_routed(f"{good}.local", what="the other service routed")
-            # Polled: the proxy task is replaced twice here (to mount the secret, then to let it
-            # go once the service is left out), and in host mode with one replica a connection
-            # made during a replacement is reset; the answer once it is done is what counts.
             poll(routed(f"{bad}.local", status=503), what=f"{bad}.local answered 503", timeout=60)
             proxies = settled(HTTP)["proxies"]
             assert all(p["ok"] for p in proxies), proxies
@@ -184,8 +181,8 @@ def test_naming_a_victims_key_beside_another_certificate_leaves_only_the_attacke
     certificates: dict[str, str],
 ) -> None:
     """A label author names another tenant's key secret beside a certificate it does not fit:
-    the proxy refuses that pair, the core leaves out the attacker's service alone, and the
-    victim's TLS host is served before, during and after, also once the attacker is gone."""
+    the core refuses that pair, leaves out the attacker's service alone, and the victim's TLS
+    host is served before, during and after, also once the attacker is gone."""
     victim, attacker = unique("victim"), unique("attacker")
     victim_labels = lb(
         hosts="a.tls.local",
@@ -204,7 +201,7 @@ def test_naming_a_victims_key_beside_another_certificate_leaves_only_the_attacke
         try:
             status, _, subject, _ = curl_tls("a.tls.local", ca=certificates["a.tls.local.path"])
         except AssertionError:
-            return None  # the proxy task is being replaced (host mode, one replica)
+            return None
         return True if status == 200 and "a.tls.local" in subject else None
 
     with service(victim, labels=victim_labels):
