@@ -248,7 +248,8 @@ def _print_cluster(cluster: ClusterStatus) -> None:
         state = "ok" if proxy.ok else f"error: {proxy.error[:200]}"
         print(
             f"  proxy {proxy.proxy}: serving {proxy.serving_id or 'nothing'} ({state}, {proxy.reloads} reloads,"
-            f" {proxy.target_updates} run-time changes (no reload), {proxy.active_connections} connections)"
+            f" {proxy.target_updates} run-time changes (no reload), {proxy.active_connections} connections,"
+            f" certificates {proxy.certificates or 'none yet'})"
         )
 
 

@@ -158,7 +158,7 @@ async def test_status_shows_routes_problems_and_what_proxies_serve(core: Any) ->
         ConfigRef(1, RenderedConfig("# cfg1", "cfg1", "t", "tgt1").digest, "cfg1", "tgt1"),
         "",
         (
-            ProxyReport("proxy1", "cfg1", "d", True, targets_id="tgt1", target_updates=3),
+            ProxyReport("proxy1", "cfg1", "d", True, targets_id="tgt1", target_updates=3, certificates="c1"),
             ProxyReport("proxy2", "cfg1", "d", True),
         ),
     )
@@ -188,6 +188,7 @@ async def test_status_shows_routes_problems_and_what_proxies_serve(core: Any) ->
         "reloads": 0,
         "target_updates": 3,
         "active_connections": 4,
+        "certificates": "c1",
     }
 
 

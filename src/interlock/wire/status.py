@@ -62,6 +62,8 @@ class ProxyStatus:
     reloads: int
     target_updates: int
     active_connections: int = 0
+    certificates: str = ""
+    """Tag of the certificates the proxy serves ('' before the first)."""
 
     @property
     def serving_id(self) -> str:

@@ -377,6 +377,7 @@ class Board:
                     p.reloads,
                     p.target_updates,
                     slot.traffic[p.proxy].active_connections if p.proxy in slot.traffic else 0,
+                    p.certificates,
                 )
                 for p in (report.proxies if report else ())
             ),
