@@ -30,7 +30,7 @@ from pathlib import Path
 
 from common import create_backend, dump, sh, summary
 
-CLUSTERS = {"nginx": ("", 8080, 8443), "haproxy": ("hap", 8082, 8445)}
+CLUSTERS = {"nginx": ("", 8080, 8443), "haproxy": ("hap", 7080, 7443)}
 """Kind -> (service cluster, HTTP port, TLS port) in tests/e2e/interlock.toml."""
 
 

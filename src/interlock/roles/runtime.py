@@ -110,6 +110,7 @@ async def until_stopped(*parts: Awaitable[object]) -> None:
     mounting a new certificate secret) would wait that long too."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    before = asyncio.all_tasks()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     tasks = [asyncio.ensure_future(part) for part in (*parts, stop.wait())]
@@ -119,6 +120,11 @@ async def until_stopped(*parts: Awaitable[object]) -> None:
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
     finally:
-        for task in tasks:
+        # The parts, and every task they started (servers, watchers): none is left pending
+        # when the loop closes.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        others = [t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()]
+        for task in others:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*others, return_exceptions=True)
