@@ -5,14 +5,12 @@ reloads for a new host (seamlessly) and moves tasks through its runtime API."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import Counter
 from contextlib import ExitStack
 
 import pytest
-import requests
 
+from tests.e2e.clients import NeverRetryingHTTP
 from tests.e2e.swarm import (
     Cluster,
     get,
@@ -30,39 +28,6 @@ pytestmark = pytest.mark.usefixtures("interlock")
 
 CLIENT_SECONDS = 300
 CLIENT_REQUESTS = 150_000
-
-
-class NeverRetryingClient:
-    """One keep-alive connection, GETs one after the other, no retry of any kind: every reset,
-    refused connection or non-200 counts as a failure. Bounded in time and in count."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.outcomes: Counter[str] = Counter()
-        self.failures: list[str] = []
-        """When each failed request failed (UTC, ms) and how, to set beside the proxy's log."""
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + CLIENT_SECONDS
-        with requests.Session() as session:
-            while not self.stop.is_set() and time.monotonic() < deadline:
-                if sum(self.outcomes.values()) >= CLIENT_REQUESTS:
-                    break
-                try:
-                    self.outcomes[str(get(self.host, port=self.port, session=session).status_code)] += 1
-                except requests.RequestException as exc:
-                    self.outcomes[type(exc).__name__] += 1
-                    self.failures.append(f"{time.strftime('%H:%M:%S')}.{int(time.time() * 1000) % 1000:03d} {exc!r}")
-
-    def __enter__(self) -> NeverRetryingClient:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        self.thread.join(30)
 
 
 def nginx_workers() -> dict[str, set[str]]:
@@ -94,7 +59,7 @@ def test_hosts_come_and_go_and_a_service_rolls_without_a_failed_request(cluster:
         processes = nginx_workers()
         assert all(processes.values()) or cluster.kind != "nginx", processes
         started = int(time.time())
-        with NeverRetryingClient(host, port) as client:
+        with NeverRetryingHTTP(host, port, seconds=CLIENT_SECONDS, limit=CLIENT_REQUESTS) as client:
             others = [unique("churn") for _ in range(5)]
             with ExitStack() as stack:
                 for other in others:

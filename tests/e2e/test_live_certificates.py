@@ -7,19 +7,16 @@ mount a new one) and sends the certificates to the proxies over the control chan
 from __future__ import annotations
 
 import hashlib
-import http.client
 import socket
 import ssl
 import subprocess
-import threading
-import time
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.clients import NeverRetryingTLS
 from tests.e2e.swarm import Cluster, lb, poll, service, sh, unique
 
 pytestmark = pytest.mark.usefixtures("interlock")
@@ -63,54 +60,6 @@ def served_fingerprint(host: str, port: int) -> str | None:
     return hashlib.sha256(der or b"").hexdigest()
 
 
-class SNIConnection(http.client.HTTPSConnection):
-    """HTTPS to 127.0.0.1:`port` that names `sni` in its TLS hello, as a browser would."""
-
-    def __init__(self, sni: str, port: int) -> None:
-        super().__init__("127.0.0.1", port, timeout=10)
-        self.sni = sni
-
-    def connect(self) -> None:
-        sock = socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout)
-        self.sock = ssl._create_unverified_context().wrap_socket(sock, server_hostname=self.sni)
-
-
-class TLSKeepAliveClient:
-    """One keep-alive TLS connection (SNI and Host `host`), GETs one after the other, never
-    retried: every error or non-200 counts. Bounded in time and in count."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.outcomes: Counter[str] = Counter()
-        self.failures: list[str] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + CLIENT_SECONDS
-        connection = SNIConnection(self.host, self.port)
-        while not self.stop.is_set() and time.monotonic() < deadline and sum(self.outcomes.values()) < CLIENT_REQUESTS:
-            try:
-                connection.request("GET", "/", headers={"Host": self.host})
-                response = connection.getresponse()
-                response.read()
-                self.outcomes[str(response.status)] += 1
-                if response.getheader("connection", "").lower() == "close":
-                    connection.close()
-            except (OSError, http.client.HTTPException) as exc:
-                self.outcomes[type(exc).__name__] += 1
-                self.failures.append(f"{time.strftime('%H:%M:%S')} {exc!r}")
-                connection.close()
-
-    def __enter__(self) -> TLSKeepAliveClient:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        self.thread.join(30)
-
-
 def proxy_tasks(cluster: Cluster) -> set[str]:
     name = cluster.labels.get("com.docker.lb.service_cluster", "")
     proxy = f"interlock-proxy-{name}" if name else "interlock-proxy"
@@ -149,7 +98,7 @@ def test_certificates_come_rotate_and_go_without_a_proxy_restart_or_a_failed_req
             )
             before = proxy_tasks(cluster)
             assert before
-            with TLSKeepAliveClient(steady_host, port) as client:
+            with NeverRetryingTLS(steady_host, port, seconds=CLIENT_SECONDS, limit=CLIENT_REQUESTS) as client:
                 live_labels = lb(hosts=live_host, port="8080", ssl_cert=first[0], ssl_key=first[1]) | cluster.labels
                 with service(name, labels=live_labels):
                     poll(lambda: served_fingerprint(live_host, port) == first[2] or None, what="added", timeout=120)

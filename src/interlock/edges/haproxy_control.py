@@ -23,7 +23,7 @@ from pathlib import Path
 
 from interlock.constants import ADMIN_PASS_ENV, ADMIN_PASS_FILE, VALIDATION_TIMEOUT
 from interlock.edges.offline_check import stand_in_pem
-from interlock.edges.proxy_process import KeptFile, ProxyCommands, ProxyProcess
+from interlock.edges.proxy_process import KeptFile, ProxyCommands, ProxyProcess, write_private
 from interlock.edges.traffic_meter import TrafficMeter
 from interlock.errors import ReloadFailed
 from interlock.render.haproxy import ADMIN_SOCKET, CERTIFICATES_DIR, TARGETS_HEADER, slot_count, with_targets
@@ -221,13 +221,13 @@ class HAProxyController:
         directory.mkdir(parents=True, exist_ok=True)
         os.chmod(directory, 0o700)
         if not (directory / FALLBACK_PEM).exists():
-            _write_private(directory / FALLBACK_PEM, stand_in_pem())
+            write_private(directory / FALLBACK_PEM, stand_in_pem().encode())
         by_host = bundle.by_host() if bundle else {}
         wanted = {FALLBACK_PEM, CRT_LIST}
         for host, certificate in by_host.items():
             wanted.add(pem_name(host))
-            _write_private(directory / pem_name(host), combined_pem(certificate))
-        _write_private(directory / CRT_LIST, crt_list(bundle, str(directory)))
+            write_private(directory / pem_name(host), combined_pem(certificate).encode())
+        write_private(directory / CRT_LIST, crt_list(bundle, str(directory)).encode())
         for stale in directory.iterdir():
             if stale.name not in wanted and not stale.name.endswith(".next"):
                 stale.unlink(missing_ok=True)
@@ -331,13 +331,3 @@ class HAProxyController:
     async def stop(self, sig: signal.Signals = signal.SIGQUIT, timeout: float = 30.0) -> None:
         """Graceful stop: HAProxy's soft stop lets connections finish."""
         await self.proxy.stop(sig, timeout)
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Replace `path` with `text`, readable by root alone, atomically."""
-    staged = path.with_name(path.name + ".next")
-    staged.unlink(missing_ok=True)
-    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o400)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(staged, path)

@@ -33,7 +33,7 @@ import aiohttp
 
 from interlock.constants import STATUS_PORT, VALIDATION_TIMEOUT
 from interlock.edges.offline_check import stand_in_pem
-from interlock.edges.proxy_process import KeptFile, ProxyCommands, ProxyProcess
+from interlock.edges.proxy_process import KeptFile, ProxyCommands, ProxyProcess, write_private
 from interlock.errors import ReloadFailed
 from interlock.render.nginx import FALLBACK_CERTIFICATE
 from interlock.render.nginx_certificates import CERTIFICATES_FILE, certificates_document
@@ -137,10 +137,10 @@ class NginxController:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if not self._token:
             self._token = secrets.token_urlsafe(32)
-            _write_private(self.workdir / "control-token", (self._token + "\n").encode())
+            write_private(self.workdir / "control-token", (self._token + "\n").encode())
         fallback = self.workdir / FALLBACK_CERTIFICATE
         if not fallback.exists():
-            _write_private(fallback, stand_in_pem().encode())
+            write_private(fallback, stand_in_pem().encode())
 
     async def install(self, text: str, config_id: str, targets: str = "", targets_id: str = "") -> None:
         """Make `text` (and its targets document) live, or raise with the live ones unchanged."""
@@ -194,12 +194,12 @@ class NginxController:
         document = certificates_document(bundle)
         kept = self.workdir / CERTIFICATES_FILE
         previous = kept.read_bytes() if kept.exists() else b""
-        _write_private(kept, document)
+        write_private(kept, document)
         if self.running:
             status, answer = await self._post("/interlock/certificates", document)
             if status != 404 and (status != 200 or answer != bundle.tag):
                 # What nginx's next start reads stays what the running nginx serves.
-                _write_private(kept, previous)
+                write_private(kept, previous)
                 raise ReloadFailed(f"nginx did not take certificates {bundle.tag}: {status} {answer[:500]}")
         self.certificates_tag = bundle.tag
 
@@ -245,13 +245,3 @@ class NginxController:
     async def stop(self, sig: signal.Signals = signal.SIGQUIT, timeout: float = 30.0) -> None:
         """Graceful stop: QUIT lets workers finish their requests."""
         await self.proxy.stop(sig, timeout)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Replace `path` with `data`, readable by root alone (nginx's master), atomically."""
-    staged = path.with_name(path.name + ".next")
-    staged.unlink(missing_ok=True)
-    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o400)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(staged, path)

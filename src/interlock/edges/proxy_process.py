@@ -27,6 +27,17 @@ from interlock.errors import ConfigRejected, ReloadFailed
 log = logging.getLogger("interlock.proxy")
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Replace `path` with `data`, readable by root alone (the proxy's master reads it),
+    atomically: for certificates, keys and the control token."""
+    staged = path.with_name(path.name + ".next")
+    staged.unlink(missing_ok=True)
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o400)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(staged, path)
+
+
 class KeptFile:
     """A file the proxy reads, replaced with an atomic rename; the content it replaced is kept
     beside it (`NAME.good`) until the replacement is confirmed, to be put back."""

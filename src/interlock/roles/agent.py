@@ -29,14 +29,14 @@ from prometheus_client import REGISTRY
 from interlock.constants import METRICS_PORT, PROXY_TOKEN, PROXY_WORKDIR, SECRETS_DIR
 from interlock.edges.listen import role_listeners
 from interlock.edges.metrics_http import serve_metrics
-from interlock.edges.peer_http import RETRY_FIRST, RETRY_MAX, Peer, PeerClient, read_token
+from interlock.edges.peer_http import Peer, PeerClient, read_token
 from interlock.edges.proxy_control import ProxyControl
 from interlock.edges.proxy_kinds import new_controller
 from interlock.edges.role_tls import mounted_peer_cert
 from interlock.edges.traffic_meter import TrafficCollector, TrafficMeter
 from interlock.errors import ConfigRejected, InterlockError, PeerUnavailable, ReloadFailed, WireError
 from interlock.render.config_delta import ProxyConfigDelta, apply_config_delta
-from interlock.roles.runtime import post_counted
+from interlock.roles.runtime import answered_get, post_counted
 from interlock.wire.certificates import CertificateBundle
 from interlock.wire.messages import ProxyConfig, ProxyReport, decode, encode
 from interlock.wire.traffic import RouteTraffic, TrafficNames
@@ -106,24 +106,17 @@ class Agent:
             log.error("the mounted configuration is not usable; waiting for the extension: %s", exc)
 
     async def follow(self) -> None:
-        backoff = RETRY_FIRST
         while True:
             params = {"after": self.digest, "wait": "25"}
             if self.held is not None and self.held.digest == self.digest:
                 params["delta"] = "1"  # the extension may answer with the change from it (226)
-            try:
-                status, body = await self.extension.get("/v1/config", params=params, timeout=35)
-            except PeerUnavailable as exc:
-                log.warning(
-                    "extension unavailable (still serving %s), retrying in %.1fs: %s",
-                    self.proxy.config_id or "nothing",
-                    backoff,
-                    exc,
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, RETRY_MAX)
-                continue
-            backoff = RETRY_FIRST
+            status, body = await answered_get(
+                self.extension,
+                "/v1/config",
+                params,
+                log=log,
+                waiting=lambda: f"extension unavailable (still serving {self.proxy.config_id or 'nothing'})",
+            )
             if status in (200, 226):
                 try:
                     await self.apply(self._received(status, body))
@@ -199,17 +192,14 @@ class Agent:
     async def follow_certificates(self) -> None:
         """Long-poll the extension for the cluster's certificates and hand each new bundle to
         the proxy."""
-        backoff = RETRY_FIRST
         while True:
-            params = {"after": self.certificates_tag, "wait": "25"}
-            try:
-                status, body = await self.extension.get("/v1/certificates", params=params, timeout=35)
-            except PeerUnavailable as exc:
-                log.warning("extension unavailable for certificates, retrying in %.1fs: %s", backoff, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, RETRY_MAX)
-                continue
-            backoff = RETRY_FIRST
+            status, body = await answered_get(
+                self.extension,
+                "/v1/certificates",
+                {"after": self.certificates_tag, "wait": "25"},
+                log=log,
+                waiting=lambda: "extension unavailable for certificates",
+            )
             if status == 200:
                 try:
                     bundle = decode(body, CertificateBundle)

@@ -11,9 +11,9 @@ import logging
 
 from aiohttp import web
 
-from interlock.edges.peer_http import RETRY_FIRST, RETRY_MAX, Peer, long_poll_wait
-from interlock.errors import PeerUnavailable, WireError
-from interlock.roles.runtime import changed_within
+from interlock.edges.peer_http import Peer, long_poll_wait
+from interlock.errors import WireError
+from interlock.roles.runtime import answered_get, changed_within
 from interlock.wire.certificates import CertificateBundle
 from interlock.wire.messages import decode
 
@@ -32,17 +32,14 @@ class CertificateRelay:
 
     async def follow_core(self) -> None:
         """Long-poll the core for this cluster's certificates; keep the newest."""
-        backoff = RETRY_FIRST
         while True:
-            params = {"after": self.held[0] if self.held else "", "wait": "25"}
-            try:
-                status, body = await self.core.get(f"/v1/clusters/{self.name}/certificates", params=params, timeout=35)
-            except PeerUnavailable as exc:
-                log.warning("core unavailable for certificates, retrying in %.1fs: %s", backoff, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, RETRY_MAX)
-                continue
-            backoff = RETRY_FIRST
+            status, body = await answered_get(
+                self.core,
+                f"/v1/clusters/{self.name}/certificates",
+                {"after": self.held[0] if self.held else "", "wait": "25"},
+                log=log,
+                waiting=lambda: "core unavailable for certificates",
+            )
             if status == 304:
                 continue
             try:

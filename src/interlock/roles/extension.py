@@ -38,8 +38,6 @@ from interlock.edges.listen import role_listeners
 from interlock.edges.metrics_http import metrics_response, serve_metrics
 from interlock.edges.offline_check import CheckResult
 from interlock.edges.peer_http import (
-    RETRY_FIRST,
-    RETRY_MAX,
     Peer,
     PeerClient,
     long_poll_wait,
@@ -56,12 +54,20 @@ from interlock.edges.proxy_kinds import (
     render_proxy,
 )
 from interlock.edges.role_tls import mounted_peer_cert, mounted_server_context
-from interlock.errors import InterlockError, PeerUnavailable, TemplateFailed, WireError
+from interlock.errors import InterlockError, TemplateFailed, WireError
 from interlock.model.routing import Routing
 from interlock.render.bundle import RenderedConfig
 from interlock.render.config_delta import config_delta
 from interlock.roles.certificate_relay import CertificateRelay
-from interlock.roles.runtime import changed_within, post_counted, proxy_config, quiet_gc, until_stopped, woken
+from interlock.roles.runtime import (
+    answered_get,
+    changed_within,
+    post_counted,
+    proxy_config,
+    quiet_gc,
+    until_stopped,
+    woken,
+)
 from interlock.wire.delta import ClusterStateDelta, apply_delta
 from interlock.wire.messages import (
     ClusterState,
@@ -121,17 +127,11 @@ class Extension:
         """Long-poll the core for this cluster's state; once it holds one, the core answers with
         the change from it (226), which is applied to the state held."""
         held: ClusterState | None = None
-        backoff = RETRY_FIRST
         while True:
             params = {"after": held.tag, "wait": "25", "delta": "1"} if held else {"after": "", "wait": "25"}
-            try:
-                status, body = await self.core.get(f"/v1/clusters/{self.name}/state", params=params, timeout=35)
-            except PeerUnavailable as exc:
-                log.warning("core unavailable, retrying in %.1fs: %s", backoff, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, RETRY_MAX)
-                continue
-            backoff = RETRY_FIRST
+            status, body = await answered_get(
+                self.core, f"/v1/clusters/{self.name}/state", params, log=log, waiting=lambda: "core unavailable"
+            )
             if status == 304:
                 continue
             if status == 202:

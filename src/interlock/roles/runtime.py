@@ -21,7 +21,7 @@ from contextlib import contextmanager
 
 from prometheus_client import Counter
 
-from interlock.edges.peer_http import Peer
+from interlock.edges.peer_http import RETRY_FIRST, RETRY_MAX, Peer
 from interlock.errors import PeerUnavailable
 from interlock.model.routing import Routing
 from interlock.problems import printable
@@ -128,3 +128,25 @@ async def until_stopped(*parts: Awaitable[object]) -> None:
         for task in others:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
+
+
+async def answered_get(
+    peer: Peer,
+    path: str,
+    params: dict[str, str],
+    *,
+    log: logging.Logger,
+    waiting: Callable[[], str],
+    timeout: float = 35,
+) -> tuple[int, bytes]:
+    """GET `path` from `peer` until it answers (a long-poll's next answer): while it is
+    unavailable, say `waiting()` and why, and try again after RETRY_FIRST seconds, doubling up
+    to RETRY_MAX."""
+    backoff = RETRY_FIRST
+    while True:
+        try:
+            return await peer.get(path, params=params, timeout=timeout)
+        except PeerUnavailable as exc:
+            log.warning("%s, retrying in %.1fs: %s", waiting(), backoff, exc)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, RETRY_MAX)
