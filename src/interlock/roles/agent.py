@@ -66,6 +66,9 @@ class Agent:
         self.held: ProxyConfig | None = None
         """The newest configuration received: the base of the next change the extension sends."""
         self.served_names = TrafficNames()
+        self.changing = asyncio.Lock()
+        """One change of the proxy at a time: a configuration (a reload reads the certificate
+        files) and certificates (written, then handed to the running proxy) never interleave."""
 
     async def boot(self, mounted: Path) -> None:
         """Start the proxy on the newest configuration at hand.
@@ -147,6 +150,10 @@ class Agent:
         return config
 
     async def apply(self, config: ProxyConfig) -> None:
+        async with self.changing:
+            await self._apply(config)
+
+    async def _apply(self, config: ProxyConfig) -> None:
         if config.config_id == self.proxy.config_id:
             if config.targets_id == self.proxy.targets_id:
                 self.digest = config.digest
@@ -181,7 +188,8 @@ class Agent:
         """Hand `bundle` to the proxy (running or not: it starts with them); on a refusal keep
         the ones it has and say why (the next bundle is tried as it comes)."""
         try:
-            await self.proxy.update_certificates(bundle)
+            async with self.changing:
+                await self.proxy.update_certificates(bundle)
         except ReloadFailed as exc:
             self.certificates_error = f"certificates {bundle.tag} not taken: {exc}"[:2000]
             log.error("%s", self.certificates_error)
