@@ -70,7 +70,10 @@ async def test_the_extension_sends_its_configuration_when_the_core_asks_and_repo
     extension = Extension(name="default", core=core, proxy_token="p" * 20)
     follow = asyncio.create_task(extension.follow_core())
     report = asyncio.create_task(extension.report_to_core())
-    await until(lambda: any(path.endswith("/config") for path, _ in core.posts), "the configuration sent")
+    await until(
+        lambda: {"/v1/clusters/default/config", "/v1/clusters/default/report"} <= {path for path, _ in core.posts},
+        "the configuration and a report sent",
+    )
     follow.cancel()
     report.cancel()
     sent = {path: body for path, body in core.posts}

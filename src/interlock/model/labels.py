@@ -115,8 +115,8 @@ LABELS: tuple[LabelSpec, ...] = (
         "ssl_cert",
         "a Docker secret name",
         "none",
-        "Terminate TLS for the service's hosts with this certificate secret (PEM). Interlock "
-        "attaches the secret to the proxy service; routing on the TLS port is by SNI.",
+        "Terminate TLS for the service's hosts with this certificate secret (PEM). The core reads the "
+        "secret and sends the certificate to the proxies, which serve it by SNI with no restart.",
         "app.example.com.cert",
         grammar.secret_name,
     ),
