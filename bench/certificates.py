@@ -21,6 +21,7 @@ import hashlib
 import json
 import socket
 import ssl
+import subprocess
 import tempfile
 import time
 import urllib.error
@@ -94,6 +95,22 @@ def core_running_since() -> float:
     return datetime.datetime.fromisoformat(stamp).replace(tzinfo=datetime.UTC).timestamp()
 
 
+def core_saw(cluster: str) -> float:
+    """When the running core task first published cluster `cluster`'s certificates: its log
+    line `cluster 'NAME': certificates TAG`, by Docker's timestamp (from its container on this
+    node: `docker service logs` lags behind a task just started)."""
+    task = sh("docker", "service", "ps", "-q", "--no-trunc", "--filter", "desired-state=running", "interlock").split()[
+        0
+    ]
+    container = sh("docker", "ps", "-q", "--filter", f"label=com.docker.swarm.task.id={task}").split()[0]
+    logs = subprocess.run(["docker", "logs", "--timestamps", container], capture_output=True, text=True, check=True)
+    for line in (logs.stdout + logs.stderr).splitlines():
+        if f"cluster '{cluster}': certificates" in line:
+            stamp = line.split()[0][:26].rstrip("Z")
+            return datetime.datetime.fromisoformat(stamp).replace(tzinfo=datetime.UTC).timestamp()
+    raise RuntimeError(f"core task {task} did not say it published the certificates of cluster {cluster!r}")
+
+
 def proxy_tasks(cluster: str) -> set[str]:
     service = f"interlock-proxy-{cluster}" if cluster else "interlock-proxy"
     return set(sh("docker", "service", "ps", "-q", "--filter", "desired-state=running", service).split())
@@ -113,6 +130,7 @@ def trial(kind: str, index: int, directory: Path) -> dict[str, float]:
     routed = until(lambda: http_status(host, http_port) == 200)
     served = until(lambda: fingerprint_served(host, tls_port) == first[2])
     core_started = core_running_since()
+    seen = core_saw(cluster)
     sh(
         *("docker", "service", "update", "-d", "--quiet", "--label-add", f"com.docker.lb.ssl_cert={second[0]}"),
         *("--label-add", f"com.docker.lb.ssl_key={second[1]}", name),
@@ -120,6 +138,7 @@ def trial(kind: str, index: int, directory: Path) -> dict[str, float]:
     rotate = time.time()
     rotated = until(lambda: fingerprint_served(host, tls_port) == second[2])
     rotated_core = core_running_since()
+    rotated_seen = core_saw(cluster)
     sh("docker", "service", "rm", name)
     removed_at = time.time()
     refused = until(lambda: fingerprint_served(host, tls_port) == "")
@@ -130,8 +149,10 @@ def trial(kind: str, index: int, directory: Path) -> dict[str, float]:
         "create_to_http_200": routed - created,
         "create_to_handshake": served - created,
         "core_start_to_handshake": served - core_started,
+        "core_saw_to_handshake": served - seen,
         "rotate_to_handshake": rotated - rotate,
         "rotate_core_start_to_handshake": rotated - rotated_core,
+        "rotate_core_saw_to_handshake": rotated - rotated_seen,
         "remove_to_refused": refused - removed_at,
     }
 

@@ -597,8 +597,9 @@ def certificates_section(result: dict[str, Any]) -> str:
             "create_to_http_200",
             "create_to_handshake",
             "core_start_to_handshake",
+            "core_saw_to_handshake",
             "rotate_to_handshake",
-            "rotate_core_start_to_handshake",
+            "rotate_core_saw_to_handshake",
             "remove_to_refused",
         )
         return (
@@ -610,8 +611,9 @@ def certificates_section(result: dict[str, Any]) -> str:
         "create -> HTTP 200 (baseline)",
         "create -> handshake with its certificate",
         "core started -> handshake",
+        "core saw it -> handshake",
         "label updated -> handshake with the new certificate",
-        "core started -> handshake (rotation)",
+        "core saw it -> handshake (rotation)",
         "removed -> handshake refused",
         "proxy tasks replaced",
     ]
@@ -622,9 +624,11 @@ def certificates_section(result: dict[str, Any]) -> str:
 with a new certificate secret is created (its labels name it), then its certificate is rotated (a
 new secret, the labels updated), then the service is removed. Seconds, p50 / max. Baseline, in
 the same trials: the same service's first 200 over plain HTTP (routing alone). A new certificate
-secret makes the core mount it (Swarm replaces the core's task; the proxies mount none): "after
-the core started" is from the new core task's `running` timestamp to the handshake (the core
-reads the secret, checks the pair, and the certificate travels to every proxy).
+secret makes the core mount it (Swarm replaces the core's task; the proxies mount none): "core
+started" is the new core task's `running` timestamp (then Python starts and the core lists the
+swarm); "core saw it" is the core's log line publishing the cluster's certificates with it (read
+and checked), by Docker's timestamp; from there to the handshake is the certificate's way to
+every proxy.
 
 {header}
 {row("nginx")}
