@@ -194,7 +194,10 @@ class HAProxyController:
         """Check, swap, reload and confirm `text`, which carries its servers in its own text
         (and loads the certificates the files hold)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._write_certificate_files(self.certificates)
+        if not (self.certificates_dir / CRT_LIST).exists():
+            # The first configuration: the files of the certificates held (or none) for it to load;
+            # afterwards update_certificates keeps them.
+            self._write_certificate_files(self.certificates)
 
         async def go_live() -> None:
             if self.running:
@@ -210,23 +213,25 @@ class HAProxyController:
     def _reload(self) -> None:
         self.proxy.reload()
 
-    @property
-    def certificates_tag(self) -> str:
-        return self.certificates.tag if self.certificates else ""
-
-    def _write_certificate_files(self, bundle: CertificateBundle | None) -> None:
+    def _write_certificate_files(
+        self, bundle: CertificateBundle | None, written: CertificateBundle | None = None
+    ) -> None:
         """The PEM of every host of `bundle`, the fallback and the crt-list, 0400 (the master reads
-        them as root), in a directory only root may enter; PEMs of hosts gone are removed."""
+        them as root), in a directory only root may enter; PEMs of hosts gone are removed. A host
+        whose certificate is the one `written` (the bundle the files hold) gave it is not written
+        again."""
         directory = self.certificates_dir
         directory.mkdir(parents=True, exist_ok=True)
         os.chmod(directory, 0o700)
         if not (directory / FALLBACK_PEM).exists():
             write_private(directory / FALLBACK_PEM, stand_in_pem().encode())
         by_host = bundle.by_host() if bundle else {}
+        held = written.by_host() if written else {}
         wanted = {FALLBACK_PEM, CRT_LIST}
         for host, certificate in by_host.items():
             wanted.add(pem_name(host))
-            write_private(directory / pem_name(host), combined_pem(certificate).encode())
+            if host not in held or held[host].id != certificate.id or not (directory / pem_name(host)).exists():
+                write_private(directory / pem_name(host), combined_pem(certificate).encode())
         write_private(directory / CRT_LIST, crt_list(bundle, str(directory)).encode())
         for stale in directory.iterdir():
             if stale.name not in wanted and not stale.name.endswith(".next"):
@@ -238,13 +243,13 @@ class HAProxyController:
         replaced in place, a new host's is added to the crt-list and a removed host's taken out.
         A running configuration without a TLS frontend has no crt-list: the files are enough."""
         previous = self.certificates
-        self._write_certificate_files(bundle)
+        self._write_certificate_files(bundle, previous)
         if self.running:
             try:
                 await self._change_certificates(previous, bundle)
             except ReloadFailed:
                 # What every later reload or restart reads stays what the running HAProxy has.
-                self._write_certificate_files(previous)
+                self._write_certificate_files(previous, bundle)
                 raise
         self.certificates = bundle
 

@@ -111,8 +111,6 @@ class NginxController:
         self.reloads = 0
         self.target_updates = 0
         """Target-only changes applied without a reload: the reloads avoided."""
-        self.certificates_tag = ""
-        """The certificates the running nginx serves ('' before the first)."""
         self._token = ""
 
     @property
@@ -201,7 +199,6 @@ class NginxController:
                 # What nginx's next start reads stays what the running nginx serves.
                 write_private(kept, previous)
                 raise ReloadFailed(f"nginx did not take certificates {bundle.tag}: {status} {answer[:500]}")
-        self.certificates_tag = bundle.tag
 
     async def _post(self, path: str, body: bytes) -> tuple[int, str]:
         """POST `body` to nginx's loopback status port with our token: (status, answer); status
