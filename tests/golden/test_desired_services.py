@@ -37,7 +37,7 @@ def actual(path: Path) -> str:
     routings = {name: result.routings[ext.service_cluster] for name, ext in config.extensions.items()}
     secrets = (*all_tokens(config), *spec.get("secrets", ()))
     facts = SwarmFacts(
-        control_network=Ref(fake_id("network", CONTROL_NETWORK), CONTROL_NETWORK),
+        control_network=Ref(fake_id("network", CONTROL_NETWORK), CONTROL_NETWORK, ("10.255.0.0/24",)),
         secrets={name: fake_id("secret", name) for name in secrets},
         networks={n.name: n.id for n in snapshot.networks},
         image_ids={"interlock:0.1.0": "sha256:" + "1" * 64},

@@ -69,6 +69,18 @@ def test_first_round_creates_every_extension_and_proxy_then_nothing_changes() ->
     assert round_trip(swarm, board, reconciler) == [], "an unchanged swarm is not touched"
 
 
+def test_no_role_is_deployed_before_swarm_gives_the_control_network_its_subnet() -> None:
+    """A role deployed without the control subnets in its environment would listen on every
+    address (on a busy manager Swarm allocates a new network's subnet seconds after it is made)."""
+    swarm, board, reconciler = setup()
+    swarm.control_subnet = None
+    assert round_trip(swarm, board, reconciler) == []
+    swarm.control_subnet = "10.9.0.0/24"
+    assert len(round_trip(swarm, board, reconciler)) == 4
+    for role in ("interlock-extension", "interlock-proxy-east"):
+        assert "INTERLOCK_CONTROL_SUBNETS=10.9.0.0/24" in env(swarm, role)
+
+
 def test_a_deleted_proxy_service_is_recreated_and_nothing_else_touched() -> None:
     swarm, board, reconciler = setup()
     round_trip(swarm, board, reconciler)

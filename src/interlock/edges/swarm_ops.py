@@ -9,7 +9,8 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import docker
@@ -120,6 +121,21 @@ class SwarmWriter(Protocol):
     def remove_config(self, config_id: str) -> None: ...
     def secret(self, name: str) -> Ref | None: ...
     def create_secret(self, name: str, data: bytes, labels: Mapping[str, str]) -> Ref: ...
+
+
+def with_subnets(network: Ref, inspect: Callable[[str], Mapping[str, Any]], within: float = 60.0) -> Ref:
+    """`network` with its subnets, read again by `inspect` (its ID -> the API's network) until
+    Swarm has allocated them."""
+    # Swarm's allocator gives a new network its subnet after the create call returns (seconds
+    # on a busy manager). The roles find where to listen by the subnets in their environment;
+    # a spec written without them would have them listen on every address.
+    deadline = time.monotonic() + within
+    while not network.subnets:
+        if time.monotonic() > deadline:
+            raise DockerUnavailable(f"Swarm gave network {network.name} no subnet within {within:.0f}s")
+        time.sleep(0.2)
+        network = Ref(network.id, network.name, network_subnets(inspect(network.id)))
+    return network
 
 
 class SwarmOps:
@@ -248,18 +264,12 @@ class SwarmOps:
         return None
 
     def ensure_overlay(self, name: str, labels: Mapping[str, str], *, attachable: bool = True) -> Ref:
-        existing = self.network(name)
-        if existing is not None:
-            return existing
-        body = {
-            "Name": name,
-            "Driver": "overlay",
-            "Attachable": attachable,
-            "Labels": dict(labels),
-            "CheckDuplicate": True,
-        }
-        created = str(self._call("POST", "/networks/create", body=body)["Id"])
-        return self.network(name) or Ref(created, name)
+        """The overlay network `name`, made if missing, once Swarm has given it a subnet."""
+        network = self.network(name)
+        if network is None:
+            body = {"Name": name, "Driver": "overlay", "Attachable": attachable, "Labels": dict(labels)}
+            network = Ref(str(self._call("POST", "/networks/create", body=body)["Id"]), name)
+        return with_subnets(network, lambda network_id: self._call("GET", f"/networks/{network_id}"))
 
     def network_attachable(self, network_id: str) -> bool:
         return bool(self._call("GET", f"/networks/{network_id}").get("Attachable"))

@@ -103,6 +103,9 @@ def desired_services(config: CoreConfig, routings: Mapping[str, Routing | None],
     if facts.control_network is None or lacking:
         what = f"{', '.join(lacking)}" if lacking else f"control network {CONTROL_NETWORK!r}"
         return DesiredServices(missing=f"{what} missing; run `interlock up`")
+    if not facts.control_network.subnets:
+        # A role deployed now would not know its control address and would listen everywhere.
+        return DesiredServices(missing=f"control network {CONTROL_NETWORK!r} has no subnet yet (Swarm allocates it)")
     clusters = []
     notes = []
     for name, ext in config.extensions.items():

@@ -154,6 +154,8 @@ class FakeSwarm:
         self.config_objects: dict[str, dict[str, Any]] = {}
         self.image_ids: dict[str, str] = {}
         self.control_network = True
+        self.control_subnet: str | None = "10.255.0.0/24"
+        """None: Swarm has not allocated the control network's subnet yet."""
         self.down = False
         """While True every call raises DockerUnavailable, as a stopped daemon would."""
         self.malformed = False
@@ -207,7 +209,10 @@ class FakeSwarm:
         return raw
 
     def _networks(self, apps: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        control = [{"Id": fake_id("network", CONTROL_NETWORK), "Name": CONTROL_NETWORK, "Driver": "overlay"}]
+        ipam = {"Config": [{"Subnet": self.control_subnet}] if self.control_subnet else []}
+        control = [
+            {"Id": fake_id("network", CONTROL_NETWORK), "Name": CONTROL_NETWORK, "Driver": "overlay", "IPAM": ipam}
+        ]
         return apps + (control if self.control_network else [])
 
     def list_secrets(self) -> list[dict[str, Any]]:

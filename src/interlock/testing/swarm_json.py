@@ -55,8 +55,9 @@ def swarm_json(description: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]
             "Driver": "overlay",
             "Scope": "swarm",
             "Ingress": False,
+            "IPAM": {"Config": [{"Subnet": f"10.{i + 1}.0.0/16"}]},
         }
-        for name in network_names
+        for i, name in enumerate(network_names)
     ]
     net_index = {name: i + 1 for i, name in enumerate(network_names)}
     next_host = dict.fromkeys(network_names, 10)
