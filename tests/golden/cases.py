@@ -88,7 +88,8 @@ def load_case(path: Path) -> Case:
     document = json.loads((DATA / snapshot_file).read_text()) if snapshot_file else swarm_json(spec)
     clusters = tuple(e.service_cluster for e in config.extensions.values())
     cluster = spec.get("cluster", clusters[0])
-    return Case(path, source, config, cluster, build(snapshot_from_api(document), clusters))
+    result = build(snapshot_from_api(document), clusters, acme=config.acme is not None)
+    return Case(path, source, config, cluster, result)
 
 
 def all_cases() -> list[Path]:

@@ -26,6 +26,7 @@ def as_haproxy(ext: ExtensionConfig) -> ExtensionConfig:
         "AccessLogFormat": ext.nginx.access_log_format,
         "HideInfoHeaders": ext.nginx.hide_info_headers,
         "HTTP2": ext.nginx.http2,
+        "AcmeChallenges": ext.nginx.acme_challenges,
     }
     return ext.model_copy(update={"kind": "haproxy", "config": HAProxyConfig(**shared), "template": ""})
 

@@ -231,6 +231,9 @@ class NginxConfig(_Section):
     tcp_options: tuple[RawDirective, ...] = Field((), alias="TCPOptions")
     # Ours, beyond Interlock:
     unknown_host_status: Literal[404, 503] = Field(503, alias="UnknownHostStatus")
+    acme_challenges: bool = Field(False, alias="AcmeChallenges")
+    """Answer ACME HTTP-01 challenges on `/.well-known/acme-challenge/` from the tokens the core
+    sends. Set for every cluster when the core's `[ACME]` table is present."""
     stream_module_path: Annotated[str, _pattern(r"(/[A-Za-z0-9._/-]*)?", "empty (built in) or an absolute path")] = (
         Field("/usr/lib/nginx/modules/ngx_stream_module.so", alias="StreamModulePath")
     )
@@ -314,6 +317,9 @@ class HAProxyConfig(_Section):
     default_options: tuple[HAProxyLine, ...] = Field((), alias="DefaultOptions")
     # Ours, beyond Interlock:
     unknown_host_status: Literal[404, 503] = Field(503, alias="UnknownHostStatus")
+    acme_challenges: bool = Field(False, alias="AcmeChallenges")
+    """Answer ACME HTTP-01 challenges on `/.well-known/acme-challenge/` from the tokens the core
+    sends. Set for every cluster when the core's `[ACME]` table is present."""
     hard_stop_after: Annotated[int, Field(ge=1, le=3600)] = Field(30, alias="HardStopAfter")
     """Seconds an old process may keep serving its connections after a reload."""
     hide_info_headers: bool = Field(False, alias="HideInfoHeaders")
@@ -423,6 +429,38 @@ class ExtensionConfig(_Section):
         return self
 
 
+class AcmeConfig(_Section):
+    """`[ACME]`: certificates the core orders for services labelled `com.docker.lb.ssl_acme=true`
+    (HTTP-01, answered by every proxy replica of the service's cluster)."""
+
+    directory: Annotated[str, _pattern(r"https://[A-Za-z0-9.:\[\]/_~%-]+", "an https:// URL")] = Field(
+        ..., alias="Directory"
+    )
+    """The ACME server's directory URL, such as https://acme-v02.api.letsencrypt.org/directory."""
+    email: Annotated[str, _pattern(r"([A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+)?", "an e-mail address")] = Field(
+        "", alias="Email"
+    )
+    agree_to_terms: bool = Field(False, alias="AgreeToTerms")
+    ca_certificate: Annotated[
+        str, _pattern(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,63})?", "a Docker secret name: A-Z a-z 0-9 _ . -")
+    ] = Field("", alias="CACertificate")
+    """A Docker secret holding the CA bundle to trust the ACME server with (a private or test CA);
+    empty: the system's CAs."""
+    renew_before: Duration = Field("720h", alias="RenewBefore")
+    key_type: Literal["ec256", "rsa2048"] = Field("ec256", alias="KeyType")
+
+    @field_validator("agree_to_terms")
+    @classmethod
+    def _agreed(cls, agreed: bool) -> bool:
+        if not agreed:
+            raise ValueError("must be true: the ACME server's terms of service must be agreed to before it issues")
+        return agreed
+
+    @property
+    def renew_before_seconds(self) -> float:
+        return parse_duration(self.renew_before)
+
+
 _EXTENSION_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,36}[A-Za-z0-9])?")
 """`interlock-extension-token-NAME` must stay a valid Docker secret name (64 characters at most)."""
 
@@ -458,6 +496,7 @@ class CoreConfig(_Section):
     core_constraints: tuple[str, ...] = Field((MANAGER_CONSTRAINT,), alias="CoreConstraints")
     """Where `interlock up` may place the core; node.role==manager always holds (added if missing)."""
     extensions: dict[str, ExtensionConfig] = Field(default_factory=dict, alias="Extensions")
+    acme: AcmeConfig | None = Field(None, alias="ACME")
 
     @field_validator("core_constraints")
     @classmethod
@@ -484,6 +523,11 @@ class CoreConfig(_Section):
     def _clusters_are_consistent(self) -> CoreConfig:
         if not self.extensions:
             raise ValueError("no [Extensions.NAME] table; at least one extension (service cluster) is required")
+        if self.acme is not None:
+            # Every cluster's proxies answer the core's HTTP-01 challenges.
+            for name, ext in self.extensions.items():
+                answering = ext.config.model_copy(update={"acme_challenges": True})
+                self.extensions[name] = ext.model_copy(update={"config": answering})
         seen_clusters: dict[str, str] = {}
         seen_names: dict[str, str] = {}
         ingress_ports: dict[int, str] = {}

@@ -28,8 +28,10 @@ from interlock.edges.traffic_meter import TrafficMeter
 from interlock.errors import ReloadFailed
 from interlock.render.haproxy import ADMIN_SOCKET, CERTIFICATES_DIR, TARGETS_HEADER, slot_count, with_targets
 from interlock.render.haproxy_certificates import (
+    ACME_MAP,
     CRT_LIST,
     FALLBACK_PEM,
+    acme_map,
     combined_pem,
     crt_list,
     crt_list_line,
@@ -227,7 +229,8 @@ class HAProxyController:
             write_private(directory / FALLBACK_PEM, stand_in_pem().encode())
         by_host = bundle.by_host() if bundle else {}
         held = written.by_host() if written else {}
-        wanted = {FALLBACK_PEM, CRT_LIST}
+        wanted = {FALLBACK_PEM, CRT_LIST, ACME_MAP}
+        write_private(directory / ACME_MAP, acme_map(bundle).encode())
         for host, certificate in by_host.items():
             wanted.add(pem_name(host))
             if host not in held or held[host].id != certificate.id or not (directory / pem_name(host)).exists():
@@ -275,6 +278,15 @@ class HAProxyController:
             path = f"{directory}/{pem_name(host)}"
             await self.runtime(f"del ssl crt-list {listed} {path}")
             await self.runtime(f"del ssl cert {path}")
+        # ACME challenges: a configuration without AcmeChallenges has no such map, and refuses
+        # these; the challenge then fails and the core says so.
+        challenges = f"{directory}/{ACME_MAP}"
+        held = dict(previous.challenges) if previous else {}
+        for token, answer in bundle.challenges:
+            if held.get(token) != answer:
+                await self.runtime(f"add map {challenges} {token} {answer}")
+        for token in held.keys() - dict(bundle.challenges).keys():
+            await self.runtime(f"del map {challenges} {token}")
 
     async def _runtime_ok(self, command: str, host: str, *, fine: str = "") -> None:
         """`command` through the runtime API; ReloadFailed when HAProxy did not do it (an answer

@@ -95,6 +95,7 @@ class _HostOptions:
     key: str
     ssl_only: bool
     redirects: tuple[RedirectRule, ...]
+    acme: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +164,7 @@ def build(
     proxies: Mapping[str, str] | None = None,
     exclusions: Mapping[str, Mapping[LabelKey, Exclusion]] | None = None,
     host_sharing: str = "any",
+    acme: bool = False,
 ) -> BuildResult:
     """Build the routing table of each cluster in `clusters` from `snapshot`.
 
@@ -176,7 +178,8 @@ def build(
     the services its own roles found
     unroutable (`Exclusion`): a service is left out only by an exclusion of the cluster its
     labels name, so one cluster's findings never touch another's services, and a finding about
-    one service never touches another that names the same secret.
+    one service never touches another that names the same secret. `acme`: the core has an
+    `[ACME]` table (without it `ssl_acme=true` is an error of that service).
 
     A service that joins a host and path another (older) service routes takes a share of its
     traffic (Interlock's canary rule): always said, as a warning; with `host_sharing="stack"`
@@ -213,6 +216,13 @@ def build(
                     Severity.WARNING,
                 )
             )
+            continue
+        if labels.ssl_acme and not acme:
+            reason = (
+                "no [ACME] table in the core's configuration: add one (Directory, Email, AgreeToTerms = true; "
+                "docs/CONFIGURATION.md) and run `interlock up`, or name a certificate with ssl_cert; not routed"
+            )
+            problems.append(_problem(service, "ssl_acme", reason))
             continue
         named = [s for s in (labels.ssl_cert, labels.ssl_key) if s]
         own = [s for s in named if is_interlocks_secret_name(s) or s in own_secrets]
@@ -373,7 +383,7 @@ def _servers(
 def _host_options(labels: ServiceLabels, host: str) -> _HostOptions:
     if labels.ssl_passthrough:
         tls = TLSMode.PASSTHROUGH
-    elif labels.ssl_cert:
+    elif labels.ssl_cert or labels.ssl_acme:
         tls = TLSMode.TERMINATE
     else:
         tls = TLSMode.NONE
@@ -388,6 +398,7 @@ def _host_options(labels: ServiceLabels, host: str) -> _HostOptions:
         key=labels.ssl_key or labels.ssl_cert,
         ssl_only=labels.ssl_only or labels.ssl_passthrough,
         redirects=tuple(sorted(set(rules), key=lambda r: (r.scheme, r.target))),
+        acme=tuple(sorted(labels.hosts)) if labels.ssl_acme else (),
     )
 
 
@@ -604,4 +615,5 @@ def _freeze_host(
         redirects=opts.redirects,
         routes=tuple(routes),
         services=tuple(draft.services),
+        acme=opts.acme,
     )

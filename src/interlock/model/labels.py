@@ -129,6 +129,16 @@ LABELS: tuple[LabelSpec, ...] = (
         grammar.secret_name,
     ),
     LabelSpec(
+        "ssl_acme",
+        _BOOL,
+        "false",
+        "Terminate TLS for the service's hosts with one certificate the core orders from the ACME "
+        "server of its [ACME] table (HTTP-01, answered by every proxy) and renews. Not with ssl_cert "
+        "or ssl_passthrough.",
+        "true",
+        grammar.boolean,
+    ),
+    LabelSpec(
         "ssl_only",
         _BOOL,
         "false",
@@ -254,6 +264,7 @@ class ServiceLabels:
     context_root_rewrite: bool = False
     ssl_cert: str = ""
     ssl_key: str = ""
+    ssl_acme: bool = False
     ssl_only: bool = False
     ssl_backend: bool = False
     ssl_backend_tls_verify: str = "none"
@@ -376,6 +387,14 @@ def _check_combinations(labels: ServiceLabels, reader: _Reader) -> None:
         reader.report("hosts", "missing; every routed service needs hosts unless default_backend=true")
     if labels.ssl_key and not labels.ssl_cert:
         reader.report("ssl_key", "set without ssl_cert; set both, or only ssl_cert for a combined PEM")
+    if labels.ssl_acme:
+        for name, value in (("ssl_cert", labels.ssl_cert), ("ssl_passthrough", labels.ssl_passthrough)):
+            if value:
+                reader.report(name, "cannot be combined with ssl_acme=true: the certificate is either ordered or named")
+        if labels.default_backend:
+            reader.report(
+                "ssl_acme", "cannot be combined with default_backend=true: ACME needs the host names to order"
+            )
     if labels.ssl_passthrough:
         for name, value in (
             ("ssl_cert", labels.ssl_cert),
@@ -400,8 +419,8 @@ def _check_combinations(labels: ServiceLabels, reader: _Reader) -> None:
             "default_backend",
             "cannot be combined with ssl_passthrough=true; the default backend must be terminated or plain HTTP",
         )
-    if labels.ssl_only and not (labels.ssl_cert or labels.ssl_passthrough):
-        reader.report("ssl_only", "needs ssl_cert or ssl_passthrough=true: there is no TLS to redirect to")
+    if labels.ssl_only and not (labels.ssl_cert or labels.ssl_passthrough or labels.ssl_acme):
+        reader.report("ssl_only", "needs ssl_cert, ssl_acme or ssl_passthrough=true: there is no TLS to redirect to")
     if LABEL_PREFIX + "ssl_backend_tls_verify" in present and not labels.ssl_backend:
         reader.report("ssl_backend_tls_verify", "ignored without ssl_backend=true", Severity.WARNING)
     if labels.backend_protocol == "grpc":
@@ -412,7 +431,7 @@ def _check_combinations(labels: ServiceLabels, reader: _Reader) -> None:
                 "context_root_rewrite",
                 "cannot be combined with backend_protocol=grpc: a gRPC method's path is its name, not to be cut",
             )
-        if not labels.ssl_cert and not labels.ssl_passthrough:
+        if not (labels.ssl_cert or labels.ssl_acme or labels.ssl_passthrough):
             reader.report(
                 "backend_protocol",
                 "grpc without ssl_cert: gRPC clients need HTTP/2, which the proxy speaks on TLS only",

@@ -87,6 +87,9 @@ class VirtualHost:
     passthrough_upstream: str = ""
     services: tuple[str, ...] = ()
     """Names of the services routed here, for operators."""
+    acme: tuple[str, ...] = ()
+    """With `ssl_acme`: the host names of the certificate the core orders for this host (its
+    service's hosts, sorted); the certificate reaches the proxies like a named one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +120,10 @@ class Routing:
             for h in hosts
             if h.tls is TLSMode.TERMINATE and h.cert_secret
         }
+
+    def acme_names(self) -> dict[str, tuple[str, ...]]:
+        """Host -> the host names of its ACME certificate, for every host with `ssl_acme`."""
+        return {h.name: h.acme for h in self.hosts if h.tls is TLSMode.TERMINATE and h.acme}
 
     def upstream(self, name: str) -> Upstream:
         for candidate in (*self.upstreams, *self.passthrough_upstreams):

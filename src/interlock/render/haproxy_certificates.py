@@ -12,6 +12,8 @@ from interlock.wire.certificates import DEFAULT_TLS_HOST, Certificate, Certifica
 
 CRT_LIST = "crt-list"
 FALLBACK_PEM = "interlock-fallback.pem"
+ACME_MAP = "acme.map"
+"""ACME HTTP-01 token -> key authorization, the map the HTTP frontend answers challenges from."""
 
 
 def pem_name(host: str) -> str:
@@ -34,3 +36,8 @@ def crt_list(bundle: CertificateBundle | None, directory: str) -> str:
     hosts = [host for host, _ in bundle.hosts] if bundle else []
     first = crt_list_line(directory, DEFAULT_TLS_HOST) if DEFAULT_TLS_HOST in hosts else f"{directory}/{FALLBACK_PEM}"
     return "\n".join([first, *(crt_list_line(directory, h) for h in hosts if h != DEFAULT_TLS_HOST)]) + "\n"
+
+
+def acme_map(bundle: CertificateBundle | None) -> str:
+    """The ACME map file: one `TOKEN KEY_AUTHORIZATION` line a challenge."""
+    return "".join(f"{token} {answer}\n" for token, answer in (bundle.challenges if bundle else ()))

@@ -5,13 +5,19 @@ it to a 0400 file on the proxy's tmpfs for nginx's next start and posts it to th
     host NAME ID                      (NAME `_`: the default TLS host)
     certificate ID CHAIN_BYTES KEY_BYTES
     <the PEM chain><the PEM key>
+    challenge TOKEN KEY_AUTHORIZATION  (ACME HTTP-01)
 
 Lengths rather than delimiters: a PEM is opaque here. Pure; render layer; nginx only.
 """
 
 from __future__ import annotations
 
+import re
+
 from interlock.wire.certificates import CertificateBundle
+
+_CHALLENGE = re.compile(r"[A-Za-z0-9_-]+ [A-Za-z0-9_.-]+")
+"""A token and its key authorization: base64url, and a dot between the token and the thumbprint."""
 
 CERTIFICATES_FILE = "certificates"
 """The document's file name in nginx's prefix (the proxy's tmpfs work directory)."""
@@ -20,6 +26,11 @@ CERTIFICATES_FILE = "certificates"
 def certificates_document(bundle: CertificateBundle) -> bytes:
     lines = [f"interlock certificates 1 {bundle.tag}".encode()]
     lines += [f"host {host} {cert}".encode() for host, cert in bundle.hosts]
+    lines += [
+        f"challenge {token} {answer}".encode()
+        for token, answer in bundle.challenges
+        if _CHALLENGE.fullmatch(token + " " + answer)
+    ]
     document = b"\n".join(lines) + b"\n"
     for certificate in bundle.certificates:
         chain, key = certificate.chain.encode(), certificate.key.encode()

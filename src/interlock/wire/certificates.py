@@ -48,13 +48,16 @@ class CertificateBundle:
     """(host, certificate id), sorted; `_` is the default TLS host."""
     certificates: tuple[Certificate, ...] = ()
     """Every certificate a host names, once, sorted by id."""
+    challenges: tuple[tuple[str, str], ...] = ()
+    """(token, key authorization) of each ACME HTTP-01 challenge the proxies answer now, sorted."""
     schema: int = SCHEMA
 
     @property
     def tag(self) -> str:
-        """Names the bundle's content: which host has which certificate."""
-        text = "\n".join(f"{host} {cert}" for host, cert in self.hosts)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        """Names the bundle's content: which host has which certificate, which challenges."""
+        lines = [f"{host} {cert}" for host, cert in self.hosts]
+        lines += [f"challenge {token} {answer}" for token, answer in self.challenges]
+        return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
     def by_host(self) -> dict[str, Certificate]:
         certificates = {c.id: c for c in self.certificates}
@@ -62,14 +65,23 @@ class CertificateBundle:
 
 
 def bundle_for(
-    routing: Routing, loaded: Mapping[Pair, Certificate], previous: CertificateBundle | None = None
+    routing: Routing,
+    loaded: Mapping[Pair, Certificate],
+    previous: CertificateBundle | None = None,
+    *,
+    acme: Mapping[tuple[str, ...], Pair] | None = None,
+    challenges: Mapping[str, str] | None = None,
 ) -> CertificateBundle:
     """The bundle of `routing`'s cluster: each terminated host with the certificate of its pair
-    in `loaded`; a host whose pair is not loaded keeps its certificate from `previous`."""
+    in `loaded` (an `ssl_acme` host: the pair `acme` has for its host names); a host whose pair
+    is not loaded keeps its certificate from `previous`. `challenges`: token -> key
+    authorization of the ACME challenges its proxies answer."""
     kept = previous.by_host() if previous is not None else {}
+    pairs: dict[str, Pair | None] = dict(routing.terminated_pairs())
+    pairs.update({host: (acme or {}).get(names) for host, names in routing.acme_names().items()})
     chosen: dict[str, Certificate] = {}
-    for host, pair in routing.terminated_pairs().items():
-        certificate = loaded.get(pair) or kept.get(host)
+    for host, pair in pairs.items():
+        certificate = (loaded.get(pair) if pair else None) or kept.get(host)
         if certificate is not None:
             chosen[host] = certificate
     unique = {c.id: c for c in chosen.values()}
@@ -77,4 +89,5 @@ def bundle_for(
         routing.cluster,
         tuple(sorted((host, c.id) for host, c in chosen.items())),
         tuple(unique[i] for i in sorted(unique)),
+        tuple(sorted((challenges or {}).items())),
     )

@@ -13,6 +13,7 @@
 --     host NAME ID                      (NAME `_`: the default TLS host)
 --     certificate ID CHAIN_BYTES KEY_BYTES
 --     <the PEM chain><the PEM key>
+--     challenge TOKEN KEY_AUTHORIZATION  (ACME HTTP-01, answered by `challenge()`)
 --
 -- A handshake reads one string from the shared dict (the tag); a worker reads the host table
 -- again only when the tag moved, and parses a certificate and key once per id. A name no host
@@ -43,7 +44,7 @@ local function parse(text)
     if not tag then
         return nil, "not a certificates document"
     end
-    local document = { tag = tag, hosts = {}, certs = {} }
+    local document = { tag = tag, hosts = {}, certs = {}, challenges = {} }
     local at = header_end + 1
     while at <= #text do
         local line_end = string.find(text, "\n", at, true)
@@ -53,8 +54,11 @@ local function parse(text)
         local line = string.sub(text, at, line_end - 1)
         at = line_end + 1
         local name, id = string.match(line, "^host (%S+) (%x+)$")
+        local token, answer = string.match(line, "^challenge ([%w_%-]+) ([%w_%-%.]+)$")
         if name then
             document.hosts[name] = id
+        elseif token then
+            document.challenges[token] = answer
         else
             local cid, chain_bytes, key_bytes = string.match(line, "^certificate (%x+) (%d+) (%d+)$")
             if not cid then
@@ -111,6 +115,20 @@ local function store(document)
         ids[#ids + 1] = id
     end
     shared:set("ids", table.concat(ids, " "))
+    local tokens = {}
+    for token, answer in pairs(document.challenges) do
+        local stored, failure = shared:safe_set("a:" .. token, answer)
+        if not stored then
+            return nil, "shared dict interlock_certificates: " .. failure
+        end
+        tokens[#tokens + 1] = token
+    end
+    for token in string.gmatch(shared:get("tokens") or "", "%S+") do
+        if not document.challenges[token] then
+            shared:delete("a:" .. token)
+        end
+    end
+    shared:set("tokens", table.concat(tokens, " "))
     shared:set("tag", document.tag)
     for id in string.gmatch(shared:get("stale") or "", "%S+") do
         if not document.certs[id] then
@@ -237,6 +255,18 @@ function M.control()
         return
     end
     ngx.print(tag)
+end
+
+-- content_by_lua of /.well-known/acme-challenge/: the key authorization of the token the
+-- request names, if the core sent it, else 404.
+function M.challenge()
+    local token = string.match(ngx.var.uri, "^/%.well%-known/acme%-challenge/([%w_%-]+)$")
+    local answer = token and shared:get("a:" .. token)
+    if not answer then
+        return ngx.exit(ngx.HTTP_NOT_FOUND)
+    end
+    ngx.header["Content-Type"] = "text/plain"
+    ngx.print(answer)
 end
 
 return M

@@ -171,6 +171,7 @@ class Board:
             proxies=self.proxies,
             exclusions={s.cluster: s.exclusions for s in self.slots.values()},
             host_sharing=self.config.host_sharing,
+            acme=self.config.acme is not None,
         )
         if result.problems != self.problems:
             for problem in set(result.problems) - set(self.problems):
