@@ -7,6 +7,7 @@ the 0400 file on its tmpfs); a certificate the proxy cannot take leaves the old 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import signal
 import socket
 import ssl
@@ -174,3 +175,35 @@ async def test_a_certificate_the_proxy_cannot_take_leaves_the_one_it_serves(
     await proxy.control.start()
     await proxy.control.proxy.confirm(proxy.control.config_id)
     assert fingerprint("a.local") == served
+
+
+def challenge(token: str) -> tuple[int, str]:
+    """What the proxy's HTTP port answers for the ACME HTTP-01 path of `token`."""
+    connection = http.client.HTTPConnection("127.0.0.1", HTTP, timeout=5)
+    try:
+        connection.request("GET", f"/.well-known/acme-challenge/{token}", headers={"Host": "shop.example.com"})
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+async def test_acme_challenges_are_answered_from_the_bundle_and_forgotten_with_it(proxy: Proxy, backend: int) -> None:
+    """Pebble or Let's Encrypt asks every replica for the token; the agent's bundle carries it
+    and no reload is needed to answer it or to forget it."""
+    proxy.ext = proxy.ext.model_copy(update={"config": proxy.ext.config.model_copy(update={"acme_challenges": True})})
+    routing = loopback_routing({"shop": {"hosts": "shop.example.com", "port": str(backend)}})
+    await proxy.control.update_certificates(CertificateBundle(""))
+    await proxy.route(routing)
+    # A token the proxy does not hold is not answered by it (nginx: 404; HAProxy: the app's answer).
+    assert not challenge("tok-1")[1].startswith("tok-1.")
+    pid, reloads = proxy.pid, proxy.control.reloads
+
+    await proxy.control.update_certificates(CertificateBundle("", challenges=(("tok-1", "tok-1.thumb_print-x"),)))
+    assert challenge("tok-1") == (200, "tok-1.thumb_print-x")
+    assert not challenge("tok-2")[1].startswith("tok-2.")
+
+    await proxy.control.update_certificates(CertificateBundle("", challenges=(("tok-2", "tok-2.other"),)))
+    assert challenge("tok-2") == (200, "tok-2.other")
+    assert not challenge("tok-1")[1].startswith("tok-1."), "a token the core dropped is not answered any more"
+    assert (proxy.pid, proxy.control.reloads) == (pid, reloads), "no reload, no restart"

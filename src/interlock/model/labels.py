@@ -388,8 +388,8 @@ def _check_combinations(labels: ServiceLabels, reader: _Reader) -> None:
     if labels.ssl_key and not labels.ssl_cert:
         reader.report("ssl_key", "set without ssl_cert; set both, or only ssl_cert for a combined PEM")
     if labels.ssl_acme:
-        for name, value in (("ssl_cert", labels.ssl_cert), ("ssl_passthrough", labels.ssl_passthrough)):
-            if value:
+        for name, combined in (("ssl_cert", bool(labels.ssl_cert)), ("ssl_passthrough", labels.ssl_passthrough)):
+            if combined:
                 reader.report(name, "cannot be combined with ssl_acme=true: the certificate is either ordered or named")
         if labels.default_backend:
             reader.report(
