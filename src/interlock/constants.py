@@ -38,6 +38,8 @@ CERTIFICATES_MOUNT = "certificates"
 """Where, under SECRETS_DIR, the core mounts the certificate and key secrets that labels name
 (each under its own name); nowhere else mounts them."""
 TLS_SECRET_PREFIX = "interlock-tls-"
+ACME_SECRET_PREFIX = "interlock-acme-"
+"""The ACME account key and the certificates the core ordered, each a secret it made."""
 """Secrets `interlock-tls-<fingerprint>-key` (key and certificate) and `-cert` (certificate)."""
 CORE_IDENTITY = "core"
 """The TLS identity (`LABEL_TLS`) of the core; an extension's is `extension_identity(NAME)`."""
@@ -74,6 +76,12 @@ LABEL_TLS = "com.docker.interlock.tls"
 LABEL_TLS_PART = "com.docker.interlock.tls-part"
 """On a TLS secret: `key` (key and certificate, for the server) or `cert` (for its clients)."""
 LABEL_TLS_FINGERPRINT = "com.docker.interlock.tls-fingerprint"
+LABEL_ACME = "com.docker.interlock.acme"
+"""On a secret the core made for ACME: `account` (its account key), or the host names of the
+certificate (comma-separated) whose `cert` or `key` (LABEL_ACME_PART) it holds."""
+LABEL_ACME_PART = "com.docker.interlock.acme-part"
+LABEL_ACME_NOT_AFTER = "com.docker.interlock.acme-not-after"
+"""On an ACME certificate's secrets: when it expires (seconds since the epoch)."""
 PROXY_TYPE = "com.docker.interlock.core.proxy"
 EXTENSION_TYPE = "com.docker.interlock.core.extension"
 SWARM_SERVICE_NAME_LABEL = "com.docker.swarm.service.name"
@@ -97,7 +105,9 @@ def proxy_token_secret(extension: str) -> str:
 def is_interlocks_secret_name(name: str) -> bool:
     """Interlock's own secrets by name (any cluster's tokens, the operator's): no label may name
     them, whether the swarm lists them or not."""
-    return name == OPERATOR_TOKEN or name.startswith((EXTENSION_TOKEN, PROXY_TOKEN, TLS_SECRET_PREFIX))
+    return name == OPERATOR_TOKEN or name.startswith(
+        (EXTENSION_TOKEN, PROXY_TOKEN, TLS_SECRET_PREFIX, ACME_SECRET_PREFIX)
+    )
 
 
 def extension_identity(extension: str) -> str:

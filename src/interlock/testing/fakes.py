@@ -332,6 +332,14 @@ class FakeSwarm:
         self.writes.append(("create-secret", name))
         return Ref(self.secret_ids[name], name)
 
+    def remove_secret(self, secret_id: str) -> None:
+        self._check()
+        for name, known in list(self.secret_ids.items()):
+            if known == secret_id:
+                del self.secret_ids[name]
+                self.secret_labels.pop(name, None)
+                self.writes.append(("remove-secret", name))
+
     def create_config(self, name: str, data: bytes, labels: Mapping[str, str]) -> Ref:
         self._check()
         existing = next((c for c in self.config_objects.values() if c["Spec"]["Name"] == name), None)

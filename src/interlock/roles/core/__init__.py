@@ -14,12 +14,13 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from aiohttp import web
 
 from interlock.config import CoreConfig
+from interlock.config.schema import AcmeConfig
 from interlock.constants import (
     CERTIFICATES_MOUNT,
     CORE_IDENTITY,
@@ -32,6 +33,7 @@ from interlock.constants import (
     SWARM_SERVICE_NAME_LABEL,
     extension_token_secret,
 )
+from interlock.edges.acme_client import AcmeAccount
 from interlock.edges.clock import Clock, SystemClock
 from interlock.edges.docker_source import SwarmSource
 from interlock.edges.listen import role_listeners
@@ -41,6 +43,7 @@ from interlock.edges.role_tls import ensure_identities, mounted_server_context
 from interlock.edges.swarm_ops import SwarmOps, SwarmWriter, ensure_tokens
 from interlock.errors import DockerUnavailable, InterlockError
 from interlock.model.snapshot import Snapshot
+from interlock.roles.core.acme import AcmeClient, AcmeDesk
 from interlock.roles.core.api import CoreApi
 from interlock.roles.core.board import Board
 from interlock.roles.core.certificates import CertificateDesk
@@ -85,6 +88,23 @@ class Core:
         self.reconciler = (
             Reconciler(config, ops, self.board, owner=service_name, core_url=core_url) if ops is not None else None
         )
+        self.acme = (
+            AcmeDesk(
+                config.acme,
+                self.board,
+                self.certificates,
+                ops,
+                owner=service_name,
+                client=acme_client(config.acme),
+                clock=self.clock,
+                offload=offload,
+                wake_reconciler=self.wake_reconciler,
+            )
+            if config.acme is not None and ops is not None
+            else None
+        )
+        if self.acme is not None and self.reconciler is not None:
+            self.reconciler.more_mounts = self.acme.mounts
         self.api = CoreApi(
             self.board,
             self.certificates,
@@ -105,6 +125,8 @@ class Core:
             self._notifying.add(task)
             task.add_done_callback(self._notifying.discard)
         self.wake_reconciler()
+        if self.acme is not None:
+            self.acme.wake.set()
 
     def wake_reconciler(self) -> None:
         if self.reconciler is not None:
@@ -114,7 +136,18 @@ class Core:
         parts = [self.watcher.run()]
         if self.reconciler is not None:
             parts.append(self.reconciler.run(self.clock, lambda: self.watcher.ready, self.offload))
+        if self.acme is not None:
+            parts.append(self.acme.run())
         await asyncio.gather(*parts)
+
+
+def acme_client(config: AcmeConfig) -> Callable[[bytes, str | None], AcmeClient]:
+    """The production ACME client: an account on `config`'s server."""
+
+    def account(key: bytes, ca_bundle: str | None) -> AcmeClient:
+        return AcmeAccount(config.directory, config.email, key, ca_bundle=ca_bundle)
+
+    return account
 
 
 def own_service_name(ops: SwarmOps | None) -> str:

@@ -22,8 +22,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Collection
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field, replace
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -32,7 +32,7 @@ from interlock.edges.clock import Clock, SystemClock
 from interlock.model.build import Exclusion, build, certificate_secret_ids
 from interlock.model.routing import Routing, TLSMode
 from interlock.model.snapshot import LabelKey, Service, Snapshot
-from interlock.problems import Problem, printable
+from interlock.problems import Problem, printable, sorted_problems
 from interlock.render.bundle import RenderedConfig
 from interlock.roles.runtime import changed_within
 from interlock.wire.certificates import Pair
@@ -151,11 +151,10 @@ class Board:
         self.clock: Clock = clock or SystemClock()
         self.epoch = epoch or uuid.uuid4().hex[:8]
         self.slots = {n: ClusterSlot(n, e.service_cluster) for n, e in config.extensions.items()}
-        self.proxies = (
-            {e.service_cluster: config.proxy_service_name(n) for n, e in config.extensions.items()}
-            if gate_on_proxies
-            else None
-        )
+        proxies = {e.service_cluster: config.proxy_service_name(n) for n, e in config.extensions.items()}
+        self.proxies = proxies if gate_on_proxies else None
+        self.late_problems: Callable[[Mapping[str, Routing]], list[Problem]] = lambda _: []
+        """Problems found after the build, by the routings: the ACME desk's failed orders."""
         self.changed = asyncio.Condition()
         self.snapshot: Snapshot | None = None
         self.problems: tuple[Problem, ...] = ()
@@ -173,6 +172,8 @@ class Board:
             host_sharing=self.config.host_sharing,
             acme=self.config.acme is not None,
         )
+        if late := self.late_problems(result.routings):
+            result = replace(result, problems=sorted_problems([*result.problems, *late]))
         if result.problems != self.problems:
             for problem in set(result.problems) - set(self.problems):
                 log.warning("problem: %s", problem.describe())

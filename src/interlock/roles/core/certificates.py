@@ -9,12 +9,13 @@ never leaves a host without one. No Docker, no HTTP; the files through `Certific
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from interlock.edges.certificates import CertificateShelf
 from interlock.roles.core.board import Board
 from interlock.roles.runtime import changed_within
-from interlock.wire.certificates import CertificateBundle, bundle_for
+from interlock.wire.certificates import CertificateBundle, Pair, bundle_for
 
 log = logging.getLogger("interlock.core")
 
@@ -25,13 +26,19 @@ class CertificateDesk:
         self.shelf = CertificateShelf(directory)
         self.bundles: dict[str, CertificateBundle] = {}
         """Extension -> the certificates its proxies serve (absent until first read)."""
+        self.acme_pairs: Callable[[], Mapping[tuple[str, ...], Pair]] = dict
+        """The ACME desk's certificates: host names -> their pair (mounted, or loaded by it)."""
+        self.challenges: dict[str, Mapping[str, str]] = {}
+        """Extension -> the ACME challenges (token -> key authorization) its proxies answer now."""
 
     def read(self) -> bool:
         """Read the pairs the routings name (those mounted so far), leave out the services that
         name a pair that does not load, and update each cluster's bundle; True when a state or a
         bundle changed (the caller then wakes the long-polls with `Board.notify`)."""
         board = self.board
+        acme = self.acme_pairs()
         pairs = {p for s in board.slots.values() if s.state for p in s.state.routing.terminated_pairs().values()}
+        pairs |= set(acme.values())
         self.shelf.read(sorted(pairs))
         refused = {p: self.shelf.refused[p] for p in pairs if p in self.shelf.refused}
         changed = False
@@ -40,7 +47,13 @@ class CertificateDesk:
         for name, slot in board.slots.items():
             if slot.state is None:
                 continue
-            bundle = bundle_for(slot.state.routing, self.shelf.loaded, self.bundles.get(name))
+            bundle = bundle_for(
+                slot.state.routing,
+                self.shelf.loaded,
+                self.bundles.get(name),
+                acme=acme,
+                challenges=self.challenges.get(name),
+            )
             if self.bundles.get(name) != bundle:
                 self.bundles[name] = bundle
                 log.info("cluster %r: certificates %s (%d hosts)", slot.cluster, bundle.tag, len(bundle.hosts))

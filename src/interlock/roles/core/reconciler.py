@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from prometheus_client import Counter
@@ -71,6 +71,8 @@ class Reconciler:
         """Extension -> when (monotonic) this reconciler asked for its configuration's body."""
         self.to_ask: set[str] = set()
         """Extensions whose newest configuration a proxy update is waiting for."""
+        self.more_mounts: Callable[[], Sequence[Ref] | None] = tuple
+        """Other secrets the core mounts (the ACME desk's); None: not now (an order runs)."""
 
     async def run(self, clock: Clock, is_ready: Callable[[], bool], offload: Offload = asyncio.to_thread) -> None:
         """Reconcile when woken (a new state, a first validated configuration) and every
@@ -137,7 +139,10 @@ class Reconciler:
         only those (a secret no host names any more can be removed from the swarm)."""
         if any(r is None for r in routings.values()):
             return  # not every cluster has a state yet: what is needed is not known
-        wanted = certificate_secrets(routings, facts)
+        more = self.more_mounts()
+        if more is None:
+            return  # mounting restarts the core: not while it orders a certificate
+        wanted = tuple(sorted({*certificate_secrets(routings, facts), *more}, key=lambda ref: ref.name))
         if self.ops.mount_certificates(self.owner, wanted):
             log.info(
                 "mounting certificate secrets %s into %s; Swarm replaces this task",
