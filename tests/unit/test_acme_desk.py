@@ -6,6 +6,7 @@ and a failed order as a problem of that service alone."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from interlock.roles.core.board import Board
 from interlock.roles.core.certificates import CertificateDesk
 from interlock.testing.fakes import FakeClock, FakeSwarm
 from interlock.wire.messages import ExtensionReport, ProxyReport
+from interlock.wire.status import routes_table, with_acme_expiry
 
 CONFIG = load_config(
     """
@@ -191,3 +193,17 @@ async def test_no_mount_change_while_an_order_runs(harness: Harness) -> None:
     await asyncio.to_thread(harness.desk.load)
     harness.desk.busy = True
     assert harness.desk.mounts() is None
+
+
+async def test_routes_show_the_tls_mode_acme_and_the_certificates_expiry(harness: Harness) -> None:
+    rows = tuple(row for s in harness.board.slots.values() if s.state for row in routes_table(s.state.routing))
+    assert {r.host: r.tls for r in with_acme_expiry(rows, harness.desk.expiries())} == {
+        "a.shop.test": "acme, ordering",
+        "b.shop.test": "acme, ordering",
+        "plain.test": "none",
+    }
+    await asyncio.to_thread(harness.desk.load)
+    await harness.desk.order(("a.shop.test", "b.shop.test"))
+    shown = {r.host: r.tls for r in with_acme_expiry(rows, harness.desk.expiries())}
+    expiry = datetime.datetime.fromtimestamp(harness.clock.wall() + 90 * DAY, datetime.UTC)
+    assert shown["a.shop.test"] == f"acme, until {expiry:%Y-%m-%d %H:%M}Z"

@@ -7,6 +7,8 @@ types, so the two sides cannot drift apart. Pure; wire layer.
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from interlock.model.routing import Routing, TLSMode, Upstream, VirtualHost
@@ -112,7 +114,7 @@ class CoreStatus:
 
 def _rows(routing: Routing, host: VirtualHost, upstreams: dict[str, Upstream]) -> list[RouteRow]:
     name = "(default)" if host.name == "_" else host.name
-    tls = str(host.tls)
+    tls = ACME if host.acme else str(host.tls)
     if host.tls is TLSMode.PASSTHROUGH:
         upstream = upstreams[host.passthrough_upstream]
         targets = tuple(f"{s.address}:{s.port}" for s in upstream.servers)
@@ -127,6 +129,24 @@ def _rows(routing: Routing, host: VirtualHost, upstreams: dict[str, Upstream]) -
         path = f"({rule.scheme} redirect)"
         rows.append(RouteRow(routing.cluster, name, path, tuple(host.services), (rule.target,), tls))
     return rows
+
+
+ACME = "acme"
+"""The TLS column of an `ssl_acme` host: its certificate is ordered by the core."""
+
+
+def with_acme_expiry(rows: tuple[RouteRow, ...], expiries: Mapping[str, float]) -> tuple[RouteRow, ...]:
+    """`rows` with the expiry of each ACME host's certificate (host -> seconds since the epoch)
+    in their TLS column; a host without one yet shows it is being ordered."""
+    result = []
+    for row in rows:
+        if row.tls != ACME:
+            result.append(row)
+            continue
+        expiry = expiries.get(row.host)
+        when = datetime.datetime.fromtimestamp(expiry, datetime.UTC) if expiry else None
+        result.append(replace(row, tls=f"acme, until {when:%Y-%m-%d %H:%M}Z" if when else "acme, ordering"))
+    return tuple(result)
 
 
 def routes_table(routing: Routing) -> tuple[RouteRow, ...]:

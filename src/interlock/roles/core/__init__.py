@@ -115,6 +115,8 @@ class Core:
             listen_addr=config.listen_addr,
             plain_keys=plain_keys,
         )
+        if self.acme is not None:
+            self.api.acme_expiries = self.acme.expiries
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
         changed = self.board.publish(snapshot)

@@ -136,6 +136,16 @@ class AcmeDesk:
     def pairs(self) -> dict[Names, Pair]:
         return {names: held.pair for names, held in self.held.items()}
 
+    def expiries(self) -> dict[str, float]:
+        """Host -> when the certificate it is served with expires, for every ACME host."""
+        routings = [s.state.routing for s in self.board.slots.values() if s.state]
+        return {
+            host: self.held[names].not_after
+            for routing in routings
+            for host, names in routing.acme_names().items()
+            if names in self.held
+        }
+
     def mounts(self) -> list[Ref] | None:
         """The secrets the core must mount for ACME (None while an order runs: a restart now
         would lose it)."""

@@ -12,6 +12,7 @@ Thin: it decodes, asks the board, encodes. A malformed request is a 400 naming w
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 import msgspec
 from aiohttp import web
@@ -22,6 +23,7 @@ from interlock.errors import WireError
 from interlock.roles.core.board import Board
 from interlock.roles.core.certificates import CertificateDesk
 from interlock.wire.messages import ClusterTraffic, ExtensionReport, ProxyConfig, decode, encode
+from interlock.wire.status import with_acme_expiry
 
 REPORT_LIMIT = 8 << 20
 """An extension's report: ids, counts and refusals of each of its proxies (a few hundred bytes each)."""
@@ -54,6 +56,8 @@ class CoreApi:
         self.is_ready = is_ready
         self.on_config = on_config
         self.listen_addr = listen_addr
+        self.acme_expiries: Callable[[], Mapping[str, float]] = dict
+        """Host -> when its ACME certificate expires (the ACME desk's), for the TLS column."""
 
     def app(self) -> web.Application:
         # require_token reads each body under its own limit; the app's is the largest of them.
@@ -149,4 +153,5 @@ class CoreApi:
 
     async def get_status(self, request: web.Request) -> web.Response:
         status = self.board.status(ready=self.is_ready(), listen_addr=self.listen_addr)
+        status = replace(status, routes=with_acme_expiry(status.routes, self.acme_expiries()))
         return web.Response(body=msgspec.json.encode(status), content_type="application/json")
