@@ -466,7 +466,10 @@ def local_status(ops: SwarmOps, core: ServiceRecord | None) -> CoreStatus:
     config = core_config(ops, core)
     clusters = tuple(e.service_cluster for e in config.extensions.values()) if config else ("",)
     result = build(
-        snapshot_from_api(capture_snapshot(ops)), clusters, host_sharing=config.host_sharing if config else "any"
+        snapshot_from_api(capture_snapshot(ops)),
+        clusters,
+        host_sharing=config.host_sharing if config else "any",
+        acme=bool(config and config.acme),
     )
     return CoreStatus(
         ready=False,

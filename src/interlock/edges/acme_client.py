@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import datetime
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+import requests
 from acme import challenges, client, crypto_util, errors, messages
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -108,6 +110,8 @@ class AcmeAccount:
             raise AcmeFailed(_validation_reasons(failed)) from None
         except messages.Error as refused:
             raise AcmeFailed(_said(refused)) from None
+        except requests.RequestException as exc:
+            raise AcmeFailed(f"cannot reach the ACME server {self.directory}: {_network_reason(exc)}") from None
         except (errors.Error, OSError, ValueError) as exc:
             raise AcmeFailed(f"{type(exc).__name__}: {exc}") from None
         finally:
@@ -137,6 +141,12 @@ class AcmeAccount:
         chain = done.fullchain_pem
         log.info("ACME: issued a certificate for %s", ", ".join(names))
         return Issued(names, chain, key.decode(), not_after(chain))
+
+
+def _network_reason(exc: requests.RequestException) -> str:
+    """The system's words (`[Errno 113] No route to host`) rather than urllib3's wrapping."""
+    found = re.findall(r"\[Errno -?\d+\][^'\")]*", str(exc))
+    return found[-1].strip() if found else type(exc).__name__
 
 
 def _said(error: messages.Error) -> str:

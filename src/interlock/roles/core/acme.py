@@ -260,8 +260,9 @@ class AcmeDesk:
             return self._client
         ca = None
         if self.config.ca_certificate:
+            self.ca = self.ca or self.ops.secret(self.config.ca_certificate)
             if self.ca is None:
-                raise AcmeFailed(f"CACertificate names no Docker secret {self.config.ca_certificate!r}")
+                raise AcmeFailed(f"CACertificate names no Docker secret {self.config.ca_certificate!r}; create it")
             ca_path = self.directory / self.ca.name
             if not ca_path.is_file():
                 self.wake_reconciler()
@@ -295,7 +296,12 @@ class AcmeDesk:
         return Held(issued.names, cert, key, issued.not_after)
 
     def tidy(self) -> None:
-        """Remove superseded secrets; Docker refuses while a task still mounts one (next time)."""
+        """Remove superseded secrets, and expired ones no host wants; Docker refuses while a
+        task still mounts one (then next time)."""
+        wanted, now = self.wanted(), self.clock.wall()
+        for names in [n for n, h in self.held.items() if n not in wanted and h.not_after < now]:
+            expired = self.held.pop(names)
+            self.stale += [expired.cert, expired.key]
         kept = []
         for ref in self.stale:
             try:
