@@ -814,6 +814,35 @@ def section(render: Any, script: str, *args: str) -> str:
     return dated(render, run_json(script, *args))
 
 
+ACME_HEADER = (
+    "| kind | create -> HTTP 200 (baseline) | create -> handshake with the issued certificate "
+    "| core issued -> handshake | proxy tasks replaced |\n|---|---|---|---|---|"
+)
+
+
+def acme_section(result: dict[str, Any]) -> str:
+    def row(kind: str) -> str:
+        figures = result["kinds"][kind]["summary"]
+        keys = ("create_to_http_200", "create_to_handshake", "core_issued_to_handshake")
+        cells = " | ".join(f"{figures[k]['p50']:.2f} / {figures[k]['max']:.2f}" for k in keys)
+        return f"| {kind} | {cells} | {result['kinds'][kind]['proxy_tasks_replaced']} |"
+
+    return f"""## ACME: from `ssl_acme=true` to the first TLS handshake with the issued certificate
+
+`bench/acme.py` ({result["trials"]} trials a kind, on the swarm of tests/e2e/interlock.toml, with Debian's pebble as
+the ACME server, tests/e2e/pebble.py): a service labelled `com.docker.lb.ssl_acme=true` is created; pebble's
+validation asks the proxy for the HTTP-01 token. Seconds, p50 / max. Baseline, in the same trials: the
+same service's first 200 over plain HTTP (routing alone). "core issued -> handshake" starts at the
+core's log line saying pebble issued the certificate: from there it is the certificate's way to every
+proxy. Before it: the order (the token pushed to every proxy of the cluster, then validated), and on
+a core's first order the mount of the CA bundle (a core restart).
+
+{ACME_HEADER}
+{row("nginx")}
+{row("haproxy")}
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer trials and shorter loads (a smoke run)")
@@ -868,6 +897,7 @@ def main() -> None:
         )
     )
     swarm_benchmarks = {
+        "acme",
         "convergence",
         "rolling",
         "rolling_kinds",
@@ -908,6 +938,7 @@ def main() -> None:
             )
         )
         sections.append(section(certificates_section, "certificates.py", "--trials", "1" if quick else "3"))
+        sections.append(section(acme_section, "acme.py", "--trials", "1" if quick else "3"))
     else:
         # Not measured now: the swarm's sections stay as they were, with their own dates.
         sections += [
@@ -920,6 +951,7 @@ def main() -> None:
                 "node_loss.py",
                 "traefik_swarm.py",
                 "certificates.py",
+                "acme.py",
             )
         ]
     text = (

@@ -14,130 +14,17 @@ too, where the core finds it by name as it would a public ACME server by DNS.
 from __future__ import annotations
 
 import json
-import shutil
-import socket
-import ssl
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from interlock.constants import LABEL_ACME
-from tests.e2e.swarm import CLUSTERS, IMAGE, INTERLOCK, Cluster, get, lb, poll, service, settled, sh, task_ips, unique
+from tests.e2e.pebble import issued, resolve, running_pebble
+from tests.e2e.swarm import CLUSTERS, INTERLOCK, Cluster, get, lb, poll, service, settled, sh, task_ips, unique
 
 pytestmark = pytest.mark.usefixtures("interlock")
-
-PEBBLE = "e2e-pebble"
-PEBBLE_IMAGE = "interlock-e2e-pebble:latest"
-CA_SECRET = "e2e-pebble-ca"
-"""tests/e2e/interlock.toml's [ACME] CACertificate: the certificate of pebble's listener."""
-KEPT = Path("/var/tmp/interlock-e2e-pebble")
-"""Pebble's listener key and certificate, kept between runs on one machine: the core mounts the
-CA secret and Docker cannot change a secret, so a second run must present the same one."""
-ROOTS_PORT, DNS_PORT = 15000, 18055
-PROXIES = {"nginx": "interlock-proxy", "haproxy": "interlock-proxy-hap"}
-START = """
-pebble-challtestsrv -management :8055 -dns01 :8053 -http01 "" -https01 "" -tlsalpn01 "" \
-    -defaultIPv4 127.0.0.1 -defaultIPv6 "" &
-exec pebble -config /pebble/config.json -dnsserver 127.0.0.1:8053
-"""
-
-
-def _listener_pair() -> None:
-    KEPT.mkdir(parents=True, exist_ok=True)
-    if (KEPT / "cert.pem").exists() and (KEPT / "key.pem").exists():
-        return
-    sh(
-        *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"),
-        *("-days", "3650", "-subj", "/CN=pebble", "-addext", "subjectAltName=DNS:pebble,DNS:e2e-pebble"),
-        *("-keyout", str(KEPT / "key.pem"), "-out", str(KEPT / "cert.pem")),
-    )
-
-
-def _build_image(context: Path) -> None:
-    for binary in ("pebble", "pebble-challtestsrv"):
-        shutil.copy(f"/usr/bin/{binary}", context / binary)
-    shutil.copy(KEPT / "cert.pem", context / "cert.pem")
-    shutil.copy(KEPT / "key.pem", context / "key.pem")
-    config = {
-        "pebble": {
-            "listenAddress": "0.0.0.0:14000",
-            "managementListenAddress": "0.0.0.0:15000",
-            "certificate": "/pebble/cert.pem",
-            "privateKey": "/pebble/key.pem",
-            "httpPort": 80,
-            "tlsPort": 443,
-            "ocspResponderURL": "",
-            "externalAccountBindingRequired": False,
-            "certificateValidityPeriod": 150,
-        }
-    }
-    (context / "config.json").write_text(json.dumps(config))
-    (context / "start.sh").write_text(START)
-    (context / "Dockerfile").write_text(
-        f"FROM {IMAGE}\nCOPY . /pebble/\nRUN cp /pebble/pebble /pebble/pebble-challtestsrv /usr/local/bin/\n"
-        'ENTRYPOINT ["sh", "/pebble/start.sh"]\n'
-    )
-    sh("docker", "build", "-q", "-t", PEBBLE_IMAGE, str(context), timeout=300)
-
-
-@pytest.fixture(scope="module")
-def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Pebble running; returns its root CA (PEM), which issued certificates chain to."""
-    _listener_pair()
-    _build_image(tmp_path_factory.mktemp("pebble"))
-    if subprocess.run(["docker", "secret", "inspect", CA_SECRET], capture_output=True, check=False).returncode:
-        sh("docker", "secret", "create", CA_SECRET, str(KEPT / "cert.pem"))
-    sh("docker", "service", "rm", PEBBLE, check=False)
-    sh(
-        *("docker", "service", "create", "-d", "--quiet", "--name", PEBBLE, "--endpoint-mode", "dnsrr"),
-        *("--network", "name=interlock,alias=pebble", "--network", "e2e-a"),
-        *("--publish", f"mode=host,target=15000,published={ROOTS_PORT}"),
-        *("--publish", f"mode=host,target=8055,published={DNS_PORT}"),
-        *("--env", "PEBBLE_VA_NOSLEEP=1", "--env", "PEBBLE_WFE_NONCEREJECT=0"),
-        PEBBLE_IMAGE,
-    )
-    try:
-        yield poll(_root, what="pebble's root CA", timeout=120)
-    finally:
-        sh("docker", "service", "rm", PEBBLE, check=False)
-
-
-def _root() -> str | None:
-    context = ssl.create_default_context(cafile=str(KEPT / "cert.pem"))
-    context.check_hostname = False
-    try:
-        with urllib.request.urlopen(f"https://127.0.0.1:{ROOTS_PORT}/roots/0", context=context, timeout=5) as answer:
-            return str(answer.read().decode())
-    except OSError:
-        return None
-
-
-def point_at_proxy(host: str, cluster: Cluster) -> None:
-    """Pebble's DNS answers `host` with the address of the cluster's proxy task on e2e-a."""
-    address = sorted(poll(lambda: task_ips(PROXIES[cluster.kind], "e2e-a") or None, what="proxy address"))[0]
-    body = json.dumps({"host": host, "addresses": [address]}).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{DNS_PORT}/add-a", data=body, method="POST")
-    with urllib.request.urlopen(request, timeout=5):
-        pass
-
-
-def issued(host: str, port: int, root: str) -> str | None:
-    """The serial of the certificate the proxy presents for `host`, if it chains to pebble's
-    root and names the host; None otherwise."""
-    context = ssl.create_default_context(cadata=root)
-    try:
-        with (
-            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
-            context.wrap_socket(raw, server_hostname=host) as tls,
-        ):
-            certificate = tls.getpeercert()
-    except (ssl.SSLError, OSError):
-        return None
-    return str(certificate.get("serialNumber")) if certificate else None
 
 
 def proxy_tasks() -> set[str]:
@@ -172,6 +59,20 @@ def core_task() -> str | None:
 def core_mounts() -> set[str]:
     spec = json.loads(sh("docker", "service", "inspect", "interlock"))[0]["Spec"]
     return {m["SecretName"] for m in spec["TaskTemplate"]["ContainerSpec"].get("Secrets") or ()}
+
+
+PROXIES = {"nginx": "interlock-proxy", "haproxy": "interlock-proxy-hap"}
+
+
+@pytest.fixture(scope="module")
+def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with running_pebble(tmp_path_factory.mktemp("pebble"), ("e2e-a",)) as root:
+        yield root
+
+
+def point_at_proxy(host: str, cluster: Cluster) -> None:
+    """Pebble's DNS answers `host` with the address of the cluster's proxy task on e2e-a."""
+    resolve(host, sorted(poll(lambda: task_ips(PROXIES[cluster.kind], "e2e-a") or None, what="proxy address"))[0])
 
 
 def test_ssl_acme_is_served_with_pebbles_certificate_on_both_kinds_kept_over_a_restart_and_renewed(

@@ -147,11 +147,13 @@ class AcmeDesk:
         }
 
     def mounts(self) -> list[Ref] | None:
-        """The secrets the core must mount for ACME (None while an order runs: a restart now
-        would lose it)."""
+        """The secrets the core must mount for ACME while some host wants a certificate (None
+        while an order runs: a restart now would lose it)."""
         if self.busy or not self.loaded:
             return None
         wanted = self.wanted()
+        if not wanted:
+            return []  # no ACME host: the core mounts nothing of it (and is not restarted for it)
         refs = [r for r in (self.account, self.ca) if r is not None]
         return refs + [r for names, h in sorted(self.held.items()) if names in wanted for r in (h.cert, h.key)]
 
