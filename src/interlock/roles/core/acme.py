@@ -147,13 +147,15 @@ class AcmeDesk:
         }
 
     def mounts(self) -> list[Ref] | None:
-        """The secrets the core must mount for ACME while some host wants a certificate (None
-        while an order runs: a restart now would lose it)."""
+        """The secrets the core must mount for ACME once it is used: the account key, the CA
+        bundle, the certificates hosts want (None while an order runs: a restart now would
+        lose it)."""
         if self.busy or not self.loaded:
             return None
         wanted = self.wanted()
-        if not wanted:
-            return []  # no ACME host: the core mounts nothing of it (and is not restarted for it)
+        if not wanted and self.account is None:
+            return []  # ACME never used: the core mounts nothing of it (and is not restarted for it)
+        # Once used, the account key and the CA bundle stay: the next order needs no restart.
         refs = [r for r in (self.account, self.ca) if r is not None]
         return refs + [r for names, h in sorted(self.held.items()) if names in wanted for r in (h.cert, h.key)]
 
