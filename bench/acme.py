@@ -4,8 +4,9 @@ issued for it. Next to the baseline measured in the same trial: the same service
 over plain HTTP (routing alone). "core saw it -> handshake" starts at the core's log line saying
 it issued the certificate, so the rest is the certificate's way to every proxy; before it come
 the order itself (pebble validates the challenge at the proxy) and, on a first order, the core
-mounting the CA bundle. Proxy tasks replaced during the trials are counted (the goal: none).
-TLS clients go to 127.0.0.1 only.
+mounting the CA bundle. Each trial starts once the core's own service is settled (the previous
+trial's certificate unmounted), as a steady core would order. Proxy tasks replaced during the
+trials are counted (the goal: none). TLS clients go to 127.0.0.1 only.
 
 Usage: python bench/acme.py [--trials 3]
 """
@@ -69,8 +70,19 @@ def proxy_tasks(service: str) -> set[str]:
     return set(sh("docker", "service", "ps", "-q", "--filter", "desired-state=running", service).split())
 
 
+def core_settled() -> bool:
+    """No update of the core's service under way (mounting or unmounting certificates) and
+    its status answering: the next order starts in a core that stays."""
+    state = sh(
+        "docker", "service", "inspect", "interlock", "--format", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}"
+    )
+    status = subprocess.run([str(REPO / ".venv" / "bin" / "interlock"), "status"], capture_output=True, check=False)
+    return state.strip() in ("", "completed") and status.returncode == 0
+
+
 def trial(kind: str, index: int, root: str) -> dict[str, float]:
     cluster, http_port, tls_port, proxy = CLUSTERS[kind]
+    until(core_settled)
     name = f"acme-{kind}-{index}-{int(time.time())}"
     host = f"{name}.e2e.test"
     resolve(host, sorted(task_ips(proxy, "e2e-a"))[0])

@@ -834,8 +834,9 @@ the ACME server, tests/e2e/pebble.py): a service labelled `com.docker.lb.ssl_acm
 validation asks the proxy for the HTTP-01 token. Seconds, p50 / max. Baseline, in the same trials: the
 same service's first 200 over plain HTTP (routing alone). "core issued -> handshake" starts at the
 core's log line saying pebble issued the certificate: from there it is the certificate's way to every
-proxy. Before it: the order (the token pushed to every proxy of the cluster, then validated), and on
-a core's first order the mount of the CA bundle (a core restart).
+proxy. Before it: the order (the token pushed to every proxy of the cluster, then validated; the
+`acme` library polls the order once a second). Each trial starts with the core settled; a core's
+very first order also waits for it to mount the CA bundle and the account key (one restart).
 
 {ACME_HEADER}
 {row("nginx")}
