@@ -829,8 +829,8 @@ def acme_section(result: dict[str, Any]) -> str:
 
     return f"""## ACME: from `ssl_acme=true` to the first TLS handshake with the issued certificate
 
-`bench/acme.py` ({result["trials"]} trials a kind, on the swarm of tests/e2e/interlock.toml, with Debian's pebble as
-the ACME server, tests/e2e/pebble.py): a service labelled `com.docker.lb.ssl_acme=true` is created; pebble's
+`bench/acme_orders.py` ({result["trials"]} trials a kind, on the swarm of tests/e2e/interlock.toml, with Debian's
+pebble as the ACME server, tests/e2e/pebble.py): a service labelled `com.docker.lb.ssl_acme=true` is created; pebble's
 validation asks the proxy for the HTTP-01 token. Seconds, p50 / max. Baseline, in the same trials: the
 same service's first 200 over plain HTTP (routing alone). "core issued -> handshake" starts at the
 core's log line saying pebble issued the certificate: from there it is the certificate's way to every
@@ -898,7 +898,7 @@ def main() -> None:
         )
     )
     swarm_benchmarks = {
-        "acme",
+        "acme_orders",
         "convergence",
         "rolling",
         "rolling_kinds",
@@ -939,7 +939,7 @@ def main() -> None:
             )
         )
         sections.append(section(certificates_section, "certificates.py", "--trials", "1" if quick else "3"))
-        sections.append(section(acme_section, "acme.py", "--trials", "1" if quick else "3"))
+        sections.append(section(acme_section, "acme_orders.py", "--trials", "1" if quick else "3"))
     else:
         # Not measured now: the swarm's sections stay as they were, with their own dates.
         sections += [
@@ -952,7 +952,7 @@ def main() -> None:
                 "node_loss.py",
                 "traefik_swarm.py",
                 "certificates.py",
-                "acme.py",
+                "acme_orders.py",
             )
         ]
     text = (

@@ -8,7 +8,7 @@ mounting the CA bundle. Each trial starts once the core's own service is settled
 trial's certificate unmounted), as a steady core would order. Proxy tasks replaced during the
 trials are counted (the goal: none). TLS clients go to 127.0.0.1 only.
 
-Usage: python bench/acme.py [--trials 3]
+Usage: python bench/acme_orders.py [--trials 3]
 """
 
 from __future__ import annotations
