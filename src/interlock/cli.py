@@ -65,7 +65,13 @@ def cmd_render(args: argparse.Namespace) -> int:
         known = ", ".join(repr(c) for c in by_cluster)
         raise UsageError(f"--cluster {args.cluster!r} is not configured; configured clusters: {known}")
     cluster = args.cluster if args.cluster is not None else next(iter(by_cluster))
-    result = build(snapshot, tuple(by_cluster), host_sharing=config.host_sharing, acme=config.acme is not None)
+    result = build(
+        snapshot,
+        tuple(by_cluster),
+        host_sharing=config.host_sharing,
+        acme=config.acme is not None,
+        without_policies=config.without_policies,
+    )
     try:
         rendered = render_proxy(result.routings[cluster], config.extensions[by_cluster[cluster]])
     except TemplateFailed as exc:

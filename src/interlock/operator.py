@@ -470,6 +470,7 @@ def local_status(ops: SwarmOps, core: ServiceRecord | None) -> CoreStatus:
         clusters,
         host_sharing=config.host_sharing if config else "any",
         acme=bool(config and config.acme),
+        without_policies=config.without_policies if config else None,
     )
     return CoreStatus(
         ready=False,

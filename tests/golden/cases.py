@@ -88,7 +88,12 @@ def load_case(path: Path) -> Case:
     document = json.loads((DATA / snapshot_file).read_text()) if snapshot_file else swarm_json(spec)
     clusters = tuple(e.service_cluster for e in config.extensions.values())
     cluster = spec.get("cluster", clusters[0])
-    result = build(snapshot_from_api(document), clusters, acme=config.acme is not None)
+    result = build(
+        snapshot_from_api(document),
+        clusters,
+        acme=config.acme is not None,
+        without_policies=config.without_policies,
+    )
     return Case(path, source, config, cluster, result)
 
 

@@ -109,3 +109,35 @@ def certificates_of(routing: Routing, secrets: Path, previous: CertificateBundle
     shelf = CertificateShelf(secrets)
     shelf.read(routing.terminated_pairs().values())
     return bundle_for(routing, shelf.loaded, previous)
+
+
+class LoopbackProxy:
+    """A proxy of one kind on loopback, changed as the agent changes it."""
+
+    def __init__(self, kind: str, binary: str, tmp_path: Path) -> None:
+        self.kind, self.tmp_path = kind, tmp_path
+        settings = {"PidPath": str(tmp_path / "proxy.pid")}
+        if kind == "nginx":
+            self.ext = default_config(TargetPort=HTTP, TargetSSLPort=HTTPS, Config=settings).extensions["default"]
+            self.control: Controller = NginxController(tmp_path / "work", nginx=binary, confirm_timeout=10)
+        else:
+            self.ext = default_config(Kind="haproxy", TargetPort=HTTP, TargetSSLPort=HTTPS, Config=settings).extensions[
+                "default"
+            ]
+            self.control = HAProxyController(tmp_path / "work", haproxy=binary, certificates_dir=tmp_path / "certs")
+
+    async def route(self, routing: Routing) -> None:
+        """Install `routing` (without a reload when only the targets changed)."""
+        if self.kind == "nginx":
+            rendered = render_nginx(routing, self.ext)
+        else:
+            rendered = render_haproxy(routing, self.ext, certificates_dir=str(self.tmp_path / "certs"))
+        if rendered.config_id == self.control.config_id:
+            await self.control.update_targets(rendered.targets, rendered.targets_id)
+        else:
+            await self.control.install(rendered.text, rendered.config_id, rendered.targets, rendered.targets_id)
+
+    @property
+    def pid(self) -> int:
+        assert self.control.process is not None
+        return self.control.process.pid

@@ -16,14 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from interlock.config import default_config
 from interlock.edges.role_tls import new_pair
 from interlock.errors import ReloadFailed
 from interlock.model.routing import Routing
-from interlock.render.haproxy import render_haproxy
-from interlock.render.nginx import render_nginx
 from interlock.wire.certificates import Certificate, CertificateBundle
-from tests.nginx.either_kind import HTTP, HTTPS, KINDS, Controller, LoopbackTLS, certificates_of, loopback_routing
+from tests.nginx.either_kind import HTTP, HTTPS, KINDS, LoopbackProxy, LoopbackTLS, certificates_of, loopback_routing
 
 pytestmark = pytest.mark.nginx
 
@@ -54,52 +51,18 @@ def https_status(host: str) -> int:
         connection.close()
 
 
-class Proxy:
-    """A proxy of one kind on loopback, changed as the agent changes it."""
-
-    def __init__(self, kind: str, binary: str, tmp_path: Path) -> None:
-        self.kind, self.tmp_path = kind, tmp_path
-        settings = {"PidPath": str(tmp_path / "proxy.pid")}
-        if kind == "nginx":
-            from interlock.edges.nginx_control import NginxController
-
-            self.ext = default_config(TargetPort=HTTP, TargetSSLPort=HTTPS, Config=settings).extensions["default"]
-            self.control: Controller = NginxController(tmp_path / "work", nginx=binary, confirm_timeout=10)
-        else:
-            from interlock.edges.haproxy_control import HAProxyController
-
-            self.ext = default_config(Kind="haproxy", TargetPort=HTTP, TargetSSLPort=HTTPS, Config=settings).extensions[
-                "default"
-            ]
-            self.control = HAProxyController(tmp_path / "work", haproxy=binary, certificates_dir=tmp_path / "certs")
-
-    async def route(self, routing: Routing) -> None:
-        """Install `routing` (without a reload when only the targets changed)."""
-        if self.kind == "nginx":
-            rendered = render_nginx(routing, self.ext)
-        else:
-            rendered = render_haproxy(routing, self.ext, certificates_dir=str(self.tmp_path / "certs"))
-        if rendered.config_id == self.control.config_id:
-            await self.control.update_targets(rendered.targets, rendered.targets_id)
-        else:
-            await self.control.install(rendered.text, rendered.config_id, rendered.targets, rendered.targets_id)
-
-    @property
-    def pid(self) -> int:
-        assert self.control.process is not None
-        return self.control.process.pid
-
-
 @pytest.fixture(params=KINDS)
-async def proxy(request: pytest.FixtureRequest, nginx: str, haproxy: str, tmp_path: Path) -> AsyncIterator[Proxy]:
+async def proxy(
+    request: pytest.FixtureRequest, nginx: str, haproxy: str, tmp_path: Path
+) -> AsyncIterator[LoopbackProxy]:
     kind = request.param
-    running = Proxy(kind, haproxy if kind == "haproxy" else nginx, tmp_path)
+    running = LoopbackProxy(kind, haproxy if kind == "haproxy" else nginx, tmp_path)
     yield running
     await running.control.stop(signal.SIGQUIT, timeout=15)
 
 
 async def test_certificates_come_rotate_go_and_outlive_a_restart_without_a_reload(
-    proxy: Proxy, backend: int, tmp_path: Path
+    proxy: LoopbackProxy, backend: int, tmp_path: Path
 ) -> None:
     secrets = tmp_path / "secrets"
     secrets.mkdir()
@@ -154,7 +117,7 @@ async def test_certificates_come_rotate_go_and_outlive_a_restart_without_a_reloa
 
 
 async def test_a_certificate_the_proxy_cannot_take_leaves_the_one_it_serves(
-    proxy: Proxy, backend: int, tmp_path: Path
+    proxy: LoopbackProxy, backend: int, tmp_path: Path
 ) -> None:
     secrets = tmp_path / "secrets"
     secrets.mkdir()
@@ -188,7 +151,9 @@ def challenge(token: str) -> tuple[int, str]:
         connection.close()
 
 
-async def test_acme_challenges_are_answered_from_the_bundle_and_forgotten_with_it(proxy: Proxy, backend: int) -> None:
+async def test_acme_challenges_are_answered_from_the_bundle_and_forgotten_with_it(
+    proxy: LoopbackProxy, backend: int
+) -> None:
     """Pebble or Let's Encrypt asks every replica for the token; the agent's bundle carries it
     and no reload is needed to answer it or to forget it."""
     proxy.ext = proxy.ext.model_copy(update={"config": proxy.ext.config.model_copy(update={"acme_challenges": True})})

@@ -234,6 +234,8 @@ class NginxConfig(_Section):
     acme_challenges: bool = Field(False, alias="AcmeChallenges")
     """Answer ACME HTTP-01 challenges on `/.well-known/acme-challenge/` from the tokens the core
     sends. Set for every cluster when the core's `[ACME]` table is present."""
+    limits_dict_size: Size = Field("10m", alias="LimitsDictSize")
+    """The shared dict counting requests per client for `rate_limit` (run-time routing)."""
     stream_module_path: Annotated[str, _pattern(r"(/[A-Za-z0-9._/-]*)?", "empty (built in) or an absolute path")] = (
         Field("/usr/lib/nginx/modules/ngx_stream_module.so", alias="StreamModulePath")
     )
@@ -582,3 +584,13 @@ class CoreConfig(_Section):
         return self.extensions[name].proxy_service_name or (
             "interlock-proxy" if name == "default" else f"interlock-proxy-{name}"
         )
+
+    @property
+    def without_policies(self) -> dict[str, str]:
+        """Service cluster -> why its proxies cannot apply per-service policies (allow-lists,
+        rate limits, headers, CORS): nginx applies them in its run-time router only."""
+        return {
+            e.service_cluster: f"per-service policies need RuntimeRouting = true (the default) in Extensions.{n}.Config"
+            for n, e in self.extensions.items()
+            if isinstance(e.config, NginxConfig) and not e.config.runtime_routing
+        }

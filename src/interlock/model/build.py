@@ -19,7 +19,8 @@ from dataclasses import dataclass, field, replace
 from interlock.constants import is_interlocks_secret_name
 from interlock.errors import InterlockError
 from interlock.model.grammar import is_service_name
-from interlock.model.labels import ServiceLabels, parse_labels
+from interlock.model.labels import POLICY_LABELS, ServiceLabels, parse_labels
+from interlock.model.policy import Policy
 from interlock.model.routing import (
     Balance,
     RedirectRule,
@@ -108,6 +109,7 @@ class _RouteOptions:
     tls_verify: bool
     vip: bool
     grpc: bool = False
+    policy: Policy | None = None
 
 
 @dataclass(slots=True)
@@ -165,6 +167,7 @@ def build(
     exclusions: Mapping[str, Mapping[LabelKey, Exclusion]] | None = None,
     host_sharing: str = "any",
     acme: bool = False,
+    without_policies: Mapping[str, str] | None = None,
 ) -> BuildResult:
     """Build the routing table of each cluster in `clusters` from `snapshot`.
 
@@ -179,7 +182,9 @@ def build(
     unroutable (`Exclusion`): a service is left out only by an exclusion of the cluster its
     labels name, so one cluster's findings never touch another's services, and a finding about
     one service never touches another that names the same secret. `acme`: the core has an
-    `[ACME]` table (without it `ssl_acme=true` is an error of that service).
+    `[ACME]` table (without it `ssl_acme=true` is an error of that service). `without_policies`
+    maps a cluster whose proxies cannot apply per-service policies to why: a service of it with
+    a policy label is an error there.
 
     A service that joins a host and path another (older) service routes takes a share of its
     traffic (Interlock's canary rule): always said, as a warning; with `host_sharing="stack"`
@@ -216,6 +221,11 @@ def build(
                     Severity.WARNING,
                 )
             )
+            continue
+        why_not = (without_policies or {}).get(labels.service_cluster)
+        if why_not and labels.policy:
+            label = next(n for n in POLICY_LABELS if LABEL_PREFIX + n in service.label_map)
+            problems.append(_problem(service, label, f"{why_not}; not routed"))
             continue
         if labels.ssl_acme and not acme:
             reason = (
@@ -418,11 +428,14 @@ def _route_paths(labels: ServiceLabels) -> dict[str, _RouteOptions]:
         tls_verify=labels.ssl_backend and labels.ssl_backend_tls_verify == "required",
         vip=labels.backend_mode == "vip",
         grpc=labels.backend_protocol == "grpc",
+        policy=labels.policy,
     )
     paths = {labels.context_root: base}
     for endpoint in labels.websocket_endpoints:
         if endpoint not in paths:
-            paths[endpoint] = _RouteOptions(False, True, balance, cookie, base.tls, base.tls_verify, base.vip)
+            paths[endpoint] = _RouteOptions(
+                False, True, balance, cookie, base.tls, base.tls_verify, base.vip, policy=base.policy
+            )
     return paths
 
 
@@ -598,7 +611,7 @@ def _freeze_host(
         if not route.servers:
             continue
         o = route.options
-        content = Upstream("", _merged(route.servers), o.balance, o.cookie, o.tls, o.tls_verify, o.grpc)
+        content = Upstream("", _merged(route.servers), o.balance, o.cookie, o.tls, o.tls_verify, o.grpc, o.policy)
         upstream_ref = shared.get(content)
         if upstream_ref is None:
             upstream_ref = shared[content] = upstream_name(name, path)

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from interlock.errors import GrammarError
-from interlock.model import grammar
+from interlock.model import grammar, policy
 from interlock.model.grammar import Url
+from interlock.model.policy import Policy, RateLimit
 from interlock.model.snapshot import LABEL_PREFIX, Service
 from interlock.problems import Problem, Severity
 
@@ -66,6 +67,39 @@ def _redirect_list(raw: str) -> tuple[Redirect, ...]:
 
 
 _BOOL = "true or false"
+
+
+POLICY_LABELS = ("allow_ips", "rate_limit", "rate_limit_burst", "request_headers", "response_headers", "cors_origins")
+"""The labels that make a service's `Policy`."""
+
+_NOT_YET: tuple[tuple[str, str, str, str, Callable[[str], Any]], ...] = (
+    (
+        "auth_basic",
+        "a Docker secret name",
+        "HTTP basic authentication from an htpasswd secret.",
+        "shop-users",
+        grammar.secret_name,
+    ),
+    ("auth_basic_realm", "printable text", "The realm of auth_basic.", "Shop", str.strip),
+    ("retries", "a whole number 0-5", "Retries of idempotent requests on another task.", "2", grammar.small_count),
+    (
+        "forward_auth",
+        "an http:// URL",
+        "Each request first asked of an auth service.",
+        "http://auth:9000/check",
+        str.strip,
+    ),
+    ("forward_auth_headers", "comma-separated header names", "Headers forwarded to forward_auth.", "Cookie", str.strip),
+    (
+        "forward_auth_response_headers",
+        "comma-separated header names",
+        "Headers copied from forward_auth's answer.",
+        "X-User",
+        str.strip,
+    ),
+)
+"""Policy labels declared ahead of their implementation: a service naming one is left out with
+an error, never served without the protection it asked for."""
 
 LABELS: tuple[LabelSpec, ...] = (
     LabelSpec(
@@ -248,6 +282,61 @@ LABELS: tuple[LabelSpec, ...] = (
         "30s",
         grammar.nginx_seconds,
     ),
+    LabelSpec(
+        "allow_ips",
+        "comma-separated IPs or CIDRs (v4 or v6)",
+        "everyone",
+        "Only clients from these addresses reach the service; others get 403. The client address is the "
+        "connection's, or the PROXY protocol's / X-Forwarded-For's where the extension's TrustedProxies says so.",
+        "10.0.0.0/8,2001:db8::/32",
+        policy.address_list,
+    ),
+    LabelSpec(
+        "rate_limit",
+        "N/s or N/m",
+        "none",
+        "Requests per client address to this service, counted across the proxy's workers; past the burst "
+        "the proxy answers 429 with Retry-After.",
+        "10/s",
+        policy.rate,
+    ),
+    LabelSpec(
+        "rate_limit_burst",
+        "a whole number 1-1000000",
+        "the rate's N",
+        "With rate_limit: requests one client may make within one window (second or minute).",
+        "20",
+        policy.burst,
+    ),
+    LabelSpec(
+        "request_headers",
+        "'Name: value' pairs separated by ';'",
+        "none",
+        "Headers set on the request to the task; an empty value removes the header.",
+        "X-Tenant: blue; X-Debug:",
+        policy.header_pairs,
+    ),
+    LabelSpec(
+        "response_headers",
+        "'Name: value' pairs separated by ';'",
+        "none",
+        "Headers set on the response to the client; an empty value removes the header.",
+        "Strict-Transport-Security: max-age=31536000",
+        policy.header_pairs,
+    ),
+    LabelSpec(
+        "cors_origins",
+        "* or comma-separated origins",
+        "none",
+        "Cross-origin requests from these origins: the proxy answers preflight OPTIONS with 204 and adds "
+        "Access-Control-Allow-Origin to answers for them.",
+        "https://app.example.com",
+        policy.origin_list,
+    ),
+    *(
+        LabelSpec(name, allowed, "none", f"Not built yet: {meaning} A service with it is not routed.", example, parse)
+        for name, allowed, meaning, example, parse in _NOT_YET
+    ),
 )
 
 LABELS_BY_KEY: dict[str, LabelSpec] = {spec.key: spec for spec in LABELS}
@@ -279,6 +368,28 @@ class ServiceLabels:
     default_backend: bool = False
     max_fails: int | None = None
     fail_timeout: str | None = None
+    allow_ips: tuple[str, ...] = ()
+    rate_limit: tuple[int, int] | None = None
+    rate_limit_burst: int | None = None
+    request_headers: tuple[tuple[str, str], ...] = ()
+    response_headers: tuple[tuple[str, str], ...] = ()
+    cors_origins: tuple[str, ...] = ()
+    auth_basic: str = ""
+    auth_basic_realm: str = ""
+    retries: int | None = None
+    forward_auth: str = ""
+    forward_auth_headers: str = ""
+    forward_auth_response_headers: str = ""
+
+    @property
+    def policy(self) -> Policy | None:
+        """The service's policy, as its proxies apply it (None: nothing to apply)."""
+        limit = None
+        if self.rate_limit is not None:
+            count, seconds = self.rate_limit
+            limit = RateLimit(count, seconds, max(count, self.rate_limit_burst or count))
+        policy = Policy(self.allow_ips, limit, self.request_headers, self.response_headers, self.cors_origins)
+        return policy or None
 
 
 @dataclass(slots=True)
@@ -383,6 +494,26 @@ def _check_caps(labels: ServiceLabels, reader: _Reader) -> None:
 
 def _check_combinations(labels: ServiceLabels, reader: _Reader) -> None:
     present = reader.labels
+    for name, *_ in _NOT_YET:
+        if LABEL_PREFIX + name in present:
+            reader.report(
+                name,
+                "not built yet in this version of Interlock; the service is not routed rather than served without it",
+            )
+    if labels.rate_limit_burst is not None and labels.rate_limit is None:
+        reader.report("rate_limit_burst", "set without rate_limit; set both, or only rate_limit")
+    if labels.rate_limit and labels.rate_limit_burst is not None and labels.rate_limit_burst < labels.rate_limit[0]:
+        reader.report("rate_limit_burst", f"smaller than the rate's {labels.rate_limit[0]}; allowed: at least N")
+    policy_labels = [
+        n
+        for n in ("allow_ips", "rate_limit", "request_headers", "response_headers", "cors_origins")
+        if LABEL_PREFIX + n in present
+    ]
+    if labels.ssl_passthrough:
+        for name in policy_labels:
+            reader.report(
+                name, "cannot be combined with ssl_passthrough=true: the proxy does not see passthrough requests"
+            )
     if not labels.hosts and not labels.default_backend and "hosts" not in _failed(reader):
         reader.report("hosts", "missing; every routed service needs hosts unless default_backend=true")
     if labels.ssl_key and not labels.ssl_cert:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 
+from interlock.model.policy import Policy
+
 
 class TLSMode(enum.StrEnum):
     NONE = "none"
@@ -47,6 +49,8 @@ class Upstream:
     tls_verify: bool = False
     grpc: bool = False
     """Speak gRPC (HTTP/2) to the servers (`backend_protocol=grpc`)."""
+    policy: Policy | None = None
+    """What the proxy checks and changes on the requests to these servers' services."""
 
     @property
     def service_names(self) -> tuple[str, ...]:

@@ -26,6 +26,7 @@ from interlock.errors import UnsafeValue
 from interlock.model.routing import RedirectRule, Routing, Server, TLSMode, Upstream, VirtualHost
 from interlock.render.access_log import haproxy_json_format, services_of
 from interlock.render.bundle import RenderedConfig
+from interlock.render.haproxy_policy import policy_lines
 from interlock.render.quoting import Token, user_token
 from interlock.render.templating import CONFIG_ID_PLACEHOLDER, ListenerView, environment, render_custom
 
@@ -289,6 +290,7 @@ class _View(ListenerView):
         return haproxy_json_format(self.routing)
 
     services_of = staticmethod(services_of)
+    policy_lines = staticmethod(policy_lines)
 
     def cuts(self, upstream: Upstream) -> tuple[int, ...]:
         """The path cuts of the rewriting routes `upstream` serves, applied in its backend."""

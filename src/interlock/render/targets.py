@@ -10,6 +10,11 @@ does not touch a listener does not reload nginx. Grammar, one record per line:
     upstream NAME BALANCE COOKIE SERVICES   (BALANCE round_robin|ip_hash|cookie; COOKIE or -;
                                              SERVICES comma-separated, or -)
     server ADDRESS PORT MAX_FAILS FAIL_TIMEOUT_MS
+    allow CIDR,...                          (the upstream's policy, after its servers: clients
+    rate COUNT SECONDS BURST                 allowed; a rate limit per client address; request
+    reqh NAME BASE64_VALUE|-                 and response headers set (- removes); CORS
+    resh NAME BASE64_VALUE|-                 origins, or *)
+    cors ORIGIN,...
     host NAME TLS SSL_ONLY                  (NAME `_` for the default host; TLS 1 when TLS is
                                              terminated here; SSL_ONLY 1 to send HTTP to HTTPS)
     redirect SCHEME TARGET                  (302 to TARGET + the request URI on SCHEME http|https)
@@ -27,11 +32,13 @@ render. Pure; render layer.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from dataclasses import dataclass
 
 from interlock.errors import UnsafeValue
+from interlock.model.policy import Policy
 from interlock.model.routing import Balance, Route, Routing, Server, TLSMode, Upstream, VirtualHost
 
 HEADER = "interlock targets 1"
@@ -43,6 +50,9 @@ _SERVICES = re.compile(r"^[A-Za-z0-9._-]+(,[A-Za-z0-9._-]+)*$")
 _PATH = re.compile(r"^/[A-Za-z0-9._~/-]*$")
 _REDIRECT = re.compile(r"^https?://[A-Za-z0-9._~:/-]+$")
 _TIME = re.compile(r"^([0-9]+)(ms|s|m|h)?$")
+_NETWORK = re.compile(r"^[0-9a-f.:]+/[0-9]{1,3}$")
+_HEADER = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,63}$")
+_ORIGIN = re.compile(r"^(\*|https?://[a-z0-9.-]+(:[0-9]{1,5})?)$")
 _MS_PER_UNIT = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, None: 1000}
 
 
@@ -89,6 +99,25 @@ def _upstream_lines(upstream: Upstream, ip_hash_everywhere: bool) -> list[str]:
     services = _checked(_SERVICES, services, "services") if services else "-"
     lines = [f"upstream {targets_field(upstream.name)} {balance.value} {cookie} {services}"]
     lines.extend(_server_line(server) for server in upstream.servers)
+    if upstream.policy is not None:
+        lines.extend(_policy_lines(upstream.policy))
+    return lines
+
+
+def _policy_lines(policy: Policy) -> list[str]:
+    """The policy of an upstream's services, after its servers (lua/targets.lua, `police`)."""
+    lines = []
+    if policy.allow_ips:
+        lines.append("allow " + ",".join(_checked(_NETWORK, n, "network") for n in policy.allow_ips))
+    if policy.rate_limit is not None:
+        limit = policy.rate_limit
+        lines.append(f"rate {int(limit.count)} {int(limit.seconds)} {int(limit.burst)}")
+    for kind, headers in (("reqh", policy.request_headers), ("resh", policy.response_headers)):
+        for name, value in headers:
+            encoded = base64.b64encode(value.encode()).decode() if value else "-"
+            lines.append(f"{kind} {_checked(_HEADER, name, 'header name')} {encoded}")
+    if policy.cors_origins:
+        lines.append("cors " + ",".join(_checked(_ORIGIN, o, "origin") for o in policy.cors_origins))
     return lines
 
 
@@ -136,7 +165,10 @@ def render_targets(routing: Routing, *, ip_hash: bool = False, routes: bool = Fa
 
 # What each line of a block may be, after the block's first line (the Lua parser's grammar).
 _BLOCK_LINES = {
-    "upstream": re.compile(r"^server \S+ [0-9]+ [0-9]+ [0-9]+$"),
+    "upstream": re.compile(
+        r"^(server \S+ [0-9]+ [0-9]+ [0-9]+|allow [0-9a-f.:/,]+|rate [0-9]+ [0-9]+ [0-9]+"
+        r"|(reqh|resh) [A-Za-z][A-Za-z0-9-]* ([A-Za-z0-9+/=]+|-)|cors [a-z0-9.:/*,-]+)$"
+    ),
     "host": re.compile(r"^(redirect https? \S+|route /\S* \S+ [a-z-]+ [a-z-]+)$"),
 }
 _FIRST_LINES = {

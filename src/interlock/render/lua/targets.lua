@@ -12,8 +12,14 @@
 -- shared dict, the document's version; a worker reads a block again only when the version
 -- moved, and parses it again only when its text changed. Balancing follows nginx:
 -- round robin, a consistent hash on a cookie or on the client address, max_fails and
--- fail_timeout, and one more try on another server (proxy_next_upstream).
+-- fail_timeout, and one more try on another server (proxy_next_upstream). A service's policy
+-- (its upstream block's "!" lines) is applied once its route is chosen: `police`, `respond`.
 local balancer = require "ngx.balancer"
+local bit = require "bit"
+local ffi = require "ffi"
+
+-- pcall: a second load of this library in one Lua VM must not fail on the declaration.
+pcall(ffi.cdef, [[int inet_pton(int af, const char *src, void *dst);]])
 
 local shared = ngx.shared.interlock_targets
 local prefix = ngx.config.prefix()
@@ -36,6 +42,15 @@ local function read_file(path)
     return data
 end
 
+-- The policy lines of an upstream block (after its servers) and what each must look like.
+local POLICY_LINES = {
+    allow = "^[%x.:/,]+$",
+    rate = "^%d+ %d+ %d+$",
+    reqh = "^%a[%w-]* [%w+/=-]+$",
+    resh = "^%a[%w-]* [%w+/=-]+$",
+    cors = "^[%w.:/*,-]+$",
+}
+
 local function key(kind, name)
     return kind .. M.generation .. ":" .. name
 end
@@ -54,6 +69,11 @@ local function split(text)
                 return nil, "malformed server line: " .. line
             end
             lines[#lines + 1] = rest
+        elseif POLICY_LINES[kind] and block_kind == "upstream" then
+            if not string.match(rest, POLICY_LINES[kind]) then
+                return nil, "malformed " .. kind .. " line: " .. line
+            end
+            lines[#lines + 1] = "!" .. line -- marked, so no server pattern reads it
         elseif (kind == "route" or kind == "redirect") and block_kind == "host" then
             if not (string.match(rest, "^/%S* %S+ %l[%l-]* [%l-]+$") or string.match(rest, "^https? %S+$")) then
                 return nil, "malformed " .. kind .. " line: " .. line
@@ -190,6 +210,70 @@ local function cached(cache, kind, name, parse)
     return value
 end
 
+-- "10.0.0.0/8" -> { bytes = the network's address (4 or 16 bytes), bits = 8 }, or nil.
+local address_buffer = ffi.new("unsigned char[16]")
+local function parse_network(text)
+    local address, bits = string.match(text, "^([^/]+)/(%d+)$")
+    if not address then
+        return nil
+    end
+    local v6 = string.find(address, ":", 1, true) ~= nil
+    if ffi.C.inet_pton(v6 and 10 or 2, address, address_buffer) ~= 1 then
+        return nil
+    end
+    return { bytes = ffi.string(address_buffer, v6 and 16 or 4), bits = tonumber(bits) }
+end
+
+local function in_network(binary, network)
+    local bytes = network.bytes
+    if #binary ~= #bytes then
+        return false
+    end
+    local whole, rest = math.floor(network.bits / 8), network.bits % 8
+    if whole > 0 and string.sub(binary, 1, whole) ~= string.sub(bytes, 1, whole) then
+        return false
+    end
+    if rest == 0 then
+        return true
+    end
+    local mask = 256 - 2 ^ (8 - rest)
+    return bit.band(string.byte(binary, whole + 1), mask) == bit.band(string.byte(bytes, whole + 1), mask)
+end
+
+local function headers_of(value)
+    return value ~= "-" and ngx.decode_base64(value) or false -- false: remove the header
+end
+
+-- The "!"-marked policy lines of an upstream block.
+local function parse_policy(block)
+    local policy = { request = {}, response = {} }
+    local allow = string.match(block, "\n!allow (%S+)")
+    if allow then
+        policy.allow = {}
+        for text in string.gmatch(allow, "[^,]+") do
+            policy.allow[#policy.allow + 1] = parse_network(text)
+        end
+    end
+    local count, seconds, burst = string.match(block, "\n!rate (%d+) (%d+) (%d+)")
+    if count then
+        policy.rate = { count = tonumber(count), seconds = tonumber(seconds), burst = tonumber(burst) }
+    end
+    for name, value in string.gmatch(block, "\n!reqh (%S+) (%S+)") do
+        policy.request[#policy.request + 1] = { name, headers_of(value) }
+    end
+    for name, value in string.gmatch(block, "\n!resh (%S+) (%S+)") do
+        policy.response[#policy.response + 1] = { name, headers_of(value) }
+    end
+    local cors = string.match(block, "\n!cors (%S+)")
+    if cors then
+        policy.cors = {}
+        for origin in string.gmatch(cors, "[^,]+") do
+            policy.cors[origin] = true
+        end
+    end
+    return policy
+end
+
 local function parse_upstream(name, block)
     local balance, cookie, services = string.match(block, "^(%S+) (%S+) (%S+)")
     local upstream = { name = name, balance = balance, peers = {}, services = services }
@@ -197,7 +281,7 @@ local function parse_upstream(name, block)
         upstream.cookie = "cookie_" .. cookie
     end
     local peers = upstream.peers
-    for host, port, max_fails, fail_timeout in string.gmatch(block, "\n(%S+) (%d+) (%d+) (%d+)") do
+    for host, port, max_fails, fail_timeout in string.gmatch(block, "\n([^!%s]%S*) (%d+) (%d+) (%d+)") do
         if string.find(host, ":", 1, true) and string.byte(host, 1) ~= 91 then
             host = "[" .. host .. "]" -- IPv6: nginx reads an unbracketed one's last group as the port
         end
@@ -211,6 +295,9 @@ local function parse_upstream(name, block)
     end
     -- Workers start round robin at different servers.
     upstream.rr = ngx.worker.pid() % math.max(#peers, 1)
+    if string.find(block, "\n!", 1, true) then
+        upstream.policy = parse_policy(block)
+    end
     return upstream
 end
 
@@ -432,6 +519,87 @@ local function answered_here(ctx, count)
     end
 end
 
+local limits = ngx.shared.interlock_limits
+local PREFLIGHT_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+
+-- Whether this client passed `rate` for `upstream` (a fixed window per client address, counted
+-- in the shared dict across workers); sets Retry-After when it did.
+local function over_rate(rate, upstream)
+    local moment = ngx.now()
+    local window = math.floor(moment / rate.seconds)
+    local count, err = limits:incr(upstream.name .. "\t" .. var.binary_remote_addr .. "\t" .. window, 1, 0, rate.seconds + 1)
+    if not count then
+        ngx.log(ngx.ERR, "interlock: rate limit not counted: ", err)
+        return false
+    end
+    if count <= rate.burst then
+        return false
+    end
+    ngx.header["Retry-After"] = math.max(1, math.ceil((window + 1) * rate.seconds - moment))
+    return true
+end
+
+-- A service's policy, in the access phase once its route is chosen: the client's address, its
+-- rate, a CORS preflight, then the request headers. Answers (and ends the request) itself when
+-- the policy says no.
+local function police(policy, upstream, ctx)
+    local allow = policy.allow
+    if allow then
+        local binary, allowed = var.binary_remote_addr, false
+        for i = 1, #allow do
+            if in_network(binary, allow[i]) then
+                allowed = true
+                break
+            end
+        end
+        if not allowed then
+            return ngx.exit(403)
+        end
+    end
+    if policy.rate and over_rate(policy.rate, upstream) then
+        return ngx.exit(429)
+    end
+    local origins = policy.cors
+    local origin = origins and var.http_origin
+    if origin and (origins["*"] or origins[string.lower(origin)]) then
+        local allowed = origins["*"] and "*" or origin
+        if ngx.req.get_method() == "OPTIONS" and var.http_access_control_request_method then
+            local header = ngx.header
+            header["Access-Control-Allow-Origin"] = allowed
+            header["Access-Control-Allow-Methods"] = PREFLIGHT_METHODS
+            header["Access-Control-Allow-Headers"] = var.http_access_control_request_headers
+            header["Access-Control-Max-Age"] = "600"
+            header["Vary"] = "Origin"
+            return ngx.exit(204)
+        end
+        ctx.interlock_cors = allowed
+    end
+    local request = policy.request
+    for i = 1, #request do
+        ngx.req.set_header(request[i][1], request[i][2] or nil)
+    end
+    if #policy.response > 0 then
+        ctx.interlock_response = policy.response
+    end
+end
+
+-- header_filter_by_lua (http level): the response headers of the route's policy, and CORS.
+function M.respond()
+    local ctx = ngx.ctx
+    local response = ctx.interlock_response
+    if response then
+        local header = ngx.header
+        for i = 1, #response do
+            header[response[i][1]] = response[i][2] or nil
+        end
+    end
+    local origin = ctx.interlock_cors
+    if origin then
+        ngx.header["Access-Control-Allow-Origin"] = origin
+        ngx.header["Vary"] = "Origin"
+    end
+end
+
 local function match(routes, uri)
     for i = 1, #routes do
         local route = routes[i]
@@ -508,6 +676,10 @@ function M.route(scheme)
     if M.log_names then
         var.interlock_upstream = upstream.name
         var.interlock_service = upstream.services
+    end
+    local policy = upstream.policy
+    if policy then
+        police(policy, upstream, ctx)
     end
     if route.websocket then
         local upgrade = var.http_upgrade

@@ -171,6 +171,7 @@ class Board:
             exclusions={s.cluster: s.exclusions for s in self.slots.values()},
             host_sharing=self.config.host_sharing,
             acme=self.config.acme is not None,
+            without_policies=self.config.without_policies,
         )
         if late := self.late_problems(result.routings):
             result = replace(result, problems=sorted_problems([*result.problems, *late]))

@@ -1,0 +1,130 @@
+"""Per-service policies on a real proxy of each kind, through its HTTP port on loopback: an
+allow-list answers 403 to a client outside it, a rate limit 429 with Retry-After past the burst
+and 200 again in the next window, request headers reach the task (an empty value removes one),
+response headers reach the client, CORS answers a preflight itself and marks allowed answers.
+On nginx a policy change is applied without a reload, as any routing change."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.nginx.either_kind import HTTP, KINDS, LoopbackProxy, loopback_routing
+
+pytestmark = pytest.mark.nginx
+
+
+def ask(host: str, method: str = "GET", headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
+    connection = http.client.HTTPConnection("127.0.0.1", HTTP, timeout=5)
+    connection.request(method, "/", headers={"Host": host, **(headers or {})})
+    response = connection.getresponse()
+    response.read()
+    connection.close()
+    return response
+
+
+def answered_within(host: str, status: int, seconds: float, interval: float) -> bool:
+    """Whether `host` answers `status` within `seconds`, asked every `interval` seconds (a
+    client that waits as Retry-After says)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if ask(host).status == status:
+            return True
+        time.sleep(interval)
+    return False
+
+
+def seen_by_task(host: str, headers: dict[str, str]) -> dict[str, str]:
+    """The request headers the task received (the test backend echoes them)."""
+    connection = http.client.HTTPConnection("127.0.0.1", HTTP, timeout=5)
+    connection.request("GET", "/", headers={"Host": host, **headers})
+    body = json.loads(connection.getresponse().read())
+    connection.close()
+    return {k.lower(): v for k, v in body["headers"].items()}
+
+
+@pytest.fixture(params=KINDS)
+async def proxy(
+    request: pytest.FixtureRequest, nginx: str, haproxy: str, tmp_path: Path
+) -> AsyncIterator[LoopbackProxy]:
+    kind = request.param
+    running = LoopbackProxy(kind, haproxy if kind == "haproxy" else nginx, tmp_path)
+    yield running
+    await running.control.stop(signal.SIGQUIT, timeout=15)
+
+
+def services(backend: int, **shop: str) -> dict[str, dict[str, str]]:
+    return {
+        "shop": {"hosts": "shop.local", "port": str(backend), **shop},
+        "plain": {"hosts": "plain.local", "port": str(backend)},
+    }
+
+
+async def test_an_allow_list_refuses_other_clients_and_changes_without_a_reload(
+    proxy: LoopbackProxy, backend: int
+) -> None:
+    await proxy.route(loopback_routing(services(backend, allow_ips="10.0.0.0/8,2001:db8::/32")))
+    assert ask("shop.local").status == 403
+    assert ask("plain.local").status == 200, "another service is not touched"
+    reloads = proxy.control.reloads
+    await proxy.route(loopback_routing(services(backend, allow_ips="10.0.0.0/8,127.0.0.0/8")))
+    assert ask("shop.local").status == 200
+    if proxy.kind == "nginx":
+        assert proxy.control.reloads == reloads, "a policy change is a routing change: no reload"
+
+
+async def test_a_rate_limit_answers_429_past_the_burst_and_200_in_the_next_window(
+    proxy: LoopbackProxy, backend: int
+) -> None:
+    await proxy.route(loopback_routing(services(backend, rate_limit="2/s")))
+    # Five at once: however the second boundary splits them, one window gets a third.
+    answers = [ask("shop.local") for _ in range(5)]
+    refused = [a for a in answers if a.status == 429]
+    assert refused, [a.status for a in answers]
+    assert int(refused[0].headers["Retry-After"]) >= 1
+    assert ask("plain.local").status == 200, "another service is not limited"
+    wait = int(refused[0].headers["Retry-After"])
+    assert answered_within("shop.local", 200, 10, wait), "200 again once the client waited as told"
+
+
+async def test_request_and_response_headers(proxy: LoopbackProxy, backend: int) -> None:
+    labels = {
+        "request_headers": "X-Tenant: blue; X-Debug:",
+        "response_headers": "X-Frame-Options: DENY; X-Backend-Task:",
+    }
+    await proxy.route(loopback_routing(services(backend, **labels)))
+    seen = seen_by_task("shop.local", {"X-Debug": "1", "X-Tenant": "red"})
+    assert seen["x-tenant"] == "blue"
+    assert "x-debug" not in seen
+    answer = ask("shop.local")
+    assert answer.headers["X-Frame-Options"] == "DENY"
+    assert answer.headers.get("X-Backend-Task") is None, "an empty value removes the task's header"
+    assert ask("plain.local").headers.get("X-Backend-Task"), "another service's answers keep it"
+
+
+async def test_cors_preflight_and_simple_requests(proxy: LoopbackProxy, backend: int) -> None:
+    await proxy.route(loopback_routing(services(backend, cors_origins="https://app.example.com")))
+    preflight = ask(
+        "shop.local",
+        "OPTIONS",
+        {
+            "Origin": "https://app.example.com",
+            "Access-Control-Request-Method": "PUT",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert preflight.status == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert "PUT" in preflight.headers["Access-Control-Allow-Methods"]
+    assert "content-type" in preflight.headers["Access-Control-Allow-Headers"].lower()
+    simple = ask("shop.local", headers={"Origin": "https://app.example.com"})
+    assert simple.status == 200
+    assert simple.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    stranger = ask("shop.local", headers={"Origin": "https://evil.example"})
+    assert stranger.status == 200 and stranger.headers.get("Access-Control-Allow-Origin") is None
