@@ -68,9 +68,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     result = build(
         snapshot,
         tuple(by_cluster),
-        host_sharing=config.host_sharing,
-        acme=config.acme is not None,
-        without_policies=config.without_policies,
+        **config.build_options,
     )
     try:
         rendered = render_proxy(result.routings[cluster], config.extensions[by_cluster[cluster]])

@@ -91,8 +91,7 @@ def load_case(path: Path) -> Case:
     result = build(
         snapshot_from_api(document),
         clusters,
-        acme=config.acme is not None,
-        without_policies=config.without_policies,
+        **config.build_options,
     )
     return Case(path, source, config, cluster, result)
 

@@ -586,6 +586,15 @@ class CoreConfig(_Section):
         )
 
     @property
+    def build_options(self) -> dict[str, Any]:
+        """What the routing model's `build` takes from this configuration."""
+        return {
+            "host_sharing": self.host_sharing,
+            "acme": self.acme is not None,
+            "without_policies": self.without_policies,
+        }
+
+    @property
     def without_policies(self) -> dict[str, str]:
         """Service cluster -> why its proxies cannot apply per-service policies (allow-lists,
         rate limits, headers, CORS): nginx applies them in its run-time router only."""

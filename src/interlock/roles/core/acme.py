@@ -91,6 +91,24 @@ def held_in(secrets: list[SecretRecord]) -> tuple[dict[Names, Held], list[Ref]]:
     return newest, stale
 
 
+def order_problems(
+    routings: Mapping[str, Routing], failures: Mapping[Names, Failure], held: set[Names]
+) -> list[Problem]:
+    """A problem of each service whose host set's last order failed (a warning while a valid
+    certificate is still served)."""
+    found: dict[str, Problem] = {}
+    for routing in routings.values():
+        for host in routing.hosts:
+            failure = failures.get(host.acme) if host.acme else None
+            if failure is None:
+                continue
+            severity = Severity.WARNING if host.acme in held else Severity.ERROR
+            reason = f"ACME order for {', '.join(host.acme)} failed: {failure.reason}; retried"
+            for service in host.services:
+                found[service] = Problem(service, "com.docker.lb.ssl_acme", "true", reason, severity)
+    return list(found.values())
+
+
 def _number(text: str) -> float:
     try:
         return float(text)
@@ -160,19 +178,7 @@ class AcmeDesk:
         return refs + [r for names, h in sorted(self.held.items()) if names in wanted for r in (h.cert, h.key)]
 
     def problems(self, routings: Mapping[str, Routing]) -> list[Problem]:
-        """A problem of each service whose host set's last order failed (a warning while a
-        valid certificate is still served)."""
-        found: dict[str, Problem] = {}
-        for routing in routings.values():
-            for host in routing.hosts:
-                failure = self.failures.get(host.acme) if host.acme else None
-                if failure is None:
-                    continue
-                severity = Severity.WARNING if host.acme in self.held else Severity.ERROR
-                reason = f"ACME order for {', '.join(host.acme)} failed: {failure.reason}; retried"
-                for service in host.services:
-                    found[service] = Problem(service, "com.docker.lb.ssl_acme", "true", reason, severity)
-        return list(found.values())
+        return order_problems(routings, self.failures, set(self.held))
 
     # -- the loop ----------------------------------------------------------------------------
     async def run(self) -> None:

@@ -169,9 +169,7 @@ class Board:
             tuple(s.cluster for s in self.slots.values()),
             proxies=self.proxies,
             exclusions={s.cluster: s.exclusions for s in self.slots.values()},
-            host_sharing=self.config.host_sharing,
-            acme=self.config.acme is not None,
-            without_policies=self.config.without_policies,
+            **self.config.build_options,
         )
         if late := self.late_problems(result.routings):
             result = replace(result, problems=sorted_problems([*result.problems, *late]))
