@@ -1,0 +1,128 @@
+"""The policy labels' grammars: what each accepts (normalised), what it refuses and how it says
+so, and what combinations are refused; a bad policy label excludes its service alone."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from interlock.errors import GrammarError
+from interlock.model.build import build
+from interlock.model.docker_json import snapshot_from_api
+from interlock.model.policy import Policy, RateLimit, address_list, burst, header_pairs, origin_list, rate
+from interlock.testing.swarm_json import swarm_json
+
+
+def test_addresses_are_normalised_networks_v4_and_v6() -> None:
+    assert address_list(" 10.1.2.3/8, 192.168.1.7 ,2001:DB8::1/32") == ("10.0.0.0/8", "192.168.1.7/32", "2001:db8::/32")
+
+
+@pytest.mark.parametrize("bad", ["", "10.0.0.0/33", "example.com", "10.0.0.0/8;rm", "1.2.3.4 5.6.7.8"])
+def test_a_bad_address_is_refused_with_what_is_allowed(bad: str) -> None:
+    with pytest.raises(GrammarError, match=r"IP|address"):
+        address_list(bad)
+
+
+def test_rates_and_bursts() -> None:
+    assert rate("10/s") == (10, 1)
+    assert rate(" 600/m ") == (600, 60)
+    for bad in ("0/s", "10/h", "10", "ten/s", "-1/s", "1000000/s"):
+        with pytest.raises(GrammarError, match="N/s or N/m"):
+            rate(bad)
+    assert burst("20") == 20
+    with pytest.raises(GrammarError):
+        burst("0")
+
+
+def test_headers_are_pairs_an_empty_value_removes_and_the_proxys_own_are_refused() -> None:
+    assert header_pairs("X-Tenant: blue; X-Debug:; Cache-Control: max-age=60, public") == (
+        ("Cache-Control", "max-age=60, public"),
+        ("X-Debug", ""),
+        ("X-Tenant", "blue"),
+    )
+    for bad, said in (
+        ("Host: evil", "kept by the proxy"),
+        ("X-Forwarded-For: 1.2.3.4", "kept by the proxy"),
+        ("X-A: $host", "not allowed"),
+        ('X-A: "quoted"', "not allowed"),
+        ("X-A: a\\b", "not allowed"),
+        ("X A: b", "Name: value"),
+        ("X-A b", "Name: value"),
+        ("X-A: 1; x-a: 2", "twice"),
+    ):
+        with pytest.raises(GrammarError, match=said):
+            header_pairs(bad)
+
+
+@given(st.text(max_size=80))
+def test_a_header_value_that_passes_holds_no_character_a_proxy_reads_as_syntax(text: str) -> None:
+    try:
+        pairs = header_pairs(f"X-Test: {text}")
+    except GrammarError:
+        return
+    value = pairs[0][1]
+    assert not set(value) & set("\"'\\$;{}\n\r\t`")
+
+
+def test_origins() -> None:
+    assert origin_list("*") == ("*",)
+    assert origin_list("https://App.Example.com/, http://localhost:3000") == (
+        "http://localhost:3000",
+        "https://app.example.com",
+    )
+    for bad in ("app.example.com", "ftp://x.example", "https://x.example/path", "https://x.example, *"):
+        with pytest.raises(GrammarError, match="origin"):
+            origin_list(bad)
+
+
+def routed(labels: dict[str, str]) -> tuple[set[str], list[str]]:
+    services = [
+        {
+            "name": "shop",
+            "networks": ["n"],
+            "labels": {"com.docker.lb.hosts": "shop.local", "com.docker.lb.port": "80"} | labels,
+        },
+        {
+            "name": "other",
+            "networks": ["n"],
+            "labels": {"com.docker.lb.hosts": "other.local", "com.docker.lb.port": "80"},
+        },
+    ]
+    result = build(snapshot_from_api(swarm_json({"services": services})))
+    return {h.name for h in result.routings[""].hosts}, [p.describe() for p in result.problems if p.severity == "error"]
+
+
+def test_a_service_gets_its_policy_on_every_route_to_it() -> None:
+    labels = {
+        "com.docker.lb.allow_ips": "10.0.0.0/8",
+        "com.docker.lb.rate_limit": "5/s",
+        "com.docker.lb.rate_limit_burst": "8",
+    }
+    services = [
+        {
+            "name": "shop",
+            "networks": ["n"],
+            "labels": {"com.docker.lb.hosts": "a.local,b.local", "com.docker.lb.port": "80"} | labels,
+        }
+    ]
+    routing = build(snapshot_from_api(swarm_json({"services": services}))).routings[""]
+    assert {u.policy for u in routing.upstreams} == {Policy(("10.0.0.0/8",), RateLimit(5, 1, 8))}
+    assert routing.upstreams[0].policy is not None and routing.upstreams[0].policy.summary() == "allow 1 nets, rate 5/s"
+
+
+@pytest.mark.parametrize(
+    ("labels", "said"),
+    [
+        ({"com.docker.lb.request_headers": "Host: x"}, "request_headers"),
+        ({"com.docker.lb.rate_limit_burst": "5"}, "without rate_limit"),
+        ({"com.docker.lb.rate_limit": "10/s", "com.docker.lb.rate_limit_burst": "5"}, "at least N"),
+        ({"com.docker.lb.ssl_passthrough": "true", "com.docker.lb.allow_ips": "10.0.0.0/8"}, "passthrough"),
+        ({"com.docker.lb.auth_basic": "users"}, "not built yet"),
+        ({"com.docker.lb.forward_auth": "http://auth:9000/"}, "not built yet"),
+    ],
+)
+def test_a_bad_policy_label_excludes_its_service_alone(labels: dict[str, str], said: str) -> None:
+    hosts, errors = routed(labels)
+    assert hosts == {"other.local"}
+    assert any(said in e and "service shop" in e for e in errors), errors
