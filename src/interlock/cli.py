@@ -219,7 +219,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(f"note: {status.note}", file=sys.stderr)
         if args.command == "routes":
             rows = [{**msgspec.to_builtins(r), **traffic_cells(r)} for r in status.routes]
-            print_table(rows, ["cluster", "host", "path", "services", "targets", "tls", "rps", "5xx", "requests"])
+            columns = ["cluster", "host", "path", "services", "targets", "tls", "policies", "rps", "5xx", "requests"]
+            print_table(rows, columns)
         elif args.command == "problems":
             rows = [msgspec.to_builtins(p) for p in status.problems]
             print_table(rows, ["severity", "service", "label", "value", "reason"])

@@ -22,7 +22,7 @@ def a_status(*, requests: int = 0, problem_value: str = "x;y") -> CoreStatus:
         "default", "", "interlock-extension", "interlock-proxy", 3, 1, 3, "cfg1", "tg1", "", 0.5,
         (ProxyStatus("p1", "cfg1", "tg1", True, "", 2, 5, 7), ProxyStatus("p2", "cfg0", "", True, "", 1, 0)),
     )  # fmt: skip
-    route = RouteRow("", "shop.test", "/", ("shop",), ("10.0.0.5:80",), "none", (0, requests, 0, 0, 0), 1.5, 0.0)
+    route = RouteRow("", "shop.test", "/", ("shop",), ("10.0.0.5:80",), "none", "-", (0, requests, 0, 0, 0), 1.5, 0.0)
     problem = ProblemView("bad", "com.docker.lb.hosts", problem_value, "';' is not allowed in a host name", "error")
     return CoreStatus(True, CoreInfo("interlock"), (cluster,), (route,), (problem,))
 

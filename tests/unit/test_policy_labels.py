@@ -126,3 +126,26 @@ def test_a_bad_policy_label_excludes_its_service_alone(labels: dict[str, str], s
     hosts, errors = routed(labels)
     assert hosts == {"other.local"}
     assert any(said in e and "service shop" in e for e in errors), errors
+
+
+def test_interlock_routes_shows_each_routes_policies_in_one_short_column() -> None:
+    from interlock.wire.status import routes_table
+
+    labels = {"com.docker.lb.cors_origins": "*", "com.docker.lb.response_headers": "X-Frame-Options: DENY"}
+    services = [
+        {
+            "name": "shop",
+            "networks": ["n"],
+            "labels": {"com.docker.lb.hosts": "shop.local", "com.docker.lb.port": "80"} | labels,
+        },
+        {
+            "name": "other",
+            "networks": ["n"],
+            "labels": {"com.docker.lb.hosts": "other.local", "com.docker.lb.port": "80"},
+        },
+    ]
+    routing = build(snapshot_from_api(swarm_json({"services": services}))).routings[""]
+    assert {row.host: row.policies for row in routes_table(routing)} == {
+        "shop.local": "headers, cors",
+        "other.local": "-",
+    }

@@ -24,6 +24,8 @@ class RouteRow:
     services: tuple[str, ...]
     targets: tuple[str, ...]
     tls: str
+    policies: str = "-"
+    """The route's per-service policies in short (`Policy.summary`): allow-list, rate, headers, CORS."""
     responses: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
     """Responses by status class (1xx-5xx) the cluster's proxies counted since they started."""
     rps: float = 0.0
@@ -124,7 +126,8 @@ def _rows(routing: Routing, host: VirtualHost, upstreams: dict[str, Upstream]) -
         upstream = upstreams[route.upstream]
         services = upstream.service_names
         targets = tuple(f"{s.address}:{s.port}" for s in upstream.servers)
-        rows.append(RouteRow(routing.cluster, name, route.path, services, targets, tls))
+        policies = upstream.policy.summary() if upstream.policy else "-"
+        rows.append(RouteRow(routing.cluster, name, route.path, services, targets, tls, policies))
     for rule in host.redirects:
         path = f"({rule.scheme} redirect)"
         rows.append(RouteRow(routing.cluster, name, path, tuple(host.services), (rule.target,), tls))
