@@ -34,6 +34,7 @@ from typing import Any, TypedDict
 from common import cpu_seconds, dump, sh, wait_http
 from interlock.config import default_config
 from interlock.edges.offline_check import stand_in_pem
+from interlock.model.policy import Policy
 from interlock.model.routing import Route, Routing, Server, Upstream, VirtualHost
 from interlock.render.bundle import RenderedConfig
 from interlock.render.haproxy import render_haproxy
@@ -71,11 +72,13 @@ def interlock_conf(
     hide_info_headers: bool = False,
     port: int = 0,
     runtime: bool = False,
+    policy: Policy | None = None,
 ) -> RenderedConfig:
     """The generated nginx configuration, counting requests per route (`TrafficMetrics`, on by
     default) unless `metrics` is false; `hide_info_headers`: without Interlock's five response
     headers (`HideInfoHeaders = true`); `runtime`: with run-time routing (measured in
-    hot_path.py; here the server-block designs)."""
+    hot_path.py; here the server-block designs); `policy`: the backend's service has it
+    (policy_cost.py)."""
     port = port or (INTERLOCK if dynamic else STATIC if metrics else UNMETERED)
     ext = default_config(TargetPort=port, TargetSSLPort=port + 1000).extensions["default"]
     ext = ext.model_copy(
@@ -94,19 +97,25 @@ def interlock_conf(
             )
         }
     )
-    upstream = Upstream(HOST, (Server("127.0.0.1", BACKEND, "backend"),))
-    routing = Routing(
+    return render_nginx(one_route(policy), ext)
+
+
+def one_route(policy: Policy | None = None) -> Routing:
+    """The benchmarks' routing: HOST to the backend, its service with `policy`."""
+    upstream = Upstream(HOST, (Server("127.0.0.1", BACKEND, "backend"),), policy=policy)
+    return Routing(
         cluster="", hosts=(VirtualHost(HOST, routes=(Route("/", HOST),), services=("backend",)),), upstreams=(upstream,)
     )
-    return render_nginx(routing, ext)
 
 
-def interlock_haproxy_conf(tmp: Path, *, hide_info_headers: bool = False) -> str:
+def interlock_haproxy_conf(
+    tmp: Path, *, hide_info_headers: bool = False, port: int = 0, policy: Policy | None = None
+) -> str:
     """Interlock's generated HAProxy configuration (`Kind = "haproxy"`) for the same route: one
     thread like the others, its request log off as nginx's access log is here, its internal
     loopback ports moved aside. `hide_info_headers`: without Interlock's five response headers
     (`HideInfoHeaders = true`), to show what they cost."""
-    port = GENERATED_HAPROXY_BARE if hide_info_headers else GENERATED_HAPROXY
+    port = port or (GENERATED_HAPROXY_BARE if hide_info_headers else GENERATED_HAPROXY)
     ext = default_config(
         Kind="haproxy",
         TargetPort=port,
@@ -117,11 +126,7 @@ def interlock_haproxy_conf(tmp: Path, *, hide_info_headers: bool = False) -> str
             "HideInfoHeaders": hide_info_headers,
         },
     ).extensions["default"]
-    upstream = Upstream(HOST, (Server("127.0.0.1", BACKEND, "backend"),))
-    routing = Routing(
-        cluster="", hosts=(VirtualHost(HOST, routes=(Route("/", HOST),), services=("backend",)),), upstreams=(upstream,)
-    )
-    text = render_haproxy(routing, ext, certificates_dir=str(tmp)).text
+    text = render_haproxy(one_route(policy), ext, certificates_dir=str(tmp)).text
     return (
         text.replace("    log global\n", "")
         .replace(":20080", f":{port + 4000}")

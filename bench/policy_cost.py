@@ -1,0 +1,126 @@
+"""What per-service policies cost per request, both kinds, against the same route without them,
+measured in one run.
+
+On loopback, every proxy one worker (nginx) or one thread (HAProxy) pinned to CPU 1, wrk and
+the backend on CPU 0. Four targets: Interlock's nginx with run-time routing (the default) for
+one route, the same route with a policy, and the same pair on HAProxy. The policy is what a
+user would put on a public service: an allow-list (the client is in its third network), a rate
+limit (high enough never to refuse, so every request is counted), a request header and a
+response header set, and CORS origins (wrk sends no Origin, so only the check runs). Basic
+authentication is not in it: it is not built yet. Each round measures the four in an order that
+rotates from round to round; the ratio reported is the median of each round's ratio of CPU time
+per request (policy / none), with the medians of requests a second beside it.
+
+The target (issue 23): less than 15 % more CPU per request with the policy.
+
+Usage: python bench/policy_cost.py [--seconds 5] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from common import dump, wait_http
+from dataplane import HOST, WrkRun, backend_conf, interlock_conf, interlock_haproxy_conf, internal_ports_moved, wrk
+from interlock.edges.offline_check import stand_in_pem
+from interlock.model.policy import Policy, RateLimit
+from interlock.render.nginx import FALLBACK_CERTIFICATE
+
+POLICY = Policy(
+    allow_ips=("10.0.0.0/8", "192.168.0.0/16", "127.0.0.0/8"),
+    rate_limit=RateLimit(1_000_000, 1, 1_000_000),
+    request_headers=(("X-Tenant", "blue"),),
+    response_headers=(("X-Frame-Options", "DENY"),),
+    cors_origins=("https://app.example.com",),
+)
+PORTS = {
+    "nginx": 18191,
+    "nginx, with the policy": 18192,
+    "haproxy": 18193,
+    "haproxy, with the policy": 18194,
+}
+
+
+def start_nginx(prefix: Path, text: str, targets: str) -> subprocess.Popen[bytes]:
+    """nginx on CPU 1, run as the proxy agent runs it: its prefix holds the targets document."""
+    prefix.mkdir()
+    (prefix / "nginx.conf").write_text(text)
+    (prefix / "targets").write_text(targets)
+    (prefix / FALLBACK_CERTIFICATE).write_text(stand_in_pem())
+    command = ["taskset", "-c", "1", "nginx", "-p", f"{prefix}/", "-c", str(prefix / "nginx.conf")]
+    return subprocess.Popen([*command, "-g", "daemon off;"])
+
+
+def start_haproxy(tmp: Path, name: str, text: str) -> subprocess.Popen[bytes]:
+    (tmp / f"{name}.cfg").write_text(text)
+    return subprocess.Popen(["taskset", "-c", "1", "haproxy", "-W", "-f", str(tmp / f"{name}.cfg")])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        (tmp / "backend.conf").write_text(backend_conf(tmp))
+        bare = interlock_conf(tmp, dynamic=False, runtime=True, port=PORTS["nginx"])
+        policed = interlock_conf(tmp, dynamic=False, runtime=True, port=PORTS["nginx, with the policy"], policy=POLICY)
+        procs = {
+            "backend": subprocess.Popen(
+                ["taskset", "-c", "0", "nginx", "-c", str(tmp / "backend.conf"), "-g", "daemon off;"]
+            ),
+            "nginx": start_nginx(tmp / "bare", internal_ports_moved(bare.text, 1), bare.targets),
+            "nginx, with the policy": start_nginx(
+                tmp / "policed", internal_ports_moved(policed.text, 2), policed.targets
+            ),
+            "haproxy": start_haproxy(tmp, "bare", interlock_haproxy_conf(tmp, port=PORTS["haproxy"])),
+            "haproxy, with the policy": start_haproxy(
+                tmp, "policed", interlock_haproxy_conf(tmp, port=PORTS["haproxy, with the policy"], policy=POLICY)
+            ),
+        }
+        runs: dict[str, list[WrkRun]] = {name: [] for name in PORTS}
+        try:
+            for port in PORTS.values():
+                wait_http(port, HOST)
+            names = list(PORTS)
+            for index in range(args.rounds):
+                for name in names[index % len(names) :] + names[: index % len(names)]:
+                    runs[name].append(wrk(PORTS[name], args.seconds, (procs[name].pid,)))
+                    time.sleep(0.3)
+        finally:
+            for proc in procs.values():
+                proc.send_signal(signal.SIGTERM)
+            for proc in procs.values():
+                proc.wait(timeout=20)
+
+    def cpu_ratio(name: str, baseline: str) -> float:
+        pairs = zip(runs[name], runs[baseline], strict=True)
+        return round(statistics.median(a["cpu_us_per_request"] / b["cpu_us_per_request"] for a, b in pairs), 3)
+
+    dump(
+        {
+            "seconds": args.seconds,
+            "rounds": args.rounds,
+            "results": {
+                name: {
+                    "rps": round(statistics.median(r["rps"] for r in rs)),
+                    "cpu_us_per_request": round(statistics.median(r["cpu_us_per_request"] for r in rs), 2),
+                    "non2xx": sum(int(r["non2xx"]) for r in rs),
+                }
+                for name, rs in runs.items()
+            },
+            "nginx_policy_to_none": cpu_ratio("nginx, with the policy", "nginx"),
+            "haproxy_policy_to_none": cpu_ratio("haproxy, with the policy", "haproxy"),
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Per-service policies on the real swarm, both kinds, through the published port: headers seen
+by the task and by the client, a CORS preflight and a simple request, 429 past the rate limit's
+burst and 200 once the client waited as told, 403 once the allow-list leaves the client out (a
+label update, applied like any routing change), and a bad policy label excluding its service
+alone, with the problem shown. The client reaches a host-mode proxy from the docker_gwbridge
+gateway (172.16.0.0/12 here), which is the address the allow-list sees."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from tests.e2e.swarm import INTERLOCK, Cluster, get, lb, poll, service, sh, unique, until_routed
+
+pytestmark = pytest.mark.usefixtures("interlock")
+
+EVERY_LOCAL_CLIENT = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,127.0.0.0/8"
+
+
+def preflight(host: str, port: int) -> requests.Response:
+    headers = {
+        "Host": host,
+        "Origin": "https://app.example.com",
+        "Access-Control-Request-Method": "PUT",
+        "Access-Control-Request-Headers": "content-type",
+    }
+    return requests.options(f"http://127.0.0.1:{port}/", headers=headers, timeout=10, allow_redirects=False)
+
+
+def test_headers_cors_rate_limit_and_allow_list_through_the_published_port(cluster: Cluster) -> None:
+    name = unique("policy")
+    host = f"{name}.local"
+    labels = lb(
+        hosts=host,
+        port="8080",
+        allow_ips=EVERY_LOCAL_CLIENT,
+        rate_limit="3/s",
+        request_headers="X-Tenant: blue; X-Debug:",
+        response_headers="X-Frame-Options: DENY",
+        cors_origins="https://app.example.com",
+    )
+    with service(name, labels=labels | cluster.labels):
+        answer = until_routed(host, port=cluster.http, what=f"{host} routed")
+        seen = get(host, port=cluster.http, headers={"X-Debug": "1", "X-Tenant": "red"}).json()["headers"]
+        assert seen.get("X-Tenant") == "blue" and "X-Debug" not in seen, seen
+        assert answer.headers["X-Frame-Options"] == "DENY"
+
+        asked = preflight(host, cluster.http)
+        assert asked.status_code == 204
+        assert asked.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+        simple = get(host, port=cluster.http, headers={"Origin": "https://app.example.com"})
+        assert simple.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+        assert (
+            "Access-Control-Allow-Origin"
+            not in get(host, port=cluster.http, headers={"Origin": "https://x.example"}).headers
+        )
+
+        # Seven at once: however a window boundary splits them, one window gets a fourth.
+        statuses = [get(host, port=cluster.http) for _ in range(7)]
+        refused = [r for r in statuses if r.status_code == 429]
+        assert refused, [r.status_code for r in statuses]
+        wait = int(refused[0].headers["Retry-After"])
+
+        def served_after_waiting() -> bool | None:
+            time.sleep(wait)  # a client that waits as Retry-After says
+            return get(host, port=cluster.http).status_code == 200 or None
+
+        poll(served_after_waiting, what="200 once the client waited", timeout=15)
+
+        sh("docker", "service", "update", "-d", "--quiet", "--label-add", "com.docker.lb.allow_ips=10.255.0.0/16", name)
+        poll(
+            lambda: get(host, port=cluster.http).status_code == 403 or None, what="403 from the allow-list", timeout=60
+        )
+
+
+def test_a_bad_policy_label_excludes_its_service_alone_with_the_problem_shown(cluster: Cluster) -> None:
+    bad, good = unique("badpolicy"), unique("goodpolicy")
+    with (
+        service(
+            bad, labels=lb(hosts=f"{bad}.local", port="8080", request_headers="Host: evil.example") | cluster.labels
+        ),
+        service(good, labels=lb(hosts=f"{good}.local", port="8080", response_headers="X-Ok: yes") | cluster.labels),
+    ):
+        assert until_routed(f"{good}.local", port=cluster.http, what="the good service").headers["X-Ok"] == "yes"
+
+        def shown() -> str | None:
+            out = sh(INTERLOCK, "problems", check=False)
+            return out if bad in out and "request_headers" in out else None
+
+        assert "kept by the proxy" in poll(shown, what="the problem of the bad label")
+        assert get(f"{bad}.local", port=cluster.http).status_code == 503
