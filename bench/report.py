@@ -852,8 +852,8 @@ def policy_cost_section(result: dict[str, Any]) -> str:
     nginx, haproxy = result["nginx_policy_to_none"], result["haproxy_policy_to_none"]
     return f"""## Per-service policies: CPU per request against the same route without them
 
-`bench/policy_cost.py` ({result["rounds"]} rounds of {result["seconds"]} s): one route on loopback, each proxy one worker or
-thread pinned to a CPU of its own, with and without a policy of an allow-list, a rate limit (never
+`bench/policy_cost.py` ({result["rounds"]} rounds of {result["seconds"]} s): one route on loopback, each proxy one
+worker or thread pinned to a CPU of its own, with and without a policy of an allow-list, a rate limit (never
 reached, so every request is counted), a request and a response header, and CORS origins.
 Medians; the ratio is the median of each round's ratio of CPU time per request.
 
