@@ -27,6 +27,7 @@ def as_haproxy(ext: ExtensionConfig) -> ExtensionConfig:
         "HideInfoHeaders": ext.nginx.hide_info_headers,
         "HTTP2": ext.nginx.http2,
         "AcmeChallenges": ext.nginx.acme_challenges,
+        "TrustedProxies": ext.nginx.trusted_proxies,
     }
     return ext.model_copy(update={"kind": "haproxy", "config": HAProxyConfig(**shared), "template": ""})
 

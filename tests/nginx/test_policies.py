@@ -128,3 +128,13 @@ async def test_cors_preflight_and_simple_requests(proxy: LoopbackProxy, backend:
     assert simple.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
     stranger = ask("shop.local", headers={"Origin": "https://evil.example"})
     assert stranger.status == 200 and stranger.headers.get("Access-Control-Allow-Origin") is None
+
+
+async def test_behind_a_trusted_proxy_the_client_is_the_one_it_forwarded(proxy: LoopbackProxy, backend: int) -> None:
+    proxy.ext = proxy.ext.model_copy(
+        update={"config": proxy.ext.config.model_copy(update={"trusted_proxies": ("127.0.0.0/8",)})}
+    )
+    await proxy.route(loopback_routing(services(backend, allow_ips="192.0.2.0/24")))
+    assert ask("shop.local", headers={"X-Forwarded-For": "198.51.100.1, 192.0.2.7"}).status == 200
+    assert ask("shop.local").status == 403, "without the header: the connection's own address"
+    assert ask("shop.local", headers={"X-Forwarded-For": "198.51.100.1"}).status == 403

@@ -7,6 +7,7 @@ checked against allow-list patterns here, so a bad file stops at load time. Pure
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
@@ -114,6 +115,19 @@ def _sysctls(value: dict[str, str]) -> dict[str, str]:
 Sysctls = Annotated[dict[str, str], AfterValidator(_sysctls)]
 Duration = Annotated[str, AfterValidator(_duration)]
 Size = Annotated[str, _pattern(r"[0-9]+[kKmMgG]?", "a size such as 8k, 32m or 1024")]
+
+
+def _networks(values: tuple[str, ...]) -> tuple[str, ...]:
+    networks = []
+    for value in values:
+        try:
+            networks.append(str(ipaddress.ip_network(value.strip(), strict=False)))
+        except ValueError:
+            raise ValueError(f"{value[:64]!r} is not an IP address or CIDR (such as 10.0.0.0/8)") from None
+    return tuple(networks)
+
+
+Networks = Annotated[tuple[str, ...], AfterValidator(_networks)]
 NginxTime = Annotated[str, _pattern(r"[0-9]+(ms|s|m|h|d)?", "a time such as 75s, 500ms or 1m")]
 FilePath = Annotated[str, _pattern(r"/[A-Za-z0-9._/-]*", "an absolute path of A-Z a-z 0-9 . _ / -")]
 LogFormat = Annotated[str, _pattern(r"[^'\\\r\n\x00]*", "one line without ' or \\")]
@@ -234,6 +248,10 @@ class NginxConfig(_Section):
     acme_challenges: bool = Field(False, alias="AcmeChallenges")
     """Answer ACME HTTP-01 challenges on `/.well-known/acme-challenge/` from the tokens the core
     sends. Set for every cluster when the core's `[ACME]` table is present."""
+    trusted_proxies: Networks = Field((), alias="TrustedProxies")
+    """Networks of the load balancers in front of the proxies: for a plain-HTTP request from one
+    of them, the client address (allow_ips, rate_limit, logs, X-Real-IP) is the last one it added
+    to X-Forwarded-For. Empty: always the connection's."""
     limits_dict_size: Size = Field("10m", alias="LimitsDictSize")
     """The shared dict counting requests per client for `rate_limit` (run-time routing)."""
     stream_module_path: Annotated[str, _pattern(r"(/[A-Za-z0-9._/-]*)?", "empty (built in) or an absolute path")] = (
@@ -322,6 +340,10 @@ class HAProxyConfig(_Section):
     acme_challenges: bool = Field(False, alias="AcmeChallenges")
     """Answer ACME HTTP-01 challenges on `/.well-known/acme-challenge/` from the tokens the core
     sends. Set for every cluster when the core's `[ACME]` table is present."""
+    trusted_proxies: Networks = Field((), alias="TrustedProxies")
+    """Networks of the load balancers in front of the proxies: for a plain-HTTP request from one
+    of them, the client address (allow_ips, rate_limit, logs, X-Real-IP) is the last one it added
+    to X-Forwarded-For. Empty: always the connection's."""
     hard_stop_after: Annotated[int, Field(ge=1, le=3600)] = Field(30, alias="HardStopAfter")
     """Seconds an old process may keep serving its connections after a reload."""
     hide_info_headers: bool = Field(False, alias="HideInfoHeaders")
