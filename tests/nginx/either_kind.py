@@ -54,9 +54,10 @@ def workers(controller: Controller) -> set[int]:
     return {int(pid) for pid in children.split()}
 
 
-def start_backend(name: str) -> tuple[int, subprocess.Popen[bytes]]:
+def start_backend(name: str, status: int = 200) -> tuple[int, subprocess.Popen[bytes]]:
+    """A test backend on a free port; `status`: what it answers every request with."""
     port = free_port()
-    env = {**os.environ, "BACKEND_NAME": name}
+    env = {**os.environ, "BACKEND_NAME": name, "BACKEND_STATUS": str(status)}
     proc = subprocess.Popen([sys.executable, "-m", "interlock.testing.backend", "--port", str(port)], env=env)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.nginx.either_kind import HTTP, KINDS, LoopbackProxy, loopback_routing
+from tests.nginx.either_kind import HTTP, KINDS, LoopbackProxy, loopback_routing, start_backend
 
 pytestmark = pytest.mark.nginx
 
@@ -138,3 +138,23 @@ async def test_behind_a_trusted_proxy_the_client_is_the_one_it_forwarded(proxy: 
     assert ask("shop.local", headers={"X-Forwarded-For": "198.51.100.1, 192.0.2.7"}).status == 200
     assert ask("shop.local").status == 403, "without the header: the connection's own address"
     assert ask("shop.local", headers={"X-Forwarded-For": "198.51.100.1"}).status == 403
+
+
+async def test_retries_reach_a_healthy_task_while_another_answers_503(proxy: LoopbackProxy, backend: int) -> None:
+    port, failing = start_backend("failing", status=503)
+    try:
+
+        def canary(retries: str) -> dict[str, dict[str, str]]:
+            # Two services on one host and path (Interlock's canary rule): one of them fails,
+            # and is never set aside for failing (max_fails 0), so only retries hide it.
+            both = {"hosts": "shop.local", "retries": retries, "max_fails": "0"}
+            return {"shop": {**both, "port": str(backend)}, "shop-canary": {**both, "port": str(port)}}
+
+        await proxy.route(loopback_routing(canary("2")))
+        assert [ask("shop.local").status for _ in range(12)] == [200] * 12
+        assert 503 in [ask("shop.local", "POST").status for _ in range(12)], "a POST is not idempotent: not retried"
+        await proxy.route(loopback_routing(canary("0")))
+        assert 503 in [ask("shop.local").status for _ in range(12)], "without retries the failing task answers"
+    finally:
+        failing.terminate()
+        failing.wait(timeout=10)

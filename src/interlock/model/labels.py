@@ -69,7 +69,15 @@ def _redirect_list(raw: str) -> tuple[Redirect, ...]:
 _BOOL = "true or false"
 
 
-POLICY_LABELS = ("allow_ips", "rate_limit", "rate_limit_burst", "request_headers", "response_headers", "cors_origins")
+POLICY_LABELS = (
+    "allow_ips",
+    "rate_limit",
+    "rate_limit_burst",
+    "request_headers",
+    "response_headers",
+    "cors_origins",
+    "retries",
+)
 """The labels that make a service's `Policy`."""
 
 _NOT_YET: tuple[tuple[str, str, str, str, Callable[[str], Any]], ...] = (
@@ -81,7 +89,6 @@ _NOT_YET: tuple[tuple[str, str, str, str, Callable[[str], Any]], ...] = (
         grammar.secret_name,
     ),
     ("auth_basic_realm", "printable text", "The realm of auth_basic.", "Shop", str.strip),
-    ("retries", "a whole number 0-5", "Retries of idempotent requests on another task.", "2", grammar.small_count),
     (
         "forward_auth",
         "an http:// URL",
@@ -333,6 +340,15 @@ LABELS: tuple[LabelSpec, ...] = (
         "https://app.example.com",
         policy.origin_list,
     ),
+    LabelSpec(
+        "retries",
+        "a whole number 0-5",
+        "nginx: ProxyNextUpstreamTries - 1; HAProxy: none",
+        "Retries of an idempotent request (GET, HEAD, OPTIONS, PUT, DELETE) on another task after a "
+        "connection error or a 502, 503 or 504.",
+        "2",
+        policy.retry_count,
+    ),
     *(
         LabelSpec(name, allowed, "none", f"Not built yet: {meaning} A service with it is not routed.", example, parse)
         for name, allowed, meaning, example, parse in _NOT_YET
@@ -388,7 +404,9 @@ class ServiceLabels:
         if self.rate_limit is not None:
             count, seconds = self.rate_limit
             limit = RateLimit(count, seconds, max(count, self.rate_limit_burst or count))
-        policy = Policy(self.allow_ips, limit, self.request_headers, self.response_headers, self.cors_origins)
+        policy = Policy(
+            self.allow_ips, limit, self.request_headers, self.response_headers, self.cors_origins, self.retries
+        )
         return policy or None
 
 

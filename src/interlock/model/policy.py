@@ -64,6 +64,9 @@ class Policy:
     """(name, value) set on the response to the client; an empty value removes the header."""
     cors_origins: tuple[str, ...] = ()
     """Origins allowed cross-origin requests (`*`: any); empty: no CORS handling."""
+    retries: int | None = None
+    """Retries of an idempotent request on another task after a connection error or a 502, 503
+    or 504; None: the proxy's default (ProxyNextUpstreamTries - 1 on nginx, none on HAProxy)."""
 
     def __bool__(self) -> bool:
         return self != Policy()
@@ -80,6 +83,8 @@ class Policy:
             parts.append("headers")
         if self.cors_origins:
             parts.append("cors")
+        if self.retries is not None:
+            parts.append(f"retries {self.retries}")
         return ", ".join(parts) or "-"
 
 
@@ -160,3 +165,10 @@ def origin_list(raw: str) -> tuple[str, ...]:
                 f"{item[:64]!r} is not an origin; allowed: * or scheme://host[:port], such as https://app.example.com"
             )
     return tuple(sorted(set(items)))
+
+
+def retry_count(raw: str) -> int:
+    text = raw.strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 1 or int(text) > 5:
+        raise GrammarError("allowed: a whole number from 0 to 5")
+    return int(text)

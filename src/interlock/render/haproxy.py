@@ -342,9 +342,10 @@ class _View(ListenerView):
         filled = index < len(servers)
         # A spare's address is a placeholder: the agent sets address and port when it fills it.
         parts = [f"s{index}", _address(servers[index]) if filled else _SPARE_ADDRESS]
-        if first is not None and first.max_fails is not None:
+        if first is not None and first.max_fails:
             # nginx's passive max_fails/fail_timeout, as HAProxy's checks: down after that many
-            # failures, tried again every fail_timeout.
+            # failures, tried again every fail_timeout. max_fails 0 (never set aside, as in
+            # nginx) is no check at all: HAProxy refuses `fall 0`.
             inter = user_token(first.fail_timeout or "10s")
             parts.append(f"check inter {inter} fall {int(first.max_fails)} rise 1")
         if upstream.tls:

@@ -1,7 +1,8 @@
 """A service's policy as the rules of its HAProxy backend: an allow-list (`deny` unless the
 source is in it), a rate limit (a stick table of the backend counting each client's requests
 over the window; `return 429` past the burst), request and response headers (`set-header`,
-`del-header`), and CORS (a preflight answered with `return 204`, allowed answers marked).
+`del-header`), CORS (a preflight answered with `return 204`, allowed answers marked), and
+retries (layer-7 retries of idempotent requests on another server).
 
 Every value passed the label grammars (model/policy.py) and is checked again here before it is
 printed: networks and origins as plain words, header values double-quoted with `%` doubled
@@ -67,6 +68,14 @@ def policy_lines(policy: Policy | None) -> tuple[Token, ...]:
             " if METH_OPTIONS { var(txn.cors) -m found } { req.hdr(access-control-request-method) -m found }",
             "http-response set-header Access-Control-Allow-Origin %[var(txn.cors)] if { var(txn.cors) -m found }",
             "http-response set-header Vary Origin if { var(txn.cors) -m found }",
+        ]
+    if policy.retries is not None:
+        lines += [
+            "# retries: an idempotent request tries another task after a connection error, 502, 503 or 504.",
+            f"retries {int(policy.retries)}",
+            "retry-on conn-failure empty-response response-timeout 502 503 504",
+            "option redispatch 1",
+            "http-request disable-l7-retry unless { method GET HEAD OPTIONS PUT DELETE }",
         ]
     for direction, headers in (("http-request", policy.request_headers), ("http-response", policy.response_headers)):
         for name, value in headers:

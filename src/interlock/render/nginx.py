@@ -233,6 +233,17 @@ class _View(ListenerView):
         """The HTTP server blocks: one per host, or the one catch-all of run-time routing."""
         return [None] if self.runtime else list(self.http_hosts)
 
+    @property
+    def next_upstream_tries(self) -> int:
+        """nginx's bound on tries: with run-time routing none (0), as the balancer bounds them
+        per route (a `retries` policy, else ProxyNextUpstreamTries - 1 retries)."""
+        return 0 if self.runtime else self.ext.nginx.proxy_next_upstream_tries
+
+    @property
+    def default_retries(self) -> int:
+        tries = self.ext.nginx.proxy_next_upstream_tries
+        return tries - 1 if tries else 1_000_000
+
     @staticmethod
     def lua_bool(value: bool) -> Token:
         return Token("true" if value else "false")

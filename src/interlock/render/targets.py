@@ -15,6 +15,7 @@ does not touch a listener does not reload nginx. Grammar, one record per line:
     reqh NAME BASE64_VALUE|-                 and response headers set (- removes); CORS
     resh NAME BASE64_VALUE|-                 origins, or *)
     cors ORIGIN,...
+    retries N                               (retries on another task, 0-5)
     host NAME TLS SSL_ONLY                  (NAME `_` for the default host; TLS 1 when TLS is
                                              terminated here; SSL_ONLY 1 to send HTTP to HTTPS)
     redirect SCHEME TARGET                  (302 to TARGET + the request URI on SCHEME http|https)
@@ -118,6 +119,8 @@ def _policy_lines(policy: Policy) -> list[str]:
             lines.append(f"{kind} {_checked(_HEADER, name, 'header name')} {encoded}")
     if policy.cors_origins:
         lines.append("cors " + ",".join(_checked(_ORIGIN, o, "origin") for o in policy.cors_origins))
+    if policy.retries is not None:
+        lines.append(f"retries {int(policy.retries)}")
     return lines
 
 
@@ -167,7 +170,7 @@ def render_targets(routing: Routing, *, ip_hash: bool = False, routes: bool = Fa
 _BLOCK_LINES = {
     "upstream": re.compile(
         r"^(server \S+ [0-9]+ [0-9]+ [0-9]+|allow [0-9a-f.:/,]+|rate [0-9]+ [0-9]+ [0-9]+"
-        r"|(reqh|resh) [A-Za-z][A-Za-z0-9-]* ([A-Za-z0-9+/=]+|-)|cors [a-z0-9.:/*,-]+)$"
+        r"|(reqh|resh) [A-Za-z][A-Za-z0-9-]* ([A-Za-z0-9+/=]+|-)|cors [a-z0-9.:/*,-]+|retries [0-9])$"
     ),
     "host": re.compile(r"^(redirect https? \S+|route /\S* \S+ [a-z-]+ [a-z-]+)$"),
 }

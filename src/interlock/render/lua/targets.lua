@@ -27,7 +27,13 @@ local crc32 = ngx.crc32_long
 local now = ngx.now
 local var = ngx.var
 
-local M = { generation = 0, unknown_host_status = 503, https_port_suffix = "", log_names = false }
+local M = {
+    generation = 0,
+    unknown_host_status = 503,
+    https_port_suffix = "",
+    log_names = false,
+    default_retries = 1, -- ProxyNextUpstreamTries - 1: retries where no policy says
+}
 local upstreams = {}
 local hosts = {}
 local failures = {}
@@ -49,6 +55,7 @@ local POLICY_LINES = {
     reqh = "^%a[%w-]* [%w+/=-]+$",
     resh = "^%a[%w-]* [%w+/=-]+$",
     cors = "^[%w.:/*,-]+$",
+    retries = "^%d$",
 }
 
 local function key(kind, name)
@@ -264,6 +271,7 @@ local function parse_policy(block)
     for name, value in string.gmatch(block, "\n!resh (%S+) (%S+)") do
         policy.response[#policy.response + 1] = { name, headers_of(value) }
     end
+    policy.retries = tonumber(string.match(block, "\n!retries (%d+)"))
     local cors = string.match(block, "\n!cors (%S+)")
     if cors then
         policy.cors = {}
@@ -467,7 +475,10 @@ local function balance_with(upstream, name)
                 note_failure(failed)
             end
         else
-            balancer.set_more_tries(count - 1)
+            -- Another task for each retry, as many as the route's policy (or the default) allows.
+            local policy = upstream.policy
+            local retries = policy and policy.retries or M.default_retries
+            balancer.set_more_tries(math.min(count - 1, retries))
         end
         peer = pick(upstream, tried)
         if not peer then
