@@ -183,6 +183,7 @@ def service(
     args: tuple[str, ...] = (),
     extra: tuple[str, ...] = (),
     health_port: int = 8080,
+    health_path: str = "/",
 ) -> Iterator[str]:
     """A demo-app service for the duration of the block."""
     # Like a well-behaved app: a health check, so Swarm reports the task running only once it
@@ -210,7 +211,7 @@ def service(
         "--health-start-period",
         "20s",
         "--health-cmd",
-        f"python3 -m interlock.healthcheck http://127.0.0.1:{health_port}/",
+        f"python3 -m interlock.healthcheck http://127.0.0.1:{health_port}{health_path}",
     ]
     for network in networks:
         cmd += ["--network", network]

@@ -12,7 +12,7 @@ import time
 import pytest
 import requests
 
-from tests.e2e.swarm import INTERLOCK, Cluster, get, lb, poll, service, sh, unique, until_routed
+from tests.e2e.swarm import INTERLOCK, Cluster, get, lb, poll, service, settled, sh, unique, until_routed
 
 pytestmark = pytest.mark.usefixtures("interlock")
 
@@ -91,3 +91,19 @@ def test_a_bad_policy_label_excludes_its_service_alone_with_the_problem_shown(cl
 
         assert "kept by the proxy" in poll(shown, what="the problem of the bad label")
         assert get(f"{bad}.local", port=cluster.http).status_code == 503
+
+
+def test_a_retried_get_reaches_a_healthy_task_while_another_answers_503(cluster: Cluster) -> None:
+    stable, failing = unique("retried"), unique("failing")
+    host = f"{stable}.local"
+    # A canary on the same host and path whose task answers 503 and is never set aside (max_fails
+    # 0): only the retries hide it.
+    labels = lb(hosts=host, port="8080", retries="2", max_fails="0") | cluster.labels
+    with (
+        service(stable, labels=labels),
+        service(failing, labels=labels, extra=("--env", "BACKEND_STATUS=503"), health_path="/health"),
+    ):
+        until_routed(host, port=cluster.http, what=f"{host} routed")
+        poll(lambda: failing in sh(INTERLOCK, "routes", check=False) or None, what="the failing canary routed too")
+        settled(cluster.http)
+        assert [get(host, port=cluster.http).status_code for _ in range(20)] == [200] * 20

@@ -40,8 +40,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
         "remote": request.remote,
         "scheme": request.scheme,
     }
-    # BACKEND_STATUS: a task that answers every request with this status (a failing task).
-    status = int(os.environ.get("BACKEND_STATUS") or 200)
+    # BACKEND_STATUS: a task that answers every request with this status (a failing task),
+    # except its health check's /health.
+    status = 200 if request.path == "/health" else int(os.environ.get("BACKEND_STATUS") or 200)
     response = web.json_response(body, status=status, headers={"x-backend-task": _identity()})
     if "set-session" in request.query:
         response.set_cookie("session", request.query["set-session"])
