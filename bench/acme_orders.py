@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from common import create_backend, dump, sh, summary
+from common import create_backend, dump, sh, summary, until
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -32,15 +32,6 @@ from tests.e2e.swarm import task_ips  # noqa: E402
 
 CLUSTERS = {"nginx": ("", 8080, 8443, "interlock-proxy"), "haproxy": ("hap", 7080, 7443, "interlock-proxy-hap")}
 """Kind -> (service cluster, HTTP port, TLS port, proxy service) in tests/e2e/interlock.toml."""
-
-
-def until(check: Callable[[], object], timeout: float = 240) -> float:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if check():
-            return time.time()
-        time.sleep(0.01)
-    raise RuntimeError("did not converge within the timeout")
 
 
 def http_ok(host: str, port: int) -> bool:
@@ -82,7 +73,7 @@ def core_settled() -> bool:
 
 def trial(kind: str, index: int, root: str) -> dict[str, float]:
     cluster, http_port, tls_port, proxy = CLUSTERS[kind]
-    until(core_settled)
+    until(core_settled, timeout=240)
     name = f"acme-{kind}-{index}-{int(time.time())}"
     host = f"{name}.e2e.test"
     resolve(host, sorted(task_ips(proxy, "e2e-a"))[0])
@@ -91,8 +82,8 @@ def trial(kind: str, index: int, root: str) -> dict[str, float]:
         labels["com.docker.lb.service_cluster"] = cluster
     create_backend(name, host, labels=labels)
     created = time.time()
-    routed = until(lambda: http_ok(host, http_port))
-    served = until(lambda: issued(host, tls_port, root) is not None)
+    routed = until(lambda: http_ok(host, http_port), timeout=240)
+    served = until(lambda: issued(host, tls_port, root) is not None, timeout=240)
     until(lambda: _quietly(core_issued, host), timeout=60)  # docker service logs lags a moment
     seen = core_issued(host)
     sh("docker", "service", "rm", name)

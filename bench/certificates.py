@@ -26,10 +26,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
-from common import create_backend, dump, sh, summary
+from common import create_backend, dump, sh, summary, until
 
 CLUSTERS = {"nginx": ("", 8080, 8443), "haproxy": ("hap", 7080, 7443)}
 """Kind -> (service cluster, HTTP port, TLS port) in tests/e2e/interlock.toml."""
@@ -59,15 +58,6 @@ def http_status(host: str, port: int) -> int:
         return exc.code
     except OSError:
         return 0
-
-
-def until(check: Callable[[], object], timeout: float = 120) -> float:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if check():
-            return time.time()
-        time.sleep(0.01)
-    raise RuntimeError("did not converge within the timeout")
 
 
 def secret_pair(directory: Path, host: str, tag: str) -> tuple[str, str, str]:
@@ -127,8 +117,8 @@ def trial(kind: str, index: int, directory: Path) -> dict[str, float]:
         labels["com.docker.lb.service_cluster"] = cluster
     create_backend(name, host, labels=labels)
     created = time.time()
-    routed = until(lambda: http_status(host, http_port) == 200)
-    served = until(lambda: fingerprint_served(host, tls_port) == first[2])
+    routed = until(lambda: http_status(host, http_port) == 200, timeout=120)
+    served = until(lambda: fingerprint_served(host, tls_port) == first[2], timeout=120)
     core_started = core_running_since()
     seen = core_saw(cluster)
     sh(
@@ -136,12 +126,12 @@ def trial(kind: str, index: int, directory: Path) -> dict[str, float]:
         *("--label-add", f"com.docker.lb.ssl_key={second[1]}", name),
     )
     rotate = time.time()
-    rotated = until(lambda: fingerprint_served(host, tls_port) == second[2])
+    rotated = until(lambda: fingerprint_served(host, tls_port) == second[2], timeout=120)
     rotated_core = core_running_since()
     rotated_seen = core_saw(cluster)
     sh("docker", "service", "rm", name)
     removed_at = time.time()
-    refused = until(lambda: fingerprint_served(host, tls_port) == "")
+    refused = until(lambda: fingerprint_served(host, tls_port) == "", timeout=120)
     for secret in (*first[:2], *second[:2]):
         # The core lets go of them once no host names them (its task replaced again).
         until(lambda secret=secret: removed(secret), timeout=180)  # type: ignore[misc]

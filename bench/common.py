@@ -9,6 +9,7 @@ import os
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -338,3 +339,13 @@ def proxy_counters(extension: str = "default", timeout: float = 60) -> dict[str,
 
 def counters_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     return {key: after[key] - before[key] for key in before}
+
+
+def until(check: Callable[[], object], timeout: float = 30) -> float:
+    """When (wall clock) `check()` first held, asked every 10 ms; RuntimeError after `timeout`."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return time.time()
+        time.sleep(0.01)
+    raise RuntimeError("did not converge within the timeout")

@@ -17,11 +17,10 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 
-from common import create_backend, dump, sh, summary
+from common import create_backend, dump, sh, summary, until
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,15 +34,6 @@ def status(host: str) -> tuple[int, str]:
         return exc.code, ""
     except OSError:
         return 0, ""
-
-
-def until(check: Callable[[], object], timeout: float = 30) -> float:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if check():
-            return time.time()
-        time.sleep(0.01)
-    raise RuntimeError("did not converge within the timeout")
 
 
 def running_since(service: str, exclude: AbstractSet[str] = frozenset()) -> tuple[float, set[str]]:

@@ -28,9 +28,8 @@ from pathlib import Path
 
 from common import dump, wait_http
 from dataplane import HOST, WrkRun, backend_conf, interlock_conf, interlock_haproxy_conf, internal_ports_moved, wrk
-from interlock.edges.offline_check import stand_in_pem
+from hot_path import start as start_nginx
 from interlock.model.policy import Policy, RateLimit
-from interlock.render.nginx import FALLBACK_CERTIFICATE
 
 POLICY = Policy(
     allow_ips=("10.0.0.0/8", "192.168.0.0/16", "127.0.0.0/8"),
@@ -45,16 +44,6 @@ PORTS = {
     "haproxy": 18193,
     "haproxy, with the policy": 18194,
 }
-
-
-def start_nginx(prefix: Path, text: str, targets: str) -> subprocess.Popen[bytes]:
-    """nginx on CPU 1, run as the proxy agent runs it: its prefix holds the targets document."""
-    prefix.mkdir()
-    (prefix / "nginx.conf").write_text(text)
-    (prefix / "targets").write_text(targets)
-    (prefix / FALLBACK_CERTIFICATE).write_text(stand_in_pem())
-    command = ["taskset", "-c", "1", "nginx", "-p", f"{prefix}/", "-c", str(prefix / "nginx.conf")]
-    return subprocess.Popen([*command, "-g", "daemon off;"])
 
 
 def start_haproxy(tmp: Path, name: str, text: str) -> subprocess.Popen[bytes]:

@@ -1,12 +1,15 @@
-"""Fixtures of the tests against real proxies: demo backends on loopback."""
+"""Fixtures of the tests against real proxies: demo backends on loopback, and a proxy of each
+kind changed as the agent changes it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import signal
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.nginx.either_kind import start_backend
+from tests.nginx.either_kind import KINDS, LoopbackProxy, start_backend
 
 
 def _running(name: str) -> Iterator[int]:
@@ -26,3 +29,14 @@ def backend() -> Iterator[int]:
 @pytest.fixture(scope="module")
 def second_backend() -> Iterator[int]:
     yield from _running("second")
+
+
+@pytest.fixture(params=KINDS)
+async def proxy(
+    request: pytest.FixtureRequest, nginx: str, haproxy: str, tmp_path: Path
+) -> AsyncIterator[LoopbackProxy]:
+    """A proxy of each kind (the test runs once per kind), stopped afterwards."""
+    kind = request.param
+    running = LoopbackProxy(kind, haproxy if kind == "haproxy" else nginx, tmp_path)
+    yield running
+    await running.control.stop(signal.SIGQUIT, timeout=15)

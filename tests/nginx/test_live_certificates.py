@@ -11,7 +11,6 @@ import http.client
 import signal
 import socket
 import ssl
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from interlock.edges.role_tls import new_pair
 from interlock.errors import ReloadFailed
 from interlock.model.routing import Routing
 from interlock.wire.certificates import Certificate, CertificateBundle
-from tests.nginx.either_kind import HTTP, HTTPS, KINDS, LoopbackProxy, LoopbackTLS, certificates_of, loopback_routing
+from tests.nginx.either_kind import HTTP, HTTPS, LoopbackProxy, LoopbackTLS, certificates_of, loopback_routing
 
 pytestmark = pytest.mark.nginx
 
@@ -49,16 +48,6 @@ def https_status(host: str) -> int:
         return connection.getresponse().status
     finally:
         connection.close()
-
-
-@pytest.fixture(params=KINDS)
-async def proxy(
-    request: pytest.FixtureRequest, nginx: str, haproxy: str, tmp_path: Path
-) -> AsyncIterator[LoopbackProxy]:
-    kind = request.param
-    running = LoopbackProxy(kind, haproxy if kind == "haproxy" else nginx, tmp_path)
-    yield running
-    await running.control.stop(signal.SIGQUIT, timeout=15)
 
 
 async def test_certificates_come_rotate_go_and_outlive_a_restart_without_a_reload(

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import http.client
 import json
-import signal
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from tests.nginx.either_kind import HTTP, KINDS, LoopbackProxy, loopback_routing, start_backend
+from tests.nginx.either_kind import HTTP, LoopbackProxy, loopback_routing, start_backend
 
 pytestmark = pytest.mark.nginx
 
@@ -47,16 +44,6 @@ def seen_by_task(host: str, headers: dict[str, str]) -> dict[str, str]:
     body = json.loads(connection.getresponse().read())
     connection.close()
     return {k.lower(): v for k, v in body["headers"].items()}
-
-
-@pytest.fixture(params=KINDS)
-async def proxy(
-    request: pytest.FixtureRequest, nginx: str, haproxy: str, tmp_path: Path
-) -> AsyncIterator[LoopbackProxy]:
-    kind = request.param
-    running = LoopbackProxy(kind, haproxy if kind == "haproxy" else nginx, tmp_path)
-    yield running
-    await running.control.stop(signal.SIGQUIT, timeout=15)
 
 
 def services(backend: int, **shop: str) -> dict[str, dict[str, str]]:
