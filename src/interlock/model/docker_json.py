@@ -71,11 +71,6 @@ def _ports(entries: Iterable[Mapping[str, Any]] | None) -> tuple[PortBinding, ..
     return tuple(dict.fromkeys(bindings))
 
 
-def _secret_names(task_spec: Mapping[str, Any]) -> tuple[str, ...]:
-    secrets = (task_spec.get("ContainerSpec") or {}).get("Secrets") or ()
-    return tuple(sorted(str(x.get("SecretName", "")) for x in secrets))
-
-
 def service_from_api(raw: Mapping[str, Any], network_ids_by_name: Mapping[str, str]) -> Service:
     spec = raw.get("Spec") or {}
     labels = spec.get("Labels") or {}
@@ -99,7 +94,6 @@ def service_from_api(raw: Mapping[str, Any], network_ids_by_name: Mapping[str, s
             if (address := _ip(v.get("Addr")))
         ),
         ports=_ports(endpoint.get("Ports") or endpoint_spec.get("Ports")),
-        secret_names=_secret_names(template),
         container_labels=tuple(
             sorted(
                 (k, str(v))
@@ -128,7 +122,6 @@ def task_from_api(raw: Mapping[str, Any]) -> Task:
         desired_state=str(raw.get("DesiredState", "")),
         attachments=tuple(sorted(attachments)),
         host_ports=_ports((status.get("PortStatus") or {}).get("Ports")),
-        secret_names=_secret_names(raw.get("Spec") or {}),
         network_ids=tuple(sorted(str(n.get("Target", "")) for n in (raw.get("Spec") or {}).get("Networks") or ())),
     )
 

@@ -42,8 +42,6 @@ class Task:
     desired_state: str
     attachments: tuple[NetworkAttachment, ...] = ()
     host_ports: tuple[PortBinding, ...] = ()
-    secret_names: tuple[str, ...] = ()
-    """Secrets in the task's spec (for proxy tasks: which certificates they hold)."""
     network_ids: tuple[str, ...] = ()
     """Networks in the task's spec (known before the task has addresses)."""
 
@@ -84,8 +82,6 @@ class Service:
     endpoint_mode: str = "vip"
     virtual_ips: tuple[VirtualIP, ...] = ()
     ports: tuple[PortBinding, ...] = ()
-    secret_names: tuple[str, ...] = ()
-    """Secrets in the service's spec (for proxy services: which certificates new tasks get)."""
     stack: str = ""
     """The stack it was deployed with (`com.docker.stack.namespace`), '' for none."""
     container_labels: tuple[tuple[str, str], ...] = ()
