@@ -235,7 +235,7 @@ class AcmeDesk:
             issued = await self.offload(client.order, names, self.config.key_type, publish)
             held = await self.offload(self._store, issued)
         except (AcmeFailed, DockerUnavailable) as exc:
-            self._failed(names, str(exc))
+            await self._failed(names, str(exc))
             return
         finally:
             self.busy = False
@@ -249,14 +249,12 @@ class AcmeDesk:
         await self._refresh()
         self.wake_reconciler()
 
-    def _failed(self, names: Names, reason: str) -> None:
+    async def _failed(self, names: Names, reason: str) -> None:
         previous = self.failures.get(names)
         backoff = min(MAX_BACKOFF, previous.backoff * 2) if previous else FIRST_BACKOFF
         self.failures[names] = Failure(reason, self.clock.wall() + backoff, backoff)
         log.warning("ACME: order for %s failed (retry in %.0f s): %s", ", ".join(names), backoff, reason)
-        if self.board.snapshot is not None:
-            self.board.publish(self.board.snapshot)
-        asyncio.get_running_loop().create_task(self.board.notify())
+        await self._refresh()  # the failure is a problem of the services now
 
     async def _refresh(self) -> None:
         if self.board.snapshot is not None:
