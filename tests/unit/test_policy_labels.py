@@ -76,8 +76,9 @@ def test_origins() -> None:
             origin_list(bad)
 
 
-def routed(labels: dict[str, str]) -> tuple[set[str], list[str]]:
-    services = [
+def shop_and_other(labels: dict[str, str]) -> list[dict[str, object]]:
+    """Two services on their own hosts; `labels` added to shop's."""
+    return [
         {
             "name": "shop",
             "networks": ["n"],
@@ -89,6 +90,10 @@ def routed(labels: dict[str, str]) -> tuple[set[str], list[str]]:
             "labels": {"com.docker.lb.hosts": "other.local", "com.docker.lb.port": "80"},
         },
     ]
+
+
+def routed(labels: dict[str, str]) -> tuple[set[str], list[str]]:
+    services = shop_and_other(labels)
     result = build(snapshot_from_api(swarm_json({"services": services})))
     return {h.name for h in result.routings[""].hosts}, [p.describe() for p in result.problems if p.severity == "error"]
 
@@ -132,18 +137,7 @@ def test_interlock_routes_shows_each_routes_policies_in_one_short_column() -> No
     from interlock.wire.status import routes_table
 
     labels = {"com.docker.lb.cors_origins": "*", "com.docker.lb.response_headers": "X-Frame-Options: DENY"}
-    services = [
-        {
-            "name": "shop",
-            "networks": ["n"],
-            "labels": {"com.docker.lb.hosts": "shop.local", "com.docker.lb.port": "80"} | labels,
-        },
-        {
-            "name": "other",
-            "networks": ["n"],
-            "labels": {"com.docker.lb.hosts": "other.local", "com.docker.lb.port": "80"},
-        },
-    ]
+    services = shop_and_other(labels)
     routing = build(snapshot_from_api(swarm_json({"services": services}))).routings[""]
     assert {row.host: row.policies for row in routes_table(routing)} == {
         "shop.local": "headers, cors",
