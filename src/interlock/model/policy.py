@@ -20,8 +20,9 @@ MAX_ADDRESSES = 100
 MAX_HEADERS = 20
 MAX_ORIGINS = 20
 
-_HEADER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,63}")
-_HEADER_VALUE = re.compile(r"[A-Za-z0-9 _.,:/=+*()@!#%&?~-]{0,256}")
+HEADER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,63}")
+HEADER_VALUE = re.compile(r"[A-Za-z0-9 _.,:/=+*()@!#%&?~-]{0,256}")
+"""A header value: no quote, backslash, `$` or `;`, which a proxy configuration would read."""
 _ORIGIN = re.compile(r"https?://[a-z0-9]([a-z0-9.-]{0,252}[a-z0-9])?(:[0-9]{1,5})?")
 _RATE = re.compile(r"([0-9]{1,6})/(s|m)")
 _RESERVED_HEADERS = frozenset(
@@ -132,13 +133,13 @@ def header_pairs(raw: str) -> tuple[tuple[str, str], ...]:
     for item in items:
         name, colon, value = item.partition(":")
         name, value = name.strip(), value.strip()
-        if not colon or not _HEADER_NAME.fullmatch(name):
+        if not colon or not HEADER_NAME.fullmatch(name):
             raise GrammarError(
                 f"{item[:64]!r}: allowed: 'Name: value', the name a letter then up to 63 of A-Z a-z 0-9 -"
             )
         if name.lower() in _RESERVED_HEADERS:
             raise GrammarError(f"{name} is kept by the proxy itself; it cannot be set by a label")
-        if not _HEADER_VALUE.fullmatch(value):
+        if not HEADER_VALUE.fullmatch(value):
             raise GrammarError(
                 f"the value of {name} is not allowed: up to 256 of A-Z a-z 0-9, space and "
                 "_ . , : / = + * ( ) @ ! # % & ? ~ -"

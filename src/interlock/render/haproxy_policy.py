@@ -11,26 +11,22 @@ printed: networks and origins as plain words, header values double-quoted with `
 
 from __future__ import annotations
 
-import re
-
 from interlock.errors import UnsafeValue
-from interlock.model.policy import Policy
+from interlock.model.policy import HEADER_NAME, HEADER_VALUE, Policy
 from interlock.render.quoting import Token, user_token
 
 PREFLIGHT_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
-_HEADER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,63}")
-_HEADER_VALUE = re.compile(r"[A-Za-z0-9 _.,:/=+*()@!#%&?~-]{0,256}")
 
 
 def _name(name: str) -> str:
-    if not _HEADER_NAME.fullmatch(name):
+    if not HEADER_NAME.fullmatch(name):
         raise UnsafeValue(f"refusing header name {name!r}")
     return name
 
 
 def _value(value: str) -> str:
     """A header value as a double-quoted HAProxy log-format string."""
-    if not _HEADER_VALUE.fullmatch(value):
+    if not HEADER_VALUE.fullmatch(value):
         raise UnsafeValue(f"refusing header value {value!r}")
     return '"' + value.replace("%", "%%") + '"'
 
