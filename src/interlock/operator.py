@@ -468,9 +468,7 @@ def local_status(ops: SwarmOps, core: ServiceRecord | None) -> CoreStatus:
     result = build(
         snapshot_from_api(capture_snapshot(ops)),
         clusters,
-        host_sharing=config.host_sharing if config else "any",
-        acme=bool(config and config.acme),
-        without_policies=config.without_policies if config else None,
+        **(config.build_options if config else {}),
     )
     return CoreStatus(
         ready=False,

@@ -142,7 +142,9 @@ def test_an_exclusion_leaves_out_only_its_service_in_its_own_cluster() -> None:
     other = service("other", hosts="other.local", port="80", ssl_cert="bad.crt", ssl_key="bad.key", service_cluster="b")
     snapshot = snapshot_from_api(swarm_json({"services": [bad, shares_key, good, plain, other]}))
     by_name = {s.name: s for s in snapshot.services}
-    exclusion = Exclusion("ssl_cert", "the proxy cannot load this certificate and key (not PEM); not routed", ("", ""))
+    exclusion = Exclusion(
+        "ssl_cert", "the proxy cannot load this certificate and key (not PEM); not routed", ("", "", "")
+    )
     result = build(snapshot, ("", "b"), exclusions={"": {by_name["bad"].label_key: exclusion}})
     routing = result.routings[""]
     assert [h.name for h in routing.hosts] == ["good.local", "plain.local", "shares.local"]
@@ -155,7 +157,7 @@ def test_an_exclusion_leaves_out_only_its_service_in_its_own_cluster() -> None:
     result = build(snapshot, ("", "b"), exclusions={"": {by_name["other"].label_key: exclusion}})
     assert [h.name for h in result.routings["b"].hosts] == ["other.local"]
     # A secret made again under the same name (a new ID) is tried again.
-    stale = Exclusion("ssl_cert", "x", ("an-old-id", ""))
+    stale = Exclusion("ssl_cert", "x", ("an-old-id", "", ""))
     result = build(snapshot, ("", "b"), exclusions={"": {by_name["bad"].label_key: stale}})
     assert "bad.local" in [h.name for h in result.routings[""].hosts]
 

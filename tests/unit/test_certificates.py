@@ -9,12 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from interlock.edges.certificates import CertificateShelf
+from interlock.config import load_config
+from interlock.edges.certificates import ALLOWED_HASHES, CertificateShelf, check_htpasswd
+from interlock.model.docker_json import snapshot_from_api
 from interlock.model.routing import Routing, TLSMode, VirtualHost
+from interlock.render.nginx_certificates import certificates_document
 from interlock.roles.agent import Agent
-from interlock.testing.fakes import FakeNginx, FakePeer
+from interlock.roles.core.board import Board
+from interlock.roles.core.certificates import CertificateDesk
+from interlock.testing.fakes import FakeClock, FakeNginx, FakePeer
+from interlock.testing.swarm_json import swarm_json
 from interlock.wire.certificates import Certificate, CertificateBundle, bundle_for
 from interlock.wire.messages import encode
+from tests.nginx.either_kind import loopback_routing
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +144,74 @@ async def test_the_agent_hands_each_new_bundle_to_the_proxy_and_reports_its_tag(
     await agent.apply_certificates(bundle_for(tls_routing(), shelf.loaded))
     assert agent.certificates_tag == bundle.tag, "a refused bundle leaves the one served"
     assert "no room" in agent.certificates_error
+
+
+GOOD_USERS = (
+    "alice:$2y$05$abcdefghijklmnopqrstuuOQiyCxlgf/oeuTqixKmWdcYUh4Hjl0a\n"
+    "# a comment, and a blank line\n\n"
+    "bob:$apr1$abcdefgh$h9FWgUz3n9YxylKLlR5SQ/\n"
+    "carol:$5$saltsalt$0IyaXrmV7.sGNS6tirgqHLqX/G.FBvgkYA.lpPdS5sA\n"
+)
+
+
+def test_an_htpasswd_file_passes_with_slow_salted_hashes_only() -> None:
+    assert check_htpasswd(GOOD_USERS) == (
+        "alice:$2y$05$abcdefghijklmnopqrstuuOQiyCxlgf/oeuTqixKmWdcYUh4Hjl0a",
+        "bob:$apr1$abcdefgh$h9FWgUz3n9YxylKLlR5SQ/",
+        "carol:$5$saltsalt$0IyaXrmV7.sGNS6tirgqHLqX/G.FBvgkYA.lpPdS5sA",
+    )
+    for bad, said in (
+        ("bob:builder", "line 1 (user bob): the hash is not one allowed; allowed: bcrypt"),
+        ("bob:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=", "not one allowed"),
+        ("bob:abJnggxhB/yWI", "not one allowed"),  # DES crypt
+        ("bob $apr1$abcdefgh$h9FWgUz3n9YxylKLlR5SQ/", "not user:hash"),
+        ('b"ob:$apr1$abcdefgh$h9FWgUz3n9YxylKLlR5SQ/', "not user:hash"),
+        ("bob:$apr1$abcdefgh$h9FWgUz3n9YxylKLlR5SQ/\nbob:$apr1$abcdefgh$h9FWgUz3n9YxylKLlR5SQ/", "twice"),
+        ("# nobody\n", "no user"),
+    ):
+        verdict = check_htpasswd(bad)
+        assert isinstance(verdict, str) and said in verdict, (bad, verdict)
+
+
+def test_the_users_of_an_htpasswd_secret_travel_in_the_bundle_and_never_print(tmp_path: Path) -> None:
+    (tmp_path / "members").write_text(GOOD_USERS)
+    (tmp_path / "plain").write_text("bob:builder\n")
+    shelf = CertificateShelf(tmp_path)
+    assert shelf.read_credentials(["members", "plain", "not-mounted-yet"]) == {
+        "plain": "line 1 (user bob): the hash is not one allowed; allowed: " + ALLOWED_HASHES
+    }
+    users = shelf.credentials["members"]
+    routing = loopback_routing({"shop": {"hosts": "shop.local", "port": "80", "auth_basic": "members"}})
+    bundle = bundle_for(routing, {}, credentials=shelf.credentials)
+    assert bundle.credentials == (users,)
+    assert "$2y$" not in repr(bundle)
+    document = certificates_document(bundle)
+    assert f"credentials members {users.id} ".encode() in document and b"bob:$apr1$" in document
+    rotated = loopback_routing({"shop": {"hosts": "shop.local", "port": "80", "auth_basic": "members-v2"}})
+    assert bundle_for(rotated, {}, bundle).credentials == (), "a secret no route names is not sent"
+    later = bundle_for(routing, {}, bundle)
+    assert later.credentials == (users,) and later.tag == bundle.tag, "kept until read again"
+
+
+def test_a_bad_htpasswd_secret_leaves_out_only_the_services_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "members").write_text(GOOD_USERS)
+    (tmp_path / "plain").write_text("bob:builder\n")
+    auth = {"shop": {"com.docker.lb.auth_basic": "members"}, "club": {"com.docker.lb.auth_basic": "plain"}}
+    services = [
+        {
+            "name": name,
+            "networks": ["n"],
+            "labels": {"com.docker.lb.hosts": f"{name}.local", "com.docker.lb.port": "80"} | auth.get(name, {}),
+        }
+        for name in ("shop", "club", "open")
+    ]
+    board = Board(load_config("[Extensions.default]\n"), gate_on_proxies=False, clock=FakeClock(), service_name="i")
+    board.publish(snapshot_from_api(swarm_json({"services": services})))
+    desk = CertificateDesk(board, tmp_path)
+    assert desk.read()
+    state = board.slots["default"].state
+    assert state is not None
+    assert sorted(h.name for h in state.routing.hosts) == ["open.local", "shop.local"]
+    [problem] = [p for p in board.problems if p.service == "club"]
+    assert problem.label.endswith("auth_basic") and "'plain' cannot be used" in problem.reason
+    assert [c.secret for c in desk.bundles["default"].credentials] == ["members"]

@@ -123,7 +123,11 @@ def test_a_service_gets_its_policy_on_every_route_to_it() -> None:
         ({"com.docker.lb.rate_limit_burst": "5"}, "without rate_limit"),
         ({"com.docker.lb.rate_limit": "10/s", "com.docker.lb.rate_limit_burst": "5"}, "at least N"),
         ({"com.docker.lb.ssl_passthrough": "true", "com.docker.lb.allow_ips": "10.0.0.0/8"}, "passthrough"),
-        ({"com.docker.lb.auth_basic": "users"}, "not built yet"),
+        ({"com.docker.lb.auth_basic_realm": "Shop"}, "without auth_basic"),
+        ({"com.docker.lb.auth_basic": "users", "com.docker.lb.auth_basic_realm": 'Sh"op'}, "not a realm"),
+        ({"com.docker.lb.auth_basic": "users;x"}, "not a Docker secret name"),
+        ({"com.docker.lb.auth_basic": "interlock-operator-token"}, "Interlock's own secret"),
+        ({"com.docker.lb.ssl_passthrough": "true", "com.docker.lb.auth_basic": "users"}, "passthrough"),
         ({"com.docker.lb.forward_auth": "http://auth:9000/"}, "not built yet"),
     ],
 )
@@ -143,3 +147,42 @@ def test_interlock_routes_shows_each_routes_policies_in_one_short_column() -> No
         "shop.local": "headers, cors",
         "other.local": "-",
     }
+
+
+def test_basic_auth_names_its_realm_or_the_service_that_owns_the_route() -> None:
+    services = [
+        {
+            "name": "shop",
+            "networks": ["n"],
+            "labels": {
+                "com.docker.lb.hosts": "shop.local",
+                "com.docker.lb.port": "80",
+                "com.docker.lb.auth_basic": "u",
+            },
+        },
+        {
+            "name": "club",
+            "networks": ["n"],
+            "labels": {
+                "com.docker.lb.hosts": "club.local",
+                "com.docker.lb.port": "80",
+                "com.docker.lb.auth_basic": "u",
+                "com.docker.lb.auth_basic_realm": "Members only",
+            },
+        },
+    ]
+    routing = build(snapshot_from_api(swarm_json({"services": services}))).routings[""]
+    realms = {u.name: u.policy.auth_realm for u in routing.upstreams if u.policy}
+    assert realms == {"shop.local": "shop", "club.local": "Members only"}
+    assert routing.credential_secrets() == ("u",)
+    assert "u" in routing.secrets  # the core mounts it
+    assert routing.upstreams[0].policy is not None and routing.upstreams[0].policy.summary() == "basic auth"
+
+
+def test_a_cluster_that_cannot_apply_a_label_refuses_it_for_its_services_alone() -> None:
+    services = shop_and_other({"com.docker.lb.auth_basic": "users"})
+    refused = {"": {"auth_basic": "basic authentication is built for nginx clusters only"}}
+    result = build(snapshot_from_api(swarm_json({"services": services})), refused_labels=refused)
+    assert {h.name for h in result.routings[""].hosts} == {"other.local"}
+    [problem] = [p for p in result.problems if p.service == "shop"]
+    assert problem.label.endswith("auth_basic") and "nginx clusters only; not routed" in problem.reason

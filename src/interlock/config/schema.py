@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from interlock import __version__
 from interlock.config.durations import parse_duration
 from interlock.constants import CONTROL_NETWORK, INTERNAL_PORTS, MANAGER_CONSTRAINT
+from interlock.model.labels import POLICY_LABELS
 
 
 def _pattern(regex: str, allowed: str) -> AfterValidator:
@@ -613,15 +614,24 @@ class CoreConfig(_Section):
         return {
             "host_sharing": self.host_sharing,
             "acme": self.acme is not None,
-            "without_policies": self.without_policies,
+            "refused_labels": self.refused_labels,
         }
 
     @property
-    def without_policies(self) -> dict[str, str]:
-        """Service cluster -> why its proxies cannot apply per-service policies (allow-lists,
-        rate limits, headers, CORS): nginx applies them in its run-time router only."""
-        return {
-            e.service_cluster: f"per-service policies need RuntimeRouting = true (the default) in Extensions.{n}.Config"
-            for n, e in self.extensions.items()
-            if isinstance(e.config, NginxConfig) and not e.config.runtime_routing
-        }
+    def refused_labels(self) -> dict[str, dict[str, str]]:
+        """Service cluster -> the labels its proxies cannot apply, with why: nginx applies
+        per-service policies in its run-time router only; HAProxy checks passwords only against a
+        userlist in its configuration, which would put the hashes in a Docker config."""
+        refused: dict[str, dict[str, str]] = {}
+        for n, e in self.extensions.items():
+            if isinstance(e.config, NginxConfig) and not e.config.runtime_routing:
+                why = f"per-service policies need RuntimeRouting = true (the default) in Extensions.{n}.Config"
+                refused[e.service_cluster] = dict.fromkeys(POLICY_LABELS, why)
+            elif not isinstance(e.config, NginxConfig):
+                why = (
+                    "basic authentication is built for nginx clusters only: HAProxy checks passwords only "
+                    "against a userlist in its configuration, which Interlock keeps in a Docker config; "
+                    "route the service through an nginx cluster (com.docker.lb.service_cluster)"
+                )
+                refused[e.service_cluster] = dict.fromkeys(("auth_basic", "auth_basic_realm"), why)
+        return refused

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from interlock.constants import is_interlocks_secret_name
 from interlock.errors import InterlockError
 from interlock.model.grammar import is_service_name
-from interlock.model.labels import POLICY_LABELS, ServiceLabels, parse_labels
+from interlock.model.labels import ServiceLabels, parse_labels
 from interlock.model.policy import Policy
 from interlock.model.routing import (
     Balance,
@@ -72,12 +72,16 @@ class Exclusion:
     """The label blamed: `ssl_cert`, `ssl_key`, or `-` for the service as a whole."""
     reason: str
     secret_ids: tuple[str, ...] = ()
-    """IDs of the service's ssl_cert and ssl_key secrets when it was found."""
+    """IDs of the service's ssl_cert, ssl_key and auth_basic secrets when it was found."""
+
+
+_SECRET_LABELS = ("ssl_cert", "ssl_key", "auth_basic")
 
 
 def certificate_secret_ids(snapshot: Snapshot, labels: Mapping[str, str]) -> tuple[str, ...]:
-    """IDs of the secrets a service's ssl_cert and ssl_key labels name, as `Exclusion` keeps them."""
-    names = [labels.get(LABEL_PREFIX + k, "") for k in ("ssl_cert", "ssl_key")]
+    """IDs of the secrets a service's ssl_cert, ssl_key and auth_basic labels name, as
+    `Exclusion` keeps them."""
+    names = [labels.get(LABEL_PREFIX + k, "") for k in _SECRET_LABELS]
     return tuple(snapshot.secret_id(n) if n else "" for n in names)
 
 
@@ -167,7 +171,7 @@ def build(
     exclusions: Mapping[str, Mapping[LabelKey, Exclusion]] | None = None,
     host_sharing: str = "any",
     acme: bool = False,
-    without_policies: Mapping[str, str] | None = None,
+    refused_labels: Mapping[str, Mapping[str, str]] | None = None,
 ) -> BuildResult:
     """Build the routing table of each cluster in `clusters` from `snapshot`.
 
@@ -182,9 +186,9 @@ def build(
     unroutable (`Exclusion`): a service is left out only by an exclusion of the cluster its
     labels name, so one cluster's findings never touch another's services, and a finding about
     one service never touches another that names the same secret. `acme`: the core has an
-    `[ACME]` table (without it `ssl_acme=true` is an error of that service). `without_policies`
-    maps a cluster whose proxies cannot apply per-service policies to why: a service of it with
-    a policy label is an error there.
+    `[ACME]` table (without it `ssl_acme=true` is an error of that service). `refused_labels`
+    maps a cluster to the labels its proxies cannot apply (label -> why): a service of it with
+    one of them is an error there, never served without what it asked for.
 
     A service that joins a host and path another (older) service routes takes a share of its
     traffic (Interlock's canary rule): always said, as a warning; with `host_sharing="stack"`
@@ -222,10 +226,10 @@ def build(
                 )
             )
             continue
-        why_not = (without_policies or {}).get(labels.service_cluster)
-        if why_not and labels.policy:
-            label = next(n for n in POLICY_LABELS if LABEL_PREFIX + n in service.label_map)
-            problems.append(_problem(service, label, f"{why_not}; not routed"))
+        refused = (refused_labels or {}).get(labels.service_cluster, {})
+        label = next((n for n in refused if LABEL_PREFIX + n in service.label_map), None)
+        if label is not None:
+            problems.append(_problem(service, label, f"{refused[label]}; not routed"))
             continue
         if labels.ssl_acme and not acme:
             reason = (
@@ -234,21 +238,20 @@ def build(
             )
             problems.append(_problem(service, "ssl_acme", reason))
             continue
-        named = [s for s in (labels.ssl_cert, labels.ssl_key) if s]
-        own = [s for s in named if is_interlocks_secret_name(s) or s in own_secrets]
+        named = {k: s for k in _SECRET_LABELS if (s := getattr(labels, k))}
+        own = [k for k, s in named.items() if is_interlocks_secret_name(s) or s in own_secrets]
         if own:
-            label = "ssl_cert" if labels.ssl_cert in own else "ssl_key"
             reason = (
-                f"{own[0]!r} is Interlock's own secret (control-channel credentials), never a certificate; "
-                "name a secret you created with the certificate and key; not routed"
+                f"{named[own[0]]!r} is Interlock's own secret (control-channel credentials), never yours; "
+                "name a secret you created; not routed"
             )
-            problems.append(_problem(service, label, reason))
+            problems.append(_problem(service, own[0], reason))
             continue
         if existing_secrets is not None:
-            missing = [s for s in (labels.ssl_cert, labels.ssl_key) if s and s not in existing_secrets]
+            missing = [k for k, s in named.items() if s not in existing_secrets]
             if missing:
-                label = "ssl_cert" if labels.ssl_cert in missing else "ssl_key"
-                problems.append(_problem(service, label, f"no Docker secret named {missing[0]!r}; create it first"))
+                reason = f"no Docker secret named {named[missing[0]]!r}; create it first"
+                problems.append(_problem(service, missing[0], reason))
                 continue
         exclusion = (exclusions or {}).get(labels.service_cluster, {}).get(service.label_key)
         if exclusion is not None and exclusion.secret_ids == certificate_secret_ids(snapshot, service.label_map):
@@ -479,7 +482,11 @@ def _assemble(
     routed: list[str] = []
     needed_networks = {e.network for e in entries if e.network}
     needed_secrets = {
-        s for e in entries if not e.labels.ssl_passthrough for s in (e.labels.ssl_cert, e.labels.ssl_key) if s
+        s
+        for e in entries
+        if not e.labels.ssl_passthrough
+        for s in (e.labels.ssl_cert, e.labels.ssl_key, e.labels.auth_basic)
+        if s
     }
     for entry in entries:
         service = entry.service
@@ -611,7 +618,10 @@ def _freeze_host(
         if not route.servers:
             continue
         o = route.options
-        content = Upstream("", _merged(route.servers), o.balance, o.cookie, o.tls, o.tls_verify, o.grpc, o.policy)
+        policy = o.policy
+        if policy is not None and policy.auth_basic and not policy.auth_realm:
+            policy = replace(policy, auth_realm=route.owner)  # the default realm: the route's owner
+        content = Upstream("", _merged(route.servers), o.balance, o.cookie, o.tls, o.tls_verify, o.grpc, policy)
         upstream_ref = shared.get(content)
         if upstream_ref is None:
             upstream_ref = shared[content] = upstream_name(name, path)

@@ -70,6 +70,8 @@ _BOOL = "true or false"
 
 
 POLICY_LABELS = (
+    "auth_basic",
+    "auth_basic_realm",
     "allow_ips",
     "rate_limit",
     "rate_limit_burst",
@@ -81,14 +83,6 @@ POLICY_LABELS = (
 """The labels that make a service's `Policy`."""
 
 _NOT_YET: tuple[tuple[str, str, str, str, Callable[[str], Any]], ...] = (
-    (
-        "auth_basic",
-        "a Docker secret name",
-        "HTTP basic authentication from an htpasswd secret.",
-        "shop-users",
-        grammar.secret_name,
-    ),
-    ("auth_basic_realm", "printable text", "The realm of auth_basic.", "Shop", str.strip),
     (
         "forward_auth",
         "an http:// URL",
@@ -290,6 +284,23 @@ LABELS: tuple[LabelSpec, ...] = (
         grammar.nginx_seconds,
     ),
     LabelSpec(
+        "auth_basic",
+        "a Docker secret name",
+        "none",
+        "HTTP basic authentication: the secret holds htpasswd lines (bcrypt, apr1 or SHA-crypt hashes); "
+        "requests without a valid user and password get 401 with WWW-Authenticate. nginx clusters only.",
+        "shop-users",
+        grammar.secret_name,
+    ),
+    LabelSpec(
+        "auth_basic_realm",
+        "1-64 of A-Z a-z 0-9, space and _ . , : / = + * ( ) @ ! # % & ? ~ -",
+        "the name of the service that owns the route",
+        "The realm the 401 of auth_basic names.",
+        "Shop",
+        policy.realm,
+    ),
+    LabelSpec(
         "allow_ips",
         "comma-separated IPs or CIDRs (v4 or v6)",
         "everyone",
@@ -405,7 +416,14 @@ class ServiceLabels:
             count, seconds = self.rate_limit
             limit = RateLimit(count, seconds, max(count, self.rate_limit_burst or count))
         policy = Policy(
-            self.allow_ips, limit, self.request_headers, self.response_headers, self.cors_origins, self.retries
+            self.allow_ips,
+            limit,
+            self.request_headers,
+            self.response_headers,
+            self.cors_origins,
+            self.retries,
+            self.auth_basic,
+            self.auth_basic_realm,
         )
         return policy or None
 
@@ -518,13 +536,15 @@ def _check_combinations(labels: ServiceLabels, reader: _Reader) -> None:
                 name,
                 "not built yet in this version of Interlock; the service is not routed rather than served without it",
             )
+    if labels.auth_basic_realm and not labels.auth_basic:
+        reader.report("auth_basic_realm", "set without auth_basic; set both, or neither")
     if labels.rate_limit_burst is not None and labels.rate_limit is None:
         reader.report("rate_limit_burst", "set without rate_limit; set both, or only rate_limit")
     if labels.rate_limit and labels.rate_limit_burst is not None and labels.rate_limit_burst < labels.rate_limit[0]:
         reader.report("rate_limit_burst", f"smaller than the rate's {labels.rate_limit[0]}; allowed: at least N")
     policy_labels = [
         n
-        for n in ("allow_ips", "rate_limit", "request_headers", "response_headers", "cors_origins")
+        for n in ("auth_basic", "allow_ips", "rate_limit", "request_headers", "response_headers", "cors_origins")
         if LABEL_PREFIX + n in present
     ]
     if labels.ssl_passthrough:

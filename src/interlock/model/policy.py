@@ -1,5 +1,6 @@
 """Per-service policies: what a proxy checks or changes on a service's requests before they
-reach its tasks (client address allow-lists, rate limits, headers, CORS), as frozen values and
+reach its tasks (basic authentication, client address allow-lists, rate limits, headers, CORS,
+retries), as frozen values and
 the strict grammars of the labels that set them.
 
 A `Policy` belongs to the services an upstream serves (the label table's values, checked here),
@@ -23,6 +24,7 @@ MAX_ORIGINS = 20
 HEADER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,63}")
 HEADER_VALUE = re.compile(r"[A-Za-z0-9 _.,:/=+*()@!#%&?~-]{0,256}")
 """A header value: no quote, backslash, `$` or `;`, which a proxy configuration would read."""
+_REALM = re.compile(r"[A-Za-z0-9 _.,:/=+*()@!#%&?~-]{1,64}")
 _ORIGIN = re.compile(r"https?://[a-z0-9]([a-z0-9.-]{0,252}[a-z0-9])?(:[0-9]{1,5})?")
 _RATE = re.compile(r"([0-9]{1,6})/(s|m)")
 _RESERVED_HEADERS = frozenset(
@@ -68,6 +70,10 @@ class Policy:
     retries: int | None = None
     """Retries of an idempotent request on another task after a connection error or a 502, 503
     or 504; None: the proxy's default (ProxyNextUpstreamTries - 1 on nginx, none on HAProxy)."""
+    auth_basic: str = ""
+    """The Docker secret (htpasswd) whose users may pass; empty: no authentication."""
+    auth_realm: str = ""
+    """The realm a 401 names; empty: the name of the service that owns the route."""
 
     def __bool__(self) -> bool:
         return self != Policy()
@@ -75,6 +81,8 @@ class Policy:
     def summary(self) -> str:
         """One short column for `interlock routes`: what applies, not every value."""
         parts = []
+        if self.auth_basic:
+            parts.append("basic auth")
         if self.allow_ips:
             parts.append(f"allow {len(self.allow_ips)} nets")
         if self.rate_limit:
@@ -166,6 +174,13 @@ def origin_list(raw: str) -> tuple[str, ...]:
                 f"{item[:64]!r} is not an origin; allowed: * or scheme://host[:port], such as https://app.example.com"
             )
     return tuple(sorted(set(items)))
+
+
+def realm(raw: str) -> str:
+    text = raw.strip()
+    if not _REALM.fullmatch(text):
+        raise GrammarError("not a realm; allowed: 1-64 of A-Z a-z 0-9, space and _ . , : / = + * ( ) @ ! # % & ? ~ -")
+    return text
 
 
 def retry_count(raw: str) -> int:

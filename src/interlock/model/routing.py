@@ -110,7 +110,7 @@ class Routing:
     networks: tuple[str, ...] = ()
     """Names of the networks the proxy must be attached to."""
     secrets: tuple[str, ...] = ()
-    """Names of the certificate and key secrets the hosts name (the core mounts them)."""
+    """Names of the certificate, key and htpasswd secrets the routes name (the core mounts them)."""
     services_by_age: tuple[str, ...] = ()
     """The services considered for this cluster, oldest first (creation time, then ID): whom to
     blame last when they only fail together."""
@@ -124,6 +124,10 @@ class Routing:
             for h in hosts
             if h.tls is TLSMode.TERMINATE and h.cert_secret
         }
+
+    def credential_secrets(self) -> tuple[str, ...]:
+        """The htpasswd secrets the upstreams' `auth_basic` policies name, sorted."""
+        return tuple(sorted({u.policy.auth_basic for u in self.upstreams if u.policy and u.policy.auth_basic}))
 
     def acme_names(self) -> dict[str, tuple[str, ...]]:
         """Host -> the host names of its ACME certificate, for every host with `ssl_acme`."""

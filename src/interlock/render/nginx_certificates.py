@@ -6,6 +6,8 @@ it to a 0400 file on the proxy's tmpfs for nginx's next start and posts it to th
     certificate ID CHAIN_BYTES KEY_BYTES
     <the PEM chain><the PEM key>
     challenge TOKEN KEY_AUTHORIZATION  (ACME HTTP-01)
+    credentials SECRET ID BYTES        (the htpasswd users of an auth_basic secret)
+    <the user:hash lines>
 
 Lengths rather than delimiters: a PEM is opaque here. Pure; render layer; nginx only.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import re
 
+from interlock.render.targets import targets_field
 from interlock.wire.certificates import CertificateBundle
 
 _CHALLENGE = re.compile(r"[A-Za-z0-9_-]+ [A-Za-z0-9_.-]+")
@@ -35,4 +38,7 @@ def certificates_document(bundle: CertificateBundle) -> bytes:
     for certificate in bundle.certificates:
         chain, key = certificate.chain.encode(), certificate.key.encode()
         document += f"certificate {certificate.id} {len(chain)} {len(key)}\n".encode() + chain + key
+    for users in bundle.credentials:
+        text = "".join(line + "\n" for line in users.lines).encode()
+        document += f"credentials {targets_field(users.secret)} {users.id} {len(text)}\n".encode() + text
     return document

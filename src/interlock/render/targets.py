@@ -10,11 +10,12 @@ does not touch a listener does not reload nginx. Grammar, one record per line:
     upstream NAME BALANCE COOKIE SERVICES   (BALANCE round_robin|ip_hash|cookie; COOKIE or -;
                                              SERVICES comma-separated, or -)
     server ADDRESS PORT MAX_FAILS FAIL_TIMEOUT_MS
-    allow CIDR,...                          (the upstream's policy, after its servers: clients
-    rate COUNT SECONDS BURST                 allowed; a rate limit per client address; request
-    reqh NAME BASE64_VALUE|-                 and response headers set (- removes); CORS
-    resh NAME BASE64_VALUE|-                 origins, or *)
-    cors ORIGIN,...
+    auth SECRET BASE64_REALM                (the upstream's policy, after its servers: basic
+    allow CIDR,...                           authentication against an htpasswd secret of the
+    rate COUNT SECONDS BURST                 certificates document and the realm a 401 names;
+    reqh NAME BASE64_VALUE|-                 clients allowed; a rate limit per client address;
+    resh NAME BASE64_VALUE|-                 request and response headers set (- removes);
+    cors ORIGIN,...                          CORS origins, or *)
     retries N                               (retries on another task, 0-5)
     host NAME TLS SSL_ONLY                  (NAME `_` for the default host; TLS 1 when TLS is
                                              terminated here; SSL_ONLY 1 to send HTTP to HTTPS)
@@ -108,6 +109,9 @@ def _upstream_lines(upstream: Upstream, ip_hash_everywhere: bool) -> list[str]:
 def _policy_lines(policy: Policy) -> list[str]:
     """The policy of an upstream's services, after its servers (lua/targets.lua, `police`)."""
     lines = []
+    if policy.auth_basic:
+        realm = base64.b64encode(policy.auth_realm.encode()).decode()
+        lines.append(f"auth {targets_field(policy.auth_basic)} {realm}")
     if policy.allow_ips:
         lines.append("allow " + ",".join(_checked(_NETWORK, n, "network") for n in policy.allow_ips))
     if policy.rate_limit is not None:
@@ -169,7 +173,7 @@ def render_targets(routing: Routing, *, ip_hash: bool = False, routes: bool = Fa
 # What each line of a block may be, after the block's first line (the Lua parser's grammar).
 _BLOCK_LINES = {
     "upstream": re.compile(
-        r"^(server \S+ [0-9]+ [0-9]+ [0-9]+|allow [0-9a-f.:/,]+|rate [0-9]+ [0-9]+ [0-9]+"
+        r"^(server \S+ [0-9]+ [0-9]+ [0-9]+|auth \S+ [A-Za-z0-9+/=]+|allow [0-9a-f.:/,]+|rate [0-9]+ [0-9]+ [0-9]+"
         r"|(reqh|resh) [A-Za-z][A-Za-z0-9-]* ([A-Za-z0-9+/=]+|-)|cors [a-z0-9.:/*,-]+|retries [0-9])$"
     ),
     "host": re.compile(r"^(redirect https? \S+|route /\S* \S+ [a-z-]+ [a-z-]+)$"),

@@ -1,8 +1,9 @@
 """The certificates a cluster's proxies serve, as the core sends them: `CertificateBundle`
-(host -> certificate, each certificate with its chain and key once), and `bundle_for`, which
-makes a cluster's bundle from its routing and the pairs the core could read.
+(host -> certificate, each certificate with its chain and key once; the htpasswd users of
+`auth_basic` policies), and `bundle_for`, which makes a cluster's bundle from its routing and the
+pairs and credentials the core could read.
 
-Keys travel only in this message, only on the pinned-TLS control channel (core -> extension ->
+Keys and password hashes travel only in this message, only on the pinned-TLS control channel (core -> extension ->
 proxy agent), never in a `ClusterState`, a Docker config or a log: `Certificate`'s repr leaves
 the key out. A host whose pair the core cannot read yet (the secret is not mounted in the core
 yet) keeps the certificate it had, so rotating a certificate never leaves a moment without one.
@@ -42,6 +43,21 @@ class Certificate:
 
 
 @dataclass(frozen=True, slots=True)
+class Credentials:
+    """The users of one htpasswd secret, as checked by the core (`edges/certificates.py`)."""
+
+    secret: str
+    id: str
+    """Content id: a digest of the lines (a new secret with other users is a new id)."""
+    lines: tuple[str, ...] = field(repr=False)
+    """`user:hash`, one per user; the hashes are never printed."""
+
+    @classmethod
+    def of(cls, secret: str, lines: tuple[str, ...]) -> Credentials:
+        return cls(secret, hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16], lines)
+
+
+@dataclass(frozen=True, slots=True)
 class CertificateBundle:
     cluster: str
     hosts: tuple[tuple[str, str], ...] = ()
@@ -50,6 +66,8 @@ class CertificateBundle:
     """Every certificate a host names, once, sorted by id."""
     challenges: tuple[tuple[str, str], ...] = ()
     """(token, key authorization) of each ACME HTTP-01 challenge the proxies answer now, sorted."""
+    credentials: tuple[Credentials, ...] = ()
+    """The htpasswd secrets the routes' `auth_basic` policies name, sorted by secret."""
     schema: int = SCHEMA
 
     @property
@@ -57,6 +75,7 @@ class CertificateBundle:
         """Names the bundle's content: which host has which certificate, which challenges."""
         lines = [f"{host} {cert}" for host, cert in self.hosts]
         lines += [f"challenge {token} {answer}" for token, answer in self.challenges]
+        lines += [f"credentials {c.secret} {c.id}" for c in self.credentials]
         return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
     def by_host(self) -> dict[str, Certificate]:
@@ -71,11 +90,13 @@ def bundle_for(
     *,
     acme: Mapping[tuple[str, ...], Pair] | None = None,
     challenges: Mapping[str, str] | None = None,
+    credentials: Mapping[str, Credentials] | None = None,
 ) -> CertificateBundle:
     """The bundle of `routing`'s cluster: each terminated host with the certificate of its pair
     in `loaded` (an `ssl_acme` host: the pair `acme` has for its host names); a host whose pair
     is not loaded keeps its certificate from `previous`. `challenges`: token -> key
-    authorization of the ACME challenges its proxies answer."""
+    authorization of the ACME challenges its proxies answer. `credentials`: the htpasswd secrets
+    the core could read; a secret not read yet keeps its users from `previous`."""
     kept = previous.by_host() if previous is not None else {}
     pairs: dict[str, Pair | None] = dict(routing.terminated_pairs())
     pairs.update({host: (acme or {}).get(names) for host, names in routing.acme_names().items()})
@@ -85,9 +106,16 @@ def bundle_for(
         if certificate is not None:
             chosen[host] = certificate
     unique = {c.id: c for c in chosen.values()}
+    kept_users = {c.secret: c for c in previous.credentials} if previous is not None else {}
+    users = [
+        found
+        for secret in routing.credential_secrets()
+        if (found := (credentials or {}).get(secret) or kept_users.get(secret)) is not None
+    ]
     return CertificateBundle(
         routing.cluster,
         tuple(sorted((host, c.id) for host, c in chosen.items())),
         tuple(unique[i] for i in sorted(unique)),
         tuple(sorted((challenges or {}).items())),
+        tuple(users),
     )

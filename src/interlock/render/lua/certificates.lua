@@ -14,12 +14,18 @@
 --     certificate ID CHAIN_BYTES KEY_BYTES
 --     <the PEM chain><the PEM key>
 --     challenge TOKEN KEY_AUTHORIZATION  (ACME HTTP-01, answered by `challenge()`)
+--     credentials SECRET ID BYTES        (an auth_basic secret's htpasswd users, checked by
+--     <the user:hash lines>               `authorized()`)
 --
 -- A handshake reads one string from the shared dict (the tag); a worker reads the host table
 -- again only when the tag moved, and parses a certificate and key once per id. A name no host
 -- has gets the default TLS host's certificate, or the handshake is refused, as nginx's
 -- `ssl_reject_handshake` would.
 local ssl = require "ngx.ssl"
+local ffi = require "ffi"
+
+-- pcall: a second load of this library in one Lua VM must not fail on the declaration.
+pcall(ffi.cdef, [[char *crypt(const char *phrase, const char *setting);]])
 
 local shared = ngx.shared.interlock_certificates
 local prefix = ngx.config.prefix()
@@ -44,7 +50,7 @@ local function parse(text)
     if not tag then
         return nil, "not a certificates document"
     end
-    local document = { tag = tag, hosts = {}, certs = {}, challenges = {} }
+    local document = { tag = tag, hosts = {}, certs = {}, challenges = {}, users = {} }
     local at = header_end + 1
     while at <= #text do
         local line_end = string.find(text, "\n", at, true)
@@ -55,10 +61,19 @@ local function parse(text)
         at = line_end + 1
         local name, id = string.match(line, "^host (%S+) (%x+)$")
         local token, answer = string.match(line, "^challenge ([%w_%-]+) ([%w_%-%.]+)$")
+        local secret, users_id, users_bytes = string.match(line, "^credentials (%S+) (%x+) (%d+)$")
         if name then
             document.hosts[name] = id
         elseif token then
             document.challenges[token] = answer
+        elseif secret then
+            users_bytes = tonumber(users_bytes)
+            local users = string.sub(text, at, at + users_bytes - 1)
+            if #users ~= users_bytes then
+                return nil, "truncated credentials " .. secret
+            end
+            document.users[secret] = users_id .. "\n" .. users
+            at = at + users_bytes
         else
             local cid, chain_bytes, key_bytes = string.match(line, "^certificate (%x+) (%d+) (%d+)$")
             if not cid then
@@ -129,6 +144,20 @@ local function store(document)
         end
     end
     shared:set("tokens", table.concat(tokens, " "))
+    local secrets = {}
+    for secret, users in pairs(document.users) do
+        local stored, failure = shared:safe_set("p:" .. secret, users)
+        if not stored then
+            return nil, "shared dict interlock_certificates: " .. failure
+        end
+        secrets[#secrets + 1] = secret
+    end
+    for secret in string.gmatch(shared:get("secrets") or "", "%S+") do
+        if not document.users[secret] then
+            shared:delete("p:" .. secret)
+        end
+    end
+    shared:set("secrets", table.concat(secrets, " "))
     shared:set("tag", document.tag)
     for id in string.gmatch(shared:get("stale") or "", "%S+") do
         if not document.certs[id] then
@@ -255,6 +284,104 @@ function M.control()
         return
     end
     ngx.print(tag)
+end
+
+local ITOA64 = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+local function to64(value, count)
+    local out = {}
+    for i = 1, count do
+        local index = value % 64
+        out[i] = string.sub(ITOA64, index + 1, index + 1)
+        value = math.floor(value / 64)
+    end
+    return table.concat(out)
+end
+
+-- Apache's apr1: MD5-crypt with its own magic, which the C library's crypt does not know.
+local function apr1(password, salt)
+    local md5 = ngx.md5_bin
+    local magic = "$apr1$"
+    local alternate = md5(password .. salt .. password)
+    local parts = { password, magic, salt }
+    local left = #password
+    while left > 0 do
+        parts[#parts + 1] = string.sub(alternate, 1, math.min(16, left))
+        left = left - 16
+    end
+    left = #password
+    while left > 0 do
+        parts[#parts + 1] = left % 2 == 1 and "\0" or string.sub(password, 1, 1)
+        left = math.floor(left / 2)
+    end
+    local final = md5(table.concat(parts))
+    for round = 0, 999 do
+        local odd = round % 2 == 1
+        final = md5((odd and password or final) .. (round % 3 ~= 0 and salt or "")
+            .. (round % 7 ~= 0 and password or "") .. (odd and final or password))
+    end
+    local b = { string.byte(final, 1, 16) }
+    return magic .. salt .. "$"
+        .. to64(b[1] * 65536 + b[7] * 256 + b[13], 4) .. to64(b[2] * 65536 + b[8] * 256 + b[14], 4)
+        .. to64(b[3] * 65536 + b[9] * 256 + b[15], 4) .. to64(b[4] * 65536 + b[10] * 256 + b[16], 4)
+        .. to64(b[5] * 65536 + b[11] * 256 + b[6], 4) .. to64(b[12], 2)
+end
+
+local function crypt(password, hashed)
+    local salt = string.match(hashed, "^%$apr1%$([^$]+)%$")
+    if salt then
+        return apr1(password, salt)
+    end
+    -- bcrypt and SHA-crypt: the C library's (libxcrypt, which nginx itself links).
+    local result = ffi.C.crypt(password, hashed)
+    return result ~= nil and ffi.string(result) or nil
+end
+
+local seen_users = {}
+local passed = {}
+local passed_count = 0
+local MAX_PASSED = 4096
+
+-- Whether the Authorization header names a user of htpasswd secret `secret` with its password
+-- (nil when the core has not sent that secret's users yet). A slow hash costs milliseconds, so
+-- each worker remembers the headers that passed, per content of the secret (new users, new
+-- memory), at most MAX_PASSED of them.
+function M.authorized(secret, header)
+    local stored = shared:get("p:" .. secret)
+    if not stored then
+        return nil
+    end
+    local users_id = string.match(stored, "^(%x+)")
+    local users = seen_users[secret]
+    if not users or users.id ~= users_id then
+        users = { id = users_id, hashes = {} }
+        for user, hashed in string.gmatch(stored, "\n([^:\n]+):([^\n]+)") do
+            users.hashes[user] = hashed
+        end
+        seen_users[secret] = users
+    end
+    local encoded = header and string.match(header, "^%s*[Bb][Aa][Ss][Ii][Cc]%s+([%w+/=]+)%s*$")
+    local decoded = encoded and ngx.decode_base64(encoded)
+    local user, password
+    if decoded then
+        user, password = string.match(decoded, "^([^:]*):(.*)$")
+    end
+    local hashed = user and users.hashes[user]
+    if not hashed or string.find(password, "\0", 1, true) then
+        return false
+    end
+    local key = users_id .. "\n" .. encoded
+    if passed[key] then
+        return true
+    end
+    if crypt(password, hashed) ~= hashed then
+        return false
+    end
+    if passed_count >= MAX_PASSED then
+        passed, passed_count = {}, 0
+    end
+    passed[key], passed_count = true, passed_count + 1
+    return true
 end
 
 -- content_by_lua of /.well-known/acme-challenge/: the key authorization of the token the

@@ -50,6 +50,7 @@ end
 
 -- The policy lines of an upstream block (after its servers) and what each must look like.
 local POLICY_LINES = {
+    auth = "^[%w._:%[%]-]+ [%w+/=]+$",
     allow = "^[%x.:/,]+$",
     rate = "^%d+ %d+ %d+$",
     reqh = "^%a[%w-]* [%w+/=-]+$",
@@ -254,6 +255,11 @@ end
 -- The "!"-marked policy lines of an upstream block.
 local function parse_policy(block)
     local policy = { request = {}, response = {} }
+    local secret, realm = string.match(block, "\n!auth (%S+) (%S+)")
+    if secret then
+        policy.auth = secret
+        policy.challenge = 'Basic realm="' .. ngx.decode_base64(realm) .. '", charset="UTF-8"'
+    end
     local allow = string.match(block, "\n!allow (%S+)")
     if allow then
         policy.allow = {}
@@ -551,8 +557,8 @@ local function over_rate(rate, upstream)
 end
 
 -- A service's policy, in the access phase once its route is chosen: the client's address, its
--- rate, a CORS preflight, then the request headers. Answers (and ends the request) itself when
--- the policy says no.
+-- rate, a CORS preflight, its credentials, then the request headers. Answers (and ends the
+-- request) itself when the policy says no.
 local function police(policy, upstream, ctx)
     local allow = policy.allow
     if allow then
@@ -584,6 +590,18 @@ local function police(policy, upstream, ctx)
             return ngx.exit(204)
         end
         ctx.interlock_cors = allowed
+    end
+    local secret = policy.auth
+    if secret then
+        local passed = interlock_certificates.authorized(secret, var.http_authorization)
+        if passed == nil then
+            -- The core has not sent this secret's users yet: never let anyone through.
+            ngx.header["Retry-After"] = "1"
+            return ngx.exit(503)
+        elseif not passed then
+            ngx.header["WWW-Authenticate"] = policy.challenge
+            return ngx.exit(401)
+        end
     end
     local request = policy.request
     for i = 1, #request do

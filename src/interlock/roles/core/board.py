@@ -31,7 +31,7 @@ from interlock.config import CoreConfig
 from interlock.edges.clock import Clock, SystemClock
 from interlock.model.build import Exclusion, build, certificate_secret_ids
 from interlock.model.routing import Routing, TLSMode
-from interlock.model.snapshot import LabelKey, Service, Snapshot
+from interlock.model.snapshot import LABEL_PREFIX, LabelKey, Service, Snapshot
 from interlock.problems import Problem, printable, sorted_problems
 from interlock.render.bundle import RenderedConfig
 from interlock.roles.runtime import changed_within
@@ -308,28 +308,25 @@ class Board:
             found[service.label_key] = Exclusion("-", reason, certificate_secret_ids(snapshot, service.label_map))
         return _exclude(slot, found, ours)
 
-    def note_refused_certificates(self, refused: dict[Pair, tuple[str, str]]) -> bool:
+    def note_refused_certificates(
+        self, refused: dict[Pair, tuple[str, str]], refused_credentials: dict[str, str] | None = None
+    ) -> bool:
         """Leave out, in every cluster, the services whose hosts terminate TLS with a pair the
-        core could not load ((label blamed, why) by pair); True when any exclusion is new (the
-        caller then publishes again)."""
+        core could not load ((label blamed, why) by pair), or whose auth_basic names an htpasswd
+        secret it refused (why by secret); True when any exclusion is new (the caller then
+        publishes again)."""
         snapshot = self.snapshot
-        if snapshot is None or not refused:
+        if snapshot is None or not (refused or refused_credentials):
             return False
         new = False
         for slot in self.slots.values():
             if slot.state is None:
                 continue
             ours = _routed_services(snapshot, slot.state.routing)
-            found: dict[LabelKey, Exclusion] = {}
-            for pair, (label, why) in refused.items():
-                for service in _naming(ours, slot.state.routing, pair):
-                    reason = (
-                        f"this certificate and key cannot be loaded ({printable(why, 300)}); not routed. "
-                        "A secret cannot be changed: create a good PEM (certificate chain, and its unencrypted "
-                        "private key) as a new secret and point the label at it"
-                    )
-                    exclusion = Exclusion(label, reason, certificate_secret_ids(snapshot, service.label_map))
-                    found[service.label_key] = exclusion
+            found = {
+                service.label_key: Exclusion(label, reason, certificate_secret_ids(snapshot, service.label_map))
+                for service, label, reason in _refusals(ours, slot.state.routing, refused, refused_credentials or {})
+            }
             new = _exclude(slot, found, ours) or new
         return new
 
@@ -399,6 +396,32 @@ def _routed_services(snapshot: Snapshot, routing: Routing) -> dict[str, Service]
     """The services of `snapshot` that `routing` routes, by name."""
     routed = set(routing.service_names())
     return {s.name: s for s in snapshot.services if s.name in routed}
+
+
+def _refusals(
+    ours: dict[str, Service], routing: Routing, refused: dict[Pair, tuple[str, str]], credentials: dict[str, str]
+) -> list[tuple[Service, str, str]]:
+    """(service, label blamed, why it is left out) for each of `ours` that names a refused
+    certificate pair or htpasswd secret."""
+    found = []
+    for pair, (label, why) in refused.items():
+        reason = (
+            f"this certificate and key cannot be loaded ({printable(why, 300)}); not routed. "
+            "A secret cannot be changed: create a good PEM (certificate chain, and its unencrypted "
+            "private key) as a new secret and point the label at it"
+        )
+        found += [(service, label, reason) for service in _naming(ours, routing, pair)]
+    for secret, why in credentials.items():
+        reason = (
+            f"the htpasswd secret {secret!r} cannot be used ({printable(why, 300)}); not routed. A secret "
+            "cannot be changed: create a good htpasswd file as a new secret and point the label at it"
+        )
+        found += [
+            (service, "auth_basic", reason)
+            for service in ours.values()
+            if service.label_map.get(LABEL_PREFIX + "auth_basic", "").strip() == secret
+        ]
+    return found
 
 
 def _naming(services: dict[str, Service], routing: Routing, pair: Pair) -> list[Service]:

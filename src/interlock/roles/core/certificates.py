@@ -1,6 +1,7 @@
-"""The core's certificate desk: reads the certificate pairs the clusters' routings name (as
-mounted into the core's task), has the board leave out the services that name a pair that does
-not load, and keeps each cluster's `CertificateBundle` for its extension's long-poll.
+"""The core's certificate desk: reads the certificate pairs and htpasswd secrets the clusters'
+routings name (as mounted into the core's task), has the board leave out the services that name
+a pair that does not load or an htpasswd file a proxy could not use, and keeps each cluster's
+`CertificateBundle` for its extension's long-poll.
 
 A host whose pair is not mounted yet keeps the certificate it had (`bundle_for`): a rotation
 never leaves a host without one. No Docker, no HTTP; the files through `CertificateShelf`.
@@ -41,8 +42,11 @@ class CertificateDesk:
         pairs |= set(acme.values())
         self.shelf.read(sorted(pairs))
         refused = {p: self.shelf.refused[p] for p in pairs if p in self.shelf.refused}
+        secrets = {c for s in board.slots.values() if s.state for c in s.state.routing.credential_secrets()}
+        self.shelf.read_credentials(sorted(secrets))
+        refused_users = {c: self.shelf.refused_credentials[c] for c in secrets if c in self.shelf.refused_credentials}
         changed = False
-        if board.note_refused_certificates(refused) and board.snapshot is not None:
+        if board.note_refused_certificates(refused, refused_users) and board.snapshot is not None:
             changed = board.publish(board.snapshot)
         for name, slot in board.slots.items():
             if slot.state is None:
@@ -53,10 +57,17 @@ class CertificateDesk:
                 self.bundles.get(name),
                 acme=acme,
                 challenges=self.challenges.get(name),
+                credentials=self.shelf.credentials,
             )
             if self.bundles.get(name) != bundle:
                 self.bundles[name] = bundle
-                log.info("cluster %r: certificates %s (%d hosts)", slot.cluster, bundle.tag, len(bundle.hosts))
+                log.info(
+                    "cluster %r: certificates %s (%d hosts, %d htpasswd secrets)",
+                    slot.cluster,
+                    bundle.tag,
+                    len(bundle.hosts),
+                    len(bundle.credentials),
+                )
                 changed = True
         return changed
 
