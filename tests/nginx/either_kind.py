@@ -54,10 +54,11 @@ def workers(controller: Controller) -> set[int]:
     return {int(pid) for pid in children.split()}
 
 
-def start_backend(name: str, status: int = 200) -> tuple[int, subprocess.Popen[bytes]]:
-    """A test backend on a free port; `status`: what it answers every request with."""
+def start_backend(name: str, status: int = 200, **env: str) -> tuple[int, subprocess.Popen[bytes]]:
+    """A test backend on a free port; `status`: what it answers every request with; `env`: more
+    of its settings (BACKEND_AUTH_TOKEN makes it an auth service)."""
     port = free_port()
-    env = {**os.environ, "BACKEND_NAME": name, "BACKEND_STATUS": str(status)}
+    env = {**os.environ, "BACKEND_NAME": name, "BACKEND_STATUS": str(status), **env}
     proc = subprocess.Popen([sys.executable, "-m", "interlock.testing.backend", "--port", str(port)], env=env)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

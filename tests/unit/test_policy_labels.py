@@ -7,10 +7,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from interlock.config import load_config
 from interlock.errors import GrammarError
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
-from interlock.model.policy import Policy, RateLimit, address_list, burst, header_pairs, origin_list, rate
+from interlock.model.policy import (
+    Policy,
+    RateLimit,
+    address_list,
+    burst,
+    forward_auth_url,
+    header_pairs,
+    origin_list,
+    rate,
+)
 from interlock.testing.swarm_json import swarm_json
 
 
@@ -128,7 +138,7 @@ def test_a_service_gets_its_policy_on_every_route_to_it() -> None:
         ({"com.docker.lb.auth_basic": "users;x"}, "not a Docker secret name"),
         ({"com.docker.lb.auth_basic": "interlock-operator-token"}, "Interlock's own secret"),
         ({"com.docker.lb.ssl_passthrough": "true", "com.docker.lb.auth_basic": "users"}, "passthrough"),
-        ({"com.docker.lb.forward_auth": "http://auth:9000/"}, "not built yet"),
+        ({"com.docker.lb.forward_auth": "http://auth:9000/"}, "no Swarm service named 'auth'"),
     ],
 )
 def test_a_bad_policy_label_excludes_its_service_alone(labels: dict[str, str], said: str) -> None:
@@ -186,3 +196,106 @@ def test_a_cluster_that_cannot_apply_a_label_refuses_it_for_its_services_alone()
     assert {h.name for h in result.routings[""].hosts} == {"other.local"}
     [problem] = [p for p in result.problems if p.service == "shop"]
     assert problem.label.endswith("auth_basic") and "nginx clusters only; not routed" in problem.reason
+
+
+@pytest.mark.parametrize(
+    ("raw", "parsed"),
+    [
+        ("http://auth:9000/check", ("auth", 9000, "/check")),
+        ("http://auth", ("auth", 80, "/")),
+        (" http://auth_svc.v2:8080/a/b?next=%2F&x=1 ", ("auth_svc.v2", 8080, "/a/b?next=%2F&x=1")),
+    ],
+)
+def test_a_forward_auth_url_names_a_service_its_port_and_path(raw: str, parsed: tuple[str, int, str]) -> None:
+    assert forward_auth_url(raw) == parsed
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "https://auth/check",
+        "http://auth:0/",
+        "http://auth:99999/",
+        "http://au th/",
+        "http://auth/$host",
+        "auth:80",
+        "http://auth/../x",
+    ],
+)
+def test_a_bad_forward_auth_url_is_refused_with_what_is_allowed(bad: str) -> None:
+    with pytest.raises(GrammarError, match=r"allowed: http://SERVICE\[:PORT\]\[/PATH\]"):
+        forward_auth_url(bad)
+
+
+def forward_auth_swarm(auth_networks: list[str], **labels: str) -> dict[str, object]:
+    return {
+        "services": [
+            {
+                "name": "shop",
+                "networks": ["apps"],
+                "labels": {"com.docker.lb.hosts": "shop.local", "com.docker.lb.port": "80"}
+                | {f"com.docker.lb.{k}": v for k, v in labels.items()},
+            },
+            {"name": "auth", "networks": auth_networks, "labels": {}, "replicas": 2},
+            {
+                "name": "other",
+                "networks": ["apps"],
+                "labels": {"com.docker.lb.hosts": "other.local", "com.docker.lb.port": "80"},
+            },
+        ]
+    }
+
+
+def test_forward_auth_asks_the_auth_services_tasks_on_the_network_the_service_is_reached_over() -> None:
+    labels = {"forward_auth": "http://auth:9000/check", "forward_auth_response_headers": "X-User, x-user, X-Groups"}
+    result = build(snapshot_from_api(swarm_json(forward_auth_swarm(["apps"], **labels))))
+    routing = result.routings[""]
+    shop = routing.upstream("shop.local")
+    assert shop.policy is not None and shop.policy.forward_auth is not None
+    auth = shop.policy.forward_auth
+    assert (auth.service, auth.port, auth.path, auth.response_headers) == (
+        "auth",
+        9000,
+        "/check",
+        ("X-Groups", "X-User"),
+    )
+    assert auth.upstream == "forward_auth.auth.9000.apps"
+    upstream = routing.upstream(auth.upstream)
+    assert len(upstream.servers) == 2 and {s.port for s in upstream.servers} == {9000}
+    assert shop.policy.summary() == "forward auth auth"
+    assert not [p for p in result.problems if p.severity == "error"]
+
+
+@pytest.mark.parametrize(
+    ("auth_networks", "labels", "said"),
+    [
+        (["apps"], {"forward_auth": "http://nobody:9000/"}, "no Swarm service named 'nobody'"),
+        (["elsewhere"], {"forward_auth": "http://auth:9000/"}, "is not on network apps"),
+        (["apps"], {"forward_auth_headers": "Cookie"}, "without forward_auth"),
+        (["apps"], {"forward_auth": "http://auth/", "forward_auth_response_headers": "Host"}, "kept by the proxy"),
+    ],
+)
+def test_a_forward_auth_that_cannot_work_excludes_its_service_alone(
+    auth_networks: list[str], labels: dict[str, str], said: str
+) -> None:
+    result = build(snapshot_from_api(swarm_json(forward_auth_swarm(auth_networks, **labels))))
+    assert {h.name for h in result.routings[""].hosts} == {"other.local"}
+    errors = [p.describe() for p in result.problems if p.severity == "error"]
+    assert any(said in e and "service shop" in e for e in errors), errors
+
+
+def test_haproxy_clusters_refuse_basic_and_forward_authentication_with_the_reason() -> None:
+    config = load_config(
+        '[Extensions.default]\n[Extensions.edge]\nKind = "haproxy"\nServiceCluster = "edge"\nPublishedPort = 8081\n'
+        "PublishedSSLPort = 8444\n"
+    )
+    refused = config.refused_labels
+    assert "default" not in refused and "" not in refused
+    assert set(refused["edge"]) == {
+        "auth_basic",
+        "auth_basic_realm",
+        "forward_auth",
+        "forward_auth_headers",
+        "forward_auth_response_headers",
+    }
+    assert "nginx clusters only" in refused["edge"]["forward_auth"]

@@ -19,6 +19,17 @@ from interlock.config.durations import parse_duration
 from interlock.constants import CONTROL_NETWORK, INTERNAL_PORTS, MANAGER_CONSTRAINT
 from interlock.model.labels import POLICY_LABELS
 
+_NO_BASIC_AUTH = (
+    "basic authentication is built for nginx clusters only: HAProxy checks passwords only against a "
+    "userlist in its configuration, which Interlock keeps in a Docker config; route the service through an "
+    "nginx cluster (com.docker.lb.service_cluster)"
+)
+_NO_FORWARD_AUTH = (
+    "forward authentication is built for nginx clusters only: HAProxy has no subrequest to ask an auth "
+    "service with; route the service through an nginx cluster (com.docker.lb.service_cluster)"
+)
+_FORWARD_AUTH_LABELS = ("forward_auth", "forward_auth_headers", "forward_auth_response_headers")
+
 
 def _pattern(regex: str, allowed: str) -> AfterValidator:
     compiled = re.compile(regex)
@@ -620,18 +631,14 @@ class CoreConfig(_Section):
     @property
     def refused_labels(self) -> dict[str, dict[str, str]]:
         """Service cluster -> the labels its proxies cannot apply, with why: nginx applies
-        per-service policies in its run-time router only; HAProxy checks passwords only against a
-        userlist in its configuration, which would put the hashes in a Docker config."""
+        per-service policies in its run-time router only; HAProxy has neither basic nor forward
+        authentication here."""
         refused: dict[str, dict[str, str]] = {}
         for n, e in self.extensions.items():
             if isinstance(e.config, NginxConfig) and not e.config.runtime_routing:
                 why = f"per-service policies need RuntimeRouting = true (the default) in Extensions.{n}.Config"
                 refused[e.service_cluster] = dict.fromkeys(POLICY_LABELS, why)
             elif not isinstance(e.config, NginxConfig):
-                why = (
-                    "basic authentication is built for nginx clusters only: HAProxy checks passwords only "
-                    "against a userlist in its configuration, which Interlock keeps in a Docker config; "
-                    "route the service through an nginx cluster (com.docker.lb.service_cluster)"
-                )
-                refused[e.service_cluster] = dict.fromkeys(("auth_basic", "auth_basic_realm"), why)
+                refused[e.service_cluster] = dict.fromkeys(("auth_basic", "auth_basic_realm"), _NO_BASIC_AUTH)
+                refused[e.service_cluster].update(dict.fromkeys(_FORWARD_AUTH_LABELS, _NO_FORWARD_AUTH))
         return refused

@@ -91,6 +91,15 @@ class _Resolved:
     labels: ServiceLabels
     servers: tuple[Server, ...]
     network: str | None
+    auth: Upstream | None = None
+    """The upstream of its forward_auth service's tasks, on `network`."""
+
+    @property
+    def policy(self) -> Policy | None:
+        policy = self.labels.policy
+        if policy is None or policy.forward_auth is None or self.auth is None:
+            return policy
+        return replace(policy, forward_auth=replace(policy.forward_auth, upstream=self.auth.name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +153,7 @@ class _Index:
         self.tasks: dict[str, list[Task]] = {}
         for task in snapshot.tasks:
             self.tasks.setdefault(task.service_id, []).append(task)
+        self.services: dict[str, Service] = {s.name: s for s in snapshot.services}
 
 
 def proxy_attachments(snapshot: Snapshot, proxy_service: str) -> ProxyAttachments:
@@ -326,7 +336,41 @@ def _resolve(service: Service, labels: ServiceLabels, index: _Index, problems: l
     if not servers:
         reason = "no running task yet; routed as soon as one is running"
         problems.append(_problem(service, "-", reason, Severity.WARNING))
-    return _Resolved(service, labels, servers, network.name if network else None)
+    try:
+        auth = _forward_auth_upstream(service, labels, index, network, problems)
+    except _Unroutable as exc:
+        problems.append(exc.problem)
+        return None
+    return _Resolved(service, labels, servers, network.name if network else None, auth)
+
+
+def _forward_auth_upstream(
+    service: Service, labels: ServiceLabels, index: _Index, network: Network | None, problems: list[Problem]
+) -> Upstream | None:
+    """The tasks of the service's forward_auth service on the network it is reached over."""
+    if labels.forward_auth is None:
+        return None
+    name, port, _ = labels.forward_auth
+    auth = index.services.get(name)
+    if auth is None:
+        raise _Unroutable(_problem(service, "forward_auth", f"no Swarm service named {name!r}; not routed"))
+    if network is None:
+        reason = (
+            "forward_auth needs this service reached over an overlay network it shares with the auth "
+            "service; it is published in host mode only; not routed"
+        )
+        raise _Unroutable(_problem(service, "forward_auth", reason))
+    if network.id not in auth.network_ids:
+        reason = (
+            f"the auth service {name} is not on network {network.name}, which this service is reached over: "
+            f"attach it (docker service update --network-add {network.name} {name}); not routed"
+        )
+        raise _Unroutable(_problem(service, "forward_auth", reason))
+    servers = _servers(auth, ServiceLabels(), index, network, port)
+    if not servers:
+        reason = f"the auth service {name} has no running task: its requests are refused (502) until one runs"
+        problems.append(_problem(service, "forward_auth", reason, Severity.WARNING))
+    return Upstream(f"forward_auth.{name}.{port}.{network.name}", servers)
 
 
 def _target_port(service: Service, labels: ServiceLabels) -> int:
@@ -415,7 +459,7 @@ def _host_options(labels: ServiceLabels, host: str) -> _HostOptions:
     )
 
 
-def _route_paths(labels: ServiceLabels) -> dict[str, _RouteOptions]:
+def _route_paths(labels: ServiceLabels, policy: Policy | None) -> dict[str, _RouteOptions]:
     if labels.ip_hash:
         balance, cookie = Balance.IP_HASH, ""
     elif labels.sticky_session_cookie:
@@ -431,7 +475,7 @@ def _route_paths(labels: ServiceLabels) -> dict[str, _RouteOptions]:
         tls_verify=labels.ssl_backend and labels.ssl_backend_tls_verify == "required",
         vip=labels.backend_mode == "vip",
         grpc=labels.backend_protocol == "grpc",
-        policy=labels.policy,
+        policy=policy,
     )
     paths = {labels.context_root: base}
     for endpoint in labels.websocket_endpoints:
@@ -520,6 +564,10 @@ def _assemble(
     built = [_freeze_host(name, hosts[name], upstreams, passthrough) for name in sorted(hosts)]
     virtual_hosts = [h for h in built if h is not None]
     default_host = _freeze_host(DEFAULT_HOST, default, upstreams, passthrough) if default else None
+    asked = {u.policy.forward_auth.upstream for u in upstreams.values() if u.policy and u.policy.forward_auth}
+    for entry in entries:
+        if entry.auth is not None and entry.auth.name in asked:
+            upstreams.setdefault(entry.auth.name, entry.auth)
     return Routing(
         cluster=cluster,
         hosts=tuple(virtual_hosts),
@@ -537,7 +585,7 @@ def _add_routes(
 ) -> None:
     service = entry.service
     joined = False
-    for path, options in _route_paths(entry.labels).items():
+    for path, options in _route_paths(entry.labels, entry.policy).items():
         route = draft.routes.get(path)
         if route is None:
             route = draft.routes[path] = _RouteDraft(options, service.name, service.stack)

@@ -17,7 +17,7 @@ from typing import Any
 from interlock.errors import GrammarError
 from interlock.model import grammar, policy
 from interlock.model.grammar import Url
-from interlock.model.policy import Policy, RateLimit
+from interlock.model.policy import ForwardAuth, Policy, RateLimit
 from interlock.model.snapshot import LABEL_PREFIX, Service
 from interlock.problems import Problem, Severity
 
@@ -79,28 +79,12 @@ POLICY_LABELS = (
     "response_headers",
     "cors_origins",
     "retries",
+    "forward_auth",
+    "forward_auth_headers",
+    "forward_auth_response_headers",
 )
 """The labels that make a service's `Policy`."""
 
-_NOT_YET: tuple[tuple[str, str, str, str, Callable[[str], Any]], ...] = (
-    (
-        "forward_auth",
-        "an http:// URL",
-        "Each request first asked of an auth service.",
-        "http://auth:9000/check",
-        str.strip,
-    ),
-    ("forward_auth_headers", "comma-separated header names", "Headers forwarded to forward_auth.", "Cookie", str.strip),
-    (
-        "forward_auth_response_headers",
-        "comma-separated header names",
-        "Headers copied from forward_auth's answer.",
-        "X-User",
-        str.strip,
-    ),
-)
-"""Policy labels declared ahead of their implementation: a service naming one is left out with
-an error, never served without the protection it asked for."""
 
 LABELS: tuple[LabelSpec, ...] = (
     LabelSpec(
@@ -360,9 +344,33 @@ LABELS: tuple[LabelSpec, ...] = (
         "2",
         policy.retry_count,
     ),
-    *(
-        LabelSpec(name, allowed, "none", f"Not built yet: {meaning} A service with it is not routed.", example, parse)
-        for name, allowed, meaning, example, parse in _NOT_YET
+    LabelSpec(
+        "forward_auth",
+        "http://SERVICE[:PORT][/PATH]",
+        "none",
+        "Each request is first sent (GET, no body) to this auth service, a Swarm service on the network "
+        "this service is reached over: a 2xx answer lets it through, any other answer is the client's. "
+        "nginx clusters only.",
+        "http://auth:9000/check",
+        policy.forward_auth_url,
+    ),
+    LabelSpec(
+        "forward_auth_headers",
+        "comma-separated header names",
+        "none",
+        "The client's headers sent to forward_auth as they are (besides X-Forwarded-Method, -Uri, -Host, "
+        "-Proto and -For, which always go).",
+        "Cookie,Authorization",
+        policy.header_names,
+    ),
+    LabelSpec(
+        "forward_auth_response_headers",
+        "comma-separated header names",
+        "none",
+        "Headers of forward_auth's 2xx answer set on the request to the task; a client's own headers of "
+        "these names never reach the task.",
+        "X-User",
+        policy.header_names,
     ),
 )
 
@@ -404,9 +412,9 @@ class ServiceLabels:
     auth_basic: str = ""
     auth_basic_realm: str = ""
     retries: int | None = None
-    forward_auth: str = ""
-    forward_auth_headers: str = ""
-    forward_auth_response_headers: str = ""
+    forward_auth: tuple[str, int, str] | None = None
+    forward_auth_headers: tuple[str, ...] = ()
+    forward_auth_response_headers: tuple[str, ...] = ()
 
     @property
     def policy(self) -> Policy | None:
@@ -424,6 +432,9 @@ class ServiceLabels:
             self.retries,
             self.auth_basic,
             self.auth_basic_realm,
+            ForwardAuth(*self.forward_auth, self.forward_auth_headers, self.forward_auth_response_headers)
+            if self.forward_auth
+            else None,
         )
         return policy or None
 
@@ -530,12 +541,9 @@ def _check_caps(labels: ServiceLabels, reader: _Reader) -> None:
 
 def _check_combinations(labels: ServiceLabels, reader: _Reader) -> None:
     present = reader.labels
-    for name, *_ in _NOT_YET:
-        if LABEL_PREFIX + name in present:
-            reader.report(
-                name,
-                "not built yet in this version of Interlock; the service is not routed rather than served without it",
-            )
+    for name in ("forward_auth_headers", "forward_auth_response_headers"):
+        if LABEL_PREFIX + name in present and labels.forward_auth is None:
+            reader.report(name, "set without forward_auth; set forward_auth too, or neither")
     if labels.auth_basic_realm and not labels.auth_basic:
         reader.report("auth_basic_realm", "set without auth_basic; set both, or neither")
     if labels.rate_limit_burst is not None and labels.rate_limit is None:
@@ -544,7 +552,15 @@ def _check_combinations(labels: ServiceLabels, reader: _Reader) -> None:
         reader.report("rate_limit_burst", f"smaller than the rate's {labels.rate_limit[0]}; allowed: at least N")
     policy_labels = [
         n
-        for n in ("auth_basic", "allow_ips", "rate_limit", "request_headers", "response_headers", "cors_origins")
+        for n in (
+            "auth_basic",
+            "forward_auth",
+            "allow_ips",
+            "rate_limit",
+            "request_headers",
+            "response_headers",
+            "cors_origins",
+        )
         if LABEL_PREFIX + n in present
     ]
     if labels.ssl_passthrough:

@@ -1,7 +1,6 @@
 """Per-service policies: what a proxy checks or changes on a service's requests before they
-reach its tasks (basic authentication, client address allow-lists, rate limits, headers, CORS,
-retries), as frozen values and
-the strict grammars of the labels that set them.
+reach its tasks (basic and forward authentication, client address allow-lists, rate limits,
+headers, CORS, retries), as frozen values and the strict grammars of the labels that set them.
 
 A `Policy` belongs to the services an upstream serves (the label table's values, checked here),
 so every route to a service carries that service's policy, context roots included. Every value a
@@ -24,6 +23,10 @@ MAX_ORIGINS = 20
 HEADER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,63}")
 HEADER_VALUE = re.compile(r"[A-Za-z0-9 _.,:/=+*()@!#%&?~-]{0,256}")
 """A header value: no quote, backslash, `$` or `;`, which a proxy configuration would read."""
+_FORWARD_AUTH = re.compile(
+    r"http://(?P<service>[A-Za-z0-9][A-Za-z0-9_.-]{0,62})(?::(?P<port>[0-9]{1,5}))?"
+    r"(?P<path>/[A-Za-z0-9._~/%-]{0,200}(?:\?[A-Za-z0-9._~%&=-]{0,200})?)?"
+)
 _REALM = re.compile(r"[A-Za-z0-9 _.,:/=+*()@!#%&?~-]{1,64}")
 _ORIGIN = re.compile(r"https?://[a-z0-9]([a-z0-9.-]{0,252}[a-z0-9])?(:[0-9]{1,5})?")
 _RATE = re.compile(r"([0-9]{1,6})/(s|m)")
@@ -57,6 +60,25 @@ class RateLimit:
 
 
 @dataclass(frozen=True, slots=True, order=True)
+class ForwardAuth:
+    """Each request first asked of an auth service (a Swarm service on the network the route's
+    service is reached over); a 2xx answer lets it through, any other is the client's answer."""
+
+    service: str
+    port: int
+    path: str
+    """The path (and query) asked, `/` at least; the client's method, URI and host travel in
+    X-Forwarded-Method, X-Forwarded-Uri, X-Forwarded-Host, X-Forwarded-Proto."""
+    request_headers: tuple[str, ...] = ()
+    """The client's headers sent to the auth service as they are (no other header is)."""
+    response_headers: tuple[str, ...] = ()
+    """The auth service's answer headers set on the request to the task (a client's own
+    headers of these names never reach the task)."""
+    upstream: str = ""
+    """The upstream of the auth service's tasks on that network (the routing model names it)."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
 class Policy:
     allow_ips: tuple[str, ...] = ()
     """Networks (CIDR, normalised) whose clients may reach the service; empty: everyone."""
@@ -74,6 +96,7 @@ class Policy:
     """The Docker secret (htpasswd) whose users may pass; empty: no authentication."""
     auth_realm: str = ""
     """The realm a 401 names; empty: the name of the service that owns the route."""
+    forward_auth: ForwardAuth | None = None
 
     def __bool__(self) -> bool:
         return self != Policy()
@@ -83,6 +106,8 @@ class Policy:
         parts = []
         if self.auth_basic:
             parts.append("basic auth")
+        if self.forward_auth:
+            parts.append(f"forward auth {self.forward_auth.service}")
         if self.allow_ips:
             parts.append(f"allow {len(self.allow_ips)} nets")
         if self.rate_limit:
@@ -174,6 +199,35 @@ def origin_list(raw: str) -> tuple[str, ...]:
                 f"{item[:64]!r} is not an origin; allowed: * or scheme://host[:port], such as https://app.example.com"
             )
     return tuple(sorted(set(items)))
+
+
+def forward_auth_url(raw: str) -> tuple[str, int, str]:
+    """`http://SERVICE[:PORT][/PATH[?QUERY]]`: (service, port, path)."""
+    match = _FORWARD_AUTH.fullmatch(raw.strip())
+    port = int(match.group("port") or 80) if match else 0
+    if not match or not 1 <= port <= 65535 or ".." in (match.group("path") or ""):
+        raise GrammarError(
+            "not an auth service URL; allowed: http://SERVICE[:PORT][/PATH], SERVICE a Swarm service on the "
+            "network this service is reached over, PATH of A-Z a-z 0-9 . _ ~ / % - (and ?query)"
+        )
+    return match.group("service"), port, match.group("path") or "/"
+
+
+def header_names(raw: str) -> tuple[str, ...]:
+    """Comma-separated header names, sorted and each once (case-insensitively)."""
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    if not items:
+        raise GrammarError("no header name given; allowed: comma-separated header names such as Cookie, X-User")
+    if len(items) > MAX_HEADERS:
+        raise GrammarError(f"{len(items)} headers; at most {MAX_HEADERS} are allowed")
+    names: dict[str, str] = {}
+    for item in items:
+        if not HEADER_NAME.fullmatch(item):
+            raise GrammarError(f"{item[:64]!r} is not a header name; allowed: a letter then up to 63 of A-Z a-z 0-9 -")
+        if item.lower() in _RESERVED_HEADERS:
+            raise GrammarError(f"{item} is kept by the proxy itself; it cannot be named by a label")
+        names.setdefault(item.lower(), item)
+    return tuple(sorted(names.values(), key=str.lower))
 
 
 def realm(raw: str) -> str:

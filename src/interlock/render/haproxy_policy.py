@@ -2,8 +2,9 @@
 source is in it), a rate limit (a stick table of the backend counting each client's requests
 over the window; `return 429` past the burst), request and response headers (`set-header`,
 `del-header`), CORS (a preflight answered with `return 204`, allowed answers marked), and
-retries (layer-7 retries of idempotent requests on another server). Basic authentication is
-refused on HAProxy clusters by the core; a backend that names it anyway lets nobody through.
+retries (layer-7 retries of idempotent requests on another server). Basic and forward
+authentication are refused on HAProxy clusters by the core; a backend that names one anyway lets
+nobody through.
 
 Every value passed the label grammars (model/policy.py) and is checked again here before it is
 printed: networks and origins as plain words, header values double-quoted with `%` doubled
@@ -37,11 +38,11 @@ def policy_lines(policy: Policy | None) -> tuple[Token, ...]:
     if policy is None:
         return ()
     lines = []
-    if policy.auth_basic:
-        # The core refuses auth_basic on HAProxy clusters (no userlist outside the configuration);
-        # should such a routing reach this renderer anyway, nobody passes.
+    if policy.auth_basic or policy.forward_auth:
+        # The core refuses auth_basic and forward_auth on HAProxy clusters; should such a routing
+        # reach this renderer anyway, nobody passes.
         lines += [
-            "# auth_basic is not built for HAProxy: nobody passes.",
+            "# basic or forward authentication is not built for HAProxy: nobody passes.",
             "http-request deny deny_status 503",
         ]
     if policy.allow_ips:

@@ -11,11 +11,13 @@ does not touch a listener does not reload nginx. Grammar, one record per line:
                                              SERVICES comma-separated, or -)
     server ADDRESS PORT MAX_FAILS FAIL_TIMEOUT_MS
     auth SECRET BASE64_REALM                (the upstream's policy, after its servers: basic
-    allow CIDR,...                           authentication against an htpasswd secret of the
-    rate COUNT SECONDS BURST                 certificates document and the realm a 401 names;
-    reqh NAME BASE64_VALUE|-                 clients allowed; a rate limit per client address;
-    resh NAME BASE64_VALUE|-                 request and response headers set (- removes);
-    cors ORIGIN,...                          CORS origins, or *)
+    fauth UPSTREAM HOST:PORT BASE64_PATH     authentication against an htpasswd secret of the
+          SENT,...|- TAKEN,...|-             certificates document and the realm a 401 names;
+    allow CIDR,...                           forward authentication by the tasks of UPSTREAM,
+    rate COUNT SECONDS BURST                 the client headers SENT there and the answer's
+    reqh NAME BASE64_VALUE|-                 headers TAKEN onto the request; clients allowed;
+    resh NAME BASE64_VALUE|-                 a rate limit per client address; request and
+    cors ORIGIN,...                          response headers set (- removes); CORS origins)
     retries N                               (retries on another task, 0-5)
     host NAME TLS SSL_ONLY                  (NAME `_` for the default host; TLS 1 when TLS is
                                              terminated here; SSL_ONLY 1 to send HTTP to HTTPS)
@@ -112,6 +114,14 @@ def _policy_lines(policy: Policy) -> list[str]:
     if policy.auth_basic:
         realm = base64.b64encode(policy.auth_realm.encode()).decode()
         lines.append(f"auth {targets_field(policy.auth_basic)} {realm}")
+    if policy.forward_auth is not None:
+        auth = policy.forward_auth
+        asked = f"{targets_field(auth.service)}:{int(auth.port)} {base64.b64encode(auth.path.encode()).decode()}"
+        sent, taken = (
+            ",".join(_checked(_HEADER, n, "header name") for n in names) or "-"
+            for names in (auth.request_headers, auth.response_headers)
+        )
+        lines.append(f"fauth {targets_field(auth.upstream)} {asked} {sent} {taken}")
     if policy.allow_ips:
         lines.append("allow " + ",".join(_checked(_NETWORK, n, "network") for n in policy.allow_ips))
     if policy.rate_limit is not None:
@@ -173,7 +183,8 @@ def render_targets(routing: Routing, *, ip_hash: bool = False, routes: bool = Fa
 # What each line of a block may be, after the block's first line (the Lua parser's grammar).
 _BLOCK_LINES = {
     "upstream": re.compile(
-        r"^(server \S+ [0-9]+ [0-9]+ [0-9]+|auth \S+ [A-Za-z0-9+/=]+|allow [0-9a-f.:/,]+|rate [0-9]+ [0-9]+ [0-9]+"
+        r"^(server \S+ [0-9]+ [0-9]+ [0-9]+|auth \S+ [A-Za-z0-9+/=]+"
+        r"|fauth \S+ \S+ [A-Za-z0-9+/=]+ [A-Za-z0-9,-]+ [A-Za-z0-9,-]+|allow [0-9a-f.:/,]+|rate [0-9]+ [0-9]+ [0-9]+"
         r"|(reqh|resh) [A-Za-z][A-Za-z0-9-]* ([A-Za-z0-9+/=]+|-)|cors [a-z0-9.:/*,-]+|retries [0-9])$"
     ),
     "host": re.compile(r"^(redirect https? \S+|route /\S* \S+ [a-z-]+ [a-z-]+)$"),

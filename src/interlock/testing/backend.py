@@ -2,6 +2,8 @@
 
 Every request is answered with JSON naming the task that served it and echoing what it received
 (path, headers, client); `Upgrade: websocket` requests become an echo websocket. With
+BACKEND_AUTH_TOKEN it is an auth service for forward_auth: `Authorization: Bearer TOKEN` gets
+200 with `X-Auth-User`, anything else a 302 to /login that echoes what it was sent. With
 `--tls-cert/--tls-key` it serves TLS (for passthrough and ssl_backend tests). On SIGTERM it keeps
 serving for `--drain` seconds before it exits, as the README asks applications to do.
 """
@@ -40,6 +42,14 @@ async def handle(request: web.Request) -> web.StreamResponse:
         "remote": request.remote,
         "scheme": request.scheme,
     }
+    token = os.environ.get("BACKEND_AUTH_TOKEN")
+    if token:
+        if request.headers.get("Authorization") == f"Bearer {token}":
+            user = os.environ.get("BACKEND_AUTH_USER") or "alice"
+            return web.json_response(body, headers={"X-Auth-User": user, "X-Auth-Other": "not asked for"})
+        denied = web.json_response(body, status=302, headers={"Location": "/login"})
+        denied.set_cookie("asked", "1")
+        return denied
     # BACKEND_STATUS: a task that answers every request with this status (a failing task),
     # except its health check's /health.
     status = 200 if request.path == "/health" else int(os.environ.get("BACKEND_STATUS") or 200)

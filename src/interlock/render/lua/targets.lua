@@ -51,6 +51,7 @@ end
 -- The policy lines of an upstream block (after its servers) and what each must look like.
 local POLICY_LINES = {
     auth = "^[%w._:%[%]-]+ [%w+/=]+$",
+    fauth = "^[%w._:%[%]-]+ [%w._:-]+ [%w+/=]+ [%w,-]+ [%w,-]+$",
     allow = "^[%x.:/,]+$",
     rate = "^%d+ %d+ %d+$",
     reqh = "^%a[%w-]* [%w+/=-]+$",
@@ -259,6 +260,17 @@ local function parse_policy(block)
     if secret then
         policy.auth = secret
         policy.challenge = 'Basic realm="' .. ngx.decode_base64(realm) .. '", charset="UTF-8"'
+    end
+    local upstream, host, path, sent, taken = string.match(block, "\n!fauth (%S+) (%S+) (%S+) (%S+) (%S+)")
+    if upstream then
+        local auth = { upstream = upstream, host = host, path = ngx.decode_base64(path), sent = {}, taken = {} }
+        for name in string.gmatch(sent, "[^,-][^,]*") do
+            auth.sent[string.lower(name)] = true
+        end
+        for name in string.gmatch(taken, "[^,-][^,]*") do
+            auth.taken[#auth.taken + 1] = name
+        end
+        policy.forward_auth = auth
     end
     local allow = string.match(block, "\n!allow (%S+)")
     if allow then
@@ -537,6 +549,76 @@ local function answered_here(ctx, count)
 end
 
 local limits = ngx.shared.interlock_limits
+local FORWARD_AUTH_URI = "/_interlock/forward_auth"
+-- Headers that frame the auth service's answer, which nginx sets itself for the client's.
+local FRAMING = { ["content-length"] = true, ["transfer-encoding"] = true, connection = true, ["keep-alive"] = true }
+
+-- Ask the route's auth service (a subrequest to FORWARD_AUTH_URI, answered by the tasks of its
+-- upstream): a 2xx answer lets the request through, with the answer's TAKEN headers set on it
+-- (a client's own of those names removed either way); any other answer is the client's.
+local function forward_auth(auth, ctx)
+    local upstream = cached(upstreams, "u", auth.upstream, parse_upstream)
+    if not upstream then
+        ngx.log(ngx.ERR, "interlock: forward_auth to unknown upstream ", auth.upstream)
+        return ngx.exit(503)
+    end
+    local answer = ngx.location.capture(FORWARD_AUTH_URI, {
+        method = ngx.HTTP_GET,
+        ctx = {
+            interlock_upstream = upstream,
+            interlock_forward_auth = auth,
+            interlock_asked = { ngx.req.get_method(), var.request_uri, var.host, var.scheme, var.remote_addr },
+        },
+    })
+    local taken = auth.taken
+    for i = 1, #taken do
+        ngx.req.clear_header(taken[i])
+    end
+    local status = answer.status
+    if status >= 200 and status < 300 and not answer.truncated then
+        for i = 1, #taken do
+            local value = answer.header[taken[i]]
+            if value then
+                ngx.req.set_header(taken[i], value)
+            end
+        end
+        return
+    end
+    answered_here(ctx, ctx.interlock_route)
+    for name, value in pairs(answer.header) do
+        if not FRAMING[string.lower(name)] then
+            ngx.header[name] = value
+        end
+    end
+    ngx.status = answer.truncated and 502 or status
+    if ngx.status ~= 204 and ngx.status ~= 304 then
+        ngx.print(answer.body)
+    end
+    return ngx.exit(ngx.HTTP_OK)
+end
+
+-- rewrite_by_lua of FORWARD_AUTH_URI (a subrequest only): the request to the auth service
+-- carries the client's headers its label names and what the client asked, nothing else.
+function M.forward_auth_request()
+    local ctx = ngx.ctx
+    local auth = ctx.interlock_forward_auth
+    if not auth then
+        return ngx.exit(404)
+    end
+    for name in pairs(ngx.req.get_headers(200, true)) do
+        if not auth.sent[string.lower(name)] then
+            ngx.req.clear_header(name)
+        end
+    end
+    local asked = ctx.interlock_asked
+    ngx.req.set_header("Host", auth.host)
+    ngx.req.set_header("X-Forwarded-Method", asked[1])
+    ngx.req.set_header("X-Forwarded-Uri", asked[2])
+    ngx.req.set_header("X-Forwarded-Host", asked[3])
+    ngx.req.set_header("X-Forwarded-Proto", asked[4])
+    ngx.req.set_header("X-Forwarded-For", asked[5])
+    var.interlock_auth_path = auth.path
+end
 local PREFLIGHT_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
 -- Whether this client passed `rate` for `upstream` (a fixed window per client address, counted
@@ -557,7 +639,7 @@ local function over_rate(rate, upstream)
 end
 
 -- A service's policy, in the access phase once its route is chosen: the client's address, its
--- rate, a CORS preflight, its credentials, then the request headers. Answers (and ends the
+-- rate, a CORS preflight, its credentials, its auth service, then the request headers. Answers (and ends the
 -- request) itself when the policy says no.
 local function police(policy, upstream, ctx)
     local allow = policy.allow
@@ -602,6 +684,9 @@ local function police(policy, upstream, ctx)
             ngx.header["WWW-Authenticate"] = policy.challenge
             return ngx.exit(401)
         end
+    end
+    if policy.forward_auth then
+        forward_auth(policy.forward_auth, ctx) -- ends the request unless the auth service said yes
     end
     local request = policy.request
     for i = 1, #request do
