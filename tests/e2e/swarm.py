@@ -246,3 +246,18 @@ def upstreams(host: str, count: int, *, port: int = HTTP, **kwargs: Any) -> list
         return [
             get(host, port=port, session=session, **kwargs).headers.get("x-upstream-addr", "") for _ in range(count)
         ]
+
+
+def secret_removed(name: str) -> bool | None:
+    done = subprocess.run(["docker", "secret", "rm", name], capture_output=True, check=False).returncode == 0
+    return done or None
+
+
+@contextmanager
+def secrets_removed_after(*names: str) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for name in names:
+            # The core lets go of a secret once no host names it (a task replacement later).
+            poll(lambda name=name: secret_removed(name), what=f"secret {name} removed", timeout=120)  # type: ignore[misc]

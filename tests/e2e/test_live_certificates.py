@@ -9,15 +9,12 @@ from __future__ import annotations
 import hashlib
 import socket
 import ssl
-import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.clients import NeverRetryingTLS
-from tests.e2e.swarm import Cluster, lb, poll, service, sh, unique
+from tests.e2e.swarm import Cluster, lb, poll, secrets_removed_after, service, sh, unique
 
 pytestmark = pytest.mark.usefixtures("interlock")
 
@@ -64,21 +61,6 @@ def proxy_tasks(cluster: Cluster) -> set[str]:
     name = cluster.labels.get("com.docker.lb.service_cluster", "")
     proxy = f"interlock-proxy-{name}" if name else "interlock-proxy"
     return set(sh("docker", "service", "ps", "-q", "--filter", "desired-state=running", proxy).split())
-
-
-def secret_removed(name: str) -> bool | None:
-    done = subprocess.run(["docker", "secret", "rm", name], capture_output=True, check=False).returncode == 0
-    return done or None
-
-
-@contextmanager
-def secrets_removed_after(*names: str) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        for name in names:
-            # The core lets go of a secret once no host names it (a task replacement later).
-            poll(lambda name=name: secret_removed(name), what=f"secret {name} removed", timeout=120)  # type: ignore[misc]
 
 
 def test_certificates_come_rotate_and_go_without_a_proxy_restart_or_a_failed_request(

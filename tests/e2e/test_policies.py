@@ -1,4 +1,5 @@
-"""Per-service policies on the real swarm, both kinds, through the published port: headers seen
+"""Per-service policies on the real swarm, both kinds, through the published port: basic and
+forward authentication (nginx; refused with the reason on HAProxy), headers seen
 by the task and by the client, a CORS preflight and a simple request, 429 past the rate limit's
 burst and 200 once the client waited as told, 403 once the allow-list leaves the client out (a
 label update, applied like any routing change), and a bad policy label excluding its service
@@ -7,12 +8,27 @@ gateway (172.16.0.0/12 here), which is the address the allow-list sees."""
 
 from __future__ import annotations
 
+import ctypes
 import time
+import uuid
+from pathlib import Path
 
 import pytest
 import requests
 
-from tests.e2e.swarm import INTERLOCK, Cluster, get, lb, poll, service, settled, sh, unique, until_routed
+from tests.e2e.swarm import (
+    INTERLOCK,
+    Cluster,
+    get,
+    lb,
+    poll,
+    secrets_removed_after,
+    service,
+    settled,
+    sh,
+    unique,
+    until_routed,
+)
 
 pytestmark = pytest.mark.usefixtures("interlock")
 
@@ -108,3 +124,64 @@ def test_a_retried_get_reaches_a_healthy_task_while_another_answers_503(cluster:
         poll(lambda: failing in sh(INTERLOCK, "routes", check=False) or None, what="the failing canary routed too")
         settled(cluster.http)
         assert [get(host, port=cluster.http).status_code for _ in range(20)] == [200] * 20
+
+
+def bcrypt(password: str) -> str:
+    libcrypt = ctypes.CDLL("libcrypt.so.1")
+    libcrypt.crypt.restype = ctypes.c_char_p
+    hashed: bytes = libcrypt.crypt(password.encode(), b"$2b$05$" + uuid.uuid4().hex[:22].encode())
+    return hashed.decode()
+
+
+def test_basic_and_forward_authentication_through_the_published_port(cluster: Cluster, tmp_path: Path) -> None:
+    """nginx: 401 with the realm until a user of the htpasswd secret gives its password; the auth
+    service's 302 until it says yes, then its user header at the task. HAProxy: both refused,
+    with the reason, and the services not routed."""
+    name = unique("authn")
+    users, sso = f"{name}-users", f"{name}-sso"
+    (tmp_path / "htpasswd").write_text(f"alice:{bcrypt('wonder land')}\n")
+    sh("docker", "secret", "create", users, str(tmp_path / "htpasswd"))
+    basic_host, forward_host = f"{name}-basic.local", f"{name}-forward.local"
+    basic_labels = lb(hosts=basic_host, port="8080", auth_basic=users, auth_basic_realm="E2E members")
+    forward_labels = lb(
+        hosts=forward_host,
+        port="8080",
+        forward_auth=f"http://{sso}:8080/check",
+        forward_auth_headers="Authorization",
+        forward_auth_response_headers="X-Auth-User",
+    )
+    alice = ("alice", "wonder land")
+    with (
+        secrets_removed_after(users),
+        service(sso, extra=("--env", "BACKEND_AUTH_TOKEN=good"), health_path="/health"),
+        service(f"{name}-basic", labels=basic_labels | cluster.labels),
+        service(f"{name}-forward", labels=forward_labels | cluster.labels),
+    ):
+        if cluster.kind == "haproxy":
+
+            def refused() -> str | None:
+                out = sh(INTERLOCK, "problems", check=False)
+                return out if out.count("built for nginx clusters only") >= 2 else None
+
+            poll(refused, what="both services refused on HAProxy, with the reason", timeout=90)
+            assert get(basic_host, port=cluster.http, auth=alice).status_code == 503, "not routed"
+            return
+        # 503 while the core mounts the secret and sends its users; never the task.
+        asked = poll(
+            lambda: ((r := get(basic_host, port=cluster.http)).status_code == 401 and r) or None,
+            what="401 from basic authentication",
+            timeout=120,
+        )
+        assert asked.headers["WWW-Authenticate"] == 'Basic realm="E2E members", charset="UTF-8"'
+        assert get(basic_host, port=cluster.http, auth=("alice", "wrong")).status_code == 401
+        assert get(basic_host, port=cluster.http, auth=alice).status_code == 200
+
+        denied = poll(
+            lambda: ((r := get(forward_host, port=cluster.http)).status_code == 302 and r) or None,
+            what="the auth service's 302",
+            timeout=90,
+        )
+        assert denied.headers["Location"] == "/login"
+        assert denied.json()["headers"]["X-Forwarded-Host"] == forward_host
+        allowed = get(forward_host, port=cluster.http, headers={"Authorization": "Bearer good", "X-Auth-User": "root"})
+        assert allowed.status_code == 200 and allowed.json()["headers"]["X-Auth-User"] == "alice"

@@ -3,7 +3,7 @@
 Every request is answered with JSON naming the task that served it and echoing what it received
 (path, headers, client); `Upgrade: websocket` requests become an echo websocket. With
 BACKEND_AUTH_TOKEN it is an auth service for forward_auth: `Authorization: Bearer TOKEN` gets
-200 with `X-Auth-User`, anything else a 302 to /login that echoes what it was sent. With
+200 with `X-Auth-User`, anything else (but /health) a 302 to /login that echoes what it was sent. With
 `--tls-cert/--tls-key` it serves TLS (for passthrough and ssl_backend tests). On SIGTERM it keeps
 serving for `--drain` seconds before it exits, as the README asks applications to do.
 """
@@ -43,7 +43,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         "scheme": request.scheme,
     }
     token = os.environ.get("BACKEND_AUTH_TOKEN")
-    if token:
+    if token and request.path != "/health":
         if request.headers.get("Authorization") == f"Bearer {token}":
             user = os.environ.get("BACKEND_AUTH_USER") or "alice"
             return web.json_response(body, headers={"X-Auth-User": user, "X-Auth-Other": "not asked for"})
