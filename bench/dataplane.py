@@ -178,8 +178,9 @@ class WrkRun(TypedDict):
     requests: int
 
 
-def wrk(port: int, seconds: int, pids: tuple[int, ...]) -> WrkRun:
-    """wrk against `port`; also the CPU time the processes `pids` (the proxy) spent per request."""
+def wrk(port: int, seconds: int, pids: tuple[int, ...], headers: tuple[str, ...] = ()) -> WrkRun:
+    """wrk against `port` (with `headers` beside Host); also the CPU time the processes `pids`
+    (the proxy) spent per request."""
     before = sum(cpu_seconds(pid) for pid in pids)
     out = sh(
         "taskset",
@@ -192,6 +193,7 @@ def wrk(port: int, seconds: int, pids: tuple[int, ...]) -> WrkRun:
         "--latency",
         "-H",
         f"Host: {HOST}",
+        *(part for header in headers for part in ("-H", header)),
         f"http://127.0.0.1:{port}/",
         timeout=seconds + 60,
     )

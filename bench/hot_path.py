@@ -105,11 +105,14 @@ def traefik(tmp: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def start(prefix: Path, text: str, targets: str = "") -> subprocess.Popen[bytes]:
-    """nginx on CPU 1, run as the proxy agent runs it: its prefix holds the targets document."""
+def start(prefix: Path, text: str, targets: str = "", certificates: bytes = b"") -> subprocess.Popen[bytes]:
+    """nginx on CPU 1, run as the proxy agent runs it: its prefix holds the targets document
+    (and the certificates document, with htpasswd users)."""
     prefix.mkdir()
     (prefix / "nginx.conf").write_text(text)
     (prefix / "targets").write_text(targets)
+    if certificates:
+        (prefix / "certificates").write_bytes(certificates)
     (prefix / FALLBACK_CERTIFICATE).write_text(stand_in_pem())
     command = ["taskset", "-c", "1", "nginx", "-p", f"{prefix}/", "-c", str(prefix / "nginx.conf")]
     return subprocess.Popen([*command, "-g", "daemon off;"])

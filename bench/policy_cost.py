@@ -4,10 +4,12 @@ measured in one run.
 On loopback, every proxy one worker (nginx) or one thread (HAProxy) pinned to CPU 1, wrk and
 the backend on CPU 0. Four targets: Interlock's nginx with run-time routing (the default) for
 one route, the same route with a policy, and the same pair on HAProxy. The policy is what a
-user would put on a public service: an allow-list (the client is in its third network), a rate
-limit (high enough never to refuse, so every request is counted), a request header and a
-response header set, and CORS origins (wrk sends no Origin, so only the check runs). Basic
-authentication is not in it: it is not built yet. Each round measures the four in an order that
+user would put on a service: basic authentication (a bcrypt htpasswd user, cost 5 as
+`htpasswd -B` makes it; wrk sends its credentials with every request, on all four targets),
+an allow-list (the client is in its third network), a rate limit (high enough never to refuse,
+so every request is counted), a request header and a response header set, and CORS origins (wrk
+sends no Origin, so only the check runs). HAProxy's policy has no basic authentication (refused
+on HAProxy clusters). Each round measures the four in an order that
 rotates from round to round; the ratio reported is the median of each round's ratio of CPU time
 per request (policy / none), with the medians of requests a second beside it.
 
@@ -19,17 +21,22 @@ Usage: python bench/policy_cost.py [--seconds 5] [--rounds 5]
 from __future__ import annotations
 
 import argparse
+import base64
+import ctypes
 import signal
 import statistics
 import subprocess
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from common import dump, wait_http
 from dataplane import HOST, WrkRun, backend_conf, interlock_conf, interlock_haproxy_conf, internal_ports_moved, wrk
 from hot_path import start as start_nginx
 from interlock.model.policy import Policy, RateLimit
+from interlock.render.nginx_certificates import certificates_document
+from interlock.wire.certificates import CertificateBundle, Credentials
 
 POLICY = Policy(
     allow_ips=("10.0.0.0/8", "192.168.0.0/16", "127.0.0.0/8"),
@@ -37,7 +44,22 @@ POLICY = Policy(
     request_headers=(("X-Tenant", "blue"),),
     response_headers=(("X-Frame-Options", "DENY"),),
     cors_origins=("https://app.example.com",),
+    auth_basic="bench-users",
+    auth_realm="bench",
 )
+HAPROXY_POLICY = replace(POLICY, auth_basic="", auth_realm="")
+CREDENTIALS = "Authorization: Basic " + base64.b64encode(b"bench:wonder land").decode()
+
+
+def users() -> bytes:
+    """The certificates document with one bcrypt user, as the core would send it."""
+    libcrypt = ctypes.CDLL("libcrypt.so.1")
+    libcrypt.crypt.restype = ctypes.c_char_p
+    hashed: bytes = libcrypt.crypt(b"wonder land", b"$2y$05$" + b"benchsaltbenchsaltbenc")
+    bundle = CertificateBundle("", credentials=(Credentials.of("bench-users", (f"bench:{hashed.decode()}",)),))
+    return certificates_document(bundle)
+
+
 PORTS = {
     "nginx": 18191,
     "nginx, with the policy": 18192,
@@ -67,11 +89,13 @@ def main() -> None:
             ),
             "nginx": start_nginx(tmp / "bare", internal_ports_moved(bare.text, 1), bare.targets),
             "nginx, with the policy": start_nginx(
-                tmp / "policed", internal_ports_moved(policed.text, 2), policed.targets
+                tmp / "policed", internal_ports_moved(policed.text, 2), policed.targets, users()
             ),
             "haproxy": start_haproxy(tmp, "bare", interlock_haproxy_conf(tmp, port=PORTS["haproxy"])),
             "haproxy, with the policy": start_haproxy(
-                tmp, "policed", interlock_haproxy_conf(tmp, port=PORTS["haproxy, with the policy"], policy=POLICY)
+                tmp,
+                "policed",
+                interlock_haproxy_conf(tmp, port=PORTS["haproxy, with the policy"], policy=HAPROXY_POLICY),
             ),
         }
         runs: dict[str, list[WrkRun]] = {name: [] for name in PORTS}
@@ -81,7 +105,7 @@ def main() -> None:
             names = list(PORTS)
             for index in range(args.rounds):
                 for name in names[index % len(names) :] + names[: index % len(names)]:
-                    runs[name].append(wrk(PORTS[name], args.seconds, (procs[name].pid,)))
+                    runs[name].append(wrk(PORTS[name], args.seconds, (procs[name].pid,), (CREDENTIALS,)))
                     time.sleep(0.3)
         finally:
             for proc in procs.values():

@@ -32,6 +32,8 @@ from interlock.model.labels import LABELS
 from interlock.wire.status import ClusterStatus, RouteRow
 
 EXIT_BAD_INPUT = 2
+EXIT_BROKEN_PIPE = 141
+"""What a shell reports for a tool that SIGPIPE ended: the reader of its output went away."""
 
 
 class UsageError(BadInput):
@@ -440,6 +442,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args))
+    except BrokenPipeError:
+        # The reader went away (`interlock routes | head`): stop quietly, as other tools do, and
+        # keep Python from failing again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except (UsageError, BadInput) as exc:
         # Input nothing could make usable (a crash here would be a traceback, not a message).
         print(f"interlock: {exc}", file=sys.stderr)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -120,3 +122,13 @@ def test_operator_views_print_what_the_core_says_even_when_empty(
     monkeypatch.setattr(operator, "core_status", lambda: CoreStatus(True, CoreInfo("interlock", "e", ":8090")))
     assert main(command) == 0
     assert json.loads(capsys.readouterr().out) == expected
+
+
+def test_a_reader_that_goes_away_ends_the_cli_quietly() -> None:
+    """`interlock ... | head`: no BrokenPipeError traceback, the shell's code for SIGPIPE. The
+    reader here is `true`, gone before Python has started, so every write finds no reader."""
+    command = f"{sys.executable} -m interlock labels --markdown | true"
+    done = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stderr == "" and done.returncode == 141, (done.returncode, done.stderr)
