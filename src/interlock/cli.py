@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from interlock import __version__
 from interlock.config import CoreConfig, default_config, load_config
@@ -32,6 +32,7 @@ from interlock.model.labels import LABELS
 from interlock.wire.status import ClusterStatus, RouteRow
 
 EXIT_BAD_INPUT = 2
+T = TypeVar("T")
 EXIT_BROKEN_PIPE = 141
 """What a shell reports for a tool that SIGPIPE ended: the reader of its output went away."""
 
@@ -169,7 +170,7 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _operator(action: Callable[[], int]) -> int:
+def _operator(action: Callable[[], T]) -> T:
     """Operator commands: what the operator must fix (or a Docker that does not answer) is one
     line and exit status 2."""
     try:
@@ -260,7 +261,8 @@ def _print_cluster(cluster: ClusterStatus) -> None:
         )
 
 
-def print_table(rows: list[dict[str, Any]], columns: list[str], out: Any = sys.stdout) -> None:
+def print_table(rows: list[dict[str, Any]], columns: list[str], out: Any = None) -> None:
+    out = out or sys.stdout  # looked up now: a default bound at import misses a redirected stdout
     cells = [
         [", ".join(v) if isinstance(v, list | tuple) else str(v) for v in (row.get(c, "") for c in columns)]
         for row in rows
@@ -293,6 +295,49 @@ def cmd_demo_app(args: argparse.Namespace) -> int:
 
     asyncio.run(serve(args.port, args.tls_cert, args.tls_key, args.drain))
     return 0
+
+
+def cmd_lint(args: argparse.Namespace) -> int:
+    """Check stack files offline with the core's own rules, before `docker stack deploy`."""
+    import yaml
+
+    from interlock.model.grammar import is_service_name
+    from interlock.problems import sorted_problems
+    from interlock.swarm.compose import merged, stack_snapshot
+
+    documents = []
+    for path in args.files:
+        try:
+            document = yaml.safe_load(Path(path).read_text())
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise UsageError(f"{path} is not YAML: {exc}") from exc
+        if not isinstance(document, dict):
+            raise UsageError(f"{path} is not a stack file (a YAML mapping with services:)")
+        documents.append(document)
+    compose = merged(documents)
+    stack = args.stack or str(compose.get("name") or Path(args.files[0]).resolve().parent.name)
+    if not is_service_name(stack):
+        raise UsageError(f"{stack!r} is not a stack name; give one with --stack (A-Z a-z 0-9 _ . -)")
+    live = None
+    if args.against_swarm:
+        from interlock.operator import capture_snapshot
+
+        live = _operator(lambda: snapshot_from_api(capture_snapshot()))
+    config = read_config(args.config)
+    found = stack_snapshot(compose, stack, ", ".join(args.files), live)
+    result = build(found.snapshot, tuple(e.service_cluster for e in config.extensions.values()), **config.build_options)
+    ours = {s.name for s in found.snapshot.services if s.id.startswith("lint-")}
+    problems = sorted_problems([*found.problems, *(p for p in result.problems if p.service in ours)])
+    if args.json:
+        json.dump([p.to_json() for p in problems], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif problems:
+        print_table([p.to_json() for p in problems], ["severity", "service", "label", "value", "reason"])
+    else:
+        print(f"stack {stack}: {len(ours)} services, no problems")
+    return 1 if any(p.severity == "error" for p in problems) else 0
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
@@ -426,6 +471,14 @@ def parser() -> argparse.ArgumentParser:
     template = sub.add_parser("template", help="print the built-in nginx template (what a Template extends)")
     template.add_argument("name", nargs="?", default="nginx.conf.j2", choices=("nginx.conf.j2", "server_body.j2"))
     template.set_defaults(func=cmd_template)
+
+    lint = sub.add_parser("lint", help="check stack files offline with the core's rules (exit 1 on errors)")
+    lint.add_argument("files", nargs="+", metavar="COMPOSE_FILE", help="stack files, later ones overriding")
+    lint.add_argument("--stack", help="the stack name of `docker stack deploy` (default: name:, else the directory)")
+    lint.add_argument("--config", "-c", help="Interlock TOML, for its service clusters (default: Interlock's defaults)")
+    lint.add_argument("--against-swarm", action="store_true", help="also check against the live swarm's services")
+    lint.add_argument("--json", action="store_true")
+    lint.set_defaults(func=cmd_lint)
 
     labels = sub.add_parser("labels", help="print the com.docker.lb.* label reference")
     labels.add_argument("--markdown", action="store_true", help="as a Markdown table (the README's)")
