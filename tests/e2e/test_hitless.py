@@ -1,4 +1,4 @@
-"""Routing changes cost no request, on both kinds: while five hosts are created and removed and a
+"""Routing changes cost no request, on both kinds: while three hosts are created and removed and a
 3-task service rolls, a keep-alive client that never retries (like Python `requests`) sees
 only 200s. nginx is not reloaded at all (the same worker processes before and after); HAProxy
 reloads for a new host (seamlessly) and moves tasks through its runtime API."""
@@ -60,7 +60,7 @@ def test_hosts_come_and_go_and_a_service_rolls_without_a_failed_request(cluster:
         assert all(processes.values()) or cluster.kind != "nginx", processes
         started = int(time.time())
         with NeverRetryingHTTP(host, port, seconds=CLIENT_SECONDS, limit=CLIENT_REQUESTS) as client:
-            others = [unique("churn") for _ in range(5)]
+            others = [unique("churn") for _ in range(3)]
             with ExitStack() as stack:
                 for other in others:
                     stack.enter_context(service(other, labels=lb(hosts=f"{other}.local", port="8080") | cluster.labels))
