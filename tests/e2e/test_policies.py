@@ -22,6 +22,7 @@ from tests.e2e.swarm import (
     get,
     lb,
     poll,
+    routed,
     secrets_removed_after,
     service,
     settled,
@@ -168,19 +169,13 @@ def test_basic_and_forward_authentication_through_the_published_port(cluster: Cl
             return
         # 503 while the core mounts the secret and sends its users; never the task.
         asked = poll(
-            lambda: ((r := get(basic_host, port=cluster.http)).status_code == 401 and r) or None,
-            what="401 from basic authentication",
-            timeout=120,
+            routed(basic_host, port=cluster.http, status=401), what="401 from basic authentication", timeout=120
         )
         assert asked.headers["WWW-Authenticate"] == 'Basic realm="E2E members", charset="UTF-8"'
         assert get(basic_host, port=cluster.http, auth=("alice", "wrong")).status_code == 401
         assert get(basic_host, port=cluster.http, auth=alice).status_code == 200
 
-        denied = poll(
-            lambda: ((r := get(forward_host, port=cluster.http)).status_code == 302 and r) or None,
-            what="the auth service's 302",
-            timeout=90,
-        )
+        denied = poll(routed(forward_host, port=cluster.http, status=302), what="the auth service's 302", timeout=90)
         assert denied.headers["Location"] == "/login"
         assert denied.json()["headers"]["X-Forwarded-Host"] == forward_host
         allowed = get(forward_host, port=cluster.http, headers={"Authorization": "Bearer good", "X-Auth-User": "root"})

@@ -6,6 +6,7 @@ problems printed as `interlock problems` prints them and exit status 1 on errors
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -192,3 +193,18 @@ def test_a_file_that_is_not_yaml_is_a_usage_error(tmp_path: Path, capfd: pytest.
     (tmp_path / "x.yml").write_text("services: [\n")
     assert main(["lint", str(tmp_path / "x.yml")]) == 2
     assert "is not YAML" in capfd.readouterr().err
+
+
+DOCS_STACKS = Path(__file__).parents[2] / "docs" / "STACKS.md"
+
+
+@pytest.mark.parametrize("index", range(len(re.findall(r"```yaml\n", DOCS_STACKS.read_text()))))
+def test_every_stack_file_of_the_docs_passes_lint(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], index: int
+) -> None:
+    """With the e2e configuration (which has the `east` cluster a file routes through)."""
+    text = re.findall(r"```yaml\n(.*?)```", DOCS_STACKS.read_text(), re.S)[index]
+    config = Path(__file__).parents[1] / "e2e" / "interlock.toml"
+    code, out = lint(tmp_path, capfd, text, args=("--json", "-c", str(config)))
+    problems = json.loads(out) if out.strip().startswith("[") else []
+    assert code == 0 and not [p for p in problems if p["severity"] == "error"], out

@@ -337,50 +337,62 @@ local function crypt(password, hashed)
     return result ~= nil and ffi.string(result) or nil
 end
 
+local users_tag
 local seen_users = {}
-local passed = {}
-local passed_count = 0
 local MAX_PASSED = 4096
 
--- Whether the Authorization header names a user of htpasswd secret `secret` with its password
--- (nil when the core has not sent that secret's users yet). A slow hash costs milliseconds, so
--- each worker remembers the headers that passed, per content of the secret (new users, new
--- memory), at most MAX_PASSED of them.
-function M.authorized(secret, header)
-    local stored = shared:get("p:" .. secret)
-    if not stored then
-        return nil
+-- The users of htpasswd secret `secret` as this worker last parsed them, with the Authorization
+-- headers that passed (nil when the core has not sent that secret). One short read of the
+-- shared dict a request: the document's tag; anything new in it starts the worker afresh.
+local function users_of(secret)
+    local tag = shared:get("tag")
+    if tag ~= users_tag then
+        users_tag, seen_users = tag, {}
     end
-    local users_id = string.match(stored, "^(%x+)")
     local users = seen_users[secret]
-    if not users or users.id ~= users_id then
-        users = { id = users_id, hashes = {} }
+    if users == nil then
+        local stored = shared:get("p:" .. secret)
+        if not stored then
+            return nil
+        end
+        users = { hashes = {}, passed = {}, count = 0 }
         for user, hashed in string.gmatch(stored, "\n([^:\n]+):([^\n]+)") do
             users.hashes[user] = hashed
         end
         seen_users[secret] = users
     end
-    local encoded = header and string.match(header, "^%s*[Bb][Aa][Ss][Ii][Cc]%s+([%w+/=]+)%s*$")
+    return users
+end
+
+-- Whether the Authorization header names a user of htpasswd secret `secret` with its password
+-- (nil when the core has not sent that secret's users yet). A slow hash costs milliseconds, so
+-- each worker remembers the headers that passed (at most MAX_PASSED a secret) until its
+-- certificates document changes.
+function M.authorized(secret, header)
+    local users = users_of(secret)
+    if not users then
+        return nil
+    end
+    if not header then
+        return false
+    end
+    if users.passed[header] then
+        return true
+    end
+    local encoded = string.match(header, "^%s*[Bb][Aa][Ss][Ii][Cc]%s+([%w+/=]+)%s*$")
     local decoded = encoded and ngx.decode_base64(encoded)
     local user, password
     if decoded then
         user, password = string.match(decoded, "^([^:]*):(.*)$")
     end
     local hashed = user and users.hashes[user]
-    if not hashed or string.find(password, "\0", 1, true) then
+    if not hashed or string.find(password, "\0", 1, true) or crypt(password, hashed) ~= hashed then
         return false
     end
-    local key = users_id .. "\n" .. encoded
-    if passed[key] then
-        return true
+    if users.count >= MAX_PASSED then
+        users.passed, users.count = {}, 0
     end
-    if crypt(password, hashed) ~= hashed then
-        return false
-    end
-    if passed_count >= MAX_PASSED then
-        passed, passed_count = {}, 0
-    end
-    passed[key], passed_count = true, passed_count + 1
+    users.passed[header], users.count = true, users.count + 1
     return true
 end
 

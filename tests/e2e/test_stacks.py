@@ -1,0 +1,145 @@
+"""Every stack file of docs/STACKS.md, deployed as its reader would deploy it (`docker stack
+deploy -c FILE shop`, with the secret files beside it), checked through the published ports:
+hosts and context roots, TLS from stack secrets and passthrough, a canary, sticky sessions,
+websockets, host-mode publishing, a service cluster, basic and forward authentication. Then
+`docker stack rm` and the stack's network removed once the proxies let go of it."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import socket
+import ssl
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.clients import SNIConnection
+from tests.e2e.swarm import EAST_HTTP, HTTP, HTTPS, get, poll, routed, sh
+
+pytestmark = pytest.mark.usefixtures("interlock")
+
+STACKS = Path(__file__).parents[2] / "docs" / "STACKS.md"
+STACK = "shop"
+
+
+def stack_files() -> list[str]:
+    return re.findall(r"```yaml\n(.*?)```", STACKS.read_text(), re.S)
+
+
+def self_signed(directory: Path, name: str, host: str) -> str:
+    """`name`.crt and `name`.key for `host` in `directory`; the certificate's SHA-256."""
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    sh(
+        *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"),
+        *("-days", "2", "-subj", f"/CN={host}", "-addext", f"subjectAltName=DNS:{host}"),
+        *("-keyout", str(key), "-out", str(cert)),
+    )
+    der = ssl.PEM_cert_to_DER_cert(cert.read_text())
+    return hashlib.sha256(der).hexdigest()
+
+
+def served_certificate(host: str, port: int) -> str | None:
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            return hashlib.sha256(tls.getpeercert(binary_form=True) or b"").hexdigest()
+    except OSError:
+        return None
+
+
+def upgraded(host: str, path: str) -> bool | None:
+    """Whether a websocket handshake through the proxy gets 101 Switching Protocols."""
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", HTTP), timeout=5) as conn:
+        conn.sendall(request.encode())
+        return conn.recv(64).startswith(b"HTTP/1.1 101") or None
+
+
+def network_gone(name: str) -> bool | None:
+    done = subprocess.run(["docker", "network", "rm", name], capture_output=True, check=False)
+    absent = subprocess.run(["docker", "network", "inspect", name], capture_output=True, check=False)
+    return (done.returncode == 0 or absent.returncode != 0) or None
+
+
+@pytest.fixture
+def deployed(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Every file of docs/STACKS.md deployed as the stack `shop`; the certificates' SHA-256."""
+    fingerprints = {
+        "secure": self_signed(tmp_path, "secure", "secure.example.com"),
+        "vault": self_signed(tmp_path, "vault", "vault.example.com"),
+    }
+    (tmp_path / "admin.htpasswd").write_text(
+        "alice:$2y$05$abcdefghijklmnopqrstuuOQiyCxlgf/oeuTqixKmWdcYUh4Hjl0a\n"  # password: secret
+    )
+    try:
+        for index, text in enumerate(stack_files()):
+            path = tmp_path / f"stack{index}.yml"
+            path.write_text(text)
+            sh("docker", "stack", "deploy", "--compose-file", str(path), STACK, timeout=180)
+        yield fingerprints
+    finally:
+        sh("docker", "stack", "rm", STACK, check=False)
+        poll(
+            lambda: (
+                not sh("docker", "service", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={STACK}").strip()
+                or None
+            ),
+            what="the stack's services gone",
+            timeout=120,
+        )
+        poll(lambda: network_gone(f"{STACK}_apps"), what="the stack's network removed", timeout=180)
+        for secret in sh(
+            "docker", "secret", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={STACK}"
+        ).split():
+            sh("docker", "secret", "rm", secret, check=False)
+
+
+def test_every_stack_file_of_the_docs_serves_through_the_proxy(deployed: dict[str, str]) -> None:
+    poll(routed("shop.example.com"), what="shop.example.com", timeout=180)
+    assert poll(routed("shop.example.com", "/api/orders"), what="/api").json()["path"] == "/orders"
+
+    poll(
+        lambda: served_certificate("secure.example.com", HTTPS) == deployed["secure"] or None,
+        what="secure's certificate",
+        timeout=120,
+    )
+    secured = SNIConnection("secure.example.com", HTTPS)
+    secured.request("GET", "/", headers={"Host": "secure.example.com"})
+    assert secured.getresponse().status == 200
+    secured.close()
+    assert get("secure.example.com").status_code in (301, 302, 308), "ssl_only sends HTTP to HTTPS"
+    poll(
+        lambda: served_certificate("vault.example.com", HTTPS) == deployed["vault"] or None,
+        what="vault passed through",
+        timeout=120,
+    )
+
+    poll(
+        lambda: len({get("checkout.example.com").headers["x-upstream-addr"] for _ in range(20)}) == 3 or None,
+        what="checkout's three tasks, v1 and v2",
+        timeout=120,
+    )
+    poll(routed("cart.example.com"), what="cart")
+    pinned = {get("cart.example.com", headers={"Cookie": "session=one"}).headers["x-upstream-addr"] for _ in range(8)}
+    assert len(pinned) == 1, pinned
+    poll(lambda: upgraded("chat.example.com", "/ws"), what="chat's websocket", timeout=120)
+
+    poll(routed("edge.example.com"), what="edge, published in host mode", timeout=120)
+    poll(routed("reports.example.com", port=EAST_HTTP), what="reports on the east cluster", timeout=120)
+    assert get("reports.example.com").status_code == 503, "not routed by the default cluster"
+
+    poll(routed("admin.example.com", status=401), what="admin asks for a user", timeout=120)
+    assert get("admin.example.com", auth=("alice", "secret")).status_code == 200
+    poll(routed("orders.example.com", status=302), what="orders asks the sso service", timeout=120)
+    allowed = get("orders.example.com", headers={"Authorization": "Bearer demo-token"})
+    assert allowed.status_code == 200 and allowed.json()["headers"]["X-Auth-User"] == "alice"
