@@ -1,8 +1,9 @@
 """Every stack file of docs/STACKS.md, deployed as its reader would deploy it (`docker stack
 deploy -c FILE shop`, with the secret files beside it), checked through the published ports:
 hosts and context roots, TLS from stack secrets and passthrough, a canary, sticky sessions,
-websockets, host-mode publishing, a service cluster, basic and forward authentication. Then
-`docker stack rm` and the stack's network removed once the proxies let go of it."""
+websockets, host-mode publishing, a service cluster, basic and forward authentication. The
+stacks use the network the e2e proxies are fixed on (as docs/STACKS.md says for such proxies),
+so no proxy restarts; `docker stack rm` at the end."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import hashlib
 import re
 import socket
 import ssl
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +26,11 @@ STACK = "shop"
 
 
 def stack_files() -> list[str]:
-    return re.findall(r"```yaml\n(.*?)```", STACKS.read_text(), re.S)
+    """The page's stack files, their network `apps` made the external network the e2e proxies
+    are fixed on (Networks in tests/e2e/interlock.toml), as the page says to do for such proxies."""
+    files = re.findall(r"```yaml\n(.*?)```", STACKS.read_text(), re.S)
+    fixed = "  apps:\n    external: true\n    name: e2e-a\n"
+    return [text.replace("  apps:\n    driver: overlay\n", fixed) for text in files]
 
 
 def self_signed(directory: Path, name: str, host: str) -> str:
@@ -65,12 +69,6 @@ def upgraded(host: str, path: str) -> bool | None:
         return conn.recv(64).startswith(b"HTTP/1.1 101") or None
 
 
-def network_gone(name: str) -> bool | None:
-    done = subprocess.run(["docker", "network", "rm", name], capture_output=True, check=False)
-    absent = subprocess.run(["docker", "network", "inspect", name], capture_output=True, check=False)
-    return (done.returncode == 0 or absent.returncode != 0) or None
-
-
 @pytest.fixture
 def deployed(tmp_path: Path) -> Iterator[dict[str, str]]:
     """Every file of docs/STACKS.md deployed as the stack `shop`; the certificates' SHA-256."""
@@ -97,7 +95,6 @@ def deployed(tmp_path: Path) -> Iterator[dict[str, str]]:
             what="the stack's services gone",
             timeout=120,
         )
-        poll(lambda: network_gone(f"{STACK}_apps"), what="the stack's network removed", timeout=180)
         for secret in sh(
             "docker", "secret", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={STACK}"
         ).split():

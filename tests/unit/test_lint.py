@@ -202,9 +202,30 @@ DOCS_STACKS = Path(__file__).parents[2] / "docs" / "STACKS.md"
 def test_every_stack_file_of_the_docs_passes_lint(
     tmp_path: Path, capfd: pytest.CaptureFixture[str], index: int
 ) -> None:
-    """With the e2e configuration (which has the `east` cluster a file routes through)."""
+    """With Interlock's defaults and the `east` cluster a file routes through."""
     text = re.findall(r"```yaml\n(.*?)```", DOCS_STACKS.read_text(), re.S)[index]
-    config = Path(__file__).parents[1] / "e2e" / "interlock.toml"
+    config = tmp_path / "interlock.toml"
+    config.write_text(
+        '[Extensions.default]\n[Extensions.east]\nServiceCluster = "east"\nPublishedPort = 9080\nPublishedSSLPort = 9443\n'
+    )
     code, out = lint(tmp_path, capfd, text, args=("--json", "-c", str(config)))
     problems = json.loads(out) if out.strip().startswith("[") else []
     assert code == 0 and not [p for p in problems if p["severity"] == "error"], out
+
+
+def test_a_network_the_clusters_fixed_networks_leave_out_is_an_error(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Proxies with `Networks` set join only those: a service on another network is never
+    reached, which lint (and `interlock problems`) says, rather than "waiting" for ever."""
+    config = tmp_path / "interlock.toml"
+    config.write_text('[Extensions.default]\nNetworks = ["edge"]\n')
+    code, out = lint(tmp_path, capfd, GOOD, args=("--json", "-c", str(config)))
+    problems = json.loads(out)
+    assert code == 1
+    assert any(
+        p["service"] == "shop_web"
+        and "network shop_apps, which the proxies of cluster '' never join" in p["reason"]
+        and "Networks lists only edge" in p["reason"]
+        for p in problems
+    ), problems

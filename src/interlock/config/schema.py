@@ -626,6 +626,9 @@ class CoreConfig(_Section):
             "host_sharing": self.host_sharing,
             "acme": self.acme is not None,
             "refused_labels": self.refused_labels,
+            "fixed_networks": {
+                e.service_cluster: tuple(e.networks) for e in self.extensions.values() if e.networks is not None
+            },
         }
 
     @property

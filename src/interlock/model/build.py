@@ -182,6 +182,7 @@ def build(
     host_sharing: str = "any",
     acme: bool = False,
     refused_labels: Mapping[str, Mapping[str, str]] | None = None,
+    fixed_networks: Mapping[str, Sequence[str]] | None = None,
 ) -> BuildResult:
     """Build the routing table of each cluster in `clusters` from `snapshot`.
 
@@ -198,7 +199,9 @@ def build(
     one service never touches another that names the same secret. `acme`: the core has an
     `[ACME]` table (without it `ssl_acme=true` is an error of that service). `refused_labels`
     maps a cluster to the labels its proxies cannot apply (label -> why): a service of it with
-    one of them is an error there, never served without what it asked for.
+    one of them is an error there, never served without what it asked for. `fixed_networks` maps
+    a cluster whose proxies join only the networks its extension's `Networks` lists to them: a
+    service reached over another network is an error there (its proxies would never reach it).
 
     A service that joins a host and path another (older) service routes takes a share of its
     traffic (Interlock's canary rule): always said, as a warning; with `host_sharing="stack"`
@@ -268,7 +271,15 @@ def build(
             problems.append(_problem(service, exclusion.label, exclusion.reason))
             continue
         resolved = _resolve(service, labels, index, problems)
-        if resolved is not None:
+        fixed = (fixed_networks or {}).get(labels.service_cluster)
+        if resolved is not None and fixed is not None and resolved.network and resolved.network not in fixed:
+            reason = (
+                f"reached over network {resolved.network}, which the proxies of cluster {labels.service_cluster!r} "
+                f"never join: its extension's Networks lists only {', '.join(fixed) or 'none'}; attach the service "
+                "to one of them, or add the network to Networks and run `interlock up`; not routed"
+            )
+            problems.append(_problem(service, "network" if labels.network else "-", reason))
+        elif resolved is not None:
             per_cluster[labels.service_cluster].append(resolved)
     routings = {
         name: _assemble(
