@@ -3,7 +3,8 @@ deploy -c FILE shop`, with the secret files beside it), checked through the publ
 hosts and context roots, TLS from stack secrets and passthrough, a canary, sticky sessions,
 websockets, host-mode publishing, a service cluster, basic and forward authentication. The
 stacks use the network the e2e proxies are fixed on (as docs/STACKS.md says for such proxies),
-so no proxy restarts; `docker stack rm` at the end."""
+so no proxy restarts; `docker stack rm` at the end. And a stack whose network a proxy joined,
+removed with nothing left behind."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import hashlib
 import re
 import socket
 import ssl
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.clients import SNIConnection
-from tests.e2e.swarm import EAST_HTTP, HTTP, HTTPS, get, poll, routed, sh
+from tests.e2e.swarm import EAST_HTTP, HTTP, HTTPS, get, poll, routed, sh, unique
 
 pytestmark = pytest.mark.usefixtures("interlock")
 
@@ -140,3 +142,41 @@ def test_every_stack_file_of_the_docs_serves_through_the_proxy(deployed: dict[st
     poll(routed("orders.example.com", status=302), what="orders asks the sso service", timeout=120)
     allowed = get("orders.example.com", headers={"Authorization": "Bearer demo-token"})
     assert allowed.status_code == 200 and allowed.json()["headers"]["X-Auth-User"] == "alice"
+
+
+REMOVABLE = """
+services:
+  reports:
+    image: interlock:0.1.0
+    command: demo-app
+    networks: [apps]
+    deploy:
+      labels:
+        com.docker.lb.hosts: {host}
+        com.docker.lb.port: "8080"
+        com.docker.lb.service_cluster: east
+networks:
+  apps:
+    driver: overlay
+"""
+
+
+def network_exists(name: str) -> bool:
+    return subprocess.run(["docker", "network", "inspect", name], capture_output=True, check=False).returncode == 0
+
+
+def test_docker_stack_rm_leaves_no_network_behind(tmp_path: Path) -> None:
+    """The east cluster's proxy joins the stack's own network (it has no fixed Networks), so
+    `docker stack rm` cannot remove that network at once; the core does, once it has taken its
+    proxy off it."""
+    stack = unique("gone")
+    host = f"{stack}.example.com"
+    (tmp_path / "stack.yml").write_text(REMOVABLE.format(host=host))
+    sh("docker", "stack", "deploy", "--compose-file", str(tmp_path / "stack.yml"), stack, timeout=180)
+    try:
+        poll(routed(host, port=EAST_HTTP), what=f"{host} on the east cluster", timeout=180)
+    finally:
+        sh("docker", "stack", "rm", stack, check=False)
+    poll(lambda: not network_exists(f"{stack}_apps") or None, what=f"network {stack}_apps removed", timeout=180)
+    spec = sh("docker", "service", "inspect", "-f", "{{json .Spec.TaskTemplate.Networks}}", "interlock-proxy-east")
+    assert f"{stack}_apps" not in spec

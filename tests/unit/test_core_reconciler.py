@@ -331,3 +331,44 @@ def test_the_bootstrap_says_which_service_it_could_not_find() -> None:
 
     with pytest.raises(InterlockError, match="service 'nowhere' was not found"):
         bootstrap_tokens(FakeSwarm(tokens=False), "nowhere", load_config("[Extensions.default]\n"))
+
+
+def test_a_stacks_network_the_proxies_left_is_removed_once_the_stack_is_gone_and_no_other() -> None:
+    """`docker stack rm` cannot remove the stack's network while a proxy is on it; the core
+    finishes the job once it has detached its proxies, and leaves every other network alone."""
+    stack = {"com.docker.stack.namespace": "shop"}
+
+    def app(name: str, network: str, *extra: tuple[str, str]) -> dict[str, Any]:
+        labels = {"com.docker.lb.hosts": f"{name.replace('_', '-')}.local", "com.docker.lb.port": "80", **dict(extra)}
+        return {"name": name, "networks": [network], "labels": labels}
+
+    networks = [
+        {"name": "shop_apps", "labels": stack},
+        {"name": "plain-net"},
+        {"name": "other_apps", "labels": {"com.docker.stack.namespace": "other"}},
+    ]
+    web = app("shop_web", "shop_apps", *stack.items())
+    plain = app("plain", "plain-net")
+    other = app("other_web", "other_apps", ("com.docker.stack.namespace", "other"))
+    other_worker = {
+        "name": "other_worker",
+        "networks": ["other_apps"],
+        "labels": {"com.docker.stack.namespace": "other"},
+    }
+    swarm = FakeSwarm(
+        {"services": [web, plain, other, other_worker], "networks": networks}, extensions=tuple(CONFIG.extensions)
+    )
+    swarm.image_ids = {"interlock:0.1.0": "sha256:one"}
+    board = Board(CONFIG, gate_on_proxies=True, clock=FakeClock(), epoch="e")
+    reconciler = Reconciler(CONFIG, swarm, board, owner="interlock", core_url="http://tasks.interlock:8080")
+    round_trip(swarm, board, reconciler)
+    proxy = swarm.service("interlock-proxy")
+    assert proxy is not None and len(proxy["Spec"]["TaskTemplate"]["Networks"]) >= 4, "on every app network"
+
+    # `docker stack rm shop`, the plain service removed, and stack other's routed service gone
+    # while its worker stays on the network.
+    swarm.set_apps({"services": [other_worker], "networks": networks})
+    writes = round_trip(swarm, board, reconciler)
+    assert ("update", "interlock-proxy") in writes
+    assert [w for w in swarm.writes if w[0] == "remove network"] == [("remove network", "shop_apps")]
+    assert round_trip(swarm, board, reconciler) == [], "nothing else is removed, then or later"

@@ -154,6 +154,7 @@ class FakeSwarm:
         self.config_objects: dict[str, dict[str, Any]] = {}
         self.image_ids: dict[str, str] = {}
         self.control_network = True
+        self.removed_networks: list[str] = []  # by `remove_network`; no longer listed
         self.control_subnet: str | None = "10.255.0.0/24"
         """None: Swarm has not allocated the control network's subnet yet."""
         self.down = False
@@ -213,7 +214,8 @@ class FakeSwarm:
         control = [
             {"Id": fake_id("network", CONTROL_NETWORK), "Name": CONTROL_NETWORK, "Driver": "overlay", "IPAM": ipam}
         ]
-        return apps + (control if self.control_network else [])
+        kept = [n for n in apps if n["Name"] not in self.removed_networks]
+        return kept + (control if self.control_network else [])
 
     def list_secrets(self) -> list[dict[str, Any]]:
         self._check()
@@ -249,7 +251,8 @@ class FakeSwarm:
     def services(self, *, label: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
         self._check()
         found = []
-        for service in self.owned.values():
+        # As Docker lists them: the app services and the ones the core owns.
+        for service in [*swarm_json(self.apps)["services"], *self.owned.values()]:
             key, _, value = (label or "").partition("=")
             if label and service["Spec"].get("Labels", {}).get(key) != value:
                 continue
@@ -278,6 +281,14 @@ class FakeSwarm:
         current["Version"] = {"Index": self.index}
         current["Spec"] = copy.deepcopy(dict(spec))
         self.writes.append(("update", spec["Name"]))
+
+    def remove_network(self, network_id: str) -> None:
+        """As Docker: refused while a service's spec names the network."""
+        name = next((n["Name"] for n in self.networks() if n["Id"] == network_id), None)
+        if name is None or any(network_id in s.network_ids for s in self.service_records()):
+            raise DockerUnavailable(f"DELETE /networks/{network_id}: 403 not found, or in use")
+        self.removed_networks.append(name)
+        self.writes.append(("remove network", name))
 
     def remove_service(self, service_id: str) -> None:
         self._check()

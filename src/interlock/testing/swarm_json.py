@@ -48,6 +48,7 @@ def swarm_json(description: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]
             + [net for s in services_in for net in s.get("networks", [])]
         )
     )
+    network_labels = {n["name"]: n.get("labels") or {} for n in description.get("networks") or []}
     networks = [
         {
             "Id": fake_id("net", name),
@@ -56,6 +57,7 @@ def swarm_json(description: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]
             "Scope": "swarm",
             "Ingress": False,
             "IPAM": {"Config": [{"Subnet": f"10.{i + 1}.0.0/16"}]},
+            "Labels": dict(network_labels.get(name, {})),
         }
         for i, name in enumerate(network_names)
     ]

@@ -49,6 +49,9 @@ log = logging.getLogger("interlock.core")
 RESYNC = 5.0
 """Seconds between rounds when nothing wakes the reconciler (a deleted service comes back)."""
 BODY_WAIT = 10.0
+STACK_NAMESPACE = "com.docker.stack.namespace"
+LEFT_NETWORK_PATIENCE = 300.0
+"""Seconds the core tries to remove a stack's network it detached its proxies from."""
 """Seconds a proxy update waits for the newest configuration's body before it goes on with the
 one the core holds (the extension may be down; new tasks then ask the extension anyway)."""
 MAX_DOCKER_CONFIG = 900_000
@@ -73,6 +76,8 @@ class Reconciler:
         """Extensions whose newest configuration a proxy update is waiting for."""
         self.more_mounts: Callable[[], Sequence[Ref] | None] = tuple
         """Other secrets the core mounts (the ACME desk's); None: not now (an order runs)."""
+        self.detached: dict[str, float] = {}
+        """Network ID -> when (monotonic) a proxy update took it out of a proxy's spec."""
 
     async def run(self, clock: Clock, is_ready: Callable[[], bool], offload: Offload = asyncio.to_thread) -> None:
         """Reconcile when woken (a new state, a first validated configuration) and every
@@ -126,6 +131,10 @@ class Reconciler:
             if self._waiting_for_body(cluster.name):
                 continue
             spec = proxy_with_config(self.config, cluster, self._store_proxy_config(cluster))
+            if current is not None:
+                kept = {str(n.get("Target", "")) for n in spec["TaskTemplate"].get("Networks") or ()}
+                now = self.board.clock.monotonic()
+                self.detached.update({n: now for n in current.network_ids if n not in kept})
             self._ensure(current, spec, "proxy")
         for name, stale in owned.items():
             if name not in desired.names:
@@ -133,6 +142,36 @@ class Reconciler:
                 self.ops.remove_service(stale.id)
         self._collect_configs()
         self._mount_certificates(routings, facts)
+        self._remove_left_networks()
+
+    def _remove_left_networks(self) -> None:
+        """Finish `docker stack rm`: it cannot remove a stack's network while a proxy is on it
+        ("in use"), so once the core has taken its proxies off such a network, it removes the
+        network itself, when the network is a stack's, that stack has no service left and no
+        service is on it. Only networks the core detached its proxies from (since it started),
+        never another; tried again each round (old proxy tasks may still be stopping)."""
+        if not self.detached:
+            return
+        now = self.board.clock.monotonic()
+        services = self.ops.service_records()
+        in_use = {n for s in services for n in s.network_ids}
+        stacks = {s.labels.get(STACK_NAMESPACE) for s in services}
+        networks = {n.id: n for n in self.ops.network_records()}
+        for network_id, since in list(self.detached.items()):
+            network = networks.get(network_id)
+            stack = network.labels.get(STACK_NAMESPACE) if network else None
+            if network is None or not stack or now - since > LEFT_NETWORK_PATIENCE:
+                del self.detached[network_id]
+                continue
+            if network_id in in_use or stack in stacks:
+                continue
+            try:
+                self.ops.remove_network(network_id)
+            except DockerUnavailable as exc:
+                log.debug("network %s not removed yet: %s", network.name, exc)
+                continue
+            log.info("removed network %s, which `docker stack rm %s` left while a proxy was on it", network.name, stack)
+            del self.detached[network_id]
 
     def _mount_certificates(self, routings: dict[str, Routing | None], facts: SwarmFacts) -> None:
         """Mount into the core's own task the certificate secrets the routed hosts name, and
