@@ -1,25 +1,20 @@
-"""`interlock up`, `down`, `status`, `routes` and `problems`: Interlock as an operator drives it.
+"""`interlock up` and `down`, and the waits between: deploying or updating the core idempotently
+(control network, token secrets, the core's config, the core service), waiting until a proxy
+answers and every proxy serves the newest routes, and removing exactly what `up` and the core
+created (found by their labels).
 
-These run where the Docker CLI would (a manager, or DOCKER_HOST). `up` deploys or updates the
-core idempotently (control network, token secrets, the core's config, the core service) and
-waits until a proxy answers; `down` removes exactly what `up` and the core created (found by
-their labels). The read commands ask the running core over `docker exec` (the core's API is on
-the control network only); where the core is not reachable they compute routes and problems
-from the Docker API with the same pipeline, and say so.
+Runs where the Docker CLI would (a manager, or DOCKER_HOST). Imports no role: it deploys them.
 """
 
 from __future__ import annotations
 
 import hashlib
-import secrets
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-
-import msgspec
 
 from interlock.config import CoreConfig, load_config
 from interlock.constants import (
@@ -31,14 +26,11 @@ from interlock.constants import (
     LABEL_ROLE,
     MANAGED_BY_UP,
     OPERATOR_TOKEN,
-    SERVER_TLS,
 )
-from interlock.edges.docker_source import DockerSwarmSource, RawSnapshot
 from interlock.edges.role_tls import ensure_identities
 from interlock.edges.swarm_ops import SwarmOps, ensure_tokens
 from interlock.errors import DockerUnavailable, OperatorError
-from interlock.model.build import build
-from interlock.model.docker_json import snapshot_from_api
+from interlock.operator.status_client import core_status
 from interlock.swarm.desired import all_tokens, core_tokens, images, tls_identities
 from interlock.swarm.records import Ref, ServiceRecord, TaskRecord
 from interlock.swarm.specs import (
@@ -46,16 +38,12 @@ from interlock.swarm.specs import (
     certificate_mounts,
     core_spec,
     spec_hash,
-    status_probe_spec,
-    tls_pairs,
     with_certificates,
 )
-from interlock.wire.status import CoreInfo, CoreStatus, ProblemView, routes_table
+from interlock.wire.status import CoreStatus
 
 MANAGED = {LABEL_MANAGED: MANAGED_BY_UP}
 Say = Callable[[str], None]
-
-__all__ = ["OperatorError", "core_status", "down", "up"]
 
 
 def has_ipvs() -> bool:
@@ -359,128 +347,3 @@ def _retry(action: Callable[[], None], deadline: float) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
-
-
-def core_status(ops: SwarmOps | None = None) -> CoreStatus:
-    """The running core's /v1/status: asked through `docker exec` when the core runs on this
-    node, else by a one-shot job on the control network (the API is on that network only); when
-    neither answers, routes and problems computed here, with a note saying so."""
-    ops = ops or SwarmOps.from_environment()
-    core = ops.service_record(CORE_SERVICE)
-    if core is not None:
-        here = ops.local_node_id()
-        # While the core is updated (start-first) the old one still runs for a moment, with the
-        # old configuration: ask the newest task Swarm wants running.
-        tasks = sorted(ops.task_records(core.id), key=lambda t: t.created, reverse=True)
-        for task in tasks:
-            if not task.running:
-                continue
-            try:
-                output = _inspect_here(ops, task) if task.node_id == here else _probe(ops, core, task, here)
-                if output:
-                    return msgspec.json.decode(output, type=CoreStatus)
-            except (DockerUnavailable, msgspec.DecodeError):
-                continue
-    return local_status(ops, core)
-
-
-def follow_status(ops: SwarmOps | None = None, interval: float = 0.25) -> Iterator[CoreStatus]:
-    """The core's status each time it changes, for as long as the caller reads.
-
-    Where the core runs on this node, one `docker exec` streams it (`interlock inspect --follow`
-    asks the core's API in its container every `interval` s), so a change shows within a
-    second. Elsewhere, or while the core is being replaced, `core_status` is asked once a second."""
-    ops = ops or SwarmOps.from_environment()
-    while True:
-        core = ops.service_record(CORE_SERVICE)
-        here = ops.local_node_id()
-        tasks = ops.task_records(core.id) if core is not None else []
-        local = [t for t in sorted(tasks, key=lambda t: t.created, reverse=True) if t.running and t.node_id == here]
-        container = local[0].container_id if local else ""
-        if container:
-            try:
-                for line in ops.exec_lines(container, ["interlock", "inspect", "--follow", str(interval)]):
-                    try:
-                        yield msgspec.json.decode(line, type=CoreStatus)
-                    except msgspec.DecodeError:
-                        continue
-            except DockerUnavailable:
-                pass
-        # The stream ended (the core task stopped) or the core is elsewhere: ask once, then look again.
-        yield core_status(ops)
-        time.sleep(1)
-
-
-def _inspect_here(ops: SwarmOps, task: TaskRecord) -> bytes | None:
-    if not task.container_id:
-        return None
-    code, output = ops.exec_in(task.container_id, ["interlock", "inspect"])
-    return output if code == 0 else None
-
-
-def _probe(ops: SwarmOps, core: ServiceRecord, task: TaskRecord, here: str, timeout: float = 30.0) -> bytes | None:
-    """The status of the core task `task` (on another node), printed by a status probe job
-    that runs on this node."""
-    config = core_config(ops, core)
-    token = next((m.secret for m in core.secrets if m.secret.name == OPERATOR_TOKEN), None)
-    # The probe pins the certificate of the key pair the core serves with.
-    key = next((m.secret.id for m in core.secrets if m.file == SERVER_TLS), None)
-    pair = next((p for p in tls_pairs(ops.secret_records()).values() if p.key.id == key), None)
-    core_cert = pair.cert if pair is not None else None
-    network = core.network_ids[0] if core.network_ids else None
-    address = task.address_on(network) if network else None
-    if config is None or token is None or network is None or address is None or (key and core_cert is None):
-        return None
-    spec = status_probe_spec(
-        name=f"interlock-status-{secrets.token_hex(4)}",
-        image=core.image,
-        control_network=Ref(network, CONTROL_NETWORK),
-        operator_token=token,
-        core_cert=core_cert,
-        core_address=f"{address}:{config.listen_port}",
-        node_id=here,
-    )
-    probe = ops.create_service(spec)
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for job in ops.task_records(probe):
-                if job.state == "complete" and job.container_id:
-                    return ops.container_output(job.container_id)
-                if job.state in ("failed", "rejected"):
-                    return None
-            time.sleep(0.2)
-        return None
-    finally:
-        ops.remove_service(probe)
-
-
-def core_config(ops: SwarmOps, core: ServiceRecord | None) -> CoreConfig | None:
-    """The configuration the core service runs with (its Docker config)."""
-    configs = core.config_ids if core else ()
-    return load_config(ops.config_data(configs[0]).decode()) if configs else None
-
-
-def local_status(ops: SwarmOps, core: ServiceRecord | None) -> CoreStatus:
-    """Routes and problems computed here from the Docker API (the core was not reachable)."""
-    config = core_config(ops, core)
-    clusters = tuple(e.service_cluster for e in config.extensions.values()) if config else ("",)
-    result = build(
-        snapshot_from_api(capture_snapshot(ops)),
-        clusters,
-        **(config.build_options if config else {}),
-    )
-    return CoreStatus(
-        ready=False,
-        core=CoreInfo(CORE_SERVICE if core else None),
-        routes=tuple(row for r in result.routings.values() for row in routes_table(r)),
-        problems=tuple(ProblemView.of(p) for p in result.problems),
-        note="the core was not reachable from this node; routes and problems computed locally",
-    )
-
-
-def capture_snapshot(ops: SwarmOps | None = None) -> RawSnapshot:
-    """The swarm's services, tasks, networks, nodes and secrets (names, never data) in the
-    Docker API's shape."""
-    source = DockerSwarmSource((ops or SwarmOps.from_environment()).client)
-    return {**source.list_swarm(), "secrets": source.list_secrets()}
