@@ -129,6 +129,13 @@ Duration = Annotated[str, AfterValidator(_duration)]
 Size = Annotated[str, _pattern(r"[0-9]+[kKmMgG]?", "a size such as 8k, 32m or 1024")]
 
 
+def size_bytes(size: str) -> int:
+    """A `Size` (nginx's notation: 8k, 32m, 1g, or bytes) in bytes."""
+    unit = size[-1].lower()
+    scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(unit)
+    return int(size[:-1]) * scale if scale else int(size)
+
+
 def _networks(values: tuple[str, ...]) -> tuple[str, ...]:
     networks = []
     for value in values:
@@ -356,6 +363,11 @@ class HAProxyConfig(_Section):
     """Networks of the load balancers in front of the proxies: for a plain-HTTP request from one
     of them, the client address (allow_ips, rate_limit, logs, X-Real-IP) is the last one it added
     to X-Forwarded-For. Empty: always the connection's."""
+    ip_hash: bool = Field(False, alias="IPHash")
+    """As nginx's: every backend that would balance round robin keeps a client address on one
+    task (`balance source`)."""
+    client_max_body_size: Size = Field("32m", alias="ClientMaxBodySize")
+    """As nginx's: a request declaring a larger body (Content-Length) gets 413; 0: no limit."""
     hard_stop_after: Annotated[int, Field(ge=1, le=3600)] = Field(30, alias="HardStopAfter")
     """Seconds an old process may keep serving its connections after a reload."""
     hide_info_headers: bool = Field(False, alias="HideInfoHeaders")

@@ -20,10 +20,10 @@ import re
 from dataclasses import dataclass, field
 
 from interlock import __version__
-from interlock.config.schema import ExtensionConfig, HAProxyConfig
+from interlock.config.schema import ExtensionConfig, HAProxyConfig, size_bytes
 from interlock.constants import ADMIN_PASS_ENV, INTERNAL_PORTS, STATUS_PORT, TERMINATOR_PORT
 from interlock.errors import UnsafeValue
-from interlock.model.routing import RedirectRule, Routing, Server, TLSMode, Upstream, VirtualHost
+from interlock.model.routing import Balance, RedirectRule, Routing, Server, TLSMode, Upstream, VirtualHost
 from interlock.render.access_log import haproxy_json_format, services_of
 from interlock.render.bundle import RenderedConfig
 from interlock.render.haproxy_policy import policy_lines
@@ -279,6 +279,17 @@ class _View(ListenerView):
         """The criteria of the `interlock_known` ACL (every host but the default one);
         `always_false` when there is none."""
         return _criteria([h for h in hosts if not h.is_default]) or [Token("always_false")]
+
+    @property
+    def body_limit(self) -> int:
+        """ClientMaxBodySize in bytes (0: no limit)."""
+        return size_bytes(self.cfg.client_max_body_size)
+
+    def balance(self, upstream: Upstream) -> str:
+        """The backend's `balance` kind: IPHash turns round robin into the client address's."""
+        if upstream.balance is Balance.ROUND_ROBIN and self.cfg.ip_hash:
+            return "ip_hash"
+        return str(upstream.balance.value)
 
     @property
     def alpn(self) -> Token:

@@ -1,0 +1,47 @@
+"""What the Interlock spec asks of every proxy, on both kinds, through the HTTP port on loopback:
+`ClientMaxBodySize` refuses a larger declared body with 413, and `IPHash` keeps a client
+address on one task of a round-robin route."""
+
+from __future__ import annotations
+
+import http.client
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.nginx.either_kind import HTTP, KINDS, loopback_routing, serve
+
+pytestmark = pytest.mark.nginx
+
+
+def asked(method: str = "GET", body: bytes | None = None) -> tuple[int, str]:
+    connection = http.client.HTTPConnection("127.0.0.1", HTTP, timeout=5)
+    connection.request(method, "/", body=body, headers={"Host": "shop.local"})
+    response = connection.getresponse()
+    answer = response.read()
+    connection.close()
+    task = response.getheader("x-backend-task") or ""
+    return response.status, task if answer else ""
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_body_limit_and_ip_hash(
+    kind: str, nginx: str, haproxy: str, backend: int, second_backend: int, tmp_path: Path
+) -> None:
+    # Two services on one host and path (a canary): one upstream of two tasks.
+    routing = loopback_routing(
+        {
+            "shop": {"hosts": "shop.local", "port": str(backend)},
+            "shop-v2": {"hosts": "shop.local", "port": str(second_backend)},
+        }
+    )
+    binary = haproxy if kind == "haproxy" else nginx
+    control = await serve(kind, binary, routing, tmp_path, tmp_path, ClientMaxBodySize="1k", IPHash=True)
+    try:
+        assert asked("POST", b"x" * 2000)[0] == 413
+        assert asked("POST", b"x" * 500)[0] == 200
+        tasks = {asked()[1] for _ in range(12)}
+        assert len(tasks) == 1 and tasks <= {"first", "second"}, tasks
+    finally:
+        await control.stop(signal.SIGTERM, timeout=15)
