@@ -214,7 +214,8 @@ def cmd_show(args: argparse.Namespace) -> int:
                 payload = status.problems
             else:
                 note = {"note": status.note} if status.note else {}
-                payload = {"ready": status.ready, "core": status.core, "clusters": status.clusters, **note}
+                images = {"images": operator.role_images()}
+                payload = {"ready": status.ready, "core": status.core, "clusters": status.clusters, **images, **note}
             json.dump(msgspec.to_builtins(payload), sys.stdout, indent=2)
             sys.stdout.write("\n")
             return 0
@@ -231,6 +232,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(f"core: {status.core.service} ready={status.ready}")
             for cluster in status.clusters:
                 _print_cluster(cluster)
+            print("images:")
+            print_table([{"service": n, "image": i} for n, i in operator.role_images().items()], ["service", "image"])
         return 0
 
     return _operator(action)

@@ -109,7 +109,12 @@ def test_readme_label_reference_is_generated_from_the_table() -> None:
         (["routes", "--json"], []),
         (
             ["status", "--json"],
-            {"ready": True, "core": {"service": "interlock", "epoch": "e", "listen_addr": ":8090"}, "clusters": []},
+            {
+                "ready": True,
+                "core": {"service": "interlock", "epoch": "e", "listen_addr": ":8090"},
+                "clusters": [],
+                "images": {"interlock": "interlock:0.1.0@sha256:abc"},
+            },
         ),
     ],
 )
@@ -120,6 +125,7 @@ def test_operator_views_print_what_the_core_says_even_when_empty(
     from interlock.wire.status import CoreInfo, CoreStatus
 
     monkeypatch.setattr(operator, "core_status", lambda: CoreStatus(True, CoreInfo("interlock", "e", ":8090")))
+    monkeypatch.setattr(operator, "role_images", lambda: {"interlock": "interlock:0.1.0@sha256:abc"})
     assert main(command) == 0
     assert json.loads(capsys.readouterr().out) == expected
 

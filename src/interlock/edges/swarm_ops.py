@@ -50,6 +50,10 @@ def service_record(raw: Mapping[str, Any]) -> ServiceRecord:
         config_ids=tuple(str(c["ConfigID"]) for c in container.get("Configs") or () if c.get("ConfigID")),
         labels=dict(spec.get("Labels") or {}),
         image=str(container.get("Image", "")),
+        image_id=next(
+            (str(e).partition("=")[2] for e in container.get("Env") or () if str(e).startswith("INTERLOCK_IMAGE_ID=")),
+            "",
+        ),
         secrets=tuple(
             SecretMount(
                 Ref(str(m.get("SecretID", "")), str(m.get("SecretName", ""))),

@@ -9,7 +9,7 @@ These run where the Docker CLI would (a manager, or DOCKER_HOST); they import no
 from interlock.errors import OperatorError
 from interlock.operator.deploy import down, up, wait_until
 from interlock.operator.offline import capture_snapshot, core_config, local_status
-from interlock.operator.status_client import core_status, follow_status
+from interlock.operator.status_client import core_status, follow_status, role_images
 
 __all__ = [
     "OperatorError",
@@ -19,6 +19,7 @@ __all__ = [
     "down",
     "follow_status",
     "local_status",
+    "role_images",
     "up",
     "wait_until",
 ]

@@ -16,6 +16,7 @@ import msgspec
 from interlock.constants import (
     CONTROL_NETWORK,
     CORE_SERVICE,
+    LABEL_OWNER,
     OPERATOR_TOKEN,
     SERVER_TLS,
 )
@@ -122,3 +123,14 @@ def _probe(ops: SwarmOps, core: ServiceRecord, task: TaskRecord, here: str, time
         return None
     finally:
         ops.remove_service(probe)
+
+
+def role_images(ops: SwarmOps | None = None) -> dict[str, str]:
+    """Service name -> the image its spec runs, for the core and every role the core deployed
+    (after an upgrade: which roles run the new image yet)."""
+    ops = ops or SwarmOps.from_environment()
+    services = [*ops.service_records(name=CORE_SERVICE), *ops.service_records(label=LABEL_OWNER)]
+    return {
+        s.name: f"{s.image} ({s.image_id[:19]})" if s.image_id else s.image
+        for s in sorted(services, key=lambda s: s.name)
+    }

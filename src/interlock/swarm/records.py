@@ -43,6 +43,9 @@ class ServiceRecord:
     """The Docker configs its tasks mount."""
     labels: Mapping[str, str] = field(default_factory=dict)
     image: str = ""
+    image_id: str = ""
+    """What the image's tag resolved to on the manager when the spec was written (a role's
+    INTERLOCK_IMAGE_ID), '' when not known."""
     secrets: tuple[SecretMount, ...] = ()
     network_ids: tuple[str, ...] = ()
     update_state: str = ""
