@@ -9,6 +9,7 @@ removed with nothing left behind."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import socket
 import ssl
@@ -19,7 +20,20 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.clients import SNIConnection
-from tests.e2e.swarm import EAST_HTTP, HTTP, HTTPS, get, poll, routed, secret_removed, sh, unique
+from tests.e2e.swarm import (
+    EAST_HTTP,
+    HTTP,
+    HTTPS,
+    INTERLOCK,
+    get,
+    lb,
+    poll,
+    routed,
+    secret_removed,
+    service,
+    sh,
+    unique,
+)
 
 pytestmark = pytest.mark.usefixtures("interlock")
 
@@ -181,3 +195,30 @@ def test_docker_stack_rm_leaves_no_network_behind(tmp_path: Path) -> None:
     poll(lambda: not network_exists(f"{stack}_apps") or None, what=f"network {stack}_apps removed", timeout=180)
     spec = sh("docker", "service", "inspect", "-f", "{{json .Spec.TaskTemplate.Networks}}", "interlock-proxy-east")
     assert f"{stack}_apps" not in spec
+
+
+def test_lint_against_the_swarm_finds_a_host_a_live_service_already_routes(tmp_path: Path) -> None:
+    """`interlock lint --against-swarm`: the file's service would join a host a running service
+    routes with other options, which only the live swarm can show."""
+    name = unique("live")
+    host = f"{name}.example.com"
+    labels = lb(hosts=host, port="8080", sticky_session_cookie="session")
+    stack = tmp_path / "stack.yml"
+    stack.write_text(REMOVABLE.format(host=host).replace("        com.docker.lb.service_cluster: east\n", ""))
+    with service(name, labels=labels):
+        poll(routed(host), what=f"{host} routed", timeout=120)
+        offline = subprocess.run(
+            [INTERLOCK, "lint", "--stack", "shop", str(stack)], capture_output=True, text=True, check=False
+        )
+        assert offline.returncode == 0, offline.stdout + offline.stderr
+        live = subprocess.run(
+            [INTERLOCK, "lint", "--stack", "shop", "--against-swarm", "--json", str(stack)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert live.returncode == 1, live.stdout + live.stderr
+    assert any(
+        p["service"] == "shop_reports" and f"is already routed by service {name} (older) with other" in p["reason"]
+        for p in json.loads(live.stdout)
+    ), live.stdout
