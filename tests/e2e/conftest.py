@@ -13,7 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.swarm import CLUSTERS, INTERLOCK, NETWORKS, REPO, Cluster, proxy_logs, rendered_configs, sh, unique
+from tests.e2e.swarm import (
+    CLUSTERS,
+    INTERLOCK,
+    NETWORKS,
+    REPO,
+    Cluster,
+    proxy_logs,
+    remove_leftovers,
+    rendered_configs,
+    sh,
+    unique,
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -49,6 +60,7 @@ def interlock() -> Iterator[None]:
         if os.environ.get("INTERLOCK_REQUIRE_SWARM"):
             pytest.fail("a Docker swarm is required (INTERLOCK_REQUIRE_SWARM is set) but none is active")
         pytest.skip("no active Docker swarm; run scripts/setup --swarm")
+    remove_leftovers()
     sh(str(REPO / "scripts" / "build-images"), timeout=900)
     for network in (*NETWORKS, "e2e-east"):
         if subprocess.run(["docker", "network", "inspect", network], capture_output=True, check=False).returncode:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.e2e.swarm import IMAGE, poll, sh
+from tests.e2e.swarm import E2E_LABEL, IMAGE, poll, sh
 
 PEBBLE = "e2e-pebble"
 PEBBLE_IMAGE = "interlock-e2e-pebble:latest"
@@ -84,7 +84,19 @@ def running_pebble(context: Path, networks: tuple[str, ...], *, extra: tuple[str
         sh("docker", "secret", "create", CA_SECRET, str(KEPT / "cert.pem"))
     sh("docker", "service", "rm", PEBBLE, check=False)
     sh(
-        *("docker", "service", "create", "-d", "--quiet", "--name", PEBBLE, "--endpoint-mode", "dnsrr"),
+        *(
+            "docker",
+            "service",
+            "create",
+            "-d",
+            "--quiet",
+            "--label",
+            f"{E2E_LABEL}=1",
+            "--name",
+            PEBBLE,
+            "--endpoint-mode",
+            "dnsrr",
+        ),
         *("--network", "name=interlock,alias=pebble", *(f for n in networks for f in ("--network", n))),
         *extra,
         *("--publish", f"mode=host,target=15000,published={ROOTS_PORT}"),

@@ -215,7 +215,7 @@ def service(
     ]
     for network in networks:
         cmd += ["--network", network]
-    for key, value in (labels or {}).items():
+    for key, value in {**(labels or {}), E2E_LABEL: "1"}.items():
         cmd += ["--label", f"{key}={value}"]
     cmd += [*extra, IMAGE, "demo-app", *args]
     sh(*cmd)
@@ -223,6 +223,21 @@ def service(
         yield name
     finally:
         sh("docker", "service", "rm", name, check=False)
+
+
+E2E_LABEL = "interlock.e2e"
+"""On every service a test makes: what an interrupted run left is removed before the next."""
+
+
+def remove_leftovers() -> None:
+    """What an interrupted run left behind: its services and stacks (a test that was killed ran
+    no cleanup), so that their hosts and orders do not meet the next run's."""
+    for service_id in sh("docker", "service", "ls", "-q", "--filter", f"label={E2E_LABEL}").split():
+        sh("docker", "service", "rm", service_id, check=False)
+    stacks = sh("docker", "stack", "ls", "--format", "{{.Name}}", check=False).split()
+    for stack in stacks:
+        if stack == "shop" or stack.startswith("gone-"):  # the stacks tests/e2e/test_stacks.py deploys
+            sh("docker", "stack", "rm", stack, check=False)
 
 
 def lb(**labels: str) -> dict[str, str]:

@@ -19,13 +19,25 @@ from interlock.config import default_config
 from interlock.edges.docker_source import DockerSwarmSource
 from interlock.roles.core import Core
 from tests.e2e.socket_forwarder import DockerSocketForwarder
-from tests.e2e.swarm import IMAGE, lb, sh, unique
+from tests.e2e.swarm import E2E_LABEL, IMAGE, lb, sh, unique
 
 pytestmark = pytest.mark.usefixtures("interlock")
 
 
 def create(name: str) -> None:
-    args = ["docker", "service", "create", "-d", "--quiet", "--name", name, "--network", "e2e-a"]
+    args = [
+        "docker",
+        "service",
+        "create",
+        "-d",
+        "--quiet",
+        "--label",
+        f"{E2E_LABEL}=1",
+        "--name",
+        name,
+        "--network",
+        "e2e-a",
+    ]
     for key, value in lb(hosts=f"{name}.local", port="8080").items():
         args += ["--label", f"{key}={value}"]
     sh(*args, IMAGE, "demo-app")

@@ -18,7 +18,7 @@ import pytest
 from interlock.config import default_config
 from interlock.model.routing import Route, Routing, Server, Upstream, VirtualHost
 from interlock.wire.messages import ClusterState, ProxyConfig, encode
-from tests.e2e.swarm import IMAGE, get, lb, poll, service, sh, unique, until_routed
+from tests.e2e.swarm import E2E_LABEL, IMAGE, get, lb, poll, service, sh, unique, until_routed
 
 pytestmark = pytest.mark.usefixtures("interlock")
 
@@ -61,7 +61,7 @@ def test_an_impostor_with_the_roles_names_gets_no_credential_and_changes_no_rout
         until_routed(f"{kept}.local", what="service routed before the impostor comes")
         network = ",".join(["name=interlock", *(f"alias={a}" for a in ALIASES)])
         sh(
-            "docker", "service", "create", "-d", "--quiet", "--name", impostor, "--network", network,
+            "docker", "service", "create", "-d", "--quiet", "--label", f"{E2E_LABEL}=1", "--name", impostor, "--network", network,
             "--env", f"FORGED_STATE={state.decode()}", "--env", f"FORGED_CONFIG={config.decode()}",
             "--entrypoint", "python3", IMAGE, "-c", script,
         )  # fmt: skip
