@@ -61,7 +61,8 @@ def test_an_impostor_with_the_roles_names_gets_no_credential_and_changes_no_rout
         until_routed(f"{kept}.local", what="service routed before the impostor comes")
         network = ",".join(["name=interlock", *(f"alias={a}" for a in ALIASES)])
         sh(
-            "docker", "service", "create", "-d", "--quiet", "--label", f"{E2E_LABEL}=1", "--name", impostor, "--network", network,
+            "docker", "service", "create", "-d", "--quiet", "--label", f"{E2E_LABEL}=1",
+            "--name", impostor, "--network", network,
             "--env", f"FORGED_STATE={state.decode()}", "--env", f"FORGED_CONFIG={config.decode()}",
             "--entrypoint", "python3", IMAGE, "-c", script,
         )  # fmt: skip
