@@ -4,6 +4,7 @@ in time and in count. Loopback only."""
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import socket
 import ssl
@@ -109,3 +110,22 @@ class NeverRetryingTLS(NeverRetrying):
 
     def failed(self) -> None:
         self.connection.close()
+
+
+def served_fingerprint(host: str, port: int) -> str | None:
+    """The SHA-256 of the certificate the proxy presents for SNI `host` ('' when it refuses the
+    handshake; None when the port does not answer)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+    except ssl.SSLError:
+        return ""
+    except OSError:
+        return None
+    return hashlib.sha256(der or b"").hexdigest()

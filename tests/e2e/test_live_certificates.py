@@ -6,14 +6,11 @@ mount a new one) and sends the certificates to the proxies over the control chan
 
 from __future__ import annotations
 
-import hashlib
-import socket
-import ssl
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.clients import NeverRetryingTLS
+from tests.e2e.clients import NeverRetryingTLS, served_fingerprint
 from tests.e2e.swarm import Cluster, lb, poll, secrets_removed_after, service, sh, unique
 
 pytestmark = pytest.mark.usefixtures("interlock")
@@ -36,25 +33,6 @@ def make_secret_pair(directory: Path, host: str, tag: str) -> tuple[str, str, st
     for name, path in zip(names, (cert, key), strict=True):
         sh("docker", "secret", "create", name, str(path))
     return names[0], names[1], fingerprint.strip().replace(":", "").lower()
-
-
-def served_fingerprint(host: str, port: int) -> str | None:
-    """The SHA-256 of the certificate the proxy presents for SNI `host` ('' when it refuses the
-    handshake; None when the port does not answer)."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    try:
-        with (
-            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
-            context.wrap_socket(raw, server_hostname=host) as tls,
-        ):
-            der = tls.getpeercert(binary_form=True)
-    except ssl.SSLError:
-        return ""
-    except OSError:
-        return None
-    return hashlib.sha256(der or b"").hexdigest()
 
 
 def proxy_tasks(cluster: Cluster) -> set[str]:

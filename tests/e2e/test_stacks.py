@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.clients import SNIConnection
+from tests.e2e.clients import SNIConnection, served_fingerprint
 from tests.e2e.swarm import (
     EAST_HTTP,
     HTTP,
@@ -59,19 +59,6 @@ def self_signed(directory: Path, name: str, host: str) -> str:
     )
     der = ssl.PEM_cert_to_DER_cert(cert.read_text())
     return hashlib.sha256(der).hexdigest()
-
-
-def served_certificate(host: str, port: int) -> str | None:
-    context = ssl.create_default_context()
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    try:
-        with (
-            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
-            context.wrap_socket(raw, server_hostname=host) as tls,
-        ):
-            return hashlib.sha256(tls.getpeercert(binary_form=True) or b"").hexdigest()
-    except OSError:
-        return None
 
 
 def upgraded(host: str, path: str) -> bool | None:
@@ -123,7 +110,7 @@ def test_every_stack_file_of_the_docs_serves_through_the_proxy(deployed: dict[st
     assert poll(routed("shop.example.com", "/api/orders"), what="/api").json()["path"] == "/orders"
 
     poll(
-        lambda: served_certificate("secure.example.com", HTTPS) == deployed["secure"] or None,
+        lambda: served_fingerprint("secure.example.com", HTTPS) == deployed["secure"] or None,
         what="secure's certificate",
         timeout=120,
     )
@@ -133,7 +120,7 @@ def test_every_stack_file_of_the_docs_serves_through_the_proxy(deployed: dict[st
     secured.close()
     assert get("secure.example.com").status_code in (301, 302, 308), "ssl_only sends HTTP to HTTPS"
     poll(
-        lambda: served_certificate("vault.example.com", HTTPS) == deployed["vault"] or None,
+        lambda: served_fingerprint("vault.example.com", HTTPS) == deployed["vault"] or None,
         what="vault passed through",
         timeout=120,
     )
