@@ -74,6 +74,10 @@ def _build_image(context: Path) -> None:
     sh("docker", "build", "-q", "-t", PEBBLE_IMAGE, str(context), timeout=300)
 
 
+def _containers() -> list[str]:
+    return sh("docker", "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={PEBBLE}").split()
+
+
 @contextmanager
 def running_pebble(context: Path, networks: tuple[str, ...], *, extra: tuple[str, ...] = ()) -> Iterator[str]:
     """Pebble as a Swarm service on the control network (alias `pebble`) and `networks` (where
@@ -83,6 +87,9 @@ def running_pebble(context: Path, networks: tuple[str, ...], *, extra: tuple[str
     if subprocess.run(["docker", "secret", "inspect", CA_SECRET], capture_output=True, check=False).returncode:
         sh("docker", "secret", "create", CA_SECRET, str(KEPT / "cert.pem"))
     sh("docker", "service", "rm", PEBBLE, check=False)
+    # An earlier pebble (a run that was interrupted) holds the host ports, and a challenge record
+    # sent now could reach it: the new one starts once its containers are gone.
+    poll(lambda: not _containers() or None, what="an earlier pebble gone", timeout=60)
     sh(
         *(
             "docker",

@@ -75,7 +75,7 @@ async def backends() -> AsyncIterator[None]:
 async def controller(tmp_path: Path, nginx: str, backends: None) -> AsyncIterator[NginxController]:
     control = NginxController(tmp_path / "work", nginx=nginx, confirm_timeout=5)
     yield control
-    await control.stop(signal.SIGQUIT, timeout=10)
+    await control.stop(signal.SIGTERM, timeout=10)
 
 
 async def install(controller: NginxController, rendered: RenderedConfig) -> None:

@@ -83,7 +83,7 @@ async def channel(request: pytest.FixtureRequest, tmp_path: Path, grpc_task: int
     credentials = grpc.ssl_channel_credentials(root_certificates=trusted)
     with grpc.secure_channel(f"127.0.0.1:{HTTPS}", credentials, options=options) as opened:
         yield opened
-    await control.stop(signal.SIGQUIT, timeout=15)
+    await control.stop(signal.SIGTERM, timeout=15)
 
 
 def _identity(data: bytes) -> bytes:

@@ -57,7 +57,7 @@ async def controller(tmp_path: Path, haproxy: str) -> AsyncIterator[HAProxyContr
         tmp_path / "work", haproxy=haproxy, secrets_dir=secrets, certificates_dir=tmp_path / "certs", confirm_timeout=10
     )
     yield control
-    await control.stop(signal.SIGQUIT, timeout=15)
+    await control.stop(signal.SIGTERM, timeout=15)
 
 
 async def install(control: HAProxyController, routing: Routing, ext: ExtensionConfig) -> None:
@@ -188,7 +188,7 @@ async def test_task_moves_go_through_the_runtime_api_without_a_reload(
     assert controller.process is not None and controller.process.pid == pid
     # HAProxy restarting (the agent starts it again on the live file) serves the moved task.
     assert controller.live.read_text() == two.text
-    await controller.stop(signal.SIGQUIT, timeout=15)
+    await controller.stop(signal.SIGTERM, timeout=15)
     await controller.start()
     await controller.proxy.confirm(two.config_id)
     status, body = await asyncio.to_thread(get, "web.local")

@@ -37,7 +37,7 @@ async def serve_h2(request: pytest.FixtureRequest, tmp_path: Path, backend: int)
 
     yield install
     for control in controllers:
-        await control.stop(signal.SIGQUIT, timeout=15)
+        await control.stop(signal.SIGTERM, timeout=15)
 
 
 def curl(url: str, *options: str) -> tuple[str, dict[str, object]]:

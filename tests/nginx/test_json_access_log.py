@@ -84,7 +84,7 @@ async def proxy(request: pytest.FixtureRequest, tmp_path: Path, backend: int) ->
         )
     await control.install(rendered.text, rendered.config_id, rendered.targets, rendered.targets_id)
     yield log
-    await control.stop(signal.SIGQUIT, timeout=15)
+    await control.stop(signal.SIGTERM, timeout=15)
 
 
 def logged(log: Path, count: int) -> list[dict[str, Any]]:

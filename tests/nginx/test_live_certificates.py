@@ -99,7 +99,7 @@ async def test_certificates_come_rotate_go_and_outlive_a_restart_without_a_reloa
     assert fingerprint("b.local") == der_fingerprint(pems["b"][1])
 
     # The proxy starts again: it serves the certificates it had, from its own file.
-    await proxy.control.stop(signal.SIGQUIT, timeout=15)
+    await proxy.control.stop(signal.SIGTERM, timeout=15)
     await proxy.control.start()
     await proxy.control.proxy.confirm(proxy.control.config_id)
     assert fingerprint("b.local") == der_fingerprint(pems["b"][1])
@@ -123,7 +123,7 @@ async def test_a_certificate_the_proxy_cannot_take_leaves_the_one_it_serves(
         await proxy.control.update_certificates(CertificateBundle("", (("a.local", broken.id),), (broken,)))
     assert fingerprint("a.local") == served
     # Nor does the proxy's next start read the refused one.
-    await proxy.control.stop(signal.SIGQUIT, timeout=15)
+    await proxy.control.stop(signal.SIGTERM, timeout=15)
     await proxy.control.start()
     await proxy.control.proxy.confirm(proxy.control.config_id)
     assert fingerprint("a.local") == served

@@ -41,7 +41,7 @@ def config_for(tmp_path: Path, marker: str) -> tuple[str, str]:
 async def controller(tmp_path: Path, nginx: str) -> AsyncIterator[NginxController]:
     control = NginxController(tmp_path / "work", nginx=nginx, confirm_timeout=5)
     yield control
-    await control.stop(signal.SIGQUIT, timeout=10)
+    await control.stop(signal.SIGTERM, timeout=10)
 
 
 def answer() -> int:

@@ -65,7 +65,7 @@ async def controller(tmp_path: Path, nginx: str) -> AsyncIterator[NginxControlle
     (secrets / "tls.pem").write_bytes(both)
     control = NginxController(tmp_path / "work", nginx=nginx, confirm_timeout=10)
     yield control
-    await control.stop(signal.SIGQUIT, timeout=15)
+    await control.stop(signal.SIGTERM, timeout=15)
 
 
 async def install(control: NginxController, routing: Routing, ext: ExtensionConfig, tmp_path: Path) -> str:

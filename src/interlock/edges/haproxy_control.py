@@ -131,8 +131,9 @@ def _haproxy_commands(binary: str) -> ProxyCommands:
         # The master starts a new worker on the live file; the old one stops accepting at once
         # (the new one has the sockets) and finishes its connections.
         reload=signal.SIGUSR2,
-        # nginx's graceful stop (QUIT) is HAProxy's soft stop (USR1): finish, then exit.
-        stop_signals={signal.SIGQUIT: signal.SIGUSR1, signal.SIGTERM: signal.SIGUSR1},
+        # nginx's graceful stop (QUIT) is HAProxy's soft stop (USR1): finish, then exit. TERM is
+        # the fast stop on both.
+        stop_signals={signal.SIGQUIT: signal.SIGUSR1},
     )
 
 
