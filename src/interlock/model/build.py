@@ -75,13 +75,14 @@ class Exclusion:
     """IDs of the service's ssl_cert, ssl_key and auth_basic secrets when it was found."""
 
 
-_SECRET_LABELS = ("ssl_cert", "ssl_key", "auth_basic")
+SECRET_LABELS = ("ssl_cert", "ssl_key", "auth_basic")
+"""The labels that name a Docker secret."""
 
 
 def certificate_secret_ids(snapshot: Snapshot, labels: Mapping[str, str]) -> tuple[str, ...]:
     """IDs of the secrets a service's ssl_cert, ssl_key and auth_basic labels name, as
     `Exclusion` keeps them."""
-    names = [labels.get(LABEL_PREFIX + k, "") for k in _SECRET_LABELS]
+    names = [labels.get(LABEL_PREFIX + k, "") for k in SECRET_LABELS]
     return tuple(snapshot.secret_id(n) if n else "" for n in names)
 
 
@@ -251,7 +252,7 @@ def build(
             )
             problems.append(_problem(service, "ssl_acme", reason))
             continue
-        named = {k: s for k in _SECRET_LABELS if (s := getattr(labels, k))}
+        named = {k: s for k in SECRET_LABELS if (s := getattr(labels, k))}
         own = [k for k, s in named.items() if is_interlocks_secret_name(s) or s in own_secrets]
         if own:
             reason = (

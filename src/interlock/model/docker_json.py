@@ -17,6 +17,7 @@ from interlock.constants import LABEL_MANAGED, LABEL_OWNER, is_interlocks_secret
 from interlock.errors import SnapshotFormatError
 from interlock.model.snapshot import (
     LABEL_PREFIX,
+    STACK_NAMESPACE,
     Network,
     NetworkAttachment,
     Node,
@@ -85,7 +86,7 @@ def service_from_api(raw: Mapping[str, Any], network_ids_by_name: Mapping[str, s
         name=str(spec.get("Name") or raw["ID"]),
         created_ns=parse_timestamp_ns(str(raw.get("CreatedAt") or "")),
         labels=tuple(sorted((k, str(v)) for k, v in labels.items() if k.startswith(LABEL_PREFIX))),
-        stack=str(labels.get("com.docker.stack.namespace") or ""),
+        stack=str(labels.get(STACK_NAMESPACE) or ""),
         network_ids=network_ids,
         endpoint_mode=str(endpoint_spec.get("Mode") or "vip"),
         virtual_ips=tuple(

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 LABEL_PREFIX = "com.docker.lb."
 
 
+STACK_NAMESPACE = "com.docker.stack.namespace"
+"""The label `docker stack deploy` puts on what a stack creates: the stack's name."""
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class PortBinding:
     """A published port: in host mode per task (`Status.PortStatus`), else on the service."""

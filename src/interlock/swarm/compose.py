@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from interlock.model.build import SECRET_LABELS
 from interlock.model.snapshot import (
     LABEL_PREFIX,
     Network,
@@ -29,8 +30,6 @@ from interlock.model.snapshot import (
 )
 from interlock.problems import Problem
 
-SECRET_LABELS = ("ssl_cert", "ssl_key", "auth_basic")
-"""The labels that name a Docker secret."""
 _NODE = Node("lint-node", "lint-node", "192.0.2.1", role="manager")
 _SUBNET = ipaddress.ip_network("10.200.0.0/16")
 

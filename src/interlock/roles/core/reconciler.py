@@ -30,6 +30,7 @@ from interlock.edges.clock import Clock
 from interlock.edges.swarm_ops import SwarmWriter
 from interlock.errors import DockerUnavailable, InterlockError
 from interlock.model.routing import Routing
+from interlock.model.snapshot import STACK_NAMESPACE
 from interlock.roles.core.board import Board
 from interlock.roles.core.watcher import Offload
 from interlock.swarm.desired import (
@@ -49,11 +50,10 @@ log = logging.getLogger("interlock.core")
 RESYNC = 5.0
 """Seconds between rounds when nothing wakes the reconciler (a deleted service comes back)."""
 BODY_WAIT = 10.0
-STACK_NAMESPACE = "com.docker.stack.namespace"
-LEFT_NETWORK_PATIENCE = 300.0
-"""Seconds the core tries to remove a stack's network it detached its proxies from."""
 """Seconds a proxy update waits for the newest configuration's body before it goes on with the
 one the core holds (the extension may be down; new tasks then ask the extension anyway)."""
+LEFT_NETWORK_PATIENCE = 300.0
+"""Seconds the core tries to remove a stack's network it detached its proxies from."""
 MAX_DOCKER_CONFIG = 900_000
 """Docker refuses configs over 1,000 KiB (after base64 in the API); keep a margin."""
 
