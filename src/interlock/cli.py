@@ -165,6 +165,7 @@ def cmd_proxy(args: argparse.Namespace) -> int:
             or os.environ.get("INTERLOCK_EXTENSION_URL", "http://tasks.interlock-extension:8080"),
             mounted_config=args.config or os.environ.get("INTERLOCK_PROXY_CONFIG", "/etc/nginx/nginx.conf"),
             kind=os.environ.get("INTERLOCK_PROXY_KIND", "nginx"),
+            drain_period=float(args.drain if args.drain is not None else os.environ.get("INTERLOCK_PROXY_DRAIN", "0")),
         )
     )
     return 0
@@ -430,6 +431,11 @@ def parser() -> argparse.ArgumentParser:
     proxy = sub.add_parser("proxy", help="run nginx and the proxy agent (no Docker socket)")
     proxy.add_argument("--extension", help="extension URL (env INTERLOCK_EXTENSION_URL)")
     proxy.add_argument("--config", help="mounted configuration (env INTERLOCK_PROXY_CONFIG)")
+    proxy.add_argument(
+        "--drain",
+        type=float,
+        help="seconds to serve with /_interlock/health at 503 before stopping (env INTERLOCK_PROXY_DRAIN)",
+    )
     proxy.set_defaults(func=cmd_proxy)
 
     up = sub.add_parser("up", help="deploy or update Interlock on the swarm the Docker CLI points at")

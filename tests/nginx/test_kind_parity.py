@@ -1,6 +1,7 @@
 """What the Interlock spec asks of every proxy, on both kinds, through the HTTP port on loopback:
 `ClientMaxBodySize` refuses a larger declared body with 413, and `IPHash` keeps a client
-address on one task of a round-robin route."""
+address on one task of a round-robin route. And ours: the health check a load balancer reads,
+which says when the proxy drains."""
 
 from __future__ import annotations
 
@@ -43,5 +44,34 @@ async def test_body_limit_and_ip_hash(
         assert asked("POST", b"x" * 500)[0] == 200
         tasks = {asked()[1] for _ in range(12)}
         assert len(tasks) == 1 and tasks <= {"first", "second"}, tasks
+    finally:
+        await control.stop(signal.SIGTERM, timeout=15)
+
+
+def health(host: str) -> tuple[int, str]:
+    connection = http.client.HTTPConnection("127.0.0.1", HTTP, timeout=5)
+    connection.request("GET", "/_interlock/health", headers={"Host": host})
+    response = connection.getresponse()
+    answer = response.read().decode().strip()
+    connection.close()
+    return response.status, answer
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_the_health_check_says_draining_while_every_route_is_still_served(
+    kind: str, nginx: str, haproxy: str, backend: int, tmp_path: Path
+) -> None:
+    """`/_interlock/health` answers a load balancer for any host, the routed one too; once the
+    agent drains the proxy (before it stops) it answers 503 and the routes keep serving."""
+    routing = loopback_routing({"shop": {"hosts": "shop.local", "port": str(backend)}})
+    binary = haproxy if kind == "haproxy" else nginx
+    control = await serve(kind, binary, routing, tmp_path, tmp_path)
+    try:
+        assert health("10.0.0.7") == (200, "serving")
+        assert health("shop.local") == (200, "serving")
+        await control.drain()
+        assert health("10.0.0.7") == (503, "draining")
+        assert health("shop.local") == (503, "draining")
+        assert asked()[0] == 200, "a draining proxy still serves its routes"
     finally:
         await control.stop(signal.SIGTERM, timeout=15)

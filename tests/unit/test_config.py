@@ -89,6 +89,7 @@ def test_keys_match_case_insensitively() -> None:
         ("CoreConstraints = ['node.role != manager']\n[Extensions.d]", "can only narrow which manager"),
         ('[Extensions."east coast"]', "[Extensions.east coast]: an extension name is 1 to 38 of A-Z a-z 0-9 _ . -"),
         ("[Extensions." + "e" * 39 + "]", "names the extension's Docker secrets"),
+        ("[Extensions.d]\nProxyDrainPeriod = '5s'", "ProxyDrainPeriod = '5s' is not shorter than ProxyStopGracePeriod"),
     ],
 )
 def test_bad_config_names_key_value_and_allowed(text: str, message: str) -> None:

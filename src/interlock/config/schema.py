@@ -404,6 +404,9 @@ class ExtensionConfig(_Section):
         "SIGQUIT", alias="ProxyStopSignal"
     )
     proxy_stop_grace_period: Duration = Field("5s", alias="ProxyStopGracePeriod")
+    proxy_drain_period: Duration = Field("2s", alias="ProxyDrainPeriod")
+    """How long a stopping proxy keeps serving while its `/_interlock/health` answers 503, so
+    that a load balancer in front of host-mode proxies takes it out before it stops."""
     proxy_constraints: tuple[str, ...] = Field(DEFAULT_CONSTRAINTS, alias="ProxyConstraints")
     proxy_placement_preferences: tuple[str, ...] = Field((), alias="ProxyPlacementPreferences")
     proxy_update_delay: Duration = Field("0s", alias="ProxyUpdateDelay")
@@ -461,6 +464,17 @@ class ExtensionConfig(_Section):
         if not isinstance(self.config, HAProxyConfig):
             raise TypeError(f"an extension of kind {self.kind!r} has no HAProxy settings")
         return self.config
+
+    @model_validator(mode="after")
+    def _drain_within_grace(self) -> ExtensionConfig:
+        drain, grace = parse_duration(self.proxy_drain_period), parse_duration(self.proxy_stop_grace_period)
+        if drain and drain >= grace:
+            raise ValueError(
+                f"ProxyDrainPeriod = {self.proxy_drain_period!r} is not shorter than ProxyStopGracePeriod = "
+                f"{self.proxy_stop_grace_period!r}: Swarm would kill the proxy before it finished its requests; "
+                "make the grace period longer (a few seconds more than the drain)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _ports_differ(self) -> ExtensionConfig:

@@ -19,7 +19,7 @@ from interlock.edges.offline_check import CheckResult, run_check, stand_in_pem
 from interlock.edges.template_guard import render_with_limits
 from interlock.model.routing import Routing
 from interlock.render.haproxy import CERTIFICATES_DIR, render_haproxy
-from interlock.render.haproxy_certificates import ACME_MAP, CRT_LIST, FALLBACK_PEM, crt_list
+from interlock.render.haproxy_certificates import ACME_MAP, CRT_LIST, FALLBACK_PEM, STATE_MAP, crt_list
 
 
 def haproxy_binary() -> str | None:
@@ -48,6 +48,7 @@ def check_haproxy_rendered(
         (certificates / FALLBACK_PEM).write_text(stand_in_pem())
         (certificates / CRT_LIST).write_text(crt_list(None, str(certificates)))
         (certificates / ACME_MAP).write_text("")
+        (certificates / STATE_MAP).write_text("")
         return check_haproxy_text(text.replace(CERTIFICATES_DIR, str(certificates)), workdir=base, haproxy=haproxy)
 
 

@@ -30,7 +30,9 @@ from interlock.render.haproxy import ADMIN_SOCKET, CERTIFICATES_DIR, TARGETS_HEA
 from interlock.render.haproxy_certificates import (
     ACME_MAP,
     CRT_LIST,
+    DRAINING,
     FALLBACK_PEM,
+    STATE_MAP,
     acme_map,
     combined_pem,
     crt_list,
@@ -230,8 +232,10 @@ class HAProxyController:
             write_private(directory / FALLBACK_PEM, stand_in_pem().encode())
         by_host = bundle.by_host() if bundle else {}
         held = written.by_host() if written else {}
-        wanted = {FALLBACK_PEM, CRT_LIST, ACME_MAP}
+        wanted = {FALLBACK_PEM, CRT_LIST, ACME_MAP, STATE_MAP}
         write_private(directory / ACME_MAP, acme_map(bundle).encode())
+        if not (directory / STATE_MAP).exists():
+            write_private(directory / STATE_MAP, b"")
         for host, certificate in by_host.items():
             wanted.add(pem_name(host))
             if host not in held or held[host].id != certificate.id or not (directory / pem_name(host)).exists():
@@ -288,6 +292,15 @@ class HAProxyController:
                 await self.runtime(f"add map {challenges} {token} {answer}")
         for token in held.keys() - dict(bundle.challenges).keys():
             await self.runtime(f"del map {challenges} {token}")
+
+    async def drain(self) -> None:
+        """/_interlock/health answers 503 from now on: `draining` in the state map, at run time
+        (and in its file, should HAProxy be reloaded meanwhile)."""
+        state = self.certificates_dir / STATE_MAP
+        write_private(state, f"{DRAINING} 1\n".encode())
+        answer = await self.runtime(f"add map {state} {DRAINING} 1")
+        if answer.strip():
+            raise ReloadFailed(f"haproxy did not start draining: {' '.join(answer.split())[:300]}")
 
     async def _runtime_ok(self, command: str, host: str, *, fine: str = "") -> None:
         """`command` through the runtime API; ReloadFailed when HAProxy did not do it (an answer

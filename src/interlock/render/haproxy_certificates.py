@@ -14,6 +14,9 @@ CRT_LIST = "crt-list"
 FALLBACK_PEM = "interlock-fallback.pem"
 ACME_MAP = "acme.map"
 """ACME HTTP-01 token -> key authorization, the map the HTTP frontend answers challenges from."""
+STATE_MAP = "state.map"
+"""The proxy's own state: the key `draining` once it drains (its health check then answers 503)."""
+DRAINING = "draining"
 
 
 def pem_name(host: str) -> str:

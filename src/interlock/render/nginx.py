@@ -214,6 +214,10 @@ class _View(ListenerView):
     def certificates_library(self) -> Token:
         return lua_library("certificates.lua")
 
+    @property
+    def health_library(self) -> Token:
+        return lua_library("health.lua")
+
     fallback_certificate = Token(FALLBACK_CERTIFICATE)
 
     @property
@@ -363,7 +367,7 @@ class _View(ListenerView):
 def lua_library(name: str) -> Token:
     """Lua code of ours printed into init_by_lua (constant text): `targets.lua`, the balancer
     and its control endpoint; `traffic.lua`, the request counters; `certificates.lua`, the
-    certificates served by SNI."""
+    certificates served by SNI; `health.lua`, the health check and its drain."""
     return Token(resources.files("interlock.render").joinpath(f"lua/{name}").read_text().rstrip("\n"))
 
 

@@ -282,6 +282,21 @@ class Agent:
                 await self.proxy.start()
 
 
+async def drain(agent: Agent, seconds: float) -> None:
+    """Before the proxy stops: its health check (`/_interlock/health`) answers 503 while it
+    still serves every request, and still follows routing changes, for `seconds`. A load
+    balancer in front of host-mode proxies takes it out meanwhile, so that no client of its is
+    sent to a proxy that has stopped listening."""
+    if seconds <= 0:
+        return
+    try:
+        await agent.proxy.drain()
+    except ReloadFailed as exc:
+        log.warning("draining: %s; stopping after the drain period all the same", exc)
+    log.info("draining: /_interlock/health answers 503 for %gs while %s serves", seconds, agent.proxy.kind)
+    await asyncio.sleep(seconds)
+
+
 async def run_agent(
     *,
     extension_url: str,
@@ -289,9 +304,11 @@ async def run_agent(
     kind: str = "nginx",
     secrets_dir: str = SECRETS_DIR,
     metrics_port: int = METRICS_PORT,
+    drain_period: float = 0.0,
 ) -> None:
     """The proxy role: `kind` is the extension's (nginx or haproxy), which this agent runs.
-    Its request counters are served as Prometheus text on `metrics_port` (0: not served)."""
+    Its request counters are served as Prometheus text on `metrics_port` (0: not served).
+    Stopped, it first drains for `drain_period` seconds (`ProxyDrainPeriod`)."""
     controller = new_controller(kind, Path(PROXY_WORKDIR), Path(secrets_dir))
     agent = Agent(
         extension=PeerClient(
@@ -323,6 +340,7 @@ async def run_agent(
         )
     ]
     await stop.wait()
+    await drain(agent, drain_period)
     log.info("stopping: %s finishes its requests (QUIT)", controller.kind)
     for task in tasks:
         task.cancel()

@@ -280,6 +280,7 @@ def proxy_spec(config: CoreConfig, name: str, refs: ClusterRefs) -> dict[str, An
             f"INTERLOCK_EXTENSION_URL=http://tasks.{config.extension_service_name(name)}:{EXTENSION_PORT}",
             f"INTERLOCK_PROXY_CONFIG={ext.proxy_config_path}",
             f"INTERLOCK_PROXY_KIND={ext.kind}",
+            f"INTERLOCK_PROXY_DRAIN={parse_duration(ext.proxy_drain_period):g}",
             *image_env(ext.proxy_image, refs.image_ids),
             *listen_env(refs.control_network, refs.monitoring_network),
         ],

@@ -387,6 +387,7 @@ class FakeNginx:
         self.started = False
         self.certificates: list[CertificateBundle] = []
         """Every bundle handed over, in order."""
+        self.draining = False
 
     @property
     def running(self) -> bool:
@@ -412,6 +413,9 @@ class FakeNginx:
         if self.refuse:
             raise ReloadFailed(self.refuse)
         self.certificates.append(bundle)
+
+    async def drain(self) -> None:
+        self.draining = True
 
     async def poll_traffic(self, meter: object) -> None:
         return None
