@@ -5,6 +5,7 @@ configuration printed when something does not converge."""
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import time
 import uuid
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
+
+from interlock.swarm.specs import http_check
 
 REPO = Path(__file__).resolve().parents[2]
 INTERLOCK = str(REPO / ".venv" / "bin" / "interlock")
@@ -211,7 +214,7 @@ def service(
         "--health-start-period",
         "20s",
         "--health-cmd",
-        f"python3 -m interlock.healthcheck http://127.0.0.1:{health_port}{health_path}",
+        shlex.join(http_check(health_port, health_path)[1:]),
     ]
     for network in networks:
         cmd += ["--network", network]

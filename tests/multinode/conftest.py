@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.swarm import INTERLOCK, REPO, sh
+from tests.e2e.swarm import E2E_LABEL, IMAGE, INTERLOCK, REPO, sh
 
 CLUSTER = str(REPO / "scripts" / "cluster")
 NETWORK = "mn-apps"
@@ -97,6 +97,27 @@ def with_two_more_managers(workdir: Path) -> Iterator[Cluster]:
         sh(INTERLOCK, "up", "-c", str(CONFIG), "--wait", "240", timeout=400, check=False)
 
 
+ANCHOR = "mn-anchor"
+HAP_PORT = 8081
+"""The hap cluster's published HTTP port (HAProxy, a proxy on each worker)."""
+
+
+def anchored() -> None:
+    """A service the hap cluster routes on mn-apps for the whole session, as a production
+    cluster has: its proxies are on mn-apps from the start, so the tests' services there never
+    make them join it (or leave it when the last one goes)."""
+    if subprocess.run(["docker", "service", "inspect", ANCHOR], capture_output=True, check=False).returncode == 0:
+        return
+    labels = {"com.docker.lb.hosts": "anchor.mn", "com.docker.lb.port": "8080", "com.docker.lb.service_cluster": "hap"}
+    sh(
+        *("docker", "service", "create", "-d", "--quiet", "--name", ANCHOR, "--network", NETWORK),
+        *(f for k, v in labels.items() for f in ("--label", f"{k}={v}")),
+        *("--constraint", "node.role==worker", "--label", f"{E2E_LABEL}=1"),
+        IMAGE,
+        "demo-app",
+    )
+
+
 @contextmanager
 def deployed(*, keep: bool = False) -> Iterator[Cluster]:
     """The swarm grown by two workers, Interlock deployed from tests/multinode/interlock.toml;
@@ -106,10 +127,12 @@ def deployed(*, keep: bool = False) -> Iterator[Cluster]:
     try:
         if subprocess.run(["docker", "network", "inspect", NETWORK], capture_output=True, check=False).returncode:
             sh("docker", "network", "create", "-d", "overlay", "--attachable", NETWORK)
+        anchored()
         sh(INTERLOCK, "up", "-c", str(CONFIG), "--wait", "240", timeout=400)
         yield current_cluster()
     finally:
         if not keep:
             sh(INTERLOCK, "down", timeout=300, check=False)
+            sh("docker", "service", "rm", ANCHOR, check=False)
             sh("docker", "network", "rm", NETWORK, check=False)
             sh(CLUSTER, "down", timeout=300)

@@ -7,13 +7,14 @@ created at the cut and another once Swarm runs the core on another manager; both
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from tests.e2e.swarm import INTERLOCK, lb, poll, service, sh, unique
-from tests.multinode.conftest import NETWORK, Cluster
+from tests.multinode.conftest import NETWORK, Cluster, Node
 from tests.multinode.load import Load
 from tests.multinode.scenario import PORT, answered, cut_off, node_state, restore, steadily_answered
 
@@ -43,6 +44,11 @@ class FailoverFigures:
     """From creating a service once the new core runs to it answering through the proxy."""
     created_after_task_running_s: float
     """Swarm's part of that: from creating the service to its task running (Swarm's timestamps)."""
+    cut_at_utc: str = ""
+    """When the link went down, to read the logs by."""
+    proxy_log: str = ""
+    """When a request failed: what the worker's proxy logged from 30 s before the cut on (which
+    configuration and targets it served when), with Docker's timestamps."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,7 +60,8 @@ class FailoverFigures:
             f"{self.slowest_s:.1f}s; Swarm marked the manager Down after "
             f"{self.swarm_down_s:.1f}s, the core ran on {self.moved_to} {self.core_running_after_down_s:.1f}s later; "
             f"a service created at the cut was routed after {self.created_at_cut_routed_s:.1f}s, one created then "
-            f"in {self.created_after_routed_s:.1f}s (its task ran after {self.created_after_task_running_s:.1f}s)"
+            f"in {self.created_after_routed_s:.1f}s (its task ran after {self.created_after_task_running_s:.1f}s); "
+            f"the cut at {self.cut_at_utc}"
         )
 
 
@@ -95,6 +102,24 @@ def where_things_stand(name: str) -> str:
     return f"tasks of {name}:\n{tasks}\ncore tasks:\n{core}\ninterlock status:\n{sh(INTERLOCK, 'status', check=False)}"
 
 
+def proxy_log(node: Node, since: float) -> str:
+    """The log of the default cluster's proxy on `node` since `since` (a time.time())."""
+    containers = sh(*node.docker, "ps", "-q", "--filter", "label=com.docker.swarm.service.name=interlock-proxy").split()
+    logs = (
+        subprocess.run(
+            [*node.docker, "logs", "-t", "--since", f"{since:.0f}", container],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=60,
+            check=False,
+        ).stdout
+        for container in containers
+    )
+    # Both streams interleaved; by timestamp, which starts every line.
+    return "\n".join(sorted("".join(logs).splitlines()))
+
+
 def lose_the_core_manager(cluster: Cluster) -> FailoverFigures:
     lost_name = core_node()
     lost = next((m for m in cluster.managers if m.hostname == lost_name), None)
@@ -109,7 +134,7 @@ def lose_the_core_manager(cluster: Cluster) -> FailoverFigures:
         with Load(survivor.address, f"{name}.mn", max_seconds=150) as load:
             poll(lambda: load.total > 100 or None, what="the load running")
             cut_off(lost, "link")
-            cut_at = time.monotonic()
+            cut_at, cut_wall = time.monotonic(), time.time()
             try:
                 with service(at_cut, labels=labels[at_cut], networks=(NETWORK,), extra=ON_WORKERS):
                     poll(lambda: node_state(lost.hostname) == "down" or None, what="Swarm marking it Down", timeout=60)
@@ -132,6 +157,8 @@ def lose_the_core_manager(cluster: Cluster) -> FailoverFigures:
                 restore(lost, "link")
     poll(lambda: node_state(lost.hostname) == "ready" or None, what="the manager Ready again", timeout=90)
     return FailoverFigures(
+        cut_at_utc=datetime.fromtimestamp(cut_wall, UTC).isoformat(timespec="milliseconds"),
+        proxy_log=proxy_log(survivor, since=cut_wall - 30) if load.failed else "",
         lost=lost.hostname,
         moved_to=str(moved_to),
         requests=load.total,

@@ -54,14 +54,14 @@ class LossFigures:
         )
 
 
-def get_at(address: str, host: str, path: str = "/") -> requests.Response:
+def get_at(address: str, host: str, path: str = "/", port: int = PORT) -> requests.Response:
     """One request on a fresh connection to the proxy at `address`."""
-    return requests.get(f"http://{address}:{PORT}{path}", headers={"Host": host}, timeout=5)
+    return requests.get(f"http://{address}:{port}{path}", headers={"Host": host}, timeout=5)
 
 
-def answered(address: str, host: str) -> requests.Response | None:
+def answered(address: str, host: str, port: int = PORT) -> requests.Response | None:
     """The proxy's answer when it is a 200, else None (for `poll`)."""
-    response = get_at(address, host)
+    response = get_at(address, host, port=port)
     return response if response.status_code == 200 else None
 
 

@@ -1,7 +1,7 @@
 """Interlock on a manager and two workers, through the proxies' published ports on each node's
 address: placement and least privilege, every route from every proxy, tasks and host-mode apps
-on every node, two clusters on disjoint nodes sharing ports, a proxy catching up after it was
-cut off."""
+on every node (through the workers' nginx and HAProxy proxies), two clusters on disjoint nodes
+sharing ports, a proxy catching up after it was cut off."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 import requests
 
 from tests.e2e.swarm import lb, poll, service, sh, unique
-from tests.multinode.conftest import NETWORK, Cluster, Node
-from tests.multinode.scenario import answered, get_at, lose_a_worker, running_nodes, task_addresses, veth_of
+from tests.multinode.conftest import HAP_PORT, NETWORK, Cluster, Node
+from tests.multinode.scenario import PORT, answered, get_at, lose_a_worker, running_nodes, task_addresses, veth_of
 
 
 def proxy_address(node: Node, cluster: Cluster) -> str:
@@ -27,6 +27,7 @@ def test_the_core_on_a_manager_proxies_where_their_constraints_put_them(cluster:
     workers = sorted(w.hostname for w in cluster.workers)
     assert running_nodes("interlock") == [cluster.manager.hostname]
     assert running_nodes("interlock-proxy") == workers, "one default proxy on each worker"
+    assert running_nodes("interlock-proxy-hap") == workers, "one HAProxy proxy on each worker"
     assert running_nodes("interlock-proxy-east") == [cluster.manager.hostname]
     assert running_nodes("interlock-extension") == [cluster.manager.hostname]
 
@@ -40,34 +41,47 @@ def test_no_container_on_a_worker_mounts_the_docker_socket(cluster: Cluster) -> 
         assert not any("docker.sock" in s for s in sources), sources
 
 
-def test_every_proxy_answers_every_route_from_tasks_on_every_node(cluster: Cluster) -> None:
+# The two clusters whose proxies are on the workers in host mode: (its label, its port).
+ON_THE_WORKERS = {"nginx": ({}, PORT), "haproxy": ({"service_cluster": "hap"}, HAP_PORT)}
+
+
+@pytest.mark.parametrize("kind", ON_THE_WORKERS)
+def test_every_proxy_answers_every_route_from_tasks_on_every_node(cluster: Cluster, kind: str) -> None:
+    cluster_label, port = ON_THE_WORKERS[kind]
     name = unique("spread")
     host = f"{name}.mn"
     extra = ("--replicas-max-per-node", "1")
-    with service(name, labels=lb(hosts=host, port="8080"), networks=(NETWORK,), replicas=3, extra=extra):
+    labels = lb(hosts=host, port="8080", **cluster_label)
+    with service(name, labels=labels, networks=(NETWORK,), replicas=3, extra=extra):
         poll(lambda: len(running_nodes(name)) == 3 or None, what="a task on each node", timeout=90)
         for worker in cluster.workers:
-            poll(partial(answered, worker.address, host), what=f"{host} through {worker.hostname}", timeout=60)
+            poll(partial(answered, worker.address, host, port), what=f"{host} through {worker.hostname}", timeout=60)
 
             def every_task_answered(w: Node = worker) -> set[str] | None:
                 # Recomputed each time: Swarm replaces a task that fails to start, with a new address.
                 expected = {f"{a}:8080" for a in task_addresses(name)}
-                seen = {get_at(w.address, host).headers.get("x-upstream-addr", "") for _ in range(12)}
+                seen = {get_at(w.address, host, port=port).headers.get("x-upstream-addr", "") for _ in range(12)}
                 return seen if len(expected) == 3 and seen == expected else None
 
             poll(every_task_answered, what=f"all three tasks through {worker.hostname}", timeout=90)
 
 
-def test_a_host_mode_app_is_reached_at_its_node_address_from_every_proxy(cluster: Cluster) -> None:
+@pytest.mark.parametrize("kind", ON_THE_WORKERS)
+def test_a_host_mode_app_is_reached_at_its_node_address_from_every_proxy(cluster: Cluster, kind: str) -> None:
+    cluster_label, port = ON_THE_WORKERS[kind]
     name = unique("hostmode")
     host = f"{name}.mn"
     node = cluster.workers[-1]
-    extra = ("--publish", "mode=host,target=8080,published=18080", "--constraint", f"node.hostname=={node.hostname}")
-    with service(name, labels=lb(hosts=host, port="8080"), networks=(NETWORK,), extra=extra):
-        assert poll(lambda: requests.get(f"http://{node.address}:18080/", timeout=5), what="the app itself").ok
+    published = 18080 if kind == "nginx" else 18081
+    extra = (
+        *("--publish", f"mode=host,target=8080,published={published}"),
+        *("--constraint", f"node.hostname=={node.hostname}"),
+    )
+    with service(name, labels=lb(hosts=host, port="8080", **cluster_label), networks=(NETWORK,), extra=extra):
+        assert poll(lambda: requests.get(f"http://{node.address}:{published}/", timeout=5), what="the app itself").ok
         for worker in cluster.workers:
-            response = poll(partial(answered, worker.address, host), what=f"{host} via {worker.hostname}")
-            assert response.headers["x-upstream-addr"] == f"{node.address}:18080"
+            response = poll(partial(answered, worker.address, host, port), what=f"{host} via {worker.hostname}")
+            assert response.headers["x-upstream-addr"] == f"{node.address}:{published}"
 
 
 def test_two_clusters_on_disjoint_nodes_share_the_published_ports(cluster: Cluster) -> None:

@@ -18,7 +18,7 @@ import pytest
 from interlock.config import default_config
 from interlock.config.schema import ExtensionConfig
 from interlock.edges.haproxy_control import HAProxyController
-from interlock.edges.role_tls import new_pair
+from interlock.edges.role_identities import new_pair
 from interlock.errors import ConfigRejected
 from interlock.model.routing import Routing
 from interlock.render.haproxy import render_haproxy

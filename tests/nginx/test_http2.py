@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from interlock.edges.role_tls import new_pair
+from interlock.edges.role_identities import new_pair
 from tests.nginx.either_kind import HTTPS, KINDS, Controller, serve
 from tests.nginx.test_haproxy_proxy import routing
 

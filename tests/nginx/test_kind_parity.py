@@ -5,6 +5,7 @@ which says when the proxy drains."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import signal
 from pathlib import Path
@@ -75,3 +76,29 @@ async def test_the_health_check_says_draining_while_every_route_is_still_served(
         assert asked()[0] == 200, "a draining proxy still serves its routes"
     finally:
         await control.stop(signal.SIGTERM, timeout=15)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_graceful_stop_finishes_the_request_in_flight_and_waits_for_no_idle_connection(
+    kind: str, nginx: str, haproxy: str, backend: int, tmp_path: Path
+) -> None:
+    """What a proxy does after its drain: the request it is serving gets its answer, and a client's
+    idle kept-alive connection does not keep it from stopping (HAProxy's soft stop would keep
+    it until its next request, and Swarm kill the proxy at the end of its grace period)."""
+    routing = loopback_routing({"shop": {"hosts": "shop.local", "port": str(backend)}})
+    binary = haproxy if kind == "haproxy" else nginx
+    control = await serve(kind, binary, routing, tmp_path, tmp_path)
+    idle = http.client.HTTPConnection("127.0.0.1", HTTP, timeout=5)
+    idle.request("GET", "/", headers={"Host": "shop.local"})
+    assert idle.getresponse().read()
+    slow = http.client.HTTPConnection("127.0.0.1", HTTP, timeout=15)
+    slow.request("GET", "/?sleep=1.5", headers={"Host": "shop.local"})
+    # The stop starts while the slow request is in flight (it sleeps 1.5 s at the task).
+    await asyncio.sleep(0.3)
+    await control.stop(signal.SIGQUIT, timeout=10)
+    answer = slow.getresponse()
+    assert answer.status == 200 and answer.read()
+    process = control.process
+    assert process is not None and process.returncode != -signal.SIGKILL, "stopped, not killed at the timeout"
+    idle.close()
+    slow.close()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from interlock.edges.role_tls import new_pair
+from interlock.edges.role_identities import new_pair
 from interlock.errors import ReloadFailed
 from interlock.model.routing import Routing
 from interlock.wire.certificates import Certificate, CertificateBundle

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from interlock.config import default_config
-from interlock.edges.role_tls import new_pair
+from interlock.edges.role_identities import new_pair
 from interlock.render.bundle import RenderedConfig
 from interlock.roles.core.board import damaged
 from interlock.testing.real_roles import MemorySwarm, RealRoles, real_roles, status_json, until

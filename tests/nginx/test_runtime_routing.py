@@ -22,7 +22,7 @@ from aiohttp import web
 from interlock.config import default_config
 from interlock.config.schema import ExtensionConfig
 from interlock.edges.nginx_control import NginxController
-from interlock.edges.role_tls import new_pair
+from interlock.edges.role_identities import new_pair
 from interlock.model.routing import Route, Routing, Server, Upstream, VirtualHost
 from interlock.render.nginx import render_nginx
 from tests.nginx.either_kind import HTTP, HTTPS, LoopbackTLS, certificates_of, loopback_routing, workers

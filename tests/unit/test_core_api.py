@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from interlock.config import default_config, load_config
 from interlock.edges.peer_http import signed_headers
-from interlock.edges.role_tls import new_pair
+from interlock.edges.role_identities import new_pair
 from interlock.render.bundle import RenderedConfig
 from interlock.roles.core import Core
 from interlock.testing.fakes import FakeClock, FakeSwarm

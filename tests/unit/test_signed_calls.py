@@ -22,7 +22,8 @@ from interlock.edges.peer_http import (
     require_token,
     signed_headers,
 )
-from interlock.edges.role_tls import new_pair, server_context
+from interlock.edges.role_identities import new_pair
+from interlock.edges.role_tls import server_context
 from interlock.errors import PeerUnavailable
 
 TOKEN = "cluster-token-0123456789abcdef"

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
+import socketserver
+import subprocess
+import threading
 from dataclasses import replace
 from typing import Any
 
@@ -16,6 +20,7 @@ from interlock.swarm.specs import (
     TLSPair,
     core_spec,
     extension_spec,
+    http_check,
     proxy_spec,
     spec_hash,
     status_probe_spec,
@@ -247,3 +252,33 @@ def test_the_haproxy_stats_password_secret_is_mounted_into_the_proxy_only() -> N
         load_config(
             '[Extensions.hap]\nKind = "haproxy"\n[Extensions.hap.Config]\nAdminPass = "x"\nAdminPassSecret = "pw"\n'
         )
+
+
+@pytest.mark.parametrize(("answer", "healthy"), [(200, True), (404, True), (503, False), (None, False)])
+def test_the_health_command_passes_below_500_and_fails_without_an_answer(answer: int | None, healthy: bool) -> None:
+    """The proxies' health command (bash, no Python started) against a real HTTP server."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(answer or 200)
+            self.end_headers()
+            self.wfile.write(b"first line\nlast line")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with socketserver.TCPServer(("127.0.0.1", 0), Handler) as server:
+        port = server.server_address[1] if answer else 1
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            ran = subprocess.run(
+                http_check(port, "/interlock/config")[1:], capture_output=True, timeout=10, check=False
+            )
+        finally:
+            server.shutdown()
+    assert (ran.returncode == 0) is healthy, ran
+
+
+def test_the_health_command_takes_only_a_plain_path() -> None:
+    with pytest.raises(ValueError, match="plain absolute path"):
+        http_check(8080, "/x; rm -rf /")

@@ -360,5 +360,27 @@ class HAProxyController:
         await self.proxy.start(env=admin_env(self.secrets_dir), log_file=self.log)
 
     async def stop(self, sig: signal.Signals = signal.SIGQUIT, timeout: float = 30.0) -> None:
-        """Graceful stop: HAProxy's soft stop lets connections finish."""
-        await self.proxy.stop(sig, timeout)
+        """Graceful stop (QUIT): the requests in flight finish, then HAProxy stops. Not HAProxy's
+        soft stop: with `idle-close-on-response` (which spares a reload's kept-alive clients a
+        closed connection) a soft-stopping HAProxy keeps every idle connection open until its
+        next request, so a drained proxy, which gets none, waited for Swarm to kill it."""
+        if sig != signal.SIGQUIT or not self.running:
+            await self.proxy.stop(sig, timeout)
+            return
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline and await self._requests_in_flight():
+            await asyncio.sleep(0.05)
+        await self.proxy.stop(signal.SIGTERM, max(1.0, deadline - asyncio.get_running_loop().time()))
+
+    async def _requests_in_flight(self) -> int:
+        """Requests HAProxy is handling now (its streams, but the runtime API's own and the
+        status port's); an idle kept-alive connection has none. 0 when it does not answer."""
+        try:
+            sessions = await self.runtime("show sess")
+        except ReloadFailed:
+            return 0
+        return sum(
+            1
+            for line in sessions.splitlines()
+            if " fe=" in line and " fe=GLOBAL " not in line and " fe=interlock_status " not in line
+        )

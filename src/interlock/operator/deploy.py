@@ -27,7 +27,7 @@ from interlock.constants import (
     MANAGED_BY_UP,
     OPERATOR_TOKEN,
 )
-from interlock.edges.role_tls import ensure_identities
+from interlock.edges.role_identities import ensure_identities
 from interlock.edges.swarm_ops import SwarmOps, ensure_tokens
 from interlock.errors import DockerUnavailable, OperatorError
 from interlock.operator.status_client import core_status

@@ -4,7 +4,8 @@ Every request is answered with JSON naming the task that served it and echoing w
 (path, headers, client); `Upgrade: websocket` requests become an echo websocket. With
 BACKEND_AUTH_TOKEN it is an auth service for forward_auth: `Authorization: Bearer TOKEN` gets
 200 with `X-Auth-User`, anything else (but /health) a 302 to /login that echoes what it was sent. With
-`--tls-cert/--tls-key` it serves TLS (for passthrough and ssl_backend tests). On SIGTERM it keeps
+`--tls-cert/--tls-key` it serves TLS (for passthrough and ssl_backend tests). `?sleep=SECONDS`
+delays the answer. On SIGTERM it keeps
 serving for `--drain` seconds before it exits, as the README asks applications to do.
 """
 
@@ -50,6 +51,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
         denied = web.json_response(body, status=302, headers={"Location": "/login"})
         denied.set_cookie("asked", "1")
         return denied
+    if "sleep" in request.query:
+        # A slow request (?sleep=SECONDS, at most 10): one in flight while a proxy stops.
+        await asyncio.sleep(min(float(request.query["sleep"]), 10.0))
     # BACKEND_STATUS: a task that answers every request with this status (a failing task),
     # except its health check's /health.
     status = 200 if request.path == "/health" else int(os.environ.get("BACKEND_STATUS") or 200)

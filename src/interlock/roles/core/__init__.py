@@ -39,7 +39,8 @@ from interlock.edges.docker_source import SwarmSource
 from interlock.edges.listen import role_listeners
 from interlock.edges.metrics_http import serve_metrics
 from interlock.edges.peer_http import read_token
-from interlock.edges.role_tls import ensure_identities, mounted_server_context
+from interlock.edges.role_identities import ensure_identities
+from interlock.edges.role_tls import mounted_server_context
 from interlock.edges.swarm_ops import SwarmOps, SwarmWriter, ensure_tokens
 from interlock.errors import DockerUnavailable, InterlockError
 from interlock.model.snapshot import Snapshot
