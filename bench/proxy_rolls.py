@@ -33,6 +33,9 @@ from tests.multinode.rolling import RollFigures, new_network, upgrade  # noqa: E
 
 from common import dump, summary  # noqa: E402
 
+DRAINED = '[Extensions.hap]\nProxyDrainPeriod = "1s"\n'
+UNDRAINED = '[Extensions.hap]\nProxyDrainPeriod = "0s"\n'
+
 
 def totals(trials: Sequence[RollFigures]) -> dict[str, object]:
     for trial in trials:
@@ -56,10 +59,9 @@ def main() -> None:
         results: dict[str, object] = {"trials": args.trials}
         results["new_network"] = totals([new_network(cluster, workdir) for _ in range(args.trials)])
         results["upgrade"] = totals([upgrade(cluster, workdir) for _ in range(args.trials)])
+        assert DRAINED in CONFIG.read_text(), "tests/multinode/interlock.toml's hap cluster drains for 1 s"
         undrained = workdir / "undrained.toml"
-        undrained.write_text(
-            CONFIG.read_text().replace("[Extensions.hap]\n", '[Extensions.hap]\nProxyDrainPeriod = "0s"\n')
-        )
+        undrained.write_text(CONFIG.read_text().replace(DRAINED, UNDRAINED))
         sh(INTERLOCK, "up", "-c", str(undrained), "--wait", "240", timeout=400)
         try:
             results["new_network_undrained"] = totals([new_network(cluster, workdir) for _ in range(args.trials)])

@@ -771,7 +771,7 @@ on each worker), checking `/_interlock/health` every 0.5 s (out after one failur
 one success) and never retrying a request; 6 client connections load it, to a service that
 stays. **New network**: a service on a network no proxy is on is deployed to the hap cluster
 (HAProxy, no fixed `Networks`): its proxies join the network, replaced one at a time, each
-drained first (`ProxyDrainPeriod`, 2 s); the service is removed and they leave it again.
+drained first (`ProxyDrainPeriod`, 1 s here); the service is removed and they leave it again.
 **Upgrade**: `interlock up` with a new image for every role (the core, the three extensions,
 five proxies), then back; the load goes through the default cluster's nginx pair.
 {result["trials"]} trials each, seconds. Baseline in the same run: the new-network scenario with
@@ -779,9 +779,9 @@ five proxies), then back; the load goes through the default cluster's nginx pair
 
 | scenario | requests | failed | slowest | proxy taken out | first roll | second roll |
 |---|---|---|---|---|---|---|
-{row("new_network", "new network (drain 2 s)", *JOIN)}
+{row("new_network", "new network (drain 1 s)", *JOIN)}
 {row("new_network_undrained", "new network, baseline (no drain)", *JOIN)}
-{row("upgrade", "upgrade and back (drain 2 s)", "`up` -> every role on the new image", "`up` -> every role back")}
+{row("upgrade", "upgrade and back (drain 1 s)", "`up` -> every role on the new image", "`up` -> every role back")}
 
 Targets (issue 24): a service on a new network served by every proxy within 15 s of its task
 running (72 s measured before), with 0 failed requests for a client that never retries. Where
