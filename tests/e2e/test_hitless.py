@@ -51,7 +51,8 @@ def test_hosts_come_and_go_and_a_service_rolls_without_a_failed_request(cluster:
     host = f"{name}.local"
     port = cluster.http
     # Stop-first, one task at a time: the proxy stops sending to a task before it is stopped.
-    roll = ("--update-parallelism", "1", "--update-order", "stop-first")
+    # Swarm watches each new task for 1 s, not 5 (its health check already gated "running").
+    roll = ("--update-parallelism", "1", "--update-order", "stop-first", "--update-monitor", "1s")
     with service(name, labels=lb(hosts=host, port="8080") | cluster.labels, replicas=3, extra=roll):
         until_routed(host, port=port, what=f"{host} routed")
         poll(lambda: len({get(host, port=port).headers["x-upstream-addr"] for _ in range(12)}) == 3, what="3 tasks")
