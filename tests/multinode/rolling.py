@@ -179,7 +179,13 @@ def new_network(cluster: Cluster, workdir: Path) -> RollFigures:
 def build_next_image(cluster: Cluster) -> None:
     """NEXT_IMAGE on this node and every other one (each daemon has its own image store)."""
     dockerfile = f"FROM {IMAGE}\nLABEL com.docker.interlock.test-upgrade=next\n"
-    subprocess.run(["docker", "build", "-q", "-t", NEXT_IMAGE, "-"], input=dockerfile.encode(), check=True, timeout=300)
+    subprocess.run(
+        ["docker", "build", "-q", "-t", NEXT_IMAGE, "-"],
+        input=dockerfile.encode(),
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
     for node in (*cluster.workers, *cluster.managers):
         saved = subprocess.Popen(["docker", "save", NEXT_IMAGE], stdout=subprocess.PIPE)
         subprocess.run([*node.docker, "load", "-q"], stdin=saved.stdout, check=True, timeout=300, capture_output=True)
