@@ -768,7 +768,7 @@ def proxy_rolls_section(result: dict[str, Any]) -> str:
 `bench/proxy_rolls.py`: the swarm of the node-loss benchmark (a manager and two workers); a real
 HAProxy on this machine is the load balancer in front of a cluster's two host-mode proxies (one
 on each worker), checking `/_interlock/health` every 0.5 s (out after one failure, back after
-one success) and never retrying a request; 6 client connections load it, to a service that
+one success) and never retrying a request; 3 client connections load it, to a service that
 stays. **New network**: a service on a network no proxy is on is deployed to the hap cluster
 (HAProxy, no fixed `Networks`): its proxies join the network, replaced one at a time, each
 drained first (`ProxyDrainPeriod`, 1 s here); the service is removed and they leave it again.
