@@ -38,6 +38,7 @@ from interlock.model.policy import Policy
 from interlock.model.routing import Route, Routing, Server, Upstream, VirtualHost
 from interlock.render.bundle import RenderedConfig
 from interlock.render.haproxy import render_haproxy
+from interlock.render.haproxy_certificates import STATE_MAP
 from interlock.render.nginx import FALLBACK_CERTIFICATE, render_nginx
 
 BACKEND, INTERLOCK, NGINX, HAPROXY, CADDY, STATIC, GENERATED_HAPROXY = 18001, 18080, 18081, 18082, 18083, 18084, 18085
@@ -127,6 +128,8 @@ def interlock_haproxy_conf(
         },
     ).extensions["default"]
     text = render_haproxy(one_route(policy), ext, certificates_dir=str(tmp)).text
+    # The proxy agent keeps this map beside the certificates (empty: not draining).
+    (tmp / STATE_MAP).touch()
     return (
         text.replace("    log global\n", "")
         .replace(":20080", f":{port + 4000}")

@@ -31,6 +31,7 @@ from interlock.edges.haproxy_control import HAProxyController
 from interlock.edges.nginx_control import NginxController
 from interlock.edges.peer_http import PeerClient
 from interlock.edges.proxy_control import ProxyControl
+from interlock.render.haproxy import CERTIFICATES_DIR
 from interlock.roles.agent import Agent
 from interlock.roles.core import Core
 from interlock.roles.extension import Extension
@@ -175,7 +176,9 @@ async def real_roles(
             workdir / "haproxy",
             haproxy=proxy_binary,
             secrets_dir=secrets_dir,
-            certificates_dir=workdir / "haproxy" / "certs",
+            # Where the extension's configuration names its files (the state map, the crt-list),
+            # as in a proxy task.
+            certificates_dir=Path(CERTIFICATES_DIR),
             log=workdir / "haproxy.log",
         )
         if kind == "haproxy"
