@@ -39,7 +39,8 @@ from interlock.model.routing import Route, Routing, Server, Upstream, VirtualHos
 from interlock.render.bundle import RenderedConfig
 from interlock.render.haproxy import render_haproxy
 from interlock.render.haproxy_certificates import STATE_MAP
-from interlock.render.nginx import FALLBACK_CERTIFICATE, render_nginx
+from interlock.render.nginx import render_nginx
+from interlock.render.nginx_certificates import FALLBACK_CERTIFICATE
 
 BACKEND, INTERLOCK, NGINX, HAPROXY, CADDY, STATIC, GENERATED_HAPROXY = 18001, 18080, 18081, 18082, 18083, 18084, 18085
 GENERATED_HAPROXY_BARE, UNMETERED = 18086, 18087

@@ -38,7 +38,7 @@ from dataplane import BACKEND, HOST, WrkRun, backend_conf, interlock_conf, inter
 from interlock.config.schema import NginxConfig
 from interlock.edges.offline_check import stand_in_pem
 from interlock.render.bundle import RenderedConfig
-from interlock.render.nginx import FALLBACK_CERTIFICATE
+from interlock.render.nginx_certificates import FALLBACK_CERTIFICATE
 from interlock.render.quoting import operator_string
 
 PLAIN, HEADERS, RUNTIME, STATIC, TRAEFIK, UNCOUNTED = 18181, 18182, 18183, 18184, 18185, 18186

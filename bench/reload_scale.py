@@ -48,7 +48,8 @@ from interlock.model.docker_json import snapshot_from_api
 from interlock.model.routing import Routing
 from interlock.render.bundle import RenderedConfig
 from interlock.render.haproxy import render_haproxy
-from interlock.render.nginx import FALLBACK_CERTIFICATE, render_nginx
+from interlock.render.nginx import render_nginx
+from interlock.render.nginx_certificates import FALLBACK_CERTIFICATE
 from interlock.render.targets import targets_delta
 from interlock.roles.runtime import quiet_gc
 from interlock.testing.swarm_json import swarm_json

@@ -38,7 +38,7 @@ from dataplane import (
     wrk,
 )
 from interlock.edges.offline_check import stand_in_pem
-from interlock.render.nginx import FALLBACK_CERTIFICATE
+from interlock.render.nginx_certificates import FALLBACK_CERTIFICATE
 
 TARGETS = (
     "nginx (hand-written)",

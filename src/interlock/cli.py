@@ -19,17 +19,19 @@ import time
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from interlock import __version__
-from interlock.config import CoreConfig, default_config, load_config
 from interlock.constants import OPERATOR_TOKEN, PEER_CERT, SECRETS_DIR, SERVER_TLS
-from interlock.edges.proxy_kinds import render_proxy
 from interlock.errors import BadInput, ConfigError, DockerUnavailable, SnapshotFormatError, TemplateFailed
-from interlock.model.build import build
-from interlock.model.docker_json import snapshot_from_api
-from interlock.model.labels import LABELS
-from interlock.wire.status import ClusterStatus, RouteRow
+
+if TYPE_CHECKING:
+    from interlock.config import CoreConfig
+    from interlock.wire.status import ClusterStatus, RouteRow
+
+# The settings schema, the renderers and the routing model are imported by the commands that use
+# them: the proxy role (`interlock proxy`) starts in every replaced proxy task, and each module it
+# loads is time that proxy is not serving.
 
 EXIT_BAD_INPUT = 2
 T = TypeVar("T")
@@ -42,6 +44,8 @@ class UsageError(BadInput):
 
 
 def read_config(path: str | None) -> CoreConfig:
+    from interlock.config import default_config, load_config
+
     if path is None:
         return default_config()
     try:
@@ -55,6 +59,10 @@ def read_config(path: str | None) -> CoreConfig:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    from interlock.edges.proxy_kinds import render_proxy
+    from interlock.model.build import build
+    from interlock.model.docker_json import snapshot_from_api
+
     config = read_config(args.config)
     try:
         document = json.loads(Path(args.snapshot).read_text())
@@ -99,6 +107,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def labels_markdown() -> str:
     """The label reference table, generated from `LABELS`."""
+    from interlock.model.labels import LABELS
+
     rows = ["| Label | Allowed values | Default | Meaning |", "|---|---|---|---|"]
     for spec in LABELS:
         cells = [
@@ -112,6 +122,8 @@ def labels_markdown() -> str:
 
 
 def cmd_labels(args: argparse.Namespace) -> int:
+    from interlock.model.labels import LABELS
+
     if args.markdown:
         sys.stdout.write(labels_markdown())
     else:
@@ -305,6 +317,8 @@ def cmd_lint(args: argparse.Namespace) -> int:
     """Check stack files offline with the core's own rules, before `docker stack deploy`."""
     import yaml
 
+    from interlock.model.build import build
+    from interlock.model.docker_json import snapshot_from_api
     from interlock.model.grammar import is_service_name
     from interlock.problems import sorted_problems
     from interlock.swarm.compose import merged, stack_snapshot

@@ -17,6 +17,19 @@ def test_import_contracts_are_kept() -> None:
     assert "0 broken" in proc.stdout
 
 
+def test_the_proxy_role_starts_without_the_schema_the_renderers_or_the_docker_sdk() -> None:
+    """A replaced proxy task serves once `interlock proxy` has loaded; under load each of these
+    cost it a second. import-linter keeps them out of the agent's imports; this also covers the
+    command line's module, which imports them inside the commands that use them."""
+    heavy = ("pydantic", "jinja2", "docker", "yaml", "interlock.config", "interlock.render.nginx")
+    probe = (
+        "import sys; import interlock.cli, interlock.roles.agent; "
+        f"print(sorted(m for m in sys.modules if m.partition('.')[0] in {heavy!r} or m in {heavy!r}))"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]", proc.stdout
+
+
 def test_every_module_says_what_it_does() -> None:
     missing = [
         str(path.relative_to(PACKAGE))

@@ -13,7 +13,8 @@ from interlock.config import default_config
 from interlock.edges.haproxy_control import command_lines, runtime_commands
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
-from interlock.render.haproxy import render_haproxy, slot_count, with_targets
+from interlock.render.haproxy import render_haproxy
+from interlock.render.haproxy_slots import slot_count, with_targets
 from interlock.testing.swarm_json import swarm_json
 from tests.unit.test_build import routing_of, service
 from tests.unit.test_state_delta import SWARMS

@@ -9,12 +9,14 @@ from typing import get_args
 import pytest
 
 from interlock.config.schema import ExtensionConfig
-from interlock.edges.proxy_kinds import KINDS, new_controller
+from interlock.edges.proxy_controllers import CONTROLLERS, new_controller
+from interlock.edges.proxy_kinds import KINDS
 
 
 def test_every_kind_a_configuration_can_choose_is_registered() -> None:
     assert set(KINDS) == set(get_args(ExtensionConfig.model_fields["kind"].annotation))
     assert all(name == kind.name for name, kind in KINDS.items())
+    assert set(CONTROLLERS) == set(KINDS), "the agent's registry names the kinds the extension's does"
 
 
 def test_each_kind_gets_its_own_controller_and_an_unknown_kind_says_what_is_known(tmp_path: Path) -> None:

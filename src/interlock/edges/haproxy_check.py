@@ -18,8 +18,15 @@ from interlock.config.schema import ExtensionConfig
 from interlock.edges.offline_check import CheckResult, run_check, stand_in_pem
 from interlock.edges.template_guard import render_with_limits
 from interlock.model.routing import Routing
-from interlock.render.haproxy import CERTIFICATES_DIR, render_haproxy
-from interlock.render.haproxy_certificates import ACME_MAP, CRT_LIST, FALLBACK_PEM, STATE_MAP, crt_list
+from interlock.render.haproxy import render_haproxy
+from interlock.render.haproxy_certificates import (
+    ACME_MAP,
+    CERTIFICATES_DIR,
+    CRT_LIST,
+    FALLBACK_PEM,
+    STATE_MAP,
+    crt_list,
+)
 
 
 def haproxy_binary() -> str | None:

@@ -17,6 +17,7 @@ crt-list`): no reload. Wraps haproxy only; imports no other kind.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from pathlib import Path
@@ -26,9 +27,9 @@ from interlock.edges.offline_check import stand_in_pem
 from interlock.edges.proxy_process import KeptFile, ProxyCommands, ProxyProcess, write_private
 from interlock.edges.traffic_meter import TrafficMeter
 from interlock.errors import ReloadFailed
-from interlock.render.haproxy import ADMIN_SOCKET, CERTIFICATES_DIR, TARGETS_HEADER, slot_count, with_targets
 from interlock.render.haproxy_certificates import (
     ACME_MAP,
+    CERTIFICATES_DIR,
     CRT_LIST,
     DRAINING,
     FALLBACK_PEM,
@@ -39,6 +40,7 @@ from interlock.render.haproxy_certificates import (
     crt_list_line,
     pem_name,
 )
+from interlock.render.haproxy_slots import ADMIN_SOCKET, TARGETS_HEADER, slot_count, with_targets
 from interlock.wire.certificates import DEFAULT_TLS_HOST, CertificateBundle
 
 _REFUSALS = ("No such", "Invalid", "Require", "Unknown", "Permission", "Can't", "Cannot")
@@ -46,6 +48,18 @@ _REFUSALS = ("No such", "Invalid", "Require", "Unknown", "Permission", "Can't", 
 _CERTIFICATE_REFUSALS = ("Can't", "unable", "Unknown command", "No ongoing", "does not exist", "already exists", "rror")
 """What the runtime API's answers to the `ssl cert` and `ssl crt-list` commands say when it did
 not do it."""
+
+log = logging.getLogger("interlock.agent")
+
+
+def requests_in_flight(show_sess: str) -> list[str]:
+    """The requests HAProxy is handling, as `show sess` lists them (its streams, but the runtime
+    API's own and the status port's); an idle kept-alive connection has none."""
+    return [
+        line[:300]
+        for line in show_sess.splitlines()
+        if " fe=" in line and " fe=GLOBAL " not in line and " fe=interlock_status " not in line
+    ]
 
 
 def _backend_lines(document: str) -> list[str]:
@@ -367,20 +381,21 @@ class HAProxyController:
         if sig != signal.SIGQUIT or not self.running:
             await self.proxy.stop(sig, timeout)
             return
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline and await self._requests_in_flight():
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline, said = started + timeout, started + 1.0
+        while loop.time() < deadline and (in_flight := await self._requests_in_flight()):
+            if loop.time() > said:
+                # Why a stop takes long (Swarm kills after ProxyStopGracePeriod): which streams.
+                log.info("stopping: %d requests still in flight: %s", len(in_flight), " | ".join(in_flight[:3]))
+                said = loop.time() + 1.0
             await asyncio.sleep(0.05)
-        await self.proxy.stop(signal.SIGTERM, max(1.0, deadline - asyncio.get_running_loop().time()))
+        log.info("stopping: no request in flight after %.1fs; HAProxy stops (TERM)", loop.time() - started)
+        await self.proxy.stop(signal.SIGTERM, max(1.0, deadline - loop.time()))
 
-    async def _requests_in_flight(self) -> int:
-        """Requests HAProxy is handling now (its streams, but the runtime API's own and the
-        status port's); an idle kept-alive connection has none. 0 when it does not answer."""
+    async def _requests_in_flight(self) -> list[str]:
+        """`requests_in_flight` of HAProxy now; none when it does not answer."""
         try:
-            sessions = await self.runtime("show sess")
+            return requests_in_flight(await self.runtime("show sess"))
         except ReloadFailed:
-            return 0
-        return sum(
-            1
-            for line in sessions.splitlines()
-            if " fe=" in line and " fe=GLOBAL " not in line and " fe=interlock_status " not in line
-        )
+            return []

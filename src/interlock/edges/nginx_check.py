@@ -19,7 +19,8 @@ from interlock.config.schema import ExtensionConfig
 from interlock.edges.offline_check import CheckResult, run_check, stand_ins
 from interlock.edges.template_guard import render_with_limits
 from interlock.model.routing import Routing
-from interlock.render.nginx import FALLBACK_CERTIFICATE, render_nginx
+from interlock.render.nginx import render_nginx
+from interlock.render.nginx_certificates import FALLBACK_CERTIFICATE
 
 
 def nginx_binary() -> str | None:

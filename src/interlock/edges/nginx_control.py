@@ -35,8 +35,7 @@ from interlock.constants import STATUS_PORT, VALIDATION_TIMEOUT
 from interlock.edges.offline_check import stand_in_pem
 from interlock.edges.proxy_process import KeptFile, ProxyCommands, ProxyProcess, write_private
 from interlock.errors import ReloadFailed
-from interlock.render.nginx import FALLBACK_CERTIFICATE
-from interlock.render.nginx_certificates import CERTIFICATES_FILE, certificates_document
+from interlock.render.nginx_certificates import CERTIFICATES_FILE, FALLBACK_CERTIFICATE, certificates_document
 from interlock.render.targets import targets_delta
 
 if TYPE_CHECKING:

@@ -1,5 +1,5 @@
 """What the proxy agent needs of the proxy it runs (`ProxyControl`): the agent holds "the proxy"
-and never asks which kind it is (`proxy_kinds.new_controller` makes it). Imports no kind; no
+and never asks which kind it is (`proxy_controllers.new_controller` makes it). Imports no kind; no
 Docker socket.
 """
 

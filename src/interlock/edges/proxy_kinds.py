@@ -1,23 +1,20 @@
 """The registry of proxy kinds: the one place that names them (`KINDS`, by the extension's
 `Kind`) and the one place that branches on the kind. A `ProxyKind` is everything a role needs of
 one proxy: its renderer, its offline checks (the configuration, and the run-time document alone),
-its complaint in one line, and the controller the proxy agent runs it with. The roles ask this
-module; no other module names a kind. Imports each kind's modules; they do not import each other.
+and its complaint in one line. The extension and the operator's commands ask this module; the
+proxy agent asks `proxy_controllers`, the other place that names the kinds (so that it loads no
+renderer). Imports each kind's modules; they do not import each other.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from interlock.config.schema import ExtensionConfig
 from interlock.edges.haproxy_check import check_haproxy_rendered, haproxy_complaint
-from interlock.edges.haproxy_control import HAProxyController
 from interlock.edges.nginx_check import check_rendered, nginx_complaint
-from interlock.edges.nginx_control import NginxController
 from interlock.edges.offline_check import PASSED, CheckResult
-from interlock.edges.proxy_control import ProxyControl
 from interlock.edges.template_guard import Render, render_with_limits
 from interlock.model.culprits import culprits
 from interlock.model.routing import Routing
@@ -40,8 +37,6 @@ class ProxyKind:
     """A run-time document alone, when the configuration's text is unchanged."""
     complaint: Callable[[str], str]
     """The proxy's refusal in one line, for a service's problem."""
-    controller: Callable[[Path, Path], ProxyControl]
-    """The proxy agent's controller, from its work directory and the secrets directory."""
 
 
 def _targets_grammar(targets: str) -> CheckResult:
@@ -65,7 +60,6 @@ KINDS: dict[str, ProxyKind] = {
         check_rendered=check_rendered,
         check_targets=_targets_grammar,
         complaint=nginx_complaint,
-        controller=lambda workdir, secrets_dir: NginxController(workdir / "nginx"),
     ),
     "haproxy": ProxyKind(
         name="haproxy",
@@ -73,7 +67,6 @@ KINDS: dict[str, ProxyKind] = {
         check_rendered=check_haproxy_rendered,
         check_targets=_taken_at_run_time,
         complaint=haproxy_complaint,
-        controller=lambda workdir, secrets_dir: HAProxyController(workdir / "haproxy", secrets_dir=secrets_dir),
     ),
 }
 
@@ -126,8 +119,3 @@ def failing_services(routing: Routing, ext: ExtensionConfig, failed: CheckResult
         return result.ok, result.output
 
     return culprits(routing.services_oldest_first(), check_without, failed.output)
-
-
-def new_controller(kind: str, workdir: Path, secrets_dir: Path) -> ProxyControl:
-    """The controller of a proxy of `kind` (the extension's `Kind`)."""
-    return proxy_kind(kind).controller(workdir, secrets_dir)

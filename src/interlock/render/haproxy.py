@@ -26,60 +26,17 @@ from interlock.errors import UnsafeValue
 from interlock.model.routing import Balance, RedirectRule, Routing, Server, TLSMode, Upstream, VirtualHost
 from interlock.render.access_log import haproxy_json_format, services_of
 from interlock.render.bundle import RenderedConfig
+from interlock.render.haproxy_certificates import CERTIFICATES_DIR
 from interlock.render.haproxy_policy import policy_lines
+from interlock.render.haproxy_slots import ADMIN_SOCKET, SPARE_ADDRESS, TARGETS_HEADER, slot_count
 from interlock.render.quoting import Token, user_token
 from interlock.render.templating import CONFIG_ID_PLACEHOLDER, ListenerView, environment, render_custom
 
-CERTIFICATES_DIR = "/var/lib/interlock/haproxy/certs"
-"""Where the proxy agent writes one combined PEM per certificate secret pair."""
-ADMIN_SOCKET = "/var/run/haproxy-admin.sock"
-"""HAProxy's runtime API, for the proxy agent only (root's, 0600)."""
 _CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
-_SPARE_ADDRESS = "0.0.0.0:80"
-TARGETS_HEADER = "interlock haproxy targets 1"
 _NO_TEST = Token("")
 _NAMES_PER_LINE = 48
-_MIN_SLOTS = 4
 _SERVER_SLOT = re.compile(r"^(\s+server s\d+) \S+(.*?)(?: disabled)?$", re.MULTILINE)
 """A server slot's line: what stays of it once its address and whether it is filled are left out."""
-
-
-_SLOT_LINE = re.compile(r"^(?P<prefix>\s+server s(?P<index>\d+)) \S+(?P<options>.*?)(?: disabled)?$")
-
-
-def with_targets(text: str, targets: str) -> str:
-    """`text`, a rendered haproxy.cfg, with its server slots filled from `targets` (a targets
-    document of the same configuration id): exactly what rendering the routing of `targets`
-    prints. The agent keeps this as the live file after moving tasks at run time, so an HAProxy
-    that restarts comes back with the servers it was serving, not those of the last reload."""
-    filled: dict[str, list[str]] = {}
-    for line in targets.splitlines()[1:]:
-        if line.strip():
-            name, *addresses = line.split()
-            filled[name] = addresses
-    out: list[str] = []
-    backend: list[str] | None = None
-    for line in text.split("\n"):
-        if line.startswith("backend "):
-            backend = filled.get(line.split()[1])
-        elif backend is not None and (slot := _SLOT_LINE.match(line)):
-            index = int(slot["index"])
-            if index < len(backend):
-                out.append(f"{slot['prefix']} {backend[index]}{slot['options']}")
-            else:
-                out.append(f"{slot['prefix']} {_SPARE_ADDRESS}{slot['options']} disabled")
-            continue
-        out.append(line)
-    return "\n".join(out)
-
-
-def slot_count(servers: int) -> int:
-    """Server slots of a backend with `servers` servers: the next power of two, at least 4.
-    Tasks that come and go within it move through the runtime API; crossing a power of two
-    changes the configuration's shape, so it is a reload. More slots than the power of two
-    would never be filled (the count past it already changes the shape) and cost HAProxy
-    about 4 kB each."""
-    return max(_MIN_SLOTS, 1 << max(0, servers - 1).bit_length())
 
 
 def _address(server: Server) -> str:
@@ -352,7 +309,7 @@ class _View(ListenerView):
         first = servers[0] if servers else None
         filled = index < len(servers)
         # A spare's address is a placeholder: the agent sets address and port when it fills it.
-        parts = [f"s{index}", _address(servers[index]) if filled else _SPARE_ADDRESS]
+        parts = [f"s{index}", _address(servers[index]) if filled else SPARE_ADDRESS]
         if first is not None and first.max_fails:
             # nginx's passive max_fails/fail_timeout, as HAProxy's checks: down after that many
             # failures, tried again every fail_timeout. max_fails 0 (never set aside, as in
@@ -404,4 +361,4 @@ def _render_text(routing: Routing, ext: ExtensionConfig, view: _View) -> str:
     return environment().get_template("haproxy.cfg.j2").render(context)
 
 
-__all__ = ["CERTIFICATES_DIR", "render_haproxy"]
+__all__ = ["render_haproxy"]

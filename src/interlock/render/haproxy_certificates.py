@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from interlock.wire.certificates import DEFAULT_TLS_HOST, Certificate, CertificateBundle
 
+CERTIFICATES_DIR = "/var/lib/interlock/haproxy/certs"
+"""Where the proxy agent writes one combined PEM per certificate secret pair."""
+
 CRT_LIST = "crt-list"
 FALLBACK_PEM = "interlock-fallback.pem"
 ACME_MAP = "acme.map"

@@ -26,18 +26,13 @@ from interlock.errors import TemplateFailed, UnsafeValue
 from interlock.model.routing import RedirectRule, Routing, Server, TLSMode, Upstream, VirtualHost
 from interlock.render.access_log import nginx_json_format, services_of
 from interlock.render.bundle import RenderedConfig
+from interlock.render.nginx_certificates import FALLBACK_CERTIFICATE
 from interlock.render.quoting import (
     Token,
     user_token,
 )
 from interlock.render.targets import Targets, render_targets, shared_dict_kilobytes, targets_field
 from interlock.render.templating import CONFIG_ID_PLACEHOLDER, ListenerView, environment, render_custom
-
-FALLBACK_CERTIFICATE = "interlock-fallback.pem"
-"""A throwaway self-signed certificate and key, beside nginx.conf (a relative path is read from
-the configuration's directory): nginx wants one on an `ssl` listener, and the Lua certificates
-(lua/certificates.lua) replace it in every handshake."""
-
 
 _HEADERS = """\
             proxy_set_header Host $http_host;

@@ -19,6 +19,11 @@ import re
 from interlock.render.targets import targets_field
 from interlock.wire.certificates import CertificateBundle
 
+FALLBACK_CERTIFICATE = "interlock-fallback.pem"
+"""A throwaway self-signed certificate and key, beside nginx.conf (a relative path is read from
+the configuration's directory): nginx wants one on an `ssl` listener, and the Lua certificates
+(lua/certificates.lua) replace it in every handshake."""
+
 _CHALLENGE = re.compile(r"[A-Za-z0-9_-]+ [A-Za-z0-9_.-]+")
 """A token and its key authorization: base64url, and a dot between the token and the thumbprint."""
 

@@ -31,7 +31,7 @@ from interlock.edges.listen import role_listeners
 from interlock.edges.metrics_http import serve_metrics
 from interlock.edges.peer_http import Peer, PeerClient, read_token
 from interlock.edges.proxy_control import ProxyControl
-from interlock.edges.proxy_kinds import new_controller
+from interlock.edges.proxy_controllers import new_controller
 from interlock.edges.role_tls import mounted_peer_cert
 from interlock.edges.traffic_meter import TrafficCollector, TrafficMeter
 from interlock.errors import ConfigRejected, InterlockError, PeerUnavailable, ReloadFailed, WireError

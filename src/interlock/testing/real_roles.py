@@ -31,7 +31,7 @@ from interlock.edges.haproxy_control import HAProxyController
 from interlock.edges.nginx_control import NginxController
 from interlock.edges.peer_http import PeerClient
 from interlock.edges.proxy_control import ProxyControl
-from interlock.render.haproxy import CERTIFICATES_DIR
+from interlock.render.haproxy_certificates import CERTIFICATES_DIR
 from interlock.roles.agent import Agent
 from interlock.roles.core import Core
 from interlock.roles.extension import Extension
