@@ -55,6 +55,26 @@ def test_attachments_are_what_every_proxy_task_and_the_spec_share() -> None:
     assert attached == ProxyAttachments(frozenset({"other"}))
 
 
+def test_a_proxy_task_still_stopping_counts_until_it_has_stopped_unless_its_node_is_down() -> None:
+    """A replaced proxy drains and finishes its requests before it exits: a route over a network
+    it is not on would hold its clients until the connect timeout, and its stop with them."""
+    document = _with_proxy(swarm_json({"services": [APP]}), [["apps"], []], ["apps"], [])
+    stopping = document["tasks"][-1]
+    stopping["DesiredState"] = "shutdown"
+    node = document["nodes"][0]
+    stopping["NodeID"] = node["ID"]
+
+    def attached() -> frozenset[str]:
+        return proxy_attachments(snapshot_from_api(document), "interlock-proxy").networks
+
+    assert attached() == frozenset(), "the old task still serves, without the network"
+    stopping["Status"]["State"] = "shutdown"
+    assert attached() == frozenset({"apps"}), "it has stopped"
+    stopping["Status"]["State"] = "running"
+    node["Status"]["State"] = "down"
+    assert attached() == frozenset({"apps"}), "reported running on a node that is down: not waited for"
+
+
 def _secrets(*names: str) -> list[dict[str, Any]]:
     return [{"ID": f"id-{n}", "Spec": {"Name": n}} for n in names]
 

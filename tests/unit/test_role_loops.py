@@ -13,8 +13,9 @@ from interlock.config import default_config
 from interlock.edges.offline_check import CheckResult
 from interlock.errors import PeerUnavailable
 from interlock.model.routing import Routing
+from interlock.roles import agent as agent_module
 from interlock.roles import extension as extension_module
-from interlock.roles.agent import Agent, drain
+from interlock.roles.agent import Agent, drain, leave
 from interlock.roles.extension import Extension
 from interlock.testing.fakes import FakeNginx, FakePeer
 from interlock.wire.messages import ClusterState, ExtensionReport, ProxyConfig, ProxyReport, decode, encode
@@ -113,6 +114,30 @@ async def test_a_stopping_agent_drains_only_when_a_drain_period_is_set() -> None
     assert not nginx.draining
     await drain(agent, 0.01)
     assert nginx.draining
+
+
+async def test_a_stopping_proxy_does_not_wait_for_its_extension_to_hear_it_leaves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The proxy stops while the agent tells the extension it leaves, and an extension that
+    never answers holds the agent up only briefly: Swarm kills a proxy still running at the end
+    of its grace period."""
+
+    class Unanswering(FakePeer):
+        async def post(self, path: str, body: bytes, *, timeout: float = 10) -> tuple[int, bytes]:
+            self.posts.append((path, body))
+            await asyncio.Event().wait()
+            raise AssertionError("never answered")
+
+    monkeypatch.setattr(agent_module, "LEAVING_REPORT_TIMEOUT", 0.05)
+    nginx, extension = FakeNginx(), Unanswering()
+    agent = Agent(extension=extension, proxy=nginx, name="p1")
+    await agent.apply(ProxyConfig(1, "d1", "id1", "text"))
+    nginx.started = True
+    await asyncio.wait_for(leave(agent, []), 10)
+    assert not nginx.started, "the proxy was stopped"
+    assert [path for path, _ in extension.posts] == ["/v1/report"]
+    assert decode(extension.posts[0][1], ProxyReport).leaving
 
 
 async def test_the_agent_reports_what_its_meter_counted() -> None:

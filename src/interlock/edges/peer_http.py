@@ -283,9 +283,12 @@ class PeerClient:
         """The addresses `url`'s host stands for now, the last good one first."""
         host = url.raw_host or ""
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, url.port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise PeerUnavailable(f"{url.host}: cannot resolve: {exc}") from exc
+            # Bounded: the resolver's own timeouts and retries add up to many seconds.
+            infos = await asyncio.wait_for(
+                asyncio.get_running_loop().getaddrinfo(host, url.port, type=socket.SOCK_STREAM), CONNECT_TIMEOUT
+            )
+        except (OSError, TimeoutError) as exc:
+            raise PeerUnavailable(f"{url.host}: cannot resolve: {exc!r}") from exc
         found = list(dict.fromkeys(str(info[4][0]) for info in infos))
         return sorted(found, key=lambda address: address != self._good)
 

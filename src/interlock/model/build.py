@@ -161,15 +161,22 @@ def proxy_attachments(snapshot: Snapshot, proxy_service: str) -> ProxyAttachment
     """Networks that every current and coming task of `proxy_service` is on.
 
     Tasks are made from the service's spec, so the spec stands for the tasks still to come; each
-    task whose desired state is `running` counts with its own spec. During a rolling update the
-    old tasks lack what was just added, so it stays out until they are replaced.
+    task that may serve counts with its own spec: one meant to run, and one still running while
+    it stops (a replaced proxy drains, then finishes its requests; a route it cannot reach would
+    hold those clients until the connect timeout, and the stop with them), unless its node is
+    down (its tasks are reported running until the node returns). During a rolling update the
+    old tasks lack what was just added, so it stays out until they have stopped.
     """
     names = {n.id: n.name for n in snapshot.networks}
     service = next((s for s in snapshot.services if s.name == proxy_service), None)
     if service is None:
         return ProxyAttachments(frozenset())
+    down = {n.id for n in snapshot.nodes if n.state != "ready"}
     members = [service.network_ids] + [
-        t.network_ids for t in snapshot.tasks if t.service_id == service.id and t.desired_state == "running"
+        t.network_ids
+        for t in snapshot.tasks
+        if t.service_id == service.id
+        and (t.desired_state == "running" or (t.state == "running" and t.node_id not in down))
     ]
     return ProxyAttachments(frozenset.intersection(*(frozenset(names.get(i, i) for i in ids) for ids in members)))
 

@@ -17,6 +17,7 @@ unreachable it keeps serving. No Docker socket; no certificate secret mounted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -42,6 +43,9 @@ from interlock.wire.messages import ProxyConfig, ProxyReport, decode, encode
 from interlock.wire.traffic import RouteTraffic, TrafficNames
 
 log = logging.getLogger("interlock.agent")
+
+LEAVING_REPORT_TIMEOUT = 1.0
+"""Seconds the agent tries to tell its extension it is leaving, at most (it stops meanwhile)."""
 
 
 class Agent:
@@ -341,12 +345,24 @@ async def run_agent(
     ]
     await stop.wait()
     await drain(agent, drain_period)
-    log.info("stopping: %s finishes its requests (QUIT)", controller.kind)
-    for task in tasks:
-        task.cancel()
-    # So that `interlock status` stops listing this proxy now rather than in 30 s.
-    await agent.report(leaving=True)
-    await agent.extension.close()
-    await agent.proxy.stop(signal.SIGQUIT)
+    await leave(agent, tasks)
     if metrics is not None:
         await metrics.cleanup()
+
+
+async def leave(agent: Agent, tasks: list[asyncio.Task[None]]) -> None:
+    """The proxy finishes its requests and stops (QUIT), while the agent tells the extension it
+    is leaving (so that `interlock status` stops listing it now rather than in 30 s). That
+    message is a courtesy: bounded, and never before the stop, whose time Swarm counts (a
+    resolver or an extension slow to answer a task being shut down held it for seconds, and
+    Swarm killed the proxy at the end of its grace period)."""
+    log.info("stopping: %s finishes its requests (QUIT)", agent.proxy.kind)
+    started = time.monotonic()
+    for task in tasks:
+        task.cancel()
+    told = asyncio.create_task(asyncio.wait_for(agent.report(leaving=True), LEAVING_REPORT_TIMEOUT))
+    await agent.proxy.stop(signal.SIGQUIT)
+    log.info("stopped: %s exited %.1fs after the stop began", agent.proxy.kind, time.monotonic() - started)
+    with contextlib.suppress(TimeoutError):
+        await told
+    await agent.extension.close()
