@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from interlock.config.schema import ExtensionConfig
-from interlock.edges.offline_check import CheckResult, run_check, stand_ins
+from interlock.edges.offline_check import CheckResult, run_check, stand_in_dhparam, stand_in_pem
 from interlock.edges.template_guard import render_with_limits
 from interlock.model.routing import Routing
 from interlock.render.nginx import render_nginx
@@ -46,11 +46,10 @@ def check_rendered(
     with tempfile.TemporaryDirectory(prefix="interlock-check-") as scratch:
         base = Path(workdir or scratch)
         base.mkdir(parents=True, exist_ok=True)
-        pem, dhparam = stand_ins()
-        (base / FALLBACK_CERTIFICATE).write_text(pem)
+        (base / FALLBACK_CERTIFICATE).write_text(stand_in_pem())
         checked = text
         if ext.nginx.ssl_default_dh_param_path:
-            checked = checked.replace(ext.nginx.ssl_default_dh_param_path, str(dhparam))
+            checked = checked.replace(ext.nginx.ssl_default_dh_param_path, str(stand_in_dhparam()))
         return check_text(checked, workdir=base, nginx=nginx)
 
 

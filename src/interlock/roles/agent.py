@@ -301,6 +301,16 @@ async def drain(agent: Agent, seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
+def process_age() -> float:
+    """Seconds since this process began (Linux's /proc); 0 where that cannot be read."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+
+
 async def run_agent(
     *,
     extension_url: str,
@@ -313,6 +323,7 @@ async def run_agent(
     """The proxy role: `kind` is the extension's (nginx or haproxy), which this agent runs.
     Its request counters are served as Prometheus text on `metrics_port` (0: not served).
     Stopped, it first drains for `drain_period` seconds (`ProxyDrainPeriod`)."""
+    started_at = process_age()
     controller = new_controller(kind, Path(PROXY_WORKDIR), Path(secrets_dir))
     agent = Agent(
         extension=PeerClient(
@@ -330,7 +341,18 @@ async def run_agent(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loaded = process_age()
     await agent.boot(Path(mounted_config))
+    # A replaced proxy counts as running (and Swarm replaces the next) once this serves.
+    log.info(
+        "started: %s %.2fs after the process began (loading %.2fs, metrics %.2fs, extension and %s %.2fs)",
+        "serving" if controller.running else "not serving yet",
+        process_age(),
+        started_at,
+        loaded - started_at,
+        controller.kind,
+        process_age() - loaded,
+    )
     # Now rather than with the first long-poll answer: what it serves.
     await agent.report()
     tasks = [
