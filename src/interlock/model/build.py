@@ -171,12 +171,11 @@ def proxy_attachments(snapshot: Snapshot, proxy_service: str) -> ProxyAttachment
     service = next((s for s in snapshot.services if s.name == proxy_service), None)
     if service is None:
         return ProxyAttachments(frozenset())
-    down = {n.id for n in snapshot.nodes if n.state != "ready"}
     members = [service.network_ids] + [
         t.network_ids
         for t in snapshot.tasks
         if t.service_id == service.id
-        and (t.desired_state == "running" or (t.state == "running" and t.node_id not in down))
+        and (t.desired_state == "running" or (t.state == "running" and snapshot.node_ready(t.node_id)))
     ]
     return ProxyAttachments(frozenset.intersection(*(frozenset(names.get(i, i) for i in ids) for ids in members)))
 

@@ -145,6 +145,11 @@ class Snapshot:
     """The swarm's secrets; None when not listed (a snapshot file without them): then labels
     naming a secret are not checked against the list."""
 
+    def node_ready(self, node_id: str) -> bool:
+        """Whether the node can run and report its tasks: one that is down (or otherwise not
+        `ready`) still lists its tasks as they were when it left. An unlisted node counts as ready."""
+        return not any(n.id == node_id and n.state != "ready" for n in self.nodes)
+
     def secret_id(self, name: str) -> str:
         """The ID of the secret called `name`, '' when there is none (or none were listed)."""
         return next((s.id for s in self.secrets or () if s.name == name), "")

@@ -29,7 +29,8 @@ def swarm_json(description: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]
     A service entry takes: name, labels, networks (names), replicas (running tasks), starting
     (tasks not yet running), stopping (running but desired shutdown), endpoint_mode,
     host_ports (target ports published in host mode), ports (target ports published in ingress
-    mode) and created (an ordering number; default: position in the list).
+    mode) and created (an ordering number; default: position in the list). A node entry takes
+    name, address, role and state (default `ready`).
     """
     nodes_in = list(description.get("nodes") or [{"name": "node-1", "address": "192.0.2.10"}])
     nodes = [
@@ -37,7 +38,7 @@ def swarm_json(description: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]
             "ID": fake_id("node", n["name"]),
             "Description": {"Hostname": n["name"]},
             "Spec": {"Role": n.get("role", "manager"), "Availability": "active", "Labels": {}},
-            "Status": {"State": "ready", "Addr": n["address"]},
+            "Status": {"State": n.get("state", "ready"), "Addr": n["address"]},
         }
         for n in nodes_in
     ]

@@ -2,7 +2,8 @@
 
 It subscribes to the event stream first, then lists, so no change falls between the two. After
 an event it re-lists every SETTLE_POLL seconds until the tasks settle (the stream has no task
-events): at least MIN_SETTLE, at most MAX_SETTLE. A full resync runs every `poll_interval`. A
+events; a task still starting or still stopping is not settled): at least MIN_SETTLE, at most
+MAX_SETTLE. A full resync runs every `poll_interval`. A
 lost stream, a failed call, or a stream that stays connected but silent while a service changes
 (its version index grew without a service event) means reconnect with capped backoff and
 resync. Secrets are re-listed after a secret event, a reconnect, or a periodic resync, not on
@@ -26,7 +27,7 @@ from interlock.edges.debounce import Debouncer
 from interlock.edges.docker_source import EventStream, RawSnapshot, SwarmSource, threadsafe
 from interlock.errors import DockerUnavailable, InterlockError
 from interlock.model.docker_json import snapshot_from_api
-from interlock.model.snapshot import Snapshot
+from interlock.model.snapshot import Snapshot, Task
 from interlock.roles.runtime import quiet_gc
 
 log = logging.getLogger("interlock.core")
@@ -40,11 +41,22 @@ MIN_SETTLE = 2.0
 MAX_SETTLE = 60.0
 MAX_BACKOFF = 5.0
 TRANSITIONAL = frozenset({"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting"})
+RUNNING_OR_TRANSITIONAL = TRANSITIONAL | {"running"}
 
 SNAPSHOTS = Counter("interlock_core_snapshots_total", "Full lists of the swarm")
 EVENTS = Counter("interlock_core_docker_events_total", "Docker events received")
 RECONNECTS = Counter("interlock_core_event_stream_reconnects_total", "Event stream (re)connections after a loss")
 BUILD_SECONDS = Histogram("interlock_core_build_seconds", "Snapshot conversion and build time")
+
+
+def _moving(task: Task, snapshot: Snapshot) -> bool:
+    """A task on its way up, or one still running while it stops: a proxy task's exit lets a
+    route over a network only its replacement is on be served (`build.proxy_attachments`), and
+    the stream has no event for it. Not a task on a node that is down (reported running until
+    the node returns)."""
+    if task.desired_state == "running":
+        return task.state in TRANSITIONAL
+    return task.state in RUNNING_OR_TRANSITIONAL and snapshot.node_ready(task.node_id)
 
 
 class Watcher:
@@ -174,9 +186,7 @@ class Watcher:
         started = self.clock.monotonic()
         with quiet_gc():
             snapshot = snapshot_from_api({**raw, "secrets": self.secrets})
-            self.tasks_settled = not any(
-                t.desired_state == "running" and t.state in TRANSITIONAL for t in snapshot.tasks
-            )
+            self.tasks_settled = not any(_moving(t, snapshot) for t in snapshot.tasks)
             self.on_snapshot(snapshot)
         BUILD_SECONDS.observe(self.clock.monotonic() - started)
         if not self.ready:
