@@ -47,7 +47,9 @@ class Rig:
         self.swarm = swarm
         self.seen = Seen()
         self.clock = FakeClock()
-        self.watcher = Watcher(swarm, self.seen, poll_interval=POLL, clock=self.clock, offload=inline)
+        self.watcher = Watcher(
+            swarm, self.seen, poll_interval=POLL, clock=self.clock, offload=inline, proxies=frozenset({"proxy"})
+        )
 
 
 @pytest.fixture
@@ -93,23 +95,29 @@ async def test_an_event_is_followed_by_quick_relists_until_tasks_settle(rig: Rig
     assert rig.swarm.lists - lists - settle_lists <= 3, "back to one list per PollInterval"
 
 
-async def test_a_task_still_stopping_keeps_the_quick_relists_going_until_it_has_stopped(rig: Rig) -> None:
+async def test_a_proxy_task_still_stopping_keeps_the_quick_relists_going_until_it_has_stopped(rig: Rig) -> None:
     """A proxy task's exit is what lets a route over a network only its replacement is on be
     served, and no event says it exited: the watcher lists until it has, not one PollInterval
-    later. A task on a node that is down never stops in the list: it does not hold them."""
-    rig.swarm.set_apps({"services": [{**app("a"), "stopping": 1}]})
+    later. An app's stopping task, or one on a node that is down, does not hold the lists."""
+    rig.swarm.set_apps({"services": [app("a", replicas=0) | {"stopping": 1}]})
+    await rig.clock.advance(MIN_SETTLE + 1)
+    lists = rig.swarm.lists
+    await rig.clock.advance(1)
+    assert rig.swarm.lists - lists <= 1, "an app's stopping task does not keep it listing"
+
+    rig.swarm.set_apps({"services": [{"name": "proxy", "stopping": 1}]})
     await rig.clock.advance(MIN_SETTLE + 1)
     lists = rig.swarm.lists
     await rig.clock.advance(1)
     assert rig.swarm.lists - lists >= 1 / SETTLE_POLL - 2, "still re-listing while a task stops"
-    rig.swarm.apps = {"services": [app("a")]}  # it has stopped: no event
+    rig.swarm.apps = {"services": [{"name": "proxy"}]}  # it has stopped: no event
     await rig.clock.advance(SETTLE_POLL * 2)
     assert not any(t.desired_state != "running" for t in rig.seen.last.tasks), "seen within a settle poll"
     lists = rig.swarm.lists
     await rig.clock.advance(1)
     assert rig.swarm.lists - lists <= 1, "settled: back to one list per PollInterval"
 
-    down = {"services": [{**app("a"), "stopping": 1}], "nodes": [{"name": "n1", "address": "192.0.2.10"}]}
+    down = {"services": [{"name": "proxy", "stopping": 1}], "nodes": [{"name": "n1", "address": "192.0.2.10"}]}
     rig.swarm.set_apps(down)
     rig.swarm.apps = {**down, "nodes": [{"name": "n1", "address": "192.0.2.10", "state": "down"}]}
     await rig.clock.advance(MIN_SETTLE + 1)

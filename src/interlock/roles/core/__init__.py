@@ -84,7 +84,12 @@ class Core:
         self.board = Board(config, gate_on_proxies=ops is not None, service_name=service_name, clock=self.clock)
         self.certificates = CertificateDesk(self.board, certificates_dir)
         self.watcher = Watcher(
-            source, self._on_snapshot, poll_interval=config.poll_interval_seconds, clock=self.clock, offload=offload
+            source,
+            self._on_snapshot,
+            poll_interval=config.poll_interval_seconds,
+            clock=self.clock,
+            offload=offload,
+            proxies=frozenset(config.proxy_service_name(name) for name in config.extensions),
         )
         self.reconciler = (
             Reconciler(config, ops, self.board, owner=service_name, core_url=core_url) if ops is not None else None

@@ -2,7 +2,7 @@
 
 It subscribes to the event stream first, then lists, so no change falls between the two. After
 an event it re-lists every SETTLE_POLL seconds until the tasks settle (the stream has no task
-events; a task still starting or still stopping is not settled): at least MIN_SETTLE, at most
+events; a task still starting, or a proxy task still stopping, is not settled): at least MIN_SETTLE, at most
 MAX_SETTLE. A full resync runs every `poll_interval`. A
 lost stream, a failed call, or a stream that stays connected but silent while a service changes
 (its version index grew without a service event) means reconnect with capped backoff and
@@ -49,14 +49,16 @@ RECONNECTS = Counter("interlock_core_event_stream_reconnects_total", "Event stre
 BUILD_SECONDS = Histogram("interlock_core_build_seconds", "Snapshot conversion and build time")
 
 
-def _moving(task: Task, snapshot: Snapshot) -> bool:
-    """A task on its way up, or one still running while it stops: a proxy task's exit lets a
-    route over a network only its replacement is on be served (`build.proxy_attachments`), and
-    the stream has no event for it. Not a task on a node that is down (reported running until
-    the node returns)."""
+def _moving(task: Task, snapshot: Snapshot, proxy_ids: frozenset[str]) -> bool:
+    """A task on its way up, or a proxy task (of `proxy_ids`, its services) still running while
+    it stops: its exit lets a route over a network only its replacement is on be served
+    (`build.proxy_attachments`), and the stream has no event for it. Not a task on a node that
+    is down (reported running until the node returns); not an app's stopping task (it left the
+    targets when Swarm meant it to stop), which would keep the lists going for its whole grace
+    period."""
     if task.desired_state == "running":
         return task.state in TRANSITIONAL
-    return task.state in RUNNING_OR_TRANSITIONAL and snapshot.node_ready(task.node_id)
+    return task.service_id in proxy_ids and task.state in RUNNING_OR_TRANSITIONAL and snapshot.node_ready(task.node_id)
 
 
 class Watcher:
@@ -68,9 +70,12 @@ class Watcher:
         poll_interval: float,
         clock: Clock | None = None,
         offload: Offload = asyncio.to_thread,
+        proxies: frozenset[str] = frozenset(),
     ) -> None:
-        """`offload` runs a blocking Docker call off the event loop (a thread; inline in tests)."""
+        """`offload` runs a blocking Docker call off the event loop (a thread; inline in tests);
+        `proxies` names the proxy services, whose stopping tasks are watched until they exit."""
         self.source = source
+        self.proxies = proxies
         self.on_snapshot = on_snapshot
         self.poll_interval = poll_interval
         self.clock: Clock = clock or SystemClock()
@@ -186,7 +191,8 @@ class Watcher:
         started = self.clock.monotonic()
         with quiet_gc():
             snapshot = snapshot_from_api({**raw, "secrets": self.secrets})
-            self.tasks_settled = not any(_moving(t, snapshot) for t in snapshot.tasks)
+            proxy_ids = frozenset(s.id for s in snapshot.services if s.name in self.proxies)
+            self.tasks_settled = not any(_moving(t, snapshot, proxy_ids) for t in snapshot.tasks)
             self.on_snapshot(snapshot)
         BUILD_SECONDS.observe(self.clock.monotonic() - started)
         if not self.ready:
