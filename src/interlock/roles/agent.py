@@ -375,9 +375,9 @@ async def run_agent(
 async def leave(agent: Agent, tasks: list[asyncio.Task[None]]) -> None:
     """The proxy finishes its requests and stops (QUIT), while the agent tells the extension it
     is leaving (so that `interlock status` stops listing it now rather than in 30 s). That
-    message is a courtesy: bounded, and never before the stop, whose time Swarm counts (a
-    resolver or an extension slow to answer a task being shut down held it for seconds, and
-    Swarm killed the proxy at the end of its grace period)."""
+    message is a courtesy: bounded, and never ahead of the stop, whose time Swarm counts (an
+    extension or a resolver slow to answer would otherwise hold the stop, and Swarm kills a
+    proxy still running at the end of its grace period)."""
     log.info("stopping: %s finishes its requests (QUIT)", agent.proxy.kind)
     started = time.monotonic()
     for task in tasks:
