@@ -203,6 +203,38 @@ def test_the_core_mounts_the_certificate_secrets_hosts_name_and_the_proxy_none()
     assert own is not None and len(own["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"]) == 1
 
 
+def test_a_refused_certificate_stays_mounted_while_its_service_is_left_out_for_it() -> None:
+    """Unmounted, the core's next task could not read it, would route the service again and
+    mount it once more: a restart every few seconds (and its problem shown only in between)."""
+    swarm, board, reconciler = setup(apps=[TLS_APP])
+    core = {
+        "Name": "interlock",
+        "Labels": {},
+        "TaskTemplate": {"ContainerSpec": {"Secrets": [{"File": {"Name": "x"}}]}},
+    }
+    swarm.create_service(core)
+    round_trip(swarm, board, reconciler)
+    round_trip(swarm, board, reconciler)
+
+    def mounted() -> list[str]:
+        own = swarm.service("interlock")
+        assert own is not None
+        return [m["SecretName"] for m in own["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"][1:]]
+
+    assert mounted() == ["shop.crt", "shop.key"]
+    assert board.note_refused_certificates(
+        {("shop.crt", "shop.key"): ("ssl_cert", "'shop.crt' is not a PEM certificate")}
+    )
+    round_trip(swarm, board, reconciler)
+    state = board.slots["default"].state
+    assert state is not None and state.routing.hosts == (), "left out"
+    assert ("update", "interlock") not in round_trip(swarm, board, reconciler)
+    assert mounted() == ["shop.crt", "shop.key"], "still mounted: the next core task finds it refused too"
+    swarm.set_apps({"services": []})
+    round_trip(swarm, board, reconciler)
+    assert mounted() == [], "the service gone, the core lets go of them"
+
+
 async def test_a_refused_pair_leaves_out_its_service_until_made_again_under_a_new_id() -> None:
     swarm, board, _ = setup(config=load_config("[Extensions.default]\n"), apps=[TLS_APP])
     board.proxies = None  # routed at once: this test is about refusals, not attachments

@@ -10,7 +10,7 @@ never causes an update by itself. Pure; swarm layer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -145,10 +145,15 @@ def desired_services(config: CoreConfig, routings: Mapping[str, Routing | None],
     return DesiredServices(tuple(clusters), notes=tuple(notes))
 
 
-def certificate_secrets(routings: Mapping[str, Routing | None], facts: SwarmFacts) -> tuple[Ref, ...]:
-    """The certificate and key secrets the core mounts: every one a routed host names (sorted;
-    the ones that exist)."""
+def certificate_secrets(
+    routings: Mapping[str, Routing | None], facts: SwarmFacts, refused_ids: Collection[str] = ()
+) -> tuple[Ref, ...]:
+    """The certificate and key secrets the core mounts: every one a routed host names, and the
+    ones it refused (`refused_ids`, of services left out for them), sorted; the ones that exist.
+    A refused secret stays mounted: unmounted, the core's next task could not read it, would
+    route its service again and mount it once more, a restart every few seconds."""
     names = {s for routing in routings.values() if routing for s in routing.secrets}
+    names |= {name for name, secret_id in facts.secrets.items() if secret_id in refused_ids}
     return tuple(Ref(facts.secrets[n], n) for n in sorted(names) if n in facts.secrets)
 
 

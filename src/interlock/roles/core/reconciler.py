@@ -181,7 +181,15 @@ class Reconciler:
         more = self.more_mounts()
         if more is None:
             return  # mounting restarts the core: not while it orders a certificate
-        wanted = tuple(sorted({*certificate_secrets(routings, facts), *more}, key=lambda ref: ref.name))
+        refused = {
+            secret_id
+            for slot in self.board.slots.values()
+            for exclusion in slot.exclusions.values()
+            if exclusion.label != "-"  # a certificate, key or htpasswd secret the core refused
+            for secret_id in exclusion.secret_ids
+            if secret_id
+        }
+        wanted = tuple(sorted({*certificate_secrets(routings, facts, refused), *more}, key=lambda ref: ref.name))
         if self.ops.mount_certificates(self.owner, wanted):
             log.info(
                 "mounting certificate secrets %s into %s; Swarm replaces this task",
