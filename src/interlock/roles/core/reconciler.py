@@ -9,8 +9,9 @@ while the core or the extension is down still routes; configs no service uses ar
 core holds that configuration's body only when it asked for it: a proxy update waits (up to
 BODY_WAIT) for the extension to send the newest one, then goes on with what it has. The core's
 own service mounts exactly the certificate secrets the routed hosts name (the core reads them
-and sends the certificates to the proxies): when that set changes, the core updates its own
-spec and Swarm replaces its task, which costs no request.
+and sends the certificates to the proxies), and those it refused while their service is left
+out for them: when that set changes, the core updates its own spec and Swarm replaces its task,
+which costs no request.
 
 Thin: every decision is in `desired_services`; this module only reads and writes.
 """
@@ -174,8 +175,9 @@ class Reconciler:
             del self.detached[network_id]
 
     def _mount_certificates(self, routings: dict[str, Routing | None], facts: SwarmFacts) -> None:
-        """Mount into the core's own task the certificate secrets the routed hosts name, and
-        only those (a secret no host names any more can be removed from the swarm)."""
+        """Mount into the core's own task the certificate secrets the routed hosts name and the
+        ones it refused (their services stay left out; a secret no service names any more can
+        be removed from the swarm), and only those."""
         if any(r is None for r in routings.values()):
             return  # not every cluster has a state yet: what is needed is not known
         more = self.more_mounts()
