@@ -168,9 +168,8 @@ def test_nothing_is_deployed_without_the_control_network_or_tokens() -> None:
     assert round_trip(swarm, board, reconciler) == []
 
 
-def test_the_core_mounts_the_certificate_secrets_hosts_name_and_the_proxy_none() -> None:
-    """A new TLS service replaces no proxy task: it is routed at once, the core mounts its
-    secrets (Swarm replaces the core's task, which costs no request) and sends the certificate."""
+def tls_app_beside_the_core() -> tuple[FakeSwarm, Board, Reconciler]:
+    """A TLS service, and the core's own service (with one secret of its own) to mount into."""
     swarm, board, reconciler = setup(apps=[TLS_APP])
     core = {
         "Name": "interlock",
@@ -178,6 +177,13 @@ def test_the_core_mounts_the_certificate_secrets_hosts_name_and_the_proxy_none()
         "TaskTemplate": {"ContainerSpec": {"Secrets": [{"File": {"Name": "x"}}]}},
     }
     swarm.create_service(core)
+    return swarm, board, reconciler
+
+
+def test_the_core_mounts_the_certificate_secrets_hosts_name_and_the_proxy_none() -> None:
+    """A new TLS service replaces no proxy task: it is routed at once, the core mounts its
+    secrets (Swarm replaces the core's task, which costs no request) and sends the certificate."""
+    swarm, board, reconciler = tls_app_beside_the_core()
     round_trip(swarm, board, reconciler)  # the proxy joins the app's network
     round_trip(swarm, board, reconciler)
     state = board.slots["default"].state
@@ -206,13 +212,7 @@ def test_the_core_mounts_the_certificate_secrets_hosts_name_and_the_proxy_none()
 def test_a_refused_certificate_stays_mounted_while_its_service_is_left_out_for_it() -> None:
     """Unmounted, the core's next task could not read it, would route the service again and
     mount it once more: a restart every few seconds (and its problem shown only in between)."""
-    swarm, board, reconciler = setup(apps=[TLS_APP])
-    core = {
-        "Name": "interlock",
-        "Labels": {},
-        "TaskTemplate": {"ContainerSpec": {"Secrets": [{"File": {"Name": "x"}}]}},
-    }
-    swarm.create_service(core)
+    swarm, board, reconciler = tls_app_beside_the_core()
     round_trip(swarm, board, reconciler)
     round_trip(swarm, board, reconciler)
 
