@@ -74,6 +74,12 @@ class Exclusion:
     secret_ids: tuple[str, ...] = ()
     """IDs of the service's ssl_cert, ssl_key and auth_basic secrets when it was found."""
 
+    @property
+    def refused_secret_ids(self) -> tuple[str, ...]:
+        """The secrets of a service left out because a secret of its was refused (the label
+        blamed is one of them); none for one left out as a whole (`-`)."""
+        return tuple(i for i in self.secret_ids if i) if self.label != "-" else ()
+
 
 SECRET_LABELS = ("ssl_cert", "ssl_key", "auth_basic")
 """The labels that name a Docker secret."""

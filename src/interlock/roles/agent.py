@@ -343,15 +343,16 @@ async def run_agent(
         loop.add_signal_handler(sig, stop.set)
     loaded = process_age()
     await agent.boot(Path(mounted_config))
+    booted = process_age()
     # A replaced proxy counts as running (and Swarm replaces the next) once this serves.
     log.info(
         "started: %s %.2fs after the process began (loading %.2fs, metrics %.2fs, extension and %s %.2fs)",
         "serving" if controller.running else "not serving yet",
-        process_age(),
+        booted,
         started_at,
         loaded - started_at,
         controller.kind,
-        process_age() - loaded,
+        booted - loaded,
     )
     # Now rather than with the first long-poll answer: what it serves.
     await agent.report()

@@ -187,9 +187,7 @@ class Reconciler:
             secret_id
             for slot in self.board.slots.values()
             for exclusion in slot.exclusions.values()
-            if exclusion.label != "-"  # a certificate, key or htpasswd secret the core refused
-            for secret_id in exclusion.secret_ids
-            if secret_id
+            for secret_id in exclusion.refused_secret_ids
         }
         wanted = tuple(sorted({*certificate_secrets(routings, facts, refused), *more}, key=lambda ref: ref.name))
         if self.ops.mount_certificates(self.owner, wanted):
