@@ -178,6 +178,7 @@ def cmd_proxy(args: argparse.Namespace) -> int:
             mounted_config=args.config or os.environ.get("INTERLOCK_PROXY_CONFIG", "/etc/nginx/nginx.conf"),
             kind=os.environ.get("INTERLOCK_PROXY_KIND", "nginx"),
             drain_period=float(args.drain if args.drain is not None else os.environ.get("INTERLOCK_PROXY_DRAIN", "0")),
+            service=os.environ.get("INTERLOCK_PROXY_SERVICE", ""),
         )
     )
     return 0

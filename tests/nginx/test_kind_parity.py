@@ -63,17 +63,23 @@ async def test_the_health_check_says_draining_while_every_route_is_still_served(
     kind: str, nginx: str, haproxy: str, backend: int, tmp_path: Path
 ) -> None:
     """`/_interlock/health` answers a load balancer for any host, the routed one too; once the
-    agent drains the proxy (before it stops) it answers 503 and the routes keep serving."""
+    agent drains the proxy (before it stops) it answers 503 and the routes keep serving; taken
+    back, 200 again."""
     routing = loopback_routing({"shop": {"hosts": "shop.local", "port": str(backend)}})
     binary = haproxy if kind == "haproxy" else nginx
     control = await serve(kind, binary, routing, tmp_path, tmp_path)
     try:
         assert health("10.0.0.7") == (200, "serving")
         assert health("shop.local") == (200, "serving")
-        await control.drain()
+        await control.set_draining(True)
         assert health("10.0.0.7") == (503, "draining")
         assert health("shop.local") == (503, "draining")
         assert asked()[0] == 200, "a draining proxy still serves its routes"
+        # What looked like a coming stop was not one: back in the load balancer's rotation.
+        await control.set_draining(False)
+        assert health("10.0.0.7") == (200, "serving")
+        await control.set_draining(False)
+        assert health("shop.local") == (200, "serving"), "taking back twice is harmless"
     finally:
         await control.stop(signal.SIGTERM, timeout=15)
 

@@ -15,7 +15,7 @@ from interlock.errors import PeerUnavailable
 from interlock.model.routing import Routing
 from interlock.roles import agent as agent_module
 from interlock.roles import extension as extension_module
-from interlock.roles.agent import Agent, drain, leave
+from interlock.roles.agent import Agent, leave
 from interlock.roles.extension import Extension
 from interlock.testing.fakes import FakeNginx, FakePeer
 from interlock.wire.messages import ClusterState, ExtensionReport, ProxyConfig, ProxyReport, decode, encode
@@ -104,16 +104,6 @@ async def test_the_agent_keeps_serving_when_nginx_refuses_a_configuration() -> N
     nginx.refuse = "nginx: [emerg] unknown directive"
     await agent.apply(ProxyConfig(2, "d2", "id2", "bad"))
     assert nginx.config_id == "id1" and "unknown directive" in agent.error
-
-
-async def test_a_stopping_agent_drains_only_when_a_drain_period_is_set() -> None:
-    """ProxyDrainPeriod = "0s" stops at once, with the health check never failed."""
-    nginx = FakeNginx()
-    agent = Agent(extension=FakePeer(), proxy=nginx, name="p1")
-    await drain(agent, 0)
-    assert not nginx.draining
-    await drain(agent, 0.01)
-    assert nginx.draining
 
 
 async def test_a_stopping_proxy_does_not_wait_for_its_extension_to_hear_it_leaves(

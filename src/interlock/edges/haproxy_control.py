@@ -307,14 +307,15 @@ class HAProxyController:
         for token in held.keys() - dict(bundle.challenges).keys():
             await self.runtime(f"del map {challenges} {token}")
 
-    async def drain(self) -> None:
-        """/_interlock/health answers 503 from now on: `draining` in the state map, at run time
-        (and in its file, should HAProxy be reloaded meanwhile)."""
+    async def set_draining(self, draining: bool) -> None:
+        """/_interlock/health answers 503 from now on, or 200 again: `draining` in the state
+        map or not, at run time (and in its file, should HAProxy be reloaded meanwhile)."""
         state = self.certificates_dir / STATE_MAP
-        write_private(state, f"{DRAINING} 1\n".encode())
-        answer = await self.runtime(f"add map {state} {DRAINING} 1")
-        if answer.strip():
-            raise ReloadFailed(f"haproxy did not start draining: {' '.join(answer.split())[:300]}")
+        write_private(state, f"{DRAINING} 1\n".encode() if draining else b"")
+        answer = await self.runtime(f"add map {state} {DRAINING} 1" if draining else f"del map {state} {DRAINING}")
+        if answer.strip() and "not found" not in answer.lower():  # taken back twice: not found
+            change = "start" if draining else "stop"
+            raise ReloadFailed(f"haproxy did not {change} draining: {' '.join(answer.split())[:300]}")
 
     async def _runtime_ok(self, command: str, host: str, *, fine: str = "") -> None:
         """`command` through the runtime API; ReloadFailed when HAProxy did not do it (an answer

@@ -199,12 +199,14 @@ class NginxController:
                 write_private(kept, previous)
                 raise ReloadFailed(f"nginx did not take certificates {bundle.tag}: {status} {answer[:500]}")
 
-    async def drain(self) -> None:
-        """/_interlock/health answers 503 from now on (lua/health.lua); every other request is
-        served as before. A configuration without Lua has no drain: it answers 200 to the end."""
-        status, answer = await self._post("/interlock/drain", b"")
+    async def set_draining(self, draining: bool) -> None:
+        """/_interlock/health answers 503 from now on (lua/health.lua), or 200 again; every
+        other request is served as before. A configuration without Lua has no drain: it answers
+        200 to the end."""
+        status, answer = await self._post("/interlock/drain", b"1" if draining else b"0")
         if status not in (200, 404):
-            raise ReloadFailed(f"nginx did not start draining: {status} {answer[:300]}")
+            change = "start" if draining else "stop"
+            raise ReloadFailed(f"nginx did not {change} draining: {status} {answer[:300]}")
 
     async def _post(self, path: str, body: bytes) -> tuple[int, str]:
         """POST `body` to nginx's loopback status port with our token: (status, answer); status

@@ -38,9 +38,10 @@ class ProxyControl(Protocol):
         proxy refuses it (it keeps the certificates it had)."""
         ...
 
-    async def drain(self) -> None:
+    async def set_draining(self, draining: bool) -> None:
         """Fail the proxy's health check (`/_interlock/health`: 503) while it keeps serving,
-        before it stops. ReloadFailed when the proxy did not take it."""
+        before it stops; or pass it again (`draining` False). ReloadFailed when the proxy did
+        not take it."""
         ...
 
     async def poll_traffic(self, meter: TrafficMeter) -> None: ...

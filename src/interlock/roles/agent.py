@@ -28,15 +28,18 @@ from pathlib import Path
 from prometheus_client import REGISTRY
 
 from interlock.constants import METRICS_PORT, PROXY_TOKEN, PROXY_WORKDIR, SECRETS_DIR
+from interlock.edges.clock import SystemClock
 from interlock.edges.listen import role_listeners
 from interlock.edges.metrics_http import serve_metrics
 from interlock.edges.peer_http import Peer, PeerClient, read_token
 from interlock.edges.proxy_control import ProxyControl
 from interlock.edges.proxy_controllers import new_controller
 from interlock.edges.role_tls import mounted_peer_cert
+from interlock.edges.task_departure import watch_departure
 from interlock.edges.traffic_meter import TrafficCollector, TrafficMeter
 from interlock.errors import ConfigRejected, InterlockError, PeerUnavailable, ReloadFailed, WireError
 from interlock.render.config_delta import ProxyConfigDelta, apply_config_delta
+from interlock.roles.proxy_drain import ProxyDrain
 from interlock.roles.runtime import answered_get, post_counted
 from interlock.wire.certificates import CertificateBundle
 from interlock.wire.messages import ProxyConfig, ProxyReport, decode, encode
@@ -286,21 +289,6 @@ class Agent:
                 await self.proxy.start()
 
 
-async def drain(agent: Agent, seconds: float) -> None:
-    """Before the proxy stops: its health check (`/_interlock/health`) answers 503 while it
-    still serves every request, and still follows routing changes, for `seconds`. A load
-    balancer in front of host-mode proxies takes it out meanwhile, so that no client of its is
-    sent to a proxy that has stopped listening."""
-    if seconds <= 0:
-        return
-    try:
-        await agent.proxy.drain()
-    except ReloadFailed as exc:
-        log.warning("draining: %s; stopping after the drain period all the same", exc)
-    log.info("draining: /_interlock/health answers 503 for %gs while %s serves", seconds, agent.proxy.kind)
-    await asyncio.sleep(seconds)
-
-
 def process_age() -> float:
     """Seconds since this process began (Linux's /proc); 0 where that cannot be read."""
     try:
@@ -319,10 +307,12 @@ async def run_agent(
     secrets_dir: str = SECRETS_DIR,
     metrics_port: int = METRICS_PORT,
     drain_period: float = 0.0,
+    service: str = "",
 ) -> None:
     """The proxy role: `kind` is the extension's (nginx or haproxy), which this agent runs.
     Its request counters are served as Prometheus text on `metrics_port` (0: not served).
-    Stopped, it first drains for `drain_period` seconds (`ProxyDrainPeriod`)."""
+    Stopped, it first drains for `drain_period` seconds (`ProxyDrainPeriod`), counted from
+    Docker taking this task out of `service`'s DNS when it does (`roles/proxy_drain.py`)."""
     started_at = process_age()
     controller = new_controller(kind, Path(PROXY_WORKDIR), Path(secrets_dir))
     agent = Agent(
@@ -356,6 +346,8 @@ async def run_agent(
     )
     # Now rather than with the first long-poll answer: what it serves.
     await agent.report()
+    drain = ProxyDrain(controller, drain_period, SystemClock())
+    watching = [watch_departure(service, drain.on_departure)] if service and drain_period > 0 else []
     tasks = [
         asyncio.create_task(c)
         for c in (
@@ -364,10 +356,11 @@ async def run_agent(
             agent.report_loop(),
             agent.watch_proxy(),
             agent.traffic_loop(),
+            *watching,
         )
     ]
     await stop.wait()
-    await drain(agent, drain_period)
+    await drain.before_stop()
     await leave(agent, tasks)
     if metrics is not None:
         await metrics.cleanup()

@@ -304,6 +304,8 @@ def proxy_spec(config: CoreConfig, name: str, refs: ClusterRefs) -> dict[str, An
             f"INTERLOCK_PROXY_CONFIG={ext.proxy_config_path}",
             f"INTERLOCK_PROXY_KIND={ext.kind}",
             f"INTERLOCK_PROXY_DRAIN={parse_duration(ext.proxy_drain_period):g}",
+            # Its own service: its drain starts when Docker takes the task out of tasks.<service>.
+            f"INTERLOCK_PROXY_SERVICE={config.proxy_service_name(name)}",
             *image_env(ext.proxy_image, refs.image_ids),
             *listen_env(refs.control_network, refs.monitoring_network),
         ],

@@ -414,8 +414,8 @@ class FakeNginx:
             raise ReloadFailed(self.refuse)
         self.certificates.append(bundle)
 
-    async def drain(self) -> None:
-        self.draining = True
+    async def set_draining(self, draining: bool) -> None:
+        self.draining = draining
 
     async def poll_traffic(self, meter: object) -> None:
         return None

@@ -1,6 +1,7 @@
 -- The proxy's health check for a load balancer in front of it (`/_interlock/health` on the
--- HTTP port, any host): 200 "serving", or 503 "draining" once the proxy agent, told to stop,
--- said so (POST /interlock/drain on the loopback status port, with its bearer token). The
+-- HTTP port, any host): 200 "serving", or 503 "draining" once the proxy agent, about to stop,
+-- said so (POST /interlock/drain on the loopback status port, with its bearer token; the body
+-- "0" takes that back, when what looked like a coming stop was not one). The
 -- proxy serves every other request as before while it drains; the flag is in a shared dict,
 -- so every worker answers alike, and a reload during the drain keeps it.
 local shared = ngx.shared.interlock_state
@@ -33,8 +34,14 @@ function M.drain()
     if not M.token or ngx.var.http_authorization ~= "Bearer " .. M.token then
         return ngx.exit(403)
     end
-    shared:set("draining", true)
-    ngx.say("draining")
+    ngx.req.read_body()
+    if ngx.req.get_body_data() == "0" then
+        shared:delete("draining")
+        ngx.say("serving")
+    else
+        shared:set("draining", true)
+        ngx.say("draining")
+    end
 end
 
 return M
