@@ -12,7 +12,7 @@ import pytest
 
 from interlock.errors import DockerUnavailable
 from interlock.model.snapshot import Snapshot
-from interlock.roles.core.watcher import MIN_SETTLE, SETTLE_POLL, Watcher
+from interlock.roles.core.watcher import LATE_SETTLE_POLL, MIN_SETTLE, SETTLE_POLL, Watcher
 from interlock.testing.fakes import FakeClock, FakeSwarm, inline
 
 POLL = 3.0
@@ -109,9 +109,10 @@ async def test_a_proxy_task_still_stopping_keeps_the_quick_relists_going_until_i
     await rig.clock.advance(MIN_SETTLE + 1)
     lists = rig.swarm.lists
     await rig.clock.advance(1)
-    assert rig.swarm.lists - lists >= 1 / SETTLE_POLL - 2, "still re-listing while a task stops"
+    assert rig.swarm.lists - lists >= 1 / LATE_SETTLE_POLL - 1, "still re-listing while a task stops"
+    assert rig.swarm.lists - lists <= 1 / LATE_SETTLE_POLL + 1, "more slowly than right after the event"
     rig.swarm.apps = {"services": [{"name": "proxy"}]}  # it has stopped: no event
-    await rig.clock.advance(SETTLE_POLL * 2)
+    await rig.clock.advance(LATE_SETTLE_POLL * 2)
     assert not any(t.desired_state != "running" for t in rig.seen.last.tasks), "seen within a settle poll"
     lists = rig.swarm.lists
     await rig.clock.advance(1)

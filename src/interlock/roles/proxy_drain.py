@@ -67,7 +67,12 @@ class ProxyDrain:
         assert self.since is not None
         done = self.clock.monotonic() - self.since
         rest = max(0.0, self.period - done)
-        log.info("draining: %.1fs more after the stop signal (%.1fs of %gs before it)", rest, done, self.period)
+        log.info(
+            "draining: %.1fs more after the stop signal (began %.1fs before it; ProxyDrainPeriod %gs)",
+            rest,
+            done,
+            self.period,
+        )
         await self.clock.sleep(rest)
 
     async def _begin(self, why: str) -> None:

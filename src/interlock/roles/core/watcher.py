@@ -35,7 +35,12 @@ log = logging.getLogger("interlock.core")
 Offload = Callable[..., Awaitable[Any]]
 
 SETTLE_POLL = 0.1
-"""Seconds between re-lists while tasks settle after an event."""
+"""Seconds between re-lists while tasks settle, in the first MIN_SETTLE seconds after an event."""
+LATE_SETTLE_POLL = 0.25
+"""Seconds between re-lists while tasks still settle after that: a task waiting for its health
+check, or a proxy task through Docker's 2 s wait before its stop signal. Ten lists a second for
+all that time cost the manager (and dockerd) a fifth of a core during every roll of the proxies,
+on the CPU the starting tasks need."""
 MIN_SETTLE = 2.0
 """Keep re-listing at least this long after an event: tasks may not exist yet when it arrives."""
 MAX_SETTLE = 60.0
@@ -159,7 +164,10 @@ class Watcher:
     async def wait_for_change(self) -> None:
         """Until the next resync is due: a settled burst of events, a settle poll, or the
         periodic resync; raises when the stream was lost meanwhile."""
-        timeout = SETTLE_POLL if self.settling() else self.poll_interval
+        now = self.clock.monotonic()
+        timeout = self.poll_interval
+        if self.settling():
+            timeout = SETTLE_POLL if now < self.min_settle_until else LATE_SETTLE_POLL
         if await self.clock.wait(self.debouncer.poked, timeout):
             await self.debouncer.wait()
         if self.stream_lost.is_set():
