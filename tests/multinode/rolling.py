@@ -94,6 +94,29 @@ def proxy_tasks(proxy_service: str) -> dict[str, str]:
     return {line.split()[0]: line.split()[1] for line in out.splitlines() if " Running " in f"{line} "}
 
 
+EARLY_DRAIN = "draining (Swarm took this task out of its service's DNS"
+
+
+def drain_lines(cluster: Cluster, proxy_service: str, task_ids: list[str]) -> dict[str, str]:
+    """Task id (as `docker service ps` prints it) -> how its agent's drain began, from the
+    logs of its stopped container on its node."""
+    found: dict[str, str] = {}
+    for node in cluster.workers:
+        listed = sh(
+            *(*node.docker, "ps", "-a", "--filter", f"label=com.docker.swarm.service.name={proxy_service}"),
+            *("--format", '{{.ID}} {{.Label "com.docker.swarm.task.id"}}'),
+        )
+        for container, task in (line.split() for line in listed.splitlines()):
+            short = next((t for t in task_ids if task.startswith(t)), None)
+            if short is not None:
+                logs = subprocess.run(
+                    [*node.docker, "logs", container], capture_output=True, text=True, timeout=30, check=True
+                )
+                drained = [line for line in (logs.stdout + logs.stderr).splitlines() if "draining" in line]
+                found[short] = " | ".join(drained) or "(no drain logged)"
+    return found
+
+
 def service_networks(name: str) -> set[str]:
     spec = json.loads(sh("docker", "service", "inspect", name))[0]["Spec"]["TaskTemplate"]
     return {n["Target"] for n in spec.get("Networks") or ()}
@@ -139,6 +162,11 @@ def new_network(cluster: Cluster, workdir: Path) -> RollFigures:
                     assert served and not set(before) & set(proxy_tasks("interlock-proxy-hap")), (
                         "each proxy was replaced to join the network"
                     )
+                    # Each began its drain when Docker took it out of tasks.<service>, about 2 s
+                    # ahead of its stop signal, so the drain cost the roll next to no time.
+                    drains = drain_lines(cluster, "interlock-proxy-hap", list(before))
+                    assert sorted(drains) == sorted(before), drains
+                    assert all(EARLY_DRAIN in line for line in drains.values()), drains
                 removed_at = time.monotonic()
                 joined = network_id(network)
                 poll(
