@@ -64,7 +64,9 @@ def main() -> None:
         undrained.write_text(CONFIG.read_text().replace(DRAINED, UNDRAINED))
         sh(INTERLOCK, "up", "-c", str(undrained), "--wait", "240", timeout=400)
         try:
-            results["new_network_undrained"] = totals([new_network(cluster, workdir) for _ in range(args.trials)])
+            results["new_network_undrained"] = totals(
+                [new_network(cluster, workdir, drained=False) for _ in range(args.trials)]
+            )
         finally:
             sh(INTERLOCK, "up", "-c", str(CONFIG), "--wait", "240", timeout=400)
     dump(results)
