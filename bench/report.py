@@ -784,21 +784,26 @@ five proxies), then back; the load goes through the default cluster's nginx pair
 {row("upgrade", "upgrade and back (drain 1 s)", "`up` -> every role on the new image", "`up` -> every role back")}
 
 Targets (issue 24): a service on a new network served by every proxy within 15 s of its task
-running (72 s measured before; 19.2 s at the first version of the drain), with 0 failed requests
+running (72 s measured before; 19.2 s at the first version of the drain, 15.7 s before the two
+fixes below), with 0 failed requests
 for a client that never retries. Where no proxy should restart at all, list the apps' networks
 in `Networks` (docs/PRODUCTION.md).
 
-Where a proxy's turn goes (Docker's events on each node and the agent's `started:` log line,
-new-network scenario, 2026-12-07): about 3.3 s of Swarm's own from the previous proxy's health
-check passing to this one's stop signal (2 s of it Docker's fixed wait after taking a task out
-of Swarm's service routing); the drain (1 s) and HAProxy's stop (0.2-0.3 s); 0.8-1.7 s for
-Docker to remove the old container and start the new one; 1.2-2.5 s from the process start to
-serving (loading Python and aiohttp 0.8-2.1 s on this loaded machine, fetching certificates and
-configuration and starting HAProxy 0.3-0.5 s); then up to a second until the health check
-(every second) passes. Before the fixes of 2026-12-07 the agent's start took 4-7 s (an RSA
-fallback key and DH parameters made synchronously, and the settings schema and renderers
-loaded), and the second proxy to stop was killed at the end of its grace period (5 s) about
-once a run: the core had sent it, while it drained, a route over a network it was not on.
+Where a proxy's turn goes (Docker's events on each node, the agents' logs, new-network scenario,
+2026-12-07): about 1.5 s of Swarm's own from the previous proxy's health check passing to this
+one leaving its service's DNS; Docker's fixed 2 s wait before the stop signal, during which the
+proxy now drains (its agent sees its address leave `tasks.<service>`, so the 1 s drain is over
+when the signal comes: `draining: 0.0s more after the stop signal`); 0.3-1 s for the agent and
+HAProxy to exit; 1-1.7 s for Docker to remove the old container and start the new one; 1.2-6 s
+from the process start to serving, depending on the CPU left on this 2-core machine; then up to a
+second until the health check (every second) passes. Two fixes of 2026-12-07 cut the turn: the
+drain moved into Docker's wait, and the core, which re-listed the swarm ten times a second
+while any task settled (a fifth of a core, and as much of dockerd's, during every roll, on the
+CPU the starting proxy needed), re-lists four times a second after the first 2 s. Earlier the
+same day the agent's start took 4-7 s (an RSA fallback key and DH parameters made
+synchronously, and the settings schema and renderers loaded), and the second proxy to stop was
+killed at the end of its grace period about once a run (the core had sent it, while it drained,
+a route over a network it was not on).
 """
 
 

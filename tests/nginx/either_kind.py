@@ -82,22 +82,31 @@ def loopback_routing(services: dict[str, dict[str, str]]) -> Routing:
     return build(snapshot_from_api(document)).routings[""]
 
 
-async def serve(kind: str, binary: str, routing: Routing, tmp_path: Path, secrets: Path, **config: Any) -> Controller:
-    """Start (or reload) a proxy of `kind` on HTTP/HTTPS serving `routing`, with the certificates
-    of its TLS hosts read from `secrets` (as the core reads them) and handed to the proxy as the
-    agent does; `config` adds keys of the extension's Config table."""
+async def serve(
+    kind: str,
+    binary: str,
+    routing: Routing,
+    tmp_path: Path,
+    secrets: Path,
+    *,
+    control: Controller | None = None,
+    **config: Any,
+) -> Controller:
+    """Start a proxy of `kind` on HTTP/HTTPS serving `routing` (or reload `control`, one this
+    started, with it), with the certificates of its TLS hosts read from `secrets` (as the core
+    reads them) and handed to the proxy as the agent does; `config` adds keys of the extension's
+    Config table."""
     settings = {"PidPath": str(tmp_path / "proxy.pid"), **config}
-    control: Controller
     if kind == "nginx":
         ext = default_config(TargetPort=HTTP, TargetSSLPort=HTTPS, Config=settings).extensions["default"]
-        control = NginxController(tmp_path / "work", nginx=binary, confirm_timeout=10)
+        control = control or NginxController(tmp_path / "work", nginx=binary, confirm_timeout=10)
         rendered = render_nginx(routing, ext)
     else:
         ext = default_config(Kind="haproxy", TargetPort=HTTP, TargetSSLPort=HTTPS, Config=settings).extensions[
             "default"
         ]
         certificates = tmp_path / "certs"
-        control = HAProxyController(
+        control = control or HAProxyController(
             tmp_path / "work", haproxy=binary, secrets_dir=secrets, certificates_dir=certificates
         )
         rendered = render_haproxy(routing, ext, certificates_dir=str(certificates))

@@ -75,11 +75,67 @@ async def test_the_health_check_says_draining_while_every_route_is_still_served(
         assert health("10.0.0.7") == (503, "draining")
         assert health("shop.local") == (503, "draining")
         assert asked()[0] == 200, "a draining proxy still serves its routes"
+        # A routing change while it drains (the core changes routes while Swarm replaces
+        # proxies): applied with a reload, and the proxy still drains.
+        changed = loopback_routing(
+            {
+                "shop": {"hosts": "shop.local", "port": str(backend)},
+                "more": {"hosts": "more.local", "port": str(backend)},
+            }
+        )
+        reloads = control.reloads
+        await serve(kind, binary, changed, tmp_path, tmp_path, control=control)
+        assert control.reloads == reloads + 1
+        assert health("10.0.0.7") == (503, "draining"), "a reload keeps the drain"
+        assert asked()[0] == 200
         # What looked like a coming stop was not one: back in the load balancer's rotation.
         await control.set_draining(False)
         assert health("10.0.0.7") == (200, "serving")
         await control.set_draining(False)
         assert health("shop.local") == (200, "serving"), "taking back twice is harmless"
+    finally:
+        await control.stop(signal.SIGTERM, timeout=15)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_drain_begun_while_a_reload_is_under_way_holds_in_the_new_configuration(
+    kind: str, nginx: str, haproxy: str, backend: int, tmp_path: Path
+) -> None:
+    """The agent drains as soon as Docker takes its task out of the service's DNS, which is
+    when the core changes routes too: a reload may be under way. HAProxy's new worker reads the
+    state map while the old one takes the run-time change, so without care the drain was lost
+    and a load balancer sent requests to a proxy about to stop (seen on the multi-node harness)."""
+    # Enough hosts that the new configuration takes HAProxy a while to load: the window in
+    # which the drain used to be lost.
+    many = {f"s{n}": {"hosts": f"s{n}.local", "port": str(backend)} for n in range(1500)}
+    routings = [
+        loopback_routing(many),
+        loopback_routing({**many, "more": {"hosts": "more.local", "port": str(backend)}}),
+    ]
+    binary = haproxy if kind == "haproxy" else nginx
+    control = await serve(kind, binary, routings[0], tmp_path, tmp_path)
+    signalled = asyncio.Event()
+    send_reload = control.proxy.reload
+
+    def reload_and_say() -> None:
+        send_reload()
+        signalled.set()
+
+    control.proxy.reload = reload_and_say  # type: ignore[method-assign]
+    try:
+        for turn, delay in enumerate((0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.02, 0.05)):
+            draining = turn % 2 == 0
+            signalled.clear()
+            reload = asyncio.create_task(
+                serve(kind, binary, routings[(turn + 1) % 2], tmp_path, tmp_path, control=control)
+            )
+            await asyncio.wait_for(signalled.wait(), 30)
+            # The proxy is reloading now: the change lands at some point of it.
+            await asyncio.sleep(delay)
+            await control.set_draining(draining)
+            await reload
+            expected = (503, "draining") if draining else (200, "serving")
+            assert health("10.0.0.7") == expected, f"turn {turn}: draining {draining} after a reload under way"
     finally:
         await control.stop(signal.SIGTERM, timeout=15)
 

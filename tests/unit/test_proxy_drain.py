@@ -105,3 +105,35 @@ async def test_a_proxy_that_refuses_the_drain_still_waits_out_the_period() -> No
     assert not stopping.done()
     await clock.advance(0.1)
     assert stopping.done()
+
+
+async def test_the_period_counts_from_when_the_proxy_took_the_drain_not_from_the_sign() -> None:
+    """HAProxy takes a run-time change only once a reload under way is confirmed, which took
+    2.5 s on a loaded node: the stop signal came first. The drain then runs its whole period
+    after that, and is asked for once: a load balancer that never saw a 503 would send requests
+    to a proxy that stopped."""
+
+    class Busy(FakeNginx):
+        def __init__(self) -> None:
+            super().__init__()
+            self.reloaded = asyncio.Event()
+            self.asked = 0
+
+        async def set_draining(self, draining: bool) -> None:
+            self.asked += 1
+            await self.reloaded.wait()
+            self.draining = draining
+
+    proxy, clock = Busy(), FakeClock()
+    drain = ProxyDrain(proxy, 1.0, clock)
+    sign = asyncio.create_task(drain.on_departure(Departure.LEAVING))
+    await clock.advance(2.0)
+    stopping = asyncio.create_task(drain.before_stop())
+    await clock.advance(0.5)
+    assert not stopping.done() and not proxy.draining, "the proxy is still reloading"
+    proxy.reloaded.set()
+    await clock.advance(0.9)
+    assert proxy.draining and not stopping.done(), "the whole period after the health check failed"
+    await clock.advance(0.1)
+    assert stopping.done() and sign.done()
+    assert proxy.asked == 1

@@ -153,6 +153,33 @@ def _haproxy_commands(binary: str) -> ProxyCommands:
     )
 
 
+def write_certificate_files(
+    directory: Path, bundle: CertificateBundle | None, written: CertificateBundle | None = None
+) -> None:
+    """In `directory`: the PEM of every host of `bundle`, the fallback and the crt-list, 0400
+    (the master reads them as root), in a directory only root may enter; PEMs of hosts gone are
+    removed. A host whose certificate is the one `written` (the bundle the files hold) gave it
+    is not written again."""
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    if not (directory / FALLBACK_PEM).exists():
+        write_private(directory / FALLBACK_PEM, stand_in_pem().encode())
+    by_host = bundle.by_host() if bundle else {}
+    held = written.by_host() if written else {}
+    wanted = {FALLBACK_PEM, CRT_LIST, ACME_MAP, STATE_MAP}
+    write_private(directory / ACME_MAP, acme_map(bundle).encode())
+    if not (directory / STATE_MAP).exists():
+        write_private(directory / STATE_MAP, b"")
+    for host, certificate in by_host.items():
+        wanted.add(pem_name(host))
+        if host not in held or held[host].id != certificate.id or not (directory / pem_name(host)).exists():
+            write_private(directory / pem_name(host), combined_pem(certificate).encode())
+    write_private(directory / CRT_LIST, crt_list(bundle, str(directory)).encode())
+    for stale in directory.iterdir():
+        if stale.name not in wanted and not stale.name.endswith(".next"):
+            stale.unlink(missing_ok=True)
+
+
 class HAProxyController:
     """HAProxy as the agent's `ProxyControl`: its process and file through `ProxyProcess`."""
 
@@ -192,6 +219,10 @@ class HAProxyController:
         """Task moves applied through the runtime API: the reloads avoided."""
         self.certificates: CertificateBundle | None = None
         """The certificates the files hold and the running HAProxy serves."""
+        self.changing = asyncio.Lock()
+        """Held by a reload until it is confirmed, and by each run-time change: one made while
+        the master loads the files would reach only the old worker, and the new one would start
+        without it (a drain lost, so a load balancer sent requests to a proxy about to stop)."""
 
     @property
     def live(self) -> Path:
@@ -216,7 +247,7 @@ class HAProxyController:
         if not (self.certificates_dir / CRT_LIST).exists():
             # The first configuration: the files of the certificates held (or none) for it to load;
             # afterwards update_certificates keeps them.
-            self._write_certificate_files(self.certificates)
+            write_certificate_files(self.certificates_dir, self.certificates)
 
         async def go_live() -> None:
             if self.running:
@@ -225,55 +256,30 @@ class HAProxyController:
                 await self.start()
             await self.proxy.confirm(config_id)
 
-        await self.proxy.install(text, go_live=go_live)
+        async with self.changing:
+            await self.proxy.install(text, go_live=go_live)
         self.config_id, self.targets_id, self.targets_text = config_id, targets_id, targets
         self.reloads += 1
 
     def _reload(self) -> None:
         self.proxy.reload()
 
-    def _write_certificate_files(
-        self, bundle: CertificateBundle | None, written: CertificateBundle | None = None
-    ) -> None:
-        """The PEM of every host of `bundle`, the fallback and the crt-list, 0400 (the master reads
-        them as root), in a directory only root may enter; PEMs of hosts gone are removed. A host
-        whose certificate is the one `written` (the bundle the files hold) gave it is not written
-        again."""
-        directory = self.certificates_dir
-        directory.mkdir(parents=True, exist_ok=True)
-        os.chmod(directory, 0o700)
-        if not (directory / FALLBACK_PEM).exists():
-            write_private(directory / FALLBACK_PEM, stand_in_pem().encode())
-        by_host = bundle.by_host() if bundle else {}
-        held = written.by_host() if written else {}
-        wanted = {FALLBACK_PEM, CRT_LIST, ACME_MAP, STATE_MAP}
-        write_private(directory / ACME_MAP, acme_map(bundle).encode())
-        if not (directory / STATE_MAP).exists():
-            write_private(directory / STATE_MAP, b"")
-        for host, certificate in by_host.items():
-            wanted.add(pem_name(host))
-            if host not in held or held[host].id != certificate.id or not (directory / pem_name(host)).exists():
-                write_private(directory / pem_name(host), combined_pem(certificate).encode())
-        write_private(directory / CRT_LIST, crt_list(bundle, str(directory)).encode())
-        for stale in directory.iterdir():
-            if stale.name not in wanted and not stale.name.endswith(".next"):
-                stale.unlink(missing_ok=True)
-
     async def update_certificates(self, bundle: CertificateBundle) -> None:
         """Write the files of `bundle` (for every later reload and restart), then change the
         running HAProxy's certificates through its runtime API: a rotated certificate is
         replaced in place, a new host's is added to the crt-list and a removed host's taken out.
         A running configuration without a TLS frontend has no crt-list: the files are enough."""
-        previous = self.certificates
-        self._write_certificate_files(bundle, previous)
-        if self.running:
-            try:
-                await self._change_certificates(previous, bundle)
-            except ReloadFailed:
-                # What every later reload or restart reads stays what the running HAProxy has.
-                self._write_certificate_files(previous, bundle)
-                raise
-        self.certificates = bundle
+        async with self.changing:
+            previous = self.certificates
+            write_certificate_files(self.certificates_dir, bundle, previous)
+            if self.running:
+                try:
+                    await self._change_certificates(previous, bundle)
+                except ReloadFailed:
+                    # What every later reload or restart reads stays what the running HAProxy has.
+                    write_certificate_files(self.certificates_dir, previous, bundle)
+                    raise
+            self.certificates = bundle
 
     async def _change_certificates(self, previous: CertificateBundle | None, bundle: CertificateBundle) -> None:
         before = previous.by_host() if previous else {}
@@ -311,8 +317,9 @@ class HAProxyController:
         """/_interlock/health answers 503 from now on, or 200 again: `draining` in the state
         map or not, at run time (and in its file, should HAProxy be reloaded meanwhile)."""
         state = self.certificates_dir / STATE_MAP
-        write_private(state, f"{DRAINING} 1\n".encode() if draining else b"")
-        answer = await self.runtime(f"add map {state} {DRAINING} 1" if draining else f"del map {state} {DRAINING}")
+        async with self.changing:
+            write_private(state, f"{DRAINING} 1\n".encode() if draining else b"")
+            answer = await self.runtime(f"add map {state} {DRAINING} 1" if draining else f"del map {state} {DRAINING}")
         if answer.strip() and "not found" not in answer.lower():  # taken back twice: not found
             change = "start" if draining else "stop"
             raise ReloadFailed(f"haproxy did not {change} draining: {' '.join(answer.split())[:300]}")

@@ -40,14 +40,20 @@ class ProxyDrain:
         self.since: float | None = None
         """When the health check began to fail (the clock's monotonic seconds); None: it passes."""
         self.stopping = False
+        self._beginning: asyncio.Task[None] | None = None
         self._expiry: asyncio.Task[None] | None = None
 
     async def on_departure(self, change: Departure) -> None:
         """What the DNS sign says: the task is leaving (drain now) or was not (take it back)."""
         if self.period <= 0 or self.stopping:
             return
-        if change is Departure.LEAVING and self.since is None:
-            await self._begin("Swarm took this task out of its service's DNS; the stop signal follows")
+        if change is Departure.LEAVING and self.since is None and self._beginning is None:
+            why = "Swarm took this task out of its service's DNS; the stop signal follows"
+            # A task of its own: the stop signal may come while the proxy takes it (HAProxy
+            # finishes a reload first), and the stop then waits for it rather than drain twice.
+            self._beginning = asyncio.create_task(self._begin(why))
+            await asyncio.shield(self._beginning)
+            self._beginning = None
             self._expiry = asyncio.create_task(self._expire())
         elif change is Departure.BACK:
             await self._take_back("this task is in its service's DNS again")
@@ -62,6 +68,8 @@ class ProxyDrain:
                 await self._expiry
         if self.period <= 0:
             return
+        if self._beginning is not None:
+            await asyncio.shield(self._beginning)
         if self.since is None:
             await self._begin("stop signal")
         assert self.since is not None
@@ -76,11 +84,13 @@ class ProxyDrain:
         await self.clock.sleep(rest)
 
     async def _begin(self, why: str) -> None:
-        self.since = self.clock.monotonic()
         try:
             await self.proxy.set_draining(True)
         except ReloadFailed as exc:
             log.warning("draining: %s; stopping after the drain period all the same", exc)
+        # Counted from when the health check fails, not from when it was asked to: a load
+        # balancer that never saw a 503 would still send requests to a proxy that stopped.
+        self.since = self.clock.monotonic()
         log.info("draining (%s): /_interlock/health answers 503 while %s serves", why, self.proxy.kind)
 
     async def _take_back(self, why: str) -> None:
