@@ -54,7 +54,8 @@ class ProxyDrain:
             self._beginning = asyncio.create_task(self._begin(why))
             await asyncio.shield(self._beginning)
             self._beginning = None
-            self._expiry = asyncio.create_task(self._expire())
+            if not self.stopping:
+                self._expiry = asyncio.create_task(self._expire())
         elif change is Departure.BACK:
             await self._take_back("this task is in its service's DNS again")
 
