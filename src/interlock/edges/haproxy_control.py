@@ -320,7 +320,8 @@ class HAProxyController:
         async with self.changing:
             write_private(state, f"{DRAINING} 1\n".encode() if draining else b"")
             answer = await self.runtime(f"add map {state} {DRAINING} 1" if draining else f"del map {state} {DRAINING}")
-        if answer.strip() and "not found" not in answer.lower():  # taken back twice: not found
+        taken_back_twice = not draining and "not found" in answer.lower()
+        if answer.strip() and not taken_back_twice:
             change = "start" if draining else "stop"
             raise ReloadFailed(f"haproxy did not {change} draining: {' '.join(answer.split())[:300]}")
 
