@@ -78,19 +78,28 @@ def rendered_configs() -> str:
     return "\n".join(out) + "\n===== interlock problems =====\n" + problems
 
 
+def service_log(name: str, tail: int = 60) -> str:
+    """The last lines the service's tasks logged, with Docker's timestamps, for a failure
+    message (a note instead, should `docker service logs` not answer)."""
+    try:
+        proc = subprocess.run(
+            ["docker", "service", "logs", "--timestamps", "--tail", str(tail), name],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return "(docker service logs did not answer)\n"
+    return proc.stdout + proc.stderr
+
+
 def proxy_logs(tail: int = 60) -> str:
     """The last lines each proxy service logged (agent and nginx, access log included)."""
     out = []
     for name in sh("docker", "service", "ls", "--format", "{{.Name}}", check=False).split():
         if name.startswith("interlock-proxy"):
-            proc = subprocess.run(
-                ["docker", "service", "logs", "--timestamps", "--tail", str(tail), name],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
-            out.append(f"===== {name} =====\n{proc.stdout}{proc.stderr}")
+            out.append(f"===== {name} =====\n{service_log(name, tail)}")
     return "\n".join(out)
 
 

@@ -9,7 +9,6 @@ gateway (172.16.0.0/12 here), which is the address the allow-list sees."""
 from __future__ import annotations
 
 import ctypes
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -26,6 +25,7 @@ from tests.e2e.swarm import (
     routed,
     secrets_removed_after,
     service,
+    service_log,
     settled,
     sh,
     unique,
@@ -112,14 +112,6 @@ def test_a_bad_policy_label_excludes_its_service_alone_with_the_problem_shown(cl
         assert get(f"{bad}.local", port=cluster.http).status_code == 503
 
 
-def service_log(name: str) -> str:
-    """The last lines the service's tasks logged, for a failure message."""
-    try:
-        return sh("docker", "service", "logs", "--tail", "30", name, check=False, timeout=20)
-    except subprocess.TimeoutExpired:
-        return "(docker service logs did not answer)"
-
-
 def test_a_retried_get_reaches_a_healthy_task_while_another_answers_503(cluster: Cluster) -> None:
     stable, failing = unique("retried"), unique("failing")
     host = f"{stable}.local"
@@ -135,7 +127,7 @@ def test_a_retried_get_reaches_a_healthy_task_while_another_answers_503(cluster:
         except AssertionError as failed:
             # Once seen on HAProxy: both tasks answered 503 for a minute. What each task said.
             tasks = {name: sh("docker", "service", "ps", "--no-trunc", name, check=False) for name in (stable, failing)}
-            logs = {name: service_log(name) for name in tasks}
+            logs = {name: service_log(name, tail=30) for name in tasks}
             raise AssertionError(f"{failed}\ntasks: {tasks}\nlogs: {logs}") from None
         poll(lambda: failing in sh(INTERLOCK, "routes", check=False) or None, what="the failing canary routed too")
         settled(cluster.http)
