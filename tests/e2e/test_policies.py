@@ -28,6 +28,7 @@ from tests.e2e.swarm import (
     service_log,
     settled,
     sh,
+    task_ips,
     unique,
     until_routed,
 )
@@ -127,8 +128,14 @@ def test_a_retried_get_reaches_a_healthy_task_while_another_answers_503(cluster:
         except AssertionError as failed:
             # Once seen on HAProxy: both tasks answered 503 for a minute. What each task said.
             tasks = {name: sh("docker", "service", "ps", "--no-trunc", name, check=False) for name in (stable, failing)}
+            addresses = {name: task_ips(name, "e2e-a") for name in tasks}
             logs = {name: service_log(name, tail=30) for name in tasks}
-            raise AssertionError(f"{failed}\ntasks: {tasks}\nlogs: {logs}") from None
+            # Which task (or what else) gave the last answer: the body names its task.
+            answer = get(host, port=cluster.http)
+            seen = f"{answer.status_code} {dict(answer.headers)} {answer.text[:600]!r}"
+            raise AssertionError(
+                f"{failed}\ntasks: {tasks}\naddresses: {addresses}\nlast answer: {seen}\nlogs: {logs}"
+            ) from None
         poll(lambda: failing in sh(INTERLOCK, "routes", check=False) or None, what="the failing canary routed too")
         settled(cluster.http)
         assert [get(host, port=cluster.http).status_code for _ in range(20)] == [200] * 20
