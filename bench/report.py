@@ -840,9 +840,10 @@ def failover_table(r: dict[str, Any]) -> str:
 **Manager failover.** The same swarm with two more managers (three in all) and the core pinned to
 those two (`CoreConstraints`); the manager running the core is cut off (link down) under the same
 load, through a worker's proxy, to an app on the workers. A service is created at the cut, another
-once the new core runs. Medians of the trials (max in brackets), seconds; Swarm's detection and its
-own time to run the new service's task are the baselines; a routed time minus its baseline is
-Interlock's part.
+once the new core runs. Swarm's dispatcher heartbeat is Docker's default 5 s here (2 s in the
+other scenarios: see docs/PRODUCTION.md, Layout). Medians of the trials (max in brackets), seconds;
+Swarm's detection and its own time to run the new service's task are the baselines; a routed time
+minus its baseline is Interlock's part.
 
 | {" | ".join(head)} |
 |{"---|" * len(head)}
