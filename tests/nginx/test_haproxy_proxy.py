@@ -18,11 +18,12 @@ import pytest
 from interlock.config import default_config
 from interlock.config.schema import ExtensionConfig
 from interlock.edges.haproxy_control import HAProxyController
+from interlock.edges.haproxy_slot_moves import busy_servers
 from interlock.edges.role_identities import new_pair
 from interlock.errors import ConfigRejected
 from interlock.model.routing import Routing
 from interlock.render.haproxy import render_haproxy
-from tests.nginx.either_kind import LoopbackTLS, certificates_of, loopback_routing
+from tests.nginx.either_kind import LoopbackTLS, certificates_of, loopback_routing, start_backend
 
 pytestmark = pytest.mark.nginx
 
@@ -193,6 +194,43 @@ async def test_task_moves_go_through_the_runtime_api_without_a_reload(
     await controller.proxy.confirm(two.config_id)
     status, body = await asyncio.to_thread(get, "web.local")
     assert status == 200 and isinstance(body, dict) and body["task"] == "second", "the restart kept the move"
+
+
+async def test_a_slot_that_takes_another_task_sends_it_every_later_request(
+    controller: HAProxyController, backend: int, tmp_path: Path
+) -> None:
+    """HAProxy pools a server's idle connections by server, not by address: a retried request in
+    flight on a slot while the slot took another task left a connection to the old task in the
+    slot's pool, and every later request went there (in the e2e suite, a failing canary's 503s
+    for a minute; here, a task replaced by another kept all the traffic). The agent takes the
+    slot out of rotation and moves it once no request uses it."""
+    failing_port, failing = start_backend("failing", status=503)
+
+    def web(port: int) -> Routing:
+        return loopback_routing({"web": {"hosts": "web.local", "port": str(port), "retries": "2"}})
+
+    try:
+        ext = extension(tmp_path)
+        await install(controller, web(failing_port), ext)
+        # Three tries of half a second each, all answered 503 by the failing task.
+        slow = asyncio.create_task(asyncio.to_thread(get, "web.local", "/?sleep=0.5"))
+
+        async def slot_in_use() -> bool:
+            return "web.local/s0" in busy_servers(await controller.runtime("show servers conn web.local"))
+
+        deadline = asyncio.get_running_loop().time() + 10
+        while not await slot_in_use():
+            assert asyncio.get_running_loop().time() < deadline, "the slow request never reached the task"
+            await asyncio.sleep(0.02)
+        moved = render_haproxy(web(backend), ext, certificates_dir=str(controller.certificates_dir))
+        assert moved.config_id == controller.config_id
+        await controller.update_targets(moved.targets, moved.targets_id)
+        await slow
+        answers = [await asyncio.to_thread(get, "web.local") for _ in range(6)]
+        assert [(s, b["task"] if isinstance(b, dict) else b) for s, b in answers] == [(200, "first")] * 6
+    finally:
+        failing.terminate()
+        failing.wait(10)
 
 
 async def test_many_task_moves_at_once_are_applied_in_lines_haproxy_accepts(

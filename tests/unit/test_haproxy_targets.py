@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from interlock.config import default_config
-from interlock.edges.haproxy_control import command_lines, runtime_commands
+from interlock.edges.haproxy_slot_moves import SlotMoves, apply, busy_servers, command_lines, plan
+from interlock.errors import ReloadFailed
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
 from interlock.render.haproxy import render_haproxy
@@ -35,23 +36,70 @@ def test_scaling_within_the_slots_keeps_the_id_and_outgrowing_them_changes_it() 
     assert one.text != three.text, "the text itself names the current tasks (a restart loads them)"
 
 
-def test_runtime_commands_fill_change_and_empty_slots() -> None:
+def test_a_move_takes_leaving_tasks_out_first_and_moved_ones_out_last() -> None:
     old = "interlock haproxy targets 1 a\nweb.local 10.0.0.1:8080 10.0.0.2:8080\n"
     new = "interlock haproxy targets 1 b\nweb.local 10.0.0.1:8080 10.0.0.3:8080 [fd00::4]:8080\n"
-    assert runtime_commands(old, new) == [
-        "set server web.local/s1 addr 10.0.0.3 port 8080",
-        "set server web.local/s1 state ready",
-        "set server web.local/s2 addr fd00::4 port 8080",
-        "set server web.local/s2 state ready",
-    ]
-    assert runtime_commands(new, old) == [
-        "set server web.local/s1 addr 10.0.0.2 port 8080",
-        "set server web.local/s1 state ready",
-        "set server web.local/s2 state maint",
-    ]
-    assert runtime_commands(old, old) == []
+    # .2 left: its slot goes out, then takes .3; an empty slot takes the IPv6 task.
+    assert plan(old, new) == SlotMoves(
+        gone=("web.local/s1",), fill=(("web.local/s2", "[fd00::4]:8080"),), refill=(("web.local/s1", "10.0.0.3:8080"),)
+    )
+    assert plan(new, old) == SlotMoves(
+        gone=("web.local/s1", "web.local/s2"), refill=(("web.local/s1", "10.0.0.2:8080"),)
+    )
+    assert not plan(old, old)
+    # A task that sorts first arrives: .1 moves from s0 to s1 (an empty slot, filled first), and
+    # s0 goes out only then; the reverse leaves s1 empty last, once s0 holds .1 again.
+    one = "interlock haproxy targets 1 c\nweb.local 10.0.0.1:8080\n"
+    two = "interlock haproxy targets 1 d\nweb.local 10.0.0.0:8080 10.0.0.1:8080\n"
+    assert plan(one, two) == SlotMoves(
+        fill=(("web.local/s1", "10.0.0.1:8080"),),
+        moved_out=("web.local/s0",),
+        refill=(("web.local/s0", "10.0.0.0:8080"),),
+    )
+    assert plan(two, one) == SlotMoves(
+        gone=("web.local/s0",), refill=(("web.local/s0", "10.0.0.1:8080"),), vacated=("web.local/s1",)
+    )
     with pytest.raises(ValueError, match="backends differ"):
-        runtime_commands(old, "interlock haproxy targets 1 c\nother.local 10.0.0.1:80\n")
+        plan(old, "interlock haproxy targets 1 c\nother.local 10.0.0.1:80\n")
+
+
+class FakeRuntime:
+    """HAProxy's runtime API as the moves see it: what was sent, and slots that carry a request
+    for the first `busy_for` asks of `show servers conn`."""
+
+    def __init__(self, busy: set[str], busy_for: int) -> None:
+        self.sent: list[str] = []
+        self.busy, self.busy_for = busy, busy_for
+
+    async def __call__(self, line: str) -> str:
+        self.sent.extend(line.split(";"))
+        if line.startswith("show servers conn"):
+            self.busy_for -= 1
+            used = 1 if self.busy_for >= 0 else 0
+            header = "# bkname/svname bkid/svid addr port - purge_delay used_cur used_max need_est ..."
+            return "\n".join([header, *(f"{s} 3/1 10.0.0.9 80 - 5000 {used} 1 1 0 0 -1 0 0 0" for s in self.busy)])
+        return ""
+
+
+async def test_a_slot_takes_its_new_task_only_once_no_request_uses_it() -> None:
+    moves = plan(
+        "interlock haproxy targets 1 c\nweb.local 10.0.0.1:8080\n",
+        "interlock haproxy targets 1 d\nweb.local 10.0.0.0:8080 10.0.0.1:8080\n",
+    )
+    runtime = FakeRuntime({"web.local/s0"}, busy_for=3)
+    await apply(moves, runtime)
+    out = runtime.sent.index("set server web.local/s0 state maint")
+    new_address = runtime.sent.index("set server web.local/s0 addr 10.0.0.0 port 8080")
+    assert runtime.sent.index("set server web.local/s1 state ready") < out, "the moved task serves from s1 first"
+    # Three asks said s0 was busy (the fill of s1 made the first); the fourth found it idle.
+    assert runtime.sent[out:new_address].count("show servers conn web.local") == 3, "asked until s0 was idle"
+    assert runtime.sent[-1] == "set server web.local/s0 state ready"
+
+    with pytest.raises(ReloadFailed, match="still carried a request"):
+        await apply(moves, FakeRuntime({"web.local/s0"}, busy_for=10**6), idle_wait=0.1)
+    assert busy_servers(
+        "# header\nb/s0 3/1 10.0.0.1 80 - 5000 0 1 1 0 1 -1 1 0 1\nb/s1 3/2 10.0.0.2 80 - 5000 2 2\n"
+    ) == {"b/s1"}
 
 
 def test_many_commands_are_split_into_lines_within_the_limit() -> None:

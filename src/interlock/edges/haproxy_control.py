@@ -23,6 +23,7 @@ import signal
 from pathlib import Path
 
 from interlock.constants import ADMIN_PASS_ENV, ADMIN_PASS_FILE, VALIDATION_TIMEOUT
+from interlock.edges import haproxy_slot_moves
 from interlock.edges.offline_check import stand_in_pem
 from interlock.edges.proxy_process import KeptFile, ProxyCommands, ProxyProcess, write_private
 from interlock.edges.traffic_meter import TrafficMeter
@@ -40,11 +41,9 @@ from interlock.render.haproxy_certificates import (
     crt_list_line,
     pem_name,
 )
-from interlock.render.haproxy_slots import ADMIN_SOCKET, TARGETS_HEADER, slot_count, with_targets
+from interlock.render.haproxy_slots import ADMIN_SOCKET, with_targets
 from interlock.wire.certificates import DEFAULT_TLS_HOST, CertificateBundle
 
-_REFUSALS = ("No such", "Invalid", "Require", "Unknown", "Permission", "Can't", "Cannot")
-"""How the runtime API's answers to `set server` begin when it did not do it."""
 _CERTIFICATE_REFUSALS = ("Can't", "unable", "Unknown command", "No ongoing", "does not exist", "already exists", "rror")
 """What the runtime API's answers to the `ssl cert` and `ssl crt-list` commands say when it did
 not do it."""
@@ -60,71 +59,6 @@ def requests_in_flight(show_sess: str) -> list[str]:
         for line in show_sess.splitlines()
         if " fe=" in line and " fe=GLOBAL " not in line and " fe=interlock_status " not in line
     ]
-
-
-def _backend_lines(document: str) -> list[str]:
-    """The lines of a targets document, one a backend: its name, then the filled slots' addresses."""
-    lines = document.splitlines()
-    if not lines or not lines[0].startswith(TARGETS_HEADER + " "):
-        raise ValueError("not an HAProxy targets document")
-    return [line for line in lines[1:] if line.strip()]
-
-
-def _split(address: str) -> tuple[str, str]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), port
-
-
-def runtime_commands(old: str, new: str) -> list[str]:
-    """The runtime API commands that turn the servers of targets `old` into those of `new`
-    (same backends, as the configuration's id is the same): slot by slot, a new address and
-    `ready`, or `maint` for a slot no task fills any more."""
-    before, after = _backend_lines(old), _backend_lines(new)
-    if len(before) != len(after):
-        raise ValueError("the backends differ")
-    commands = []
-    # Both list the same backends in the same order; only the lines that differ are read (with
-    # 10,000 backends, reading every line cost more than the move itself).
-    for was_line, now_line in zip(before, after, strict=True):
-        if was_line == now_line:
-            continue
-        backend, *previous = was_line.split()
-        name, *addresses = now_line.split()
-        if name != backend:
-            raise ValueError("the backends differ")
-        for slot in range(slot_count(len(addresses))):
-            was = previous[slot] if slot < len(previous) else None
-            now = addresses[slot] if slot < len(addresses) else None
-            if was == now:
-                continue
-            server = f"{backend}/s{slot}"
-            if now is None:
-                commands.append(f"set server {server} state maint")
-            else:
-                host, port = _split(now)
-                commands += [f"set server {server} addr {host} port {port}", f"set server {server} state ready"]
-    return commands
-
-
-_LINE_BYTES = 8192
-"""The most the agent sends to the runtime API on one line: HAProxy reads a command line into
-one buffer (`tune.bufsize`, 16 kB by default) and closes the connection on a longer one."""
-
-
-def command_lines(commands: list[str], limit: int = _LINE_BYTES) -> list[str]:
-    """`commands` joined with `;` into as few lines as keep each under `limit` bytes."""
-    lines: list[str] = []
-    current: list[str] = []
-    size = 0
-    for command in commands:
-        if current and size + len(command) + 1 > limit:
-            lines.append(";".join(current))
-            current, size = [], 0
-        current.append(command)
-        size += len(command) + 1
-    if current:
-        lines.append(";".join(current))
-    return lines
 
 
 def admin_env(secrets_dir: Path) -> dict[str, str]:
@@ -335,22 +269,22 @@ class HAProxyController:
 
     async def update_targets(self, targets: str, targets_id: str) -> None:
         """Move tasks without a reload: fill, change or empty server slots of the running
-        HAProxy through its runtime API (`set server ... addr`, `state ready|maint`), and write
-        them into the live file too (`with_targets`), for a restart. The
-        configuration's id is unchanged, so every backend has the slots it had; anything the
-        API refuses is a ReloadFailed (the agent then reloads with the whole configuration). Many
-        moves at once go as several command lines, each within HAProxy's line buffer."""
+        HAProxy through its runtime API (`haproxy_slot_moves`: a slot takes another task only
+        once no request uses it), and write them into the live file too (`with_targets`), for a
+        restart. The configuration's id is unchanged, so every backend has the slots it had;
+        anything the API refuses is a ReloadFailed (the agent then reloads with the whole
+        configuration). Many moves at once go as several command lines, each within HAProxy's
+        line buffer."""
         if not self.running:
             raise ReloadFailed("haproxy is not running")
         try:
-            commands = runtime_commands(self.targets_text, targets)
+            moves = haproxy_slot_moves.plan(self.targets_text, targets)
         except ValueError as exc:
             raise ReloadFailed(f"targets {targets_id} not usable at run time: {exc}") from exc
-        for line in command_lines(commands):
-            answer = await self.runtime(line)
-            refused = [said for said in answer.splitlines() if said.startswith(_REFUSALS)]
-            if refused:
-                raise ReloadFailed(f"haproxy refused targets {targets_id}: {'; '.join(refused)[:500]}")
+        try:
+            await haproxy_slot_moves.apply(moves, self.runtime)
+        except ReloadFailed as exc:
+            raise ReloadFailed(f"targets {targets_id}: {exc}") from exc
         self.targets_id, self.targets_text = targets_id, targets
         self.target_updates += 1
         # The live file follows, so an HAProxy that restarts serves these servers, not the last

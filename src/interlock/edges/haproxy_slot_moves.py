@@ -1,0 +1,179 @@
+"""Moving tasks through the server slots of a running HAProxy (its runtime API), in an order that
+never sends a request to a task that no longer holds the slot.
+
+Why an order: HAProxy (2.6, Debian's) keeps a server's idle backend connections by server, not
+by address. A request in flight on a slot while `set server ... addr` gives the slot another
+task goes back to the slot's idle pool when it ends, still connected to the old task, and the
+slot reuses it for every later request: the new task gets nothing, the old one everything, for as
+long as that connection lives (seen in the end-to-end suite as both slots of a host answering
+with the failing canary's 503 for a minute). The address change itself purges the connections
+that are idle at that moment. So a slot takes a new task only once no request uses it: out of
+rotation first (`state maint`), then, when `show servers conn` counts none in use, the new
+address and `state ready`.
+
+The order keeps every staying task in rotation meanwhile: the slots of tasks that left go out
+first; empty slots are filled next; slots whose task moved to another slot go out after that,
+take their new task once idle, and slots left empty by a task that moved go out last.
+
+Imports the slot format and the agent's errors only; no configuration, no templates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from interlock.errors import ReloadFailed
+from interlock.render.haproxy_slots import TARGETS_HEADER, slot_count
+
+Runtime = Callable[[str], Awaitable[str]]
+"""One command line to HAProxy's runtime API; its whole answer."""
+
+REFUSALS = ("No such", "Invalid", "Require", "Unknown", "Permission", "Can't", "Cannot")
+"""How the runtime API's answers to `set server` begin when it did not do it."""
+LINE_BYTES = 8192
+"""The most the agent sends to the runtime API on one line: HAProxy reads a command line into
+one buffer (`tune.bufsize`, 16 kB by default) and closes the connection on a longer one."""
+IDLE_WAIT = 3.0
+"""How long a slot may carry a request before it takes its new task; past it the move is a
+ReloadFailed, and the agent reloads (a new process starts with no pooled connection)."""
+
+
+@dataclass(frozen=True)
+class SlotMoves:
+    """What turns the servers of one targets document into those of the next (servers named
+    `backend/sN`, addresses `host:port`)."""
+
+    gone: tuple[str, ...] = ()
+    """Slots whose task left the backend: out of rotation first."""
+    fill: tuple[tuple[str, str], ...] = ()
+    """Empty slots that take a task."""
+    moved_out: tuple[str, ...] = ()
+    """Slots that take another task while theirs moved to another slot: out once `fill` serves."""
+    refill: tuple[tuple[str, str], ...] = ()
+    """Slots that held a task and take another (those of `gone` and `moved_out` that stay used)."""
+    vacated: tuple[str, ...] = ()
+    """Slots left empty by a task that moved to another slot: out last."""
+
+    def __bool__(self) -> bool:
+        return bool(self.gone or self.fill or self.moved_out or self.refill or self.vacated)
+
+
+def _backend_lines(document: str) -> list[str]:
+    """The lines of a targets document, one a backend: its name, then the filled slots' addresses."""
+    lines = document.splitlines()
+    if not lines or not lines[0].startswith(TARGETS_HEADER + " "):
+        raise ValueError("not an HAProxy targets document")
+    return [line for line in lines[1:] if line.strip()]
+
+
+def plan(old: str, new: str) -> SlotMoves:
+    """The moves from targets `old` to targets `new` (same backends, as the configuration's id
+    is the same); ValueError when they are not documents of the same backends."""
+    before, after = _backend_lines(old), _backend_lines(new)
+    if len(before) != len(after):
+        raise ValueError("the backends differ")
+    gone: list[str] = []
+    fill: list[tuple[str, str]] = []
+    moved_out: list[str] = []
+    refill: list[tuple[str, str]] = []
+    vacated: list[str] = []
+    # Both list the same backends in the same order; only the lines that differ are read (with
+    # 10,000 backends, reading every line cost more than the move itself).
+    for was_line, now_line in zip(before, after, strict=True):
+        if was_line == now_line:
+            continue
+        backend, *previous = was_line.split()
+        name, *addresses = now_line.split()
+        if name != backend:
+            raise ValueError("the backends differ")
+        staying = set(addresses)
+        for slot in range(slot_count(max(len(addresses), len(previous)))):
+            was = previous[slot] if slot < len(previous) else None
+            now = addresses[slot] if slot < len(addresses) else None
+            if was == now:
+                continue
+            server = f"{backend}/s{slot}"
+            if was is None:
+                fill.append((server, str(now)))
+                continue
+            if now is None:
+                (vacated if was in staying else gone).append(server)
+                continue
+            (moved_out if was in staying else gone).append(server)
+            refill.append((server, now))
+    return SlotMoves(tuple(gone), tuple(fill), tuple(moved_out), tuple(refill), tuple(vacated))
+
+
+def command_lines(commands: list[str], limit: int = LINE_BYTES) -> list[str]:
+    """`commands` joined with `;` into as few lines as keep each under `limit` bytes."""
+    lines: list[str] = []
+    current: list[str] = []
+    size = 0
+    for command in commands:
+        if current and size + len(command) + 1 > limit:
+            lines.append(";".join(current))
+            current, size = [], 0
+        current.append(command)
+        size += len(command) + 1
+    if current:
+        lines.append(";".join(current))
+    return lines
+
+
+def busy_servers(show_servers_conn: str) -> set[str]:
+    """The servers (`backend/sN`) that `show servers conn` counts a connection in use on."""
+    busy = set()
+    for line in show_servers_conn.splitlines():
+        fields = line.split()
+        # bkname/svname bkid/svid addr port - purge_delay used_cur ...
+        if len(fields) > 6 and not line.startswith("#") and fields[6].isdigit() and int(fields[6]) > 0:
+            busy.add(fields[0])
+    return busy
+
+
+async def apply(moves: SlotMoves, runtime: Runtime, *, idle_wait: float = IDLE_WAIT) -> None:
+    """Send `moves` to HAProxy in their order; ReloadFailed when it refuses one, or when a slot
+    still carries a request `idle_wait` seconds after it went out of rotation."""
+    await _send(runtime, [f"set server {server} state maint" for server in moves.gone])
+    await _take(runtime, moves.fill, idle_wait)
+    await _send(runtime, [f"set server {server} state maint" for server in moves.moved_out])
+    await _take(runtime, moves.refill, idle_wait)
+    await _send(runtime, [f"set server {server} state maint" for server in moves.vacated])
+
+
+async def _take(runtime: Runtime, slots: tuple[tuple[str, str], ...], idle_wait: float) -> None:
+    """Give each slot its address and put it in rotation, once none of them carries a request."""
+    if not slots:
+        return
+    await _until_idle(runtime, [server for server, _ in slots], idle_wait)
+    commands = []
+    for server, address in slots:
+        host, _, port = address.rpartition(":")
+        commands += [f"set server {server} addr {host.strip('[]')} port {port}", f"set server {server} state ready"]
+    await _send(runtime, commands)
+
+
+async def _until_idle(runtime: Runtime, servers: list[str], idle_wait: float) -> None:
+    backends = sorted({server.rpartition("/")[0] for server in servers})
+    asks = command_lines([f"show servers conn {backend}" for backend in backends])
+    deadline = time.monotonic() + idle_wait
+    while True:
+        answers = [await runtime(line) for line in asks]
+        busy = busy_servers("\n".join(answers)).intersection(servers)
+        if not busy:
+            return
+        if time.monotonic() >= deadline:
+            some = ", ".join(sorted(busy)[:3])
+            raise ReloadFailed(f"{len(busy)} server slots still carried a request after {idle_wait:g}s ({some})")
+        await asyncio.sleep(0.02)
+
+
+async def _send(runtime: Runtime, commands: list[str]) -> None:
+    for line in command_lines(commands):
+        answer = await runtime(line)
+        refused = [said for said in answer.splitlines() if said.startswith(REFUSALS)]
+        if refused:
+            raise ReloadFailed(f"haproxy refused a task move: {'; '.join(refused)[:500]}")
