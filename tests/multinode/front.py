@@ -1,9 +1,9 @@
 """An external load balancer in front of host-mode proxies, as production puts one there
 (docs/PRODUCTION.md, Rolling the proxies): a real HAProxy on this machine, round robin over one
 proxy port on each node, each health-checked every 0.5 s on `/_interlock/health` (out after one
-failed check, back after one good one). It never retries a request (`retries 0`, no
-redispatch): a request it sends to a proxy that stopped listening fails, as it would for a
-client that never retries. Only loopback listens."""
+failed check, back after one good one; a check may take 2 s, as a loaded node's answer can). It
+never retries a request (`retries 0`, no redispatch): a request it sends to a proxy that stopped
+listening fails, as it would for a client that never retries. Only loopback listens."""
 
 from __future__ import annotations
 
@@ -36,6 +36,8 @@ backend proxies
     option httpchk
     http-check send meth GET uri /_interlock/health ver HTTP/1.1 hdr Host lb.check
     default-server inter 500ms fall 1 rise 1
+    # A check answered slowly by a busy node is no failure; a draining proxy answers 503 at once.
+    timeout check 2s
 {servers}
 """
 
@@ -57,6 +59,10 @@ class Front:
         """(proxy, "UP" or "DOWN") each time the balancer changed its mind, in order (a proxy is
         UP from the start). HAProxy writes them to its standard error, which is the log file."""
         return re.findall(r"Server proxies/(p\d+) is (UP|DOWN)", self.log.read_text(errors="replace"))
+
+    def reasons(self) -> list[str]:
+        """HAProxy's own line for each change (why: the check's status, answer and time)."""
+        return [line[:200] for line in self.log.read_text(errors="replace").splitlines() if "Server proxies/p" in line]
 
     def all_up(self) -> bool | None:
         """Whether it sends requests to every proxy again (for `poll`)."""

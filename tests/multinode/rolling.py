@@ -59,7 +59,7 @@ class RollFigures:
             check=False,
         )
         return cls(
-            history=f"{tasks}\nbalancer: {balancer.state_changes()}",
+            history=f"{tasks}\nbalancer: " + "\n".join(balancer.reasons()),
             scenario=scenario,
             requests=load.total,
             failed=load.failed,

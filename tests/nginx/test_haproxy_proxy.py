@@ -23,6 +23,7 @@ from interlock.edges.role_identities import new_pair
 from interlock.errors import ConfigRejected
 from interlock.model.routing import Routing
 from interlock.render.haproxy import render_haproxy
+from interlock.render.haproxy_slots import with_targets
 from tests.nginx.either_kind import LoopbackTLS, certificates_of, loopback_routing, start_backend
 
 pytestmark = pytest.mark.nginx
@@ -187,8 +188,12 @@ async def test_task_moves_go_through_the_runtime_api_without_a_reload(
     assert status == 200 and isinstance(body, dict) and body["task"] == "second"
     assert controller.reloads == reloads and controller.target_updates == 1
     assert controller.process is not None and controller.process.pid == pid
-    # HAProxy restarting (the agent starts it again on the live file) serves the moved task.
-    assert controller.live.read_text() == two.text
+    # HAProxy restarting (the agent starts it again on the live file) serves the moved task:
+    # the live file is the rendered one with the slots as the agent filled them (the new task in
+    # an empty slot, the old one's slot emptied).
+    assert controller.live.read_text() == with_targets(two.text, controller.targets_text)
+    assert f"127.0.0.1:{second_backend}" in controller.live.read_text()
+    assert f"127.0.0.1:{backend} " not in controller.live.read_text() + " "
     await controller.stop(signal.SIGTERM, timeout=15)
     await controller.start()
     await controller.proxy.confirm(two.config_id)

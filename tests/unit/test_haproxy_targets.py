@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from interlock.config import default_config
-from interlock.edges.haproxy_slot_moves import SlotMoves, apply, busy_servers, command_lines, plan
+from interlock.edges.haproxy_slot_moves import SlotMoves, apply, busy_servers, command_lines, keep_in_place, plan
 from interlock.errors import ReloadFailed
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
@@ -61,6 +61,35 @@ def test_a_move_takes_leaving_tasks_out_first_and_moved_ones_out_last() -> None:
     )
     with pytest.raises(ValueError, match="backends differ"):
         plan(old, "interlock haproxy targets 1 c\nother.local 10.0.0.1:80\n")
+
+
+def test_staying_tasks_keep_their_slots_and_new_ones_take_empty_slots_first() -> None:
+    """The renderer lists a backend's tasks in its own order; the agent keeps each staying task
+    where it is, so no slot changes task under a request."""
+
+    def doc(*lines: str) -> str:
+        return "\n".join(["interlock haproxy targets 1 x", *lines]) + "\n"
+
+    # A task that sorts first arrives (the e2e canary): it takes the empty s1, .1 stays in s0.
+    placed = keep_in_place(doc("web.local 10.0.0.1:80"), doc("web.local 10.0.0.0:80 10.0.0.1:80"))
+    assert placed == doc("web.local 10.0.0.1:80 10.0.0.0:80")
+    assert plan(doc("web.local 10.0.0.1:80"), placed) == SlotMoves(fill=(("web.local/s1", "10.0.0.0:80"),))
+    # A rolling update, stop-first: s0's task leaves (its slot stays empty), its replacement
+    # then takes the empty s0, and nothing else moves.
+    rolled = keep_in_place(
+        doc("web.local 10.0.0.1:80 10.0.0.2:80 10.0.0.3:80"), doc("web.local 10.0.0.2:80 10.0.0.3:80")
+    )
+    assert rolled == doc("web.local - 10.0.0.2:80 10.0.0.3:80")
+    back = keep_in_place(rolled, doc("web.local 10.0.0.2:80 10.0.0.3:80 10.0.0.4:80"))
+    assert back == doc("web.local 10.0.0.4:80 10.0.0.2:80 10.0.0.3:80")
+    assert plan(rolled, back) == SlotMoves(fill=(("web.local/s0", "10.0.0.4:80"),))
+    # A full backend: a newcomer takes the slot of the task that left, once that slot is idle.
+    full = doc("web.local 10.0.0.1:80 10.0.0.2:80 10.0.0.3:80 10.0.0.4:80")
+    swapped = keep_in_place(full, doc("web.local 10.0.0.0:80 10.0.0.2:80 10.0.0.3:80 10.0.0.4:80"))
+    assert swapped == doc("web.local 10.0.0.0:80 10.0.0.2:80 10.0.0.3:80 10.0.0.4:80")
+    assert plan(full, swapped) == SlotMoves(gone=("web.local/s0",), refill=(("web.local/s0", "10.0.0.0:80"),))
+    # Unchanged lines stay as they are, holes and all.
+    assert keep_in_place(rolled, doc("web.local 10.0.0.2:80 10.0.0.3:80")) == rolled
 
 
 class FakeRuntime:
@@ -131,3 +160,12 @@ def test_a_task_that_came_and_one_that_went_are_in_the_kept_file() -> None:
     assert before.config_id == after.config_id and before.text != after.text
     assert with_targets(before.text, after.targets) == after.text
     assert with_targets(after.text, before.targets) == before.text
+
+
+def test_a_slot_kept_empty_between_filled_ones_is_a_disabled_spare_in_the_kept_file() -> None:
+    three = rendered(3)
+    name, *addresses = three.targets.splitlines()[1].split()
+    holes = f"{three.targets.splitlines()[0]}\n{name} - {' '.join(addresses[1:])}\n"
+    kept = with_targets(three.text, holes)
+    assert "server s0 0.0.0.0:80" in kept and kept.count(" disabled") == three.text.count(" disabled") + 1
+    assert f"server s1 {addresses[1]}" in kept

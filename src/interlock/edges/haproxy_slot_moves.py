@@ -11,9 +11,13 @@ that are idle at that moment. So a slot takes a new task only once no request us
 rotation first (`state maint`), then, when `show servers conn` counts none in use, the new
 address and `state ready`.
 
-The order keeps every staying task in rotation meanwhile: the slots of tasks that left go out
-first; empty slots are filled next; slots whose task moved to another slot go out after that,
-take their new task once idle, and slots left empty by a task that moved go out last.
+So that a staying task never has to move: the agent keeps every task in the slot it has
+(`keep_in_place`), whatever order the renderer listed the tasks in, and puts new tasks in empty
+slots first, then in the slots of tasks that left. A staying task stays in rotation throughout.
+For a document that does move tasks (`plan` takes any two), the order still keeps them serving
+where it can: the slots of tasks that left go out first; empty slots are filled next; slots whose
+task moved go out after that and take their new task once idle; slots left empty by a task that
+moved go out last.
 
 Imports the slot format and the agent's errors only; no configuration, no templates.
 """
@@ -26,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from interlock.errors import ReloadFailed
-from interlock.render.haproxy_slots import TARGETS_HEADER, slot_count
+from interlock.render.haproxy_slots import EMPTY_SLOT, TARGETS_HEADER, slot_count
 
 Runtime = Callable[[str], Awaitable[str]]
 """One command line to HAProxy's runtime API; its whole answer."""
@@ -69,6 +73,39 @@ def _backend_lines(document: str) -> list[str]:
     return [line for line in lines[1:] if line.strip()]
 
 
+def keep_in_place(old: str, new: str) -> str:
+    """Targets `new` (same backends as `old`) with every task that stays in the slot it has in
+    `old`; new tasks take the slots that were empty first, then those of tasks that left
+    (`EMPTY_SLOT` where a slot between filled ones stays empty)."""
+    before, after = _backend_lines(old), _backend_lines(new)
+    if len(before) != len(after):
+        raise ValueError("the backends differ")
+    lines = [new.splitlines()[0]]
+    for was_line, now_line in zip(before, after, strict=True):
+        if was_line == now_line:
+            lines.append(now_line)
+            continue
+        backend, *previous = was_line.split()
+        name, *addresses = now_line.split()
+        if name != backend:
+            raise ValueError("the backends differ")
+        staying, had = set(addresses), set(previous)
+        slots = max(slot_count(len(addresses)), len(previous))
+        placed = [address if address in staying else EMPTY_SLOT for address in previous]
+        placed += [EMPTY_SLOT] * (slots - len(placed))
+        # New tasks take the slots that were empty first (no request can be on them), then the
+        # slots of tasks that left (which go out of rotation until their requests are done).
+        free = [i for i in range(slots) if i >= len(previous) or previous[i] == EMPTY_SLOT]
+        free += [i for i, was in enumerate(previous) if was != EMPTY_SLOT and was not in staying]
+        newcomers = [address for address in addresses if address not in had]
+        for index, address in zip(free, newcomers, strict=False):
+            placed[index] = address
+        while placed and placed[-1] == EMPTY_SLOT:
+            placed.pop()
+        lines.append(" ".join([name, *placed]))
+    return "\n".join(lines) + "\n"
+
+
 def plan(old: str, new: str) -> SlotMoves:
     """The moves from targets `old` to targets `new` (same backends, as the configuration's id
     is the same); ValueError when they are not documents of the same backends."""
@@ -89,10 +126,10 @@ def plan(old: str, new: str) -> SlotMoves:
         name, *addresses = now_line.split()
         if name != backend:
             raise ValueError("the backends differ")
-        staying = set(addresses)
+        staying = {address for address in addresses if address != EMPTY_SLOT}
         for slot in range(slot_count(max(len(addresses), len(previous)))):
-            was = previous[slot] if slot < len(previous) else None
-            now = addresses[slot] if slot < len(addresses) else None
+            was = previous[slot] if slot < len(previous) and previous[slot] != EMPTY_SLOT else None
+            now = addresses[slot] if slot < len(addresses) and addresses[slot] != EMPTY_SLOT else None
             if was == now:
                 continue
             server = f"{backend}/s{slot}"

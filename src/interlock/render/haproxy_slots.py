@@ -13,6 +13,9 @@ ADMIN_SOCKET = "/var/run/haproxy-admin.sock"
 """HAProxy's runtime API, for the proxy agent only (root's, 0600)."""
 SPARE_ADDRESS = "0.0.0.0:80"
 """The address of a slot no task fills (the server is `disabled`)."""
+EMPTY_SLOT = "-"
+"""In a targets document, a slot kept empty between filled ones: the renderer fills slots from the
+first, but the proxy agent keeps each task in the slot it has (edges/haproxy_slot_moves)."""
 TARGETS_HEADER = "interlock haproxy targets 1"
 _MIN_SLOTS = 4
 _SLOT_LINE = re.compile(r"^(?P<prefix>\s+server s(?P<index>\d+)) \S+(?P<options>.*?)(?: disabled)?$")
@@ -22,7 +25,8 @@ def with_targets(text: str, targets: str) -> str:
     """`text`, a rendered haproxy.cfg, with its server slots filled from `targets` (a targets
     document of the same configuration id): exactly what rendering the routing of `targets`
     prints. The agent keeps this as the live file after moving tasks at run time, so an HAProxy
-    that restarts comes back with the servers it was serving, not those of the last reload."""
+    that restarts comes back with the servers it was serving, not those of the last reload (an
+    agent's document may keep slots empty between filled ones: `EMPTY_SLOT`)."""
     filled: dict[str, list[str]] = {}
     for line in targets.splitlines()[1:]:
         if line.strip():
@@ -35,7 +39,7 @@ def with_targets(text: str, targets: str) -> str:
             backend = filled.get(line.split()[1])
         elif backend is not None and (slot := _SLOT_LINE.match(line)):
             index = int(slot["index"])
-            if index < len(backend):
+            if index < len(backend) and backend[index] != EMPTY_SLOT:
                 out.append(f"{slot['prefix']} {backend[index]}{slot['options']}")
             else:
                 out.append(f"{slot['prefix']} {SPARE_ADDRESS}{slot['options']} disabled")
