@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from interlock.config import default_config
-from interlock.edges.haproxy_slot_moves import SlotMoves, apply, busy_servers, command_lines, keep_in_place, plan
+from interlock.edges.haproxy_slot_moves import SlotMoves, apply, busy_servers, command_lines, plan
 from interlock.errors import ReloadFailed
 from interlock.model.build import build
 from interlock.model.docker_json import snapshot_from_api
@@ -36,29 +36,22 @@ def test_scaling_within_the_slots_keeps_the_id_and_outgrowing_them_changes_it() 
     assert one.text != three.text, "the text itself names the current tasks (a restart loads them)"
 
 
-def test_a_move_takes_leaving_tasks_out_first_and_moved_ones_out_last() -> None:
+def test_a_move_takes_leaving_tasks_out_and_fills_empty_slots_before_theirs() -> None:
     old = "interlock haproxy targets 1 a\nweb.local 10.0.0.1:8080 10.0.0.2:8080\n"
     new = "interlock haproxy targets 1 b\nweb.local 10.0.0.1:8080 10.0.0.3:8080 [fd00::4]:8080\n"
-    # .2 left: its slot goes out, then takes .3; an empty slot takes the IPv6 task.
-    assert plan(old, new) == SlotMoves(
-        gone=("web.local/s1",), fill=(("web.local/s2", "[fd00::4]:8080"),), refill=(("web.local/s1", "10.0.0.3:8080"),)
+    # .2 left: its slot goes out (and stays empty, as there are empty slots for the new tasks).
+    moved = plan(old, new)
+    assert moved == SlotMoves(
+        "interlock haproxy targets 1 b\nweb.local 10.0.0.1:8080 - 10.0.0.3:8080 [fd00::4]:8080\n",
+        gone=("web.local/s1",),
+        fill=(("web.local/s2", "10.0.0.3:8080"), ("web.local/s3", "[fd00::4]:8080")),
     )
-    assert plan(new, old) == SlotMoves(
-        gone=("web.local/s1", "web.local/s2"), refill=(("web.local/s1", "10.0.0.2:8080"),)
+    assert plan(moved.placed, old) == SlotMoves(
+        "interlock haproxy targets 1 a\nweb.local 10.0.0.1:8080 10.0.0.2:8080\n",
+        gone=("web.local/s2", "web.local/s3"),
+        fill=(("web.local/s1", "10.0.0.2:8080"),),
     )
-    assert not plan(old, old)
-    # A task that sorts first arrives: .1 moves from s0 to s1 (an empty slot, filled first), and
-    # s0 goes out only then; the reverse leaves s1 empty last, once s0 holds .1 again.
-    one = "interlock haproxy targets 1 c\nweb.local 10.0.0.1:8080\n"
-    two = "interlock haproxy targets 1 d\nweb.local 10.0.0.0:8080 10.0.0.1:8080\n"
-    assert plan(one, two) == SlotMoves(
-        fill=(("web.local/s1", "10.0.0.1:8080"),),
-        moved_out=("web.local/s0",),
-        refill=(("web.local/s0", "10.0.0.0:8080"),),
-    )
-    assert plan(two, one) == SlotMoves(
-        gone=("web.local/s0",), refill=(("web.local/s0", "10.0.0.1:8080"),), vacated=("web.local/s1",)
-    )
+    assert plan(old, old) == SlotMoves(old)
     with pytest.raises(ValueError, match="backends differ"):
         plan(old, "interlock haproxy targets 1 c\nother.local 10.0.0.1:80\n")
 
@@ -70,26 +63,29 @@ def test_staying_tasks_keep_their_slots_and_new_ones_take_empty_slots_first() ->
     def doc(*lines: str) -> str:
         return "\n".join(["interlock haproxy targets 1 x", *lines]) + "\n"
 
-    # A task that sorts first arrives (the e2e canary): it takes the empty s1, .1 stays in s0.
-    placed = keep_in_place(doc("web.local 10.0.0.1:80"), doc("web.local 10.0.0.0:80 10.0.0.1:80"))
-    assert placed == doc("web.local 10.0.0.1:80 10.0.0.0:80")
-    assert plan(doc("web.local 10.0.0.1:80"), placed) == SlotMoves(fill=(("web.local/s1", "10.0.0.0:80"),))
+    # A task that sorts first arrives (the e2e canary): it takes the empty s1, .1 stays in s0;
+    # the reverse takes s1 out and leaves .1 where it is.
+    canary = plan(doc("web.local 10.0.0.1:80"), doc("web.local 10.0.0.0:80 10.0.0.1:80"))
+    assert canary == SlotMoves(doc("web.local 10.0.0.1:80 10.0.0.0:80"), fill=(("web.local/s1", "10.0.0.0:80"),))
+    assert plan(canary.placed, doc("web.local 10.0.0.1:80")) == SlotMoves(
+        doc("web.local 10.0.0.1:80"), gone=("web.local/s1",)
+    )
     # A rolling update, stop-first: s0's task leaves (its slot stays empty), its replacement
     # then takes the empty s0, and nothing else moves.
-    rolled = keep_in_place(
-        doc("web.local 10.0.0.1:80 10.0.0.2:80 10.0.0.3:80"), doc("web.local 10.0.0.2:80 10.0.0.3:80")
-    )
+    rolled = plan(doc("web.local 10.0.0.1:80 10.0.0.2:80 10.0.0.3:80"), doc("web.local 10.0.0.2:80 10.0.0.3:80")).placed
     assert rolled == doc("web.local - 10.0.0.2:80 10.0.0.3:80")
-    back = keep_in_place(rolled, doc("web.local 10.0.0.2:80 10.0.0.3:80 10.0.0.4:80"))
-    assert back == doc("web.local 10.0.0.4:80 10.0.0.2:80 10.0.0.3:80")
-    assert plan(rolled, back) == SlotMoves(fill=(("web.local/s0", "10.0.0.4:80"),))
+    assert plan(rolled, doc("web.local 10.0.0.2:80 10.0.0.3:80 10.0.0.4:80")) == SlotMoves(
+        doc("web.local 10.0.0.4:80 10.0.0.2:80 10.0.0.3:80"), fill=(("web.local/s0", "10.0.0.4:80"),)
+    )
     # A full backend: a newcomer takes the slot of the task that left, once that slot is idle.
     full = doc("web.local 10.0.0.1:80 10.0.0.2:80 10.0.0.3:80 10.0.0.4:80")
-    swapped = keep_in_place(full, doc("web.local 10.0.0.0:80 10.0.0.2:80 10.0.0.3:80 10.0.0.4:80"))
-    assert swapped == doc("web.local 10.0.0.0:80 10.0.0.2:80 10.0.0.3:80 10.0.0.4:80")
-    assert plan(full, swapped) == SlotMoves(gone=("web.local/s0",), refill=(("web.local/s0", "10.0.0.0:80"),))
+    assert plan(full, doc("web.local 10.0.0.0:80 10.0.0.2:80 10.0.0.3:80 10.0.0.4:80")) == SlotMoves(
+        doc("web.local 10.0.0.0:80 10.0.0.2:80 10.0.0.3:80 10.0.0.4:80"),
+        gone=("web.local/s0",),
+        refill=(("web.local/s0", "10.0.0.0:80"),),
+    )
     # Unchanged lines stay as they are, holes and all.
-    assert keep_in_place(rolled, doc("web.local 10.0.0.2:80 10.0.0.3:80")) == rolled
+    assert plan(rolled, doc("web.local 10.0.0.2:80 10.0.0.3:80")) == SlotMoves(rolled)
 
 
 class FakeRuntime:
@@ -111,17 +107,18 @@ class FakeRuntime:
 
 
 async def test_a_slot_takes_its_new_task_only_once_no_request_uses_it() -> None:
+    # .1 leaves s0; of the two new tasks, .0 takes the empty s3 and .5 the slot .1 left.
     moves = plan(
-        "interlock haproxy targets 1 c\nweb.local 10.0.0.1:8080\n",
-        "interlock haproxy targets 1 d\nweb.local 10.0.0.0:8080 10.0.0.1:8080\n",
+        "interlock haproxy targets 1 c\nweb.local 10.0.0.1:8080 10.0.0.2:8080 10.0.0.3:8080\n",
+        "interlock haproxy targets 1 d\nweb.local 10.0.0.0:8080 10.0.0.2:8080 10.0.0.3:8080 10.0.0.5:8080\n",
     )
     runtime = FakeRuntime({"web.local/s0"}, busy_for=3)
     await apply(moves, runtime)
     out = runtime.sent.index("set server web.local/s0 state maint")
-    new_address = runtime.sent.index("set server web.local/s0 addr 10.0.0.0 port 8080")
-    assert runtime.sent.index("set server web.local/s1 state ready") < out, "the moved task serves from s1 first"
-    # Three asks said s0 was busy (the fill of s1 made the first); the fourth found it idle.
-    assert runtime.sent[out:new_address].count("show servers conn web.local") == 3, "asked until s0 was idle"
+    new_address = runtime.sent.index("set server web.local/s0 addr 10.0.0.5 port 8080")
+    assert out < runtime.sent.index("set server web.local/s3 state ready") < new_address, "the empty slot serves first"
+    # Three asks said s0 was busy (the fill of s3 made the first); the fourth found it idle.
+    assert runtime.sent[out:new_address].count("show servers conn web.local") == 4, "asked until s0 was idle"
     assert runtime.sent[-1] == "set server web.local/s0 state ready"
 
     with pytest.raises(ReloadFailed, match="still carried a request"):

@@ -270,28 +270,26 @@ class HAProxyController:
     async def update_targets(self, targets: str, targets_id: str) -> None:
         """Move tasks without a reload: fill, change or empty server slots of the running
         HAProxy through its runtime API (`haproxy_slot_moves`: tasks keep their slots, and a
-        slot takes another task only once no request uses it), and write them into the live file
-        too (`with_targets`), for a restart. The configuration's id is unchanged, so every backend has the slots it had;
-        anything the API refuses is a ReloadFailed (the agent then reloads with the whole
-        configuration). Many moves at once go as several command lines, each within HAProxy's
-        line buffer."""
+        slot takes another task only once no request uses it), and write them into the live
+        file too (`with_targets`), for a restart. The configuration's id is unchanged, so every
+        backend has the slots it had; anything the API refuses is a ReloadFailed (the agent then
+        reloads with the whole configuration). Many moves at once go as several command lines,
+        each within HAProxy's line buffer."""
         if not self.running:
             raise ReloadFailed("haproxy is not running")
         try:
-            # Each staying task keeps its slot, whatever order the renderer listed them in.
-            placed = haproxy_slot_moves.keep_in_place(self.targets_text, targets)
-            moves = haproxy_slot_moves.plan(self.targets_text, placed)
+            moves = haproxy_slot_moves.plan(self.targets_text, targets)
         except ValueError as exc:
             raise ReloadFailed(f"targets {targets_id} not usable at run time: {exc}") from exc
         try:
             await haproxy_slot_moves.apply(moves, self.runtime)
         except ReloadFailed as exc:
             raise ReloadFailed(f"targets {targets_id}: {exc}") from exc
-        self.targets_id, self.targets_text = targets_id, placed
+        self.targets_id, self.targets_text = targets_id, moves.placed
         self.target_updates += 1
         # The live file follows, so an HAProxy that restarts serves these servers, not the last
         # reload's; in a thread (about 0.1 s at 10,000 hosts), off the agent's event loop.
-        await asyncio.to_thread(self._keep_targets, placed)
+        await asyncio.to_thread(self._keep_targets, moves.placed)
 
     def _keep_targets(self, targets: str) -> None:
         if self.live.exists():

@@ -11,13 +11,11 @@ that are idle at that moment. So a slot takes a new task only once no request us
 rotation first (`state maint`), then, when `show servers conn` counts none in use, the new
 address and `state ready`.
 
-So that a staying task never has to move: the agent keeps every task in the slot it has
-(`keep_in_place`), whatever order the renderer listed the tasks in, and puts new tasks in empty
-slots first, then in the slots of tasks that left. A staying task stays in rotation throughout.
-For a document that does move tasks (`plan` takes any two), the order still keeps them serving
-where it can: the slots of tasks that left go out first; empty slots are filled next; slots whose
-task moved go out after that and take their new task once idle; slots left empty by a task that
-moved go out last.
+So that no staying task ever has to move: the agent keeps every task in the slot it has,
+whatever order the renderer listed the tasks in, and puts new tasks in empty slots first, then in
+the slots of tasks that left. Staying tasks stay in rotation throughout; the slots of tasks that
+left go out first, empty slots take their new tasks next, and the slots of tasks that left take
+theirs last, once idle.
 
 Imports the slot format and the agent's errors only; no configuration, no templates.
 """
@@ -47,22 +45,18 @@ ReloadFailed, and the agent reloads (a new process starts with no pooled connect
 
 @dataclass(frozen=True)
 class SlotMoves:
-    """What turns the servers of one targets document into those of the next (servers named
-    `backend/sN`, addresses `host:port`)."""
+    """What turns the servers of one targets document into those of the next, no staying task
+    moved (servers named `backend/sN`, addresses `host:port`)."""
 
+    placed: str
+    """The new targets document as the slots hold it (`EMPTY_SLOT` where a slot between filled
+    ones stays empty): the agent's document from then on."""
     gone: tuple[str, ...] = ()
     """Slots whose task left the backend: out of rotation first."""
     fill: tuple[tuple[str, str], ...] = ()
     """Empty slots that take a task."""
-    moved_out: tuple[str, ...] = ()
-    """Slots that take another task while theirs moved to another slot: out once `fill` serves."""
     refill: tuple[tuple[str, str], ...] = ()
-    """Slots that held a task and take another (those of `gone` and `moved_out` that stay used)."""
-    vacated: tuple[str, ...] = ()
-    """Slots left empty by a task that moved to another slot: out last."""
-
-    def __bool__(self) -> bool:
-        return bool(self.gone or self.fill or self.moved_out or self.refill or self.vacated)
+    """Slots of tasks that left that take a new task (once no request uses them)."""
 
 
 def _backend_lines(document: str) -> list[str]:
@@ -73,14 +67,20 @@ def _backend_lines(document: str) -> list[str]:
     return [line for line in lines[1:] if line.strip()]
 
 
-def keep_in_place(old: str, new: str) -> str:
-    """Targets `new` (same backends as `old`) with every task that stays in the slot it has in
-    `old`; new tasks take the slots that were empty first, then those of tasks that left
-    (`EMPTY_SLOT` where a slot between filled ones stays empty)."""
+def plan(old: str, new: str) -> SlotMoves:
+    """The moves from targets `old` (the agent's) to targets `new` (the renderer's, same backends
+    as the configuration's id is the same), every staying task kept in the slot it has in `old`;
+    new tasks take the slots that were empty first, then those of tasks that left. ValueError
+    when they are not documents of the same backends."""
     before, after = _backend_lines(old), _backend_lines(new)
     if len(before) != len(after):
         raise ValueError("the backends differ")
     lines = [new.splitlines()[0]]
+    gone: list[str] = []
+    fill: list[tuple[str, str]] = []
+    refill: list[tuple[str, str]] = []
+    # Both list the same backends in the same order; only the lines that differ are read (with
+    # 10,000 backends, reading every line cost more than the move itself).
     for was_line, now_line in zip(before, after, strict=True):
         if was_line == now_line:
             lines.append(now_line)
@@ -93,55 +93,19 @@ def keep_in_place(old: str, new: str) -> str:
         slots = max(slot_count(len(addresses)), len(previous))
         placed = [address if address in staying else EMPTY_SLOT for address in previous]
         placed += [EMPTY_SLOT] * (slots - len(placed))
+        left = [i for i, was in enumerate(previous) if was != EMPTY_SLOT and was not in staying]
+        gone += [f"{backend}/s{i}" for i in left]
         # New tasks take the slots that were empty first (no request can be on them), then the
         # slots of tasks that left (which go out of rotation until their requests are done).
-        free = [i for i in range(slots) if i >= len(previous) or previous[i] == EMPTY_SLOT]
-        free += [i for i, was in enumerate(previous) if was != EMPTY_SLOT and was not in staying]
+        empty = [i for i in range(slots) if i >= len(previous) or previous[i] == EMPTY_SLOT]
         newcomers = [address for address in addresses if address not in had]
-        for index, address in zip(free, newcomers, strict=False):
+        for index, address in zip(empty + left, newcomers, strict=False):
             placed[index] = address
+            (fill if index in empty else refill).append((f"{backend}/s{index}", address))
         while placed and placed[-1] == EMPTY_SLOT:
             placed.pop()
         lines.append(" ".join([name, *placed]))
-    return "\n".join(lines) + "\n"
-
-
-def plan(old: str, new: str) -> SlotMoves:
-    """The moves from targets `old` to targets `new` (same backends, as the configuration's id
-    is the same); ValueError when they are not documents of the same backends."""
-    before, after = _backend_lines(old), _backend_lines(new)
-    if len(before) != len(after):
-        raise ValueError("the backends differ")
-    gone: list[str] = []
-    fill: list[tuple[str, str]] = []
-    moved_out: list[str] = []
-    refill: list[tuple[str, str]] = []
-    vacated: list[str] = []
-    # Both list the same backends in the same order; only the lines that differ are read (with
-    # 10,000 backends, reading every line cost more than the move itself).
-    for was_line, now_line in zip(before, after, strict=True):
-        if was_line == now_line:
-            continue
-        backend, *previous = was_line.split()
-        name, *addresses = now_line.split()
-        if name != backend:
-            raise ValueError("the backends differ")
-        staying = {address for address in addresses if address != EMPTY_SLOT}
-        for slot in range(slot_count(max(len(addresses), len(previous)))):
-            was = previous[slot] if slot < len(previous) and previous[slot] != EMPTY_SLOT else None
-            now = addresses[slot] if slot < len(addresses) and addresses[slot] != EMPTY_SLOT else None
-            if was == now:
-                continue
-            server = f"{backend}/s{slot}"
-            if was is None:
-                fill.append((server, str(now)))
-                continue
-            if now is None:
-                (vacated if was in staying else gone).append(server)
-                continue
-            (moved_out if was in staying else gone).append(server)
-            refill.append((server, now))
-    return SlotMoves(tuple(gone), tuple(fill), tuple(moved_out), tuple(refill), tuple(vacated))
+    return SlotMoves("\n".join(lines) + "\n", tuple(gone), tuple(fill), tuple(refill))
 
 
 def command_lines(commands: list[str], limit: int = LINE_BYTES) -> list[str]:
@@ -176,9 +140,7 @@ async def apply(moves: SlotMoves, runtime: Runtime, *, idle_wait: float = IDLE_W
     still carries a request `idle_wait` seconds after it went out of rotation."""
     await _send(runtime, [f"set server {server} state maint" for server in moves.gone])
     await _take(runtime, moves.fill, idle_wait)
-    await _send(runtime, [f"set server {server} state maint" for server in moves.moved_out])
     await _take(runtime, moves.refill, idle_wait)
-    await _send(runtime, [f"set server {server} state maint" for server in moves.vacated])
 
 
 async def _take(runtime: Runtime, slots: tuple[tuple[str, str], ...], idle_wait: float) -> None:
