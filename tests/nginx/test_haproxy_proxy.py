@@ -207,8 +207,9 @@ async def test_a_slot_that_takes_another_task_sends_it_every_later_request(
     """HAProxy pools a server's idle connections by server, not by address: a retried request in
     flight on a slot while the slot took another task left a connection to the old task in the
     slot's pool, and every later request went there (in the e2e suite, a failing canary's 503s
-    for a minute; here, a task replaced by another kept all the traffic). The agent takes the
-    slot out of rotation and moves it once no request uses it."""
+    for a minute; here, a task replaced by another kept all the traffic). The agent now puts the
+    new task in an empty slot and takes the old one's out; a slot takes another task only once
+    no request uses it."""
     failing_port, failing = start_backend("failing", status=503)
 
     def web(port: int) -> Routing:
