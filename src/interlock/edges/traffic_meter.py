@@ -18,7 +18,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from interlock.constants import STATUS_PORT
-from interlock.wire.traffic import CLASSES, HAProxyCounters, Namer, NginxCounters, RouteTraffic, Tally, TrafficNames
+from interlock.wire.haproxy_counters import HAProxyCounters
+from interlock.wire.traffic import CLASSES, Namer, NginxCounters, RouteTraffic, Tally, TrafficNames
 
 log = logging.getLogger("interlock.traffic")
 

@@ -9,9 +9,10 @@ host no service routes), `path` the route's path, `service` the service whose ta
 series is bounded by the routing, not by clients.
 
 `TrafficNames` (made from the routing; it travels in `ProxyConfig`) turns what a proxy counts
-under into those names; `NginxCounters` and `HAProxyCounters` turn each reading of the totals
-into what changed since the previous one; `Tally` keeps the counters since the proxy started, a latency histogram, and a
-10-second window of per-second buckets for the request rates. `now` is always an argument: no
+under into those names; `NginxCounters` (and `haproxy_counters.HAProxyCounters`) turn each
+reading of the totals into what changed since the previous one; `Tally` keeps the counters since
+the proxy started, a latency histogram, and a 10-second window of per-second buckets for the
+request rates. `now` is always an argument: no
 clock here. Pure; wire layer.
 """
 
@@ -240,91 +241,6 @@ class Tally:
         )
 
 
-_HRSP = ("hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx")
-_COUNTED = (*_HRSP, "bout", "econ", "eresp", "wretr", "wredis")
-_NOT_ROUTES = ("interlock_", "passthrough_", "stats")
-_PUBLIC_FRONTENDS = ("interlock_http", "interlock_tls")
-
-
-class HAProxyCounters:
-    """Turns HAProxy's own counters (`show stat` on its runtime API) into samples: what each
-    backend (an upstream) and each server slot (a task, by its address) counted since the
-    previous reading. A counter that went down means a new HAProxy worker (a reload): its
-    value is then all new. Answers HAProxy gave without a task (no server, 503) are the
-    backend's count less its servers'."""
-
-    def __init__(self) -> None:
-        self.previous: dict[tuple[str, str], tuple[int, ...]] = {}
-        self.active_connections = 0
-
-    def samples(self, stat_csv: str, namer: Namer) -> list[Sample]:
-        lines = stat_csv.strip().splitlines()
-        if not lines or not lines[0].startswith("#"):
-            return []
-        header = lines[0].lstrip("# ").split(",")
-        index = {name: i for i, name in enumerate(header) if name}
-        seen: dict[tuple[str, str], tuple[int, ...]] = {}
-        deltas: dict[str, dict[str, tuple[tuple[int, ...], str]]] = {}
-        active = 0
-        for line in lines[1:]:
-            row = line.split(",")
-            if len(row) < len(header) - 1:
-                continue
-            backend, slot, kind = row[index["pxname"]], row[index["svname"]], row[index["type"]]
-            if kind == "0":
-                # Clients' connections: the public listeners' (not the status port's, nor the
-                # TLS terminator's, which holds a second leg of a connection already counted).
-                if backend in _PUBLIC_FRONTENDS:
-                    active += _int(row[index["scur"]])
-                continue
-            if backend.startswith(_NOT_ROUTES) and backend != UNKNOWN_BACKEND:
-                continue
-            if kind not in ("1", "2"):
-                continue
-            values = tuple(_int(row[index[name]]) for name in _COUNTED)
-            before = self.previous.get((backend, slot))
-            seen[(backend, slot)] = values
-            if before is None or any(v < b for v, b in zip(values, before, strict=True)):
-                delta = values
-            else:
-                delta = tuple(v - b for v, b in zip(values, before, strict=True))
-            address = row[index["addr"]] if kind == "2" and "addr" in index else ""
-            deltas.setdefault(backend, {})["" if kind == "1" else slot] = (delta, address)
-        self.previous = seen
-        self.active_connections = active
-        samples: list[Sample] = []
-        for backend, rows in deltas.items():
-            host, path = namer.backend(backend)
-            total = rows.pop("", None)
-            by_service: dict[str, list[int]] = {}
-            for delta, address in rows.values():
-                service = namer.service(backend, address)
-                summed = by_service.setdefault(service, [0] * len(_COUNTED))
-                for i, value in enumerate(delta):
-                    summed[i] += value
-            if total is not None:
-                # What the backend counted beyond its servers: answered without a task.
-                servers = [sum(d[i] for d, _ in rows.values()) for i in range(len(_COUNTED))]
-                rest = by_service.setdefault("", [0] * len(_COUNTED))
-                for i, value in enumerate(total[0]):
-                    rest[i] += max(0, value - servers[i])
-            for service, counted in by_service.items():
-                responses, (sent, econ, eresp, wretr, wredis) = counted[:5], counted[5:]
-                for klass, count in enumerate(responses):
-                    if count:
-                        samples.append(Sample(host, path, service, klass, count))
-                if sent or econ or eresp or wretr or wredis:
-                    samples.append(Sample(host, path, service, 0, 0, sent, econ + eresp, wretr + wredis))
-        return samples
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        return 0
-
-
 class NginxCounters:
     """Turns a reading of nginx's counters (GET /interlock/traffic on its status port: lines of
     "server<TAB>upstream<TAB>address<TAB>class<TAB>n|b|e|r<TAB>value" and
@@ -387,7 +303,6 @@ __all__ = [
     "DEFAULT_HOST",
     "LATENCY_BUCKETS",
     "WINDOW",
-    "HAProxyCounters",
     "Namer",
     "NginxCounters",
     "RouteTraffic",
