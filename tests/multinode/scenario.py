@@ -139,7 +139,7 @@ def lose_a_worker(cluster: Cluster, fault: str) -> LossFigures:
         lost = {f"{a}:{PORT}" for a in task_addresses(name, cut.hostname)}
         assert len(lost) == 1, lost
         with Load(survivor.address, host, max_seconds=150) as load:
-            time.sleep(3)
+            poll(lambda: load.total > 100 or None, what="the load running")
             cut_off(cut, fault)
             cut_at = time.monotonic()
             try:
@@ -147,7 +147,8 @@ def lose_a_worker(cluster: Cluster, fault: str) -> LossFigures:
                 down_at = time.monotonic()
                 poll(lambda: not (targets_of(host) & lost) or None, what="the lost task leaving the targets")
                 left_at = time.monotonic()
-                time.sleep(3)
+                # Load through the surviving proxy once the lost task is out of its targets.
+                time.sleep(1)
             finally:
                 restore(cut, fault)
             back_at = time.monotonic()
@@ -158,7 +159,8 @@ def lose_a_worker(cluster: Cluster, fault: str) -> LossFigures:
             # Swarm places the replica it could not run meanwhile on the returning node again.
             poll(lambda: all_tasks_routed(name, host), what="a task on the returning node routed again", timeout=120)
             used_at = time.monotonic()
-            time.sleep(2)
+            # Load once the returning node's task is a target again.
+            time.sleep(1)
     return LossFigures(
         fault=fault,
         requests=load.total,
