@@ -168,36 +168,31 @@ def test_a_reading_taken_while_tasks_move_names_the_tasks_of_both_configurations
     assert Namer(moved, previous=Namer(moved, previous=Namer(NAMES))).service("shop", "10.0.0.5:80") == ""
 
 
+def responses_after(*readings: list[str]) -> set[tuple[str, tuple[int, ...]]]:
+    """(service, responses by class) counted over successive `show stat` readings."""
+    counters, namer, tally = HAProxyCounters(), Namer(NAMES), Tally()
+    for rows in readings:
+        for sample in counters.samples(stat(rows), namer):
+            tally.add(sample, 1.0)
+    return {(t.service, t.responses) for t in tally.report(1.0)}
+
+
 def test_a_reading_between_a_servers_count_and_its_backends_names_no_answer_without_a_task() -> None:
     # HAProxy counts a server's response when its head arrives, the backend's when the stream
     # ends: a reading in between sees the server one ahead, the next one sees the backend catch up.
-    counters, namer, tally = HAProxyCounters(), Namer(NAMES), Tally()
-    for rows in (
+    assert responses_after(
         ["shop,s1,0,100,0,0,0,0,2,0,5,0,0,0,10.0.0.5:80,", "shop,BACKEND,0,100,0,0,0,0,1,0,4,0,0,0,,"],
         ["shop,s1,0,100,0,0,0,0,2,0,5,0,0,0,10.0.0.5:80,", "shop,BACKEND,0,100,0,0,0,0,1,0,5,0,0,0,,"],
         # Then a real answer without a task (a 503) is still one.
         ["shop,s1,0,100,0,0,0,0,2,0,6,0,0,0,10.0.0.5:80,", "shop,BACKEND,0,100,0,0,0,0,1,0,5,0,0,1,,"],
         ["shop,s1,0,100,0,0,0,0,2,0,6,0,0,0,10.0.0.5:80,", "shop,BACKEND,0,100,0,0,0,0,1,0,6,0,0,1,,"],
-    ):
-        for sample in counters.samples(stat(rows), namer):
-            tally.add(sample, 1.0)
-    assert {(t.service, t.responses) for t in tally.report(1.0)} == {
-        ("stable", (0, 6, 0, 0, 0)),
-        ("", (0, 0, 0, 0, 1)),
-    }
+    ) == {("stable", (0, 6, 0, 0, 0)), ("", (0, 0, 0, 0, 1))}
 
 
 def test_a_slot_back_from_maintenance_with_another_task_counts_only_what_that_task_answered() -> None:
     # A slot out of rotation is not in `show stat no-maint`, but HAProxy keeps its totals.
-    counters, namer, tally = HAProxyCounters(), Namer(NAMES), Tally()
-    for rows in (
+    assert responses_after(
         ["shop,s1,0,100,0,0,0,0,2,0,10,0,0,0,10.0.0.5:80,", "shop,BACKEND,0,100,0,0,0,0,1,0,10,0,0,0,,"],
         ["shop,BACKEND,0,100,0,0,0,0,1,0,10,0,0,0,,"],
         ["shop,s1,0,120,0,0,0,0,2,0,12,0,0,0,10.0.0.6:80,", "shop,BACKEND,0,120,0,0,0,0,1,0,12,0,0,0,,"],
-    ):
-        for sample in counters.samples(stat(rows), namer):
-            tally.add(sample, 1.0)
-    assert {(t.service, t.responses) for t in tally.report(1.0)} == {
-        ("stable", (0, 10, 0, 0, 0)),
-        ("canary", (0, 2, 0, 0, 0)),
-    }
+    ) == {("stable", (0, 10, 0, 0, 0)), ("canary", (0, 2, 0, 0, 0))}
