@@ -237,6 +237,27 @@ def service(
         sh("docker", "service", "rm", name, check=False)
 
 
+def settled_update(name: str) -> bool | None:
+    """Whether Swarm finished (or never had) an update of the service (for `poll`)."""
+    status = json.loads(sh("docker", "service", "inspect", name))[0].get("UpdateStatus") or {}
+    return status.get("State") in (None, "completed", "rollback_completed") or None
+
+
+def force_update(name: str) -> bool | None:
+    """`docker service update -d --force NAME`, as an operator runs it (for `poll`): None when
+    another writer (Swarm's updater recording its progress, the core updating its own service)
+    changed the service between the CLI's read and its write, "update out of sequence", which
+    the operator would simply run again."""
+    proc = subprocess.run(
+        ["docker", "service", "update", "-d", "--force", name], capture_output=True, text=True, timeout=120, check=False
+    )
+    if proc.returncode == 0:
+        return True
+    if "update out of sequence" in proc.stderr:
+        return None
+    raise AssertionError(f"docker service update --force {name} failed ({proc.returncode}): {proc.stderr}")
+
+
 E2E_LABEL = "interlock.e2e"
 """On every service a test makes: what an interrupted run left is removed before the next."""
 

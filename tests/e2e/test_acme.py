@@ -22,7 +22,21 @@ import pytest
 
 from interlock.constants import LABEL_ACME
 from tests.e2e.pebble import issued, resolve, running_pebble
-from tests.e2e.swarm import CLUSTERS, INTERLOCK, Cluster, get, lb, poll, service, settled, sh, task_ips, unique
+from tests.e2e.swarm import (
+    CLUSTERS,
+    INTERLOCK,
+    Cluster,
+    force_update,
+    get,
+    lb,
+    poll,
+    service,
+    settled,
+    settled_update,
+    sh,
+    task_ips,
+    unique,
+)
 
 pytestmark = pytest.mark.usefixtures("interlock")
 
@@ -103,7 +117,8 @@ def test_ssl_acme_is_served_with_pebbles_certificate_on_both_kinds_kept_over_a_r
         made = {kind: acme_secrets(host) for kind, host in hosts.items()}
         poll(lambda: set().union(*made.values()) <= core_mounts() or None, what="the core mounting its certificates")
         before = poll(core_task, what="the core serving")
-        sh("docker", "service", "update", "-d", "--force", "interlock")
+        poll(lambda: settled_update("interlock"), what="the core's own update of its service done", timeout=120)
+        poll(lambda: force_update("interlock"), what="docker service update --force interlock")
         poll(lambda: core_task() not in (None, before), what="a new core serving", timeout=120)
         for cluster in CLUSTERS:
             settled(cluster.http)

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.swarm import IMAGE, INTERLOCK, lb, poll, service, sh, unique
+from tests.e2e.swarm import IMAGE, INTERLOCK, lb, poll, service, settled_update, sh, unique
 from tests.multinode.conftest import CONFIG, HAP_PORT, NETWORK, Cluster
 from tests.multinode.front import Front, front
 from tests.multinode.load import Load
@@ -124,13 +124,6 @@ def service_networks(name: str) -> set[str]:
 
 def network_id(name: str) -> str:
     return sh("docker", "network", "inspect", "-f", "{{.Id}}", name).strip()
-
-
-def settled_update(name: str) -> bool | None:
-    """Whether Swarm finished (or never had) an update of the service: no proxy is being
-    replaced when a scenario starts."""
-    status = json.loads(sh("docker", "service", "inspect", name))[0].get("UpdateStatus") or {}
-    return status.get("State") in (None, "completed", "rollback_completed") or None
 
 
 def new_network(cluster: Cluster, workdir: Path, *, drained: bool = True) -> RollFigures:
