@@ -230,11 +230,28 @@ def service(
     for key, value in {**(labels or {}), E2E_LABEL: "1"}.items():
         cmd += ["--label", f"{key}={value}"]
     cmd += [*extra, IMAGE, "demo-app", *args]
-    sh(*cmd)
+    create(cmd, name)
     try:
         yield name
     finally:
         sh("docker", "service", "rm", name, check=False)
+
+
+def create(cmd: list[str], name: str, timeout: float = 60) -> None:
+    """`docker service create ...` for service `name`, run again while Swarm elects a leader (a
+    manager was just lost: "raft: failed to process the request: node lost leader status"), as
+    an operator would. Swarm may have committed the create before it answered that: then the
+    service exists, and that is done too. Any other error fails at once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        if proc.returncode == 0:
+            return
+        if subprocess.run(["docker", "service", "inspect", name], capture_output=True, check=False).returncode == 0:
+            return
+        if "raft" not in proc.stderr or time.monotonic() > deadline:
+            raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        time.sleep(1)
 
 
 def settled_update(name: str) -> bool | None:
