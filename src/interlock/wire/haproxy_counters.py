@@ -62,7 +62,11 @@ class HAProxyCounters:
             address = row[index["addr"]] if kind == "2" and "addr" in index else ""
             current[(backend, "" if kind == "1" else slot)] = (values, address)
         self.active_connections = active
-        restarted = {b for (b, slot), (values, _) in current.items() if not slot and self._went_down(b, slot, values)}
+        restarted = {
+            b
+            for (b, slot), (values, _) in current.items()
+            if not slot and _went_down(values, self.previous.get((b, "")))
+        }
         # A backend's slots not in this reading keep their last values, unless it restarted.
         kept = {k: v for k, v in self.previous.items() if (k[0], "") in current and k[0] not in restarted}
         deltas: dict[str, dict[str, tuple[tuple[int, ...], str]]] = {}
@@ -76,10 +80,6 @@ class HAProxyCounters:
         for backend, rows in deltas.items():
             samples += self._backend_samples(backend, rows, namer)
         return samples
-
-    def _went_down(self, backend: str, slot: str, values: tuple[int, ...]) -> bool:
-        before = self.previous.get((backend, slot))
-        return before is not None and any(v < b for v, b in zip(values, before, strict=True))
 
     def _backend_samples(
         self, backend: str, rows: dict[str, tuple[tuple[int, ...], str]], namer: Namer
@@ -112,9 +112,14 @@ class HAProxyCounters:
         return samples
 
 
+def _went_down(values: tuple[int, ...], before: tuple[int, ...] | None) -> bool:
+    """Whether a counter of the row is below its last value: a new HAProxy worker (a reload)."""
+    return before is not None and any(v < b for v, b in zip(values, before, strict=True))
+
+
 def _since(values: tuple[int, ...], before: tuple[int, ...] | None) -> tuple[int, ...]:
     """What a row counted since `before`; all of it if it is new or went down (a new worker)."""
-    if before is None or any(v < b for v, b in zip(values, before, strict=True)):
+    if before is None or _went_down(values, before):
         return values
     return tuple(v - b for v, b in zip(values, before, strict=True))
 
