@@ -58,8 +58,14 @@ class RollFigures:
             *("--format", "{{.Name}} {{.Image}} {{.Node}} {{.DesiredState}} {{.CurrentState}} {{.Error}}"),
             check=False,
         )
+        update = sh("docker", "service", "inspect", "--format", "{{json .UpdateStatus}}", proxies, check=False)
+        core_log = sh("sh", "-c", "docker service logs --tail 300 interlock 2>&1", check=False)
+        writes = [line for line in core_log.splitlines() if "service" in line and "updating" in line]
         return cls(
-            history=f"{tasks}\nbalancer: " + "\n".join(balancer.reasons()),
+            history=f"{tasks}\nupdate: {update}\ncore: "
+            + "\n".join(writes[-12:])
+            + "\nbalancer: "
+            + "\n".join(balancer.reasons()),
             scenario=scenario,
             requests=load.total,
             failed=load.failed,

@@ -150,6 +150,53 @@ def test_a_proxy_update_goes_on_with_the_configuration_held_when_the_newest_does
     assert writes[0] == ("create-config", f"interlock-proxy-default-{old.digest[:12]}")
 
 
+def test_a_configuration_a_starting_task_or_a_rollback_would_mount_is_not_removed() -> None:
+    """Docker lets a config go once no service's spec names it, but a task made from the spec
+    before (still starting) mounts it, and so would a rollback to the previous spec. Seen on a
+    cluster: two proxy updates close together, the first one's new task failed "config not
+    found", and the roll took out both proxies at once."""
+    swarm, board, reconciler = setup()
+    round_trip(swarm, board, reconciler)
+
+    def update_to(version: int, networks: int) -> str:
+        board.note_config("default", validated(version, f"cfg{version}"))
+        labels = {"com.docker.lb.port": "80"}
+        apps = [
+            {"name": f"app{n}", "networks": [f"net{n}"], "labels": {**labels, "com.docker.lb.hosts": f"app{n}.local"}}
+            for n in range(networks)
+        ]
+        swarm.set_apps({"services": apps})
+        assert ("update", "interlock-proxy") in round_trip(swarm, board, reconciler)
+        proxy = swarm.service("interlock-proxy")
+        assert proxy is not None
+        return str(proxy["Spec"]["TaskTemplate"]["ContainerSpec"]["Configs"][0]["ConfigID"])
+
+    def stored() -> set[str]:
+        return set(swarm.config_objects)
+
+    first = update_to(1, networks=1)
+    proxy = swarm.service("interlock-proxy")
+    assert proxy is not None
+    starting = {
+        "ID": "task-1",
+        "ServiceID": proxy["ID"],
+        "Status": {"State": "starting"},
+        "DesiredState": "running",
+        "Spec": {"ContainerSpec": {"Configs": [{"ConfigID": first}]}},
+    }
+    swarm.owned_tasks.append(starting)
+    second = update_to(2, networks=2)
+    third = update_to(3, networks=3)
+    assert {first, second, third} <= stored(), "the starting task's and the rollback's configurations are kept"
+
+    starting["Status"]["State"] = "failed"
+    round_trip(swarm, board, reconciler)
+    assert first not in stored(), "a configuration nothing can mount any more is removed"
+    assert {second, third} <= stored()
+    update_to(4, networks=4)
+    assert second not in stored() and third in stored()
+
+
 def test_an_extension_no_longer_configured_is_removed_with_its_proxy() -> None:
     swarm, board, reconciler = setup()
     round_trip(swarm, board, reconciler)

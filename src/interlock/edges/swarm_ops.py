@@ -38,16 +38,22 @@ def network_subnets(network: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(str(c["Subnet"]) for c in configs if isinstance(c, Mapping) and c.get("Subnet"))
 
 
+def _config_ids(container: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(str(c["ConfigID"]) for c in container.get("Configs") or () if c.get("ConfigID"))
+
+
 def service_record(raw: Mapping[str, Any]) -> ServiceRecord:
     spec = raw.get("Spec") or {}
     template = spec.get("TaskTemplate") or {}
     container = template.get("ContainerSpec") or {}
+    previous = ((raw.get("PreviousSpec") or {}).get("TaskTemplate") or {}).get("ContainerSpec") or {}
     return ServiceRecord(
         id=str(raw["ID"]),
         name=str(spec.get("Name", "")),
         version=int((raw.get("Version") or {}).get("Index", 0)),
         spec_hash=spec_hash(spec),
-        config_ids=tuple(str(c["ConfigID"]) for c in container.get("Configs") or () if c.get("ConfigID")),
+        config_ids=_config_ids(container),
+        previous_config_ids=_config_ids(previous),
         labels=dict(spec.get("Labels") or {}),
         image=str(container.get("Image", "")),
         image_id=next(
@@ -81,6 +87,7 @@ def task_record(raw: Mapping[str, Any]) -> TaskRecord:
             for a in raw.get("NetworksAttachments") or ()
             if a.get("Addresses") and (a.get("Network") or {}).get("ID")
         ),
+        config_ids=_config_ids((raw.get("Spec") or {}).get("ContainerSpec") or {}),
     )
 
 
@@ -116,6 +123,7 @@ class SwarmWriter(Protocol):
     def config_records(self, label: str | None = None) -> list[SecretRecord]: ...
     def image_identity(self, reference: str) -> str: ...
     def service_records(self, *, label: str | None = None, name: str | None = None) -> list[ServiceRecord]: ...
+    def task_records(self, service_id: str) -> list[TaskRecord]: ...
     def create_service(self, spec: Mapping[str, Any]) -> str: ...
     def update_service(self, service: ServiceRecord, spec: Mapping[str, Any]) -> None: ...
     def remove_service(self, service_id: str) -> None: ...

@@ -304,13 +304,10 @@ def _still_running(ops: SwarmOps, service_id: str, name: str) -> Callable[[], st
 
     def pending() -> str:
         # All tasks, filtered here: Docker refuses a service filter naming a removed service.
-        live = sum(t.service_id == service_id and t.state in _LIVE for t in ops.all_task_records())
+        live = sum(t.service_id == service_id and t.live for t in ops.all_task_records())
         return f"{live} task(s) of {name} still running" if live else ""
 
     return pending
-
-
-_LIVE = frozenset({"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"})
 
 
 def wait_until(

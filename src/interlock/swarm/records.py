@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+LIVE_TASK_STATES = frozenset({"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"})
+
 
 @dataclass(frozen=True, slots=True)
 class Ref:
@@ -41,6 +43,8 @@ class ServiceRecord:
     """`com.docker.interlock.spec` of its spec: what we last sent it ('' for another's)."""
     config_ids: tuple[str, ...] = ()
     """The Docker configs its tasks mount."""
+    previous_config_ids: tuple[str, ...] = ()
+    """The Docker configs of its previous spec: what a rollback's tasks mount."""
     labels: Mapping[str, str] = field(default_factory=dict)
     image: str = ""
     image_id: str = ""
@@ -63,10 +67,17 @@ class TaskRecord:
     container_id: str = ""
     addresses: tuple[tuple[str, str], ...] = ()
     """(network ID, address without its prefix length) of each attachment."""
+    config_ids: tuple[str, ...] = ()
+    """The Docker configs its container mounts (from the spec it was made from)."""
 
     @property
     def running(self) -> bool:
         return self.state == "running" and self.desired_state == "running"
+
+    @property
+    def live(self) -> bool:
+        """Not yet in a final state: it may still start, run or be stopping."""
+        return self.state in LIVE_TASK_STATES
 
     def address_on(self, network_id: str) -> str | None:
         return next((a for n, a in self.addresses if n == network_id), None)

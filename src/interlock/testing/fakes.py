@@ -31,9 +31,9 @@ from interlock.constants import (
     extension_token_secret,
     proxy_token_secret,
 )
-from interlock.edges.swarm_ops import network_record, secret_record, service_record
+from interlock.edges.swarm_ops import network_record, secret_record, service_record, task_record
 from interlock.errors import ConfigRejected, DockerUnavailable, ReloadFailed
-from interlock.swarm.records import NetworkRecord, Ref, SecretRecord, ServiceRecord
+from interlock.swarm.records import NetworkRecord, Ref, SecretRecord, ServiceRecord, TaskRecord
 from interlock.swarm.specs import certificate_mounts, with_certificates, with_secrets
 from interlock.testing.swarm_json import fake_id, swarm_json
 from interlock.wire.certificates import CertificateBundle
@@ -118,22 +118,11 @@ class _Stream:
         self.closed = True
 
 
-class FakeSwarm:
-    """A swarm in memory. App services come from a compact description (see `swarm_json`);
-    services the core creates are kept as it sent them."""
+class _FakeObjects:
+    """The secrets and configs of a swarm in memory, and its writes and outages."""
 
-    def __init__(
-        self,
-        description: Mapping[str, Any] | None = None,
-        *,
-        secrets: tuple[str, ...] = (),
-        tokens: bool = True,
-        extensions: tuple[str, ...] = ("default",),
-    ) -> None:
-        """`tokens`: Interlock's token and TLS secrets for `extensions` exist (as after `interlock up`)."""
+    def __init__(self, secrets: tuple[str, ...], *, tokens: bool, extensions: tuple[str, ...]) -> None:
         self.index = 10
-        self.apps: dict[str, Any] = dict(description or {})
-        self.owned: dict[str, dict[str, Any]] = {}
         token_names = [
             OPERATOR_TOKEN,
             *(f(e) for e in extensions for f in (extension_token_secret, proxy_token_secret)),
@@ -152,70 +141,18 @@ class FakeSwarm:
                     LABEL_TLS_FINGERPRINT: fingerprint,
                 }
         self.config_objects: dict[str, dict[str, Any]] = {}
-        self.image_ids: dict[str, str] = {}
-        self.control_network = True
-        self.removed_networks: list[str] = []  # by `remove_network`; no longer listed
-        self.control_subnet: str | None = "10.255.0.0/24"
-        """None: Swarm has not allocated the control network's subnet yet."""
         self.down = False
         """While True every call raises DockerUnavailable, as a stopped daemon would."""
-        self.malformed = False
-        """While True the lists answer a service without an ID (not the Engine API's shape)."""
         self.writes: list[tuple[str, str]] = []
         """(operation, name) of every write, in order."""
-        self.lists = 0
         self.secret_lists = 0
         self.failed_calls = 0
         """Calls refused while `down`."""
-        self.streams: list[_Stream] = []
-        self._on_event: Callable[[dict[str, Any]], None] | None = None
-        self._on_end: Callable[[BaseException | None], None] | None = None
 
-    # -- what the test does ---------------------------------------------------------------
-    def set_apps(self, description: Mapping[str, Any], *, event: bool = True) -> None:
-        """Replace the app services; with `event`, the stream reports a service update."""
-        self.apps = dict(description)
-        self.index += 1
-        if event:
-            self.emit({"Type": "service", "Action": "update", "Actor": {"ID": "app"}})
-
-    def emit(self, event: dict[str, Any]) -> None:
-        if self._on_event is not None and not self.streams[-1].closed:
-            self._on_event(event)
-
-    def end_stream(self, error: BaseException | None = None) -> None:
-        if self._on_end is not None:
-            self._on_end(error)
-
-    def service(self, name: str) -> dict[str, Any] | None:
-        return self.owned.get(name)
-
-    # -- SwarmSource -------------------------------------------------------------------------
     def _check(self) -> None:
         if self.down:
             self.failed_calls += 1
             raise DockerUnavailable("Docker API: connection refused (fake)")
-
-    def list_swarm(self) -> dict[str, list[dict[str, Any]]]:
-        self._check()
-        self.lists += 1
-        raw = swarm_json(self.apps)
-        for service in raw["services"]:
-            # Every change the test makes moves the version of the app services, as an update would.
-            service["Version"] = {"Index": self.index}
-        raw["services"] += [copy.deepcopy(s) for s in self.owned.values()]
-        if self.malformed:
-            raw["services"].append({"Spec": {"Name": "no-id"}})
-        raw["networks"] = self._networks(raw["networks"])
-        return raw
-
-    def _networks(self, apps: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        ipam = {"Config": [{"Subnet": self.control_subnet}] if self.control_subnet else []}
-        control = [
-            {"Id": fake_id("network", CONTROL_NETWORK), "Name": CONTROL_NETWORK, "Driver": "overlay", "IPAM": ipam}
-        ]
-        kept = [n for n in apps if n["Name"] not in self.removed_networks]
-        return kept + (control if self.control_network else [])
 
     def list_secrets(self) -> list[dict[str, Any]]:
         self._check()
@@ -224,19 +161,6 @@ class FakeSwarm:
             {"ID": i, "Spec": {"Name": n, "Labels": self.secret_labels.get(n, {})}} for n, i in self.secret_ids.items()
         ]
 
-    def stream_events(
-        self, on_event: Callable[[dict[str, Any]], None], on_end: Callable[[BaseException | None], None]
-    ) -> _Stream:
-        self._check()
-        self._on_event, self._on_end = on_event, on_end
-        self.streams.append(_Stream(self))
-        return self.streams[-1]
-
-    # -- SwarmWriter -------------------------------------------------------------------------
-    def networks(self) -> list[dict[str, Any]]:
-        self._check()
-        return self._networks(swarm_json(self.apps)["networks"])
-
     def secrets(self, label: str | None = None) -> list[dict[str, Any]]:
         return self.list_secrets()
 
@@ -244,91 +168,11 @@ class FakeSwarm:
         self._check()
         return list(self.config_objects.values())
 
-    def image_identity(self, reference: str) -> str:
-        self._check()
-        return self.image_ids.get(reference, "")
-
-    def services(self, *, label: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
-        self._check()
-        found = []
-        # As Docker lists them: the app services and the ones the core owns.
-        for service in [*swarm_json(self.apps)["services"], *self.owned.values()]:
-            key, _, value = (label or "").partition("=")
-            if label and service["Spec"].get("Labels", {}).get(key) != value:
-                continue
-            if name and service["Spec"]["Name"] != name:
-                continue
-            found.append(copy.deepcopy(service))
-        return found
-
-    def create_service(self, spec: Mapping[str, Any]) -> str:
-        self._check()
-        name = spec["Name"]
-        if name in self.owned:
-            raise DockerUnavailable(f"POST /services/create: 409 name {name} is in use")
-        self.index += 1
-        service_id = fake_id("service", name, self.index)
-        self.owned[name] = {"ID": service_id, "Version": {"Index": self.index}, "Spec": copy.deepcopy(dict(spec))}
-        self.writes.append(("create", name))
-        return service_id
-
-    def update_service(self, service: ServiceRecord, spec: Mapping[str, Any]) -> None:
-        self._check()
-        current = self.owned.get(spec["Name"])
-        if current is None or current["Version"]["Index"] != service.version:
-            raise DockerUnavailable("POST /services/update: 500 update out of sequence")
-        self.index += 1
-        current["Version"] = {"Index": self.index}
-        current["Spec"] = copy.deepcopy(dict(spec))
-        self.writes.append(("update", spec["Name"]))
-
-    def remove_network(self, network_id: str) -> None:
-        """As Docker: refused while a service's spec names the network."""
-        name = next((n["Name"] for n in self.networks() if n["Id"] == network_id), None)
-        if name is None or any(network_id in s.network_ids for s in self.service_records()):
-            raise DockerUnavailable(f"DELETE /networks/{network_id}: 403 not found, or in use")
-        self.removed_networks.append(name)
-        self.writes.append(("remove network", name))
-
-    def remove_service(self, service_id: str) -> None:
-        self._check()
-        for name, service in list(self.owned.items()):
-            if service["ID"] == service_id:
-                del self.owned[name]
-                self.index += 1
-                self.writes.append(("remove", name))
-
-    def service_named(self, name: str) -> dict[str, Any] | None:
-        return next(iter(self.services(name=name)), None)
-
-    # The typed reads the core uses (`SwarmWriter`), made from the JSON above by the real edge.
-    def service_records(self, *, label: str | None = None, name: str | None = None) -> list[ServiceRecord]:
-        return [service_record(s) for s in self.services(label=label, name=name)]
-
-    def network_records(self) -> list[NetworkRecord]:
-        return [network_record(n) for n in self.networks()]
-
     def secret_records(self, label: str | None = None) -> list[SecretRecord]:
         return [secret_record(s) for s in self.secrets(label)]
 
     def config_records(self, label: str | None = None) -> list[SecretRecord]:
         return [secret_record(c) for c in self.configs(label)]
-
-    def mount_secrets(self, service_name: str, mounts: Sequence[tuple[Ref, str]]) -> bool:
-        current = self.owned.get(service_name)
-        if current is None:
-            return False
-        self.update_service(service_record(current), with_secrets(current["Spec"], mounts))
-        return True
-
-    def mount_certificates(self, service_name: str, certificates: Sequence[Ref]) -> bool:
-        current = self.owned.get(service_name)
-        if current is None:
-            return False
-        if certificate_mounts(current["Spec"]) == sorted(certificates, key=lambda r: r.name):
-            return False
-        self.update_service(service_record(current), with_certificates(current["Spec"], certificates))
-        return True
 
     def secret(self, name: str) -> Ref | None:
         self._check()
@@ -368,6 +212,176 @@ class FakeSwarm:
         removed = self.config_objects.pop(config_id, None)
         if removed is not None:
             self.writes.append(("remove-config", removed["Spec"]["Name"]))
+
+
+class FakeSwarm(_FakeObjects):
+    """A swarm in memory. App services come from a compact description (see `swarm_json`);
+    services the core creates are kept as it sent them."""
+
+    def __init__(
+        self,
+        description: Mapping[str, Any] | None = None,
+        *,
+        secrets: tuple[str, ...] = (),
+        tokens: bool = True,
+        extensions: tuple[str, ...] = ("default",),
+    ) -> None:
+        """`tokens`: Interlock's token and TLS secrets for `extensions` exist (as after `interlock up`)."""
+        super().__init__(secrets, tokens=tokens, extensions=extensions)
+        self.apps: dict[str, Any] = dict(description or {})
+        self.owned: dict[str, dict[str, Any]] = {}
+        self.owned_tasks: list[dict[str, Any]] = []
+        """Tasks of the services the core owns, as the Engine API lists them; a test adds them."""
+        self.image_ids: dict[str, str] = {}
+        self.control_network = True
+        self.removed_networks: list[str] = []  # by `remove_network`; no longer listed
+        self.control_subnet: str | None = "10.255.0.0/24"
+        """None: Swarm has not allocated the control network's subnet yet."""
+        self.malformed = False
+        """While True the lists answer a service without an ID (not the Engine API's shape)."""
+        self.lists = 0
+        self.streams: list[_Stream] = []
+        self._on_event: Callable[[dict[str, Any]], None] | None = None
+        self._on_end: Callable[[BaseException | None], None] | None = None
+
+    # -- what the test does ---------------------------------------------------------------
+    def set_apps(self, description: Mapping[str, Any], *, event: bool = True) -> None:
+        """Replace the app services; with `event`, the stream reports a service update."""
+        self.apps = dict(description)
+        self.index += 1
+        if event:
+            self.emit({"Type": "service", "Action": "update", "Actor": {"ID": "app"}})
+
+    def emit(self, event: dict[str, Any]) -> None:
+        if self._on_event is not None and not self.streams[-1].closed:
+            self._on_event(event)
+
+    def end_stream(self, error: BaseException | None = None) -> None:
+        if self._on_end is not None:
+            self._on_end(error)
+
+    def service(self, name: str) -> dict[str, Any] | None:
+        return self.owned.get(name)
+
+    # -- SwarmSource -------------------------------------------------------------------------
+    def list_swarm(self) -> dict[str, list[dict[str, Any]]]:
+        self._check()
+        self.lists += 1
+        raw = swarm_json(self.apps)
+        for service in raw["services"]:
+            # Every change the test makes moves the version of the app services, as an update would.
+            service["Version"] = {"Index": self.index}
+        raw["services"] += [copy.deepcopy(s) for s in self.owned.values()]
+        if self.malformed:
+            raw["services"].append({"Spec": {"Name": "no-id"}})
+        raw["networks"] = self._networks(raw["networks"])
+        return raw
+
+    def _networks(self, apps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        ipam = {"Config": [{"Subnet": self.control_subnet}] if self.control_subnet else []}
+        control = [
+            {"Id": fake_id("network", CONTROL_NETWORK), "Name": CONTROL_NETWORK, "Driver": "overlay", "IPAM": ipam}
+        ]
+        kept = [n for n in apps if n["Name"] not in self.removed_networks]
+        return kept + (control if self.control_network else [])
+
+    def stream_events(
+        self, on_event: Callable[[dict[str, Any]], None], on_end: Callable[[BaseException | None], None]
+    ) -> _Stream:
+        self._check()
+        self._on_event, self._on_end = on_event, on_end
+        self.streams.append(_Stream(self))
+        return self.streams[-1]
+
+    # -- SwarmWriter -------------------------------------------------------------------------
+    def networks(self) -> list[dict[str, Any]]:
+        self._check()
+        return self._networks(swarm_json(self.apps)["networks"])
+
+    def image_identity(self, reference: str) -> str:
+        self._check()
+        return self.image_ids.get(reference, "")
+
+    def services(self, *, label: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
+        self._check()
+        found = []
+        # As Docker lists them: the app services and the ones the core owns.
+        for service in [*swarm_json(self.apps)["services"], *self.owned.values()]:
+            key, _, value = (label or "").partition("=")
+            if label and service["Spec"].get("Labels", {}).get(key) != value:
+                continue
+            if name and service["Spec"]["Name"] != name:
+                continue
+            found.append(copy.deepcopy(service))
+        return found
+
+    def create_service(self, spec: Mapping[str, Any]) -> str:
+        self._check()
+        name = spec["Name"]
+        if name in self.owned:
+            raise DockerUnavailable(f"POST /services/create: 409 name {name} is in use")
+        self.index += 1
+        service_id = fake_id("service", name, self.index)
+        self.owned[name] = {"ID": service_id, "Version": {"Index": self.index}, "Spec": copy.deepcopy(dict(spec))}
+        self.writes.append(("create", name))
+        return service_id
+
+    def update_service(self, service: ServiceRecord, spec: Mapping[str, Any]) -> None:
+        self._check()
+        current = self.owned.get(spec["Name"])
+        if current is None or current["Version"]["Index"] != service.version:
+            raise DockerUnavailable("POST /services/update: 500 update out of sequence")
+        self.index += 1
+        current["Version"] = {"Index": self.index}
+        current["PreviousSpec"] = current["Spec"]
+        current["Spec"] = copy.deepcopy(dict(spec))
+        self.writes.append(("update", spec["Name"]))
+
+    def remove_network(self, network_id: str) -> None:
+        """As Docker: refused while a service's spec names the network."""
+        name = next((n["Name"] for n in self.networks() if n["Id"] == network_id), None)
+        if name is None or any(network_id in s.network_ids for s in self.service_records()):
+            raise DockerUnavailable(f"DELETE /networks/{network_id}: 403 not found, or in use")
+        self.removed_networks.append(name)
+        self.writes.append(("remove network", name))
+
+    def remove_service(self, service_id: str) -> None:
+        self._check()
+        for name, service in list(self.owned.items()):
+            if service["ID"] == service_id:
+                del self.owned[name]
+                self.index += 1
+                self.writes.append(("remove", name))
+
+    def service_named(self, name: str) -> dict[str, Any] | None:
+        return next(iter(self.services(name=name)), None)
+
+    # The typed reads the core uses (`SwarmWriter`), made from the JSON above by the real edge.
+    def service_records(self, *, label: str | None = None, name: str | None = None) -> list[ServiceRecord]:
+        return [service_record(s) for s in self.services(label=label, name=name)]
+
+    def task_records(self, service_id: str) -> list[TaskRecord]:
+        self._check()
+        return [task_record(t) for t in self.owned_tasks if t.get("ServiceID") == service_id]
+
+    def network_records(self) -> list[NetworkRecord]:
+        return [network_record(n) for n in self.networks()]
+
+    def mount_secrets(self, service_name: str, mounts: Sequence[tuple[Ref, str]]) -> bool:
+        current = self.owned.get(service_name)
+        if current is None:
+            return False
+        self.update_service(service_record(current), with_secrets(current["Spec"], mounts))
+        return True
+
+    def mount_certificates(self, service_name: str, certificates: Sequence[Ref]) -> bool:
+        current = self.owned.get(service_name)
+        if current is None:
+            return False
+        if certificate_mounts(current["Spec"]) == sorted(certificates, key=lambda r: r.name):
+            return False
+        self.update_service(service_record(current), with_certificates(current["Spec"], certificates))
+        return True
 
 
 class FakeNginx:

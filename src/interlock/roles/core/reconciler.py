@@ -243,8 +243,16 @@ class Reconciler:
         return self.ops.create_config(f"interlock-proxy-{cluster.name}-{config.digest[:12]}", data, labels)
 
     def _collect_configs(self) -> None:
+        """Remove the proxy configurations nothing can mount any more. Docker refuses to remove
+        a config only while a service's spec names it, but a task made from the spec before
+        still mounts it when it starts (and fails without it, "config not found"), and a
+        rollback's tasks mount the previous spec's: both are kept."""
         mine = f"{LABEL_OWNER}={self.owner}"
-        in_use = {config_id for s in self.ops.service_records(label=mine) for config_id in s.config_ids}
+        in_use: set[str] = set()
+        for service in self.ops.service_records(label=mine):
+            in_use.update(service.config_ids, service.previous_config_ids)
+            if service.config_ids or service.previous_config_ids:
+                in_use.update(c for t in self.ops.task_records(service.id) if t.live for c in t.config_ids)
         for config in self.ops.config_records(label=mine):
             if config.id not in in_use:
                 try:
