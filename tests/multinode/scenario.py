@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,12 @@ class LossFigures:
     """From the node coming back to its proxy answering the route."""
     used_again_s: float
     """From the node coming back to a task on it being a target again."""
+    survivor_lag_s: float = 0.0
+    """From the core's routes having every task to the surviving proxy answering the route."""
+    failures: list[tuple[float, str]] = field(default_factory=list)
+    """Each failed request: seconds from the fault (negative: before it), outcome."""
+    history: str = ""
+    """What the proxies and Swarm showed at the end: for a failure message."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,7 +56,8 @@ class LossFigures:
             f"{self.slowest_s:.1f}s; Swarm marked the node Down after {self.swarm_down_s:.1f}s, its task left the "
             f"targets {self.targets_left_after_down_s:.1f}s later; back: Ready after {self.node_ready_s:.1f}s, "
             f"its proxy served after {self.proxy_back_s:.1f}s, a task on it was a target again after "
-            f"{self.used_again_s:.1f}s"
+            f"{self.used_again_s:.1f}s; the surviving proxy served the route {self.survivor_lag_s:.1f}s after the "
+            "core's routes had it"
         )
 
 
@@ -136,8 +143,13 @@ def lose_a_worker(cluster: Cluster, fault: str) -> LossFigures:
     extra = ("--replicas-max-per-node", "1")
     with service(name, labels=lb(hosts=host, port=str(PORT)), networks=(NETWORK,), replicas=3, extra=extra):
         poll(lambda: all_tasks_routed(name, host), what="a task on each node, all three routed", timeout=120)
+        routed_at = time.monotonic()
         lost = {f"{a}:{PORT}" for a in task_addresses(name, cut.hostname)}
         assert len(lost) == 1, lost
+        # The load is through this proxy: it must know the route first (the core's routes,
+        # polled above, say what the proxies are told, not that they have it yet).
+        poll(lambda: answered(survivor.address, host), what=f"{host} through {survivor.hostname}", timeout=60)
+        survivor_at = time.monotonic()
         with Load(survivor.address, host, max_seconds=150) as load:
             poll(lambda: load.total > 100 or None, what="the load running")
             cut_off(cut, fault)
@@ -161,6 +173,7 @@ def lose_a_worker(cluster: Cluster, fault: str) -> LossFigures:
             used_at = time.monotonic()
             # Load once the returning node's task is a target again.
             time.sleep(1)
+            history = _history(name, host) if load.failed else ""
     return LossFigures(
         fault=fault,
         requests=load.total,
@@ -172,4 +185,17 @@ def lose_a_worker(cluster: Cluster, fault: str) -> LossFigures:
         node_ready_s=round(ready_at - back_at, 2),
         proxy_back_s=round(served_at - back_at, 2),
         used_again_s=round(used_at - back_at, 2),
+        survivor_lag_s=round(survivor_at - routed_at, 2),
+        failures=[(round(at - (cut_at - load.started), 2), what) for at, what in load.failures],
+        history=history,
     )
+
+
+def _history(name: str, host: str) -> str:
+    tasks = sh(
+        *("docker", "service", "ps", "--no-trunc", name),
+        *("--format", "{{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}} {{.Error}}"),
+        check=False,
+    )
+    nodes = sh("docker", "node", "ls", "--format", "{{.Hostname}} {{.Status}} {{.Availability}}", check=False)
+    return f"tasks:\n{tasks}\nnodes:\n{nodes}\ntargets of {host} now: {sorted(targets_of(host))}"

@@ -140,5 +140,8 @@ def test_a_lost_worker_costs_no_request_through_the_surviving_proxy(cluster: Clu
     serves again (see tests/multinode/scenario.py)."""
     figures = lose_a_worker(cluster, fault)
     print("\n" + figures.describe())
-    assert figures.failed == 0, figures.outcomes
+    assert figures.failed == 0, (
+        f"{figures.outcomes}; seconds after the fault, the first failures: {figures.failures[:5]}, the last: "
+        f"{figures.failures[-3:]}\n{figures.history}"
+    )
     assert figures.requests > 1000, "the load ran throughout"
