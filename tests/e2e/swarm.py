@@ -237,42 +237,49 @@ def service(
         sh("docker", "service", "rm", name, check=False)
 
 
-def create(cmd: list[str], name: str, timeout: float = 60) -> None:
-    """`docker service create ...` for service `name`, run again while Swarm elects a leader (a
-    manager was just lost: "raft: failed to process the request: node lost leader status"), as
-    an operator would. Swarm may have committed the create before it answered that: then the
-    service exists, and that is done too. Any other error fails at once."""
-    deadline = time.monotonic() + timeout
-    while True:
+class DockerRefused(RuntimeError):
+    """A docker write failed for a reason an operator would not simply run it again for (not
+    an AssertionError: `poll` would try again)."""
+
+
+def docker_write(cmd: list[str], *, transient: tuple[str, ...], committed: Callable[[], bool] | None = None) -> None:
+    """Run a docker CLI write as an operator would: again while Swarm answers one of the
+    `transient` errors, until it succeeds or `committed()` says Swarm made the change before
+    it answered; any other error fails at once."""
+
+    def attempt() -> bool | None:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-        if proc.returncode == 0:
-            return
-        if subprocess.run(["docker", "service", "inspect", name], capture_output=True, check=False).returncode == 0:
-            return
-        if "raft" not in proc.stderr or time.monotonic() > deadline:
-            raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-        time.sleep(1)
+        if proc.returncode == 0 or (committed is not None and committed()):
+            return True
+        if any(message in proc.stderr for message in transient):
+            return None
+        raise DockerRefused(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+
+    poll(attempt, what=" ".join(cmd), interval=1)
+
+
+def create(cmd: list[str], name: str) -> None:
+    """`docker service create ...` for service `name`, run again while Swarm elects a leader (a
+    manager was just lost: "raft: failed to process the request: node lost leader status").
+    Swarm may have committed the create before it answered that: then the service exists."""
+
+    def exists() -> bool:
+        return subprocess.run(["docker", "service", "inspect", name], capture_output=True, check=False).returncode == 0
+
+    docker_write(cmd, transient=("raft",), committed=exists)
+
+
+def force_update(name: str) -> None:
+    """`docker service update -d --force NAME`, run again on "update out of sequence": another
+    writer (Swarm's updater recording its progress, the core updating its own service) changed
+    the service between the CLI's read and its write."""
+    docker_write(["docker", "service", "update", "-d", "--force", name], transient=("update out of sequence",))
 
 
 def settled_update(name: str) -> bool | None:
     """Whether Swarm finished (or never had) an update of the service (for `poll`)."""
     status = json.loads(sh("docker", "service", "inspect", name))[0].get("UpdateStatus") or {}
     return status.get("State") in (None, "completed", "rollback_completed") or None
-
-
-def force_update(name: str) -> bool | None:
-    """`docker service update -d --force NAME`, as an operator runs it (for `poll`): None when
-    another writer (Swarm's updater recording its progress, the core updating its own service)
-    changed the service between the CLI's read and its write, "update out of sequence", which
-    the operator would simply run again."""
-    proc = subprocess.run(
-        ["docker", "service", "update", "-d", "--force", name], capture_output=True, text=True, timeout=120, check=False
-    )
-    if proc.returncode == 0:
-        return True
-    if "update out of sequence" in proc.stderr:
-        return None
-    raise AssertionError(f"docker service update --force {name} failed ({proc.returncode}): {proc.stderr}")
 
 
 E2E_LABEL = "interlock.e2e"

@@ -118,7 +118,7 @@ def test_ssl_acme_is_served_with_pebbles_certificate_on_both_kinds_kept_over_a_r
         poll(lambda: set().union(*made.values()) <= core_mounts() or None, what="the core mounting its certificates")
         before = poll(core_task, what="the core serving")
         poll(lambda: settled_update("interlock"), what="the core's own update of its service done", timeout=120)
-        poll(lambda: force_update("interlock"), what="docker service update --force interlock")
+        force_update("interlock")
         poll(lambda: core_task() not in (None, before), what="a new core serving", timeout=120)
         for cluster in CLUSTERS:
             settled(cluster.http)
