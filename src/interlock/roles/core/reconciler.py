@@ -248,13 +248,14 @@ class Reconciler:
         still mounts it when it starts (and fails without it, "config not found"), and a
         rollback's tasks mount the previous spec's: both are kept."""
         mine = f"{LABEL_OWNER}={self.owner}"
-        in_use: set[str] = set()
-        for service in self.ops.service_records(label=mine):
-            in_use.update(service.config_ids, service.previous_config_ids)
-            if service.config_ids or service.previous_config_ids:
-                in_use.update(c for t in self.ops.task_records(service.id) if t.live for c in t.config_ids)
-        for config in self.ops.config_records(label=mine):
-            if config.id not in in_use:
+        services = [s for s in self.ops.service_records(label=mine) if s.config_ids or s.previous_config_ids]
+        named = {c for s in services for c in (*s.config_ids, *s.previous_config_ids)}
+        unnamed = [config for config in self.ops.config_records(label=mine) if config.id not in named]
+        if not unnamed:
+            return  # most rounds: no task listing needed
+        mounted = {c for s in services for t in self.ops.task_records(s.id) if t.live for c in t.config_ids}
+        for config in unnamed:
+            if config.id not in mounted:
                 try:
                     self.ops.remove_config(config.id)
                 except DockerUnavailable:
