@@ -276,6 +276,16 @@ def force_update(name: str) -> None:
     docker_write(["docker", "service", "update", "-d", "--force", name], transient=("update out of sequence",))
 
 
+def task_history(name: str) -> str:
+    """The service's tasks as `docker service ps` lists them, with their errors: for failure
+    messages ('' once the service is gone)."""
+    return sh(
+        *("docker", "service", "ps", "--no-trunc", name),
+        *("--format", "{{.Name}} {{.Image}} {{.Node}} {{.DesiredState}} {{.CurrentState}} {{.Error}}"),
+        check=False,
+    )
+
+
 def settled_update(name: str) -> bool | None:
     """Whether Swarm finished (or never had) an update of the service (for `poll`)."""
     status = json.loads(sh("docker", "service", "inspect", name))[0].get("UpdateStatus") or {}

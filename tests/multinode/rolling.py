@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.swarm import IMAGE, INTERLOCK, lb, poll, service, settled_update, sh, unique
+from tests.e2e.swarm import IMAGE, INTERLOCK, lb, poll, service, settled_update, sh, task_history, unique
 from tests.multinode.conftest import CONFIG, HAP_PORT, NETWORK, Cluster
 from tests.multinode.front import Front, front
 from tests.multinode.load import Load
@@ -53,11 +53,7 @@ class RollFigures:
 
     @classmethod
     def of(cls, scenario: str, load: Load, balancer: Front, first: float, second: float, proxies: str) -> RollFigures:
-        tasks = sh(
-            *("docker", "service", "ps", "--no-trunc", proxies),
-            *("--format", "{{.Name}} {{.Image}} {{.Node}} {{.DesiredState}} {{.CurrentState}} {{.Error}}"),
-            check=False,
-        )
+        tasks = task_history(proxies)
         update = sh("docker", "service", "inspect", "--format", "{{json .UpdateStatus}}", proxies, check=False)
         core_log = sh("sh", "-c", "docker service logs --tail 300 interlock 2>&1", check=False)
         writes = [line for line in core_log.splitlines() if "service" in line and "updating" in line]

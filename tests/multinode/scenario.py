@@ -15,7 +15,7 @@ from typing import Any
 
 import requests
 
-from tests.e2e.swarm import INTERLOCK, lb, poll, service, sh, unique
+from tests.e2e.swarm import INTERLOCK, lb, poll, service, sh, task_history, unique
 from tests.multinode.conftest import CLUSTER, NETWORK, Cluster, Node
 from tests.multinode.load import Load
 
@@ -192,10 +192,6 @@ def lose_a_worker(cluster: Cluster, fault: str) -> LossFigures:
 
 
 def _history(name: str, host: str) -> str:
-    tasks = sh(
-        *("docker", "service", "ps", "--no-trunc", name),
-        *("--format", "{{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}} {{.Error}}"),
-        check=False,
-    )
+    tasks = task_history(name)
     nodes = sh("docker", "node", "ls", "--format", "{{.Hostname}} {{.Status}} {{.Availability}}", check=False)
     return f"tasks:\n{tasks}\nnodes:\n{nodes}\ntargets of {host} now: {sorted(targets_of(host))}"
