@@ -60,6 +60,13 @@ METRICS_PORT = 9180
 monitoring network (`MonitoringNetwork`), never published."""
 INTERNAL_PORTS = (TERMINATOR_PORT, PASSTHROUGH_PORT, STATUS_PORT, METRICS_PORT)
 
+# -- how both proxy kinds retry -----------------------------------------------------------------
+CONNECT_TRIES = 6
+"""The tasks a request may try when the tries before failed at connect (refused, unreachable, a
+connect timeout: nothing was sent). Such tries do not count against the route's retries, but
+a task this node cannot reach may cost the connect timeout each, so they are bounded."""
+
+
 # -- labels on what Interlock creates ---------------------------------------------------------
 LABEL_OWNER = "com.docker.interlock.owner"
 """The core service that created (and may update or remove) an object."""

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from interlock.wire.certificates import CertificateBundle, Credentials
-from tests.nginx.either_kind import HTTP, LoopbackProxy, loopback_routing, start_backend
+from tests.nginx.either_kind import HTTP, LoopbackProxy, free_port, loopback_routing, start_backend
 
 pytestmark = pytest.mark.nginx
 
@@ -155,6 +155,18 @@ async def test_retries_reach_a_healthy_task_while_another_answers_503(proxy: Loo
     finally:
         failing.terminate()
         failing.wait(timeout=10)
+
+
+async def test_tasks_that_refuse_connections_cost_no_request_while_one_task_answers(
+    proxy: LoopbackProxy, backend: int
+) -> None:
+    """A task Swarm runs that this proxy cannot reach yet (or one just gone) fails at connect,
+    before the request is sent: the proxy tries the next task, past the default retries and for a
+    POST too, until one answers. Here four of five tasks of a host refuse every connection."""
+    refusing = {f"shop-{n}": {"hosts": "shop.local", "port": str(free_port())} for n in range(4)}
+    await proxy.route(loopback_routing({**refusing, "shop": {"hosts": "shop.local", "port": str(backend)}}))
+    answers = [ask("shop.local", method).status for _ in range(10) for method in ("GET", "POST")]
+    assert answers == [200] * 20
 
 
 def crypt(password: str, setting: str) -> str:

@@ -338,9 +338,11 @@ LABELS: tuple[LabelSpec, ...] = (
     LabelSpec(
         "retries",
         "a whole number 0-5",
-        "nginx: ProxyNextUpstreamTries - 1; HAProxy: none",
+        "nginx: ProxyNextUpstreamTries - 1; HAProxy: after connect errors only",
         "Retries of an idempotent request (GET, HEAD, OPTIONS, PUT, DELETE) on another task after a "
-        "connection error or a 502, 503 or 504.",
+        "connection error or a 502, 503 or 504. A try that fails at connect (nothing was sent) goes on "
+        "to another task for any method, up to 6 tasks; on nginx it does not count against this "
+        "number (unless 0), on HAProxy it does once this label is set.",
         "2",
         policy.retry_count,
     ),

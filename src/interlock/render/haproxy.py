@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from interlock import __version__
 from interlock.config.schema import ExtensionConfig, HAProxyConfig, size_bytes
-from interlock.constants import ADMIN_PASS_ENV, INTERNAL_PORTS, STATUS_PORT, TERMINATOR_PORT
+from interlock.constants import ADMIN_PASS_ENV, CONNECT_TRIES, INTERNAL_PORTS, STATUS_PORT, TERMINATOR_PORT
 from interlock.errors import UnsafeValue
 from interlock.model.routing import Balance, RedirectRule, Routing, Server, TLSMode, Upstream, VirtualHost
 from interlock.render.access_log import haproxy_json_format, services_of
@@ -298,6 +298,14 @@ class _View(ListenerView):
     config_id = CONFIG_ID_PLACEHOLDER
     admin_socket = Token(ADMIN_SOCKET)
 
+    def connect_retries(self, upstream: Upstream) -> int | None:
+        """Retries after a connection error (nothing was sent: any method), each on another
+        task: as nginx's balancer, up to every task and at most CONNECT_TRIES tries. None where
+        the route's `retries` policy sets HAProxy's one retry count itself."""
+        if upstream.policy is not None and upstream.policy.retries is not None:
+            return None
+        return max(2, min(len(self.slots(upstream)), CONNECT_TRIES) - 1)
+
     def slots(self, upstream: Upstream) -> range:
         return range(slot_count(len(upstream.servers)))
 
@@ -315,7 +323,12 @@ class _View(ListenerView):
             # failures, tried again every fail_timeout. max_fails 0 (never set aside, as in
             # nginx) is no check at all: HAProxy refuses `fall 0`.
             inter = user_token(first.fail_timeout or "10s")
-            parts.append(f"check inter {inter} fall {int(first.max_fails)} rise 1")
+            fails = int(first.max_fails)
+            # Connection errors of requests count too (nginx's passive check): down at once,
+            # not at the next check, so the retries of the next requests do not try it.
+            parts.append(
+                f"check inter {inter} fall {fails} rise 1 observe layer4 error-limit {fails} on-error mark-down"
+            )
         if upstream.tls:
             verify = "required" if upstream.tls_verify else "none"
             parts.append(f"ssl verify {verify} ca-file {_CA_FILE} sni req.hdr(host)")

@@ -21,7 +21,7 @@ from importlib import resources
 
 from interlock import __version__
 from interlock.config.schema import ExtensionConfig
-from interlock.constants import INTERNAL_PORTS, PASSTHROUGH_PORT, STATUS_PORT, TERMINATOR_PORT
+from interlock.constants import CONNECT_TRIES, INTERNAL_PORTS, PASSTHROUGH_PORT, STATUS_PORT, TERMINATOR_PORT
 from interlock.errors import TemplateFailed, UnsafeValue
 from interlock.model.routing import RedirectRule, Routing, Server, TLSMode, Upstream, VirtualHost
 from interlock.render.access_log import nginx_json_format, services_of
@@ -242,6 +242,8 @@ class _View(ListenerView):
     def default_retries(self) -> int:
         tries = self.ext.nginx.proxy_next_upstream_tries
         return tries - 1 if tries else 1_000_000
+
+    connect_tries = CONNECT_TRIES
 
     @staticmethod
     def lua_bool(value: bool) -> Token:

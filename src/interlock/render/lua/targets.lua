@@ -33,6 +33,7 @@ local M = {
     https_port_suffix = "",
     log_names = false,
     default_retries = 1, -- ProxyNextUpstreamTries - 1: retries where no policy says
+    connect_tries = 6, -- CONNECT_TRIES: the tasks a request tries while tries fail at connect
 }
 local upstreams = {}
 local hosts = {}
@@ -452,14 +453,30 @@ end
 -- peers' keys are); read only when nginx retries, because reading a variable costs more than
 -- the rest of a pick.
 local function tried_peers()
-    local tried, last = {}, nil
+    local tried, last, n = {}, nil, 0
     for address in string.gmatch(var.upstream_addr or "", "[^%s,]+") do
         if address ~= ":" then
+            if not tried[address] then
+                n = n + 1
+            end
             tried[address] = true
             last = address
         end
     end
-    return tried, last
+    return tried, last, n
+end
+
+-- Whether the try that just failed never connected to its task (refused, unreachable, or the
+-- connect timed out): $upstream_connect_time is "-" for it. The try being chosen now is not in
+-- the variable yet (nginx prints a lone colon for it).
+local function never_connected()
+    local last
+    for time in string.gmatch(var.upstream_connect_time or "", "[^%s,]+") do
+        if time ~= ":" then
+            last = time
+        end
+    end
+    return last == "-"
 end
 
 local function find_peer(peers, key)
@@ -486,11 +503,18 @@ local function balance_with(upstream, name)
         local tried
         local state = balancer.get_last_failure()
         if state then
-            local last
-            tried, last = tried_peers()
+            local last, n_tried
+            tried, last, n_tried = tried_peers()
             local failed = state == "failed" and last and find_peer(peers, last)
             if failed then
                 note_failure(failed)
+                -- A try that reached no task is not a retry of the request: it gives its try
+                -- back while some task is untried (a task Swarm runs that this node cannot
+                -- reach yet, or one just gone), up to connect_tries tasks (each may cost the
+                -- connect timeout). Any method: nothing was sent.
+                if n_tried < count and n_tried < M.connect_tries and never_connected() then
+                    balancer.set_more_tries(1)
+                end
             end
         else
             -- Another task for each retry, as many as the route's policy (or the default) allows.
