@@ -7,16 +7,15 @@ created at the cut and another once Swarm runs the core on another manager; both
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from tests.e2e.swarm import INTERLOCK, lb, poll, service, sh, unique
-from tests.multinode.conftest import NETWORK, Cluster, Node
+from tests.multinode.conftest import NETWORK, Cluster
 from tests.multinode.load import Load
-from tests.multinode.scenario import PORT, answered, cut_off, node_state, restore, steadily_answered
+from tests.multinode.scenario import PORT, answered, cut_off, node_state, proxy_log, restore, steadily_answered
 
 ON_WORKERS = ("--constraint", "node.role==worker")
 
@@ -100,24 +99,6 @@ def where_things_stand(name: str) -> str:
     tasks = sh("docker", "service", "ps", "--no-trunc", name, check=False)
     core = sh("docker", "service", "ps", "--no-trunc", "interlock", check=False)
     return f"tasks of {name}:\n{tasks}\ncore tasks:\n{core}\ninterlock status:\n{sh(INTERLOCK, 'status', check=False)}"
-
-
-def proxy_log(node: Node, since: float) -> str:
-    """The log of the default cluster's proxy on `node` since `since` (a time.time())."""
-    containers = sh(*node.docker, "ps", "-q", "--filter", "label=com.docker.swarm.service.name=interlock-proxy").split()
-    logs = (
-        subprocess.run(
-            [*node.docker, "logs", "-t", "--since", f"{since:.0f}", container],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=60,
-            check=False,
-        ).stdout
-        for container in containers
-    )
-    # Both streams interleaved; by timestamp, which starts every line.
-    return "\n".join(sorted("".join(logs).splitlines()))
 
 
 def lose_the_core_manager(cluster: Cluster) -> FailoverFigures:

@@ -149,7 +149,7 @@ def lose_a_worker(cluster: Cluster, fault: str) -> LossFigures:
         # The load is through this proxy: it must know the route first (the core's routes,
         # polled above, say what the proxies are told, not that they have it yet).
         poll(lambda: answered(survivor.address, host), what=f"{host} through {survivor.hostname}", timeout=60)
-        survivor_at = time.monotonic()
+        survivor_at, survivor_wall = time.monotonic(), time.time()
         with Load(survivor.address, host, max_seconds=150) as load:
             poll(lambda: load.total > 100 or None, what="the load running")
             cut_off(cut, fault)
@@ -173,7 +173,7 @@ def lose_a_worker(cluster: Cluster, fault: str) -> LossFigures:
             used_at = time.monotonic()
             # Load once the returning node's task is a target again.
             time.sleep(1)
-            history = _history(name, host) if load.failed else ""
+            history = _history(name, host, survivor, since=survivor_wall - 5) if load.failed else ""
     return LossFigures(
         fault=fault,
         requests=load.total,
@@ -191,7 +191,31 @@ def lose_a_worker(cluster: Cluster, fault: str) -> LossFigures:
     )
 
 
-def _history(name: str, host: str) -> str:
+def proxy_log(node: Node, since: float) -> str:
+    """The log of the default cluster's proxy on `node` since `since` (a time.time())."""
+    containers = sh(*node.docker, "ps", "-q", "--filter", "label=com.docker.swarm.service.name=interlock-proxy").split()
+    logs = (
+        subprocess.run(
+            [*node.docker, "logs", "-t", "--since", f"{since:.0f}", container],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=60,
+            check=False,
+        ).stdout
+        for container in containers
+    )
+    # Both streams interleaved; by timestamp, which starts every line.
+    return "\n".join(sorted("".join(logs).splitlines()))
+
+
+def _history(name: str, host: str, survivor: Node, since: float) -> str:
     tasks = task_history(name)
     nodes = sh("docker", "node", "ls", "--format", "{{.Hostname}} {{.Status}} {{.Availability}}", check=False)
-    return f"tasks:\n{tasks}\nnodes:\n{nodes}\ntargets of {host} now: {sorted(targets_of(host))}"
+    # What the surviving proxy said of its tries (nginx: "connect() failed (113: ...)").
+    said = [line for line in proxy_log(survivor, since).splitlines() if "[error]" in line or "[warn]" in line]
+    errors = "\n".join(said[-30:])
+    return (
+        f"tasks:\n{tasks}\nnodes:\n{nodes}\ntargets of {host} now: {sorted(targets_of(host))}\n"
+        f"the surviving proxy's errors and warnings (last 30 of {len(said)}):\n{errors}"
+    )
