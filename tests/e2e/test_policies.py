@@ -28,6 +28,7 @@ from tests.e2e.swarm import (
     service_log,
     settled,
     sh,
+    task_history,
     task_ips,
     unique,
     until_routed,
@@ -127,7 +128,7 @@ def test_a_retried_get_reaches_a_healthy_task_while_another_answers_503(cluster:
             until_routed(host, port=cluster.http, what=f"{host} routed")
         except AssertionError as failed:
             # Once seen on HAProxy: both tasks answered 503 for a minute. What each task said.
-            tasks = {name: sh("docker", "service", "ps", "--no-trunc", name, check=False) for name in (stable, failing)}
+            tasks = {name: task_history(name) for name in (stable, failing)}
             addresses = {name: task_ips(name, "e2e-a") for name in tasks}
             logs = {name: service_log(name, tail=30) for name in tasks}
             # Which task (or what else) gave the last answer: the body names its task.

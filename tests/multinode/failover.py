@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from tests.e2e.swarm import INTERLOCK, lb, poll, service, sh, unique
+from tests.e2e.swarm import INTERLOCK, lb, poll, service, sh, task_history, unique
 from tests.multinode.conftest import NETWORK, Cluster
 from tests.multinode.load import Load
 from tests.multinode.scenario import PORT, answered, cut_off, node_state, proxy_log, restore, steadily_answered
@@ -96,8 +96,8 @@ def _timestamp(text: str) -> datetime:
 
 def where_things_stand(name: str) -> str:
     """For a failure message: the service's tasks and what the core says."""
-    tasks = sh("docker", "service", "ps", "--no-trunc", name, check=False)
-    core = sh("docker", "service", "ps", "--no-trunc", "interlock", check=False)
+    tasks = task_history(name)
+    core = task_history("interlock")
     return f"tasks of {name}:\n{tasks}\ncore tasks:\n{core}\ninterlock status:\n{sh(INTERLOCK, 'status', check=False)}"
 
 
