@@ -300,11 +300,12 @@ class _View(ListenerView):
 
     def connect_retries(self, upstream: Upstream) -> int | None:
         """Retries after a connection error (nothing was sent: any method), each on another
-        task: as nginx's balancer, up to every task and at most CONNECT_TRIES tries. None where
-        the route's `retries` policy sets HAProxy's one retry count itself."""
+        server: as nginx's balancer, up to the backend's slots (a count that tasks coming and
+        going leave as it is) and at most CONNECT_TRIES tries. None where the route's `retries`
+        policy sets HAProxy's one retry count itself."""
         if upstream.policy is not None and upstream.policy.retries is not None:
             return None
-        return max(2, min(len(self.slots(upstream)), CONNECT_TRIES) - 1)
+        return min(len(self.slots(upstream)), CONNECT_TRIES) - 1
 
     def slots(self, upstream: Upstream) -> range:
         return range(slot_count(len(upstream.servers)))
